@@ -1,0 +1,39 @@
+# The commands a person types. `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint typecheck unit format bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("closeloop needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install  ## simulate a company, run a job with a holdout, measure it
+	$(BIN)/closeloop demo
+
+test: install lint typecheck  ## every check: ruff, mypy, the whole pytest suite
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check closeloop tests bench
+	$(BIN)/ruff format --check closeloop tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install  ## the fast tests only
+	$(BIN)/pytest tests/unit
+
+format: install
+	$(BIN)/ruff format closeloop tests bench
+	$(BIN)/ruff check --fix closeloop tests bench
+
+clean:
+	rm -rf $(VENV) closeloop-demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""closeloop: prove whether customer-success interventions work."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,313 @@
+"""The ``closeloop`` command line: commands parse input, call ``closeloop.services``, print."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from closeloop.cli.render import print_job_report
+from closeloop.errors import CloseloopError, DefinitionErrors
+from closeloop.services import demo as demo_service
+from closeloop.services import engine_runs, reports
+from closeloop.services.data import import_table
+from closeloop.services.project import init_project, load_definitions, open_workspace
+from closeloop.settings import load_settings
+
+app = typer.Typer(
+    name="closeloop",
+    help=(
+        "Prove whether customer-success interventions work: "
+        "jobs with randomized holdouts, measured honestly."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ProjectOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--project", "-p", help="Project folder (default: the one containing the current folder)."
+    ),
+]
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Render closeloop errors once, as a message and exit code 1 (no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except DefinitionErrors as problems:
+            for problem in problems.errors:
+                errors.print(f"[red]error[/red] {problem.render()}", highlight=False)
+            errors.print(f"{len(problems.errors)} problem(s) found", highlight=False)
+            raise typer.Exit(1) from None
+        except CloseloopError as error:
+            errors.print(f"[red]error:[/red] {error}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def parse_time(text: str) -> datetime:
+    """ISO date or date-time; a zone is converted to UTC, no zone means UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO date or date-time (e.g. 2024-03-01T00:00)"
+        ) from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def parse_interval(text: str) -> timedelta:
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise typer.BadParameter(f"{text!r} is not an interval like 1d, 6h or 30m")
+    return timedelta(**{units[text[-1]]: int(text[:-1])})
+
+
+@app.command()
+@reports_errors
+def init(
+    folder: Annotated[Path, typer.Argument(help="Folder to create the project in.")] = Path(),
+    name: Annotated[
+        str | None, typer.Option(help="Project name (default: the folder's name).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Overwrite an existing closeloop.yaml and example files.")
+    ] = False,
+) -> None:
+    """Create a project: closeloop.yaml, an example job and its email template."""
+    for path in init_project(folder, name, force=force):
+        console.print(f"created {path}")
+    console.print("next: `closeloop import accounts FILE`, then `closeloop tick --at NOW`")
+
+
+@app.command()
+@reports_errors
+def validate(project: ProjectOption = None) -> None:
+    """Check every definition of the project; print every problem with file:line:column."""
+    loaded = load_definitions(load_settings(project))
+    console.print(f"[green]ok[/green]: {len(loaded.jobs)} job(s) valid in {loaded.folder}")
+
+
+@app.command()
+@reports_errors
+def migrate(project: ProjectOption = None) -> None:
+    """Create or upgrade the state store's tables."""
+    with open_workspace(project, migrate=True) as workspace:
+        console.print(f"state store at {workspace.settings.state_url} is up to date")
+
+
+@app.command("import")
+@reports_errors
+def import_(
+    table: Annotated[
+        str, typer.Argument(help="Canonical table: accounts, people, events, subscriptions.")
+    ],
+    file: Annotated[Path, typer.Argument(help="A .csv, .parquet or .jsonl file.", exists=False)],
+    project: ProjectOption = None,
+) -> None:
+    """Import a file; bad rows go to the quarantine table, re-imports add no duplicates."""
+    with (
+        open_workspace(project) as workspace,
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed:,} rows"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
+        task = progress.add_task(f"importing {file.name}", total=None)
+        result = import_table(workspace, table, file, progress=lambda n: progress.advance(task, n))
+    console.print(
+        f"{result.table}: {result.rows_read:,} read, [green]{result.imported:,} imported[/green], "
+        f"{result.duplicates:,} duplicate, "
+        + (
+            f"[yellow]{result.quarantined:,} quarantined[/yellow]"
+            if result.quarantined
+            else "0 quarantined"
+        )
+    )
+    if result.quarantined:
+        console.print("see the `quarantine` table for each bad row's file, row, column and reason")
+
+
+@app.command()
+@reports_errors
+def tick(
+    at: Annotated[str | None, typer.Option(help="Tick time (ISO, UTC); default now.")] = None,
+    job: Annotated[str | None, typer.Option(help="Only this job.")] = None,
+    send: Annotated[bool, typer.Option(help="Dispatch the outbox after the tick.")] = True,
+    project: ProjectOption = None,
+) -> None:
+    """Run one tick: completions, timeouts, new enrollments (and send their actions)."""
+    moment = parse_time(at) if at else datetime.now(UTC).replace(tzinfo=None)
+    with open_workspace(project) as workspace:
+        for result in engine_runs.tick(workspace, moment, job):
+            state = " (already done)" if result.already_done else ""
+            console.print(
+                f"{result.job_name} @ {moment:%Y-%m-%d %H:%M}{state}: {result.entered} entered, "
+                f"{result.completed} completed, {result.exited} exited (v{result.version})"
+            )
+        if send:
+            sent = engine_runs.dispatch(workspace, moment)
+            console.print(
+                f"outbox: {len(sent.sent)} sent, {sent.retried} to retry, {sent.dead} dead-lettered"
+            )
+
+
+@app.command()
+@reports_errors
+def backfill(
+    start: Annotated[str, typer.Option("--from", help="First tick (ISO, UTC).")],
+    end: Annotated[str, typer.Option("--to", help="Last tick (ISO, UTC).")],
+    every: Annotated[str, typer.Option(help="Interval between ticks: 1d, 6h, 30m.")] = "1d",
+    job: Annotated[str | None, typer.Option(help="Only this job.")] = None,
+    send: Annotated[bool, typer.Option(help="Dispatch the outbox after each tick.")] = True,
+    project: ProjectOption = None,
+) -> None:
+    """Replay ticks over a past period in simulated time."""
+    first, last, step = parse_time(start), parse_time(end), parse_interval(every)
+    total = len(list(engine_runs.tick_times(first, last, step)))
+    totals = {"entered": 0, "completed": 0, "exited": 0, "sent": 0}
+    with open_workspace(project) as workspace, _bar() as progress:
+        task = progress.add_task("ticking", total=total)
+
+        def on_tick(_moment: datetime, results: list[Any], sent: Any) -> None:
+            for result in results:
+                totals["entered"] += result.entered
+                totals["completed"] += result.completed
+                totals["exited"] += result.exited
+            totals["sent"] += len(sent.sent) if sent is not None else 0
+            progress.advance(task)
+
+        engine_runs.backfill(workspace, first, last, step, job_name=job, send=send, on_tick=on_tick)
+    console.print(
+        f"{total} tick(s): {totals['entered']} entered, {totals['completed']} completed, "
+        f"{totals['exited']} exited, {totals['sent']} message(s) sent"
+    )
+
+
+@app.command()
+@reports_errors
+def dispatch(
+    at: Annotated[
+        str | None, typer.Option(help="Send what is due at this time (default now).")
+    ] = None,
+    project: ProjectOption = None,
+) -> None:
+    """Send every due message in the outbox (retries with backoff, dead-letters after 5 tries)."""
+    moment = parse_time(at) if at else datetime.now(UTC).replace(tzinfo=None)
+    with open_workspace(project) as workspace:
+        sent = engine_runs.dispatch(workspace, moment)
+    console.print(
+        f"outbox: {len(sent.sent)} sent, {sent.retried} to retry, {sent.dead} dead-lettered"
+    )
+
+
+@app.command()
+@reports_errors
+def report(
+    job: Annotated[str, typer.Argument(help="Job name.")],
+    as_of: Annotated[
+        str | None, typer.Option(help="Measure as of this time (default: last tick).")
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="Also write an HTML report with charts here.")
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    project: ProjectOption = None,
+) -> None:
+    """Measure a job: per-arm outcomes, lift vs holdout with CI, time to goal, segments."""
+    if output_format not in ("table", "json"):
+        raise typer.BadParameter("--format is table or json")
+    with open_workspace(project) as workspace:
+        result = reports.job_report(workspace, job, parse_time(as_of) if as_of else None)
+    if output_format == "json":
+        typer.echo(json.dumps(reports.report_to_dict(result), indent=2))
+    else:
+        print_job_report(console, result)
+    if html is not None:
+        reports.write_html_report(result, html)
+        console.print(f"HTML report: {html}")
+
+
+@app.command()
+@reports_errors
+def demo(
+    folder: Annotated[Path, typer.Option("--dir", help="Where to put the demo project.")] = Path(
+        "closeloop-demo"
+    ),
+    accounts: Annotated[int, typer.Option(min=100, help="Simulated accounts.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 7,
+    scenario: Annotated[
+        str, typer.Option(help="Simulator scenario: default or no_effect.")
+    ] = "default",
+) -> None:
+    """Simulate a company, run a job with a holdout through the engine, measure, check the truth."""
+    console.print(
+        f"Simulating {accounts:,} accounts (scenario {scenario!r}, seed {seed}); "
+        "emails go over SMTP "
+        "to a server on 127.0.0.1; embedded DuckDB + SQLite in "
+        f"{folder}/"
+    )
+    with _bar() as progress:
+        task = progress.add_task("simulated days", total=None)
+
+        def on_day(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = demo_service.run_demo(
+            folder, accounts=accounts, seed=seed, scenario_name=scenario, on_day=on_day
+        )
+    truths = {segment: truth.effect for segment, truth in result.truths.items()}
+    print_job_report(console, result.report, truths)
+    console.print(
+        f"{result.events:,} events simulated; "
+        f"{result.emails_received:,} emails received by the SMTP "
+        f"server ({result.unique_message_ids:,} distinct Message-IDs) in {result.seconds:.0f} s"
+    )
+    console.print(f"HTML report with the survival chart: [bold]{result.html_path}[/bold]")
+    console.print(f"True effects written next to the data: {result.project_dir / 'truth.json'}")
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,161 @@
+"""The canonical tables of the data contract (DESIGN §3): names, columns, types, natural ids.
+
+This is the public import format. Timestamps are UTC and stored without a time zone; extra columns
+in an imported file are kept in the ``properties`` column as a JSON object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.schema as sch
+
+
+class ColumnType(StrEnum):
+    STRING = "string"
+    TIMESTAMP = "timestamp"
+    DATE = "date"
+    FLOAT = "float"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    JSON = "json"  # a JSON object stored as text, so every backend can hold it
+
+
+IBIS_TYPES: dict[ColumnType, dt.DataType] = {
+    ColumnType.STRING: dt.string,
+    ColumnType.TIMESTAMP: dt.timestamp,
+    ColumnType.DATE: dt.date,
+    ColumnType.FLOAT: dt.float64,
+    ColumnType.INTEGER: dt.int64,
+    ColumnType.BOOLEAN: dt.boolean,
+    ColumnType.JSON: dt.string,
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+    required: bool = False
+    references: str | None = None  # "accounts": the value must be a known account_id
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    key: str
+    columns: tuple[Column, ...]
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns if column.required)
+
+    def column(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    def ibis_schema(self) -> sch.Schema:
+        return ibis.schema({c.name: IBIS_TYPES[c.type] for c in self.columns})
+
+
+S, TS, D, F, INT, B, J = (
+    ColumnType.STRING,
+    ColumnType.TIMESTAMP,
+    ColumnType.DATE,
+    ColumnType.FLOAT,
+    ColumnType.INTEGER,
+    ColumnType.BOOLEAN,
+    ColumnType.JSON,
+)
+
+ACCOUNTS = TableSpec(
+    "accounts",
+    key="account_id",
+    columns=(
+        Column("account_id", S, required=True),
+        Column("name", S),
+        Column("domain", S),
+        Column("created_at", TS, required=True),
+        Column("segment", S),
+        Column("plan", S),
+        Column("industry", S),
+        Column("employees", INT),
+        Column("region", S),
+        Column("owner", S),
+        Column("arr", F),
+        Column("renewal_date", D),
+        Column("properties", J),
+    ),
+)
+
+PEOPLE = TableSpec(
+    "people",
+    key="person_id",
+    columns=(
+        Column("person_id", S, required=True),
+        Column("account_id", S, required=True, references="accounts"),
+        Column("email", S),
+        Column("name", S),
+        Column("role", S),
+        Column("created_at", TS),
+        Column("properties", J),
+    ),
+)
+
+EVENTS = TableSpec(
+    "events",
+    key="event_id",
+    columns=(
+        Column("event_id", S, required=True),
+        Column("account_id", S, required=True, references="accounts"),
+        Column("person_id", S),
+        Column("name", S, required=True),
+        Column("timestamp", TS, required=True),
+        Column("value", F),
+        Column("properties", J),
+    ),
+)
+
+SUBSCRIPTIONS = TableSpec(
+    "subscriptions",
+    key="subscription_id",
+    columns=(
+        Column("subscription_id", S, required=True),
+        Column("account_id", S, required=True, references="accounts"),
+        Column("plan", S),
+        Column("start_date", D, required=True),
+        Column("end_date", D),
+        Column("mrr", F, required=True),
+        Column("billing_period_months", INT),
+        Column("quantity", INT),
+        Column("properties", J),
+    ),
+)
+
+QUARANTINE = TableSpec(
+    "quarantine",
+    key="quarantine_id",
+    columns=(
+        Column("quarantine_id", S, required=True),
+        Column("table_name", S, required=True),
+        Column("file", S, required=True),
+        Column("row_number", INT, required=True),
+        Column("column_name", S),
+        Column("reason", S, required=True),
+        Column("raw", J),
+        Column("quarantined_at", TS, required=True),
+    ),
+)
+
+CANONICAL_TABLES: dict[str, TableSpec] = {
+    spec.name: spec for spec in (ACCOUNTS, PEOPLE, EVENTS, SUBSCRIPTIONS)
+}

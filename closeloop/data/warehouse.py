@@ -1,0 +1,108 @@
+"""The analytics warehouse: an Ibis backend chosen by one URL, holding the canonical tables.
+
+The default is an embedded DuckDB file in the project folder; the same code runs on PostgreSQL,
+PySpark or any Ibis backend by changing ``CLOSELOOP_WAREHOUSE_URL``.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import ibis
+import pyarrow as pa
+from ibis.backends import BaseBackend
+
+from closeloop.data.tables import CANONICAL_TABLES, QUARANTINE, TableSpec
+from closeloop.errors import ConfigurationError, NotFoundError
+
+ENROLLMENTS_TABLE = "closeloop_enrollments"
+
+
+class Warehouse:
+    """A connection to the analytics engine plus the canonical table specs.
+
+    >>> warehouse = Warehouse.connect("duckdb://")
+    >>> warehouse.ensure_tables()
+    >>> warehouse.table("events").count().execute()
+    0
+    """
+
+    def __init__(self, backend: BaseBackend, url: str) -> None:
+        self.backend = backend
+        self.url = url
+
+    @classmethod
+    def connect(cls, url: str) -> Warehouse:
+        try:
+            backend = ibis.connect(url)
+        except Exception as error:  # ibis raises many kinds; all mean "cannot connect"
+            raise ConfigurationError(
+                f"cannot connect to the warehouse at {url!r}: {error}"
+            ) from error
+        if backend.name == "duckdb":
+            # Timestamps are UTC by contract; make casts of zoned text agree with it.
+            backend.raw_sql("SET TimeZone = 'UTC'")
+        return cls(backend, url)
+
+    @property
+    def dialect(self) -> str:
+        return str(self.backend.name)
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        disconnect = getattr(self.backend, "disconnect", None)
+        if disconnect is not None:
+            disconnect()
+
+    def ensure_tables(self) -> None:
+        """Create every canonical table (and the quarantine) that does not exist yet."""
+        existing = set(self.backend.list_tables())
+        for spec in (*CANONICAL_TABLES.values(), QUARANTINE):
+            if spec.name not in existing:
+                self.backend.create_table(spec.name, schema=spec.ibis_schema())
+
+    def spec(self, name: str) -> TableSpec:
+        if name == QUARANTINE.name:
+            return QUARANTINE
+        try:
+            return CANONICAL_TABLES[name]
+        except KeyError:
+            known = ", ".join(sorted(CANONICAL_TABLES))
+            raise NotFoundError(f"unknown table {name!r}; canonical tables are: {known}") from None
+
+    def table(self, name: str) -> ibis.Table:
+        return self.backend.table(name)
+
+    def has_table(self, name: str) -> bool:
+        return name in self.backend.list_tables()
+
+    def append(self, name: str, data: pa.Table | ibis.Table) -> None:
+        """Append rows (an Arrow table, or an expression on this backend) to a table."""
+        self.backend.insert(name, data)
+
+    def replace(self, name: str, data: pa.Table, schema: Any = None) -> None:
+        """Create or overwrite a table with ``data`` (for derived facts such as enrollments)."""
+        self.backend.create_table(name, data, schema=schema, overwrite=True)
+
+    def arrow_for(self, name: str, rows: dict[str, list[Any]]) -> pa.Table:
+        """An Arrow table with exactly the canonical columns and types of ``name``."""
+        schema = self.spec(name).ibis_schema().to_pyarrow()
+        return pa.Table.from_pydict(
+            {field.name: rows.get(field.name, [None] * _length(rows)) for field in schema},
+            schema=schema,
+        )
+
+
+def _length(rows: dict[str, list[Any]]) -> int:
+    return len(next(iter(rows.values()))) if rows else 0

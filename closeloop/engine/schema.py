@@ -1,0 +1,109 @@
+"""Tables of the transactional state store (jobs, versions, enrollments, outbox, ticks, audit).
+
+SQLAlchemy Core, so the same definitions serve SQLite (embedded default) and PostgreSQL. The
+migrations in ``migrations/`` create exactly these tables; a test checks they agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+definition_versions = Table(
+    "definition_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("definition", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("author", String(200), nullable=False),
+    UniqueConstraint("kind", "name", "version", name="uq_definition_version"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("salt", String(64), nullable=False),
+    Column("current_version", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("holdout", Float, nullable=False),
+    Column("launched_at", DateTime, nullable=False),
+    Column("hypothesis", Text),
+)
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("enrollment_id", String(40), primary_key=True),
+    Column("job_name", String(200), ForeignKey("jobs.name"), nullable=False),
+    Column("job_version", Integer, nullable=False),
+    Column("account_id", String(200), nullable=False),
+    Column("arm", String(64), nullable=False),
+    Column("entered_at", DateTime, nullable=False),
+    Column("completed_at", DateTime),
+    Column("exited_at", DateTime),
+    Column("exit_reason", String(32)),
+    UniqueConstraint("job_name", "account_id", "entered_at", name="uq_enrollment"),
+    Index("ix_enrollments_job_active", "job_name", "completed_at", "exited_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(80), nullable=False, unique=True),
+    Column("enrollment_id", String(40), ForeignKey("enrollments.enrollment_id"), nullable=False),
+    Column("job_name", String(200), nullable=False),
+    Column("account_id", String(200), nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime, nullable=False),
+    Column("next_attempt_at", DateTime, nullable=False),
+    Column("claimed_at", DateTime),
+    Column("sent_at", DateTime),
+    Column("last_error", Text),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+)
+
+ticks = Table(
+    "ticks",
+    metadata,
+    Column("job_name", String(200), ForeignKey("jobs.name"), primary_key=True),
+    Column("at", DateTime, primary_key=True),
+    Column("job_version", Integer, nullable=False),
+    Column("entered", Integer, nullable=False),
+    Column("completed", Integer, nullable=False),
+    Column("exited", Integer, nullable=False),
+    Column("processed_at", DateTime, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("detail", Text),
+)

@@ -1,0 +1,115 @@
+"""One error hierarchy for closeloop.
+
+Every error closeloop raises on purpose derives from :class:`CloseloopError` and from the builtin
+it most resembles, so callers may catch either. Messages say what was wrong, where, and how to fix
+it; :class:`SourceLocation` renders the offending line with a caret under the column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """A place in a text: file (if any), 1-based line and column, and the text of that line."""
+
+    line: int
+    column: int
+    file: str | None = None
+    source_line: str | None = None
+
+    def __str__(self) -> str:
+        prefix = f"{self.file}:" if self.file else ""
+        return f"{prefix}{self.line}:{self.column}"
+
+    def caret(self) -> str:
+        """The source line with a caret under the column, or "" when the text is unknown."""
+        if self.source_line is None:
+            return ""
+        line = self.source_line.rstrip("\n")
+        return f"    {line}\n    {' ' * max(self.column - 1, 0)}^"
+
+
+class CloseloopError(Exception):
+    """Root of every error closeloop raises on purpose."""
+
+    code = "closeloop_error"
+
+
+class ConfigurationError(CloseloopError, ValueError):
+    """Settings or project configuration that cannot work (bad URL, missing project)."""
+
+    code = "configuration_error"
+
+
+class LocatedError(CloseloopError, ValueError):
+    """An error tied to a place in a text (a YAML file, an expression)."""
+
+    code = "located_error"
+
+    def __init__(
+        self, message: str, location: SourceLocation | None = None, hint: str = ""
+    ) -> None:
+        self.message = message
+        self.location = location
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        head = f"{self.location}: {self.message}" if self.location else self.message
+        parts = [head]
+        if self.location is not None and self.location.caret():
+            parts.append(self.location.caret())
+        if self.hint:
+            parts.append(f"    hint: {self.hint}")
+        return "\n".join(parts)
+
+
+class DefinitionError(LocatedError):
+    """A definition (closeloop.yaml, jobs, cohorts) that is invalid."""
+
+    code = "definition_error"
+
+
+class ExpressionError(DefinitionError):
+    """An expression that does not parse or does not type-check."""
+
+    code = "expression_error"
+
+
+class DefinitionErrors(CloseloopError, ValueError):  # noqa: N818 (a list of DefinitionError)
+    """Several definition problems reported at once (validation collects them all)."""
+
+    code = "definition_errors"
+
+    def __init__(self, errors: list[DefinitionError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(error.render() for error in errors))
+
+
+class DataImportError(CloseloopError, ValueError):
+    """A file that cannot be imported at all (unknown table, missing required columns)."""
+
+    code = "import_error"
+
+
+class NotFoundError(CloseloopError, LookupError):
+    """A named thing (job, table, arm) that does not exist."""
+
+    code = "not_found"
+
+    def __str__(self) -> str:  # LookupError would repr() a single argument
+        return str(self.args[0]) if self.args else "not found"
+
+
+class StateError(CloseloopError, RuntimeError):
+    """The state store is in a condition that forbids the operation (e.g. not migrated)."""
+
+    code = "state_error"
+
+
+class ChannelError(CloseloopError, RuntimeError):
+    """A channel could not deliver a message; the dispatcher retries it with backoff."""
+
+    code = "channel_error"

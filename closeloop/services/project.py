@@ -1,0 +1,82 @@
+"""Project use cases: create a project folder, open one with its warehouse and state store."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from closeloop.data.compiler import account_attributes
+from closeloop.data.warehouse import Warehouse
+from closeloop.definitions.project import Project, load_project
+from closeloop.engine.state import StateStore
+from closeloop.errors import ConfigurationError
+from closeloop.settings import PROJECT_FILE, Settings, load_settings
+
+
+@dataclass
+class Workspace:
+    """An open project: its settings, validated definitions, warehouse and state store."""
+
+    settings: Settings
+    project: Project
+    warehouse: Warehouse
+    store: StateStore
+
+
+def init_project(folder: Path, name: str | None = None, *, force: bool = False) -> list[Path]:
+    """Create a project folder with a config, an example job and its email template."""
+    if (folder / PROJECT_FILE).exists() and not force:
+        raise ConfigurationError(
+            f"{folder / PROJECT_FILE} already exists; pass --force to overwrite the example files"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    template = resources.files("closeloop.services") / "project_template"
+    written = []
+    for source_name in ("closeloop.yaml", "jobs.yaml"):
+        text = (template / source_name).read_text(encoding="utf-8")
+        target = folder / source_name
+        target.write_text(text.replace("{name}", name or folder.resolve().name), encoding="utf-8")
+        written.append(target)
+    (folder / "templates").mkdir(exist_ok=True)
+    for entry in (template / "templates").iterdir():
+        target = folder / "templates" / entry.name
+        with resources.as_file(entry) as source:
+            shutil.copyfile(source, target)
+        written.append(target)
+    return written
+
+
+def load_definitions(settings: Settings) -> Project:
+    """Load and validate the project's definitions (raises DefinitionErrors with every problem)."""
+    return load_project(settings.project_dir, account_attributes())
+
+
+@contextmanager
+def open_workspace(
+    project_dir: Path | str | None = None,
+    *,
+    migrate: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> Iterator[Workspace]:
+    """Open the project, connect its warehouse and state store, and close both afterwards.
+
+    ``environ`` overrides the process environment for settings (the demo pins its own files).
+    """
+    settings = load_settings(project_dir, environ)
+    project = load_definitions(settings)
+    warehouse = Warehouse.connect(settings.warehouse_url)
+    store = StateStore.connect(settings.state_url)
+    try:
+        warehouse.ensure_tables()
+        if migrate:
+            store.migrate()
+        else:
+            store.check_migrated()
+        yield Workspace(settings=settings, project=project, warehouse=warehouse, store=store)
+    finally:
+        store.close()
+        warehouse.close()

@@ -1,0 +1,52 @@
+"""Shared fixtures: real backends, each test on its own fresh database.
+
+PostgreSQL tests run when ``CLOSELOOP_TEST_POSTGRES_URL`` names a server (``.ci/run`` sets it);
+elsewhere they are skipped with that reason shown in the summary (pytest runs with ``-ra``).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from support import Backends, embedded_backends
+
+POSTGRES_ENV = "CLOSELOOP_TEST_POSTGRES_URL"
+
+
+def postgres_server_url() -> str:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set: no PostgreSQL server to test against")
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a brand-new PostgreSQL database, dropped after the test."""
+    server = postgres_server_url()
+    name = f"closeloop_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base, _, _ = server.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(params=["embedded", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backends(request: pytest.FixtureRequest, tmp_path: Path) -> Backends:
+    """Every engine test runs twice: DuckDB file + SQLite file, and PostgreSQL for both."""
+    if request.param == "embedded":
+        return embedded_backends(tmp_path)
+    url: str = request.getfixturevalue("postgres_url")
+    return Backends("postgres", url, url)
