@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support import Backends
 
 from closeloop.data.importer import import_file
 from closeloop.data.warehouse import Warehouse
@@ -24,10 +26,11 @@ a1,Acme again,2024-01-01,enterprise,500,120000,gold
 
 
 @pytest.fixture
-def warehouse(tmp_path: Path) -> Warehouse:
-    connected = Warehouse.connect(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
-    connected.ensure_tables()
-    return connected
+def warehouse(backends: Backends) -> Iterator[Warehouse]:
+    """A DuckDB file, and a fresh PostgreSQL database."""
+    with Warehouse.connect(backends.warehouse_url) as connected:
+        connected.ensure_tables()
+        yield connected
 
 
 def _quarantine(warehouse: Warehouse) -> list[dict[str, object]]:
