@@ -1,1 +1,61 @@
-"""stats"""
+"""Pure statistics: sufficient statistics in, estimates with honest uncertainty out.
+
+Nothing here touches data stores; callers aggregate in the warehouse and pass counts and sums.
+Values are checked against GrowthBook's gbstats, lifelines and R (tests/data/stats_cases.json).
+"""
+
+from closeloop.stats.checks import SrmResult, adjust_p_values, srm_test
+from closeloop.stats.frequentist import ABSOLUTE, RELATIVE, cuped_test, welch_test
+from closeloop.stats.power import minimum_detectable_effect, required_sample_size
+from closeloop.stats.results import ComparisonResult, Interval, Status
+from closeloop.stats.sequential import confidence_sequence
+from closeloop.stats.statistics import (
+    ProportionStatistic,
+    RatioStatistic,
+    RegressionAdjustedStatistic,
+    SampleMeanStatistic,
+    Statistic,
+    pooled_theta,
+)
+from closeloop.stats.survey import NpsResult, nps, nps_from_scores
+from closeloop.stats.survival import (
+    KaplanMeierResult,
+    LogRankResult,
+    RiskTable,
+    kaplan_meier,
+    logrank_test,
+    restricted_mean,
+    rmst_difference,
+)
+
+__all__ = [
+    "ABSOLUTE",
+    "RELATIVE",
+    "ComparisonResult",
+    "Interval",
+    "KaplanMeierResult",
+    "LogRankResult",
+    "NpsResult",
+    "ProportionStatistic",
+    "RatioStatistic",
+    "RegressionAdjustedStatistic",
+    "RiskTable",
+    "SampleMeanStatistic",
+    "SrmResult",
+    "Statistic",
+    "Status",
+    "adjust_p_values",
+    "confidence_sequence",
+    "cuped_test",
+    "kaplan_meier",
+    "logrank_test",
+    "minimum_detectable_effect",
+    "nps",
+    "nps_from_scores",
+    "pooled_theta",
+    "required_sample_size",
+    "restricted_mean",
+    "rmst_difference",
+    "srm_test",
+    "welch_test",
+]
