@@ -18,7 +18,9 @@ class _Collector:
     messages: list[Message] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd hook name)
+    async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: Any, session: Any, envelope: Any
+    ) -> str:
         with self.lock:
             self.messages.append(message_from_bytes(envelope.content))
         return "250 Message accepted for delivery"
@@ -29,9 +31,9 @@ class SmtpSink:
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
-        self.port = port or _free_port(host)
+        self.port = port or free_port(host)
         self._collector = _Collector()
-        self._controller = Controller(self._collector, hostname=host, port=self.port)
+        self._controller: Controller | None = None
 
     @property
     def messages(self) -> list[Message]:
@@ -39,6 +41,7 @@ class SmtpSink:
             return list(self._collector.messages)
 
     def __enter__(self) -> SmtpSink:
+        self._controller = Controller(self._collector, hostname=self.host, port=self.port)
         self._controller.start()
         return self
 
@@ -48,10 +51,14 @@ class SmtpSink:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._controller.stop()
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller.loop.close()
+            self._controller = None
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])

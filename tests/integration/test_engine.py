@@ -18,7 +18,7 @@ from closeloop.engine.assignment import HOLDOUT, TREATMENT
 from closeloop.engine.dispatcher import Dispatcher, RetryPolicy
 from closeloop.engine.tick import OutboxStatus, run_tick
 from closeloop.services.project import Workspace, init_project, open_workspace
-from closeloop.services.smtp_sink import SmtpSink
+from closeloop.services.smtp_sink import SmtpSink, free_port
 
 JOB = "Integration nudge"
 DAY0 = datetime(2024, 3, 1)
@@ -172,7 +172,7 @@ def test_dispatch_sends_over_smtp_with_the_idempotency_key(workspace: Workspace)
 def test_failed_sends_back_off_and_dead_letter(workspace: Workspace) -> None:
     job = workspace.project.job(JOB)
     run_tick(workspace.project, job, workspace.warehouse, workspace.store, DAY0)
-    closed_port = SmtpSink().port  # chosen free, nothing listens there
+    closed_port = free_port()  # nothing listens there
     channel = SmtpEmailChannel("127.0.0.1", closed_port, "cs@example.com", timeout=2)
     policy = RetryPolicy(max_attempts=3, base_delay=timedelta(minutes=1))
     dispatcher = Dispatcher(workspace.store, {EMAIL: channel}, policy=policy)

@@ -1,0 +1,275 @@
+"""Text to syntax tree, with errors that point at the offending character."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
+
+from closeloop.definitions.expressions.ast import (
+    UNIT_DAYS,
+    And,
+    Attribute,
+    Comparator,
+    Comparison,
+    Contains,
+    EventCount,
+    Expression,
+    HasValue,
+    InList,
+    Literal,
+    LiteralKind,
+    MoreThanAgo,
+    Not,
+    Or,
+    Span,
+    WithinLast,
+)
+from closeloop.errors import ExpressionError, SourceLocation
+
+# What the parser expected, in words a person would type.
+_TOKEN_WORDS = {
+    "NAME": "an attribute name",
+    "STRING": 'a quoted string like "pro"',
+    "NUMBER": "a number",
+    "PERCENT": "a percentage like 20%",
+    "DATE": "a date like 2024-01-31",
+    "TIMESTAMP": "a date-time like 2024-01-31T09:00",
+    "COMPARATOR": "a comparison (=, !=, <, <=, >, >=)",
+    "_LPAR": '"("',
+    "_RPAR": '")"',
+    "_COMMA": '","',
+    "_DOT": '"."',
+    "DAY": '"days"',
+    "WEEK": '"weeks"',
+    "HOUR": '"hours"',
+    "_AND": '"and"',
+    "_OR": '"or"',
+    "_NOT": '"not"',
+    "_IN": '"in"',
+    "_CONTAINS": '"contains"',
+    "_HAS": '"has"',
+    "_ANY": '"any"',
+    "_NO": '"no"',
+    "_VALUE": '"value"',
+    "_WITHIN": '"within"',
+    "_LAST": '"last"',
+    "_MORE": '"more"',
+    "_THAN": '"than"',
+    "_AGO": '"ago"',
+    "_COUNT": '"count"',
+    "_EVENT": '"event"',
+    "TRUE": '"true"',
+    "FALSE": '"false"',
+    "$END": "the end of the expression",
+}
+
+
+_UNITS = ("DAY", "WEEK", "HOUR")
+
+
+@cache
+def _parser() -> Lark:
+    grammar = (resources.files("closeloop.definitions.expressions") / "grammar.lark").read_text(
+        encoding="utf-8"
+    )
+    return Lark(
+        grammar, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False
+    )
+
+
+def _span(meta: Any) -> Span:
+    if getattr(meta, "empty", True):
+        return Span(1, 1, 1, 1)
+    return Span(meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _token_span(token: Token) -> Span:
+    return Span(token.line or 1, token.column or 1, token.end_line or 1, token.end_column or 1)
+
+
+def _number(text: str) -> float:
+    return float(text)
+
+
+class _BadLiteralError(ValueError):
+    def __init__(self, message: str, span: Span) -> None:
+        super().__init__(message)
+        self.span = span
+
+
+def _convert(token: Token, kind: str, convert: Any) -> Any:
+    try:
+        return convert(str(token))
+    except ValueError as error:
+        raise _BadLiteralError(f"invalid {kind} {token!s}: {error}", _token_span(token)) from None
+
+
+@v_args(meta=True)
+class _ToAst(Transformer[Token, Expression]):
+    def or_expr(self, meta: Any, parts: list[Expression]) -> Expression:
+        return Or(tuple(parts), _span(meta))
+
+    def and_expr(self, meta: Any, parts: list[Expression]) -> Expression:
+        return And(tuple(parts), _span(meta))
+
+    def negation(self, meta: Any, items: list[Expression]) -> Expression:
+        return Not(items[0], _span(meta))
+
+    def comparison(self, meta: Any, items: list[Any]) -> Expression:
+        left, op, right = items
+        return Comparison(left, Comparator(str(op)), right, _span(meta))
+
+    def in_list(self, meta: Any, items: list[Any]) -> Expression:
+        return InList(items[0], tuple(items[1]), False, _span(meta))
+
+    def not_in_list(self, meta: Any, items: list[Any]) -> Expression:
+        return InList(items[0], tuple(items[1]), True, _span(meta))
+
+    def literal_list(self, meta: Any, items: list[Literal]) -> list[Literal]:
+        return items
+
+    def contains(self, meta: Any, items: list[Any]) -> Expression:
+        return Contains(items[0], items[1], _span(meta))
+
+    def has_value(self, meta: Any, items: list[Any]) -> Expression:
+        return HasValue(items[0], True, _span(meta))
+
+    def has_no_value(self, meta: Any, items: list[Any]) -> Expression:
+        return HasValue(items[0], False, _span(meta))
+
+    def within_last(self, meta: Any, items: list[Any]) -> Expression:
+        return WithinLast(items[0], items[1] * items[2], _span(meta))
+
+    def more_than_ago(self, meta: Any, items: list[Any]) -> Expression:
+        return MoreThanAgo(items[0], items[1] * items[2], _span(meta))
+
+    def attribute(self, meta: Any, items: list[Token]) -> Attribute:
+        names = [str(token) for token in items]
+        if len(names) == 2 and names[0].lower() == "account":
+            names = names[1:]
+        return Attribute(".".join(names), _span(meta))
+
+    def event_count(self, meta: Any, items: list[Any]) -> EventCount:
+        window = items[1] if len(items) > 1 else None
+        return EventCount(_convert(items[0], "string", json.loads), window, _span(meta))
+
+    def window(self, meta: Any, items: list[float]) -> float:
+        return items[0] * items[1]
+
+    def amount(self, meta: Any, items: list[Token]) -> float:
+        return _number(str(items[0]))
+
+    def unit(self, meta: Any, items: list[Token]) -> float:
+        return UNIT_DAYS[str(items[0]).lower().rstrip("s")]
+
+    def string(self, meta: Any, items: list[Token]) -> Literal:
+        value = _convert(items[0], "string", json.loads)
+        return Literal(value, LiteralKind.STRING, _token_span(items[0]))
+
+    def number(self, meta: Any, items: list[Token]) -> Literal:
+        return Literal(_number(str(items[0])), LiteralKind.NUMBER, _token_span(items[0]))
+
+    def percent(self, meta: Any, items: list[Token]) -> Literal:
+        value = _number(str(items[0])[:-1]) / 100
+        return Literal(value, LiteralKind.NUMBER, _token_span(items[0]))
+
+    def date(self, meta: Any, items: list[Token]) -> Literal:
+        value = _convert(items[0], "date", date.fromisoformat)
+        return Literal(value, LiteralKind.DATE, _token_span(items[0]))
+
+    def timestamp(self, meta: Any, items: list[Token]) -> Literal:
+        value = _convert(
+            items[0], "date-time", lambda s: datetime.fromisoformat(s.replace(" ", "T").rstrip("Z"))
+        )
+        return Literal(value, LiteralKind.TIMESTAMP, _token_span(items[0]))
+
+    def true(self, meta: Any, items: list[Token]) -> Literal:
+        return Literal(True, LiteralKind.BOOLEAN, _token_span(items[0]))
+
+    def false(self, meta: Any, items: list[Token]) -> Literal:
+        return Literal(False, LiteralKind.BOOLEAN, _token_span(items[0]))
+
+
+def locate(
+    text: str, line: int, column: int, *, file: str | None, first_line: int, first_column: int
+) -> SourceLocation:
+    """A position in ``text`` as a position in the file the text came from."""
+    lines = text.splitlines() or [""]
+    source = lines[line - 1] if 0 < line <= len(lines) else ""
+    file_column = column + (first_column - 1 if line == 1 else 0)
+    if line == 1:
+        source = " " * (first_column - 1) + source
+    return SourceLocation(first_line + line - 1, file_column, file, source)
+
+
+def _expected_words(expected: set[str]) -> str:
+    words = sorted({_TOKEN_WORDS.get(name, name.lower().strip("_")) for name in expected})
+    if len(words) > 6:
+        words = [*words[:6], "…"]
+    return ", ".join(words)
+
+
+def parse_expression(
+    text: str, *, file: str | None = None, line: int = 1, column: int = 1
+) -> Expression:
+    """Parse ``text``; ``line``/``column`` say where it starts in ``file``, for error positions."""
+    try:
+        tree = _parser().parse(text)
+        result: Expression = _ToAst().transform(tree)
+    except UnexpectedInput as error:
+        raise _syntax_error(error, text, file, line, column) from None
+    except VisitError as error:  # a literal shaped right but invalid, e.g. 2024-02-30
+        cause = error.orig_exc
+        span = cause.span if isinstance(cause, _BadLiteralError) else Span(1, 1, 1, 1)
+        raise ExpressionError(
+            str(cause),
+            locate(text, span.line, span.column, file=file, first_line=line, first_column=column),
+            'check the value; strings escape \\ and " with a backslash',
+        ) from None
+    return result
+
+
+def _syntax_error(
+    error: UnexpectedInput, text: str, file: str | None, line: int, column: int
+) -> ExpressionError:
+    at_line = getattr(error, "line", -1)
+    at_column = getattr(error, "column", -1)
+    if not isinstance(at_line, int) or at_line < 1:
+        lines = text.splitlines() or [""]
+        at_line, at_column = len(lines), len(lines[-1]) + 1
+    location = locate(text, at_line, at_column, file=file, first_line=line, first_column=column)
+    if isinstance(error, UnexpectedCharacters):
+        position = error.pos_in_stream or 0
+        character = text[position] if position < len(text) else ""
+        message = f"unexpected character {character!r}"
+        hint = f"expected {_expected_words(set(error.allowed))}" if error.allowed else ""
+        if character == "'":
+            hint = 'strings use double quotes: "like this"'
+        return ExpressionError(message, location, hint)
+    if isinstance(error, UnexpectedEOF):
+        return ExpressionError(
+            "the expression ends too early",
+            location,
+            f"expected {_expected_words({str(name) for name in error.expected})}",
+        )
+    assert isinstance(error, UnexpectedToken)
+    token = error.token
+    if token.type == "$END":
+        message = "the expression ends too early"
+    else:
+        message = f"unexpected {str(token)!r}"
+        if (token.type.startswith("_") and token.type[1:].isalpha()) or token.type in _UNITS:
+            message += " (a reserved word)"
+    return ExpressionError(message, location, f"expected {_expected_words(set(error.expected))}")
