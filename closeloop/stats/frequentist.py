@@ -68,8 +68,8 @@ def _estimate(control: _Moments, treatment: _Moments, difference: str) -> tuple[
 def _t_result(
     estimate: float, variance: float, df: float, difference: str, alpha: float
 ) -> ComparisonResult:
-    se = math.sqrt(variance)
-    if not se > 0:
+    se = math.sqrt(variance) if variance > 0 else math.nan
+    if not (se > 0 and math.isfinite(se)):
         return ComparisonResult.insufficient(difference, alpha, "the estimate has no variance")
     quantile = float(sps.t.isf(alpha / 2, df))
     ci = Interval(estimate - quantile * se, estimate + quantile * se)
@@ -104,19 +104,24 @@ def cuped_test(
     difference: str = ABSOLUTE,
     alpha: float = 0.05,
 ) -> ComparisonResult:
-    """Welch's test on CUPED-adjusted outcomes (theta pooled over both arms).
+    """Welch's test on CUPED-adjusted outcomes (theta pooled over both arms unless given).
 
     The adjusted outcome is post - theta * pre; the relative lift divides by the *unadjusted*
     control mean, as gbstats does, so it stays interpretable as a change in the outcome.
     """
-    theta = pooled_theta(control, treatment)
+    if difference not in DIFFERENCES:
+        raise ValueError(f"difference must be one of {DIFFERENCES}, got {difference!r}")
+    theta = _cuped_theta(control, treatment)
 
     def adjusted(s: RegressionAdjustedStatistic) -> _Moments:
         variance = s.post.variance + theta**2 * s.pre.variance - 2 * theta * s.covariance
+        variance = max(variance, 0.0) if math.isfinite(variance) else variance
         return _Moments(s.n, s.post.mean - theta * s.pre.mean, variance)
 
     c, t = adjusted(control), adjusted(treatment)
-    problem = _check(c, t, difference)
+    # The relative lift divides by the unadjusted control mean, so only that one must be nonzero:
+    # the adjusted control mean may legitimately be 0.
+    problem = _check(c, t, ABSOLUTE)
     if difference == RELATIVE and not problem and control.post.mean == 0:
         problem = "the control mean is 0, so a relative lift is undefined"
     if problem:
@@ -138,3 +143,13 @@ def cuped_test(
         + 2 * g_post * g_pre * control.covariance
     ) / control.n
     return _t_result(absolute / abs(base), v_treatment + v_control, welch_df(c, t), RELATIVE, alpha)
+
+
+def _cuped_theta(
+    control: RegressionAdjustedStatistic, treatment: RegressionAdjustedStatistic
+) -> float:
+    """The caller's fixed theta if given (it must be the same for both arms), else pooled."""
+    given = {s.theta for s in (control, treatment) if s.theta is not None}
+    if len(given) > 1:
+        raise ValueError(f"control and treatment must share one CUPED theta, got {sorted(given)}")
+    return given.pop() if given else pooled_theta(control, treatment)

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 def _sample_variance(n: int, total: float, sum_squares: float) -> float:
     if n <= 1:
         return math.nan
-    return (sum_squares - total * total / n) / (n - 1)
+    # sum_squares - total^2 / n cancels catastrophically for a constant outcome; a round-off
+    # negative must read as "no variance", not as a negative variance.
+    return max((sum_squares - total * total / n) / (n - 1), 0.0)
 
 
 def _covariance(n: int, sum_x: float, sum_y: float, sum_products: float) -> float:
@@ -83,12 +85,17 @@ class RatioStatistic:
         var_m = _sample_variance(self.n, self.m_sum, self.m_sum_squares)
         var_d = _sample_variance(self.n, self.d_sum, self.d_sum_squares)
         cov = _covariance(self.n, self.m_sum, self.d_sum, self.md_sum_products)
-        return var_m / mean_d**2 - 2 * cov * mean_m / mean_d**3 + mean_m**2 * var_d / mean_d**4
+        variance = var_m / mean_d**2 - 2 * cov * mean_m / mean_d**3 + mean_m**2 * var_d / mean_d**4
+        return max(variance, 0.0)  # a constant ratio can round to a tiny negative
 
 
 @dataclass(frozen=True)
 class RegressionAdjustedStatistic:
-    """An outcome after entry (``post``) with the same measure before entry (``pre``), for CUPED."""
+    """An outcome after entry (``post``) with the same measure before entry (``pre``), for CUPED.
+
+    ``theta`` fixes the CUPED coefficient (e.g. one estimated on historical data); left as
+    ``None``, :func:`closeloop.stats.cuped_test` pools it from both arms as gbstats does.
+    """
 
     n: int
     post_sum: float
@@ -96,6 +103,7 @@ class RegressionAdjustedStatistic:
     pre_sum: float
     pre_sum_squares: float
     post_pre_sum_products: float
+    theta: float | None = None
 
     @property
     def post(self) -> SampleMeanStatistic:
