@@ -67,6 +67,11 @@ def print_job_report(
         f"Lift in completion: [bold]{pp(lift.estimate)}[/bold] 95% CI {pp_ci(lift.ci)}, "
         f"p = {pval(lift.p_value)} · relative {pct(report.relative_lift.estimate)}"
     )
+    if truths and "all" in truths:
+        truth = truths["all"]
+        inside = lift.ci.lower <= truth <= lift.ci.upper
+        verdict = "[green]inside the CI[/green]" if inside else "[red]outside the CI[/red]"
+        console.print(f"Simulator's true effect overall: {pp(truth)} ({verdict})")
     if report.time_to_goal is not None:
         ttg = report.time_to_goal
         console.print(
@@ -89,7 +94,7 @@ def print_job_report(
         "BH p",
     ]
     if truths:
-        columns += ["true effect", "truth in CI"]
+        columns += ["true effect", "in CI"]
     for column in columns:
         segments.add_column(column, justify="left" if column == "segment" else "right")
     for segment in report.segments:

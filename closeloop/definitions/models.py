@@ -11,7 +11,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 MIN_HOLDOUT = 0.05
 MAX_HOLDOUT = 0.5
@@ -64,8 +71,8 @@ class JobDefinition(Frozen):
     goal: str = Field(min_length=1)
     duration_days: int = Field(gt=0, le=3650)
     re_entry: ReEntry = ReEntry.NEVER
+    observational: bool = False  # before holdout: the holdout check reads it
     holdout: float = DEFAULT_HOLDOUT
-    observational: bool = False
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     steps: tuple[Step, ...] = ()
@@ -83,21 +90,20 @@ class JobDefinition(Frozen):
 
     @field_validator("holdout")
     @classmethod
-    def _holdout_in_unit_interval(cls, value: float) -> float:
+    def _holdout_is_honest(cls, value: float, info: ValidationInfo) -> float:
         if not 0 <= value < 1:
             raise ValueError("holdout is a fraction of the audience, between 0 and 1")
+        # Without a holdout nothing can be said about cause; only explicitly observational jobs may
+        # go without one (they are measured by matching instead).
+        if not info.data.get("observational") and not MIN_HOLDOUT <= value <= MAX_HOLDOUT:
+            raise ValueError(
+                f"holdout must be between {MIN_HOLDOUT} and {MAX_HOLDOUT} (got {value}); "
+                "set `observational: true` to run without a randomized holdout"
+            )
         return value
 
     @model_validator(mode="after")
-    def _holdout_is_honest(self) -> JobDefinition:
-        # Without a holdout nothing can be said about cause; only explicitly observational jobs may
-        # go without one (they are measured by matching instead).
-        if not self.observational and not MIN_HOLDOUT <= self.holdout <= MAX_HOLDOUT:
-            raise ValueError(
-                f"holdout must be between {MIN_HOLDOUT} and {MAX_HOLDOUT} "
-                f"(got {self.holdout}); "
-                "set `observational: true` to run without a randomized holdout"
-            )
+    def _window_is_ordered(self) -> JobDefinition:
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
         return self

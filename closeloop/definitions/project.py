@@ -95,10 +95,7 @@ def load_project(folder: Path, attributes: Mapping[str, AttributeType]) -> Proje
             document = _load(path, errors)
             if document is None:
                 continue
-            jobs_file = _validate(JobsFile, document, errors)
-            if jobs_file is None:
-                continue
-            for index, definition in enumerate(jobs_file.jobs):
+            for index, definition in _job_definitions(document, attributes, errors):
                 loaded = _load_job(
                     folder, definition, document, ("jobs", index), attributes, errors
                 )
@@ -131,12 +128,52 @@ def _load(path: Path, errors: list[DefinitionError]) -> LocatedDocument | None:
         return None
 
 
-def _validate(model: type[M], document: LocatedDocument, errors: list[DefinitionError]) -> M | None:
+def _job_definitions(
+    document: LocatedDocument,
+    attributes: Mapping[str, AttributeType],
+    errors: list[DefinitionError],
+) -> list[tuple[int, JobDefinition]]:
+    """Validate each job on its own, so one bad job does not hide the problems of the others.
+
+    A job whose fields do not validate still has its expressions checked: every problem of the
+    file is reported at once.
+    """
+    data = document.data
+    items = data.get("jobs") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        _validate(JobsFile, document, errors)
+        return []
+    _validate(JobsFile, document, errors, data={**data, "jobs": []})
+    definitions = []
+    for index, item in enumerate(items):
+        path: PathKey = ("jobs", index)
+        definition = _validate(JobDefinition, document, errors, prefix=path, data=item)
+        if definition is not None:
+            definitions.append((index, definition))
+        elif isinstance(item, dict):
+            for key in ("audience", "goal"):
+                if isinstance(item.get(key), str):
+                    _parse(item[key], document, (*path, key), attributes, errors)
+            exclusions = item.get("exclusions")
+            for number, text in enumerate(exclusions if isinstance(exclusions, list) else []):
+                if isinstance(text, str):
+                    _parse(text, document, (*path, "exclusions", number), attributes, errors)
+    return definitions
+
+
+def _validate(
+    model: type[M],
+    document: LocatedDocument,
+    errors: list[DefinitionError],
+    *,
+    prefix: PathKey = (),
+    data: Any = None,
+) -> M | None:
     try:
-        return model.model_validate(document.data)
+        return model.model_validate(document.data if data is None else data)
     except ValidationError as validation:
         for problem in validation.errors():
-            path: PathKey = tuple(
+            path: PathKey = prefix + tuple(
                 part for part in problem["loc"] if isinstance(part, str | int) and part != "email"
             )
             is_unknown_key = problem["type"] == "extra_forbidden"
@@ -187,20 +224,7 @@ def _load_job(
     before = len(errors)
 
     def parse(text: str, where: PathKey) -> Expression | None:
-        line, column, block = document.value_start(where)
-        if block:
-            # Block scalars lose their indentation; restore it so columns match the file.
-            text = "\n".join(" " * (column - 1) + part for part in text.splitlines())
-            column = 1
-        try:
-            expression = parse_expression(text, file=document.file, line=line, column=column)
-            check_expression(
-                expression, attributes, text=text, file=document.file, line=line, column=column
-            )
-        except ExpressionError as error:
-            errors.append(error)
-            return None
-        return expression
+        return _parse(text, document, where, attributes, errors)
 
     audience = parse(definition.audience, (*path, "audience"))
     exclusions = tuple(
@@ -228,3 +252,27 @@ def _load_job(
         content_hash=content_hash(definition),
         file=document.file,
     )
+
+
+def _parse(
+    text: str,
+    document: LocatedDocument,
+    where: PathKey,
+    attributes: Mapping[str, AttributeType],
+    errors: list[DefinitionError],
+) -> Expression | None:
+    """Parse and type-check the expression at ``where``; record a located error if it fails."""
+    line, column, block = document.value_start(where)
+    if block:
+        # Block scalars lose their indentation; restore it so columns match the file.
+        text = "\n".join(" " * (column - 1) + part for part in text.splitlines())
+        column = 1
+    try:
+        expression = parse_expression(text, file=document.file, line=line, column=column)
+        check_expression(
+            expression, attributes, text=text, file=document.file, line=line, column=column
+        )
+    except ExpressionError as error:
+        errors.append(error)
+        return None
+    return expression

@@ -1,141 +1,318 @@
-"""What a simulated company looks like: segments, rates, effects; and the named scenarios."""
+"""What a simulated company looks like: segments, product usage, the goal milestone, scenarios.
+
+Every knob lives in a frozen dataclass so a configuration is a value: it can be compared, hashed,
+changed with :func:`dataclasses.replace` and written into the ground truth. Named scenarios are
+small functions returning a configuration; :func:`scenario` applies overrides and validates.
+
+>>> config = scenario("default", n_accounts=500, seed=3)
+>>> [segment.name for segment in config.segments]
+['enterprise', 'mid_market', 'self_serve']
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from closeloop.errors import ConfigurationError
 
+GOAL_EVENT = "integration_connected"
+"""The goal milestone: the event the email is meant to bring forward (emitted at most once)."""
+
+ALL_SEGMENTS = "all"
+"""The segment name :meth:`CompanySimulator.true_effects` uses for the pooled effect."""
+
 
 @dataclass(frozen=True)
 class SegmentConfig:
-    """One customer segment. Rates are per day; ``email_effect`` is relative (1.0 = +100%)."""
+    """One customer segment: its share of signups, firmographics and response to the email.
+
+    ``base_daily_hazard`` is the goal milestone's hazard on the signup day for an account of average
+    frailty; ``email_effect`` multiplies that hazard by ``1 + email_effect`` from the first delivery
+    on (``1.0`` doubles it, ``0.0`` means the email does nothing, ``-0.2`` would backfire).
+    """
 
     name: str
     share: float
-    milestone_hazard: float  # daily hazard of the goal milestone at signup, for frailty 1
-    email_effect: float  # multiplies that hazard by (1 + effect) after the first delivery
-    seats: tuple[int, int]  # inclusive range of people per account
-    employees: tuple[int, int]
-    plans: tuple[str, ...]
+    base_daily_hazard: float
+    email_effect: float
+    plan: str
+    seats_min: int
+    seats_max: int
     arr_median: float
-    arr_sigma: float  # of log ARR
-    billing_months: int
-    activity: float  # daily product events per active account, at frailty 1 and 10 seats
+    arr_sigma: float
+    billing_period_months: int
+    employees_min: int
+    employees_max: int
+    activity: float = 1.0  # multiplies every per-person product event rate
+    onboarding_days: float = 7.0  # mean delay from signup until a teammate joins
+
+
+@dataclass(frozen=True)
+class ProductEventConfig:
+    """A kind of everyday product event, emitted as a Poisson count per account and day.
+
+    The expected count is ``daily_rate_per_person`` times the number of people who have joined the
+    account, times the segment's ``activity``, the account's engagement, the tenure decay and the
+    weekend factor. When ``property_values`` is set, each event carries one of them, drawn
+    uniformly, as ``{"<property_name>": "<value>"}``.
+    """
+
+    name: str
+    daily_rate_per_person: float
+    property_name: str | None = None
+    property_values: tuple[str, ...] = ()
+
+
+DEFAULT_SEGMENTS: tuple[SegmentConfig, ...] = (
+    SegmentConfig(
+        name="enterprise",
+        share=0.15,
+        base_daily_hazard=0.02,
+        email_effect=1.0,
+        plan="enterprise",
+        seats_min=20,
+        seats_max=150,
+        arr_median=150_000.0,
+        arr_sigma=0.6,
+        billing_period_months=12,
+        employees_min=1_000,
+        employees_max=50_000,
+        activity=0.6,
+        onboarding_days=21.0,
+    ),
+    SegmentConfig(
+        name="mid_market",
+        share=0.35,
+        base_daily_hazard=0.035,
+        email_effect=0.6,
+        plan="growth",
+        seats_min=5,
+        seats_max=30,
+        arr_median=30_000.0,
+        arr_sigma=0.5,
+        billing_period_months=12,
+        employees_min=50,
+        employees_max=1_000,
+        activity=0.9,
+        onboarding_days=10.0,
+    ),
+    SegmentConfig(
+        name="self_serve",
+        share=0.5,
+        base_daily_hazard=0.05,
+        email_effect=0.2,
+        plan="starter",
+        seats_min=1,
+        seats_max=5,
+        arr_median=3_000.0,
+        arr_sigma=0.5,
+        billing_period_months=1,
+        employees_min=1,
+        employees_max=50,
+        activity=1.2,
+        onboarding_days=5.0,
+    ),
+)
+
+DEFAULT_PRODUCT_EVENTS: tuple[ProductEventConfig, ...] = (
+    ProductEventConfig("login", 0.12),
+    ProductEventConfig(
+        "feature_used",
+        0.06,
+        property_name="feature",
+        property_values=("dashboards", "alerts", "exports", "automations", "api"),
+    ),
+    ProductEventConfig("report_viewed", 0.02),
+)
+
+DEFAULT_OWNERS: tuple[str, ...] = (
+    "Ana Ortiz",
+    "Ben Okafor",
+    "Chloe Martin",
+    "Dev Patel",
+    "Elena Rossi",
+    "Farid Haddad",
+)
 
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """A whole simulated company. Frozen; derive variants with ``dataclasses.replace``."""
+    """Everything a :class:`~closeloop.simulate.CompanySimulator` needs; same config, same company.
 
-    name: str = "default"
+    Accounts sign up uniformly at random over the first ``arrival_days`` days from ``start`` and the
+    simulation runs for ``days`` days. ``docs/simulator.md`` describes every field.
+    """
+
     seed: int = 7
-    start: date = date(2024, 1, 1)
+    start: date = date(2025, 1, 6)
     days: int = 151
     n_accounts: int = 3000
     arrival_days: int = 120
-    tenure_scale_days: float = 20.0  # hazards decay as exp(-tenure / scale): some accounts stall
-    frailty_shape: float = 2.0  # gamma frailty (mean 1): engaged vs. sluggish accounts
-    goal_event: str = "integration_connected"
-    segments: tuple[SegmentConfig, ...] = ()
+    segments: tuple[SegmentConfig, ...] = DEFAULT_SEGMENTS
+    # The goal milestone's hazard decays as exp(-tenure / tenure_scale_days), so an account's total
+    # hazard is bounded and some accounts never connect an integration (they get stuck).
+    tenure_scale_days: float = 30.0
+    frailty_shape: float = 2.0  # gamma frailty with mean 1; smaller shape, more heterogeneity
+    engagement_sigma: float = 0.5
+    engagement_frailty_link: float = 0.5
+    product_events: tuple[ProductEventConfig, ...] = DEFAULT_PRODUCT_EVENTS
+    weekend_activity: float = 0.3
+    activity_floor: float = 0.5
+    activity_decay_days: float = 90.0
+    first_project_probability: float = 0.9
+    first_project_mean_days: float = 2.0
+    owners: tuple[str, ...] = DEFAULT_OWNERS
+    name: str = "default"
+
+    def __post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise ConfigurationError(
+                f"invalid simulation config {self.name!r}:\n  - " + "\n  - ".join(problems)
+            )
 
     def segment(self, name: str) -> SegmentConfig:
         for segment in self.segments:
             if segment.name == name:
                 return segment
-        raise KeyError(name)
+        known = ", ".join(s.name for s in self.segments)
+        raise ConfigurationError(f"unknown segment {name!r}; this config has: {known}")
 
 
-DEFAULT_SEGMENTS = (
-    SegmentConfig(
-        name="enterprise",
-        share=0.15,
-        milestone_hazard=0.02,
-        email_effect=1.0,
-        seats=(20, 120),
-        employees=(1000, 20000),
-        plans=("enterprise",),
-        arr_median=90_000,
-        arr_sigma=0.5,
-        billing_months=12,
-        activity=6.0,
-    ),
-    SegmentConfig(
-        name="mid_market",
-        share=0.35,
-        milestone_hazard=0.035,
-        email_effect=0.6,
-        seats=(5, 30),
-        employees=(100, 1000),
-        plans=("business", "pro"),
-        arr_median=15_000,
-        arr_sigma=0.6,
-        billing_months=12,
-        activity=4.0,
-    ),
-    SegmentConfig(
-        name="self_serve",
-        share=0.5,
-        milestone_hazard=0.05,
-        email_effect=0.2,
-        seats=(1, 5),
-        employees=(1, 100),
-        plans=("starter", "pro"),
-        arr_median=1_200,
-        arr_sigma=0.7,
-        billing_months=1,
-        activity=2.0,
-    ),
-)
+def _problems(config: SimulationConfig) -> list[str]:
+    """Every reason the config cannot work, so one error reports them all."""
+    problems: list[str] = []
+    if config.days < 1:
+        problems.append(f"days must be at least 1, got {config.days}")
+    if not 1 <= config.arrival_days <= max(config.days, 1):
+        problems.append(f"arrival_days must be between 1 and days, got {config.arrival_days}")
+    if config.n_accounts < 0:
+        problems.append(f"n_accounts must not be negative, got {config.n_accounts}")
+    if not config.segments:
+        problems.append("segments must not be empty")
+    names = [segment.name for segment in config.segments]
+    if len(set(names)) != len(names):
+        problems.append(f"segment names must be unique, got {names}")
+    if ALL_SEGMENTS in names:
+        problems.append(f"{ALL_SEGMENTS!r} is reserved for the pooled effect; rename that segment")
+    shares = sum(segment.share for segment in config.segments)
+    if config.segments and not math.isclose(shares, 1.0, abs_tol=1e-9):
+        problems.append(f"segment shares must sum to 1, got {shares:g}")
+    for segment in config.segments:
+        problems.extend(f"segment {segment.name!r}: {p}" for p in _segment_problems(segment))
+    positive = {
+        "tenure_scale_days": config.tenure_scale_days,
+        "frailty_shape": config.frailty_shape,
+        "activity_decay_days": config.activity_decay_days,
+        "first_project_mean_days": config.first_project_mean_days,
+    }
+    problems.extend(
+        f"{name} must be a finite number above 0, got {value}"
+        for name, value in positive.items()
+        if not (math.isfinite(value) and value > 0)
+    )
+    if config.engagement_sigma < 0:
+        problems.append(f"engagement_sigma must not be negative, got {config.engagement_sigma}")
+    for name, value in {
+        "weekend_activity": config.weekend_activity,
+        "activity_floor": config.activity_floor,
+        "first_project_probability": config.first_project_probability,
+    }.items():
+        if not 0.0 <= value <= 1.0:
+            problems.append(f"{name} must be between 0 and 1, got {value}")
+    for event in config.product_events:
+        if event.daily_rate_per_person < 0:
+            problems.append(f"product event {event.name!r}: daily_rate_per_person is negative")
+        if event.property_values and not event.property_name:
+            problems.append(f"product event {event.name!r}: property_values need a property_name")
+    if not config.owners:
+        problems.append("owners must name at least one CSM")
+    return problems
 
 
-def _no_effect(config: SimulationConfig) -> SimulationConfig:
-    segments = tuple(dataclasses.replace(s, email_effect=0.0) for s in config.segments)
-    return dataclasses.replace(config, name="no_effect", segments=segments)
+def _segment_problems(segment: SegmentConfig) -> list[str]:
+    problems: list[str] = []
+    if not 0.0 <= segment.share <= 1.0:
+        problems.append(f"share must be between 0 and 1, got {segment.share}")
+    if not segment.base_daily_hazard >= 0.0:
+        problems.append(f"base_daily_hazard must not be negative, got {segment.base_daily_hazard}")
+    if not segment.email_effect > -1.0:
+        problems.append(f"email_effect must be above -1 (a hazard ratio above 0), got {segment.email_effect}")
+    if not 1 <= segment.seats_min <= segment.seats_max:
+        problems.append(
+            f"seats need 1 <= seats_min <= seats_max, got {segment.seats_min}..{segment.seats_max}"
+        )
+    if not 1 <= segment.employees_min <= segment.employees_max:
+        problems.append(
+            "employees need 1 <= employees_min <= employees_max, "
+            f"got {segment.employees_min}..{segment.employees_max}"
+        )
+    if segment.arr_median <= 0 or segment.arr_sigma < 0:
+        problems.append("arr_median must be above 0 and arr_sigma not negative")
+    if segment.billing_period_months < 1:
+        problems.append(f"billing_period_months must be at least 1, got {segment.billing_period_months}")
+    if segment.activity < 0 or segment.onboarding_days <= 0:
+        problems.append("activity must not be negative and onboarding_days must be above 0")
+    return problems
 
 
-_BASE = SimulationConfig(segments=DEFAULT_SEGMENTS)
-SCENARIOS: dict[str, SimulationConfig] = {
-    "default": _BASE,
-    "no_effect": _no_effect(_BASE),
+@dataclass(frozen=True)
+class Scenario:
+    """A named starting point: what it shows, and how to build its configuration."""
+
+    name: str
+    description: str
+    build: Callable[[], SimulationConfig] = field(repr=False)
+
+
+def _default() -> SimulationConfig:
+    return SimulationConfig()
+
+
+def _no_effect() -> SimulationConfig:
+    segments = tuple(dataclasses.replace(s, email_effect=0.0) for s in DEFAULT_SEGMENTS)
+    return SimulationConfig(segments=segments, name="no_effect")
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "default",
+            "Three segments; the email doubles the enterprise hazard (+100%), "
+            "+60% for mid-market, +20% for self-serve.",
+            _default,
+        ),
+        Scenario(
+            "no_effect",
+            "An A/A world: the same company, but the email changes nothing in any segment.",
+            _no_effect,
+        ),
+    )
 }
 
 
 def scenario(name: str, **overrides: Any) -> SimulationConfig:
-    """A named scenario (``default``: email helps, most for enterprise; ``no_effect``: A/A)."""
-    if name not in SCENARIOS:
-        raise ConfigurationError(
-            f"unknown scenario {name!r}; known scenarios: {', '.join(sorted(SCENARIOS))}"
-        )
+    """The configuration of scenario ``name`` with ``overrides`` applied to its fields.
+
+    >>> scenario("no_effect", n_accounts=100).segment("enterprise").email_effect
+    0.0
+    """
+    try:
+        chosen = SCENARIOS[name]
+    except KeyError:
+        known = ", ".join(sorted(SCENARIOS))
+        raise ConfigurationError(f"unknown scenario {name!r}; known scenarios: {known}") from None
     fields = {f.name for f in dataclasses.fields(SimulationConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ConfigurationError(
             f"unknown simulation setting(s) {', '.join(unknown)}; "
-            f"settings: {', '.join(sorted(fields))}"
+            f"settings are: {', '.join(sorted(fields))}"
         )
-    config = dataclasses.replace(SCENARIOS[name], **overrides)
-    _validate(config)
-    return config
-
-
-def _validate(config: SimulationConfig) -> None:
-    problems = []
-    if config.n_accounts < 1:
-        problems.append("n_accounts must be at least 1")
-    if not 1 <= config.arrival_days <= config.days:
-        problems.append("arrival_days must be between 1 and days")
-    if abs(sum(s.share for s in config.segments) - 1) > 1e-9:
-        problems.append("segment shares must add up to 1")
-    if config.tenure_scale_days <= 0 or config.frailty_shape <= 0:
-        problems.append("tenure_scale_days and frailty_shape must be positive")
-    for segment in config.segments:
-        if segment.milestone_hazard < 0 or segment.email_effect < -1:
-            problems.append(f"{segment.name}: hazard must be >= 0 and effect >= -1")
-        if not 1 <= segment.seats[0] <= segment.seats[1]:
-            problems.append(f"{segment.name}: seats must be a range starting at 1 or more")
-    if problems:
-        raise ConfigurationError("invalid simulation config: " + "; ".join(problems))
+    return dataclasses.replace(chosen.build(), **overrides)

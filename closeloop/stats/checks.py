@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,14 +28,23 @@ class SrmResult:
 def srm_test(
     observed: Sequence[int], weights: Sequence[float], *, threshold: float = SRM_THRESHOLD
 ) -> SrmResult:
-    """Chi-square test that units split across arms as configured (mismatch when p < threshold)."""
+    """Chi-square test that units split across arms as configured (mismatch when p < threshold).
+
+    >>> srm_test([1000, 1200], [0.5, 0.5]).mismatch
+    True
+    """
     if len(observed) != len(weights) or len(observed) < 2:
         raise ValueError("srm_test needs one weight per arm and at least two arms")
+    if any(w < 0 or not math.isfinite(w) for w in weights) or any(o < 0 for o in observed):
+        raise ValueError(f"weights and counts must be finite and >= 0, got {weights}, {observed}")
     total = sum(observed)
     weight_sum = sum(weights)
     if total == 0 or weight_sum <= 0:
         return SrmResult(0.0, 1.0, False)
     expected = [total * w / weight_sum for w in weights]
+    if any(o > 0 and e == 0 for o, e in zip(observed, expected, strict=True)):
+        # Units in an arm configured to get none: as mismatched as a split can be.
+        return SrmResult(math.inf, 0.0, True)
     chi2 = sum((o - e) ** 2 / e for o, e in zip(observed, expected, strict=True) if e > 0)
     p_value = float(sps.chi2.sf(chi2, len(observed) - 1))
     return SrmResult(float(chi2), p_value, p_value < threshold)
@@ -43,10 +53,20 @@ def srm_test(
 def adjust_p_values(
     p_values: Sequence[float], method: str = "benjamini_hochberg"
 ) -> tuple[float, ...]:
-    """Adjusted p-values in input order: ``benjamini_hochberg`` (FDR), ``holm``, ``bonferroni``."""
+    """Adjusted p-values in input order: ``benjamini_hochberg`` (FDR), ``holm``, ``bonferroni``.
+
+    A NaN p-value (a comparison with insufficient data) stays NaN and does not count as a test;
+    the others are adjusted among themselves, so one empty segment never blanks the rest.
+
+    >>> adjust_p_values([0.01, 0.04, float("nan")], method="bonferroni")
+    (0.02, 0.08, nan)
+    """
     if method not in _METHODS:
         raise ValueError(f"unknown adjustment {method!r}; choose one of {sorted(_METHODS)}")
-    if not p_values:
-        return ()
-    _, adjusted, _, _ = multipletests(list(p_values), method=_METHODS[method])
-    return tuple(float(p) for p in adjusted)
+    tested = [i for i, p in enumerate(p_values) if not math.isnan(p)]
+    adjusted = [math.nan] * len(p_values)
+    if tested:
+        _, values, _, _ = multipletests([p_values[i] for i in tested], method=_METHODS[method])
+        for i, value in zip(tested, values, strict=True):
+            adjusted[i] = float(value)
+    return tuple(adjusted)

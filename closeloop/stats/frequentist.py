@@ -36,9 +36,11 @@ def welch_df(control: _Moments, treatment: _Moments) -> float:
     return (a + b) ** 2 / denominator if denominator > 0 else math.nan
 
 
-def _check(control: _Moments, treatment: _Moments, difference: str) -> str:
+def _check(control: _Moments, treatment: _Moments, difference: str, alpha: float) -> str:
     if difference not in DIFFERENCES:
         raise ValueError(f"difference must be one of {DIFFERENCES}, got {difference!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     if control.n < 2 or treatment.n < 2:
         return f"each arm needs at least 2 units (control {control.n}, treatment {treatment.n})"
     values = (control.mean, control.variance, treatment.mean, treatment.variance)
@@ -90,7 +92,7 @@ def welch_test(
 ) -> ComparisonResult:
     """Treatment minus control (or relative to control), Welch's unequal-variance t-test."""
     c, t = _moments(control), _moments(treatment)
-    problem = _check(c, t, difference)
+    problem = _check(c, t, difference, alpha)
     if problem:
         return ComparisonResult.insufficient(difference, alpha, problem)
     estimate, variance = _estimate(c, t, difference)
@@ -115,13 +117,12 @@ def cuped_test(
 
     def adjusted(s: RegressionAdjustedStatistic) -> _Moments:
         variance = s.post.variance + theta**2 * s.pre.variance - 2 * theta * s.covariance
-        variance = max(variance, 0.0) if math.isfinite(variance) else variance
         return _Moments(s.n, s.post.mean - theta * s.pre.mean, variance)
 
     c, t = adjusted(control), adjusted(treatment)
     # The relative lift divides by the unadjusted control mean, so only that one must be nonzero:
     # the adjusted control mean may legitimately be 0.
-    problem = _check(c, t, ABSOLUTE)
+    problem = _check(c, t, ABSOLUTE, alpha)
     if difference == RELATIVE and not problem and control.post.mean == 0:
         problem = "the control mean is 0, so a relative lift is undefined"
     if problem:

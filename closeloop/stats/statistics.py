@@ -13,9 +13,8 @@ from dataclasses import dataclass
 def _sample_variance(n: int, total: float, sum_squares: float) -> float:
     if n <= 1:
         return math.nan
-    # sum_squares - total^2 / n cancels catastrophically for a constant outcome; a round-off
-    # negative must read as "no variance", not as a negative variance.
-    return max((sum_squares - total * total / n) / (n - 1), 0.0)
+    # Not clamped at 0, to stay gbstats' arithmetic; the tests treat a variance <= 0 as none.
+    return (sum_squares - total * total / n) / (n - 1)
 
 
 def _covariance(n: int, sum_x: float, sum_y: float, sum_products: float) -> float:
@@ -85,8 +84,7 @@ class RatioStatistic:
         var_m = _sample_variance(self.n, self.m_sum, self.m_sum_squares)
         var_d = _sample_variance(self.n, self.d_sum, self.d_sum_squares)
         cov = _covariance(self.n, self.m_sum, self.d_sum, self.md_sum_products)
-        variance = var_m / mean_d**2 - 2 * cov * mean_m / mean_d**3 + mean_m**2 * var_d / mean_d**4
-        return max(variance, 0.0)  # a constant ratio can round to a tiny negative
+        return var_m / mean_d**2 - 2 * cov * mean_m / mean_d**3 + mean_m**2 * var_d / mean_d**4
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ class RiskTable:
         for time, observed, count in counts:
             if count < 0 or time < 0 or math.isnan(time):
                 raise ValueError(f"invalid risk-table row: time={time}, count={count}")
-            (events if observed else censored)[float(time)] += int(count)
+            if count:  # an empty GROUP BY cell is not a time at which anyone was observed
+                (events if observed else censored)[float(time)] += int(count)
         times = sorted(set(events) | set(censored))
         at_risk, remaining = [], sum(events.values()) + sum(censored.values())
         for time in times:
@@ -91,7 +92,9 @@ def _greenwood_terms(table: RiskTable) -> np.ndarray:
 def _survival(table: RiskTable) -> np.ndarray:
     n = np.asarray(table.at_risk, dtype=float)
     d = np.asarray(table.events, dtype=float)
-    return np.asarray(np.cumprod(1.0 - d / n))
+    # A hand-built table may carry rows with nobody at risk; they leave the curve unchanged.
+    hazard = np.divide(d, n, out=np.zeros_like(d), where=n > 0)
+    return np.asarray(np.cumprod(1.0 - hazard))
 
 
 def _first_time_at_or_below(times: Sequence[float], curve: Sequence[float], q: float) -> float:
