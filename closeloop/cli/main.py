@@ -64,11 +64,13 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except DefinitionErrors as problems:
             for problem in problems.errors:
-                errors.print(f"[red]error[/red] {problem.render()}", highlight=False)
+                errors.print(
+                    f"[red]error[/red] {problem.render()}", highlight=False, soft_wrap=True
+                )
             errors.print(f"{len(problems.errors)} problem(s) found", highlight=False)
             raise typer.Exit(1) from None
         except CloseloopError as error:
-            errors.print(f"[red]error:[/red] {error}", highlight=False)
+            errors.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper

@@ -1,15 +1,47 @@
-"""A simulated B2B SaaS company with known causal effects (docs/simulator.md)."""
+"""A simulated B2B SaaS company with known causal effects (docs/simulator.md).
 
-from closeloop.simulate.company import CompanySimulator, DayBatch, TrueEffect, milestone_days
-from closeloop.simulate.config import SCENARIOS, SegmentConfig, SimulationConfig, scenario
+>>> simulator = CompanySimulator(scenario("default", n_accounts=100, days=20, arrival_days=10))
+>>> batches = [simulator.step(day) for day in simulator.config.dates()]
+>>> sum(batch.accounts.num_rows for batch in batches)
+100
+"""
+
+from closeloop.simulate.company import (
+    FIRST_PROJECT_EVENT,
+    SCHEMAS,
+    TEAMMATE_INVITED_EVENT,
+    CompanySimulator,
+    DayBatch,
+    UnknownAccountError,
+)
+from closeloop.simulate.config import (
+    ALL_SEGMENTS,
+    GOAL_EVENT,
+    SCENARIOS,
+    ProductEventConfig,
+    Scenario,
+    SegmentConfig,
+    SimulationConfig,
+    scenario,
+)
+from closeloop.simulate.milestone import milestone_days
+from closeloop.simulate.truth import TrueEffect
 
 __all__ = [
+    "ALL_SEGMENTS",
+    "FIRST_PROJECT_EVENT",
+    "GOAL_EVENT",
     "SCENARIOS",
+    "SCHEMAS",
+    "TEAMMATE_INVITED_EVENT",
     "CompanySimulator",
     "DayBatch",
+    "ProductEventConfig",
+    "Scenario",
     "SegmentConfig",
     "SimulationConfig",
     "TrueEffect",
+    "UnknownAccountError",
     "milestone_days",
     "scenario",
 ]

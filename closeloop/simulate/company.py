@@ -1,87 +1,73 @@
-"""A simulated B2B SaaS company that steps day by day and responds to the engine's deliveries.
+"""A simulated B2B SaaS company that lives day by day and responds to the engine's deliveries.
 
-Model (docs/simulator.md): accounts arrive at random over ``arrival_days``; each gets a segment,
-a gamma frailty f (mean 1) and a threshold E ~ Exp(1). Its hazard of reaching the goal milestone t
-days after signup is ``base * f * exp(-t / tau)``; after the account's first delivery at s days the
-hazard is multiplied by ``1 + effect``. The milestone happens when the cumulative hazard reaches E,
-which has a closed form, so the time is exact. Product noise (logins, feature use) is drawn from a
-per-day random stream that deliveries do not touch: the treated and the untreated world share
-their random numbers, which makes the ground truth an exact counterfactual.
+Build it from a :class:`~closeloop.simulate.config.SimulationConfig`, call :meth:`step` once per
+day from ``config.start`` and load each :class:`DayBatch` into the warehouse; tell it about every
+message the engine sends with :meth:`deliver`. Only the goal milestone responds to deliveries;
+everything else is fixed by the seed. ``docs/simulator.md`` describes the model.
 """
 
 from __future__ import annotations
 
-import math
+import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from closeloop.data.tables import ACCOUNTS, EVENTS, PEOPLE, SUBSCRIPTIONS, TableSpec
-from closeloop.errors import ConfigurationError, NotFoundError
-from closeloop.simulate.config import SimulationConfig
-
-_ADJECTIVES = (
-    "Bright",
-    "Blue",
-    "North",
-    "Silver",
-    "Rapid",
-    "Clear",
-    "Bold",
-    "Quiet",
-    "Prime",
-    "True",
-    "Open",
-    "Swift",
-    "Green",
-    "Iron",
-    "Lucid",
-    "Noble",
-    "Solid",
-    "Vivid",
-    "Amber",
-    "Polar",
+from closeloop.data.tables import CANONICAL_TABLES
+from closeloop.errors import NotFoundError
+from closeloop.simulate import names
+from closeloop.simulate.activity import UsageEvents, property_palette, usage_events
+from closeloop.simulate.config import GOAL_EVENT, SimulationConfig
+from closeloop.simulate.milestone import (
+    MICROSECONDS_PER_DAY,
+    NEVER,
+    IntArray,
+    milestone_microseconds,
 )
-_NOUNS = (
-    "Harbor",
-    "Forge",
-    "Labs",
-    "Works",
-    "Systems",
-    "Analytics",
-    "Logistics",
-    "Health",
-    "Media",
-    "Robotics",
-    "Foods",
-    "Energy",
-    "Capital",
-    "Studio",
-    "Cloud",
-    "Bio",
-    "Retail",
-    "Motors",
-    "Networks",
-    "Supply",
+from closeloop.simulate.population import (
+    PERSON_NAME_COMBINATIONS,
+    Population,
+    company_domain,
+    company_name,
+    draw_population,
 )
-_INDUSTRIES = ("software", "retail", "healthcare", "finance", "manufacturing", "education", "media")
-_REGIONS = ("na", "emea", "apac", "latam")
-_CSMS = ("ada", "grace", "alan", "edsger", "barbara", "ken")
-_ROLES = ("admin", "member", "member", "member", "viewer")
-_NOISE_EVENTS = ("login", "feature_used", "report_viewed")
-_NOISE_WEIGHTS = (0.55, 0.3, 0.15)
-_OTHER_MILESTONES = (("first_project_created", 0.15), ("teammate_invited", 0.05))
+from closeloop.simulate.truth import TrueEffect, summarise
 
-SECONDS_PER_DAY = 86_400.0
+FIRST_PROJECT_EVENT = "first_project_created"
+TEAMMATE_INVITED_EVENT = "teammate_invited"
+
+SCHEMAS: dict[str, pa.Schema] = {
+    name: spec.ibis_schema().to_pyarrow() for name, spec in CANONICAL_TABLES.items()
+}
+"""The canonical Arrow schema of every table a :class:`DayBatch` holds."""
+
+_INTEGRATION_PROPERTIES = pa.array(
+    [json.dumps({"integration": name}) for name in names.INTEGRATIONS], pa.string()
+)
+_EPOCH = datetime(1970, 1, 1)
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+class UnknownAccountError(NotFoundError, KeyError):
+    """An account id the simulation never created."""
+
+    code = "unknown_account"
 
 
 @dataclass(frozen=True)
 class DayBatch:
-    """What happened on one day, in the canonical tables' Arrow schemas."""
+    """What happened on one day, each table in exactly its canonical Arrow schema.
+
+    ``accounts``, ``people`` and ``subscriptions`` hold the rows created that day; ``events`` every
+    event whose timestamp falls in the day, sorted by time. Tables are empty, not missing, on days
+    with nothing in them.
+    """
 
     day: date
     accounts: pa.Table
@@ -90,337 +76,390 @@ class DayBatch:
     subscriptions: pa.Table
 
 
-@dataclass(frozen=True)
-class TrueEffect:
-    """The exact effect of treating the given units at entry on reaching the goal in the horizon."""
-
-    segment: str
-    n: int
-    completion_if_treated: float
-    completion_if_control: float
-    effect: float
-
-
-def _schema(spec: TableSpec) -> pa.Schema:
-    return spec.ibis_schema().to_pyarrow()
-
-
-_SCHEMAS = {spec.name: _schema(spec) for spec in (ACCOUNTS, PEOPLE, EVENTS, SUBSCRIPTIONS)}
-
-
-def milestone_days(
-    threshold: np.ndarray,
-    rate: np.ndarray,
-    tau: float,
-    treated_at: np.ndarray,
-    effect: np.ndarray,
-) -> np.ndarray:
-    """Days after signup at which cumulative hazard reaches ``threshold`` (inf: never).
-
-    Hazard ``rate * exp(-t / tau)``, multiplied by ``1 + effect`` from ``treated_at`` on
-    (``nan`` = never treated). Vectorised, exact.
-    """
-    capacity = rate * tau  # cumulative hazard as t -> inf, untreated
-
-    def inverse(level: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fraction = np.where(capacity > 0, level / capacity, np.inf)
-            return np.where(fraction < 1, -tau * np.log1p(-np.minimum(fraction, 1)), np.inf)
-
-    untreated = inverse(threshold)
-    treated = ~np.isnan(treated_at)
-    s = np.where(treated, np.maximum(treated_at, 0.0), 0.0)
-    reached_before = untreated <= s
-    h_at_s = capacity * -np.expm1(-s / tau)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        needed = h_at_s + (threshold - h_at_s) / (1 + effect)
-    after = inverse(np.where(treated & ~reached_before, needed, threshold))
-    return np.where(treated & ~reached_before, after, untreated)
-
-
 class CompanySimulator:
-    """Step it once per day from ``config.start``; tell it about every delivery."""
+    """A company of ``config.n_accounts`` accounts, stepped one day at a time.
+
+    >>> from closeloop.simulate import scenario
+    >>> simulator = CompanySimulator(scenario("default", n_accounts=50, days=10, arrival_days=5))
+    >>> batch = simulator.step(simulator.config.start)
+    >>> batch.accounts.num_rows == batch.subscriptions.num_rows
+    True
+    """
 
     def __init__(self, config: SimulationConfig) -> None:
         self.config = config
-        rng = np.random.default_rng([config.seed, 0])
-        n = config.n_accounts
-        segments = config.segments
-        self._segment_names = [s.name for s in segments]
-        shares = np.array([s.share for s in segments])
-        arrival = np.sort(rng.uniform(0, config.arrival_days, n))
-        self.created = arrival  # days since start (float)
-        self.segment = rng.choice(len(segments), size=n, p=shares)
-        self.frailty = rng.gamma(config.frailty_shape, 1 / config.frailty_shape, n)
-        self.threshold = rng.exponential(1.0, n)
-        self.base = np.array([segments[i].milestone_hazard for i in self.segment])
-        self.effect = np.array([segments[i].email_effect for i in self.segment])
-        low = np.array([segments[i].seats[0] for i in self.segment])
-        high = np.array([segments[i].seats[1] for i in self.segment])
-        self.seats = rng.integers(low, high + 1)
-        self.delivered = np.full(n, np.nan)
-        self.ids = [f"acc_{i:06d}" for i in range(n)]
-        self._index = {account: i for i, account in enumerate(self.ids)}
-        self._attributes = self._draw_attributes(rng)
-        self.other_milestones = {
-            name: rng.exponential(1.0, n) / (rate * self.frailty)
-            for name, rate in _OTHER_MILESTONES
-        }
-        self.goal_at = self.created + self._goal_days()
-        self._next_day = 0
-        self._epoch = datetime.combine(config.start, datetime.min.time())
-
-    # -- accounts -------------------------------------------------------------------------------
-
-    def _draw_attributes(self, rng: np.random.Generator) -> dict[str, list[Any]]:
-        segments = self.config.segments
-        n = self.config.n_accounts
-        adjectives = rng.integers(0, len(_ADJECTIVES), n)
-        nouns = rng.integers(0, len(_NOUNS), n)
-        names = [f"{_ADJECTIVES[a]} {_NOUNS[b]}" for a, b in zip(adjectives, nouns, strict=True)]
-        plans, employees, arr = [], [], []
-        plan_draws = rng.random(n)
-        employee_draws = rng.random(n)
-        arr_draws = rng.standard_normal(n)
-        for i, k in enumerate(self.segment):
-            segment = segments[k]
-            plans.append(segment.plans[int(plan_draws[i] * len(segment.plans))])
-            lo, hi = segment.employees
-            employees.append(round(lo * (hi / lo) ** float(employee_draws[i])))
-            arr.append(round(segment.arr_median * math.exp(segment.arr_sigma * arr_draws[i]), 2))
-        return {
-            "name": names,
-            "domain": [
-                f"{name.lower().replace(' ', '')}{i}.example" for i, name in enumerate(names)
-            ],
-            "plan": plans,
-            "industry": [_INDUSTRIES[i] for i in rng.integers(0, len(_INDUSTRIES), n)],
-            "employees": employees,
-            "region": [_REGIONS[i] for i in rng.integers(0, len(_REGIONS), n)],
-            "owner": [_CSMS[i] for i in rng.integers(0, len(_CSMS), n)],
-            "arr": arr,
-        }
-
-    def _goal_days(self, treated_at: np.ndarray | None = None) -> np.ndarray:
-        rate = self.base * self.frailty
-        treated = self.delivered - self.created if treated_at is None else treated_at
-        return milestone_days(
-            self.threshold, rate, self.config.tenure_scale_days, treated, self.effect
+        self.population: Population = draw_population(config)
+        population = self.population
+        n = population.size
+        width = max(6, len(str(max(n - 1, 0))))
+        self._account_ids = pa.array([f"acc_{i:0{width}d}" for i in range(n)], pa.string())
+        self._index = {account: i for i, account in enumerate(self._account_ids.to_pylist())}
+        people = population.people.size
+        self._person_ids = pa.array(
+            [f"per_{i:0{max(7, len(str(people)))}d}" for i in range(people)], pa.string()
         )
-
-    def _time(self, days: float) -> datetime:
-        # Whole microseconds, as the warehouse stores them.
-        return self._epoch + timedelta(microseconds=round(days * SECONDS_PER_DAY * 1e6))
-
-    def _days(self, moment: datetime) -> float:
-        return (moment - self._epoch).total_seconds() / SECONDS_PER_DAY
+        self._rate = (
+            np.array([s.base_daily_hazard for s in config.segments])[population.segment]
+            * population.frailty
+        )
+        self._effect = np.array([s.email_effect for s in config.segments])[population.segment]
+        self._goal_us = milestone_microseconds(
+            population.created_us, population.threshold, self._rate, config.tenure_scale_days
+        )
+        self._goal_emitted = np.zeros(n, dtype=np.bool_)
+        self._treated_at_us = np.full(n, NEVER, dtype=np.int64)
+        self._joined = np.zeros(n, dtype=np.int64)
+        self._people_created_sorted = population.people.created_us[population.people.by_creation]
+        self._start_us = _microseconds(datetime.combine(config.start, datetime.min.time()))
+        self._next_day = 0
+        self._palette, _ = property_palette(config)
+        self.deliveries: Counter[str] = Counter()
+        """Every delivery by channel, repeats included (only the first per account matters)."""
 
     # -- the day loop ---------------------------------------------------------------------------
 
     def step(self, day: date) -> DayBatch:
-        """Everything that happens on ``day``; days must be stepped in order from the start."""
+        """Everything that happened on ``day``: call once per day, in order, from config.start."""
         index = (day - self.config.start).days
         if index != self._next_day:
             expected = self.config.start + timedelta(days=self._next_day)
-            raise ConfigurationError(f"step({day}) out of order: the next day is {expected}")
+            raise ValueError(f"step({day}) is out of order: the next day to simulate is {expected}")
+        if index >= self.config.days:
+            raise ValueError(
+                f"step({day}) is past the simulation's {self.config.days} days; "
+                "raise SimulationConfig.days to simulate longer"
+            )
+        day_start = self._start_us + index * MICROSECONDS_PER_DAY
+        day_end = day_start + MICROSECONDS_PER_DAY
+        created = self.population.created_us
+        first, last = np.searchsorted(created, [day_start, day_end], side="left")
+        joining = self.population.people.by_creation[
+            slice(*np.searchsorted(self._people_created_sorted, [day_start, day_end], side="left"))
+        ]
+        usage = usage_events(self.config, self.population, index, int(last), self._joined)
+        events = self._events(day, day_start, day_end, joining, usage)
+        # People who joined today are active in the product from tomorrow on.
+        np.add.at(self._joined, self.population.people.account[joining], 1)
         self._next_day += 1
-        arrived = np.flatnonzero((self.created >= index) & (self.created < index + 1))
         return DayBatch(
             day=day,
-            accounts=self._accounts(arrived),
-            people=self._people(arrived),
-            events=self._events(index),
-            subscriptions=self._subscriptions(arrived),
+            accounts=self._accounts(int(first), int(last)),
+            people=self._people(joining),
+            events=events,
+            subscriptions=self._subscriptions(int(first), int(last)),
         )
 
-    def _accounts(self, rows: np.ndarray) -> pa.Table:
-        attributes = self._attributes
+    def _accounts(self, first: int, last: int) -> pa.Table:
+        population, config = self.population, self.config
+        rows = slice(first, last)
+        company = [company_name(int(k)) for k in population.company_name[rows]]
+        created = population.created_us[rows].astype("datetime64[us]")
+        segments = np.array([s.name for s in config.segments], dtype=object)
+        plans = np.array([s.plan for s in config.segments], dtype=object)
         return pa.table(
             {
-                "account_id": [self.ids[i] for i in rows],
-                "name": [attributes["name"][i] for i in rows],
-                "domain": [attributes["domain"][i] for i in rows],
-                "created_at": [self._time(self.created[i]) for i in rows],
-                "segment": [self._segment_names[self.segment[i]] for i in rows],
-                "plan": [attributes["plan"][i] for i in rows],
-                "industry": [attributes["industry"][i] for i in rows],
-                "employees": [attributes["employees"][i] for i in rows],
-                "region": [attributes["region"][i] for i in rows],
-                "owner": [attributes["owner"][i] for i in rows],
-                "arr": [attributes["arr"][i] for i in rows],
-                "renewal_date": [
-                    (self._time(self.created[i]) + timedelta(days=365)).date() for i in rows
-                ],
-                "properties": [None] * len(rows),
-            },
-            schema=_SCHEMAS["accounts"],
-        )
-
-    def _people(self, rows: np.ndarray) -> pa.Table:
-        person_ids, accounts, emails, names, roles, created = [], [], [], [], [], []
-        for i in rows:
-            domain = self._attributes["domain"][i]
-            for seat in range(int(self.seats[i])):
-                person_ids.append(f"{self.ids[i]}_p{seat:03d}")
-                accounts.append(self.ids[i])
-                emails.append(f"user{seat}@{domain}")
-                names.append(f"User {seat} of {self._attributes['name'][i]}")
-                roles.append("admin" if seat == 0 else _ROLES[seat % len(_ROLES)])
-                created.append(self._time(self.created[i]))
-        return pa.table(
-            {
-                "person_id": person_ids,
-                "account_id": accounts,
-                "email": emails,
-                "name": names,
-                "role": roles,
+                "account_id": self._account_ids[first:last],
+                "name": company,
+                "domain": [company_domain(int(k)) for k in population.company_name[rows]],
                 "created_at": created,
-                "properties": [None] * len(person_ids),
-            },
-            schema=_SCHEMAS["people"],
-        )
-
-    def _subscriptions(self, rows: np.ndarray) -> pa.Table:
-        segments = self.config.segments
-        return pa.table(
-            {
-                "subscription_id": [f"sub_{self.ids[i]}" for i in rows],
-                "account_id": [self.ids[i] for i in rows],
-                "plan": [self._attributes["plan"][i] for i in rows],
-                "start_date": [self._time(self.created[i]).date() for i in rows],
-                "end_date": [None] * len(rows),
-                "mrr": [round(self._attributes["arr"][i] / 12, 2) for i in rows],
-                "billing_period_months": [segments[self.segment[i]].billing_months for i in rows],
-                "quantity": [int(self.seats[i]) for i in rows],
-                "properties": [None] * len(rows),
-            },
-            schema=_SCHEMAS["subscriptions"],
-        )
-
-    def _events(self, index: int) -> pa.Table:
-        """Milestones falling on this day, then product noise from the day's own random stream."""
-        columns: dict[str, list[Any]] = {"account": [], "seat": [], "name": [], "at": []}
-
-        def add(accounts: np.ndarray, seats: np.ndarray, name: str, at: np.ndarray) -> None:
-            columns["account"].extend(accounts.tolist())
-            columns["seat"].extend(seats.tolist())
-            columns["name"].extend([name] * len(accounts))
-            columns["at"].extend(at.tolist())
-
-        day_start, day_end = float(index), float(index + 1)
-        goal = np.flatnonzero((self.goal_at >= day_start) & (self.goal_at < day_end))
-        add(goal, np.zeros(len(goal), dtype=int), self.config.goal_event, self.goal_at[goal])
-        for name, days in self.other_milestones.items():
-            when = self.created + days
-            hit = np.flatnonzero((when >= day_start) & (when < day_end))
-            add(hit, np.zeros(len(hit), dtype=int), name, when[hit])
-
-        rng = np.random.default_rng([self.config.seed, 1, index])
-        active = np.flatnonzero(self.created < day_end)
-        if len(active):
-            tenure = np.maximum(day_start - self.created[active], 0.0)
-            activity = (
-                np.array([self.config.segments[k].activity for k in self.segment[active]])
-                * self.frailty[active]
-                * np.sqrt(self.seats[active] / 10)
-                * (0.5 + 0.5 * np.exp(-tenure / (4 * self.config.tenure_scale_days)))
-            )
-            counts = rng.poisson(activity)
-            owners = np.repeat(active, counts)
-            total = len(owners)
-            starts = np.maximum(self.created[owners], day_start)
-            at = starts + rng.random(total) * (day_end - starts)
-            seats = (rng.random(total) * self.seats[owners]).astype(int)
-            kinds = rng.choice(len(_NOISE_EVENTS), size=total, p=_NOISE_WEIGHTS)
-            for k, name in enumerate(_NOISE_EVENTS):
-                chosen = kinds == k
-                add(owners[chosen], seats[chosen], name, at[chosen])
-
-        order = np.argsort(np.asarray(columns["at"], dtype=float), kind="stable")
-        accounts = [columns["account"][i] for i in order]
-        seats_list = [columns["seat"][i] for i in order]
-        return pa.table(
-            {
-                "event_id": [f"ev_{index:05d}_{n:07d}" for n in range(len(order))],
-                "account_id": [self.ids[a] for a in accounts],
-                "person_id": [
-                    f"{self.ids[a]}_p{s:03d}" for a, s in zip(accounts, seats_list, strict=True)
+                "segment": segments[population.segment[rows]].tolist(),
+                "plan": plans[population.segment[rows]].tolist(),
+                "industry": [names.INDUSTRIES[k] for k in population.industry[rows]],
+                "employees": population.employees[rows],
+                "region": [names.REGIONS[k] for k in population.region[rows]],
+                "owner": [config.owners[k] for k in population.owner[rows]],
+                "arr": population.arr[rows],
+                "renewal_date": [_a_year_later(moment.item().date()) for moment in created],
+                "properties": [
+                    json.dumps({"lead_source": names.LEAD_SOURCES[k]})
+                    for k in population.lead_source[rows]
                 ],
-                "name": [columns["name"][i] for i in order],
-                "timestamp": [self._time(columns["at"][i]) for i in order],
-                "value": pa.nulls(len(order), pa.float64()),
-                "properties": pa.nulls(len(order), pa.string()),
             },
-            schema=_SCHEMAS["events"],
+            schema=SCHEMAS["accounts"],
+        )
+
+    def _subscriptions(self, first: int, last: int) -> pa.Table:
+        population, config = self.population, self.config
+        rows = slice(first, last)
+        segment = population.segment[rows]
+        plans = np.array([s.plan for s in config.segments], dtype=object)
+        months = np.array([s.billing_period_months for s in config.segments], dtype=np.int64)
+        return pa.table(
+            {
+                "subscription_id": [f"sub_{i:06d}" for i in range(first, last)],
+                "account_id": self._account_ids[first:last],
+                "plan": plans[segment].tolist(),
+                "start_date": population.created_us[rows]
+                .astype("datetime64[us]")
+                .astype("datetime64[D]"),
+                "end_date": pa.nulls(last - first, pa.date32()),
+                "mrr": np.round(population.arr[rows] / 12.0, 2),
+                "billing_period_months": months[segment],
+                "quantity": population.seats[rows],
+                "properties": pa.nulls(last - first, pa.string()),
+            },
+            schema=SCHEMAS["subscriptions"],
+        )
+
+    def _people(self, joining: IntArray) -> pa.Table:
+        people = self.population.people
+        account = people.account[joining]
+        domains = {
+            int(a): company_domain(int(self.population.company_name[a])) for a in np.unique(account)
+        }
+        first_names = [names.FIRST_NAMES[k] for k in people.first_name[joining]]
+        last_names = [names.LAST_NAMES[k] for k in people.last_name[joining]]
+        emails = [
+            f"{first.lower()}.{last.lower()}{_repeat_suffix(int(local))}@{domains[int(a)]}"
+            for first, last, local, a in zip(
+                first_names, last_names, people.local[joining], account, strict=True
+            )
+        ]
+        return pa.table(
+            {
+                "person_id": self._person_ids.take(pa.array(joining, pa.int64())),
+                "account_id": self._account_ids.take(pa.array(account, pa.int64())),
+                "email": emails,
+                "name": [f"{f} {g}" for f, g in zip(first_names, last_names, strict=True)],
+                "role": [names.PERSON_ROLES[k] for k in people.role[joining]],
+                "created_at": people.created_us[joining].astype("datetime64[us]"),
+                "properties": pa.nulls(len(joining), pa.string()),
+            },
+            schema=SCHEMAS["people"],
+        )
+
+    def _events(
+        self, day: date, day_start: int, day_end: int, joining: IntArray, usage: UsageEvents
+    ) -> pa.Table:
+        population = self.population
+        admins = population.first_person
+        goal = np.flatnonzero(
+            (self._goal_us >= day_start) & (self._goal_us < day_end) & ~self._goal_emitted
+        )
+        self._goal_emitted[goal] = True
+        project = np.flatnonzero(
+            (population.first_project_us >= day_start) & (population.first_project_us < day_end)
+        )
+        invited = joining[population.people.local[joining] > 0]
+        inviter_account = population.people.account[invited]
+        parts = [
+            _Part(
+                account=goal,
+                person=admins[goal],
+                name=GOAL_EVENT,
+                timestamp_us=self._goal_us[goal],
+                properties=_INTEGRATION_PROPERTIES.take(
+                    pa.array(population.integration[goal], pa.int64())
+                ),
+            ),
+            _Part(
+                account=project,
+                person=admins[project],
+                name=FIRST_PROJECT_EVENT,
+                timestamp_us=population.first_project_us[project],
+                properties=None,
+            ),
+            _Part(
+                account=inviter_account,
+                person=admins[inviter_account],
+                name=TEAMMATE_INVITED_EVENT,
+                timestamp_us=population.people.created_us[invited],
+                properties=pc.binary_join_element_wise(
+                    '{"invitee_person_id": "',
+                    self._person_ids.take(pa.array(invited, pa.int64())),
+                    '"}',
+                    "",
+                ),
+            ),
+        ]
+        kinds = pa.array([e.name for e in self.config.product_events], pa.string())
+        palette = pa.array(self._palette, pa.string())
+        account = np.concatenate([*(p.account for p in parts), usage.account])
+        timestamp = np.concatenate([*(p.timestamp_us for p in parts), usage.timestamp_us])
+        person = np.concatenate([*(p.person for p in parts), usage.person])
+        name = pa.concat_arrays(
+            [
+                *(pa.array([p.name] * p.size, pa.string()) for p in parts),
+                kinds.take(pa.array(usage.kind, pa.int64())),
+            ]
+        )
+        properties = pa.concat_arrays(
+            [
+                *(p.properties_array() for p in parts),
+                palette.take(pa.array(usage.properties, pa.int64(), mask=usage.properties < 0)),
+            ]
+        )
+        order = np.argsort(timestamp, kind="stable")
+        total = len(order)
+        return pa.table(
+            {
+                "event_id": _event_ids(day, total),
+                "account_id": self._account_ids.take(pa.array(account[order], pa.int64())),
+                "person_id": self._person_ids.take(pa.array(person[order], pa.int64())),
+                "name": name.take(pa.array(order, pa.int64())),
+                "timestamp": timestamp[order].astype("datetime64[us]"),
+                "value": pa.nulls(total, pa.float64()),
+                "properties": properties.take(pa.array(order, pa.int64())),
+            },
+            schema=SCHEMAS["events"],
         )
 
     # -- the engine's side ----------------------------------------------------------------------
 
-    def _account_index(self, account_id: str) -> int:
-        try:
-            return self._index[account_id]
-        except KeyError:
-            raise NotFoundError(f"the simulation has no account {account_id!r}") from None
-
     def deliver(
         self, account_id: str, at: datetime, *, channel: str = "email", variant: str | None = None
     ) -> None:
-        """The engine sent ``account_id`` a message at ``at``; only the first one changes it."""
-        i = self._account_index(account_id)
-        if not np.isnan(self.delivered[i]):
+        """The engine sent ``account_id`` a message at ``at`` (naive UTC).
+
+        Only the first delivery to an account changes its behaviour: from ``at`` on, its goal
+        milestone hazard is multiplied by ``1 + email_effect`` of its segment. Every channel and
+        variant has the same effect in this version. A delivery must not reach into days already
+        simulated (deliver at the midnight before the next :meth:`step`).
+        """
+        row = self._row(account_id)
+        at_us = _microseconds(at)
+        if at_us < self.population.created_us[row]:
+            raise ValueError(f"cannot deliver to {account_id} at {at}: it signs up later")
+        simulated_until = self._start_us + self._next_day * MICROSECONDS_PER_DAY
+        if at_us < simulated_until:
+            raise ValueError(
+                f"cannot deliver to {account_id} at {at}: the simulation has already reached "
+                f"{_datetime(simulated_until)}; deliver before stepping the day it falls in"
+            )
+        self.deliveries[channel] += 1
+        if self._treated_at_us[row] != NEVER:
             return
-        moment = self._days(at)
-        self.delivered[i] = moment
-        if self.goal_at[i] > moment:  # a milestone already reached stays where it was
-            self.goal_at[i] = self.created[i] + self._goal_days()[i]
+        self._treated_at_us[row] = at_us
+        if not self._goal_emitted[row]:
+            rows = np.array([row])
+            self._goal_us[row] = milestone_microseconds(
+                self.population.created_us[rows],
+                self.population.threshold[rows],
+                self._rate[rows],
+                self.config.tenure_scale_days,
+                self._treated_at_us[rows],
+                self._effect[rows],
+            )[0]
 
     def true_effects(
         self, units: Sequence[tuple[str, datetime]], horizon_days: int
     ) -> list[TrueEffect]:
-        """Per segment and overall ("all"): P(goal within horizon | treated at entry) minus
-        P(goal within horizon | never treated), for exactly these units, from their own draws."""
-        if not units:
-            return []
-        rows = np.array([self._account_index(account) for account, _ in units])
-        entered = np.array([self._days(at) for _, at in units]) - self.created[rows]
-        rate = (self.base * self.frailty)[rows]
+        """The exact effect of an email at entry for exactly these units (both arms).
+
+        For each ``(account_id, entered_at)`` it decides, from the account's own threshold and
+        frailty, whether the goal milestone falls in ``(entered_at, entered_at + horizon_days]``
+        if the account is emailed at ``entered_at`` and if it is never emailed. Returns one
+        :class:`TrueEffect` per segment present, in configured order, then one for ``"all"``.
+        Deliveries made to this simulator do not change the answer.
+        """
+        if horizon_days <= 0:
+            raise ValueError(f"horizon_days must be above 0, got {horizon_days}")
+        rows = np.array([self._row(account) for account, _ in units], dtype=np.int64)
+        entered = np.array([_microseconds(at) for _, at in units], dtype=np.int64)
+        created = self.population.created_us[rows]
+        if bool((entered < created).any()):
+            first = int(np.flatnonzero(entered < created)[0])
+            raise ValueError(f"unit {units[first]!r} entered before its account signed up")
+        threshold = self.population.threshold[rows]
+        rate = self._rate[rows]
         tau = self.config.tenure_scale_days
-        never = np.full(len(rows), np.nan)
-        control = milestone_days(self.threshold[rows], rate, tau, never, self.effect[rows])
-        treated = milestone_days(self.threshold[rows], rate, tau, entered, self.effect[rows])
-
-        def completes(days: np.ndarray) -> np.ndarray:
-            return np.asarray((days >= entered) & (days <= entered + horizon_days))
-
-        done_treated, done_control = completes(treated), completes(control)
-        results = []
-        groups = [("all", np.ones(len(rows), dtype=bool))] + [
-            (name, self.segment[rows] == k) for k, name in enumerate(self._segment_names)
-        ]
-        for name, mask in groups:
-            n = int(mask.sum())
-            if n == 0:
-                continue
-            if_treated = float(done_treated[mask].mean())
-            if_control = float(done_control[mask].mean())
-            results.append(TrueEffect(name, n, if_treated, if_control, if_treated - if_control))
-        return results
+        control = milestone_microseconds(created, threshold, rate, tau)
+        treated = milestone_microseconds(created, threshold, rate, tau, entered, self._effect[rows])
+        window_end = entered + int(horizon_days) * MICROSECONDS_PER_DAY
+        return summarise(
+            [s.name for s in self.config.segments],
+            self.population.segment[rows],
+            (treated > entered) & (treated <= window_end),
+            (control > entered) & (control <= window_end),
+        )
 
     def ground_truth(self) -> dict[str, Any]:
+        """The configured truth, JSON-serialisable: scenario, seed, every segment's parameters."""
         config = self.config
         return {
             "scenario": config.name,
             "seed": config.seed,
-            "accounts": config.n_accounts,
-            "goal_event": config.goal_event,
+            "start": config.start.isoformat(),
+            "days": config.days,
+            "n_accounts": config.n_accounts,
+            "arrival_days": config.arrival_days,
+            "goal_event": GOAL_EVENT,
+            "hazard": "base_daily_hazard * frailty * exp(-tenure_days / tenure_scale_days)"
+            " * (1 + email_effect after the first delivery)",
             "tenure_scale_days": config.tenure_scale_days,
             "frailty_shape": config.frailty_shape,
             "segments": {
                 s.name: {
                     "share": s.share,
-                    "milestone_hazard_per_day": s.milestone_hazard,
-                    "email_effect_on_hazard": s.email_effect,
+                    "base_daily_hazard": s.base_daily_hazard,
+                    "email_effect": s.email_effect,
+                    "hazard_ratio_after_email": 1.0 + s.email_effect,
                 }
                 for s in config.segments
             },
+            "deliveries": dict(self.deliveries),
+            "treated_accounts": int((self._treated_at_us != NEVER).sum()),
         }
+
+    def _row(self, account_id: str) -> int:
+        try:
+            return self._index[account_id]
+        except KeyError:
+            known = (
+                f"its ids run from {self._account_ids[0]} to {self._account_ids[-1]}"
+                if len(self._account_ids)
+                else "it has no accounts"
+            )
+            raise UnknownAccountError(
+                f"the simulation has no account {account_id!r}; {known}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Events of one milestone kind on one day, before they are merged and sorted."""
+
+    account: IntArray
+    person: IntArray
+    name: str
+    timestamp_us: IntArray
+    properties: pa.Array | None  # JSON text per event
+
+    @property
+    def size(self) -> int:
+        return len(self.account)
+
+    def properties_array(self) -> pa.Array:
+        if self.properties is None:
+            return pa.nulls(self.size, pa.string())
+        return self.properties
+
+
+def _microseconds(moment: datetime) -> int:
+    """Microseconds since the Unix epoch, exactly; aware times are converted to naive UTC."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return (moment - _EPOCH) // _ONE_MICROSECOND
+
+
+def _event_ids(day: date, count: int) -> pa.Array:
+    """``ev_20250106_0000000``, ``ev_20250106_0000001``, ... in the day's time order."""
+    numbers = pc.utf8_lpad(pc.cast(pa.array(np.arange(count), pa.int64()), pa.string()), 7, "0")
+    return pc.binary_join_element_wise(f"ev_{day:%Y%m%d}_", numbers, "")
+
+
+def _datetime(microseconds: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=microseconds)
+
+
+def _a_year_later(day: date) -> date:
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + 1, day=28)
+
+
+def _repeat_suffix(local: int) -> str:
+    """Person names repeat only past every combination; a number keeps their emails distinct."""
+    repeat = local // PERSON_NAME_COMBINATIONS
+    return str(repeat + 1) if repeat else ""

@@ -15,7 +15,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from closeloop.errors import ConfigurationError
@@ -176,6 +176,10 @@ class SimulationConfig:
                 f"invalid simulation config {self.name!r}:\n  - " + "\n  - ".join(problems)
             )
 
+    def dates(self) -> list[date]:
+        """Every simulated day, in the order :meth:`CompanySimulator.step` takes them."""
+        return [self.start + timedelta(days=index) for index in range(self.days)]
+
     def segment(self, name: str) -> SegmentConfig:
         for segment in self.segments:
             if segment.name == name:
@@ -187,6 +191,8 @@ class SimulationConfig:
 def _problems(config: SimulationConfig) -> list[str]:
     """Every reason the config cannot work, so one error reports them all."""
     problems: list[str] = []
+    if config.seed < 0:
+        problems.append(f"seed must not be negative, got {config.seed}")
     if config.days < 1:
         problems.append(f"days must be at least 1, got {config.days}")
     if not 1 <= config.arrival_days <= max(config.days, 1):
@@ -242,7 +248,9 @@ def _segment_problems(segment: SegmentConfig) -> list[str]:
     if not segment.base_daily_hazard >= 0.0:
         problems.append(f"base_daily_hazard must not be negative, got {segment.base_daily_hazard}")
     if not segment.email_effect > -1.0:
-        problems.append(f"email_effect must be above -1 (a hazard ratio above 0), got {segment.email_effect}")
+        problems.append(
+            f"email_effect must be above -1 (a hazard ratio above 0), got {segment.email_effect}"
+        )
     if not 1 <= segment.seats_min <= segment.seats_max:
         problems.append(
             f"seats need 1 <= seats_min <= seats_max, got {segment.seats_min}..{segment.seats_max}"
@@ -255,7 +263,9 @@ def _segment_problems(segment: SegmentConfig) -> list[str]:
     if segment.arr_median <= 0 or segment.arr_sigma < 0:
         problems.append("arr_median must be above 0 and arr_sigma not negative")
     if segment.billing_period_months < 1:
-        problems.append(f"billing_period_months must be at least 1, got {segment.billing_period_months}")
+        problems.append(
+            f"billing_period_months must be at least 1, got {segment.billing_period_months}"
+        )
     if segment.activity < 0 or segment.onboarding_days <= 0:
         problems.append("activity must not be negative and onboarding_days must be above 0")
     return problems

@@ -21,7 +21,8 @@ COMPANY_SECOND_WORDS: tuple[str, ...] = (
     "Technologies", "Ventures", "Works",
 )  # fmt: skip
 
-COMPANY_SUFFIXES: tuple[str, ...] = ("", "", "", "Inc.", "Ltd", "GmbH", "Group", "Co")
+COMPANY_SUFFIXES: tuple[str, ...] = ("", "Inc.", "Ltd", "GmbH", "Group", "Co")
+COMPANY_SUFFIX_WEIGHTS: tuple[float, ...] = (0.5, 0.15, 0.1, 0.05, 0.1, 0.1)
 
 FIRST_NAMES: tuple[str, ...] = (
     "Aisha", "Alex", "Amara", "Ana", "Arjun", "Ben", "Camille", "Carlos", "Chen", "Chloe",

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import math
 
+from scipy.optimize import brentq
+
 from closeloop.stats.frequentist import ABSOLUTE, welch_test
 from closeloop.stats.results import ComparisonResult, Interval, status_of
 from closeloop.stats.statistics import Statistic
 
 DEFAULT_TUNING = 5000
+_SMALLEST_P = 1e-300
 
 
 def confidence_sequence(
@@ -66,22 +69,15 @@ def _half_width(s2: float, n: int, alpha: float, tuning: float) -> float:
 
 
 def _always_valid_p(estimate: float, s2: float, n: int, tuning: float) -> float:
-    """The smallest alpha whose sequence excludes zero (bisection on log alpha)."""
-    if estimate == 0:
-        return 1.0
+    """The smallest alpha whose sequence excludes zero: a root in log alpha (Brent's method)."""
 
-    def excludes(alpha: float) -> bool:
-        return abs(estimate) > _half_width(s2, n, alpha, tuning)
+    def margin(log_alpha: float) -> float:
+        return abs(estimate) - _half_width(s2, n, math.exp(log_alpha), tuning)
 
-    low, high = 1e-300, 1.0
-    if not excludes(high * (1 - 1e-12)):
+    # The half-width shrinks as alpha grows, so the margin increases with log alpha.
+    low, high = math.log(_SMALLEST_P), math.log1p(-1e-12)
+    if margin(high) <= 0:
         return 1.0
-    if excludes(low):
-        return low
-    for _ in range(200):
-        middle = math.sqrt(low * high)
-        if excludes(middle):
-            high = middle
-        else:
-            low = middle
-    return min(high, 1.0)
+    if margin(low) > 0:
+        return _SMALLEST_P
+    return float(math.exp(brentq(margin, low, high, xtol=1e-12)))

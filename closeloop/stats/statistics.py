@@ -13,7 +13,7 @@ from dataclasses import dataclass
 def _sample_variance(n: int, total: float, sum_squares: float) -> float:
     if n <= 1:
         return math.nan
-    # Not clamped at 0, to stay gbstats' arithmetic; the tests treat a variance <= 0 as none.
+    # Not clamped at 0, to keep gbstats' arithmetic; welch_test treats a variance <= 0 as none.
     return (sum_squares - total * total / n) / (n - 1)
 
 

@@ -237,7 +237,10 @@ def rmst_difference(
     se = math.sqrt(var_t + var_c)
     if not (se > 0 and math.isfinite(se)):
         return ComparisonResult.insufficient(
-            "absolute", alpha, "the restricted mean has no finite variance in one arm"
+            "absolute",
+            alpha,
+            f"the restricted means have no variance up to {tau:g}: in both arms nobody reached the"
+            " goal before it, or everyone at risk reached it at once",
         )
     estimate = mean_t - mean_c
     z = float(sps.norm.isf(alpha / 2))

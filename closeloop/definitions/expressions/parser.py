@@ -216,8 +216,6 @@ def locate(
 
 def _expected_words(expected: set[str]) -> str:
     words = sorted({_TOKEN_WORDS.get(name, name.lower().strip("_")) for name in expected})
-    if len(words) > 6:
-        words = [*words[:6], "…"]
     return ", ".join(words)
 
 
@@ -246,8 +244,12 @@ def _syntax_error(
 ) -> ExpressionError:
     at_line = getattr(error, "line", -1)
     at_column = getattr(error, "column", -1)
-    if not isinstance(at_line, int) or at_line < 1:
-        lines = text.splitlines() or [""]
+    at_end = isinstance(error, UnexpectedEOF) or (
+        isinstance(error, UnexpectedToken) and error.token.type == "$END"
+    )
+    if at_end or not isinstance(at_line, int) or at_line < 1:
+        # Point just past the last character that is there.
+        lines = text.rstrip().split("\n")
         at_line, at_column = len(lines), len(lines[-1]) + 1
     location = locate(text, at_line, at_column, file=file, first_line=line, first_column=column)
     if isinstance(error, UnexpectedCharacters):

@@ -1,0 +1,232 @@
+"""Parsing, checking and printing expressions: errors located, printing and parsing agree."""
+
+from __future__ import annotations
+
+import string
+from datetime import date, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from closeloop.data.compiler import account_attributes
+from closeloop.definitions.expressions import (
+    And,
+    Attribute,
+    Comparator,
+    Comparison,
+    Contains,
+    EventCount,
+    Expression,
+    HasValue,
+    InList,
+    Literal,
+    LiteralKind,
+    MoreThanAgo,
+    Not,
+    Or,
+    WithinLast,
+    check_expression,
+    format_expression,
+    parse_expression,
+    referenced_attributes,
+    referenced_events,
+)
+from closeloop.errors import ExpressionError
+
+ATTRIBUTES = account_attributes()
+
+
+def _error(text: str, **where: int) -> ExpressionError:
+    with pytest.raises(ExpressionError) as raised:
+        expression = parse_expression(text, file="jobs.yaml", **where)
+        check_expression(expression, ATTRIBUTES, text=text, file="jobs.yaml", **where)
+    return raised.value
+
+
+def test_demo_expressions_parse() -> None:
+    audience = parse_expression(
+        'signup_date within last 14 days\n  and count(event "integration_connected") = 0'
+    )
+    assert audience == And(
+        (
+            WithinLast(Attribute("signup_date"), 14.0),
+            Comparison(
+                EventCount("integration_connected"),
+                Comparator.EQ,
+                Literal(0.0, LiteralKind.NUMBER),
+            ),
+        )
+    )
+    assert referenced_attributes(audience) == {"signup_date"}
+    assert referenced_events(audience) == {"integration_connected"}
+
+
+def test_precedence_and_case_insensitive_keywords() -> None:
+    parsed = parse_expression('plan = "a" OR plan = "b" And Not arr > 5')
+    assert isinstance(parsed, Or)
+    assert isinstance(parsed.parts[1], And)
+    assert isinstance(parsed.parts[1].parts[1], Not)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "message", "hint"),
+    [
+        ("plan = 'pro'", 3, 12, "unexpected character", "double quotes"),
+        ("plan =", 3, 11, "ends too early", "expected"),
+        ("sigup_date within last 3 days", 3, 5, "unknown attribute 'sigup_date'", "signup_date"),
+        ('arr > "big"', 3, 11, "cannot compare arr (number)", "number"),
+        ("plan within last 3 days", 3, 5, "needs a date or time", "signup_date"),
+        ('plan < "x"', 3, 5, "`<` does not apply to string", "= or !="),
+        ("and = 1", 3, 5, "reserved word", "expected"),
+        ("x = 2024-02-30", 3, 9, "invalid date", ""),
+    ],
+)
+def test_errors_point_at_the_problem(
+    text: str, line: int, column: int, message: str, hint: str
+) -> None:
+    error = _error(text, line=3, column=5)
+    assert error.location is not None
+    assert (error.location.line, error.location.column) == (line, column)
+    assert message in error.message
+    assert hint in error.hint
+    caret = error.location.caret().splitlines()
+    assert caret[1].index("^") == caret[0].index(text[0]) + column - 5
+
+
+def test_errors_on_later_lines_of_a_block_are_located() -> None:
+    text = '      signup_date within last 14 days\n        and count(event "x") = "none"'
+    error = _error(text, line=10, column=1)
+    assert error.location is not None
+    assert (error.location.line, error.location.column) == (11, 32)
+
+
+def test_parse_errors_list_what_would_be_valid() -> None:
+    error = _error("plan = ")
+    assert "a quoted string" in error.hint
+
+
+# -- properties ----------------------------------------------------------------------------------
+
+_names = st.sampled_from(sorted(ATTRIBUTES))
+_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=12
+)
+_numbers = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9).map(
+    lambda x: float(round(x, 3))
+)
+_literals = st.one_of(
+    _text.map(lambda s: Literal(s, LiteralKind.STRING)),
+    _numbers.map(lambda x: Literal(x, LiteralKind.NUMBER)),
+    st.booleans().map(lambda b: Literal(b, LiteralKind.BOOLEAN)),
+    st.dates(date(1990, 1, 1), date(2100, 1, 1)).map(lambda d: Literal(d, LiteralKind.DATE)),
+    st.datetimes(datetime(1990, 1, 1), datetime(2100, 1, 1)).map(
+        lambda d: Literal(d.replace(microsecond=0), LiteralKind.TIMESTAMP)
+    ),
+)
+_days = st.integers(1, 1000).map(float)
+_operands = st.one_of(
+    _names.map(Attribute),
+    _literals,
+    st.builds(EventCount, _text, st.one_of(st.none(), _days)),
+)
+_predicates = st.one_of(
+    st.builds(Comparison, _operands, st.sampled_from(list(Comparator)), _operands),
+    st.builds(
+        InList, _operands, st.lists(_literals, min_size=1, max_size=3).map(tuple), st.booleans()
+    ),
+    st.builds(Contains, _operands, _text.map(lambda s: Literal(s, LiteralKind.STRING))),
+    st.builds(HasValue, _names.map(Attribute), st.booleans()),
+    st.builds(WithinLast, _operands, _days),
+    st.builds(MoreThanAgo, _operands, _days),
+)
+
+
+_expressions = st.recursive(
+    _predicates,
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=2, max_size=3).map(lambda p: And(tuple(p))),
+        st.lists(inner, min_size=2, max_size=3).map(lambda p: Or(tuple(p))),
+        inner.map(Not),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_expressions)
+def test_printing_then_parsing_gives_the_same_tree(expression: Expression) -> None:
+    text = format_expression(expression)
+    assert parse_expression(text) == expression, text
+
+
+def _parses_or_fails_located(text: str) -> None:
+    try:
+        parse_expression(text)
+    except ExpressionError as error:
+        assert error.location is not None
+        assert error.location.line >= 1 and error.location.column >= 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=60))
+def test_any_text_parses_or_fails_with_a_located_error(text: str) -> None:
+    _parses_or_fails_located(text)
+
+
+_tokens = st.sampled_from(
+    [
+        "plan",
+        "=",
+        "!=",
+        "<",
+        "(",
+        ")",
+        '"x"',
+        "1",
+        "20%",
+        "and",
+        "or",
+        "not",
+        "in",
+        "count",
+        "event",
+        "within",
+        "last",
+        "days",
+        "more",
+        "than",
+        "ago",
+        "has",
+        "any",
+        "no",
+        "value",
+        "contains",
+        ",",
+        "2024-01-01",
+        "true",
+        "#c\n",
+        "\n",
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_tokens, max_size=12))
+def test_token_soup_parses_or_fails_with_a_located_error(tokens: list[str]) -> None:
+    _parses_or_fails_located(" ".join(tokens))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=40))
+def test_random_bytes_never_crash_the_parser(data: bytes) -> None:
+    _parses_or_fails_located(data.decode("utf-8", errors="replace"))
+
+
+def test_printable_noise_is_rejected_with_a_location() -> None:
+    for character in string.punctuation.replace('"', "").replace("#", ""):
+        text = f"plan = {character}"
+        if character in "(-_":  # an opening parenthesis, a minus sign, a name
+            continue
+        with pytest.raises(ExpressionError):
+            parse_expression(text)
