@@ -217,23 +217,25 @@ def _align(left: ir.Value, right: ir.Value) -> tuple[ir.Value, ir.Value]:
     return left, right
 
 
-def _predicate(node: Expression, table: ir.Table, plan: _Plan) -> ir.BooleanValue:
-    """A boolean column that is never NULL (missing values do not match)."""
-    if isinstance(node, And):
-        parts = [_predicate(part, table, plan) for part in node.parts]
+def _predicate(
+    node: Expression, table: ir.Table, plan: _Plan, *, negated: bool = False
+) -> ir.BooleanValue:
+    """A boolean column where a missing value makes a comparison false.
+
+    Under ``not`` each comparison is made two-valued (NULL -> false) so that ``not`` turns it
+    true. Elsewhere NULL already acts as false (a filter drops it; NULL and/or x gives the same
+    rows as false and/or x), and leaving it bare lets the database push filters into joins.
+    """
+    if isinstance(node, And | Or):
+        parts = [_predicate(part, table, plan, negated=negated) for part in node.parts]
         result = parts[0]
         for part in parts[1:]:
-            result = result & part
-        return result
-    if isinstance(node, Or):
-        parts = [_predicate(part, table, plan) for part in node.parts]
-        result = parts[0]
-        for part in parts[1:]:
-            result = result | part
+            result = (result & part) if isinstance(node, And) else (result | part)
         return result
     if isinstance(node, Not):
-        return ~_predicate(node.operand, table, plan)
-    return _atom(node, table, plan).fill_null(False)
+        return ~_predicate(node.operand, table, plan, negated=True)
+    atom = _atom(node, table, plan)
+    return atom.fill_null(False) if negated else atom
 
 
 def _atom(node: Expression, table: ir.Table, plan: _Plan) -> ir.BooleanValue:
