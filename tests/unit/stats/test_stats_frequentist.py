@@ -200,6 +200,15 @@ def test_confidence_sequence_is_wider_and_its_p_value_matches_its_interval(
         assert decisive == (sequence.p_value < sequence.alpha)
 
 
+def test_confidence_sequence_p_value_for_an_overwhelming_effect() -> None:
+    """Tiny always-valid p-values are found in log space: no underflow, no math domain error."""
+    result = confidence_sequence(
+        ProportionStatistic(100_000, 10_000), ProportionStatistic(100_000, 30_000)
+    )
+    assert result.status is Status.POSITIVE
+    assert 0 < result.p_value < 1e-200
+
+
 DEGENERATE: dict[str, tuple[Statistic, Statistic]] = {
     "empty-arms": (ProportionStatistic(0, 0), ProportionStatistic(0, 0)),
     "one-unit": (SampleMeanStatistic(1, 3.0, 9.0), SampleMeanStatistic(50, 100.0, 400.0)),

@@ -9,6 +9,7 @@ Monte Carlo standard errors of room.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from closeloop.stats import (
     ProportionStatistic,
@@ -83,10 +84,11 @@ def test_rmst_difference_a_a_false_positive_rate() -> None:
     assert false_positives / runs <= 0.07
 
 
+@pytest.mark.slow
 def test_confidence_sequence_relative_lift_covers_the_truth_at_every_look() -> None:
     """Simultaneous coverage over 20 looks, where the fixed-horizon interval's is far lower."""
     rng = np.random.default_rng(24)
-    runs, looks, daily, p_control, p_treatment = 400, 20, 150, 0.2, 0.22
+    runs, looks, daily, p_control, p_treatment = 300, 20, 150, 0.2, 0.22
     truth = (p_treatment - p_control) / p_control
     controls = np.cumsum(rng.binomial(daily, p_control, (runs, looks)), axis=1)
     treatments = np.cumsum(rng.binomial(daily, p_treatment, (runs, looks)), axis=1)
