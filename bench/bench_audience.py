@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from closeloop.data.compiler import matching_accounts
-from closeloop.definitions.expressions import parse_expression
 
+from closeloop.data.compiler import matching_accounts
 from closeloop.data.warehouse import Warehouse
+from closeloop.definitions.expressions import parse_expression
 
 AUDIENCE = 'signup_date within last 14 days and count(event "integration_connected") = 0'
 AS_OF = datetime(2024, 6, 1)

@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+
 from support import Backends, embedded_backends
 
 POSTGRES_ENV = "CLOSELOOP_TEST_POSTGRES_URL"

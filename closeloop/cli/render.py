@@ -109,8 +109,8 @@ def print_job_report(
             pval(segment.adjusted_p_value),
         ]
         if truths:
-            truth = truths.get(segment.segment)
-            covered = truth is not None and segment.lift.ci.lower <= truth <= segment.lift.ci.upper
-            cells += [pp(truth), "[green]yes[/green]" if covered else "[red]no[/red]"]
+            known = truths.get(segment.segment)
+            covered = known is not None and segment.lift.ci.lower <= known <= segment.lift.ci.upper
+            cells += [pp(known), "[green]yes[/green]" if covered else "[red]no[/red]"]
         segments.add_row(*cells)
     console.print(segments)

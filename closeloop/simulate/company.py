@@ -91,13 +91,10 @@ class CompanySimulator:
         self.population: Population = draw_population(config)
         population = self.population
         n = population.size
-        width = max(6, len(str(max(n - 1, 0))))
-        self._account_ids = pa.array([f"acc_{i:0{width}d}" for i in range(n)], pa.string())
-        self._index = {account: i for i, account in enumerate(self._account_ids.to_pylist())}
+        self._account_width = max(6, len(str(max(n - 1, 0))))
+        self._account_ids = _ids("acc_", n, self._account_width)
         people = population.people.size
-        self._person_ids = pa.array(
-            [f"per_{i:0{max(7, len(str(people)))}d}" for i in range(people)], pa.string()
-        )
+        self._person_ids = _ids("per_", people, max(7, len(str(max(people - 1, 0)))))
         self._rate = (
             np.array([s.base_daily_hazard for s in config.segments])[population.segment]
             * population.frailty
@@ -112,7 +109,9 @@ class CompanySimulator:
         self._people_created_sorted = population.people.created_us[population.people.by_creation]
         self._start_us = _microseconds(datetime.combine(config.start, datetime.min.time()))
         self._next_day = 0
-        self._palette, _ = property_palette(config)
+        palette, _ = property_palette(config)
+        self._palette = pa.array(palette, pa.string())
+        self._kinds = pa.array([e.name for e in config.product_events], pa.string())
         self.deliveries: Counter[str] = Counter()
         """Every delivery by channel, repeats included (only the first per account matters)."""
 
@@ -272,21 +271,21 @@ class CompanySimulator:
                 ),
             ),
         ]
-        kinds = pa.array([e.name for e in self.config.product_events], pa.string())
-        palette = pa.array(self._palette, pa.string())
         account = np.concatenate([*(p.account for p in parts), usage.account])
         timestamp = np.concatenate([*(p.timestamp_us for p in parts), usage.timestamp_us])
         person = np.concatenate([*(p.person for p in parts), usage.person])
         name = pa.concat_arrays(
             [
                 *(pa.array([p.name] * p.size, pa.string()) for p in parts),
-                kinds.take(pa.array(usage.kind, pa.int64())),
+                self._kinds.take(pa.array(usage.kind, pa.int64())),
             ]
         )
         properties = pa.concat_arrays(
             [
                 *(p.properties_array() for p in parts),
-                palette.take(pa.array(usage.properties, pa.int64(), mask=usage.properties < 0)),
+                self._palette.take(
+                    pa.array(usage.properties, pa.int64(), mask=usage.properties < 0)
+                ),
             ]
         )
         order = np.argsort(timestamp, kind="stable")
@@ -402,17 +401,16 @@ class CompanySimulator:
         }
 
     def _row(self, account_id: str) -> int:
-        try:
-            return self._index[account_id]
-        except KeyError:
-            known = (
-                f"its ids run from {self._account_ids[0]} to {self._account_ids[-1]}"
-                if len(self._account_ids)
-                else "it has no accounts"
-            )
-            raise UnknownAccountError(
-                f"the simulation has no account {account_id!r}; {known}"
-            ) from None
+        digits = account_id.removeprefix("acc_")
+        row = int(digits) if digits.isascii() and digits.isdigit() else -1
+        if 0 <= row < self.population.size and len(digits) == self._account_width:
+            return row
+        known = (
+            f"its ids run from {self._account_ids[0]} to {self._account_ids[-1]}"
+            if self.population.size
+            else "it has no accounts"
+        )
+        raise UnknownAccountError(f"the simulation has no account {account_id!r}; {known}")
 
 
 @dataclass(frozen=True)
@@ -444,8 +442,13 @@ def _microseconds(moment: datetime) -> int:
 
 def _event_ids(day: date, count: int) -> pa.Array:
     """``ev_20250106_0000000``, ``ev_20250106_0000001``, ... in the day's time order."""
-    numbers = pc.utf8_lpad(pc.cast(pa.array(np.arange(count), pa.int64()), pa.string()), 7, "0")
-    return pc.binary_join_element_wise(f"ev_{day:%Y%m%d}_", numbers, "")
+    return _ids(f"ev_{day:%Y%m%d}_", count, 7)
+
+
+def _ids(prefix: str, count: int, width: int) -> pa.Array:
+    """``prefix`` followed by 0, 1, ... ``count - 1`` zero-padded to ``width`` digits."""
+    numbers = pc.cast(pa.array(np.arange(count, dtype=np.int64)), pa.string())
+    return pc.binary_join_element_wise(prefix, pc.utf8_lpad(numbers, width, "0"), "")
 
 
 def _datetime(microseconds: int) -> datetime:

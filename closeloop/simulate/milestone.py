@@ -47,7 +47,7 @@ def milestone_days(
 
     >>> days = milestone_days(np.array([0.5]), np.array([0.05]), 30.0)
     >>> round(float(days[0]), 3)
-    11.507
+    12.164
     """
     tau = float(tenure_scale_days)
     capacity = rate * tau  # the untreated H(inf)

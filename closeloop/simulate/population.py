@@ -214,7 +214,15 @@ def company_name(index: int) -> str:
 
 def company_domain(index: int) -> str:
     """The company's domain, under the reserved ``.example`` TLD (``"bluelabsinc.example"``)."""
-    return names.slug("".join(_company_words(index))) + ".example"
+    return (
+        "".join(_SLUGS.get(word) or names.slug(word) for word in _company_words(index)) + ".example"
+    )
+
+
+_SLUGS = {
+    word: names.slug(word)
+    for word in (*names.COMPANY_FIRST_WORDS, *names.COMPANY_SECOND_WORDS, *names.COMPANY_SUFFIXES)
+}
 
 
 PERSON_NAME_COMBINATIONS = len(names.FIRST_NAMES) * len(names.LAST_NAMES)

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 import ibis
 import pyarrow as pa
 import pytest
-from support import EXAMPLE_AS_OF, Backends, load_example_dataset
 
 from closeloop.data.compiler import compile_sql, goal_reached_at, matching_accounts
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import parse_expression
+from support import EXAMPLE_AS_OF, Backends, load_example_dataset
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from support import Backends
 
 from closeloop.channels.email import EMAIL, SmtpEmailChannel
 from closeloop.data.warehouse import Warehouse
@@ -19,6 +18,7 @@ from closeloop.engine.dispatcher import Dispatcher, RetryPolicy
 from closeloop.engine.tick import OutboxStatus, run_tick
 from closeloop.services.project import Workspace, init_project, open_workspace
 from closeloop.services.smtp_sink import SmtpSink, free_port
+from support import Backends
 
 JOB = "Integration nudge"
 DAY0 = datetime(2024, 3, 1)

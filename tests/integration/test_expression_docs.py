@@ -6,11 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
-from support import EXAMPLE_AS_OF, Backends, load_example_dataset
 
 from closeloop.data.compiler import account_attributes, matching_accounts
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import check_expression, parse_expression
+from support import EXAMPLE_AS_OF, Backends, load_example_dataset
 
 DOC = Path(__file__).parents[2] / "docs" / "expressions.md"
 EXAMPLE = re.compile(r"```expression\n(?P<text>.*?)```\n<!-- matches: (?P<ids>[^>]*) -->", re.S)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from support import Backends
 
 from closeloop.data.importer import import_file
 from closeloop.data.warehouse import Warehouse
 from closeloop.errors import DataImportError
+from support import Backends
 
 ACCOUNTS_CSV = """account_id,name,created_at,segment,employees,arr,tier
 a1,Acme,2024-01-01T10:00:00Z,enterprise,500,120000,gold
