@@ -230,3 +230,23 @@ def test_printable_noise_is_rejected_with_a_location() -> None:
             continue
         with pytest.raises(ExpressionError):
             parse_expression(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('name = "a\\u0000b"', "U+0000 cannot be stored"),
+        ('name = "\\ud800"', "U+D800 cannot be stored"),
+        ("arr > 1e400", "numbers are limited"),
+        ('count(event "x" in last 99999999 days) > 1', "between 0 and 36500"),
+        ("signup_date within last 1e12 days", "between 0 and 36500"),
+        ("signup_date more than 99999999 days ago", "between 0 and 36500"),
+        ("not " * 2000 + 'plan = "x"', "nested too deeply"),
+    ],
+)
+def test_values_no_database_could_handle_are_refused_up_front(text: str, message: str) -> None:
+    assert message in _error(text).message
+
+
+def test_case_slips_get_a_suggestion() -> None:
+    assert "'plan'" in _error('PLAN = "pro"').hint

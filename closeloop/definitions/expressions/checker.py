@@ -44,6 +44,7 @@ _LITERAL_TYPES = {
 }
 _TIMES = (AttributeType.TIMESTAMP, AttributeType.DATE)
 _EQUALITY = (Comparator.EQ, Comparator.NE)
+MAX_DAYS = 36_500  # a century: longer spans overflow date arithmetic and mean nothing
 
 
 class _Checker:
@@ -73,12 +74,17 @@ class _Checker:
         if isinstance(operand, Literal):
             return _LITERAL_TYPES[operand.kind]
         if isinstance(operand, EventCount):
-            if operand.window_days is not None and operand.window_days <= 0:
-                raise self.fail("the window of a count must be positive", operand.span)
+            if operand.window_days is not None and not 0 < operand.window_days <= MAX_DAYS:
+                raise self.fail(
+                    f"the window of a count must be between 0 and {MAX_DAYS} days", operand.span
+                )
             return AttributeType.NUMBER
         found = self.attributes.get(operand.name)
         if found is None:
-            close = get_close_matches(operand.name, list(self.attributes), n=3, cutoff=0.6)
+            same_but_case = [a for a in self.attributes if a.lower() == operand.name.lower()]
+            close = same_but_case or get_close_matches(
+                operand.name, list(self.attributes), n=3, cutoff=0.6
+            )
             hint = (
                 f"did you mean {' or '.join(repr(c) for c in close)}?"
                 if close
@@ -120,8 +126,8 @@ class _Checker:
                     node.span,
                     "use it on a date attribute such as signup_date",
                 )
-            if node.days <= 0:
-                raise self.fail("the number of days must be positive", node.span)
+            if not 0 < node.days <= MAX_DAYS:
+                raise self.fail(f"the number of days must be between 0 and {MAX_DAYS}", node.span)
 
     def comparison(self, node: Comparison) -> None:
         left, right = self.type_of(node.left), self.type_of(node.right)

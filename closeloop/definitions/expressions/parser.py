@@ -99,8 +99,24 @@ def _token_span(token: Token) -> Span:
     return Span(token.line or 1, token.column or 1, token.end_line or 1, token.end_column or 1)
 
 
+# Larger values are not meaningful anywhere in the language and would overflow date arithmetic.
+MAX_MAGNITUDE = 1e15
+
+
 def _number(text: str) -> float:
-    return float(text)
+    value = float(text)
+    if not abs(value) <= MAX_MAGNITUDE:
+        raise ValueError(f"numbers are limited to ±{MAX_MAGNITUDE:.0e}")
+    return value
+
+
+def _text(token: str) -> str:
+    value = json.loads(token)
+    assert isinstance(value, str)
+    for character in value:
+        if character == "\x00" or "\ud800" <= character <= "\udfff":
+            raise ValueError(f"the character U+{ord(character):04X} cannot be stored as text")
+    return value
 
 
 class _BadLiteralError(ValueError):
@@ -163,26 +179,27 @@ class _ToAst(Transformer[Token, Expression]):
 
     def event_count(self, meta: Any, items: list[Any]) -> EventCount:
         window = items[1] if len(items) > 1 else None
-        return EventCount(_convert(items[0], "string", json.loads), window, _span(meta))
+        return EventCount(_convert(items[0], "string", _text), window, _span(meta))
 
     def window(self, meta: Any, items: list[float]) -> float:
         return items[0] * items[1]
 
     def amount(self, meta: Any, items: list[Token]) -> float:
-        return _number(str(items[0]))
+        return float(_convert(items[0], "number", _number))
 
     def unit(self, meta: Any, items: list[Token]) -> float:
         return UNIT_DAYS[str(items[0]).lower().rstrip("s")]
 
     def string(self, meta: Any, items: list[Token]) -> Literal:
-        value = _convert(items[0], "string", json.loads)
+        value = _convert(items[0], "string", _text)
         return Literal(value, LiteralKind.STRING, _token_span(items[0]))
 
     def number(self, meta: Any, items: list[Token]) -> Literal:
-        return Literal(_number(str(items[0])), LiteralKind.NUMBER, _token_span(items[0]))
+        value = _convert(items[0], "number", _number)
+        return Literal(value, LiteralKind.NUMBER, _token_span(items[0]))
 
     def percent(self, meta: Any, items: list[Token]) -> Literal:
-        value = _number(str(items[0])[:-1]) / 100
+        value = _convert(items[0], "percentage", lambda s: _number(s[:-1]) / 100)
         return Literal(value, LiteralKind.NUMBER, _token_span(items[0]))
 
     def date(self, meta: Any, items: list[Token]) -> Literal:
@@ -235,6 +252,12 @@ def parse_expression(
             str(cause),
             locate(text, span.line, span.column, file=file, first_line=line, first_column=column),
             'check the value; strings escape \\ and " with a backslash',
+        ) from None
+    except RecursionError:
+        raise ExpressionError(
+            "the expression is nested too deeply",
+            locate(text, 1, 1, file=file, first_line=line, first_column=column),
+            "split it into simpler conditions",
         ) from None
     return result
 
