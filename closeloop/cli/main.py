@@ -40,7 +40,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Piped output (CI logs, files) gets a width that fits the report tables; terminals use their own.
-_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 132
 console = Console(width=_WIDTH)
 errors = Console(stderr=True, width=_WIDTH)
 
