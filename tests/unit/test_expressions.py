@@ -110,7 +110,7 @@ def test_parse_errors_list_what_would_be_valid() -> None:
 
 _names = st.sampled_from(sorted(ATTRIBUTES))
 _text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=12
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\x00"), max_size=12
 )
 _numbers = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9).map(
     lambda x: float(round(x, 3))
