@@ -146,17 +146,27 @@ def _prepare(
                 name = f"_count_{len(plan.counts)}"
                 plan.counts[operand] = name
                 extra.append(_count_table(warehouse, operand, as_of, name))
-        if dated:
-            threshold = _monotone_threshold(node)
-            if threshold is not None and threshold not in plan.reached:
-                name = f"_reached_{len(plan.reached)}"
-                plan.reached[threshold] = name
-                extra.append(_kth_event_table(warehouse, *threshold, as_of, name))
+    for node in _datable(expression) if dated else []:
+        threshold = _monotone_threshold(node)
+        if threshold is not None and threshold not in plan.reached:
+            name = f"_reached_{len(plan.reached)}"
+            plan.reached[threshold] = name
+            extra.append(_kth_event_table(warehouse, *threshold, as_of, name))
     table = _with_columns(base, extra)
-    fills = {name: 0 for name in plan.counts.values()}
-    return (
-        table.mutate(**{k: table[k].fill_null(v) for k, v in fills.items()}) if fills else table
-    ), plan
+    if not plan.counts:
+        return table, plan
+    return table.mutate(**{name: table[name].fill_null(0) for name in plan.counts.values()}), plan
+
+
+def _datable(node: Expression) -> list[Expression]:
+    """The nodes ``_reached`` can date: those reached through ``and``/``or`` only.
+
+    Under ``not`` a count threshold says when the goal stopped holding, not when it began, so
+    no event time is looked up for it.
+    """
+    if isinstance(node, And | Or):
+        return [node, *(d for part in node.parts for d in _datable(part))]
+    return [node]
 
 
 def _monotone_threshold(node: Expression) -> tuple[str, int] | None:
