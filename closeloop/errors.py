@@ -49,11 +49,17 @@ class LocatedError(CloseloopError, ValueError):
     code = "located_error"
 
     def __init__(
-        self, message: str, location: SourceLocation | None = None, hint: str = ""
+        self,
+        message: str,
+        location: SourceLocation | None = None,
+        hint: str = "",
+        *,
+        severity: str = "error",
     ) -> None:
         self.message = message
         self.location = location
         self.hint = hint
+        self.severity = severity  # "error" or "warning" (validation reports both)
         super().__init__(self.render())
 
     def render(self) -> str:

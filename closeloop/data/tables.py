@@ -156,6 +156,25 @@ QUARANTINE = TableSpec(
     ),
 )
 
+# The engine's enrollment facts, published into the warehouse so expressions (`in job "X"`) and
+# reports can join them. Written by the engine (``engine.publish``), never imported by users.
+ENROLLMENTS = TableSpec(
+    "closeloop_enrollments",
+    key="enrollment_id",
+    columns=(
+        Column("enrollment_id", S, required=True),
+        Column("job_name", S, required=True),
+        Column("job_version", INT, required=True),
+        Column("account_id", S, required=True),
+        Column("person_id", S),  # set for jobs whose target is a person
+        Column("arm", S, required=True),
+        Column("entered_at", TS, required=True),
+        Column("completed_at", TS),
+        Column("exited_at", TS),
+        Column("exit_reason", S),
+    ),
+)
+
 CANONICAL_TABLES: dict[str, TableSpec] = {
     spec.name: spec for spec in (ACCOUNTS, PEOPLE, EVENTS, SUBSCRIPTIONS)
 }

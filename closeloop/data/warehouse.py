@@ -13,10 +13,10 @@ import ibis
 import pyarrow as pa
 from ibis.backends import BaseBackend
 
-from closeloop.data.tables import CANONICAL_TABLES, QUARANTINE, TableSpec
+from closeloop.data.tables import CANONICAL_TABLES, ENROLLMENTS, QUARANTINE, TableSpec
 from closeloop.errors import ConfigurationError, NotFoundError
 
-ENROLLMENTS_TABLE = "closeloop_enrollments"
+ENROLLMENTS_TABLE = ENROLLMENTS.name
 
 
 class Warehouse:
@@ -66,15 +66,17 @@ class Warehouse:
             disconnect()
 
     def ensure_tables(self) -> None:
-        """Create every canonical table (and the quarantine) that does not exist yet."""
+        """Create every canonical table (and quarantine, enrollments) that does not exist yet."""
         existing = set(self.backend.list_tables())
-        for spec in (*CANONICAL_TABLES.values(), QUARANTINE):
+        for spec in (*CANONICAL_TABLES.values(), QUARANTINE, ENROLLMENTS):
             if spec.name not in existing:
                 self.backend.create_table(spec.name, schema=spec.ibis_schema())
 
     def spec(self, name: str) -> TableSpec:
         if name == QUARANTINE.name:
             return QUARANTINE
+        if name == ENROLLMENTS.name:
+            return ENROLLMENTS
         try:
             return CANONICAL_TABLES[name]
         except KeyError:

@@ -1,7 +1,8 @@
 """Definition models: what a closeloop project declares, as frozen pydantic models.
 
-Expressions (audience, exclusions, goal) are kept as text here; the project loader parses each one
-with its position in the YAML file so an error points at the right line and column.
+Expressions (audiences, goals, criteria) are kept as text here; the project loader parses each
+one with its position in the YAML file so an error points at the right line and column. Field
+descriptions become the committed JSON Schema (``closeloop schema``), so editors can autocomplete.
 """
 
 from __future__ import annotations
@@ -20,10 +21,31 @@ from pydantic import (
     model_validator,
 )
 
+from closeloop.definitions.expressions.parser import keywords
+
 MIN_HOLDOUT = 0.05
 MAX_HOLDOUT = 0.5
 DEFAULT_HOLDOUT = 0.2
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _\-./]*$")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+Expression = Annotated[str, Field(min_length=1, description="an expression (docs/expressions.md)")]
+DisplayName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=120,
+        description="letters, digits, spaces and - _ . /; starts with a letter or digit",
+    ),
+]
+
+
+def _readable(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(
+            "a name starts with a letter or digit and uses letters, digits, spaces, - _ . /"
+        )
+    return value
 
 
 class Frozen(BaseModel):
@@ -31,11 +53,196 @@ class Frozen(BaseModel):
 
 
 class Target(StrEnum):
+    """What a definition is about: an account, or a person (a user of an account)."""
+
     ACCOUNT = "account"
+    PERSON = "person"
 
 
-class ReEntry(StrEnum):
-    NEVER = "never"
+# -- computed attributes ------------------------------------------------------------------------
+
+
+class EventFunction(StrEnum):
+    COUNT = "count"  # how many events
+    EXISTS = "exists"  # whether there is at least one (boolean)
+    FIRST = "first"  # time of the first
+    LAST = "last"  # time of the latest
+    SUM = "sum"  # sum of the events' `value`
+
+
+class RollupFunction(StrEnum):
+    COUNT = "count"
+    SUM = "sum"
+    AVG = "avg"
+    MIN = "min"
+    MAX = "max"
+
+
+class Ratio(Frozen):
+    numerator: str = Field(min_length=1, description="a numeric attribute")
+    denominator: str = Field(min_length=1, description="a numeric attribute; 0 gives no value")
+
+
+class ComputedAttribute(Frozen):
+    """An attribute computed from the data, usable in every expression as of any time.
+
+    Exactly one of ``event``, ``rollup``, ``days_since`` or ``ratio`` says how it is computed.
+    """
+
+    name: str = Field(min_length=1, max_length=63, description="snake_case, e.g. logins_30d")
+    description: str = ""
+    entity: Target = Field(
+        default=Target.ACCOUNT, description="whose attribute it is: account or person"
+    )
+    event: str | None = Field(default=None, min_length=1, description="derive from these events")
+    function: EventFunction | None = Field(
+        default=None, description="with `event`: count, exists, first, last or sum (of value)"
+    )
+    window_days: float | None = Field(
+        default=None, gt=0, le=36_500, description="with `event`: only events in the last N days"
+    )
+    where: dict[str, str | float | bool] | None = Field(
+        default=None, description="with `event`: event properties that must equal these values"
+    )
+    rollup: RollupFunction | None = Field(
+        default=None, description="roll people up to their account: count, sum, avg, min, max"
+    )
+    of: str | None = Field(
+        default=None, description="with `rollup` (not count): the person attribute rolled up"
+    )
+    people: str | None = Field(
+        default=None, description="with `rollup`: only people matching this person expression"
+    )
+    days_since: str | None = Field(
+        default=None, description="days from this date/time attribute to the evaluation time"
+    )
+    ratio: Ratio | None = Field(default=None, description="numerator / denominator")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError(
+                "an attribute name is snake_case: lower-case letters, digits and _ "
+                "(e.g. logins_30d)"
+            )
+        if value in keywords():
+            raise ValueError(f"{value!r} is a reserved word of the expression language")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_compute(self) -> ComputedAttribute:
+        ways = [
+            key
+            for key in ("event", "rollup", "days_since", "ratio")
+            if getattr(self, key) is not None
+        ]
+        if len(ways) != 1:
+            found = ", ".join(ways) if ways else "none"
+            raise ValueError(
+                "say how the attribute is computed with exactly one of event, rollup, "
+                f"days_since or ratio (found: {found})"
+            )
+        if self.event is not None and self.function is None:
+            raise ValueError("an event attribute needs `function`: count, exists, first, last, sum")
+        if self.event is None and (
+            self.function is not None or self.window_days is not None or self.where is not None
+        ):
+            raise ValueError("`function`, `window_days` and `where` only apply with `event`")
+        if self.rollup is not None:
+            if self.entity != Target.ACCOUNT:
+                raise ValueError("a rollup is an account attribute (it rolls people up)")
+            if self.rollup != RollupFunction.COUNT and self.of is None:
+                raise ValueError(
+                    f"rollup {self.rollup} needs `of`: the person attribute to roll up"
+                )
+            if self.rollup == RollupFunction.COUNT and self.of is not None:
+                raise ValueError("rollup count counts people; drop `of`")
+        elif self.of is not None or self.people is not None:
+            raise ValueError("`of` and `people` only apply with `rollup`")
+        return self
+
+
+# -- cohorts and stages -------------------------------------------------------------------------
+
+
+class CohortDefinition(Frozen):
+    """A saved, named filter: whoever matches ``criteria`` as of the evaluation time."""
+
+    name: DisplayName
+    description: str = ""
+    target: Target = Target.ACCOUNT
+    criteria: Expression
+
+    _name = field_validator("name")(_readable)
+
+
+class Objective(Frozen):
+    """A milestone within a stage: complete when ``completion`` holds."""
+
+    name: DisplayName
+    description: str = ""
+    completion: Expression
+
+    _name = field_validator("name")(_readable)
+
+
+class Marker(Frozen):
+    """An ongoing healthy behaviour, usually over a rolling window."""
+
+    name: DisplayName
+    description: str = ""
+    criteria: Expression
+
+    _name = field_validator("name")(_readable)
+
+
+class StageExit(Frozen):
+    """When an account leaves the stage: after a time, when every objective is complete, or both
+    (whichever comes first)."""
+
+    after_days: float | None = Field(default=None, gt=0, le=3650)
+    when_objectives_complete: bool = False
+
+    @model_validator(mode="after")
+    def _says_when(self) -> StageExit:
+        if self.after_days is None and not self.when_objectives_complete:
+            raise ValueError(
+                "say when the stage ends: after_days, when_objectives_complete, or both"
+            )
+        return self
+
+
+class StageDefinition(Frozen):
+    """A lifecycle phase with entry criteria, exit criteria, objectives and markers."""
+
+    name: DisplayName
+    description: str = ""
+    entry: Expression
+    entered_at: str | None = Field(
+        default=None,
+        description=(
+            "a date/time attribute that says when an account entered (default: when the entry "
+            "criteria first held, where that can be dated)"
+        ),
+    )
+    exit: StageExit
+    objectives: tuple[Objective, ...] = ()
+    markers: tuple[Marker, ...] = ()
+
+    _name = field_validator("name")(_readable)
+
+    @model_validator(mode="after")
+    def _objectives_for_completion(self) -> StageDefinition:
+        if self.exit.when_objectives_complete and not self.objectives:
+            raise ValueError("exit.when_objectives_complete needs at least one objective")
+        names = [objective.name for objective in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError("objective names must be unique within a stage")
+        return self
+
+
+# -- jobs -------------------------------------------------------------------------------------
 
 
 class EmailStep(Frozen):
@@ -49,7 +256,37 @@ class EmailStep(Frozen):
     to: Literal["account_contacts"] = "account_contacts"
 
 
-Step = Annotated[EmailStep, Field(discriminator="send")]
+class WaitStep(Frozen):
+    """Pause the sequence; what follows is sent only if the goal is not reached by then."""
+
+    wait_days: float = Field(gt=0, le=3650)
+
+
+Action = Annotated[EmailStep, Field(discriminator="send")]
+Step = EmailStep | WaitStep
+
+
+class Variant(Frozen):
+    """A message or timing alternative; each variant is compared with the holdout and the others."""
+
+    name: str = Field(min_length=1, max_length=40, description="snake_case, e.g. short_email")
+    weight: float = Field(default=1.0, gt=0, description="relative share of the treated accounts")
+    steps: tuple[Step, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError("a variant name is snake_case (e.g. short_email)")
+        if value in ("holdout", "treatment"):
+            raise ValueError(f"{value!r} names an arm closeloop makes itself")
+        return value
+
+
+class ReEntryPolicy(Frozen):
+    """Whether an account that left the job may enter again, and after how long."""
+
+    after_days: float = Field(gt=0, le=3650)
 
 
 class Hypothesis(Frozen):
@@ -58,35 +295,40 @@ class Hypothesis(Frozen):
     expected_effect: str = Field(min_length=1)
     primary_metric: Literal["completion_rate", "time_to_goal"] = "completion_rate"
     minimum_effect: float | None = Field(default=None, gt=0, le=1)
+    horizon_days: float | None = Field(default=None, gt=0, le=3650)
 
 
 class JobDefinition(Frozen):
     """An intervention: one goal, an audience, a duration, actions and a randomized holdout."""
 
-    name: str = Field(min_length=1, max_length=120)
+    name: DisplayName
     description: str = ""
     target: Target = Target.ACCOUNT
-    audience: str = Field(min_length=1)
-    exclusions: tuple[str, ...] = ()
-    goal: str = Field(min_length=1)
+    audience: Expression
+    exclusions: tuple[Expression, ...] = ()
+    goal: Expression
     duration_days: int = Field(gt=0, le=3650)
-    re_entry: ReEntry = ReEntry.NEVER
+    re_entry: Literal["never"] | ReEntryPolicy = Field(
+        default="never", description='"never", or {after_days: N} after the last enrollment ended'
+    )
+    exit_when_ineligible: bool = Field(
+        default=False,
+        description="exit (reason no_longer_eligible) when the audience stops holding",
+    )
     observational: bool = False  # before holdout: the holdout check reads it
     holdout: float = DEFAULT_HOLDOUT
     starts_at: datetime | None = None
     ends_at: datetime | None = None
-    steps: tuple[Step, ...] = ()
+    steps: tuple[Step, ...] = Field(
+        default=(), description="entry actions; `wait_days` then reminders while not completed"
+    )
+    variants: tuple[Variant, ...] = ()
+    on_completion: tuple[Action, ...] = ()
+    on_exit: tuple[Action, ...] = ()
     hypothesis: Hypothesis | None = None
-    priority: int = 0
+    priority: int = Field(default=0, description="higher first when the contact policy must choose")
 
-    @field_validator("name")
-    @classmethod
-    def _name_is_readable(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(
-                "a job name starts with a letter or digit and uses letters, digits, spaces, - _ . /"
-            )
-        return value
+    _name = field_validator("name")(_readable)
 
     @field_validator("holdout")
     @classmethod
@@ -103,10 +345,30 @@ class JobDefinition(Frozen):
         return value
 
     @model_validator(mode="after")
-    def _window_is_ordered(self) -> JobDefinition:
+    def _consistent(self) -> JobDefinition:
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
+        if self.variants and self.steps:
+            raise ValueError("give steps either to the job or to each variant, not both")
+        names = [variant.name for variant in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be unique within a job")
+        for steps in (self.steps, *(variant.steps for variant in self.variants)):
+            if steps and isinstance(steps[-1], WaitStep):
+                raise ValueError("a sequence cannot end with a wait: nothing would follow it")
         return self
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The treated arms: each variant's name, or ``treatment`` when there are no variants."""
+        return tuple(variant.name for variant in self.variants) or ("treatment",)
+
+    def steps_of(self, arm: str) -> tuple[Step, ...]:
+        """The step sequence an arm follows (the holdout is timed like the first treated arm)."""
+        for variant in self.variants:
+            if variant.name == arm:
+                return variant.steps
+        return self.variants[0].steps if self.variants else self.steps
 
     def is_enrolling(self, at: datetime) -> bool:
         """Whether the job admits new enrollments at ``at`` (its enrollment window is open)."""
@@ -115,14 +377,44 @@ class JobDefinition(Frozen):
         return self.ends_at is None or at < self.ends_at
 
 
+# -- project ----------------------------------------------------------------------------------
+
+
+class ContactPolicy(Frozen):
+    """At most ``max_jobs`` jobs may enroll one account within any ``per_days`` days."""
+
+    max_jobs: int = Field(ge=1)
+    per_days: float = Field(gt=0, le=3650)
+
+
 class ProjectConfig(Frozen):
-    """``closeloop.yaml``: the project's name and where its definitions live."""
+    """``closeloop.yaml``: the project's name and where its definitions live.
+
+    Each list names YAML files relative to the project folder. The defaults are loaded when they
+    exist; a file listed explicitly must exist.
+    """
 
     name: str = Field(min_length=1)
     jobs: tuple[str, ...] = ("jobs.yaml",)
+    cohorts: tuple[str, ...] | None = None
+    stages: tuple[str, ...] | None = None
+    attributes: tuple[str, ...] | None = None
     email_from: str = "success@closeloop.local"
     unsubscribe_url: str = "https://example.com/unsubscribe?account={account_id}"
+    contact_policy: ContactPolicy | None = None
 
 
 class JobsFile(Frozen):
     jobs: tuple[JobDefinition, ...] = ()
+
+
+class CohortsFile(Frozen):
+    cohorts: tuple[CohortDefinition, ...] = ()
+
+
+class StagesFile(Frozen):
+    stages: tuple[StageDefinition, ...] = ()
+
+
+class AttributesFile(Frozen):
+    attributes: tuple[ComputedAttribute, ...] = ()

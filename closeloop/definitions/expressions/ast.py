@@ -40,24 +40,22 @@ class Literal:
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
+class Entity(StrEnum):
+    ACCOUNT = "account"
+    PERSON = "person"
+
+
 @dataclass(frozen=True)
 class Attribute:
-    """An account attribute; ``account.plan`` and ``plan`` name the same one."""
+    """An attribute of the account or person being evaluated.
+
+    ``entity`` is what the text said: ``account.plan`` (ACCOUNT), ``person.role`` (PERSON) or a
+    bare ``plan`` (None: the unit's own attribute first, then its account's).
+    """
 
     name: str
+    entity: Entity | None = None
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class EventCount:
-    """``count(event "name" [in last N days])``: events of the account up to the evaluation time."""
-
-    event: str
-    window_days: float | None = None
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
-
-
-Operand = Attribute | Literal | EventCount
 
 
 class Comparator(StrEnum):
@@ -67,6 +65,48 @@ class Comparator(StrEnum):
     LE = "<="
     GT = ">"
     GE = ">="
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """``where KEY op VALUE`` inside an event function: ``value`` is the event's value column,
+    any other key is a property of the event."""
+
+    key: str
+    op: Comparator
+    value: Literal
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class EventCount:
+    """``count(event "name" [where …] [in last N days])``: the unit's events up to the time."""
+
+    event: str
+    window_days: float | None = None
+    filters: tuple[EventFilter, ...] = ()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class EventTime:
+    """``first(event "name" [where …])`` or ``last(…)``: when it happened; no value if never."""
+
+    event: str
+    last: bool = False
+    filters: tuple[EventFilter, ...] = ()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class PeopleCount:
+    """``count(people [where …])``: how many of the account's people match (a number)."""
+
+    condition: Expression | None = None
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+Operand = Attribute | Literal | EventCount | EventTime | PeopleCount
 
 
 @dataclass(frozen=True)
@@ -111,11 +151,61 @@ class WithinLast:
 
 
 @dataclass(frozen=True)
+class WithinNext:
+    """``T within next N days``: T in [as_of, as_of + N days) (renewals, target dates)."""
+
+    operand: Operand
+    days: float
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class MoreThanAgo:
     """``T more than N days ago``: T < as_of - N days."""
 
     operand: Operand
     days: float
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+class Quantifier(StrEnum):
+    ANY = "any"
+    ALL = "all"
+
+
+@dataclass(frozen=True)
+class People:
+    """``any person where C`` / ``all people where C``: the account's people, rolled up.
+
+    ``all`` also needs at least one person: an account without people matches neither.
+    """
+
+    quantifier: Quantifier
+    condition: Expression
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+class MembershipKind(StrEnum):
+    COHORT = "cohort"
+    STAGE = "stage"
+    JOB = "job"
+
+
+class MembershipVerb(StrEnum):
+    IN = "in"  # now a member
+    ENTERED = "entered"  # entered at some time up to now (or within the window)
+    COMPLETED = "completed"  # reached the goal / every objective
+    EXITED = "exited"  # left without completing
+
+
+@dataclass(frozen=True)
+class Membership:
+    """``in cohort "X"``, ``in stage "X"``, ``completed job "X" within last 30 days``, …"""
+
+    kind: MembershipKind
+    verb: MembershipVerb
+    name: str
+    within_days: float | None = None
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
@@ -137,34 +227,48 @@ class Not:
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
-Predicate = Comparison | InList | Contains | HasValue | WithinLast | MoreThanAgo
-Expression = Predicate | And | Or | Not
+Predicate = (
+    Comparison | InList | Contains | HasValue | WithinLast | WithinNext | MoreThanAgo | Membership
+)
+Expression = Predicate | People | And | Or | Not
 
 UNIT_DAYS = {"day": 1.0, "week": 7.0, "hour": 1 / 24}
 
 
 def children(node: Expression) -> tuple[Expression, ...]:
+    """The sub-expressions of ``node``, including those inside ``count(people where …)``."""
     if isinstance(node, And | Or):
         return node.parts
     if isinstance(node, Not):
         return (node.operand,)
-    return ()
+    if isinstance(node, People):
+        return (node.condition,)
+    return tuple(
+        operand.condition
+        for operand in operands(node)
+        if isinstance(operand, PeopleCount) and operand.condition is not None
+    )
 
 
 def operands(node: Expression) -> tuple[Operand, ...]:
     if isinstance(node, Comparison):
         return (node.left, node.right)
-    if isinstance(node, InList | Contains | HasValue | WithinLast | MoreThanAgo):
+    if isinstance(node, InList | Contains | HasValue | WithinLast | WithinNext | MoreThanAgo):
         return (node.operand,)
     return ()
 
 
 def walk(node: Expression) -> list[Expression]:
-    """Every node of the tree, parents before children."""
+    """Every node of the tree, parents before children (people conditions included)."""
     nodes = [node]
     for child in children(node):
         nodes.extend(walk(child))
     return nodes
+
+
+def memberships(expression: Expression) -> set[tuple[MembershipKind, str]]:
+    """The cohorts, stages and jobs an expression refers to."""
+    return {(node.kind, node.name) for node in walk(expression) if isinstance(node, Membership)}
 
 
 def referenced_attributes(expression: Expression) -> set[str]:
@@ -181,5 +285,5 @@ def referenced_events(expression: Expression) -> set[str]:
         operand.event
         for node in walk(expression)
         for operand in operands(node)
-        if isinstance(operand, EventCount)
+        if isinstance(operand, EventCount | EventTime)
     }

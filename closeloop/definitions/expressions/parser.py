@@ -24,17 +24,27 @@ from closeloop.definitions.expressions.ast import (
     Comparator,
     Comparison,
     Contains,
+    Entity,
     EventCount,
+    EventFilter,
+    EventTime,
     Expression,
     HasValue,
     InList,
     Literal,
     LiteralKind,
+    Membership,
+    MembershipKind,
+    MembershipVerb,
     MoreThanAgo,
     Not,
     Or,
+    People,
+    PeopleCount,
+    Quantifier,
     Span,
     WithinLast,
+    WithinNext,
 )
 from closeloop.errors import ExpressionError, SourceLocation
 
@@ -70,6 +80,19 @@ _TOKEN_WORDS = {
     "_AGO": '"ago"',
     "_COUNT": '"count"',
     "_EVENT": '"event"',
+    "_NEXT": '"next"',
+    "_WHERE": '"where"',
+    "_FIRST": '"first"',
+    "_PERSON": '"person"',
+    "_PEOPLE": '"people"',
+    "_ALL": '"all"',
+    "_ACCOUNT": '"account"',
+    "_COHORT": '"cohort"',
+    "_STAGE": '"stage"',
+    "_JOB": '"job"',
+    "_ENTERED": '"entered"',
+    "_COMPLETED": '"completed"',
+    "_EXITED": '"exited"',
     "TRUE": '"true"',
     "FALSE": '"false"',
     "$END": "the end of the expression",
@@ -87,6 +110,19 @@ def _parser() -> Lark:
     return Lark(
         grammar, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False
     )
+
+
+@cache
+def keywords() -> frozenset[str]:
+    """The reserved words of the grammar (no attribute or unquoted property may use one)."""
+    words: set[str] = set()
+    for terminal in _parser().terminals:
+        pattern = terminal.pattern
+        if pattern.type == "str" and pattern.value.isalpha():
+            words.add(pattern.value.lower())
+        elif terminal.name in _UNITS:
+            words.update(("day", "days", "week", "weeks", "hour", "hours"))
+    return frozenset(words)
 
 
 def _span(meta: Any) -> Span:
@@ -168,18 +204,97 @@ class _ToAst(Transformer[Token, Expression]):
     def within_last(self, meta: Any, items: list[Any]) -> Expression:
         return WithinLast(items[0], items[1] * items[2], _span(meta))
 
+    def within_next(self, meta: Any, items: list[Any]) -> Expression:
+        return WithinNext(items[0], items[1] * items[2], _span(meta))
+
+    def any_person(self, meta: Any, items: list[Expression]) -> Expression:
+        return People(Quantifier.ANY, items[0], _span(meta))
+
+    def all_people(self, meta: Any, items: list[Expression]) -> Expression:
+        return People(Quantifier.ALL, items[0], _span(meta))
+
+    def member_of(self, meta: Any, items: list[Any]) -> Expression:
+        kind, name = items
+        return Membership(
+            kind, MembershipVerb.IN, _convert(name, "string", _text), None, _span(meta)
+        )
+
+    def member_history(self, meta: Any, items: list[Any]) -> Expression:
+        verb, kind, name, *window = items
+        return Membership(
+            kind, verb, _convert(name, "string", _text), window[0] if window else None, _span(meta)
+        )
+
+    def recent(self, meta: Any, items: list[float]) -> float:
+        return items[0] * items[1]
+
+    def cohort_kind(self, meta: Any, items: list[Any]) -> MembershipKind:
+        return MembershipKind.COHORT
+
+    def stage_kind(self, meta: Any, items: list[Any]) -> MembershipKind:
+        return MembershipKind.STAGE
+
+    def job_kind(self, meta: Any, items: list[Any]) -> MembershipKind:
+        return MembershipKind.JOB
+
+    def entered_verb(self, meta: Any, items: list[Any]) -> MembershipVerb:
+        return MembershipVerb.ENTERED
+
+    def completed_verb(self, meta: Any, items: list[Any]) -> MembershipVerb:
+        return MembershipVerb.COMPLETED
+
+    def exited_verb(self, meta: Any, items: list[Any]) -> MembershipVerb:
+        return MembershipVerb.EXITED
+
     def more_than_ago(self, meta: Any, items: list[Any]) -> Expression:
         return MoreThanAgo(items[0], items[1] * items[2], _span(meta))
 
     def attribute(self, meta: Any, items: list[Token]) -> Attribute:
-        names = [str(token) for token in items]
-        if len(names) == 2 and names[0].lower() == "account":
-            names = names[1:]
-        return Attribute(".".join(names), _span(meta))
+        return Attribute(str(items[0]), None, _span(meta))
+
+    def account_attribute(self, meta: Any, items: list[Token]) -> Attribute:
+        return Attribute(str(items[0]), Entity.ACCOUNT, _span(meta))
+
+    def person_attribute(self, meta: Any, items: list[Token]) -> Attribute:
+        return Attribute(str(items[0]), Entity.PERSON, _span(meta))
 
     def event_count(self, meta: Any, items: list[Any]) -> EventCount:
-        window = items[1] if len(items) > 1 else None
-        return EventCount(_convert(items[0], "string", _text), window, _span(meta))
+        name, *rest = items
+        filters: tuple[EventFilter, ...] = ()
+        window = None
+        for item in rest:
+            if isinstance(item, tuple):
+                filters = item
+            else:
+                window = item
+        return EventCount(_convert(name, "string", _text), window, filters, _span(meta))
+
+    def first_event(self, meta: Any, items: list[Any]) -> EventTime:
+        filters = items[1] if len(items) > 1 else ()
+        return EventTime(_convert(items[0], "string", _text), False, filters, _span(meta))
+
+    def last_event(self, meta: Any, items: list[Any]) -> EventTime:
+        filters = items[1] if len(items) > 1 else ()
+        return EventTime(_convert(items[0], "string", _text), True, filters, _span(meta))
+
+    def people_count(self, meta: Any, items: list[Expression]) -> PeopleCount:
+        return PeopleCount(items[0] if items else None, _span(meta))
+
+    def event_filter(self, meta: Any, items: list[EventFilter]) -> tuple[EventFilter, ...]:
+        return tuple(items)
+
+    def condition(self, meta: Any, items: list[Any]) -> EventFilter:
+        key, op, value = items
+        return EventFilter(key, Comparator(str(op)), value, _span(meta))
+
+    def property_name(self, meta: Any, items: list[Token]) -> str:
+        return str(items[0])
+
+    def property_string(self, meta: Any, items: list[Token]) -> str:
+        return str(_convert(items[0], "string", _text))
+
+    def property_value(self, meta: Any, items: list[Token]) -> str:
+        return "value"
 
     def window(self, meta: Any, items: list[float]) -> float:
         return items[0] * items[1]
