@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import os
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ class Settings:
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     email_from: str = "success@closeloop.local"
+    author: str = "closeloop"  # who definition versions and audit entries are attributed to
 
 
 def find_project_dir(start: Path) -> Path | None:
@@ -86,4 +89,30 @@ def load_settings(
         smtp_host=env.get("CLOSELOOP_SMTP_HOST", "127.0.0.1"),
         smtp_port=int(port_text),
         email_from=env.get("CLOSELOOP_EMAIL_FROM", "success@closeloop.local"),
+        author=env.get("CLOSELOOP_AUTHOR") or git_user_name(folder) or os_user(),
     )
+
+
+def git_user_name(folder: Path) -> str | None:
+    """``git config user.name`` as seen from ``folder`` (None without git or without a name)."""
+    try:
+        result = subprocess.run(
+            ["git", "config", "user.name"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    name = result.stdout.strip()
+    return name if result.returncode == 0 and name else None
+
+
+def os_user() -> str:
+    """The operating-system user; containers without a passwd entry get "unknown"."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from closeloop.definitions.project import LoadedJob
 from closeloop.engine import schema
+from closeloop.engine.versions import parse_text, record_definition
 from closeloop.errors import ConfigurationError, NotFoundError, StateError
 
 
@@ -97,11 +98,16 @@ class StateStore:
     ) -> JobRecord:
         """Register a job at its current definition; a changed definition becomes a new version.
 
-        The salt that drives holdout assignment is fixed at first launch, so assignment stays
-        stable across versions.
+        The version comes from ``definition_versions`` (the same rows every definition gets when a
+        workspace opens), so one change never makes two versions and ``current_version`` is the
+        latest recorded one. The salt that drives holdout assignment is fixed at first launch, so
+        assignment stays stable across versions; the hypothesis recorded at launch stays locked,
+        and a later change of goal or hypothesis is written to the audit log.
         """
-        definition = job.definition.model_dump_json()
         with self.engine.begin() as connection:
+            version, _ = record_definition(
+                connection, "job", job.name, job.content_hash, job.definition, author, utc_now()
+            )
             row = (
                 connection.execute(sa.select(schema.jobs).where(schema.jobs.c.name == job.name))
                 .mappings()
@@ -109,12 +115,11 @@ class StateStore:
             )
             if row is None:
                 salt = hashlib.sha256(f"{job.name}|{at.isoformat()}".encode()).hexdigest()[:16]
-                version = 1
                 connection.execute(
                     schema.jobs.insert().values(
                         name=job.name,
                         salt=salt,
-                        current_version=1,
+                        current_version=version,
                         content_hash=job.content_hash,
                         holdout=job.definition.holdout,
                         launched_at=at,
@@ -125,9 +130,11 @@ class StateStore:
                         ),
                     )
                 )
-                self._audit(connection, author, "job.launched", job.name, {"version": 1})
-            elif row["content_hash"] != job.content_hash:
-                salt, version = row["salt"], row["current_version"] + 1
+                self._audit(connection, author, "job.launched", job.name, {"version": version})
+                return JobRecord(
+                    job.name, salt, version, job.content_hash, job.definition.holdout, at
+                )
+            if row["current_version"] != version or row["content_hash"] != job.content_hash:
                 connection.execute(
                     schema.jobs.update()
                     .where(schema.jobs.c.name == job.name)
@@ -144,30 +151,42 @@ class StateStore:
                     job.name,
                     {"from_version": row["current_version"], "to_version": version},
                 )
-            else:
-                return JobRecord(
-                    job.name,
-                    row["salt"],
-                    row["current_version"],
-                    row["content_hash"],
-                    row["holdout"],
-                    row["launched_at"],
-                )
-            connection.execute(
-                schema.definition_versions.insert().values(
-                    kind="job",
-                    name=job.name,
-                    version=version,
-                    content_hash=job.content_hash,
-                    definition=definition,
-                    created_at=utc_now(),
-                    author=author,
-                )
-            )
-            launched_at = at if row is None else row["launched_at"]
+                self._audit_locked_fields(connection, author, job, row["current_version"], version)
             return JobRecord(
-                job.name, salt, version, job.content_hash, job.definition.holdout, launched_at
+                job.name,
+                row["salt"],
+                version,
+                job.content_hash,
+                job.definition.holdout,
+                row["launched_at"],
             )
+
+    def _audit_locked_fields(
+        self, connection: Connection, author: str, job: LoadedJob, before: int, after: int
+    ) -> None:
+        """Goal and hypothesis are fixed at launch; changing them later is recorded, not hidden."""
+        v = schema.definition_versions
+        stored = connection.execute(
+            sa.select(v.c.definition).where(
+                v.c.kind == "job", v.c.name == job.name, v.c.version == before
+            )
+        ).scalar()
+        previous = parse_text(stored) if isinstance(stored, str) else {}
+        current = job.definition.model_dump(mode="json", exclude_defaults=True)
+        for field in ("goal", "hypothesis"):
+            if previous.get(field) != current.get(field):
+                self._audit(
+                    connection,
+                    author,
+                    f"job.{field}_changed",
+                    job.name,
+                    {
+                        "from_version": before,
+                        "to_version": after,
+                        "from": previous.get(field),
+                        "to": current.get(field),
+                    },
+                )
 
     def job_record(self, name: str) -> JobRecord:
         with self.engine.connect() as connection:

@@ -12,7 +12,8 @@ from pathlib import Path
 from closeloop.data.compiler import account_attributes
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.project import Project, load_project
-from closeloop.engine.state import StateStore
+from closeloop.engine.state import StateStore, utc_now
+from closeloop.engine.versions import record_definitions
 from closeloop.errors import ConfigurationError
 from closeloop.settings import PROJECT_FILE, Settings, load_settings
 
@@ -76,6 +77,9 @@ def open_workspace(
             store.migrate()
         else:
             store.check_migrated()
+        # Every open records what changed since the last one, so each definition's history is
+        # complete even when nothing ever runs it (cohorts, stages, attributes).
+        record_definitions(store, project, settings.author, utc_now())
         yield Workspace(settings=settings, project=project, warehouse=warehouse, store=store)
     finally:
         store.close()
