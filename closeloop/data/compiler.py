@@ -1,23 +1,27 @@
-"""Expressions to Ibis: audiences and goals evaluated inside the warehouse, as of a time T.
+"""Expressions to Ibis: audiences, goals, cohorts and stages evaluated in the warehouse, as of T.
 
-Point in time: only events with ``timestamp <= T`` and accounts created by T exist; relative
-times ("within last 14 days") count back from T. Missing values never match a comparison (a NULL
-``plan`` is neither ``= "pro"`` nor ``!= "pro"``), so ``not (plan = "pro")`` does match it; use
-``has no value`` to ask for missing values explicitly. Literals reach SQL only as escaped
-literals produced by Ibis/sqlglot, never by string concatenation.
+Point in time: only events with ``timestamp <= T`` and units created by T exist; relative times
+("within last 14 days") count from T. Missing values never match a comparison (a NULL ``plan`` is
+neither ``= "pro"`` nor ``!= "pro"``), so ``not (plan = "pro")`` does match it; ``has no value``
+asks for missing values explicitly. Literals reach SQL only as escaped literals produced by
+Ibis/sqlglot, never by string concatenation.
+
+Compilation has two passes over the tree: the first registers the per-unit tables a predicate
+needs on its :class:`~closeloop.data.frame.Frame` and returns closures; the second applies the
+closures to the joined frame.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
 
-from closeloop.data.tables import ACCOUNTS, ColumnType
+from closeloop.data.frame import ACCOUNT_PREFIX, Frame, unit_key
+from closeloop.data.tables import ACCOUNTS, ENROLLMENTS, PEOPLE, ColumnType
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import (
     And,
@@ -26,20 +30,32 @@ from closeloop.definitions.expressions import (
     Comparator,
     Comparison,
     Contains,
+    Entity,
     EventCount,
+    EventFilter,
+    EventTime,
     Expression,
     HasValue,
     InList,
     Literal,
     LiteralKind,
+    Membership,
+    MembershipKind,
+    MembershipVerb,
     MoreThanAgo,
     Not,
     Operand,
     Or,
+    People,
+    PeopleCount,
+    Quantifier,
     WithinLast,
-    walk,
+    WithinNext,
+    mentions_person,
 )
-from closeloop.definitions.expressions.ast import operands
+from closeloop.definitions.models import EventFunction, RollupFunction
+from closeloop.definitions.project import Catalog, LoadedCohort, LoadedStage
+from closeloop.definitions.rules import threshold
 
 ALIASES = {"signup_date": "created_at"}
 _TYPES = {
@@ -52,10 +68,14 @@ _TYPES = {
 }
 # Stands in for "never" when taking the earliest of several times.
 _NEVER = datetime(9999, 1, 1)
+SECONDS_PER_DAY = 86_400.0
+
+BoolFn = Callable[[ir.Table], ir.BooleanValue]
+ValueFn = Callable[[ir.Table], ir.Value]
 
 
 def account_attributes() -> dict[str, AttributeType]:
-    """The account attributes an expression may use: the accounts table's columns and aliases."""
+    """The stored account attributes: the accounts table's columns and their aliases."""
     attributes = {
         column.name: _TYPES[column.type]
         for column in ACCOUNTS.columns
@@ -66,146 +86,29 @@ def account_attributes() -> dict[str, AttributeType]:
     return attributes
 
 
-def _column_name(attribute: Attribute) -> str:
-    return ALIASES.get(attribute.name, attribute.name)
+def person_attributes() -> dict[str, AttributeType]:
+    """The stored person attributes: the people table's columns."""
+    return {
+        column.name: _TYPES[column.type]
+        for column in PEOPLE.columns
+        if column.type in _TYPES and column.name != "properties"
+    }
+
+
+def default_catalog() -> Catalog:
+    """Stored attributes only: no computed attributes, cohorts, stages or jobs."""
+    return Catalog(account_attributes(), person_attributes())
 
 
 def _literal(literal: Literal) -> ir.Value:
-    value = literal.value
-    if literal.kind == LiteralKind.TIMESTAMP:
-        return ibis.literal(value, type="timestamp")
-    if literal.kind == LiteralKind.DATE:
-        return ibis.literal(value, type="date")
-    if literal.kind == LiteralKind.NUMBER:
-        return ibis.literal(value, type="float64")
-    if literal.kind == LiteralKind.BOOLEAN:
-        return ibis.literal(value, type="boolean")
-    return ibis.literal(value, type="string")
-
-
-@dataclass
-class _Plan:
-    """The per-account columns an expression needs, computed once each."""
-
-    as_of: datetime
-    counts: dict[EventCount, str] = field(default_factory=dict)
-    reached: dict[tuple[str, int], str] = field(default_factory=dict)
-
-
-def _events(warehouse: Warehouse, as_of: datetime) -> ir.Table:
-    events = warehouse.table("events")
-    return events.filter(events.timestamp <= ibis.literal(as_of, type="timestamp"))
-
-
-def _count_table(warehouse: Warehouse, count: EventCount, as_of: datetime, name: str) -> ir.Table:
-    events = _events(warehouse, as_of)
-    events = events.filter(events.name == ibis.literal(count.event, type="string"))
-    if count.window_days is not None:
-        since = as_of - timedelta(days=count.window_days)
-        events = events.filter(events.timestamp > ibis.literal(since, type="timestamp"))
-    return events.group_by("account_id").aggregate(**{name: events.count()})
-
-
-def _kth_event_table(
-    warehouse: Warehouse, event: str, k: int, as_of: datetime, name: str
-) -> ir.Table:
-    """Per account, the time of its k-th (1-based) ``event`` up to ``as_of``."""
-    events = _events(warehouse, as_of)
-    events = events.filter(events.name == ibis.literal(event, type="string"))
-    ranked = events.mutate(
-        _rank=ibis.row_number().over(
-            group_by=events.account_id, order_by=[events.timestamp, events.event_id]
-        )
-    )
-    kth = ranked.filter(ranked._rank == k - 1)
-    return kth.select("account_id", **{name: kth.timestamp})
-
-
-def _with_columns(base: ir.Table, extra: list[ir.Table]) -> ir.Table:
-    """Left-join per-account tables (keyed by account_id) onto ``base``."""
-    for table in extra:
-        value_columns = [c for c in table.columns if c != "account_id"]
-        joined = base.left_join(table, base.account_id == table.account_id)
-        base = joined.select(*[joined[c] for c in base.columns], *value_columns)
-    return base
-
-
-def _accounts(warehouse: Warehouse, as_of: datetime) -> ir.Table:
-    accounts = warehouse.table("accounts")
-    return accounts.filter(accounts.created_at <= ibis.literal(as_of, type="timestamp"))
-
-
-def _prepare(
-    expression: Expression, warehouse: Warehouse, as_of: datetime, base: ir.Table, dated: bool
-) -> tuple[ir.Table, _Plan]:
-    plan = _Plan(as_of)
-    extra = []
-    for node in walk(expression):
-        for operand in operands(node):
-            if isinstance(operand, EventCount) and operand not in plan.counts:
-                name = f"_count_{len(plan.counts)}"
-                plan.counts[operand] = name
-                extra.append(_count_table(warehouse, operand, as_of, name))
-    for node in _datable(expression) if dated else []:
-        threshold = _monotone_threshold(node)
-        if threshold is not None and threshold not in plan.reached:
-            name = f"_reached_{len(plan.reached)}"
-            plan.reached[threshold] = name
-            extra.append(_kth_event_table(warehouse, *threshold, as_of, name))
-    table = _with_columns(base, extra)
-    if not plan.counts:
-        return table, plan
-    return table.mutate(**{name: table[name].fill_null(0) for name in plan.counts.values()}), plan
-
-
-def _datable(node: Expression) -> list[Expression]:
-    """The nodes ``_reached`` can date: those reached through ``and``/``or`` only.
-
-    Under ``not`` a count threshold says when the goal stopped holding, not when it began, so
-    no event time is looked up for it.
-    """
-    if isinstance(node, And | Or):
-        return [node, *(d for part in node.parts for d in _datable(part))]
-    return [node]
-
-
-def _monotone_threshold(node: Expression) -> tuple[str, int] | None:
-    """``count(event "x") >= k`` (no window): the event and k; the k-th event dates the goal."""
-    if not isinstance(node, Comparison):
-        return None
-    left, op, right = node.left, node.op, node.right
-    if isinstance(right, EventCount) and isinstance(left, Literal):
-        flipped = {Comparator.LE: Comparator.GE, Comparator.LT: Comparator.GT}
-        if op not in flipped:
-            return None
-        left, op, right = right, flipped[op], left
-    if not (isinstance(left, EventCount) and left.window_days is None):
-        return None
-    if not (isinstance(right, Literal) and right.kind == LiteralKind.NUMBER):
-        return None
-    assert isinstance(right.value, float)
-    if op == Comparator.GE:
-        k = int(-(-right.value // 1))  # ceil
-    elif op == Comparator.GT:
-        k = int(right.value // 1) + 1
-    else:
-        return None
-    return (left.event, k) if k >= 1 else None
-
-
-def _operand(operand: Operand, table: ir.Table, plan: _Plan) -> ir.Value:
-    if isinstance(operand, Attribute):
-        return table[_column_name(operand)]
-    if isinstance(operand, EventCount):
-        return table[plan.counts[operand]]
-    return _literal(operand)
-
-
-def _as_of_for(value: ir.Value, moment: datetime) -> ir.Value:
-    """``moment`` in the type of ``value`` (a date column compares with a date)."""
-    if value.type().is_date():
-        return ibis.literal(moment.date(), type="date")
-    return ibis.literal(moment, type="timestamp")
+    kinds = {
+        LiteralKind.TIMESTAMP: "timestamp",
+        LiteralKind.DATE: "date",
+        LiteralKind.NUMBER: "float64",
+        LiteralKind.BOOLEAN: "boolean",
+        LiteralKind.STRING: "string",
+    }
+    return ibis.literal(literal.value, type=kinds[literal.kind])
 
 
 _COMPARATORS: dict[Comparator, Callable[[Any, Any], ir.BooleanValue]] = {
@@ -227,102 +130,651 @@ def _align(left: ir.Value, right: ir.Value) -> tuple[ir.Value, ir.Value]:
     return left, right
 
 
-def _predicate(
-    node: Expression, table: ir.Table, plan: _Plan, *, negated: bool = False
-) -> ir.BooleanValue:
-    """A boolean column where a missing value makes a comparison false.
-
-    Under ``not`` each comparison is made two-valued (NULL -> false) so that ``not`` turns it
-    true. Elsewhere NULL already acts as false (a filter drops it; NULL and/or x gives the same
-    rows as false and/or x), and leaving it bare lets the database push filters into joins.
-    """
-    if isinstance(node, And | Or):
-        parts = [_predicate(part, table, plan, negated=negated) for part in node.parts]
-        result = parts[0]
-        for part in parts[1:]:
-            result = (result & part) if isinstance(node, And) else (result | part)
+def _any_of(parts: list[BoolFn], conjunction: bool) -> BoolFn:
+    def combine(table: ir.Table) -> ir.BooleanValue:
+        values = [part(table) for part in parts]
+        result = values[0]
+        for value in values[1:]:
+            result = (result & value) if conjunction else (result | value)
         return result
-    if isinstance(node, Not):
-        return ~_predicate(node.operand, table, plan, negated=True)
-    atom = _atom(node, table, plan)
-    return atom.fill_null(False) if negated else atom
+
+    return combine
 
 
-def _atom(node: Expression, table: ir.Table, plan: _Plan) -> ir.BooleanValue:
-    if isinstance(node, Comparison):
-        left, right = _align(_operand(node.left, table, plan), _operand(node.right, table, plan))
-        return _COMPARATORS[node.op](left, right)
-    if isinstance(node, InList):
-        value = _operand(node.operand, table, plan)
-        options = [_literal(v) for v in node.values]
-        return value.notin(options) if node.negated else value.isin(options)
-    if isinstance(node, Contains):
-        value = _operand(node.operand, table, plan)
-        assert isinstance(node.value.value, str)
-        return value.contains(ibis.literal(node.value.value, type="string"))
-    if isinstance(node, HasValue):
-        value = _operand(node.operand, table, plan)
-        return value.notnull() if node.present else value.isnull()
-    if isinstance(node, WithinLast):
-        value = _operand(node.operand, table, plan)
-        since = plan.as_of - timedelta(days=node.days)
-        start = _as_of_for(value, since)
-        end = _as_of_for(value, plan.as_of)
-        return (
-            (value > start) & (value <= end)
-            if not value.type().is_date()
-            else ((value >= start) & (value <= end))
+class Compiler:
+    """Compiles expressions of one project (its catalog) for one warehouse, as of one time."""
+
+    def __init__(self, warehouse: Warehouse, as_of: datetime, catalog: Catalog | None) -> None:
+        self.warehouse = warehouse
+        self.as_of = as_of
+        self.catalog = catalog or default_catalog()
+        self.vocabulary = self.catalog.vocabulary
+        self.now = ibis.literal(as_of, type="timestamp")
+
+    # -- units and events as of T -----------------------------------------------------------
+
+    def accounts(self) -> ir.Table:
+        accounts = self.warehouse.table("accounts")
+        return accounts.filter(accounts.created_at <= self.now)
+
+    def people(self) -> ir.Table:
+        """People as of T (those without a creation time always), with their account's columns."""
+        people = self.warehouse.table("people")
+        people = people.filter(people.created_at.isnull() | (people.created_at <= self.now))
+        accounts = self.accounts()
+        renamed = accounts.select(
+            _account_key=accounts.account_id,
+            **{f"{ACCOUNT_PREFIX}{c}": accounts[c] for c in accounts.columns},
         )
-    if isinstance(node, MoreThanAgo):
-        value = _operand(node.operand, table, plan)
-        return value < _as_of_for(value, plan.as_of - timedelta(days=node.days))
-    raise TypeError(f"not an expression node: {node!r}")
+        joined = people.inner_join(renamed, people.account_id == renamed._account_key)
+        return joined.select(*people.columns, *[c for c in renamed.columns if c != "_account_key"])
 
+    def frame(self, entity: Entity) -> Frame:
+        return Frame(entity, self.accounts() if entity == Entity.ACCOUNT else self.people())
 
-def matching_accounts(expression: Expression, warehouse: Warehouse, as_of: datetime) -> ir.Table:
-    """The accounts (column ``account_id``) for which ``expression`` holds as of ``as_of``."""
-    table, plan = _prepare(expression, warehouse, as_of, _accounts(warehouse, as_of), dated=False)
-    return table.filter(_predicate(expression, table, plan)).select("account_id").distinct()
+    def events(
+        self,
+        event: str,
+        filters: tuple[EventFilter, ...] = (),
+        window_days: float | None = None,
+    ) -> ir.Table:
+        events = self.warehouse.table("events")
+        events = events.filter(
+            events.timestamp <= self.now, events.name == ibis.literal(event, type="string")
+        )
+        if window_days is not None:
+            since = self.as_of - timedelta(days=window_days)
+            events = events.filter(events.timestamp > ibis.literal(since, type="timestamp"))
+        for condition in filters:
+            events = events.filter(self._event_filter(events, condition))
+        return events
 
+    @staticmethod
+    def _event_filter(events: ir.Table, condition: EventFilter) -> ir.BooleanValue:
+        if condition.key == "value":
+            value: ir.Value = events.value
+        else:
+            unwrap = {
+                LiteralKind.NUMBER: "float64",
+                LiteralKind.BOOLEAN: "boolean",
+            }.get(condition.value.kind, "string")
+            value = events.properties.cast("json")[condition.key].unwrap_as(unwrap)
+        return _COMPARATORS[condition.op](value, _literal(condition.value))
 
-def compile_sql(expression: Expression, warehouse: Warehouse, as_of: datetime) -> str:
-    """The SQL ``matching_accounts`` runs, in the warehouse's dialect."""
-    return str(
-        ibis.to_sql(matching_accounts(expression, warehouse, as_of), dialect=warehouse.dialect)
-    )
+    # -- predicates -------------------------------------------------------------------------
 
+    def predicate(self, node: Expression, frame: Frame, *, negated: bool = False) -> BoolFn:
+        """A boolean column where a missing value makes a comparison false.
 
-def _reached(node: Expression, table: ir.Table, plan: _Plan) -> ir.TimestampValue:
-    """When the (true) ``node`` became true: event time where it can be dated, else ``as_of``."""
-    as_of = ibis.literal(plan.as_of, type="timestamp")
-    if isinstance(node, And):
-        return ibis.greatest(*[_reached(part, table, plan) for part in node.parts])
-    if isinstance(node, Or):
-        never = ibis.literal(_NEVER, type="timestamp")
-        return ibis.least(
-            *[
-                ibis.ifelse(_predicate(part, table, plan), _reached(part, table, plan), never)
-                for part in node.parts
+        Under ``not`` each comparison is made two-valued (NULL -> false) so that ``not`` turns
+        it true. Elsewhere NULL already acts as false (a filter drops it; NULL and/or x gives
+        the same rows as false and/or x), and leaving it bare lets the database push filters
+        into joins.
+        """
+        if isinstance(node, And | Or):
+            parts = [self.predicate(part, frame, negated=negated) for part in node.parts]
+            return _any_of(parts, isinstance(node, And))
+        if isinstance(node, Not):
+            inner = self.predicate(node.operand, frame, negated=True)
+            return lambda table: ~inner(table)
+        if isinstance(node, People):
+            return self._people(node.quantifier, node.condition, frame)
+        if frame.entity == Entity.ACCOUNT and mentions_person(node):
+            # `person.role = "admin"` about an account: some person of it matches.
+            return self._people(Quantifier.ANY, node, frame)
+        if isinstance(node, Membership):
+            membership = self._membership(node, frame)
+            return lambda table: membership(table).fill_null(False)
+        atom = self._atom(node, frame)
+        return (lambda table: atom(table).fill_null(False)) if negated else atom
+
+    def _atom(self, node: Expression, frame: Frame) -> BoolFn:
+        if isinstance(node, Comparison):
+            left, right = self.operand(node.left, frame), self.operand(node.right, frame)
+            compare = _COMPARATORS[node.op]
+            return lambda t: compare(*_align(left(t), right(t)))
+        if isinstance(node, InList):
+            value = self.operand(node.operand, frame)
+            options = [_literal(v) for v in node.values]
+            if node.negated:
+                return lambda t: value(t).notin(options)
+            return lambda t: value(t).isin(options)
+        if isinstance(node, Contains):
+            value = self.operand(node.operand, frame)
+            needle = ibis.literal(node.value.value, type="string")
+            return lambda t: value(t).contains(needle)
+        if isinstance(node, HasValue):
+            value = self.operand(node.operand, frame)
+            return (lambda t: value(t).notnull()) if node.present else (lambda t: value(t).isnull())
+        if isinstance(node, WithinLast | WithinNext | MoreThanAgo):
+            return self._relative_time(node, self.operand(node.operand, frame))
+        raise TypeError(f"not an expression node: {node!r}")
+
+    def _relative_time(self, node: WithinLast | WithinNext | MoreThanAgo, value: ValueFn) -> BoolFn:
+        days = timedelta(days=node.days)
+
+        def bound(column: ir.Value, moment: datetime) -> ir.Value:
+            if column.type().is_date():
+                return ibis.literal(moment.date(), type="date")
+            return ibis.literal(moment, type="timestamp")
+
+        def check(table: ir.Table) -> ir.BooleanValue:
+            column = value(table)
+            is_date = column.type().is_date()
+            if isinstance(node, WithinLast):
+                start, end = bound(column, self.as_of - days), bound(column, self.as_of)
+                return ((column >= start) if is_date else (column > start)) & (column <= end)
+            if isinstance(node, WithinNext):
+                start, end = bound(column, self.as_of), bound(column, self.as_of + days)
+                return (column >= start) & ((column <= end) if is_date else (column < end))
+            return column < bound(column, self.as_of - days)
+
+        return check
+
+    # -- operands ---------------------------------------------------------------------------
+
+    def operand(self, operand: Operand, frame: Frame) -> ValueFn:
+        if isinstance(operand, Literal):
+            value = _literal(operand)
+            return lambda _table: value
+        if isinstance(operand, Attribute):
+            resolved = self.vocabulary.resolve(operand, frame.entity)
+            assert resolved is not None, f"unchecked expression: {operand.name}"
+            return self.attribute(resolved[0], operand.name, frame)
+        if isinstance(operand, EventCount):
+            name = self._per_unit_events(
+                frame,
+                frame.entity,
+                ("count", operand.event, operand.filters, operand.window_days),
+                lambda events: events.count(),
+            )
+            return lambda t: t[name].fill_null(0)
+        if isinstance(operand, EventTime):
+            name = self._per_unit_events(
+                frame,
+                frame.entity,
+                ("time", operand.event, operand.filters, operand.last),
+                lambda events: events.timestamp.max() if operand.last else events.timestamp.min(),
+            )
+            return lambda t: t[name]
+        assert isinstance(operand, PeopleCount)
+        return self._people_count(operand.condition, frame)
+
+    def _per_unit_events(
+        self,
+        frame: Frame,
+        entity: Entity,
+        memo: tuple[Any, ...],
+        aggregate: Callable[[ir.Table], ir.Value],
+    ) -> str:
+        """An aggregate over each unit's events (``entity``'s: a person's own, or an account's)."""
+        kind, event, filters, *rest = memo
+        window = rest[0] if kind == "count" else None
+        key = unit_key(entity)
+
+        def make(name: str) -> ir.Table:
+            events = self.events(event, filters, window)
+            if key == "person_id":
+                events = events.filter(events.person_id.notnull())
+            return events.group_by(key).aggregate(**{name: aggregate(events)})
+
+        return frame.derived((entity, *memo), key, make)
+
+    def attribute(self, entity: Entity, name: str, frame: Frame) -> ValueFn:
+        """The value of an attribute of ``entity`` for each unit of ``frame``."""
+        stored = (
+            self.catalog.account_attributes
+            if entity == Entity.ACCOUNT
+            else self.catalog.person_attributes
+        )
+        if name in stored:
+            column = ALIASES.get(name, name) if entity == Entity.ACCOUNT else name
+            if entity == Entity.ACCOUNT and frame.entity == Entity.PERSON:
+                column = f"{ACCOUNT_PREFIX}{column}"
+            return lambda t: t[column]
+        computed = self.catalog.attributes[(entity, name)]
+        definition = computed.definition
+        if definition.event is not None:
+            function = definition.function
+            aggregates: dict[EventFunction | None, Callable[[ir.Table], ir.Value]] = {
+                EventFunction.COUNT: lambda e: e.count(),
+                EventFunction.EXISTS: lambda e: e.count(),
+                EventFunction.FIRST: lambda e: e.timestamp.min(),
+                EventFunction.LAST: lambda e: e.timestamp.max(),
+                EventFunction.SUM: lambda e: e.value.sum(),
+            }
+            filters = tuple(
+                EventFilter(key, Comparator.EQ, _as_literal(value))
+                for key, value in sorted((definition.where or {}).items())
+            )
+            column = self._per_unit_events(
+                frame,
+                entity,
+                ("count", definition.event, filters, definition.window_days, function),
+                aggregates[function],
+            )
+            if function == EventFunction.EXISTS:
+                return lambda t: t[column].fill_null(0) > 0
+            if function in (EventFunction.COUNT, EventFunction.SUM):
+                return lambda t: t[column].fill_null(0)
+            return lambda t: t[column]
+        if definition.rollup is not None:
+            return self._rollup(computed.name, frame)
+        if definition.days_since is not None:
+            since = self.attribute(entity, definition.days_since, frame)
+
+            def days(t: ir.Table) -> ir.Value:
+                value = since(t)
+                if value.type().is_date():
+                    value = value.cast("timestamp")
+                seconds = self.now.epoch_seconds() - value.epoch_seconds()
+                return seconds / SECONDS_PER_DAY
+
+            return days
+        assert definition.ratio is not None
+        top = self.attribute(entity, definition.ratio.numerator, frame)
+        bottom = self.attribute(entity, definition.ratio.denominator, frame)
+        return lambda t: top(t).cast("float64") / bottom(t).cast("float64").nullif(0)
+
+    # -- people -----------------------------------------------------------------------------
+
+    def _people_table(self, condition: Expression | None, value: str | None = None) -> ir.Table:
+        """People (as of T) matching ``condition``, with ``account_id`` and an optional value."""
+        frame = self.frame(Entity.PERSON)
+        keep = self.predicate(condition, frame, negated=True) if condition is not None else None
+        measure = self.attribute(Entity.PERSON, value, frame) if value is not None else None
+        table = frame.table()
+        if keep is not None:
+            table = table.filter(keep(table))
+        columns: dict[str, Any] = {"account_id": table.account_id}
+        if measure is not None:
+            columns["_value"] = measure(table)
+        return table.select(**columns)
+
+    def _people(self, quantifier: Quantifier, condition: Expression, frame: Frame) -> BoolFn:
+        memo = ("people", quantifier, condition)
+        if quantifier == Quantifier.ANY:
+
+            def matching(name: str) -> ir.Table:
+                people = self._people_table(condition)
+                return people.group_by("account_id").aggregate(**{name: people.count()})
+
+            column = frame.derived(memo, "account_id", matching)
+            return lambda t: t[column].notnull()
+
+        def shares(name: str) -> ir.Table:
+            everyone = self._people_table(None)
+            matched = self._people_table(condition)
+            totals = everyone.group_by("account_id").aggregate(_all=everyone.count())
+            hits = matched.group_by("account_id").aggregate(_hits=matched.count())
+            joined = totals.left_join(hits, totals.account_id == hits.account_id)
+            return joined.select(
+                account_id=joined.account_id, **{name: joined._hits.fill_null(0) == joined._all}
+            )
+
+        column = frame.derived(memo, "account_id", shares)
+        return lambda t: t[column].fill_null(False)
+
+    def _people_count(self, condition: Expression | None, frame: Frame) -> ValueFn:
+        def counts(name: str) -> ir.Table:
+            people = self._people_table(condition)
+            return people.group_by("account_id").aggregate(**{name: people.count()})
+
+        column = frame.derived(("people_count", condition), "account_id", counts)
+        return lambda t: t[column].fill_null(0)
+
+    def _rollup(self, name: str, frame: Frame) -> ValueFn:
+        computed = self.catalog.attributes[(Entity.ACCOUNT, name)]
+        definition = computed.definition
+        function = definition.rollup
+
+        def make(column: str) -> ir.Table:
+            people = self._people_table(computed.people, definition.of)
+            aggregate = {
+                RollupFunction.COUNT: lambda: people.count(),
+                RollupFunction.SUM: lambda: people._value.sum(),
+                RollupFunction.AVG: lambda: people._value.mean(),
+                RollupFunction.MIN: lambda: people._value.min(),
+                RollupFunction.MAX: lambda: people._value.max(),
+            }[function or RollupFunction.COUNT]()
+            return people.group_by("account_id").aggregate(**{column: aggregate})
+
+        column = frame.derived(("rollup", name), "account_id", make)
+        if function in (RollupFunction.COUNT, RollupFunction.SUM):
+            return lambda t: t[column].fill_null(0)
+        return lambda t: t[column]
+
+    # -- membership -------------------------------------------------------------------------
+
+    def _membership(self, node: Membership, frame: Frame) -> BoolFn:
+        if node.kind == MembershipKind.COHORT:
+            cohort = self.catalog.cohorts[node.name]
+            target = Entity(cohort.definition.target)
+            if target == frame.entity:
+                # Same kind of unit: the cohort's criteria are evaluated right here.
+                return self.predicate(cohort.criteria, frame)
+            column = frame.derived(
+                ("cohort", node.name),
+                "account_id",
+                lambda name: self.cohort_members(cohort).select(
+                    "account_id", **{name: ibis.literal(True)}
+                ),
+            )
+            return lambda t: t[column].notnull()
+        if node.kind == MembershipKind.STAGE:
+            return self._stage_membership(node, frame)
+        return self._job_membership(node, frame)
+
+    def _window(self, value: ir.Value, within_days: float | None) -> ir.BooleanValue:
+        condition = value.notnull() & (value <= self.now)
+        if within_days is not None:
+            since = ibis.literal(self.as_of - timedelta(days=within_days), type="timestamp")
+            condition = condition & (value > since)
+        return condition
+
+    def _stage_membership(self, node: Membership, frame: Frame) -> BoolFn:
+        stage = self.catalog.stages[node.name]
+
+        def make(name: str) -> ir.Table:
+            return self._stage_flag(stage, node.verb, node.within_days, name)
+
+        column = frame.derived(
+            ("stage", node.name, node.verb, node.within_days), "account_id", make
+        )
+        return lambda t: t[column].fill_null(False)
+
+    def _stage_flag(
+        self, stage: LoadedStage, verb: MembershipVerb, within_days: float | None, name: str
+    ) -> ir.Table:
+        status = self.stage_status(stage)
+        flags = {
+            MembershipVerb.IN: status.in_stage,
+            MembershipVerb.ENTERED: self._window(status.entered_at, within_days),
+            MembershipVerb.COMPLETED: self._window(status.completed_at, within_days),
+            MembershipVerb.EXITED: self._window(status.exited_at, within_days)
+            & (status.completed_at.isnull() | (status.completed_at > status.exited_at)),
+        }
+        return status.select("account_id", **{name: flags[verb]})
+
+    def stage_times(self, node: Membership, frame: Frame) -> ValueFn:
+        """When ``entered``/``completed stage`` became true (for dating goals and stage entry)."""
+        stage = self.catalog.stages[node.name]
+        column = "entered_at" if node.verb == MembershipVerb.ENTERED else "completed_at"
+        name = frame.derived(
+            ("stage_time", node.name, column),
+            "account_id",
+            lambda name: self.stage_status(stage).select("account_id", **{name: column}),
+        )
+        return lambda t: t[name]
+
+    def _job_rows(self, node: Membership, entity: Entity) -> tuple[ir.Table, ir.BooleanValue]:
+        enrollments = self.warehouse.table(ENROLLMENTS.name)
+        enrollments = enrollments.filter(
+            enrollments.job_name == ibis.literal(node.name, type="string"),
+            enrollments.entered_at <= self.now,
+        )
+        if entity == Entity.PERSON:
+            enrollments = enrollments.filter(enrollments.person_id.notnull())
+        e = enrollments
+        after = {
+            MembershipVerb.IN: (e.completed_at.isnull() | (e.completed_at > self.now))
+            & (e.exited_at.isnull() | (e.exited_at > self.now)),
+            MembershipVerb.ENTERED: self._window(e.entered_at, node.within_days),
+            MembershipVerb.COMPLETED: self._window(e.completed_at, node.within_days),
+            MembershipVerb.EXITED: self._window(e.exited_at, node.within_days),
+        }[node.verb]
+        return enrollments, after
+
+    def _job_membership(self, node: Membership, frame: Frame) -> BoolFn:
+        target = self.catalog.job_targets[node.name]
+        entity = Entity.PERSON if target == Entity.PERSON else Entity.ACCOUNT
+        key = unit_key(entity)
+
+        def make(name: str) -> ir.Table:
+            enrollments, condition = self._job_rows(node, entity)
+            matched = enrollments.filter(condition)
+            return matched.group_by(key).aggregate(**{name: matched.count()})
+
+        column = frame.derived(("job", node), key, make)
+        return lambda t: t[column].notnull()
+
+    def job_times(self, node: Membership, frame: Frame) -> ValueFn:
+        """The earliest time ``entered``/``completed job`` held (for dating goals)."""
+        target = self.catalog.job_targets[node.name]
+        key = unit_key(Entity.PERSON if target == Entity.PERSON else Entity.ACCOUNT)
+
+        def make(name: str) -> ir.Table:
+            enrollments, condition = self._job_rows(node, Entity(target))
+            matched = enrollments.filter(condition)
+            moment = (
+                matched.entered_at if node.verb == MembershipVerb.ENTERED else matched.completed_at
+            )
+            return matched.group_by(key).aggregate(**{name: moment.min()})
+
+        column = frame.derived(("job_time", node), key, make)
+        return lambda t: t[column]
+
+    # -- when an expression first held -------------------------------------------------------
+
+    def reached(self, node: Expression, frame: Frame) -> ValueFn:
+        """When the (true) ``node`` became true: an event or membership time where it can be
+        dated, else T.
+
+        ``and`` takes the latest of its parts, ``or`` the earliest part that holds. Under ``not``
+        nothing is dated: it would say when the condition stopped holding, not when it began.
+        """
+        if isinstance(node, And):
+            parts = [self.reached(part, frame) for part in node.parts]
+            return lambda t: ibis.greatest(*[part(t) for part in parts])
+        if isinstance(node, Or):
+            never = ibis.literal(_NEVER, type="timestamp")
+            pairs = [
+                (self.predicate(part, frame), self.reached(part, frame)) for part in node.parts
             ]
+            return lambda t: ibis.least(
+                *[ibis.ifelse(holds(t).fill_null(False), when(t), never) for holds, when in pairs]
+            )
+        found = threshold(node)
+        if (
+            found is not None
+            and found[0].window_days is None
+            and not found[0].filters
+            and found[1] >= 1
+        ):
+            count, k = found
+            column = frame.derived(
+                ("kth", frame.entity, count.event, int(k)),
+                frame.key,
+                lambda name: self._kth_event(count.event, int(k), frame.key, name),
+            )
+            return lambda t: t[column].fill_null(self.now)
+        if isinstance(node, Membership) and node.verb in (
+            MembershipVerb.ENTERED,
+            MembershipVerb.COMPLETED,
+        ):
+            times = (
+                self.job_times(node, frame)
+                if node.kind == MembershipKind.JOB
+                else self.stage_times(node, frame)
+                if node.kind == MembershipKind.STAGE
+                else None
+            )
+            if times is not None:
+                return lambda t: times(t).fill_null(self.now)
+        return lambda _t: self.now
+
+    def _kth_event(self, event: str, k: int, key: str, name: str) -> ir.Table:
+        """Per unit, the time of its k-th (1-based) ``event`` up to T."""
+        events = self.events(event)
+        if key == "person_id":
+            events = events.filter(events.person_id.notnull())
+        ranked = events.mutate(
+            _rank=ibis.row_number().over(
+                group_by=events[key], order_by=[events.timestamp, events.event_id]
+            )
         )
-    threshold = _monotone_threshold(node)
-    if threshold is not None:
-        return table[plan.reached[threshold]].fill_null(as_of)
-    return as_of
+        kth = ranked.filter(ranked._rank == k - 1)
+        return kth.select(key, **{name: kth.timestamp})
+
+    # -- definitions ------------------------------------------------------------------------
+
+    def units(self, expression: Expression, entity: Entity) -> ir.Table:
+        frame = self.frame(entity)
+        holds = self.predicate(expression, frame)
+        table = frame.table()
+        keys = ["account_id"] if entity == Entity.ACCOUNT else ["person_id", "account_id"]
+        return table.filter(holds(table)).select(*keys).distinct()
+
+    def cohort_members(self, cohort: LoadedCohort) -> ir.Table:
+        return self.units(cohort.criteria, Entity(cohort.definition.target))
+
+    def stage_status(self, stage: LoadedStage) -> ir.Table:
+        """Per account: entry, entered/completed/exited times, objectives and markers as of T.
+
+        ``entered_at`` is the ``entered_at`` attribute, else when the entry criteria first held
+        (an event or stage/job time; T when that cannot be told). An objective completes when
+        its criteria first held, never before entry; the stage completes when its last
+        objective does, and exits at the earlier of completion (if configured) and entry plus
+        ``after_days``. An account is *in* the stage while its entry criteria hold, it has
+        entered and not exited.
+        """
+        frame = self.frame(Entity.ACCOUNT)
+        definition = stage.definition
+        entry = self.predicate(stage.entry, frame)
+        entered: ValueFn
+        if definition.entered_at is not None:
+            entered_value = self.attribute(Entity.ACCOUNT, definition.entered_at, frame)
+
+            def entered_attribute(t: ir.Table) -> ir.Value:
+                value = entered_value(t)
+                return value.cast("timestamp") if value.type().is_date() else value
+
+            entered = entered_attribute
+        else:
+            entered = self.reached(stage.entry, frame)
+        objectives = [
+            (self.predicate(o.completion, frame), self.reached(o.completion, frame))
+            for o in stage.objectives
+        ]
+        markers = [self.predicate(m.criteria, frame) for m in stage.markers]
+        table = frame.table()
+        entry_holds = entry(table).fill_null(False)
+        entered_at = ibis.ifelse(entry_holds, entered(table), ibis.null("timestamp"))
+        done = [
+            ibis.ifelse(holds(table).fill_null(False), ibis.greatest(when(table), entered_at), None)
+            for holds, when in objectives
+        ]
+        completed_at: ir.Value = ibis.null("timestamp")
+        if done:
+            completed_at = ibis.greatest(*done)
+            for moment in done:
+                completed_at = ibis.ifelse(moment.isnull(), ibis.null("timestamp"), completed_at)
+        exits: list[ir.Value] = []
+        if definition.exit.after_days is not None:
+            exits.append(
+                entered_at + ibis.interval(seconds=int(definition.exit.after_days * 86400))
+            )
+        if definition.exit.when_objectives_complete:
+            exits.append(completed_at)
+        exited_at = exits[0] if len(exits) == 1 else ibis.least(*exits)
+        status = table.select(
+            "account_id",
+            entered_at=entered_at,
+            completed_at=completed_at,
+            exited_at=exited_at,
+            **{f"objective_{i}": moment for i, moment in enumerate(done)},
+            **{f"marker_{i}": m(table).fill_null(False) for i, m in enumerate(markers)},
+        )
+        in_stage = (
+            status.entered_at.notnull()
+            & (status.entered_at <= self.now)
+            & (status.exited_at.isnull() | (status.exited_at > self.now))
+        )
+        return status.mutate(in_stage=in_stage)
+
+
+def _as_literal(value: str | float | bool) -> Literal:
+    if isinstance(value, bool):
+        return Literal(value, LiteralKind.BOOLEAN)
+    if isinstance(value, int | float):
+        return Literal(float(value), LiteralKind.NUMBER)
+    return Literal(value, LiteralKind.STRING)
+
+
+# -- public API -------------------------------------------------------------------------------
+
+
+def matching_units(
+    expression: Expression,
+    warehouse: Warehouse,
+    as_of: datetime,
+    catalog: Catalog | None = None,
+    target: Entity = Entity.ACCOUNT,
+) -> ir.Table:
+    """The units for which ``expression`` holds as of ``as_of``.
+
+    Columns: ``account_id`` for accounts; ``person_id`` and ``account_id`` for people.
+    """
+    return Compiler(warehouse, as_of, catalog).units(expression, target)
+
+
+def matching_accounts(
+    expression: Expression, warehouse: Warehouse, as_of: datetime, catalog: Catalog | None = None
+) -> ir.Table:
+    """The accounts (column ``account_id``) for which ``expression`` holds as of ``as_of``."""
+    return matching_units(expression, warehouse, as_of, catalog, Entity.ACCOUNT)
+
+
+def compile_sql(
+    expression: Expression,
+    warehouse: Warehouse,
+    as_of: datetime,
+    catalog: Catalog | None = None,
+    target: Entity = Entity.ACCOUNT,
+) -> str:
+    """The SQL ``matching_units`` runs, in the warehouse's dialect."""
+    query = matching_units(expression, warehouse, as_of, catalog, target)
+    return str(ibis.to_sql(query, dialect=warehouse.dialect))
+
+
+def cohort_members(
+    cohort: LoadedCohort, warehouse: Warehouse, as_of: datetime, catalog: Catalog | None = None
+) -> ir.Table:
+    """Members of a cohort as of ``as_of`` (``account_id``, or ``person_id`` and ``account_id``)."""
+    return Compiler(warehouse, as_of, catalog).cohort_members(cohort)
+
+
+def stage_status(
+    stage: LoadedStage, warehouse: Warehouse, as_of: datetime, catalog: Catalog | None = None
+) -> ir.Table:
+    """Per account: ``entered_at``, ``completed_at``, ``exited_at``, ``in_stage``,
+    ``objective_<i>`` (completion time or null) and ``marker_<i>`` (bool), as of ``as_of``."""
+    return Compiler(warehouse, as_of, catalog).stage_status(stage)
 
 
 def goal_reached_at(
-    expression: Expression, warehouse: Warehouse, as_of: datetime, candidates: ir.Table
+    expression: Expression,
+    warehouse: Warehouse,
+    as_of: datetime,
+    candidates: ir.Table,
+    catalog: Catalog | None = None,
+    target: Entity = Entity.ACCOUNT,
 ) -> ir.Table:
-    """For candidates (``account_id``, ``entered_at``) whose goal holds as of ``as_of``: when.
+    """For candidates (unit key, ``entered_at``) whose goal holds as of ``as_of``: when.
 
-    ``reached_at`` is the earliest time the goal held, at event precision where the goal is a
-    threshold on an event count (the time of the k-th event), never before ``entered_at``.
+    The unit key is ``account_id`` (or ``person_id`` for a person target). ``reached_at`` is
+    the earliest time the goal held, at event precision where the goal is a threshold on an
+    event count (the time of the k-th event) or a job/stage time, never before ``entered_at``.
     """
-    accounts = _accounts(warehouse, as_of)
-    base = candidates.select("account_id", "entered_at")
-    base = _with_columns(base, [accounts])
-    table, plan = _prepare(expression, warehouse, as_of, base, dated=True)
-    holds = table.filter(_predicate(expression, table, plan))
-    reached = ibis.greatest(_reached(expression, holds, plan), holds.entered_at)
-    return holds.select("account_id", reached_at=reached)
+    compiler = Compiler(warehouse, as_of, catalog)
+    key = unit_key(target)
+    units = compiler.frame(target).base
+    base = candidates.select(key, "entered_at")
+    joined = base.inner_join(units, base[key] == units[key])
+    frame = Frame(target, joined.select(*base.columns, *[c for c in units.columns if c != key]))
+    holds = compiler.predicate(expression, frame)
+    when = compiler.reached(expression, frame)
+    table = frame.table()
+    table = table.filter(holds(table))
+    reached = ibis.greatest(when(table), table.entered_at)
+    return table.select(key, reached_at=reached)
