@@ -7,6 +7,7 @@ same inputs always give the same arm) and stable (re-running a tick never moves 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 HOLDOUT = "holdout"
 TREATMENT = "treatment"
@@ -25,6 +26,27 @@ def bucket(salt: str, unit_id: str) -> float:
 def assign_arm(salt: str, unit_id: str, holdout: float) -> str:
     """``holdout`` for the first ``holdout`` share of the hash space, ``treatment`` otherwise."""
     return HOLDOUT if bucket(salt, unit_id) < holdout else TREATMENT
+
+
+def assign_variant(
+    salt: str, unit_id: str, holdout: float, arms: Sequence[tuple[str, float]]
+) -> str:
+    """The holdout below ``holdout``; the rest of [holdout, 1) split among ``arms`` by weight.
+
+    ``arms`` are (name, weight) pairs in the job's order. With one arm this is ``assign_arm``:
+
+    >>> assign_variant("s", "acc-1", 0.2, [(TREATMENT, 1.0)]) == assign_arm("s", "acc-1", 0.2)
+    True
+    """
+    position = bucket(salt, unit_id)
+    if position < holdout:
+        return HOLDOUT
+    share = (position - holdout) / (1 - holdout) * sum(weight for _, weight in arms)
+    for name, weight in arms:
+        if share < weight:
+            return name
+        share -= weight
+    return arms[-1][0]  # floating-point rounding at the very top of the range
 
 
 def enrollment_id(job_name: str, unit_id: str, entered_at_iso: str) -> str:

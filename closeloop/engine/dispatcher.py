@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from closeloop.channels.base import Channel, OutboundMessage
 from closeloop.engine import schema
 from closeloop.engine.state import StateStore
-from closeloop.engine.tick import OutboxStatus
+from closeloop.engine.steps import COMPLETION_STEP, OutboxStatus
 from closeloop.errors import ChannelError
 
 
@@ -83,6 +84,7 @@ class Dispatcher:
             sa.and_(o.c.status == OutboxStatus.SENDING, o.c.claimed_at <= now - self.lease),
         )
         with self.store.engine.begin() as connection:
+            self._cancel_stale_reminders(connection, now)
             rows = (
                 connection.execute(
                     sa.select(
@@ -124,6 +126,35 @@ class Dispatcher:
                         )
                     )
         return claimed
+
+    def _cancel_stale_reminders(self, connection: Connection, now: datetime) -> None:
+        """Never send a sequence message whose enrollment ended before the message fell due.
+
+        The tick cancels these when it detects the end; this guard covers rows it could not see,
+        such as a retry of a reminder (its due time stays, its next attempt moves).
+        """
+        o, e = schema.outbox, schema.enrollments
+        ended_before_due = (
+            sa.select(e.c.enrollment_id)
+            .where(
+                e.c.enrollment_id == o.c.enrollment_id,
+                sa.or_(e.c.completed_at < o.c.due_at, e.c.exited_at < o.c.due_at),
+            )
+            .exists()
+        )
+        connection.execute(
+            o.update()
+            .where(
+                o.c.status == OutboxStatus.PENDING,
+                o.c.next_attempt_at <= now,
+                o.c.step_index < COMPLETION_STEP,
+                ended_before_due,
+            )
+            .values(
+                status=OutboxStatus.CANCELLED,
+                last_error="the enrollment ended before it fell due",
+            )
+        )
 
     def _send_one(
         self, message_id: int, message: OutboundMessage, now: datetime, result: DispatchResult

@@ -60,8 +60,10 @@ enrollments = Table(
     Column("completed_at", DateTime),
     Column("exited_at", DateTime),
     Column("exit_reason", String(32)),
-    UniqueConstraint("job_name", "account_id", "entered_at", name="uq_enrollment"),
+    # set for jobs whose target is a person; the enrollment id (job, unit, entered_at) is unique
+    Column("person_id", String(200)),
     Index("ix_enrollments_job_active", "job_name", "completed_at", "exited_at"),
+    Index("ix_enrollments_unit", "job_name", "account_id", "person_id"),
 )
 
 outbox = Table(
@@ -82,6 +84,8 @@ outbox = Table(
     Column("claimed_at", DateTime),
     Column("sent_at", DateTime),
     Column("last_error", Text),
+    # when the message fell due; retries move next_attempt_at, never this
+    Column("due_at", DateTime),
     Index("ix_outbox_due", "status", "next_attempt_at"),
 )
 

@@ -80,6 +80,10 @@ class StateStore:
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+        if self.engine.dialect.name == "sqlite":
+            # A migration may turn SQLite's foreign keys off for a table rebuild; fresh
+            # connections get them back (see _sqlite_pragmas).
+            self.engine.dispose()
 
     def check_migrated(self) -> None:
         head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
@@ -233,6 +237,7 @@ class StateStore:
             e.c.job_name,
             e.c.job_version,
             e.c.account_id,
+            e.c.person_id,
             e.c.arm,
             e.c.entered_at,
             e.c.completed_at,
@@ -252,6 +257,7 @@ ENROLLMENT_ARROW_SCHEMA = pa.schema(
         ("job_name", pa.string()),
         ("job_version", pa.int64()),
         ("account_id", pa.string()),
+        ("person_id", pa.string()),
         ("arm", pa.string()),
         ("entered_at", pa.timestamp("us")),
         ("completed_at", pa.timestamp("us")),

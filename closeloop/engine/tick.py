@@ -1,50 +1,48 @@
-"""A tick at time T: detect completions and timeouts, then enroll newly eligible accounts.
+"""A tick at time T: detect completions and exits, then enroll newly eligible units.
 
-Everything a tick decides for a job — enrollments, exits, the outbox rows of their actions and the
-ledger row that marks the tick done — is written in one transaction, so a crash at any point
-either leaves the tick undone (run it again) or done (running it again changes nothing).
+Everything a tick decides for a job — enrollments, completions, exits, the outbox rows of their
+actions, the cancellation of reminders that no longer apply and the ledger row that marks the tick
+done — is written in one transaction, so a crash at any point either leaves the tick undone (run
+it again) or done (running it again changes nothing).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import ibis
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from closeloop.channels.email import EMAIL, EmailTemplates
-from closeloop.data.compiler import goal_reached_at, matching_accounts
+from closeloop.data.compiler import goal_reached_at, matching_units
 from closeloop.data.warehouse import Warehouse
+from closeloop.definitions.expressions import Entity, MembershipKind, memberships
+from closeloop.definitions.models import ContactPolicy
 from closeloop.definitions.project import LoadedJob, Project
 from closeloop.engine import schema
-from closeloop.engine.assignment import (
-    HOLDOUT,
-    assign_arm,
-    enrollment_id,
-    idempotency_key,
-)
+from closeloop.engine.assignment import assign_variant, enrollment_id
+from closeloop.engine.publish import publish_enrollments
 from closeloop.engine.state import JobRecord, StateStore, utc_now
+from closeloop.engine.steps import (
+    COMPLETION_STEP,
+    EXIT_STEP,
+    OutboxStatus,
+    Planned,
+    Renderer,
+    Unit,
+    end_plan,
+    entry_plan,
+)
 
-MAX_RECIPIENTS = 5
-
-
-class OutboxStatus:
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    DEAD = "dead"
-    GHOST = "ghost"  # holdout: logged as would-have-sent, never sent
-    SKIPPED = "skipped"  # treatment, but nobody to send to
+__all__ = ["ExitReason", "OutboxStatus", "TickResult", "run_tick"]
 
 
 class ExitReason:
     TIMEOUT = "timeout"
+    NO_LONGER_ELIGIBLE = "no_longer_eligible"
 
 
 @dataclass(frozen=True)
@@ -56,6 +54,14 @@ class TickResult:
     completed: int
     exited: int
     already_done: bool = False
+
+
+@dataclass(frozen=True)
+class _Decisions:
+    completions: dict[str, datetime]
+    exits: dict[str, tuple[datetime, str]]
+    entering: list[Unit]
+    active: dict[str, Unit]
 
 
 def run_tick(
@@ -72,220 +78,280 @@ def run_tick(
     if done is not None:
         return TickResult(job.name, at, done[0], 0, 0, 0, already_done=True)
 
-    # Reads from the warehouse happen before the transaction: they decide, the transaction records.
-    active = _active_enrollments(store, job.name, at)
-    completions = _completions(job, warehouse, active, at)
-    timeouts = _timeouts(job, active, completions, at)
-    newcomers = _eligible(job, warehouse, store, at) if job.definition.is_enrolling(at) else []
-    assignments = [
-        (account, assign_arm(record.salt, account, record.holdout)) for account in newcomers
-    ]
-    messages = _render_entry_messages(project, job, warehouse, record, assignments, at)
+    # Reads happen before the transaction: they decide, the transaction records.
+    if references_jobs(job):
+        publish_enrollments(store, warehouse)
+    decisions = _decide(project, job, warehouse, store, record, at)
+    renderer = Renderer(project, job, warehouse)
+    active = decisions.active
+    plan: list[Planned] = entry_plan(job, decisions.entering, at)
+    plan += end_plan(
+        job.definition.on_completion,
+        COMPLETION_STEP,
+        [active[e] for e in decisions.completions],
+        at,
+    )
+    plan += end_plan(job.definition.on_exit, EXIT_STEP, [active[e] for e in decisions.exits], at)
+    outbox_rows = renderer.rows(record.version, plan, at)
 
     with store.engine.begin() as connection:
-        for enrollment, completed_at in completions.items():
+        for enrollment, completed_at in decisions.completions.items():
             connection.execute(
                 schema.enrollments.update()
                 .where(schema.enrollments.c.enrollment_id == enrollment)
                 .values(completed_at=completed_at)
             )
-        for enrollment, exited_at in timeouts.items():
+            _cancel_reminders(connection, enrollment, completed_at)
+        for enrollment, (exited_at, reason) in decisions.exits.items():
             connection.execute(
                 schema.enrollments.update()
                 .where(schema.enrollments.c.enrollment_id == enrollment)
-                .values(exited_at=exited_at, exit_reason=ExitReason.TIMEOUT)
+                .values(exited_at=exited_at, exit_reason=reason)
             )
-        _insert_enrollments(connection, job, record, assignments, messages, at)
+            _cancel_reminders(connection, enrollment, exited_at)
+        if decisions.entering:
+            connection.execute(
+                schema.enrollments.insert(),
+                [
+                    {
+                        "enrollment_id": unit.enrollment_id,
+                        "job_name": job.name,
+                        "job_version": record.version,
+                        "account_id": unit.account_id,
+                        "person_id": unit.person_id,
+                        "arm": unit.arm,
+                        "entered_at": at,
+                    }
+                    for unit in decisions.entering
+                ],
+            )
+        if outbox_rows:
+            connection.execute(schema.outbox.insert(), outbox_rows)
         connection.execute(
             schema.ticks.insert().values(
                 job_name=job.name,
                 at=at,
                 job_version=record.version,
-                entered=len(assignments),
-                completed=len(completions),
-                exited=len(timeouts),
+                entered=len(decisions.entering),
+                completed=len(decisions.completions),
+                exited=len(decisions.exits),
                 processed_at=utc_now(),
             )
         )
     return TickResult(
-        job.name, at, record.version, len(assignments), len(completions), len(timeouts)
+        job.name,
+        at,
+        record.version,
+        len(decisions.entering),
+        len(decisions.completions),
+        len(decisions.exits),
     )
 
 
-def _active_enrollments(store: StateStore, job_name: str, at: datetime) -> list[dict[str, Any]]:
+def references_jobs(job: LoadedJob) -> bool:
+    """Whether any of the job's expressions asks about job membership (``entered job "X"``)."""
+    return any(
+        kind == MembershipKind.JOB
+        for expression in (job.audience, job.goal, *job.exclusions)
+        for kind, _ in memberships(expression)
+    )
+
+
+def _decide(
+    project: Project,
+    job: LoadedJob,
+    warehouse: Warehouse,
+    store: StateStore,
+    record: JobRecord,
+    at: datetime,
+) -> _Decisions:
+    definition = job.definition
+    target = Entity(definition.target)
+    active = _active_units(store, job.name, at)
+    by_id = {unit.enrollment_id: unit for unit in active}
+    entered = _entered_at(store, job.name, at)
+    completions = _completions(project, job, warehouse, active, entered, at)
+    duration = timedelta(days=definition.duration_days)
+    exits: dict[str, tuple[datetime, str]] = {}
+    for unit in active:
+        deadline = entered[unit.enrollment_id] + duration
+        if unit.enrollment_id not in completions and deadline <= at:
+            exits[unit.enrollment_id] = (deadline, ExitReason.TIMEOUT)
+    enrolling = definition.is_enrolling(at)
+    if not enrolling and not definition.exit_when_ineligible:
+        return _Decisions(completions, exits, [], by_id)
+    eligible = _eligible(project, job, warehouse, at)
+    if definition.exit_when_ineligible:
+        for unit in active:
+            ended = unit.enrollment_id in completions or unit.enrollment_id in exits
+            if not ended and _unit_key(unit, target) not in eligible:
+                exits[unit.enrollment_id] = (at, ExitReason.NO_LONGER_ELIGIBLE)
+    if not enrolling:
+        return _Decisions(completions, exits, [], by_id)
+    blocked = _blocked_by_re_entry(store, job, target, at)
+    capped = _capped_accounts(store, job.name, project.config.contact_policy, at)
+    arms = [(variant.name, variant.weight) for variant in definition.variants] or [
+        (definition.arms[0], 1.0)
+    ]
+    entering = [
+        Unit(
+            enrollment_id(job.name, key, at.isoformat()),
+            account,
+            key if target == Entity.PERSON else None,
+            assign_variant(record.salt, key, record.holdout, arms),
+        )
+        for key, account in sorted(eligible.items())
+        if key not in blocked and account not in capped
+    ]
+    return _Decisions(completions, exits, entering, by_id)
+
+
+def _unit_key(unit: Unit, target: Entity) -> str:
+    return unit.person_id if target == Entity.PERSON and unit.person_id else unit.account_id
+
+
+def _active_units(store: StateStore, job_name: str, at: datetime) -> list[Unit]:
     e = schema.enrollments
     with store.engine.connect() as connection:
         rows = connection.execute(
-            sa.select(e.c.enrollment_id, e.c.account_id, e.c.entered_at).where(
+            sa.select(e.c.enrollment_id, e.c.account_id, e.c.person_id, e.c.arm)
+            .where(
                 e.c.job_name == job_name,
                 e.c.completed_at.is_(None),
                 e.c.exited_at.is_(None),
                 e.c.entered_at < at,
             )
-        ).mappings()
-        return [dict(row) for row in rows]
+            .order_by(e.c.enrollment_id)
+        ).all()
+    return [Unit(*row) for row in rows]
+
+
+def _entered_at(store: StateStore, job_name: str, at: datetime) -> dict[str, datetime]:
+    e = schema.enrollments
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(e.c.enrollment_id, e.c.entered_at).where(
+                e.c.job_name == job_name,
+                e.c.completed_at.is_(None),
+                e.c.exited_at.is_(None),
+                e.c.entered_at < at,
+            )
+        ).all()
+    return {row[0]: row[1] for row in rows}
 
 
 def _completions(
-    job: LoadedJob, warehouse: Warehouse, active: Sequence[dict[str, Any]], at: datetime
+    project: Project,
+    job: LoadedJob,
+    warehouse: Warehouse,
+    active: Sequence[Unit],
+    entered: dict[str, datetime],
+    at: datetime,
 ) -> dict[str, datetime]:
     """Enrollments whose goal first held (at event time) within their duration."""
     if not active:
         return {}
+    target = Entity(job.definition.target)
+    key = "person_id" if target == Entity.PERSON else "account_id"
     candidates = ibis.memtable(
         pa.table(
             {
-                "account_id": pa.array([row["account_id"] for row in active], pa.string()),
-                "entered_at": pa.array([row["entered_at"] for row in active], pa.timestamp("us")),
+                key: pa.array([_unit_key(unit, target) for unit in active], pa.string()),
+                "entered_at": pa.array(
+                    [entered[unit.enrollment_id] for unit in active], pa.timestamp("us")
+                ),
             }
         )
     )
-    reached = goal_reached_at(job.goal, warehouse, at, candidates).to_pyarrow().to_pylist()
-    reached_at = {row["account_id"]: row["reached_at"] for row in reached}
-    duration = timedelta(days=job.definition.duration_days)
-    completions: dict[str, datetime] = {}
-    for row in active:
-        moment = reached_at.get(row["account_id"])
-        if moment is not None and moment <= row["entered_at"] + duration:
-            completions[row["enrollment_id"]] = _naive(moment)
-    return completions
-
-
-def _timeouts(
-    job: LoadedJob,
-    active: Sequence[dict[str, Any]],
-    completions: dict[str, datetime],
-    at: datetime,
-) -> dict[str, datetime]:
-    duration = timedelta(days=job.definition.duration_days)
-    return {
-        row["enrollment_id"]: row["entered_at"] + duration
-        for row in active
-        if row["enrollment_id"] not in completions and row["entered_at"] + duration <= at
-    }
-
-
-def _eligible(job: LoadedJob, warehouse: Warehouse, store: StateStore, at: datetime) -> list[str]:
-    """Accounts in the audience and in no exclusion as of ``at`` that were never enrolled."""
-    audience = matching_accounts(job.audience, warehouse, at)
-    for exclusion in job.exclusions:
-        audience = audience.anti_join(matching_accounts(exclusion, warehouse, at), "account_id")
-    matched = set(audience.to_pyarrow().column("account_id").to_pylist())
-    e = schema.enrollments
-    with store.engine.connect() as connection:
-        # re_entry: never — anyone who ever entered this job stays out.
-        enrolled = set(
-            connection.execute(sa.select(e.c.account_id).where(e.c.job_name == job.name)).scalars()
-        )
-    return sorted(matched - enrolled)
-
-
-def _render_entry_messages(
-    project: Project,
-    job: LoadedJob,
-    warehouse: Warehouse,
-    record: JobRecord,
-    assignments: Sequence[tuple[str, str]],
-    at: datetime,
-) -> dict[tuple[str, int], dict[str, Any]]:
-    """Payloads of every entry step for every new enrollment (holdout rows carry no content)."""
-    if not assignments or not job.definition.steps:
-        return {}
-    accounts_wanted = [account for account, _ in assignments]
-    keys = ibis.memtable(pa.table({"account_id": pa.array(accounts_wanted, pa.string())}))
-    accounts = warehouse.table("accounts").semi_join(keys, "account_id").to_pyarrow().to_pylist()
-    people = (
-        warehouse.table("people")
-        .semi_join(keys, "account_id")
-        .filter(lambda p: p.email.notnull())
-        .order_by(["account_id", "created_at", "person_id"])
-        .select("account_id", "email", "name", "role")
+    reached = (
+        goal_reached_at(job.goal, warehouse, at, candidates, project.catalog, target)
         .to_pyarrow()
         .to_pylist()
     )
-    by_account = {row["account_id"]: row for row in accounts}
-    contacts: dict[str, list[dict[str, Any]]] = {}
-    for person in people:
-        contacts.setdefault(person["account_id"], []).append(person)
-    templates = EmailTemplates(project.folder / "templates")
-    payloads: dict[tuple[str, int], dict[str, Any]] = {}
-    for account, arm in assignments:
-        recipients = [p["email"] for p in contacts.get(account, [])][:MAX_RECIPIENTS]
-        for index, step in enumerate(job.definition.steps):
-            unsubscribe = project.config.unsubscribe_url.format(account_id=account)
-            if arm == HOLDOUT:
-                payloads[(account, index)] = {"to": recipients, "ghost": True}
-                continue
-            context = {
-                "account": by_account.get(account, {"account_id": account}),
-                "contact": (contacts.get(account) or [{}])[0],
-                "job": {"name": job.name},
-                "unsubscribe_url": unsubscribe,
-            }
-            rendered = templates.render(step.template, step.subject, context)
-            payloads[(account, index)] = {
-                "to": recipients,
-                "subject": rendered.subject,
-                "text": rendered.text,
-                "html": rendered.html,
-                "unsubscribe_url": unsubscribe,
-            }
-    return payloads
+    reached_at = {row[key]: row["reached_at"] for row in reached}
+    duration = timedelta(days=job.definition.duration_days)
+    completions: dict[str, datetime] = {}
+    for unit in active:
+        moment = reached_at.get(_unit_key(unit, target))
+        if moment is not None and moment <= entered[unit.enrollment_id] + duration:
+            completions[unit.enrollment_id] = _naive(moment)
+    return completions
 
 
-def _insert_enrollments(
-    connection: Connection,
-    job: LoadedJob,
-    record: JobRecord,
-    assignments: Sequence[tuple[str, str]],
-    messages: dict[tuple[str, int], dict[str, Any]],
-    at: datetime,
-) -> None:
-    if not assignments:
-        return
-    enrollment_rows = []
-    outbox_rows = []
-    for account, arm in assignments:
-        enrollment = enrollment_id(job.name, account, at.isoformat())
-        enrollment_rows.append(
-            {
-                "enrollment_id": enrollment,
-                "job_name": job.name,
-                "job_version": record.version,
-                "account_id": account,
-                "arm": arm,
-                "entered_at": at,
-            }
-        )
-        for index, _step in enumerate(job.definition.steps):
-            payload = messages[(account, index)]
-            if arm == HOLDOUT:
-                status = OutboxStatus.GHOST
-            elif payload["to"]:
-                status = OutboxStatus.PENDING
-            else:
-                status = OutboxStatus.SKIPPED
-            outbox_rows.append(
-                {
-                    "idempotency_key": idempotency_key(job.name, record.version, enrollment, index),
-                    "enrollment_id": enrollment,
-                    "job_name": job.name,
-                    "account_id": account,
-                    "step_index": index,
-                    "channel": EMAIL,
-                    "payload": json.dumps(payload),
-                    "status": status,
-                    "attempts": 0,
-                    "created_at": at,
-                    "next_attempt_at": at,
-                    "last_error": None
-                    if status != OutboxStatus.SKIPPED
-                    else "no contact with an email",
-                }
+def _eligible(
+    project: Project, job: LoadedJob, warehouse: Warehouse, at: datetime
+) -> dict[str, str]:
+    """Units in the audience and in no exclusion as of ``at``: unit key -> account id."""
+    target = Entity(job.definition.target)
+    key = "person_id" if target == Entity.PERSON else "account_id"
+    audience = matching_units(job.audience, warehouse, at, project.catalog, target)
+    for exclusion in job.exclusions:
+        excluded = matching_units(exclusion, warehouse, at, project.catalog, target)
+        audience = audience.anti_join(excluded.select(key), key)
+    columns = [key] if key == "account_id" else [key, "account_id"]
+    rows = audience.select(*columns).distinct().to_pyarrow().to_pylist()
+    return {row[key]: row["account_id"] for row in rows}
+
+
+def _blocked_by_re_entry(
+    store: StateStore, job: LoadedJob, target: Entity, at: datetime
+) -> set[str]:
+    """Units that may not enter now: enrolled and active, or (by ``re_entry``) ended too recently.
+
+    ``re_entry: never`` blocks anyone who ever entered; ``{after_days: N}`` blocks until N days
+    after the previous enrollment ended (completed or exited).
+    """
+    e = schema.enrollments
+    key = e.c.person_id if target == Entity.PERSON else e.c.account_id
+    policy = job.definition.re_entry
+    with store.engine.connect() as connection:
+        if policy == "never":
+            return set(connection.execute(sa.select(key).where(e.c.job_name == job.name)).scalars())
+        cutoff = at - timedelta(days=policy.after_days)
+        ended = sa.func.coalesce(e.c.completed_at, e.c.exited_at)
+        rows = connection.execute(
+            sa.select(key).where(
+                e.c.job_name == job.name,
+                sa.or_(ended.is_(None), ended > cutoff),
             )
-    connection.execute(schema.enrollments.insert(), enrollment_rows)
-    if outbox_rows:
-        connection.execute(schema.outbox.insert(), outbox_rows)
+        ).scalars()
+        return set(rows)
+
+
+def _capped_accounts(
+    store: StateStore, job_name: str, policy: ContactPolicy | None, at: datetime
+) -> set[str]:
+    """Accounts that ``max_jobs`` other jobs enrolled within the last ``per_days`` days.
+
+    Holdout enrollments count too: the cap limits assignment, so both arms stay comparable.
+    """
+    if policy is None:
+        return set()
+    e = schema.enrollments
+    since = at - timedelta(days=policy.per_days)
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(e.c.account_id)
+            .where(e.c.job_name != job_name, e.c.entered_at > since, e.c.entered_at <= at)
+            .group_by(e.c.account_id)
+            .having(sa.func.count(sa.distinct(e.c.job_name)) >= policy.max_jobs)
+        ).scalars()
+        return set(rows)
+
+
+def _cancel_reminders(connection: Connection, enrollment: str, ended_at: datetime) -> None:
+    """Sequence messages (sent or ghost) that fall due after the enrollment ended never go out."""
+    o = schema.outbox
+    connection.execute(
+        o.update()
+        .where(
+            o.c.enrollment_id == enrollment,
+            o.c.step_index < COMPLETION_STEP,
+            o.c.status.in_([OutboxStatus.PENDING, OutboxStatus.GHOST]),
+            o.c.due_at > ended_at,
+        )
+        .values(status=OutboxStatus.CANCELLED, last_error="the enrollment ended before it fell due")
+    )
 
 
 def _naive(moment: datetime) -> datetime:

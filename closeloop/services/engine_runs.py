@@ -13,8 +13,17 @@ from closeloop.services.project import Workspace
 
 
 def tick(workspace: Workspace, at: datetime, job_name: str | None = None) -> list[TickResult]:
-    """Run one tick at ``at`` for one job or every job of the project."""
-    names = [job_name] if job_name else sorted(workspace.project.jobs)
+    """Run one tick at ``at`` for one job or every job of the project.
+
+    Jobs run in descending ``priority`` (then by name), each in its own transaction, so when the
+    contact policy must choose, a higher-priority job enrolls an account first.
+    """
+    jobs = workspace.project.jobs
+    names = (
+        [job_name]
+        if job_name
+        else sorted(jobs, key=lambda name: (-jobs[name].definition.priority, name))
+    )
     return [
         run_tick(
             workspace.project, workspace.project.job(name), workspace.warehouse, workspace.store, at
