@@ -22,12 +22,22 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from closeloop.cli.render import print_job_report
-from closeloop.errors import CloseloopError, DefinitionErrors
+from closeloop.cli.render import (
+    print_definitions,
+    print_history,
+    print_job_report,
+    print_matches,
+    print_stage,
+    problem_text,
+    problems_summary,
+)
+from closeloop.errors import CloseloopError, DefinitionErrors, LocatedError
+from closeloop.services import definitions as definitions_service
 from closeloop.services import demo as demo_service
 from closeloop.services import engine_runs, reports
 from closeloop.services.data import import_table
-from closeloop.services.project import init_project, load_definitions, open_workspace
+from closeloop.services.definitions import Entity
+from closeloop.services.project import init_project, open_workspace
 from closeloop.settings import load_settings
 
 app = typer.Typer(
@@ -39,6 +49,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+definitions_app = typer.Typer(
+    help="Versions of the project's definitions (attributes, cohorts, stages, jobs).",
+    no_args_is_help=True,
+)
+app.add_typer(definitions_app, name="definitions")
 # Piped output (CI logs, files) gets a width that fits the report tables; terminals use their own.
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 132
 console = Console(width=_WIDTH)
@@ -64,10 +79,12 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except DefinitionErrors as problems:
             for problem in problems.errors:
-                errors.print(
-                    f"[red]error[/red] {problem.render()}", highlight=False, soft_wrap=True
-                )
-            errors.print(f"{len(problems.errors)} problem(s) found", highlight=False)
+                errors.print(problem_text(problem), highlight=False, soft_wrap=True)
+            failing = sum(problem.severity == "error" for problem in problems.errors)
+            errors.print(problems_summary(failing, len(problems.errors) - failing), highlight=False)
+            raise typer.Exit(1) from None
+        except LocatedError as error:
+            errors.print(problem_text(error), highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except CloseloopError as error:
             errors.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
@@ -116,9 +133,121 @@ def init(
 @app.command()
 @reports_errors
 def validate(project: ProjectOption = None) -> None:
-    """Check every definition of the project; print every problem with file:line:column."""
-    loaded = load_definitions(load_settings(project))
-    console.print(f"[green]ok[/green]: {len(loaded.jobs)} job(s) valid in {loaded.folder}")
+    """Check every definition of the project; print every problem with file:line:column.
+
+    Exits 1 when there is an error; warnings alone exit 0.
+    """
+    result = definitions_service.validate_project(load_settings(project))
+    for problem in result.problems:
+        console.print(problem_text(problem), highlight=False, soft_wrap=True)
+    if result.errors:
+        console.print(problems_summary(result.errors, result.warnings), highlight=False)
+        raise typer.Exit(1)
+    console.print(
+        f"[green]ok[/green]: {result.definitions} definition(s) valid "
+        f"({result.jobs} job(s)); {problems_summary(0, result.warnings)}",
+        highlight=False,
+    )
+
+
+@app.command()
+@reports_errors
+def schema(
+    output: Annotated[
+        Path, typer.Option(help="Folder to write the *.schema.json files into.")
+    ] = Path("schema"),
+) -> None:
+    """Write the JSON Schema of every YAML file kind (for editor autocompletion)."""
+    for path in definitions_service.export_schemas(output):
+        console.print(f"wrote {path}")
+
+
+def _target(value: str) -> Entity:
+    try:
+        return Entity(value)
+    except ValueError:
+        raise typer.BadParameter("--target is account or person") from None
+
+
+@app.command()
+@reports_errors
+def explain(
+    expression: Annotated[str, typer.Argument(help="An expression (docs/expressions.md).")],
+    at: Annotated[str, typer.Option(help="Evaluate as of this time (ISO, UTC).")],
+    target: Annotated[str, typer.Option(help="account or person.")] = "account",
+    sample: Annotated[int, typer.Option(min=0, help="How many matching ids to show.")] = 10,
+    output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    project: ProjectOption = None,
+) -> None:
+    """Check an expression, count who matches as of a time, show a sample and the SQL."""
+    if output_format not in ("table", "json"):
+        raise typer.BadParameter("--format is table or json")
+    with open_workspace(project) as workspace:
+        matches = definitions_service.explain(
+            workspace, expression, parse_time(at), _target(target), sample
+        )
+    if output_format == "json":
+        payload = {
+            "target": str(matches.target),
+            "as_of": matches.as_of.isoformat(),
+            "count": matches.count,
+            "sample": matches.sample,
+            "sql": matches.sql,
+        }
+        typer.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        print_matches(console, "the expression", matches)
+
+
+@app.command()
+@reports_errors
+def cohort(
+    name: Annotated[str, typer.Argument(help="Cohort name.")],
+    at: Annotated[str, typer.Option(help="Evaluate as of this time (ISO, UTC).")],
+    sample: Annotated[int, typer.Option(min=0, help="How many member ids to show.")] = 10,
+    project: ProjectOption = None,
+) -> None:
+    """How many members a cohort has as of a time, and a sample of them."""
+    with open_workspace(project) as workspace:
+        matches = definitions_service.cohort(workspace, name, parse_time(at), sample)
+    print_matches(console, f"cohort {name!r}", matches)
+
+
+@app.command()
+@reports_errors
+def stage(
+    name: Annotated[str, typer.Argument(help="Stage name.")],
+    at: Annotated[str, typer.Option(help="Evaluate as of this time (ISO, UTC).")],
+    project: ProjectOption = None,
+) -> None:
+    """Accounts in a stage as of a time: entered, completed, exited, objectives and markers."""
+    with open_workspace(project) as workspace:
+        summary = definitions_service.stage(workspace, name, parse_time(at))
+    print_stage(console, summary)
+
+
+@definitions_app.command("list")
+@reports_errors
+def definitions_list(project: ProjectOption = None) -> None:
+    """Every definition: kind, name, current hash and latest recorded version."""
+    with open_workspace(project) as workspace:
+        found = definitions_service.list_definitions(workspace)
+    print_definitions(console, found)
+
+
+@definitions_app.command("history")
+@reports_errors
+def definitions_history(
+    name: Annotated[str, typer.Argument(help="Definition name (an attribute's bare name works).")],
+    kind: Annotated[
+        str | None, typer.Option(help="attribute, cohort, stage or job (default: any).")
+    ] = None,
+    project: ProjectOption = None,
+) -> None:
+    """Every recorded version of a definition: number, time, author, hash, and the diff."""
+    with open_workspace(project) as workspace:
+        versions = definitions_service.definition_history(workspace, name, kind)
+    print_history(console, versions)
 
 
 @app.command()

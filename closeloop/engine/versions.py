@@ -82,7 +82,12 @@ def canonical_text(model: BaseModel) -> str:
     """The definition as YAML: model field order, defaults omitted (so diffs show real edits)."""
     data = model.model_dump(mode="json", exclude_defaults=True)
     return yaml.dump(
-        data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False
+        data,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=1_000_000,  # never fold a long line: a fold would show up as a change in diffs
     )
 
 

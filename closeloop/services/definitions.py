@@ -1,0 +1,252 @@
+"""Definition use cases: validate a project, explain an expression, look at a cohort or a stage.
+
+Counts are aggregated inside the warehouse (one small row comes back); only the sample of ids
+is fetched, so these work the same on a million accounts as on five.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import ibis.expr.types as ir
+
+from closeloop.data.compiler import (
+    cohort_members,
+    compile_sql,
+    matching_units,
+    stage_status,
+)
+from closeloop.data.warehouse import Warehouse
+from closeloop.definitions.expressions import Entity, check_expression, parse_expression
+from closeloop.definitions.json_schema import write_schemas
+from closeloop.engine.versions import Latest, Version, history, latest_versions
+from closeloop.errors import DefinitionError, DefinitionErrors
+from closeloop.services.project import Workspace, load_definitions
+from closeloop.settings import Settings
+
+# What a sample row shows next to the id, so a person recognises the unit.
+ACCOUNT_DETAILS = ("name", "segment", "plan")
+PERSON_DETAILS = ("email", "role")
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Every problem of a project, errors and warnings, in the order the loader found them."""
+
+    problems: tuple[DefinitionError, ...]
+    jobs: int = 0
+    definitions: int = 0
+
+    @property
+    def errors(self) -> int:
+        return sum(problem.severity == "error" for problem in self.problems)
+
+    @property
+    def warnings(self) -> int:
+        return len(self.problems) - self.errors
+
+
+@dataclass(frozen=True)
+class Matches:
+    """How many units match as of a time, and a sample of them (ids plus recognisable details)."""
+
+    target: Entity
+    as_of: datetime
+    count: int
+    sample: list[dict[str, Any]]
+    sql: str = ""
+
+
+@dataclass(frozen=True)
+class StageCount:
+    name: str
+    count: int
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """Where accounts stand in a stage as of a time."""
+
+    name: str
+    as_of: datetime
+    in_stage: int
+    entered: int
+    completed: int
+    exited: int
+    objectives: list[StageCount] = field(default_factory=list)
+    markers: list[StageCount] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DefinitionSummary:
+    """A definition as the project has it now, and its latest recorded version."""
+
+    kind: str
+    name: str
+    content_hash: str
+    latest: Latest | None
+
+
+def validate_project(settings: Settings) -> Validation:
+    """Load the project and return every problem (never raises for definition problems)."""
+    try:
+        project = load_definitions(settings)
+    except DefinitionErrors as problems:
+        return Validation(tuple(problems.errors))
+    return Validation(
+        tuple(project.warnings),
+        jobs=len(project.jobs),
+        definitions=len(list(project.definitions())),
+    )
+
+
+def explain(
+    workspace: Workspace,
+    text: str,
+    as_of: datetime,
+    target: Entity = Entity.ACCOUNT,
+    sample: int = 10,
+) -> Matches:
+    """Parse and check ``text`` against the project's vocabulary, then count and sample matches.
+
+    Raises :class:`~closeloop.errors.ExpressionError` (with a caret position) when the text does
+    not parse or names something the project does not have.
+    """
+    expression = parse_expression(text)
+    catalog = workspace.project.catalog
+    check_expression(expression, catalog.vocabulary, text=text, scope=target)
+    units = matching_units(expression, workspace.warehouse, as_of, catalog, target)
+    sql = compile_sql(expression, workspace.warehouse, as_of, catalog, target)
+    return _matches(workspace.warehouse, units, target, as_of, sample, sql)
+
+
+def cohort(workspace: Workspace, name: str, as_of: datetime, sample: int = 10) -> Matches:
+    """The members of cohort ``name`` as of ``as_of``: how many, and a sample."""
+    loaded = workspace.project.cohort(name)
+    members = cohort_members(loaded, workspace.warehouse, as_of, workspace.project.catalog)
+    return _matches(
+        workspace.warehouse, members, Entity(loaded.definition.target), as_of, sample, ""
+    )
+
+
+def stage(workspace: Workspace, name: str, as_of: datetime) -> StageSummary:
+    """Counts of accounts in stage ``name`` as of ``as_of``: in it, entered, completed, exited,
+    per objective how many completed it, and per marker how many in the stage meet it."""
+    loaded = workspace.project.stage(name)
+    status = stage_status(loaded, workspace.warehouse, as_of, workspace.project.catalog)
+    in_stage = status.in_stage.ifelse(1, 0)
+    metrics: dict[str, ir.Scalar] = {
+        "in_stage": in_stage.sum(),
+        "entered": status.entered_at.count(),
+        "completed": status.completed_at.count(),
+        "exited": status.exited_at.count(),
+    }
+    for index in range(len(loaded.objectives)):
+        metrics[f"objective_{index}"] = status[f"objective_{index}"].count()
+    for index in range(len(loaded.markers)):
+        # A marker describes how accounts in the stage behave now, so only they are counted.
+        meets = (status.in_stage & status[f"marker_{index}"].fill_null(False)).ifelse(1, 0)
+        metrics[f"marker_{index}"] = meets.sum()
+    row = _one_row(status.aggregate(**metrics))
+    return StageSummary(
+        name=loaded.name,
+        as_of=as_of,
+        in_stage=row["in_stage"],
+        entered=row["entered"],
+        completed=row["completed"],
+        exited=row["exited"],
+        objectives=[
+            StageCount(objective.name, row[f"objective_{index}"])
+            for index, objective in enumerate(loaded.objectives)
+        ],
+        markers=[
+            StageCount(marker.name, row[f"marker_{index}"])
+            for index, marker in enumerate(loaded.markers)
+        ],
+    )
+
+
+def definition_history(workspace: Workspace, name: str, kind: str | None = None) -> list[Version]:
+    """Every recorded version of a definition, with diffs (``closeloop definitions history``)."""
+    return history(workspace.store, name, kind)
+
+
+def list_definitions(workspace: Workspace) -> list[DefinitionSummary]:
+    """Every definition of the project with its current hash and latest recorded version."""
+    recorded = latest_versions(workspace.store)
+    return [
+        DefinitionSummary(kind, name, content_hash, recorded.get((kind, name)))
+        for kind, name, content_hash, _ in workspace.project.definitions()
+    ]
+
+
+def export_schemas(folder: Path) -> list[Path]:
+    """Write the JSON Schema of every YAML file kind into ``folder``."""
+    return write_schemas(folder)
+
+
+def _matches(
+    warehouse: Warehouse,
+    units: ir.Table,
+    target: Entity,
+    as_of: datetime,
+    sample: int,
+    sql: str,
+) -> Matches:
+    count = int(units.count().execute())
+    return Matches(target, as_of, count, _sample(warehouse, units, target, sample), sql)
+
+
+def _sample(
+    warehouse: Warehouse, units: ir.Table, target: Entity, size: int
+) -> list[dict[str, Any]]:
+    if size <= 0:
+        return []
+    details: tuple[str, ...]
+    if target == Entity.PERSON:
+        key, table_name, details = "person_id", "people", PERSON_DETAILS
+    else:
+        key, table_name, details = "account_id", "accounts", ACCOUNT_DETAILS
+    source = warehouse.table(table_name)
+    # Details are looked up for the sampled ids only; a unit missing there still shows its id.
+    picked = units.select(key).distinct().order_by(key).limit(size)
+    joined = picked.left_join(source.select(key, *details), picked[key] == source[key])
+    columns = [picked[key], *(joined[name] for name in details)]
+    rows = joined.select(*columns).order_by(key).to_pyarrow().to_pylist()
+    return [dict(row) for row in rows]
+
+
+def _one_row(table: ir.Table) -> dict[str, int]:
+    values = table.to_pyarrow().to_pylist()[0]
+    return {name: int(value or 0) for name, value in values.items()}
+
+
+def sample_columns(target: Entity) -> Sequence[str]:
+    """The columns of a sample row for ``target`` (the id first)."""
+    if target == Entity.PERSON:
+        return ("person_id", *PERSON_DETAILS)
+    return ("account_id", *ACCOUNT_DETAILS)
+
+
+__all__ = [
+    "DefinitionSummary",
+    "Entity",
+    "Latest",
+    "Matches",
+    "StageCount",
+    "StageSummary",
+    "Validation",
+    "Version",
+    "cohort",
+    "definition_history",
+    "explain",
+    "export_schemas",
+    "list_definitions",
+    "sample_columns",
+    "stage",
+    "validate_project",
+]
