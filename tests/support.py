@@ -97,17 +97,41 @@ def load_example_dataset(warehouse: Warehouse) -> None:
             "accounts", {name: [row[i] for row in accounts] for i, name in enumerate(names)}
         ),
     )
-    events = [
-        ("a1", "login", datetime(2024, 5, 26, 9)),
-        ("a1", "login", datetime(2024, 5, 27, 9)),
-        ("a1", "login", datetime(2024, 5, 31, 9)),
-        ("a1", "integration_connected", datetime(2024, 5, 28, 15)),
-        *[("a2", "login", datetime(2024, 4, day, 12)) for day in range(1, 11)],
-        ("a2", "login", datetime(2024, 5, 28, 12)),
-        ("a2", "login", datetime(2024, 5, 30, 12)),
-        ("a3", "login", datetime(2024, 5, 21, 12)),
-        ("a3", "integration_connected", datetime(2024, 6, 3, 12)),
-        ("a5", "integration_connected", datetime(2024, 6, 16, 12)),
+    # person, account, email, role, created_at
+    people = [
+        ("p1", "a1", "ada@acme.test", "admin", datetime(2024, 5, 25, 10)),
+        ("p2", "a1", "bob@acme.test", "member", datetime(2024, 5, 26)),
+        ("p3", "a2", "cy@globex.test", "admin", datetime(2024, 3, 1)),
+        ("p4", "a2", "di@globex.test", "admin", datetime(2024, 3, 2)),
+        ("p5", "a3", "ed@initech.test", "member", datetime(2024, 5, 20, 8)),
+        ("p6", "a5", "fy@hooli.test", "admin", datetime(2024, 6, 15)),
+    ]
+    warehouse.append(
+        "people",
+        warehouse.arrow_for(
+            "people",
+            {
+                name: [row[i] for row in people]
+                for i, name in enumerate(("person_id", "account_id", "email", "role", "created_at"))
+            },
+        ),
+    )
+    # account, person, event, timestamp, value, properties
+    events: list[tuple[str, str, str, datetime, float | None, str | None]] = [
+        ("a1", "p1", "login", datetime(2024, 5, 26, 9), None, None),
+        ("a1", "p1", "login", datetime(2024, 5, 27, 9), None, None),
+        ("a1", "p2", "login", datetime(2024, 5, 31, 9), None, None),
+        ("a1", "p1", "integration_connected", datetime(2024, 5, 28, 15), None, None),
+        ("a1", "p2", "report_viewed", datetime(2024, 5, 29, 10), None, '{"source": "email"}'),
+        *[("a2", "p3", "login", datetime(2024, 4, day, 12), None, None) for day in range(1, 11)],
+        ("a2", "p4", "login", datetime(2024, 5, 28, 12), None, None),
+        ("a2", "p3", "login", datetime(2024, 5, 30, 12), None, None),
+        ("a2", "p3", "invoice_paid", datetime(2024, 5, 10), 500.0, '{"method": "card"}'),
+        ("a2", "p3", "invoice_paid", datetime(2024, 5, 20), 700.0, '{"method": "wire"}'),
+        ("a3", "p5", "login", datetime(2024, 5, 21, 12), None, None),
+        ("a3", "p5", "invoice_paid", datetime(2024, 5, 25), 100.0, '{"method": "card"}'),
+        ("a3", "p5", "integration_connected", datetime(2024, 6, 3, 12), None, None),
+        ("a5", "p6", "integration_connected", datetime(2024, 6, 16, 12), None, None),
     ]
     warehouse.append(
         "events",
@@ -116,8 +140,36 @@ def load_example_dataset(warehouse: Warehouse) -> None:
             {
                 "event_id": [f"e{i}" for i in range(len(events))],
                 "account_id": [e[0] for e in events],
-                "name": [e[1] for e in events],
-                "timestamp": [e[2] for e in events],
+                "person_id": [e[1] for e in events],
+                "name": [e[2] for e in events],
+                "timestamp": [e[3] for e in events],
+                "value": [e[4] for e in events],
+                "properties": [e[5] for e in events],
+            },
+        ),
+    )
+    # job, account, person, entered, completed, exited, reason
+    enrollments = [
+        ("Integration nudge", "a1", None, datetime(2024, 5, 26), datetime(2024, 5, 28, 15), None),
+        ("Integration nudge", "a3", None, datetime(2024, 5, 21), None, None),
+        ("Integration nudge", "a4", None, datetime(2024, 2, 1), None, datetime(2024, 3, 2)),
+        ("Admin onboarding", "a1", "p1", datetime(2024, 5, 26), None, None),
+    ]
+    warehouse.append(
+        "closeloop_enrollments",
+        warehouse.arrow_for(
+            "closeloop_enrollments",
+            {
+                "enrollment_id": [f"n{i}" for i in range(len(enrollments))],
+                "job_name": [e[0] for e in enrollments],
+                "job_version": [1] * len(enrollments),
+                "account_id": [e[1] for e in enrollments],
+                "person_id": [e[2] for e in enrollments],
+                "arm": ["treatment"] * len(enrollments),
+                "entered_at": [e[3] for e in enrollments],
+                "completed_at": [e[4] for e in enrollments],
+                "exited_at": [e[5] for e in enrollments],
+                "exit_reason": ["timeout" if e[5] else None for e in enrollments],
             },
         ),
     )
