@@ -400,6 +400,10 @@ class _Loader:
             return None
         return expression
 
+    def has_errors_since(self, before: int) -> bool:
+        """Whether an error (not a warning) was reported after the first ``before`` problems."""
+        return any(error.severity == "error" for error in self.errors[before:])
+
     def fail(self, message: str, found: _Found, key: PathKey = (), hint: str = "") -> None:
         self.errors.append(
             DefinitionError(message, found.document.location((*found.path, *key)), hint=hint)
@@ -732,7 +736,7 @@ def _stages(loader: _Loader, items: list[_Found], vocabulary: Vocabulary) -> dic
                 "add `entered_at: <date attribute>`, or enter on an event count "
                 '(count(event "x") >= 1) or on another stage',
             )
-        if len(loader.errors) == before and entry is not None:
+        if not loader.has_errors_since(before) and entry is not None:
             stages[definition.name] = LoadedStage(
                 definition,
                 entry,
@@ -802,9 +806,7 @@ def _jobs(loader: _Loader, items: list[_Found], vocabulary: Vocabulary) -> dict[
                 "write down the expected effect and primary metric before launch "
                 "(`hypothesis:`); they lock when the job launches",
             )
-        if len(loader.errors) > before and any(
-            e.severity == "error" for e in loader.errors[before:]
-        ):
+        if loader.has_errors_since(before):
             continue
         assert audience is not None and goal is not None
         jobs[definition.name] = LoadedJob(

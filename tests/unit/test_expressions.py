@@ -13,25 +13,38 @@ from closeloop.data.compiler import account_attributes
 from closeloop.definitions.expressions import (
     And,
     Attribute,
+    AttributeType,
     Comparator,
     Comparison,
     Contains,
+    Entity,
     EventCount,
+    EventFilter,
+    EventTime,
     Expression,
     HasValue,
     InList,
     Literal,
     LiteralKind,
+    Membership,
+    MembershipKind,
+    MembershipVerb,
     MoreThanAgo,
     Not,
     Or,
+    People,
+    PeopleCount,
+    Quantifier,
+    Vocabulary,
     WithinLast,
+    WithinNext,
     check_expression,
     format_expression,
     parse_expression,
     referenced_attributes,
     referenced_events,
 )
+from closeloop.definitions.expressions.parser import keywords
 from closeloop.errors import ExpressionError
 
 ATTRIBUTES = account_attributes()
@@ -125,12 +138,30 @@ _literals = st.one_of(
     ),
 )
 _days = st.integers(1, 1000).map(float)
+_keys = st.one_of(st.sampled_from(["value", "source", "Stage", "count", "a b"]), _text)
+_filters = st.lists(
+    st.builds(EventFilter, _keys, st.sampled_from(list(Comparator)), _literals), max_size=2
+).map(tuple)
+_entities = st.sampled_from([None, Entity.ACCOUNT, Entity.PERSON])
 _operands = st.one_of(
-    _names.map(Attribute),
+    st.builds(Attribute, _names, _entities),
     _literals,
-    st.builds(EventCount, _text, st.one_of(st.none(), _days)),
+    st.builds(EventCount, _text, st.one_of(st.none(), _days), _filters),
+    st.builds(EventTime, _text, st.booleans(), _filters),
+)
+_memberships = st.builds(
+    Membership,
+    st.sampled_from(list(MembershipKind)),
+    st.sampled_from(list(MembershipVerb)),
+    _text,
+    st.one_of(st.none(), _days),
+).map(
+    # `in …` takes no window: the printer drops it, so the generator does too.
+    lambda m: Membership(m.kind, m.verb, m.name, None) if m.verb == MembershipVerb.IN else m
 )
 _predicates = st.one_of(
+    _memberships,
+    st.builds(WithinNext, _operands, _days),
     st.builds(Comparison, _operands, st.sampled_from(list(Comparator)), _operands),
     st.builds(
         InList, _operands, st.lists(_literals, min_size=1, max_size=3).map(tuple), st.booleans()
@@ -148,6 +179,13 @@ _expressions = st.recursive(
         st.lists(inner, min_size=2, max_size=3).map(lambda p: And(tuple(p))),
         st.lists(inner, min_size=2, max_size=3).map(lambda p: Or(tuple(p))),
         inner.map(Not),
+        st.builds(People, st.sampled_from(list(Quantifier)), inner),
+        st.builds(
+            Comparison,
+            st.builds(PeopleCount, st.one_of(st.none(), inner)),
+            st.sampled_from(list(Comparator)),
+            _operands,
+        ),
     ),
     max_leaves=8,
 )
@@ -207,6 +245,17 @@ _tokens = st.sampled_from(
         "true",
         "#c\n",
         "\n",
+        "where",
+        "first(",
+        "last(",
+        "any person where",
+        "all people where",
+        "count(people",
+        "person.role",
+        "in cohort",
+        "entered job",
+        "completed stage",
+        "within next",
     ]
 )
 
@@ -250,3 +299,76 @@ def test_values_no_database_could_handle_are_refused_up_front(text: str, message
 
 def test_case_slips_get_a_suggestion() -> None:
     assert "'plan'" in _error('PLAN = "pro"').hint
+
+
+# -- scopes and names ------------------------------------------------------------------------
+
+VOCABULARY = Vocabulary(
+    account={**ATTRIBUTES, "logins_7d": AttributeType.NUMBER},
+    person={"role": AttributeType.STRING, "email": AttributeType.STRING},
+    cohorts={"Enterprise": Entity.ACCOUNT, "Admins": Entity.PERSON},
+    stages=frozenset({"Onboarding"}),
+    jobs={"Integration nudge": Entity.ACCOUNT, "Admin onboarding": Entity.PERSON},
+)
+
+
+def _check(text: str, scope: Entity = Entity.ACCOUNT) -> None:
+    check_expression(parse_expression(text), VOCABULARY, text=text, scope=scope)
+
+
+@pytest.mark.parametrize(
+    ("text", "scope"),
+    [
+        ('person.role = "admin"', Entity.ACCOUNT),
+        ('any person where (role = "admin" and plan = "pro")', Entity.ACCOUNT),
+        ('count(people where in cohort "Admins") >= 1', Entity.ACCOUNT),
+        ('role = "admin" and in cohort "Enterprise"', Entity.PERSON),
+        ('in job "Admin onboarding"', Entity.PERSON),
+        ('not entered job "Integration nudge" within last 90 days', Entity.ACCOUNT),
+        ('logins_7d >= 2 and first(event "x") has any value', Entity.ACCOUNT),
+        ('count(event "x" where value > 3 and source = "email") = 0', Entity.ACCOUNT),
+    ],
+)
+def test_scopes_resolve_names(text: str, scope: Entity) -> None:
+    _check(text, scope)
+
+
+@pytest.mark.parametrize(
+    ("text", "scope", "message", "hint"),
+    [
+        ('in cohort "Enterprse"', Entity.ACCOUNT, "unknown cohort 'Enterprse'", "Enterprise"),
+        ('in stage "onboarding"', Entity.ACCOUNT, "unknown stage", "'Onboarding'"),
+        ('completed job "Nudge"', Entity.ACCOUNT, "unknown job 'Nudge'", "known jobs"),
+        ('in cohort "Admins"', Entity.ACCOUNT, "about people", "any person where"),
+        ('entered cohort "Enterprise"', Entity.ACCOUNT, "no history", "in cohort"),
+        ('person.rol = "x"', Entity.ACCOUNT, "unknown attribute 'person.rol'", "'role'"),
+        ('any person where (any person where role = "a")', Entity.ACCOUNT, "already one", ""),
+        ("count(people) > 1", Entity.PERSON, "already one person", ""),
+        ('count(event "x" where value = "big") > 1', Entity.ACCOUNT, "value is a number", ""),
+        ('count(event "x" where tier > "a") > 1', Entity.ACCOUNT, "compares numbers", ""),
+        ('first(event "x") > 3', Entity.ACCOUNT, "cannot compare", ""),
+        ("plan within next 3 days", Entity.ACCOUNT, "`within next` needs a date", ""),
+    ],
+)
+def test_scope_and_reference_errors_are_located(
+    text: str, scope: Entity, message: str, hint: str
+) -> None:
+    with pytest.raises(ExpressionError) as raised:
+        check_expression(
+            parse_expression(text),
+            VOCABULARY,
+            text=text,
+            file="f.yaml",
+            line=4,
+            column=9,
+            scope=scope,
+        )
+    assert message in raised.value.message
+    assert hint in raised.value.hint
+    assert raised.value.location is not None and raised.value.location.line == 4
+    assert raised.value.location.column >= 9
+
+
+def test_reserved_words_come_from_the_grammar() -> None:
+    assert {"where", "person", "cohort", "within", "next", "first"} <= keywords()
+    assert "plan" not in keywords()
