@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from closeloop.engine.assignment import HOLDOUT, TREATMENT, assign_arm, bucket, enrollment_id
+from closeloop.engine.assignment import (
+    HOLDOUT,
+    TREATMENT,
+    assign_arm,
+    assign_variant,
+    bucket,
+    enrollment_id,
+)
 
 
 def test_assignment_is_deterministic() -> None:
@@ -44,3 +51,18 @@ def test_enrollment_ids_are_stable_and_distinct() -> None:
     assert enrollment_id("job", "acc-1", "2024-01-01T00:00:00") != enrollment_id(
         "job", "acc-2", "2024-01-01T00:00:00"
     )
+
+
+def test_one_arm_variant_assignment_is_the_treatment_assignment() -> None:
+    units = [f"acc-{i}" for i in range(2000)]
+    assert [assign_variant("s", u, 0.2, [(TREATMENT, 1.0)]) for u in units] == [
+        assign_arm("s", u, 0.2) for u in units
+    ]
+
+
+def test_variants_share_the_treated_range_by_weight() -> None:
+    n = 20_000
+    arms = [assign_variant("s", f"a{i}", 0.2, [("a", 1.0), ("b", 3.0)]) for i in range(n)]
+    for arm, expected in ((HOLDOUT, 0.2), ("a", 0.2), ("b", 0.6)):
+        standard_error = (expected * (1 - expected) / n) ** 0.5
+        assert abs(arms.count(arm) / n - expected) < 4 * standard_error
