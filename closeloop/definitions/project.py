@@ -7,15 +7,23 @@ vocabulary (attributes, cohorts, stages, jobs), then the rules that span definit
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
+from closeloop.definitions.catalog import (
+    TEMPLATES_DIR,
+    Catalog,
+    LoadedAttribute,
+    LoadedCohort,
+    LoadedJob,
+    LoadedMarker,
+    LoadedObjective,
+    LoadedStage,
+    Project,
+    content_hash,
+)
 from closeloop.definitions.expressions import (
     AttributeType,
     Entity,
@@ -23,12 +31,12 @@ from closeloop.definitions.expressions import (
     Membership,
     MembershipKind,
     Vocabulary,
-    check_expression,
     memberships,
     parse_expression,
     referenced_attributes,
 )
-from closeloop.definitions.located_yaml import LocatedDocument, PathKey, load_located_yaml
+from closeloop.definitions.loader import Found, Loader
+from closeloop.definitions.located_yaml import PathKey
 from closeloop.definitions.models import (
     AttributesFile,
     CohortDefinition,
@@ -38,416 +46,37 @@ from closeloop.definitions.models import (
     EventFunction,
     JobDefinition,
     JobsFile,
-    Marker,
-    Objective,
     ProjectConfig,
     RollupFunction,
     StageDefinition,
     StagesFile,
 )
 from closeloop.definitions.rules import conjuncts, find_cycle, implies, threshold
-from closeloop.errors import DefinitionError, DefinitionErrors, ExpressionError
+from closeloop.errors import DefinitionError, DefinitionErrors
 
 PROJECT_FILE = "closeloop.yaml"
-M = TypeVar("M", bound=BaseModel)
-TEMPLATES_DIR = "templates"
 _TIMES = (AttributeType.TIMESTAMP, AttributeType.DATE)
 
-
-def content_hash(model: BaseModel) -> str:
-    """A stable hash of a definition's content (what versioning and enrollments record)."""
-    canonical = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class LoadedAttribute:
-    definition: ComputedAttribute
-    type: AttributeType
-    people: Expression | None  # the rollup's person filter
-    content_hash: str
-    file: str
-
-    @property
-    def name(self) -> str:
-        return self.definition.name
-
-
-@dataclass(frozen=True)
-class LoadedCohort:
-    definition: CohortDefinition
-    criteria: Expression
-    content_hash: str
-    file: str
-
-    @property
-    def name(self) -> str:
-        return self.definition.name
-
-
-@dataclass(frozen=True)
-class LoadedObjective:
-    definition: Objective
-    completion: Expression
-
-    @property
-    def name(self) -> str:
-        return self.definition.name
-
-
-@dataclass(frozen=True)
-class LoadedMarker:
-    definition: Marker
-    criteria: Expression
-
-    @property
-    def name(self) -> str:
-        return self.definition.name
-
-
-@dataclass(frozen=True)
-class LoadedStage:
-    definition: StageDefinition
-    entry: Expression
-    objectives: tuple[LoadedObjective, ...]
-    markers: tuple[LoadedMarker, ...]
-    content_hash: str
-    file: str
-
-    @property
-    def name(self) -> str:
-        return self.definition.name
-
-
-@dataclass(frozen=True)
-class LoadedJob:
-    """A job definition with its parsed expressions, content hash and origin."""
-
-    definition: JobDefinition
-    audience: Expression
-    exclusions: tuple[Expression, ...]
-    goal: Expression
-    content_hash: str
-    file: str
-
-    @property
-    def name(self) -> str:
-        return self.definition.name
-
-
-@dataclass(frozen=True)
-class Catalog:
-    """What expressions can refer to, for the compiler: attributes, cohorts, stages, job targets.
-
-    ``account_attributes`` and ``person_attributes`` are the stored columns the data layer has;
-    computed attributes come on top.
-    """
-
-    account_attributes: Mapping[str, AttributeType]
-    person_attributes: Mapping[str, AttributeType]
-    attributes: Mapping[tuple[Entity, str], LoadedAttribute] = field(default_factory=dict)
-    cohorts: Mapping[str, LoadedCohort] = field(default_factory=dict)
-    stages: Mapping[str, LoadedStage] = field(default_factory=dict)
-    job_targets: Mapping[str, Entity] = field(default_factory=dict)
-
-    @property
-    def vocabulary(self) -> Vocabulary:
-        account = dict(self.account_attributes)
-        person = dict(self.person_attributes)
-        for (entity, name), attribute in self.attributes.items():
-            (account if entity == Entity.ACCOUNT else person)[name] = attribute.type
-        return Vocabulary(
-            account=account,
-            person=person,
-            cohorts={name: Entity(c.definition.target) for name, c in self.cohorts.items()},
-            stages=frozenset(self.stages),
-            jobs=dict(self.job_targets),
-        )
-
-
-@dataclass(frozen=True)
-class Project:
-    folder: Path
-    config: ProjectConfig
-    jobs: Mapping[str, LoadedJob]
-    catalog: Catalog
-    warnings: tuple[DefinitionError, ...] = ()
-
-    @property
-    def cohorts(self) -> Mapping[str, LoadedCohort]:
-        return self.catalog.cohorts
-
-    @property
-    def stages(self) -> Mapping[str, LoadedStage]:
-        return self.catalog.stages
-
-    @property
-    def attributes(self) -> Mapping[tuple[Entity, str], LoadedAttribute]:
-        return self.catalog.attributes
-
-    def job(self, name: str) -> LoadedJob:
-        return _named(self.jobs, name, "job")
-
-    def cohort(self, name: str) -> LoadedCohort:
-        return _named(self.catalog.cohorts, name, "cohort")
-
-    def stage(self, name: str) -> LoadedStage:
-        return _named(self.catalog.stages, name, "stage")
-
-    def template_path(self, name: str, kind: str) -> Path:
-        return self.folder / TEMPLATES_DIR / f"{name}.{kind}.j2"
-
-    def definitions(self) -> Iterator[tuple[str, str, str, BaseModel]]:
-        """Every definition as (kind, name, content hash, model), for versioning."""
-        for attribute in self.catalog.attributes.values():
-            name = f"{attribute.definition.entity}.{attribute.name}"
-            yield "attribute", name, attribute.content_hash, attribute.definition
-        for cohort in self.catalog.cohorts.values():
-            yield "cohort", cohort.name, cohort.content_hash, cohort.definition
-        for stage in self.catalog.stages.values():
-            yield "stage", stage.name, stage.content_hash, stage.definition
-        for job in self.jobs.values():
-            yield "job", job.name, job.content_hash, job.definition
-
-
-N = TypeVar("N")
-
-
-def _named(items: Mapping[str, N], name: str, kind: str) -> N:
-    try:
-        return items[name]
-    except KeyError:
-        known = ", ".join(sorted(items)) or "none"
-        raise DefinitionError(
-            f"no {kind} named {name!r} in this project ({kind}s: {known})"
-        ) from None
-
-
-@dataclass
-class _Found:
-    """A definition that validated on its own, with where it came from."""
-
-    model: Any
-    document: LocatedDocument
-    path: PathKey
-
-
-class _Loader:
-    def __init__(
-        self,
-        folder: Path,
-        account_attributes: Mapping[str, AttributeType],
-        person_attributes: Mapping[str, AttributeType],
-    ) -> None:
-        self.folder = folder
-        self.account_attributes = account_attributes
-        self.person_attributes = person_attributes
-        self.errors: list[DefinitionError] = []
-
-    # -- files ------------------------------------------------------------------------------
-
-    def files(
-        self, config: ProjectConfig, config_doc: LocatedDocument, kind: str
-    ) -> list[LocatedDocument]:
-        listed: tuple[str, ...] | None = getattr(config, kind)
-        names = listed if listed is not None else (f"{kind}.yaml",)
-        documents = []
-        for relative in names:
-            path = self.folder / relative
-            if not path.is_file():
-                if listed is not None:
-                    self.errors.append(
-                        DefinitionError(
-                            f"{kind} file {relative!r} does not exist",
-                            config_doc.location((kind,)),
-                            hint=f"create {path} or remove it from `{kind}:`",
-                        )
-                    )
-                continue
-            document = self.load(path)
-            if document is not None:
-                documents.append(document)
-        return documents
-
-    def load(self, path: Path) -> LocatedDocument | None:
-        try:
-            return load_located_yaml(path)
-        except DefinitionError as error:
-            self.errors.append(error)
-            return None
-        except OSError as error:
-            self.errors.append(DefinitionError(f"cannot read {path}: {error.strerror}"))
-            return None
-
-    def items(
-        self,
-        documents: list[LocatedDocument],
-        key: str,
-        file_model: type[BaseModel],
-        model: type[M],
-        expression_fields: tuple[str, ...],
-    ) -> list[_Found]:
-        """Validate each item of ``key`` on its own, so one bad item does not hide the others.
-
-        An item whose fields do not validate still has its expressions parsed: every syntax
-        problem of the file is reported at once.
-        """
-        found: list[_Found] = []
-        names: dict[str, str] = {}
-        for document in documents:
-            data = document.data
-            items = data.get(key) if isinstance(data, dict) else None
-            if not isinstance(items, list):
-                self.validate(file_model, document)
-                continue
-            self.validate(file_model, document, data={**data, key: []})
-            for index, item in enumerate(items):
-                path: PathKey = (key, index)
-                definition = self.validate(model, document, prefix=path, data=item)
-                if definition is None:
-                    if isinstance(item, dict):
-                        self.parse_only(item, document, path, expression_fields)
-                    continue
-                name = str(definition.name)  # type: ignore[attr-defined]
-                if name in names:
-                    self.errors.append(
-                        DefinitionError(
-                            f"{key[:-1]} name {name!r} is used twice",
-                            document.location((*path, "name")),
-                            hint=f"the first is in {names[name]}; names are unique",
-                        )
-                    )
-                    continue
-                names[name] = document.file
-                found.append(_Found(definition, document, path))
-        return found
-
-    def parse_only(
-        self, item: dict[str, Any], document: LocatedDocument, path: PathKey, keys: tuple[str, ...]
-    ) -> None:
-        for key in keys:
-            value = item.get(key)
-            texts = value if isinstance(value, list) else [value]
-            for number, text in enumerate(texts):
-                if isinstance(text, str):
-                    where = (*path, key, number) if isinstance(value, list) else (*path, key)
-                    self.parse(text, document, where, None)
-
-    def validate(
-        self,
-        model: type[M],
-        document: LocatedDocument,
-        *,
-        prefix: PathKey = (),
-        data: Any = None,
-    ) -> M | None:
-        try:
-            return model.model_validate(document.data if data is None else data)
-        except ValidationError as validation:
-            for problem in validation.errors():
-                path: PathKey = prefix + tuple(
-                    part
-                    for part in problem["loc"]
-                    if isinstance(part, str | int) and part not in _UNION_TAGS
-                )
-                is_unknown_key = problem["type"] == "extra_forbidden"
-                where = ".".join(str(part) for part in path) or "(top level)"
-                message = problem["msg"].removeprefix("Value error, ")
-                hint = ""
-                if is_unknown_key:
-                    allowed = _allowed_fields(model, path[len(prefix) :])
-                    message = f"unknown field {path[-1]!r}" if path else message
-                    hint = f"allowed here: {', '.join(allowed)}" if allowed else ""
-                self.errors.append(
-                    DefinitionError(
-                        f"{where}: {message}",
-                        document.location(path, key=is_unknown_key),
-                        hint=hint,
-                    )
-                )
-            return None
-
-    # -- expressions ------------------------------------------------------------------------
-
-    def parse(
-        self,
-        text: str,
-        document: LocatedDocument,
-        where: PathKey,
-        vocabulary: Vocabulary | None,
-        scope: Entity = Entity.ACCOUNT,
-    ) -> Expression | None:
-        """Parse (and, given a vocabulary, type-check) the expression at ``where``."""
-        line, column, block = document.value_start(where)
-        if block:
-            # Block scalars lose their indentation; restore it so columns match the file.
-            text = "\n".join(" " * (column - 1) + part for part in text.splitlines())
-            column = 1
-        try:
-            expression = parse_expression(text, file=document.file, line=line, column=column)
-            if vocabulary is not None:
-                check_expression(
-                    expression,
-                    vocabulary,
-                    text=text,
-                    file=document.file,
-                    line=line,
-                    column=column,
-                    scope=scope,
-                )
-        except ExpressionError as error:
-            self.errors.append(error)
-            return None
-        return expression
-
-    def has_errors_since(self, before: int) -> bool:
-        """Whether an error (not a warning) was reported after the first ``before`` problems."""
-        return any(error.severity == "error" for error in self.errors[before:])
-
-    def fail(self, message: str, found: _Found, key: PathKey = (), hint: str = "") -> None:
-        self.errors.append(
-            DefinitionError(message, found.document.location((*found.path, *key)), hint=hint)
-        )
-
-    def warn(self, message: str, found: _Found, key: PathKey = (), hint: str = "") -> None:
-        self.errors.append(
-            DefinitionError(
-                message,
-                found.document.location((*found.path, *key)),
-                hint=hint,
-                severity="warning",
-            )
-        )
-
-
-_UNION_TAGS = {"EmailStep", "WaitStep", "ReEntryPolicy", "email", "literal['never']"}
-
-
-def _allowed_fields(model: type[BaseModel], path: PathKey) -> list[str]:
-    current: Any = model
-    for part in path[:-1]:
-        if isinstance(part, int):
-            continue
-        field_info = current.model_fields.get(part) if hasattr(current, "model_fields") else None
-        if field_info is None:
-            return []
-        annotation = field_info.annotation
-        args = [*getattr(annotation, "__args__", ())]
-        for arg in list(args):
-            args.extend(getattr(arg, "__args__", ()))
-        candidates = [
-            a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)
-        ]
-        if not candidates:
-            return []
-        current = candidates[0]
-    return sorted(current.model_fields) if hasattr(current, "model_fields") else []
+__all__ = [
+    "PROJECT_FILE",
+    "TEMPLATES_DIR",
+    "Catalog",
+    "LoadedAttribute",
+    "LoadedCohort",
+    "LoadedJob",
+    "LoadedMarker",
+    "LoadedObjective",
+    "LoadedStage",
+    "Project",
+    "content_hash",
+    "load_project",
+]
 
 
 def load_project(
     folder: Path,
     account_attributes: Mapping[str, AttributeType],
-    person_attributes: Mapping[str, AttributeType] | None = None,
+    person_attributes: Mapping[str, AttributeType],
 ) -> Project:
     """Load and validate the project in ``folder``; raise :class:`DefinitionErrors` with them all.
 
@@ -455,7 +84,7 @@ def load_project(
     (the data layer knows them); computed attributes are added from the project. Warnings alone
     do not fail: they are returned on the project.
     """
-    loader = _Loader(folder, account_attributes, person_attributes or {})
+    loader = Loader(folder, account_attributes, person_attributes)
     config_doc = loader.load(folder / PROJECT_FILE)
     config = loader.validate(ProjectConfig, config_doc) if config_doc else None
     if config is None or config_doc is None:
@@ -480,7 +109,7 @@ def load_project(
         "stages",
         StagesFile,
         StageDefinition,
-        ("entry",),
+        ("entry", "objectives.completion", "markers.criteria"),
     )
     job_items = loader.items(
         loader.files(config, config_doc, "jobs"),
@@ -492,7 +121,7 @@ def load_project(
 
     catalog = Catalog(
         account_attributes=account_attributes,
-        person_attributes=person_attributes or {},
+        person_attributes=person_attributes,
         cohorts={},
         stages={},
         job_targets={found.model.name: Entity(found.model.target) for found in job_items},
@@ -501,13 +130,14 @@ def load_project(
     # Names first (so references resolve in any order), expressions second.
     stub = Catalog(
         account_attributes=account_attributes,
-        person_attributes=person_attributes or {},
+        person_attributes=person_attributes,
         attributes=attributes,
         cohorts={f.model.name: _placeholder_cohort(f.model) for f in cohort_items},
         stages={f.model.name: _placeholder_stage(f.model) for f in stage_items},
         job_targets=catalog.job_targets,
     )
-    vocabulary = stub.vocabulary
+    vocabulary = _with_invalid_names(stub.vocabulary, loader)
+    loader.check_deferred(vocabulary)
     rollups = _rollup_filters(loader, attribute_items, vocabulary)
     attributes = {
         key: LoadedAttribute(a.definition, a.type, rollups.get(key), a.content_hash, a.file)
@@ -523,7 +153,7 @@ def load_project(
         raise DefinitionErrors(loader.errors)
     final = Catalog(
         account_attributes=account_attributes,
-        person_attributes=person_attributes or {},
+        person_attributes=person_attributes,
         attributes=attributes,
         cohorts=cohorts,
         stages=stages,
@@ -531,6 +161,17 @@ def load_project(
     )
     return Project(
         folder=folder, config=config, jobs=jobs, catalog=final, warnings=tuple(loader.errors)
+    )
+
+
+def _with_invalid_names(vocabulary: Vocabulary, loader: Loader) -> Vocabulary:
+    """The vocabulary plus the names of definitions that failed validation (already reported)."""
+    invalid = loader.invalid_names
+    return dataclasses.replace(
+        vocabulary,
+        cohorts={**invalid.get("cohorts", {}), **vocabulary.cohorts},
+        stages=vocabulary.stages | set(invalid.get("stages", {})),
+        jobs={**invalid.get("jobs", {}), **vocabulary.jobs},
     )
 
 
@@ -557,10 +198,10 @@ _EVENT_TYPES = {
 
 
 def _attributes(
-    loader: _Loader, items: list[_Found], catalog: Catalog
+    loader: Loader, items: list[Found], catalog: Catalog
 ) -> dict[tuple[Entity, str], LoadedAttribute]:
     """Type every computed attribute, dependencies first; report unknown or ill-typed inputs."""
-    by_key: dict[tuple[Entity, str], _Found] = {}
+    by_key: dict[tuple[Entity, str], Found] = {}
     for found in items:
         definition: ComputedAttribute = found.model
         entity = Entity(definition.entity)
@@ -599,7 +240,7 @@ def _attributes(
         return result
 
     def needs(
-        found: _Found, field_name: str, entity: Entity, name: str, kinds: tuple[Any, ...]
+        found: Found, field_name: str, entity: Entity, name: str, kinds: tuple[Any, ...]
     ) -> AttributeType | None:
         kind = type_of(entity, name)
         if kind is None:
@@ -629,7 +270,7 @@ def _attributes(
             return None
         return kind
 
-    def compute(definition: ComputedAttribute, found: _Found) -> AttributeType | None:
+    def compute(definition: ComputedAttribute, found: Found) -> AttributeType | None:
         entity = Entity(definition.entity)
         if definition.event is not None:
             assert definition.function is not None
@@ -661,7 +302,7 @@ def _attributes(
 
 
 def _rollup_filters(
-    loader: _Loader, items: list[_Found], vocabulary: Vocabulary
+    loader: Loader, items: list[Found], vocabulary: Vocabulary
 ) -> dict[tuple[Entity, str], Expression]:
     filters = {}
     for found in items:
@@ -679,9 +320,7 @@ def _rollup_filters(
 # -- cohorts, stages, jobs ----------------------------------------------------------------------
 
 
-def _cohorts(
-    loader: _Loader, items: list[_Found], vocabulary: Vocabulary
-) -> dict[str, LoadedCohort]:
+def _cohorts(loader: Loader, items: list[Found], vocabulary: Vocabulary) -> dict[str, LoadedCohort]:
     cohorts = {}
     for found in items:
         definition: CohortDefinition = found.model
@@ -699,7 +338,7 @@ def _cohorts(
     return cohorts
 
 
-def _stages(loader: _Loader, items: list[_Found], vocabulary: Vocabulary) -> dict[str, LoadedStage]:
+def _stages(loader: Loader, items: list[Found], vocabulary: Vocabulary) -> dict[str, LoadedStage]:
     stages = {}
     for found in items:
         definition: StageDefinition = found.model
@@ -763,7 +402,7 @@ def _is_threshold(node: Expression) -> bool:
     return found is not None and found[0].window_days is None and not found[0].filters
 
 
-def _jobs(loader: _Loader, items: list[_Found], vocabulary: Vocabulary) -> dict[str, LoadedJob]:
+def _jobs(loader: Loader, items: list[Found], vocabulary: Vocabulary) -> dict[str, LoadedJob]:
     jobs = {}
     for found in items:
         definition: JobDefinition = found.model
@@ -771,7 +410,7 @@ def _jobs(loader: _Loader, items: list[_Found], vocabulary: Vocabulary) -> dict[
         before = len(loader.errors)
 
         def parse(
-            text: str, key: PathKey, found: _Found = found, scope: Entity = scope
+            text: str, key: PathKey, found: Found = found, scope: Entity = scope
         ) -> Expression | None:
             return loader.parse(text, found.document, (*found.path, *key), vocabulary, scope)
 
@@ -834,7 +473,7 @@ def _email_steps(definition: JobDefinition) -> Iterator[tuple[PathKey, EmailStep
 
 
 def _no_cycles(
-    loader: _Loader,
+    loader: Loader,
     cohorts: Mapping[str, LoadedCohort],
     stages: Mapping[str, LoadedStage],
     attributes: Mapping[tuple[Entity, str], LoadedAttribute],

@@ -65,10 +65,15 @@ class _Decisions:
 
 
 def run_tick(
-    project: Project, job: LoadedJob, warehouse: Warehouse, store: StateStore, at: datetime
+    project: Project,
+    job: LoadedJob,
+    warehouse: Warehouse,
+    store: StateStore,
+    at: datetime,
+    author: str = "closeloop",
 ) -> TickResult:
     """Run job ``job`` at time ``at``; running the same tick again is a no-op."""
-    record = store.launch_or_update_job(job, at)
+    record = store.launch_or_update_job(job, at, author)
     with store.engine.connect() as connection:
         done = connection.execute(
             sa.select(schema.ticks.c.job_version).where(
@@ -167,9 +172,8 @@ def _decide(
 ) -> _Decisions:
     definition = job.definition
     target = Entity(definition.target)
-    active = _active_units(store, job.name, at)
+    active, entered = _active_units(store, job.name, at)
     by_id = {unit.enrollment_id: unit for unit in active}
-    entered = _entered_at(store, job.name, at)
     completions = _completions(project, job, warehouse, active, entered, at)
     duration = timedelta(days=definition.duration_days)
     exits: dict[str, tuple[datetime, str]] = {}
@@ -210,11 +214,14 @@ def _unit_key(unit: Unit, target: Entity) -> str:
     return unit.person_id if target == Entity.PERSON and unit.person_id else unit.account_id
 
 
-def _active_units(store: StateStore, job_name: str, at: datetime) -> list[Unit]:
+def _active_units(
+    store: StateStore, job_name: str, at: datetime
+) -> tuple[list[Unit], dict[str, datetime]]:
+    """Enrollments still running before ``at``, and when each entered."""
     e = schema.enrollments
     with store.engine.connect() as connection:
         rows = connection.execute(
-            sa.select(e.c.enrollment_id, e.c.account_id, e.c.person_id, e.c.arm)
+            sa.select(e.c.enrollment_id, e.c.account_id, e.c.person_id, e.c.arm, e.c.entered_at)
             .where(
                 e.c.job_name == job_name,
                 e.c.completed_at.is_(None),
@@ -223,21 +230,7 @@ def _active_units(store: StateStore, job_name: str, at: datetime) -> list[Unit]:
             )
             .order_by(e.c.enrollment_id)
         ).all()
-    return [Unit(*row) for row in rows]
-
-
-def _entered_at(store: StateStore, job_name: str, at: datetime) -> dict[str, datetime]:
-    e = schema.enrollments
-    with store.engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(e.c.enrollment_id, e.c.entered_at).where(
-                e.c.job_name == job_name,
-                e.c.completed_at.is_(None),
-                e.c.exited_at.is_(None),
-                e.c.entered_at < at,
-            )
-        ).all()
-    return {row[0]: row[1] for row in rows}
+    return [Unit(*row[:4]) for row in rows], {row[0]: row[4] for row in rows}
 
 
 def _completions(

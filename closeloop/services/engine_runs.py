@@ -26,7 +26,12 @@ def tick(workspace: Workspace, at: datetime, job_name: str | None = None) -> lis
     )
     return [
         run_tick(
-            workspace.project, workspace.project.job(name), workspace.warehouse, workspace.store, at
+            workspace.project,
+            workspace.project.job(name),
+            workspace.warehouse,
+            workspace.store,
+            at,
+            workspace.settings.author,
         )
         for name in names
     ]

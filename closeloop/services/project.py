@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from closeloop.data.compiler import account_attributes
+from closeloop.data.compiler import account_attributes, person_attributes
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.project import Project, load_project
 from closeloop.engine.state import StateStore, utc_now
@@ -53,7 +53,7 @@ def init_project(folder: Path, name: str | None = None, *, force: bool = False) 
 
 def load_definitions(settings: Settings) -> Project:
     """Load and validate the project's definitions (raises DefinitionErrors with every problem)."""
-    return load_project(settings.project_dir, account_attributes())
+    return load_project(settings.project_dir, account_attributes(), person_attributes())
 
 
 @contextmanager

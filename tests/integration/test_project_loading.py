@@ -140,3 +140,37 @@ def test_goal_implied_by_the_audience_is_an_error_at_the_goal(tmp_path: Path) ->
     )
     assert len(problems) == 1
     assert problems[0].startswith("jobs.yaml:4:11 the goal is already true")
+
+
+def test_an_invalid_definition_still_has_its_expressions_checked_and_no_cascade(
+    tmp_path: Path,
+) -> None:
+    problems = _problems(
+        tmp_path,
+        jobs="""jobs:
+  - name: Nudge
+    audience: in cohort "Big" and not in stage "Setup"
+    goal: count(event "x") >= 1
+    duration_days: 7
+""",
+        cohorts="""cohorts:
+  - name: Big
+    criteria: employes > 100
+    colour: blue
+""",
+        stages="""stages:
+  - name: Setup
+    entry: plan = "pro"
+    exit: {}
+    objectives:
+      - name: Integrated
+        completion: count(event "x") >= "one"
+""",
+    )
+    text = "\n".join(problems)
+    # Each invalid definition reports its own field problem and its expression problems ...
+    assert "cohorts.yaml:4:5 cohorts.0.colour: unknown field 'colour'" in text
+    assert "cohorts.yaml:3:15 unknown attribute 'employes'" in text
+    assert "stages.yaml:7:41 cannot compare" in text
+    # ... and the job that refers to them is not blamed for it.
+    assert "unknown cohort" not in text and "unknown stage" not in text

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from closeloop.engine import schema
 from closeloop.engine.versions import history, latest_versions, record_definitions
+from closeloop.services import engine_runs
 from closeloop.services.project import init_project, open_workspace
 from support import Backends
 
@@ -120,3 +121,18 @@ def test_attribute_history_by_bare_name(backends: Backends, tmp_path: Path) -> N
         ("attribute", "account.logins_30d", 1)
     ]
     assert versions[0].diff.startswith("--- /dev/null")
+
+
+def test_a_tick_launches_jobs_in_the_name_of_the_workspace_author(
+    backends: Backends, tmp_path: Path
+) -> None:
+    folder = _project(tmp_path / "project")
+    with open_workspace(folder, environ=_environ(backends, "ada")) as workspace:
+        engine_runs.tick(workspace, datetime(2024, 5, 1))
+        with workspace.store.engine.connect() as connection:
+            actors = connection.execute(
+                sa.select(schema.audit_log.c.actor).where(
+                    schema.audit_log.c.action == "job.launched"
+                )
+            ).scalars()
+            assert list(actors) == ["ada"]
