@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from closeloop.definitions.expressions.ast import PROPERTY_NAME
 from closeloop.definitions.expressions.parser import keywords
 
 MIN_HOLDOUT = 0.05
@@ -128,6 +129,19 @@ class ComputedAttribute(Frozen):
             )
         if value in keywords():
             raise ValueError(f"{value!r} is a reserved word of the expression language")
+        return value
+
+    @field_validator("where")
+    @classmethod
+    def _portable_property_names(
+        cls, value: dict[str, str | float | bool] | None
+    ) -> dict[str, str | float | bool] | None:
+        for key in value or {}:
+            if not PROPERTY_NAME.match(key):
+                raise ValueError(
+                    f"the property name {key!r} cannot be looked up on every warehouse; "
+                    "property names use letters, digits, _, - and spaces"
+                )
         return value
 
     @model_validator(mode="after")

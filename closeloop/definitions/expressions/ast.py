@@ -6,6 +6,7 @@ knows where that text sits in its file and shifts them when it reports an error.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -65,6 +66,11 @@ class Comparator(StrEnum):
     LE = "<="
     GT = ">"
     GE = ">="
+
+
+# Event property names that every backend looks up as a plain key: the warehouses read other
+# characters (. : * " ' [ ] $) as JSON-path syntax, so "a.b" would mean a nested key.
+PROPERTY_NAME = re.compile(r"^\w[\w \-]*$")
 
 
 @dataclass(frozen=True)

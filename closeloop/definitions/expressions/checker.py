@@ -14,6 +14,7 @@ from difflib import get_close_matches
 from enum import StrEnum
 
 from closeloop.definitions.expressions.ast import (
+    PROPERTY_NAME,
     Attribute,
     Comparator,
     Comparison,
@@ -140,6 +141,13 @@ class _Checker:
 
     def filters(self, filters: tuple[EventFilter, ...]) -> None:
         for condition in filters:
+            if not PROPERTY_NAME.match(condition.key):
+                raise self.fail(
+                    f"the property name {condition.key!r} cannot be looked up on every warehouse",
+                    condition.span,
+                    "property names use letters, digits, _, - and spaces; rename the property "
+                    "when importing",
+                )
             kind = _LITERAL_TYPES[condition.value.kind]
             if condition.key == "value" and kind != AttributeType.NUMBER:
                 raise self.fail(
