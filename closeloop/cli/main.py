@@ -124,7 +124,7 @@ def init(
         bool, typer.Option(help="Overwrite an existing closeloop.yaml and example files.")
     ] = False,
 ) -> None:
-    """Create a project: closeloop.yaml, an example job and its email template."""
+    """Create a project: closeloop.yaml, example attributes, cohorts, stages and a job."""
     for path in init_project(folder, name, force=force):
         console.print(f"created {path}")
     console.print("next: `closeloop import accounts FILE`, then `closeloop tick --at NOW`")

@@ -176,7 +176,7 @@ def print_stage(console: Console, summary: StageSummary) -> None:
     console.print(
         f"[bold]{summary.name}[/bold] as of {summary.as_of:%Y-%m-%d %H:%M} UTC: "
         f"{summary.in_stage:,} in the stage · {summary.entered:,} entered · "
-        f"{summary.completed:,} completed · {summary.exited:,} exited"
+        f"{summary.completed:,} completed · {summary.exited:,} left without completing"
     )
     for title, rows in (
         ("Objectives (completed)", summary.objectives),

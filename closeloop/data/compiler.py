@@ -492,7 +492,7 @@ class Compiler:
             MembershipVerb.ENTERED: self._window(status.entered_at, within_days),
             MembershipVerb.COMPLETED: self._window(status.completed_at, within_days),
             MembershipVerb.EXITED: self._window(status.exited_at, within_days)
-            & (status.completed_at.isnull() | (status.completed_at > status.exited_at)),
+            & status.exited_incomplete,
         }
         return status.select("account_id", **{name: flags[verb]})
 
@@ -634,9 +634,9 @@ class Compiler:
         ``entered_at`` is the ``entered_at`` attribute, else when the entry criteria first held
         (an event or stage/job time; T when that cannot be told). An objective completes when
         its criteria first held, never before entry; the stage completes when its last
-        objective does, and exits at the earlier of completion (if configured) and entry plus
-        ``after_days``. An account is *in* the stage while its entry criteria hold, it has
-        entered and not exited.
+        objective does, if that is within ``after_days`` of entry, and exits at the earlier of
+        completion (if configured) and entry plus ``after_days``. An account is *in* the stage
+        while its entry criteria hold, it has entered and not exited.
         """
         frame = self.frame(Entity.ACCOUNT)
         definition = stage.definition
@@ -671,9 +671,10 @@ class Compiler:
                 completed_at = ibis.ifelse(moment.isnull(), ibis.null("timestamp"), completed_at)
         exits: list[ir.Value] = []
         if definition.exit.after_days is not None:
-            exits.append(
-                entered_at + ibis.interval(seconds=int(definition.exit.after_days * 86400))
-            )
+            deadline = entered_at + ibis.interval(seconds=int(definition.exit.after_days * 86400))
+            # Objectives finished after the stage timed out do not complete the stage.
+            completed_at = ibis.ifelse(completed_at <= deadline, completed_at, None)
+            exits.append(deadline)
         if definition.exit.when_objectives_complete:
             exits.append(completed_at)
         exited_at = exits[0] if len(exits) == 1 else ibis.least(*exits)
@@ -685,12 +686,17 @@ class Compiler:
             **{f"objective_{i}": moment for i, moment in enumerate(done)},
             **{f"marker_{i}": m(table).fill_null(False) for i, m in enumerate(markers)},
         )
-        in_stage = (
-            status.entered_at.notnull()
-            & (status.entered_at <= self.now)
-            & (status.exited_at.isnull() | (status.exited_at > self.now))
+        # As of T: an entry or exit planned for later has not happened yet.
+        never = ibis.null("timestamp")
+        status = status.mutate(
+            entered_at=ibis.ifelse(status.entered_at <= self.now, status.entered_at, never),
+            exited_at=ibis.ifelse(status.exited_at <= self.now, status.exited_at, never),
         )
-        return status.mutate(in_stage=in_stage)
+        in_stage = status.entered_at.notnull() & status.exited_at.isnull()
+        left_incomplete = status.exited_at.notnull() & (
+            status.completed_at.isnull() | (status.completed_at > status.exited_at)
+        )
+        return status.mutate(in_stage=in_stage, exited_incomplete=left_incomplete)
 
 
 def _as_literal(value: str | float | bool) -> Literal:
@@ -747,8 +753,9 @@ def cohort_members(
 def stage_status(
     stage: LoadedStage, warehouse: Warehouse, as_of: datetime, catalog: Catalog | None = None
 ) -> ir.Table:
-    """Per account: ``entered_at``, ``completed_at``, ``exited_at``, ``in_stage``,
-    ``objective_<i>`` (completion time or null) and ``marker_<i>`` (bool), as of ``as_of``."""
+    """Per account, as of ``as_of``: ``entered_at``, ``completed_at`` and ``exited_at`` (null
+    until they have happened), ``in_stage``, ``exited_incomplete`` (left without completing),
+    ``objective_<i>`` (completion time or null) and ``marker_<i>`` (bool)."""
     return Compiler(warehouse, as_of, catalog).stage_status(stage)
 
 

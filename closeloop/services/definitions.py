@@ -134,8 +134,9 @@ def cohort(workspace: Workspace, name: str, as_of: datetime, sample: int = 10) -
 
 
 def stage(workspace: Workspace, name: str, as_of: datetime) -> StageSummary:
-    """Counts of accounts in stage ``name`` as of ``as_of``: in it, entered, completed, exited,
-    per objective how many completed it, and per marker how many in the stage meet it."""
+    """Counts of accounts in stage ``name`` as of ``as_of``: in it, entered, completed, exited
+    without completing, per objective how many completed it, and per marker how many in the
+    stage meet it."""
     loaded = workspace.project.stage(name)
     status = stage_status(loaded, workspace.warehouse, as_of, workspace.project.catalog)
     in_stage = status.in_stage.ifelse(1, 0)
@@ -143,7 +144,7 @@ def stage(workspace: Workspace, name: str, as_of: datetime) -> StageSummary:
         "in_stage": in_stage.sum(),
         "entered": status.entered_at.count(),
         "completed": status.completed_at.count(),
-        "exited": status.exited_at.count(),
+        "exited": status.exited_incomplete.ifelse(1, 0).sum(),
     }
     for index in range(len(loaded.objectives)):
         metrics[f"objective_{index}"] = status[f"objective_{index}"].count()

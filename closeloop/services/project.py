@@ -11,6 +11,7 @@ from pathlib import Path
 
 from closeloop.data.compiler import account_attributes, person_attributes
 from closeloop.data.warehouse import Warehouse
+from closeloop.definitions.json_schema import write_schemas
 from closeloop.definitions.project import Project, load_project
 from closeloop.engine.state import StateStore, utc_now
 from closeloop.engine.versions import record_definitions
@@ -29,7 +30,8 @@ class Workspace:
 
 
 def init_project(folder: Path, name: str | None = None, *, force: bool = False) -> list[Path]:
-    """Create a project folder with a config, an example job and its email template."""
+    """Create a project folder: config, example attributes, cohorts, stages and a job, the job's
+    email template, and the JSON Schemas the files point at (for editor autocompletion)."""
     if (folder / PROJECT_FILE).exists() and not force:
         raise ConfigurationError(
             f"{folder / PROJECT_FILE} already exists; pass --force to overwrite the example files"
@@ -37,7 +39,13 @@ def init_project(folder: Path, name: str | None = None, *, force: bool = False) 
     folder.mkdir(parents=True, exist_ok=True)
     template = resources.files("closeloop.services") / "project_template"
     written = []
-    for source_name in ("closeloop.yaml", "jobs.yaml"):
+    for source_name in (
+        "closeloop.yaml",
+        "attributes.yaml",
+        "cohorts.yaml",
+        "stages.yaml",
+        "jobs.yaml",
+    ):
         text = (template / source_name).read_text(encoding="utf-8")
         target = folder / source_name
         target.write_text(text.replace("{name}", name or folder.resolve().name), encoding="utf-8")
@@ -48,6 +56,7 @@ def init_project(folder: Path, name: str | None = None, *, force: bool = False) 
         with resources.as_file(entry) as source:
             shutil.copyfile(source, target)
         written.append(target)
+    written += write_schemas(folder / "schema")
     return written
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import ibis
 import pyarrow as pa
@@ -15,10 +16,11 @@ from closeloop.data.compiler import (
     goal_reached_at,
     matching_accounts,
     person_attributes,
+    stage_status,
 )
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, check_expression, parse_expression
-from closeloop.definitions.project import Catalog
+from closeloop.definitions.project import Catalog, load_project
 from closeloop.errors import ExpressionError
 from support import EXAMPLE_AS_OF, Backends, load_example_dataset
 
@@ -223,3 +225,46 @@ def _reached_with(
         parse_expression(text), warehouse, EXAMPLE_AS_OF, candidates, catalog
     ).to_pyarrow()
     return {row["account_id"]: row["reached_at"] for row in rows.to_pylist()}
+
+
+def _stage_counts(warehouse: Warehouse, folder: Path, after_days: int) -> dict[str, list[str]]:
+    (folder / "closeloop.yaml").write_text("name: t\njobs: []\n")
+    (folder / "stages.yaml").write_text(
+        f"""stages:
+  - name: Quick start
+    entry: signup_date has any value
+    entered_at: signup_date
+    exit: {{after_days: {after_days}}}
+    objectives:
+      - name: Three logins
+        completion: count(event "login") >= 3
+"""
+    )
+    project = load_project(folder, account_attributes(), person_attributes())
+    status = stage_status(project.stage("Quick start"), warehouse, EXAMPLE_AS_OF, project.catalog)
+    rows = status.to_pyarrow().to_pylist()
+    return {
+        flag: sorted(row["account_id"] for row in rows if row[flag])
+        for flag in ("entered_at", "in_stage", "completed_at", "exited_incomplete")
+    }
+
+
+def test_a_stage_completes_only_within_its_time_and_exits_have_happened(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    # Three logins: a1 on 5/31, a2 in April; a3 and a4 never. Signups: a1 5/25, a2 3/1,
+    # a3 5/20, a4 1/10.
+    two_days = _stage_counts(warehouse, tmp_path, 2)
+    assert two_days == {
+        "entered_at": ["a1", "a2", "a3", "a4"],
+        "in_stage": [],
+        "completed_at": [],  # a1 and a2 finished after their two days: too late
+        "exited_incomplete": ["a1", "a2", "a3", "a4"],
+    }
+    ten_days = _stage_counts(warehouse, tmp_path, 10)
+    assert ten_days == {
+        "entered_at": ["a1", "a2", "a3", "a4"],
+        "in_stage": ["a1"],  # exits on 6/4, after T: not yet
+        "completed_at": ["a1"],
+        "exited_incomplete": ["a2", "a3", "a4"],
+    }
