@@ -25,6 +25,8 @@ cohorts:
 
 def _project(folder: Path) -> Path:
     init_project(folder, "versions")
+    for example in ("attributes.yaml", "stages.yaml"):  # only the job and the cohort below
+        (folder / example).unlink()
     config = folder / "closeloop.yaml"
     config.write_text(config.read_text() + "cohorts:\n  - cohorts.yaml\n")
     (folder / "cohorts.yaml").write_text(COHORTS)
