@@ -13,6 +13,7 @@ enrollment, with unfinished ones censored at the analysis time.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -111,6 +112,8 @@ def _enrollments(
     )
     matured = (as_of_lit.epoch_seconds() - entered_s) >= horizon_days * SECONDS_PER_DAY
     return e.mutate(
+        # Variants are treated arms: pooled, they answer "did the job work?" against the holdout.
+        arm=ibis.ifelse(e.arm == HOLDOUT, HOLDOUT, TREATMENT),
         segment=e.segment.fill_null("(none)"),
         is_completed=completed,
         is_exited=exited & ~completed,
@@ -221,8 +224,13 @@ def build_job_report(
     as_of: datetime,
     horizon_days: int,
     holdout_fraction: float,
+    variants: Sequence[str] = (),
 ) -> JobReport:
-    """Measure a job from the enrollments published to the warehouse (``publish_enrollments``)."""
+    """Measure a job from the enrollments published to the warehouse (``publish_enrollments``).
+
+    A job with ``variants`` is measured as the job as a whole: every treated arm pooled against
+    the holdout (the estimand of "did the job work?").
+    """
     e = _enrollments(warehouse, job_name, as_of, horizon_days)
     arms = _arm_summaries(e)
     holdout_stat = ProportionStatistic(
@@ -237,6 +245,11 @@ def build_job_report(
         [arms[HOLDOUT].entered, arms[TREATMENT].entered], [holdout_fraction, 1 - holdout_fraction]
     )
     warnings = []
+    if variants:
+        warnings.append(
+            f"this job has variants ({', '.join(variants)}): the treatment arm pools them, so the "
+            "lift is the job's as a whole; comparisons of each variant are not reported yet"
+        )
     if srm.mismatch:
         warnings.append(
             f"sample ratio mismatch (chi2={srm.chi2:.1f}, p={srm.p_value:.2g}): the arms are not "

@@ -57,6 +57,7 @@ def job_report(workspace: Workspace, job_name: str, as_of: datetime | None = Non
         as_of=moment,
         horizon_days=job.definition.duration_days,
         holdout_fraction=record.holdout,
+        variants=tuple(variant.name for variant in job.definition.variants),
     )
 
 

@@ -18,7 +18,7 @@ from closeloop.engine.assignment import HOLDOUT
 from closeloop.engine.dispatcher import Dispatcher
 from closeloop.engine.steps import COMPLETION_STEP, OutboxStatus
 from closeloop.engine.tick import run_tick
-from closeloop.services import engine_runs
+from closeloop.services import engine_runs, reports
 from closeloop.services.project import Workspace, init_project, open_workspace
 from closeloop.services.smtp_sink import SmtpSink
 from support import Backends
@@ -158,6 +158,12 @@ def test_variants_split_the_treated_share_by_weight(open_project: OpenProject) -
     statuses = Counter(str(row["status"]) for row in _outbox(workspace))
     assert statuses[OutboxStatus.GHOST] == arms[HOLDOUT]
     assert statuses[OutboxStatus.PENDING] == arms["short"] + arms["long"]
+    # The report measures the job as a whole: the variants pooled against the holdout.
+    report = reports.job_report(workspace, "Split", DAY0 + timedelta(days=1))
+    assert report.arms[reports.TREATMENT].entered == arms["short"] + arms["long"]
+    assert report.arms[HOLDOUT].entered == arms[HOLDOUT]
+    assert not report.srm.mismatch
+    assert any("variants (short, long)" in warning for warning in report.warnings)
 
 
 REMINDER = (
