@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -277,7 +279,25 @@ class WaitStep(Frozen):
 
 
 Action = Annotated[EmailStep, Field(discriminator="send")]
-Step = EmailStep | WaitStep
+
+
+def _step_kind(value: Any) -> str | None:
+    """Which kind of step a YAML item is, by its key, so a mistake gets one message."""
+    if isinstance(value, dict):
+        return "EmailStep" if "send" in value else "WaitStep" if "wait_days" in value else None
+    return type(value).__name__ if isinstance(value, EmailStep | WaitStep) else None
+
+
+Step = Annotated[
+    Annotated[EmailStep, Tag("EmailStep")] | Annotated[WaitStep, Tag("WaitStep")],
+    Discriminator(
+        _step_kind,
+        custom_error_type="step_kind",
+        custom_error_message=(
+            "a step is either `send: email` (with subject and template) or `wait_days: N`"
+        ),
+    ),
+]
 
 
 class Variant(Frozen):

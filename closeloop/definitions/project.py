@@ -88,7 +88,7 @@ def load_project(
     config_doc = loader.load(folder / PROJECT_FILE)
     config = loader.validate(ProjectConfig, config_doc) if config_doc else None
     if config is None or config_doc is None:
-        raise DefinitionErrors(loader.errors)
+        raise DefinitionErrors(_in_file_order(loader.errors))
 
     attribute_items = loader.items(
         loader.files(config, config_doc, "attributes"),
@@ -150,7 +150,7 @@ def load_project(
 
     errors = [error for error in loader.errors if error.severity == "error"]
     if errors:
-        raise DefinitionErrors(loader.errors)
+        raise DefinitionErrors(_in_file_order(loader.errors))
     final = Catalog(
         account_attributes=account_attributes,
         person_attributes=person_attributes,
@@ -160,8 +160,24 @@ def load_project(
         job_targets=catalog.job_targets,
     )
     return Project(
-        folder=folder, config=config, jobs=jobs, catalog=final, warnings=tuple(loader.errors)
+        folder=folder,
+        config=config,
+        jobs=jobs,
+        catalog=final,
+        warnings=tuple(_in_file_order(loader.errors)),
     )
+
+
+def _in_file_order(problems: list[DefinitionError]) -> list[DefinitionError]:
+    """Problems by file, line and column (as a reader meets them); unlocated ones last."""
+
+    def position(problem: DefinitionError) -> tuple[int, str, int, int]:
+        where = problem.location
+        if where is None:
+            return (1, "", 0, 0)
+        return (0, where.file or "", where.line, where.column)
+
+    return sorted(problems, key=position)
 
 
 def _with_invalid_names(vocabulary: Vocabulary, loader: Loader) -> Vocabulary:
