@@ -174,3 +174,29 @@ def test_an_invalid_definition_still_has_its_expressions_checked_and_no_cascade(
     assert "stages.yaml:7:41 cannot compare" in text
     # ... and the job that refers to them is not blamed for it.
     assert "unknown cohort" not in text and "unknown stage" not in text
+
+
+def test_the_full_job_example_of_docs_jobs_md_is_valid(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "jobs.md").read_text()
+    blocks = text.split("```yaml\n")
+    jobs_yaml, config_yaml = blocks[1].split("```")[0], blocks[2].split("```")[0]
+    (tmp_path / "templates").mkdir()
+    for name in ("integration_nudge", "integration_reminder", "integration_thanks"):
+        (tmp_path / "templates" / f"{name}.txt.j2").write_text("Hello {{ account.name }}")
+    cohorts = 'cohorts:\n  - name: Unused\n    criteria: plan = "pro"\n'
+    jobs_yaml += """
+  - name: Admin onboarding
+    target: person
+    audience: role = "admin"
+    goal: count(event "login") >= 3
+    duration_days: 14
+    hypothesis: {expected_effect: admins log in}
+"""
+    project = _project(
+        tmp_path, config="name: docs\n" + config_yaml, jobs=jobs_yaml, cohorts=cohorts
+    )
+    job = project.job("Integration nudge").definition
+    assert job.arms == ("one_email", "with_reminder")
+    assert project.config.contact_policy is not None
+    assert project.config.contact_policy.max_jobs == 2
+    assert not [w for w in project.warnings if w.severity == "error"]
