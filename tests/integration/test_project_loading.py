@@ -200,3 +200,16 @@ def test_the_full_job_example_of_docs_jobs_md_is_valid(tmp_path: Path) -> None:
     assert project.config.contact_policy is not None
     assert project.config.contact_policy.max_jobs == 2
     assert not [w for w in project.warnings if w.severity == "error"]
+
+
+def test_the_examples_of_docs_definitions_md_load_together(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "definitions.md").read_text()
+    blocks = [block.split("```")[0] for block in text.split("```yaml\n")[1:]]
+    files = {"config": blocks[0], "jobs": JOBS}
+    for block in blocks[1:]:
+        kind = next(line for line in block.splitlines() if not line.startswith("#")).rstrip(":")
+        if kind in ("attributes", "cohorts", "stages"):
+            files[kind] = block
+    assert set(files) == {"config", "jobs", "attributes", "cohorts", "stages"}
+    project = _project(tmp_path, **files)
+    assert project.attributes and project.cohorts and project.stages
