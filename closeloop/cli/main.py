@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -61,6 +62,14 @@ errors = Console(stderr=True, width=_WIDTH)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
 
 ProjectOption = Annotated[
     Path | None,
@@ -176,17 +185,15 @@ def explain(
     at: Annotated[str, typer.Option(help="Evaluate as of this time (ISO, UTC).")],
     target: Annotated[str, typer.Option(help="account or person.")] = "account",
     sample: Annotated[int, typer.Option(min=0, help="How many matching ids to show.")] = 10,
-    output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    output_format: FormatOption = OutputFormat.TABLE,
     project: ProjectOption = None,
 ) -> None:
     """Check an expression, count who matches as of a time, show a sample and the SQL."""
-    if output_format not in ("table", "json"):
-        raise typer.BadParameter("--format is table or json")
     with open_workspace(project) as workspace:
         matches = definitions_service.explain(
             workspace, expression, parse_time(at), _target(target), sample
         )
-    if output_format == "json":
+    if output_format == OutputFormat.JSON:
         payload = {
             "target": str(matches.target),
             "as_of": matches.as_of.isoformat(),
@@ -377,15 +384,13 @@ def report(
     html: Annotated[
         Path | None, typer.Option(help="Also write an HTML report with charts here.")
     ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    output_format: FormatOption = OutputFormat.TABLE,
     project: ProjectOption = None,
 ) -> None:
     """Measure a job: per-arm outcomes, lift vs holdout with CI, time to goal, segments."""
-    if output_format not in ("table", "json"):
-        raise typer.BadParameter("--format is table or json")
     with open_workspace(project) as workspace:
         result = reports.job_report(workspace, job, parse_time(as_of) if as_of else None)
-    if output_format == "json":
+    if output_format == OutputFormat.JSON:
         typer.echo(json.dumps(reports.report_to_dict(result), indent=2))
     else:
         print_job_report(console, result)

@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from closeloop.definitions.catalog import (
     TEMPLATES_DIR,
     Catalog,
@@ -55,6 +57,14 @@ from closeloop.definitions.rules import conjuncts, find_cycle, implies, threshol
 from closeloop.errors import DefinitionError, DefinitionErrors
 
 PROJECT_FILE = "closeloop.yaml"
+# Each kind of definition file: its file model, item model and the expression fields of an item
+# (checked even when the item does not validate). Attributes first: the others may use them.
+_KINDS: dict[str, tuple[type[BaseModel], type[BaseModel], tuple[str, ...]]] = {
+    "attributes": (AttributesFile, ComputedAttribute, ("people",)),
+    "cohorts": (CohortsFile, CohortDefinition, ("criteria",)),
+    "stages": (StagesFile, StageDefinition, ("entry", "objectives.completion", "markers.criteria")),
+    "jobs": (JobsFile, JobDefinition, ("audience", "goal", "exclusions")),
+}
 _TIMES = (AttributeType.TIMESTAMP, AttributeType.DATE)
 
 __all__ = [
@@ -90,34 +100,12 @@ def load_project(
     if config is None or config_doc is None:
         raise DefinitionErrors(_in_file_order(loader.errors))
 
-    attribute_items = loader.items(
-        loader.files(config, config_doc, "attributes"),
-        "attributes",
-        AttributesFile,
-        ComputedAttribute,
-        ("people",),
-    )
-    cohort_items = loader.items(
-        loader.files(config, config_doc, "cohorts"),
-        "cohorts",
-        CohortsFile,
-        CohortDefinition,
-        ("criteria",),
-    )
-    stage_items = loader.items(
-        loader.files(config, config_doc, "stages"),
-        "stages",
-        StagesFile,
-        StageDefinition,
-        ("entry", "objectives.completion", "markers.criteria"),
-    )
-    job_items = loader.items(
-        loader.files(config, config_doc, "jobs"),
-        "jobs",
-        JobsFile,
-        JobDefinition,
-        ("audience", "goal", "exclusions"),
-    )
+    found = {
+        kind: loader.items(loader.files(config, config_doc, kind), kind, *spec)
+        for kind, spec in _KINDS.items()
+    }
+    attribute_items, cohort_items = found["attributes"], found["cohorts"]
+    stage_items, job_items = found["stages"], found["jobs"]
 
     catalog = Catalog(
         account_attributes=account_attributes,

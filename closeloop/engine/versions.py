@@ -41,20 +41,6 @@ class Change:
 
 
 @dataclass(frozen=True)
-class Version:
-    """One recorded version, with a unified diff against the version before it."""
-
-    kind: str
-    name: str
-    version: int
-    content_hash: str
-    created_at: datetime
-    author: str
-    definition: str
-    diff: str
-
-
-@dataclass(frozen=True)
 class Latest:
     """The latest recorded version of one definition."""
 
@@ -64,6 +50,14 @@ class Latest:
     content_hash: str
     created_at: datetime
     author: str
+
+
+@dataclass(frozen=True)
+class Version(Latest):
+    """One recorded version, with a unified diff against the version before it."""
+
+    definition: str
+    diff: str
 
 
 class _Dumper(yaml.SafeDumper):
