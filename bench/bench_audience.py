@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from timing import best_of
 
 from closeloop.data.compiler import matching_accounts
 from closeloop.data.warehouse import Warehouse
@@ -80,15 +79,6 @@ def build(path: Path, accounts: int, events_per_account: int, seed: int = 1) -> 
         )
         warehouse.append("events", table)
     return warehouse
-
-
-def best_of(repeats: int, run: Callable[[], set[str]]) -> tuple[float, set[str]]:
-    best, result = float("inf"), set[str]()
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - started)
-    return best, result
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from timing import best_of
 
 from closeloop.data.compiler import (
     account_attributes,
@@ -42,6 +43,7 @@ AUDIENCE = (
     'any person where (role = "admin" and count(event "login" in last 14 days) >= 2)'
     " and seat_activation < 50%"
 )
+
 IN_STAGE = 'in stage "Onboarding"'
 
 PROJECT_FILES = {
@@ -314,15 +316,6 @@ def pandas_stage_counts(data: PandasData) -> tuple[int, int, int]:
 
 
 # -- timing ----------------------------------------------------------------------------------------
-
-
-def best_of(repeats: int, run: Callable[[], Any]) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - started)
-    return best, result
 
 
 def main() -> None:
