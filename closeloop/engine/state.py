@@ -21,6 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
+from closeloop.data.tables import ENROLLMENTS
 from closeloop.definitions.project import LoadedJob
 from closeloop.engine import schema
 from closeloop.engine.versions import parse_text, record_definition
@@ -232,18 +233,9 @@ class StateStore:
     def enrollments_table(self, job_name: str | None = None) -> pa.Table:
         """Enrollments (of one job, or all) as an Arrow table, to publish to the warehouse."""
         e = schema.enrollments
-        query = sa.select(
-            e.c.enrollment_id,
-            e.c.job_name,
-            e.c.job_version,
-            e.c.account_id,
-            e.c.person_id,
-            e.c.arm,
-            e.c.entered_at,
-            e.c.completed_at,
-            e.c.exited_at,
-            e.c.exit_reason,
-        ).order_by(e.c.job_name, e.c.entered_at, e.c.account_id)
+        query = sa.select(*[e.c[name] for name in ENROLLMENTS.column_names]).order_by(
+            e.c.job_name, e.c.entered_at, e.c.account_id
+        )
         if job_name is not None:
             query = query.where(e.c.job_name == job_name)
         with self.engine.connect() as connection:
@@ -251,20 +243,8 @@ class StateStore:
         return pa.Table.from_pylist([dict(row) for row in rows], schema=ENROLLMENT_ARROW_SCHEMA)
 
 
-ENROLLMENT_ARROW_SCHEMA = pa.schema(
-    [
-        ("enrollment_id", pa.string()),
-        ("job_name", pa.string()),
-        ("job_version", pa.int64()),
-        ("account_id", pa.string()),
-        ("person_id", pa.string()),
-        ("arm", pa.string()),
-        ("entered_at", pa.timestamp("us")),
-        ("completed_at", pa.timestamp("us")),
-        ("exited_at", pa.timestamp("us")),
-        ("exit_reason", pa.string()),
-    ]
-)
+# The published copy has exactly the warehouse's columns and types (data.tables.ENROLLMENTS).
+ENROLLMENT_ARROW_SCHEMA = ENROLLMENTS.ibis_schema().to_pyarrow()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
