@@ -9,7 +9,7 @@ the previous one reads like the change a person made.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -159,7 +159,14 @@ def _record_all(
 ) -> list[Change]:
     changes = []
     with store.engine.begin() as connection:
+        # One read of every latest hash: opening a workspace with nothing changed writes nothing
+        # and costs one query, however many definitions there are.
+        recorded = {
+            (row["kind"], row["name"]): row["content_hash"] for row in _latest_rows(connection)
+        }
         for kind, name, content_hash, model in definitions:
+            if recorded.get((kind, name)) == content_hash:
+                continue
             _, change = record_definition(connection, kind, name, content_hash, model, author, at)
             if change is not None:
                 changes.append(change)
@@ -213,8 +220,8 @@ def history(store: StateStore, name: str, kind: str | None = None) -> list[Versi
     return versions
 
 
-def latest_versions(store: StateStore) -> dict[tuple[str, str], Latest]:
-    """The latest recorded version of every definition, by (kind, name)."""
+def _latest_rows(connection: Connection) -> Sequence[sa.RowMapping]:
+    """The newest definition_versions row of each (kind, name)."""
     v = schema.definition_versions
     newest = (
         sa.select(v.c.kind, v.c.name, sa.func.max(v.c.version).label("version"))
@@ -227,8 +234,13 @@ def latest_versions(store: StateStore) -> dict[tuple[str, str], Latest]:
             v.c.kind == newest.c.kind, v.c.name == newest.c.name, v.c.version == newest.c.version
         ),
     )
+    return connection.execute(query).mappings().all()
+
+
+def latest_versions(store: StateStore) -> dict[tuple[str, str], Latest]:
+    """The latest recorded version of every definition, by (kind, name)."""
     with store.engine.connect() as connection:
-        rows = connection.execute(query).mappings().all()
+        rows = _latest_rows(connection)
     return {
         (row["kind"], row["name"]): Latest(
             row["kind"],
