@@ -739,8 +739,7 @@ def compile_sql(
     target: Entity = Entity.ACCOUNT,
 ) -> str:
     """The SQL ``matching_units`` runs, in the warehouse's dialect."""
-    query = matching_units(expression, warehouse, as_of, catalog, target)
-    return str(ibis.to_sql(query, dialect=warehouse.dialect))
+    return warehouse.sql(matching_units(expression, warehouse, as_of, catalog, target))
 
 
 def cohort_members(

@@ -49,6 +49,10 @@ class Warehouse:
     def dialect(self) -> str:
         return str(self.backend.name)
 
+    def sql(self, query: ibis.Table) -> str:
+        """The SQL the warehouse runs for ``query``, in its own dialect (for people to read)."""
+        return str(ibis.to_sql(query, dialect=self.dialect))
+
     def __enter__(self) -> Warehouse:
         return self
 

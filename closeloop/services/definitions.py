@@ -14,12 +14,7 @@ from typing import Any
 
 import ibis.expr.types as ir
 
-from closeloop.data.compiler import (
-    cohort_members,
-    compile_sql,
-    matching_units,
-    stage_status,
-)
+from closeloop.data.compiler import cohort_members, matching_units, stage_status
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, check_expression, parse_expression
 from closeloop.definitions.json_schema import write_schemas
@@ -119,9 +114,9 @@ def explain(
     expression = parse_expression(text)
     catalog = workspace.project.catalog
     check_expression(expression, catalog.vocabulary, text=text, scope=target)
-    units = matching_units(expression, workspace.warehouse, as_of, catalog, target)
-    sql = compile_sql(expression, workspace.warehouse, as_of, catalog, target)
-    return _matches(workspace.warehouse, units, target, as_of, sample, sql)
+    warehouse = workspace.warehouse
+    units = matching_units(expression, warehouse, as_of, catalog, target)
+    return _matches(warehouse, units, target, as_of, sample, warehouse.sql(units))
 
 
 def cohort(workspace: Workspace, name: str, as_of: datetime, sample: int = 10) -> Matches:
@@ -207,12 +202,8 @@ def _sample(
 ) -> list[dict[str, Any]]:
     if size <= 0:
         return []
-    details: tuple[str, ...]
-    if target == Entity.PERSON:
-        key, table_name, details = "person_id", "people", PERSON_DETAILS
-    else:
-        key, table_name, details = "account_id", "accounts", ACCOUNT_DETAILS
-    source = warehouse.table(table_name)
+    key, *details = sample_columns(target)
+    source = warehouse.table("people" if target == Entity.PERSON else "accounts")
     # Details are looked up for the sampled ids only; a unit missing there still shows its id.
     picked = units.select(key).distinct().order_by(key).limit(size)
     joined = picked.left_join(source.select(key, *details), picked[key] == source[key])
