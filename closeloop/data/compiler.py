@@ -130,7 +130,7 @@ def _align(left: ir.Value, right: ir.Value) -> tuple[ir.Value, ir.Value]:
     return left, right
 
 
-def _any_of(parts: list[BoolFn], conjunction: bool) -> BoolFn:
+def _connect(parts: list[BoolFn], conjunction: bool) -> BoolFn:
     def combine(table: ir.Table) -> ir.BooleanValue:
         values = [part(table) for part in parts]
         result = values[0]
@@ -213,7 +213,7 @@ class Compiler:
         """
         if isinstance(node, And | Or):
             parts = [self.predicate(part, frame, negated=negated) for part in node.parts]
-            return _any_of(parts, isinstance(node, And))
+            return _connect(parts, isinstance(node, And))
         if isinstance(node, Not):
             inner = self.predicate(node.operand, frame, negated=True)
             return lambda table: ~inner(table)
@@ -525,33 +525,32 @@ class Compiler:
         }[node.verb]
         return enrollments, after
 
-    def _job_membership(self, node: Membership, frame: Frame) -> BoolFn:
-        target = self.catalog.job_targets[node.name]
-        entity = Entity.PERSON if target == Entity.PERSON else Entity.ACCOUNT
+    def _job_fact(
+        self,
+        node: Membership,
+        frame: Frame,
+        what: str,
+        aggregate: Callable[[ir.Table], ir.Value],
+    ) -> str:
+        """A per-unit aggregate over the job's enrollments that satisfy ``node`` as of T."""
+        entity = self.catalog.job_targets[node.name]
         key = unit_key(entity)
 
         def make(name: str) -> ir.Table:
             enrollments, condition = self._job_rows(node, entity)
             matched = enrollments.filter(condition)
-            return matched.group_by(key).aggregate(**{name: matched.count()})
+            return matched.group_by(key).aggregate(**{name: aggregate(matched)})
 
-        column = frame.derived(("job", node), key, make)
+        return frame.derived((what, node), key, make)
+
+    def _job_membership(self, node: Membership, frame: Frame) -> BoolFn:
+        column = self._job_fact(node, frame, "job", lambda matched: matched.count())
         return lambda t: t[column].notnull()
 
     def job_times(self, node: Membership, frame: Frame) -> ValueFn:
         """The earliest time ``entered``/``completed job`` held (for dating goals)."""
-        target = self.catalog.job_targets[node.name]
-        key = unit_key(Entity.PERSON if target == Entity.PERSON else Entity.ACCOUNT)
-
-        def make(name: str) -> ir.Table:
-            enrollments, condition = self._job_rows(node, Entity(target))
-            matched = enrollments.filter(condition)
-            moment = (
-                matched.entered_at if node.verb == MembershipVerb.ENTERED else matched.completed_at
-            )
-            return matched.group_by(key).aggregate(**{name: moment.min()})
-
-        column = frame.derived(("job_time", node), key, make)
+        moment = "entered_at" if node.verb == MembershipVerb.ENTERED else "completed_at"
+        column = self._job_fact(node, frame, "job_time", lambda matched: matched[moment].min())
         return lambda t: t[column]
 
     # -- when an expression first held -------------------------------------------------------
