@@ -141,6 +141,68 @@ SUBSCRIPTIONS = TableSpec(
     ),
 )
 
+SURVEY_RESPONSES = TableSpec(
+    "survey_responses",
+    key="response_id",
+    columns=(
+        Column("response_id", S, required=True),
+        Column("account_id", S, required=True, references="accounts"),
+        Column("person_id", S),
+        Column("kind", S, required=True),  # nps, csat or ces
+        Column("score", F, required=True),
+        Column("scale_min", F, required=True),
+        Column("scale_max", F, required=True),
+        Column("comment", S),
+        Column("responded_at", TS, required=True),
+        Column("properties", J),
+    ),
+)
+
+ACTIVITIES = TableSpec(
+    "activities",
+    key="activity_id",
+    columns=(
+        Column("activity_id", S, required=True),
+        Column("account_id", S, required=True, references="accounts"),
+        Column("person_id", S),
+        Column("owner", S),
+        Column("kind", S, required=True),  # email, call, meeting, qbr, training, ...
+        Column("occurred_at", TS, required=True),
+        Column("notes", S),
+        Column("properties", J),
+    ),
+)
+
+OPPORTUNITIES = TableSpec(
+    "opportunities",
+    key="opportunity_id",
+    columns=(
+        Column("opportunity_id", S, required=True),
+        Column("account_id", S, required=True, references="accounts"),
+        Column("kind", S, required=True),  # expansion, renewal or new
+        Column("amount", F),
+        Column("source", S),  # cs_sourced, cs_influenced, sales or marketing
+        Column("created_at", TS, required=True),
+        Column("closed_at", TS),
+        Column("status", S, required=True),  # open, won or lost
+        Column("properties", J),
+    ),
+)
+
+CHURN_REASONS = TableSpec(
+    "churn_reasons",
+    key="churn_id",
+    columns=(
+        Column("churn_id", S, required=True),
+        Column("account_id", S, required=True, references="accounts"),
+        Column("churned_at", TS, required=True),
+        Column("reason", S, required=True),
+        Column("controllable", B),
+        Column("notes", S),
+        Column("properties", J),
+    ),
+)
+
 QUARANTINE = TableSpec(
     "quarantine",
     key="quarantine_id",
@@ -176,5 +238,16 @@ ENROLLMENTS = TableSpec(
 )
 
 CANONICAL_TABLES: dict[str, TableSpec] = {
-    spec.name: spec for spec in (ACCOUNTS, PEOPLE, EVENTS, SUBSCRIPTIONS)
+    spec.name: spec
+    for spec in (
+        ACCOUNTS,
+        PEOPLE,
+        EVENTS,
+        SUBSCRIPTIONS,
+        SURVEY_RESPONSES,
+        ACTIVITIES,
+        OPPORTUNITIES,
+        CHURN_REASONS,
+    )
 }
+"""Every importable table, parents before children (the order a loader should write them in)."""

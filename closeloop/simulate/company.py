@@ -74,6 +74,19 @@ class DayBatch:
     people: pa.Table
     events: pa.Table
     subscriptions: pa.Table
+    survey_responses: pa.Table
+    activities: pa.Table
+    opportunities: pa.Table
+    churn_reasons: pa.Table
+
+    def tables(self) -> dict[str, pa.Table]:
+        """Every canonical table of the day by name, parents first (the order to load them in)."""
+        return {name: getattr(self, name) for name in CANONICAL_TABLES}
+
+    @property
+    def rows(self) -> int:
+        """Rows across every table of the day."""
+        return sum(table.num_rows for table in self.tables().values())
 
 
 class CompanySimulator:
@@ -146,6 +159,10 @@ class CompanySimulator:
             people=self._people(joining),
             events=events,
             subscriptions=self._subscriptions(int(first), int(last)),
+            survey_responses=SCHEMAS["survey_responses"].empty_table(),
+            activities=SCHEMAS["activities"].empty_table(),
+            opportunities=SCHEMAS["opportunities"].empty_table(),
+            churn_reasons=SCHEMAS["churn_reasons"].empty_table(),
         )
 
     def _accounts(self, first: int, last: int) -> pa.Table:
