@@ -119,3 +119,9 @@ class ChannelError(CloseloopError, RuntimeError):
     """A channel could not deliver a message; the dispatcher retries it with backoff."""
 
     code = "channel_error"
+
+
+class WarehouseNotEmptyError(CloseloopError, RuntimeError):
+    """The warehouse already holds data an operation must not mix with (e.g. simulated rows)."""
+
+    code = "warehouse_not_empty"

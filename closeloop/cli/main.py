@@ -19,9 +19,11 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
 from closeloop.cli.render import (
     print_definitions,
@@ -36,6 +38,7 @@ from closeloop.errors import CloseloopError, DefinitionErrors, LocatedError
 from closeloop.services import definitions as definitions_service
 from closeloop.services import demo as demo_service
 from closeloop.services import engine_runs, reports
+from closeloop.services import simulation as simulation_service
 from closeloop.services.data import import_table
 from closeloop.services.definitions import Entity
 from closeloop.services.project import init_project, open_workspace
@@ -438,11 +441,93 @@ def demo(
     console.print(f"True effects written next to the data: {result.project_dir / 'truth.json'}")
 
 
-def _bar() -> Progress:
+_SCENARIOS = simulation_service.scenario_descriptions()
+
+
+@app.command(
+    epilog="Scenarios: "
+    + "  ".join(f"{name}: {description}" for name, description in _SCENARIOS.items())
+)
+@reports_errors
+def simulate(
+    project: ProjectOption = None,
+    scenario: Annotated[
+        str, typer.Option(help=f"Simulator scenario: {', '.join(_SCENARIOS)}.")
+    ] = "default",
+    accounts: Annotated[
+        int | None, typer.Option(help="Simulated accounts (default: the scenario's).")
+    ] = None,
+    days: Annotated[
+        int | None, typer.Option(help="Days to simulate (default: the scenario's).")
+    ] = None,
+    arrival_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Accounts sign up over the first N days (default: the scenario's, at most --days)."
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Simulation seed (default: the scenario's).")
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Append even when the warehouse already has accounts "
+            "(simulated rows then mix with what is there)."
+        ),
+    ] = False,
+) -> None:
+    """Simulate a B2B SaaS company into the project's warehouse, with its ground truth.
+
+    Every canonical table is filled day by day; the simulator's configured truth (segments, true
+    email effects) is written to simulation.json in the project folder. A warehouse that already
+    has accounts is refused unless --force is given.
+    """
+    config = simulation_service.simulation_config(
+        scenario, accounts=accounts, days=days, arrival_days=arrival_days, seed=seed
+    )
+    console.print(
+        f"Simulating {config.n_accounts:,} accounts over {config.days:,} days "
+        f"(scenario {config.name!r}, seed {config.seed}, sign-ups over {config.arrival_days} days)"
+    )
+    with open_workspace(project) as workspace, _bar(_EventsColumn()) as progress:
+        task = progress.add_task("simulated days", total=config.days, events=0)
+
+        def on_progress(update: simulation_service.SimulationProgress) -> None:
+            progress.update(task, completed=update.days_done, events=update.events)
+
+        result = simulation_service.simulate_into(
+            workspace, config, append=force, on_progress=on_progress
+        )
+    width = max(len(name) for name in result.rows)
+    for name, rows in result.rows.items():
+        console.print(f"{name:<{width}}  {rows:>12,} rows")
+    console.print(
+        f"{result.events:,} events in {result.seconds:.1f} s "
+        f"({result.events_per_second:,.0f} events/s)"
+    )
+    console.print(f"ground truth: {result.truth_path}")
+
+
+class _EventsColumn(TextColumn):
+    """The task's ``events`` field and its rate over the elapsed time: "12,345 events, 6,789/s"."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task: Task) -> Text:
+        events = int(task.fields.get("events", 0))
+        elapsed = task.elapsed or 0.0
+        rate = events / elapsed if elapsed > 0 else 0.0
+        return Text(f"{events:,} events, {rate:,.0f} events/s")
+
+
+def _bar(*columns: TextColumn) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        *columns,
         TimeElapsedColumn(),
         console=console,
         transient=True,
