@@ -237,6 +237,25 @@ ENROLLMENTS = TableSpec(
     ),
 )
 
+# The simulator's ground truth per job, variant and segment (``closeloop simulate --run-jobs`` and
+# the demo write it; replaced as a whole each time). Never imported by users.
+GROUND_TRUTH = TableSpec(
+    "closeloop_ground_truth",
+    key="truth_id",
+    columns=(
+        Column("truth_id", S, required=True),  # job|variant|segment
+        Column("job_name", S, required=True),
+        Column("variant", S, required=True),
+        Column("segment", S, required=True),
+        Column("horizon_days", INT, required=True),
+        Column("n", INT, required=True),
+        Column("completion_if_treated", F, required=True),
+        Column("completion_if_control", F, required=True),
+        Column("effect", F, required=True),
+        Column("as_of", TS, required=True),
+    ),
+)
+
 CANONICAL_TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (

@@ -42,6 +42,7 @@ class Delivery:
     account_id: str
     channel: str
     sent_at: datetime
+    arm: str | None = None  # the enrollment's arm (a variant name, or "treatment")
 
 
 @dataclass
@@ -74,11 +75,11 @@ class Dispatcher:
             claimed = self._claim(now)
             if not claimed:
                 return result
-            for message_id, message in claimed:
-                self._send_one(message_id, message, now, result)
+            for message_id, message, arm in claimed:
+                self._send_one(message_id, message, arm, now, result)
 
-    def _claim(self, now: datetime) -> list[tuple[int, OutboundMessage]]:
-        o = schema.outbox
+    def _claim(self, now: datetime) -> list[tuple[int, OutboundMessage, str | None]]:
+        o, e = schema.outbox, schema.enrollments
         due = sa.or_(
             sa.and_(o.c.status == OutboxStatus.PENDING, o.c.next_attempt_at <= now),
             sa.and_(o.c.status == OutboxStatus.SENDING, o.c.claimed_at <= now - self.lease),
@@ -94,13 +95,15 @@ class Dispatcher:
                         o.c.account_id,
                         o.c.job_name,
                         o.c.payload,
+                        e.c.arm,
                     )
+                    .select_from(o.outerjoin(e, e.c.enrollment_id == o.c.enrollment_id))
                     .where(due)
                     .order_by(o.c.next_attempt_at, o.c.id)
                     .limit(self.batch_size)
                     # PostgreSQL: concurrent dispatchers skip each other's rows; SQLite ignores this
                     # and serialises writers instead.
-                    .with_for_update(skip_locked=True)
+                    .with_for_update(of=o, skip_locked=True)
                 )
                 .mappings()
                 .all()
@@ -123,6 +126,7 @@ class Dispatcher:
                                 job_name=row["job_name"],
                                 payload=json.loads(row["payload"]),
                             ),
+                            row["arm"],
                         )
                     )
         return claimed
@@ -157,7 +161,12 @@ class Dispatcher:
         )
 
     def _send_one(
-        self, message_id: int, message: OutboundMessage, now: datetime, result: DispatchResult
+        self,
+        message_id: int,
+        message: OutboundMessage,
+        arm: str | None,
+        now: datetime,
+        result: DispatchResult,
     ) -> None:
         o = schema.outbox
         channel = self.channels.get(message.channel)
@@ -204,6 +213,7 @@ class Dispatcher:
                 message.account_id,
                 message.channel,
                 now,
+                arm,
             )
         )
 

@@ -18,10 +18,9 @@ from pathlib import Path
 
 from closeloop.analysis.job_report import JobReport
 from closeloop.channels.email import EMAIL, SmtpEmailChannel
-from closeloop.engine.dispatcher import Dispatcher
-from closeloop.engine.tick import run_tick
 from closeloop.services.project import init_project, open_workspace
 from closeloop.services.reports import job_report, write_html_report
+from closeloop.services.simulation import Lockstep, job_truths, write_ground_truth
 from closeloop.services.smtp_sink import SmtpSink
 from closeloop.settings import DEFAULT_STATE_FILE, DEFAULT_WAREHOUSE_FILE
 from closeloop.simulate import CompanySimulator, TrueEffect, scenario
@@ -99,38 +98,19 @@ def run_demo(
     events = 0
     with SmtpSink() as sink, open_workspace(folder, environ=environment) as workspace:
         job = workspace.project.job(DEMO_JOB)
-        dispatcher = Dispatcher(
-            workspace.store,
-            {EMAIL: SmtpEmailChannel(sink.host, sink.port, workspace.project.config.email_from)},
-        )
+        channel = SmtpEmailChannel(sink.host, sink.port, workspace.project.config.email_from)
+        lockstep = Lockstep(workspace, simulator, [job], {EMAIL: channel})
         try:
-            for index in range(days):
-                day = config.start + timedelta(days=index)
-                batch = simulator.step(day)
-                for name in ("accounts", "people", "subscriptions", "events"):
-                    table = getattr(batch, name)
-                    if table.num_rows:
-                        workspace.warehouse.append(name, table)
-                events += batch.events.num_rows
-                at = datetime.combine(day + timedelta(days=1), datetime.min.time())
-                run_tick(workspace.project, job, workspace.warehouse, workspace.store, at)
-                for delivery in dispatcher.dispatch(at).sent:
-                    simulator.deliver(
-                        delivery.account_id, delivery.sent_at, channel=delivery.channel
-                    )
+            for index, day in enumerate(config.dates()):
+                events += lockstep.day(day).events.num_rows
                 if on_day is not None:
                     on_day(index + 1, days)
         finally:
-            dispatcher.close()
+            lockstep.close()
         report = job_report(workspace, DEMO_JOB)
-        enrollments = workspace.store.enrollments_table(DEMO_JOB).to_pylist()
-        horizon = timedelta(days=DURATION_DAYS)
-        units = [
-            (row["account_id"], row["entered_at"])
-            for row in enrollments
-            if row["entered_at"] + horizon <= report.as_of
-        ]
-        truths = {truth.segment: truth for truth in simulator.true_effects(units, DURATION_DAYS)}
+        (job_truth,) = job_truths(workspace, simulator, [job], report.as_of)
+        write_ground_truth(workspace.warehouse, [job_truth], report.as_of)
+        truths = {truth.segment: truth for truth in job_truth.effects}
         (folder / "truth.json").write_text(
             json.dumps(
                 {

@@ -8,17 +8,35 @@ whole dataset) and the warehouse sees a few large inserts instead of thousands o
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 
+from closeloop.channels.base import Channel, OutboundMessage
+from closeloop.channels.email import EMAIL
+from closeloop.data.tables import GROUND_TRUTH
 from closeloop.data.warehouse import Warehouse
+from closeloop.definitions.catalog import LoadedJob
+from closeloop.definitions.models import JobDefinition, WaitStep
+from closeloop.engine.dispatcher import Dispatcher
+from closeloop.engine.tick import run_tick
 from closeloop.errors import WarehouseNotEmptyError
 from closeloop.services.project import Workspace
-from closeloop.simulate import SCENARIOS, CompanySimulator, SimulationConfig, scenario
+from closeloop.simulate import (
+    SCENARIOS,
+    CompanySimulator,
+    DayBatch,
+    Policy,
+    SimulationConfig,
+    Touch,
+    TrueEffect,
+    scenario,
+)
 
 GROUND_TRUTH_FILE = "simulation.json"
 DEFAULT_BATCH_DAYS = 30
@@ -97,6 +115,7 @@ def simulate_into(
     config: SimulationConfig,
     *,
     append: bool = False,
+    run_jobs: bool = False,
     batch_days: int = DEFAULT_BATCH_DAYS,
     max_buffered_rows: int = DEFAULT_MAX_BUFFERED_ROWS,
     on_progress: ProgressCallback | None = None,
@@ -107,6 +126,12 @@ def simulate_into(
     appended per table, parents first. A warehouse whose ``accounts`` table already has rows is
     refused unless ``append`` is true: simulated customers must never mix silently into real data.
     The simulator's ground truth goes to ``simulation.json`` in the project folder.
+
+    With ``run_jobs`` every job of the project runs in lockstep: each day is loaded at once, every
+    job ticks at the following midnight and the dispatcher's sends reach the simulated customers
+    (through :class:`SimulatedInbox`, never the project's real channels). The true effect of each
+    job on its matured enrollments, per variant and segment, then goes to the warehouse table
+    ``closeloop_ground_truth`` and to ``simulation.json``.
     """
     if batch_days < 1:
         raise ValueError(f"batch_days must be at least 1, got {batch_days}")
@@ -118,19 +143,34 @@ def simulate_into(
     buffer = _Buffer(warehouse)
     events = 0
     days = config.dates()
-    for index, day in enumerate(days, start=1):
-        batch = simulator.step(day)
-        buffer.add(batch.tables())
-        events += batch.events.num_rows
-        if index % batch_days == 0 or buffer.rows >= max_buffered_rows:
-            buffer.flush()
-        if on_progress is not None:
-            on_progress(SimulationProgress(index, len(days), events, buffer.total_rows))
+    jobs = list(workspace.project.jobs.values()) if run_jobs else []
+    lockstep = Lockstep(workspace, simulator, jobs, {EMAIL: SimulatedInbox()}) if run_jobs else None
+    try:
+        for index, day in enumerate(days, start=1):
+            if lockstep is not None:  # the engine reads each day before the next one happens
+                batch = lockstep.day(day)
+                buffer.count(batch.tables())
+            else:
+                batch = simulator.step(day)
+                buffer.add(batch.tables())
+                if index % batch_days == 0 or buffer.rows >= max_buffered_rows:
+                    buffer.flush()
+            events += batch.events.num_rows
+            if on_progress is not None:
+                on_progress(SimulationProgress(index, len(days), events, buffer.total_rows))
+    finally:
+        if lockstep is not None:
+            lockstep.close()
     buffer.flush()
+    truth = simulator.ground_truth()
+    if lockstep is not None:
+        as_of = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time())
+        truths = job_truths(workspace, simulator, jobs, as_of)
+        write_ground_truth(warehouse, truths, as_of)
+        truth["jobs"] = [asdict(job_truth) for job_truth in truths]
+        truth["messages_sent"] = lockstep.sent
     truth_path = workspace.settings.project_dir / GROUND_TRUTH_FILE
-    truth_path.write_text(
-        json.dumps(simulator.ground_truth(), indent=2, default=str) + "\n", encoding="utf-8"
-    )
+    truth_path.write_text(json.dumps(truth, indent=2, default=str) + "\n", encoding="utf-8")
     seconds = time.perf_counter() - started
     return SimulationResult(
         config=config,
@@ -168,6 +208,11 @@ class _Buffer:
     def total_rows(self) -> int:
         return sum(self.written.values()) + self.rows
 
+    def count(self, tables: dict[str, pa.Table]) -> None:
+        """Tables that were appended already (by the lockstep): only count their rows."""
+        for name, table in tables.items():
+            self.written[name] = self.written.get(name, 0) + table.num_rows
+
     def add(self, tables: dict[str, pa.Table]) -> None:
         for name, table in tables.items():
             self.written.setdefault(name, 0)
@@ -186,3 +231,165 @@ class _Buffer:
                 self.written[name] += combined.num_rows
         self.rows = 0
         self.load_seconds += time.perf_counter() - started
+
+
+# -- running jobs in lockstep with the simulated company ------------------------------------------
+
+
+class SimulatedInbox:
+    """The simulated customers' inbox: accepts every message (they are not real people).
+
+    ``closeloop simulate --run-jobs`` delivers through it so a project's real channels (its SMTP
+    server, its Slack) never receive messages for simulated accounts; the demo uses a real SMTP
+    server on loopback instead.
+    """
+
+    def __init__(self, name: str = EMAIL) -> None:
+        self.name = name
+        self.received = 0
+
+    def send(self, message: OutboundMessage) -> None:
+        self.received += 1
+
+    def close(self) -> None:
+        return None
+
+
+class Lockstep:
+    """One simulated day at a time: load the day, tick every job at midnight, dispatch, deliver.
+
+    The simulated customers learn about exactly the messages the dispatcher sent (with the
+    enrollment's arm as the variant), so their behaviour responds to the engine's real decisions.
+    """
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        simulator: CompanySimulator,
+        jobs: Sequence[LoadedJob],
+        channels: Mapping[str, Channel],
+    ) -> None:
+        self.workspace = workspace
+        self.simulator = simulator
+        self.jobs = list(jobs)
+        self.dispatcher = Dispatcher(workspace.store, channels)
+        self.sent = 0
+
+    def day(self, day: date) -> DayBatch:
+        workspace, simulator = self.workspace, self.simulator
+        batch = simulator.step(day)
+        for name, table in batch.tables().items():
+            if table.num_rows:
+                workspace.warehouse.append(name, table)
+        at = datetime.combine(day + timedelta(days=1), datetime.min.time())
+        for job in self.jobs:
+            run_tick(workspace.project, job, workspace.warehouse, workspace.store, at)
+        for delivery in self.dispatcher.dispatch(at).sent:
+            simulator.deliver(
+                delivery.account_id,
+                delivery.sent_at,
+                channel=delivery.channel,
+                variant=delivery.arm,
+            )
+            self.sent += 1
+        return batch
+
+    def close(self) -> None:
+        self.dispatcher.close()
+
+
+def policy_of(job: JobDefinition, arm: str) -> Policy:
+    """What a job does to a unit of ``arm``: its sends, at their offsets from entry.
+
+    >>> from closeloop.definitions.models import JobDefinition
+    >>> job = JobDefinition.model_validate({
+    ...     "name": "J", "audience": "plan = \"pro\"", "goal": "plan = \"pro\"",
+    ...     "duration_days": 30, "steps": [
+    ...         {"send": "email", "subject": "Hi", "template": "t"}, {"wait_days": 5},
+    ...         {"send": "email", "subject": "Again", "template": "t"}]})
+    >>> policy_of(job, "treatment")
+    (Touch(offset_days=0.0, channel='email'), Touch(offset_days=5.0, channel='email'))
+    """
+    offset = 0.0
+    touches: list[Touch] = []
+    for step in job.steps_of(arm):
+        if isinstance(step, WaitStep):
+            offset += step.wait_days
+        else:
+            touches.append(Touch(offset, step.send))
+    return tuple(touches)
+
+
+@dataclass(frozen=True)
+class JobTruth:
+    """The simulator's exact effects of one job on its matured units, per variant and segment."""
+
+    job_name: str
+    horizon_days: int
+    units: int
+    effects: list[TrueEffect]
+
+    def rows(self, as_of: datetime) -> list[dict[str, object]]:
+        return [
+            {
+                "truth_id": f"{self.job_name}|{effect.variant}|{effect.segment}",
+                "job_name": self.job_name,
+                "horizon_days": self.horizon_days,
+                "as_of": as_of,
+                **asdict(effect),
+            }
+            for effect in self.effects
+        ]
+
+
+def horizon_of(job: JobDefinition) -> int:
+    """The days after entry the measurement looks at: the hypothesis' horizon, else the duration."""
+    horizon = job.hypothesis.horizon_days if job.hypothesis is not None else None
+    return math.ceil(horizon if horizon is not None else job.duration_days)
+
+
+def job_truths(
+    workspace: Workspace,
+    simulator: CompanySimulator,
+    jobs: Sequence[LoadedJob],
+    as_of: datetime,
+) -> list[JobTruth]:
+    """Each account-targeted job's true effects on the units whose horizon ended by ``as_of``.
+
+    Units are every enrollment of both arms (the holdout included), so the effect is the sample
+    average effect an intention-to-treat comparison with a holdout estimates.
+    """
+    truths = []
+    for job in jobs:
+        definition = job.definition
+        if definition.target != "account":
+            continue  # the simulator models behaviour per account, not per person
+        horizon = horizon_of(definition)
+        enrolled = workspace.store.enrollments_table(definition.name).to_pylist()
+        units = [
+            (row["account_id"], row["entered_at"])
+            for row in enrolled
+            if row["entered_at"] + timedelta(days=horizon) <= as_of
+        ]
+        policies = {arm: policy_of(definition, arm) for arm in definition.arms}
+        truths.append(
+            JobTruth(
+                definition.name,
+                horizon,
+                len(units),
+                simulator.true_effects(units, horizon, policies),
+            )
+        )
+    return truths
+
+
+def write_ground_truth(warehouse: Warehouse, truths: Sequence[JobTruth], as_of: datetime) -> None:
+    """Replace the warehouse's ``closeloop_ground_truth`` table with these truths."""
+    rows = [row for truth in truths for row in truth.rows(as_of)]
+    columns = {name: [row[name] for row in rows] for name in GROUND_TRUTH.column_names}
+    schema = GROUND_TRUTH.ibis_schema().to_pyarrow()
+    warehouse.replace(
+        GROUND_TRUTH.name,
+        pa.Table.from_pydict(columns, schema=schema),
+        schema=GROUND_TRUTH.ibis_schema(),
+    )

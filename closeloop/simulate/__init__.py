@@ -17,29 +17,43 @@ from closeloop.simulate.company import (
 from closeloop.simulate.config import (
     ALL_SEGMENTS,
     GOAL_EVENT,
+    HETEROGENEOUS_VARIANT,
     SCENARIOS,
+    MilestoneConfig,
+    PlanTier,
     ProductEventConfig,
+    Response,
     Scenario,
     SegmentConfig,
     SimulationConfig,
     scenario,
 )
-from closeloop.simulate.milestone import milestone_days
-from closeloop.simulate.truth import TrueEffect
+from closeloop.simulate.milestone import Touches, milestone_days
+from closeloop.simulate.truth import TREATMENT, Policy, Touch, TrueEffect
+from closeloop.simulate.voice import SUPPORT_TICKET_EVENT
 
 __all__ = [
     "ALL_SEGMENTS",
     "FIRST_PROJECT_EVENT",
     "GOAL_EVENT",
+    "HETEROGENEOUS_VARIANT",
     "SCENARIOS",
     "SCHEMAS",
+    "SUPPORT_TICKET_EVENT",
     "TEAMMATE_INVITED_EVENT",
+    "TREATMENT",
     "CompanySimulator",
     "DayBatch",
+    "MilestoneConfig",
+    "PlanTier",
+    "Policy",
     "ProductEventConfig",
+    "Response",
     "Scenario",
     "SegmentConfig",
     "SimulationConfig",
+    "Touch",
+    "Touches",
     "TrueEffect",
     "UnknownAccountError",
     "milestone_days",

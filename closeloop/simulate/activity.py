@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
+import numpy.typing as npt
 
 from closeloop.simulate.config import SimulationConfig
 from closeloop.simulate.milestone import MICROSECONDS_PER_DAY, IntArray
-from closeloop.simulate.population import Population, Stream, generator
+from closeloop.simulate.population import Population, Stream, generator, seasonal_factor
 
 _SATURDAY = 5
 
@@ -34,6 +35,16 @@ class UsageEvents:
     @property
     def size(self) -> int:
         return len(self.account)
+
+    def only(self, keep: npt.NDArray[np.bool_]) -> UsageEvents:
+        """The events where ``keep`` is true (drawn first, filtered after, so draws stay put)."""
+        return UsageEvents(
+            self.account[keep],
+            self.person[keep],
+            self.kind[keep],
+            self.timestamp_us[keep],
+            self.properties[keep],
+        )
 
 
 def property_palette(config: SimulationConfig) -> tuple[list[str], list[int]]:
@@ -75,6 +86,7 @@ def usage_events(
         -tenure_days / config.activity_decay_days
     )
     weekday = config.weekend_activity if day.weekday() >= _SATURDAY else 1.0
+    weekday *= float(seasonal_factor(config, day.timetuple().tm_yday))
     first_moment = np.maximum(created, day_start)
     alive = (day_end - first_moment) / MICROSECONDS_PER_DAY  # below 1 on the signup day only
     intensity = segment_activity * population.engagement[:active] * people * decay * weekday * alive

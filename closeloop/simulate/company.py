@@ -9,13 +9,15 @@ everything else is fixed by the seed. ``docs/simulator.md`` describes the model.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -27,17 +29,37 @@ from closeloop.simulate.config import GOAL_EVENT, SimulationConfig
 from closeloop.simulate.milestone import (
     MICROSECONDS_PER_DAY,
     NEVER,
+    FloatArray,
     IntArray,
+    Touches,
     milestone_microseconds,
 )
 from closeloop.simulate.population import (
     PERSON_NAME_COMBINATIONS,
     Population,
+    Stream,
     company_domain,
     company_name,
     draw_population,
+    keyed_uniform,
 )
-from closeloop.simulate.truth import TrueEffect, summarise
+from closeloop.simulate.response import response_effects
+from closeloop.simulate.revenue import (
+    RevenueBook,
+    add_months,
+    adoption_count,
+    as_table,
+    day_number,
+    first_churn_before_goal_us,
+)
+from closeloop.simulate.success import CsmTeam
+from closeloop.simulate.truth import TREATMENT, Policy, Touch, TrueEffect, summarise
+from closeloop.simulate.voice import (
+    SUPPORT_TICKET_EVENT,
+    Tickets,
+    VoiceOfCustomer,
+    ticket_properties,
+)
 
 FIRST_PROJECT_EVENT = "first_project_created"
 TEAMMATE_INVITED_EVENT = "teammate_invited"
@@ -112,21 +134,38 @@ class CompanySimulator:
             np.array([s.base_daily_hazard for s in config.segments])[population.segment]
             * population.frailty
         )
-        self._effect = np.array([s.email_effect for s in config.segments])[population.segment]
         self._goal_us = milestone_microseconds(
             population.created_us, population.threshold, self._rate, config.tenure_scale_days
         )
         self._goal_emitted = np.zeros(n, dtype=np.bool_)
-        self._treated_at_us = np.full(n, NEVER, dtype=np.int64)
+        self._goal_blocked = np.zeros(n, dtype=np.bool_)  # churned before reaching it
+        self._touches: dict[int, list[tuple[int, float, float]]] = {}
+        self._stale: set[int] = set()
+        self._first_delivery_us = np.full(n, NEVER, dtype=np.int64)
         self._joined = np.zeros(n, dtype=np.int64)
+        has_teammate = population.seats > 1
+        self._teammate_us = np.where(
+            has_teammate,
+            population.people.created_us[np.minimum(population.first_person + 1, people - 1)]
+            if people
+            else NEVER,
+            NEVER,
+        ).astype(np.int64)
         self._people_created_sorted = population.people.created_us[population.people.by_creation]
         self._start_us = _microseconds(datetime.combine(config.start, datetime.min.time()))
         self._next_day = 0
         palette, _ = property_palette(config)
         self._palette = pa.array(palette, pa.string())
         self._kinds = pa.array([e.name for e in config.product_events], pa.string())
+        self.revenue = RevenueBook(
+            config, population, self._account_ids.to_pylist(), self._teammate_us
+        )
+        self.voice = VoiceOfCustomer(config, population)
+        self.team = CsmTeam(config, population)
         self.deliveries: Counter[str] = Counter()
-        """Every delivery by channel, repeats included (only the first per account matters)."""
+        """Every delivery by channel, repeats included."""
+        self.deliveries_by_variant: Counter[tuple[str, str]] = Counter()
+        """Every delivery by (channel, variant); ``-`` for deliveries without a variant."""
 
     # -- the day loop ---------------------------------------------------------------------------
 
@@ -141,29 +180,67 @@ class CompanySimulator:
                 f"step({day}) is past the simulation's {self.config.days} days; "
                 "raise SimulationConfig.days to simulate longer"
             )
+        self._refresh_goals()
+        population = self.population
         day_start = self._start_us + index * MICROSECONDS_PER_DAY
         day_end = day_start + MICROSECONDS_PER_DAY
-        created = self.population.created_us
-        first, last = np.searchsorted(created, [day_start, day_end], side="left")
-        joining = self.population.people.by_creation[
+        created = population.created_us
+        first, last = (int(i) for i in np.searchsorted(created, [day_start, day_end], side="left"))
+        joining = population.people.by_creation[
             slice(*np.searchsorted(self._people_created_sorted, [day_start, day_end], side="left"))
         ]
-        usage = usage_events(self.config, self.population, index, int(last), self._joined)
-        events = self._events(day, day_start, day_end, joining, usage)
+        revenue = self.revenue.step(
+            index, np.arange(first, last, dtype=np.int64), self._goal_us, self.team.last_us
+        )
+        self._block_goals_of_churned()
+        active = self.revenue.active
+        usage = usage_events(self.config, population, index, last, self._joined)
+        usage = usage.only(active[usage.account])
+        tickets = self.voice.tickets(index, last, self._joined, active)
+        self.voice.nps(index, self._joined, active, self._adoption)
+        events = self._events(day, day_start, day_end, joining, usage, tickets)
+        activities = self.team.day(
+            index,
+            last,
+            self._joined,
+            active,
+            self._account_ids,
+            self._person_ids,
+            SCHEMAS["activities"],
+        )
         # People who joined today are active in the product from tomorrow on.
-        np.add.at(self._joined, self.population.people.account[joining], 1)
+        np.add.at(self._joined, population.people.account[joining], 1)
         self._next_day += 1
         return DayBatch(
             day=day,
-            accounts=self._accounts(int(first), int(last)),
+            accounts=self._accounts(first, last),
             people=self._people(joining),
             events=events,
-            subscriptions=self._subscriptions(int(first), int(last)),
-            survey_responses=SCHEMAS["survey_responses"].empty_table(),
-            activities=SCHEMAS["activities"].empty_table(),
-            opportunities=SCHEMAS["opportunities"].empty_table(),
-            churn_reasons=SCHEMAS["churn_reasons"].empty_table(),
+            subscriptions=as_table(revenue.subscriptions, SCHEMAS["subscriptions"]),
+            survey_responses=self.voice.responses(
+                index, self._person_ids, self._account_ids, SCHEMAS["survey_responses"]
+            ),
+            activities=activities,
+            opportunities=as_table(revenue.opportunities, SCHEMAS["opportunities"]),
+            churn_reasons=as_table(revenue.churn_reasons, SCHEMAS["churn_reasons"]),
         )
+
+    def _adoption(self, rows: IntArray, at_us: int) -> FloatArray:
+        moments = np.full(len(rows), at_us, dtype=np.int64)
+        return adoption_count(self.population, self._goal_us, self._teammate_us, rows, moments)
+
+    def _block_goals_of_churned(self) -> None:
+        """An account that churns before reaching the goal never reaches it."""
+        revenue = self.revenue
+        blocked = (
+            revenue.signed_up
+            & ~revenue.active
+            & ~self._goal_emitted
+            & ~self._goal_blocked
+            & (self._goal_us > revenue.churned_us)
+        )
+        self._goal_blocked |= blocked
+        self._goal_us[blocked] = NEVER
 
     def _accounts(self, first: int, last: int) -> pa.Table:
         population, config = self.population, self.config
@@ -171,7 +248,8 @@ class CompanySimulator:
         company = [company_name(int(k)) for k in population.company_name[rows]]
         created = population.created_us[rows].astype("datetime64[us]")
         segments = np.array([s.name for s in config.segments], dtype=object)
-        plans = np.array([s.plan for s in config.segments], dtype=object)
+        annual = population.annual[rows]
+        renewal = add_months(day_number(population.created_us[rows]), np.where(annual, 12, 1))
         return pa.table(
             {
                 "account_id": self._account_ids[first:last],
@@ -179,42 +257,24 @@ class CompanySimulator:
                 "domain": [company_domain(int(k)) for k in population.company_name[rows]],
                 "created_at": created,
                 "segment": segments[population.segment[rows]].tolist(),
-                "plan": plans[population.segment[rows]].tolist(),
+                "plan": self.revenue.plan_names[first:last],
                 "industry": [names.INDUSTRIES[k] for k in population.industry[rows]],
                 "employees": population.employees[rows],
                 "region": [names.REGIONS[k] for k in population.region[rows]],
                 "owner": [config.owners[k] for k in population.owner[rows]],
                 "arr": population.arr[rows],
-                "renewal_date": [_a_year_later(moment.item().date()) for moment in created],
+                "renewal_date": renewal.astype("datetime64[D]"),
                 "properties": [
-                    json.dumps({"lead_source": names.LEAD_SOURCES[k]})
-                    for k in population.lead_source[rows]
+                    json.dumps(
+                        {
+                            "lead_source": names.LEAD_SOURCES[k],
+                            "billing": "annual" if is_annual else "monthly",
+                        }
+                    )
+                    for k, is_annual in zip(population.lead_source[rows], annual, strict=True)
                 ],
             },
             schema=SCHEMAS["accounts"],
-        )
-
-    def _subscriptions(self, first: int, last: int) -> pa.Table:
-        population, config = self.population, self.config
-        rows = slice(first, last)
-        segment = population.segment[rows]
-        plans = np.array([s.plan for s in config.segments], dtype=object)
-        months = np.array([s.billing_period_months for s in config.segments], dtype=np.int64)
-        return pa.table(
-            {
-                "subscription_id": [f"sub_{i:06d}" for i in range(first, last)],
-                "account_id": self._account_ids[first:last],
-                "plan": plans[segment].tolist(),
-                "start_date": population.created_us[rows]
-                .astype("datetime64[us]")
-                .astype("datetime64[D]"),
-                "end_date": pa.nulls(last - first, pa.date32()),
-                "mrr": np.round(population.arr[rows] / 12.0, 2),
-                "billing_period_months": months[segment],
-                "quantity": population.seats[rows],
-                "properties": pa.nulls(last - first, pa.string()),
-            },
-            schema=SCHEMAS["subscriptions"],
         )
 
     def _people(self, joining: IntArray) -> pa.Table:
@@ -245,19 +305,24 @@ class CompanySimulator:
         )
 
     def _events(
-        self, day: date, day_start: int, day_end: int, joining: IntArray, usage: UsageEvents
+        self,
+        day: date,
+        day_start: int,
+        day_end: int,
+        joining: IntArray,
+        usage: UsageEvents,
+        tickets: Tickets,
     ) -> pa.Table:
         population = self.population
         admins = population.first_person
+        active = self.revenue.active
         goal = np.flatnonzero(
-            (self._goal_us >= day_start) & (self._goal_us < day_end) & ~self._goal_emitted
+            (self._goal_us >= day_start)
+            & (self._goal_us < day_end)
+            & ~self._goal_emitted
+            & ~self._goal_blocked
         )
         self._goal_emitted[goal] = True
-        project = np.flatnonzero(
-            (population.first_project_us >= day_start) & (population.first_project_us < day_end)
-        )
-        invited = joining[population.people.local[joining] > 0]
-        inviter_account = population.people.account[invited]
         parts = [
             _Part(
                 account=goal,
@@ -267,14 +332,25 @@ class CompanySimulator:
                 properties=_INTEGRATION_PROPERTIES.take(
                     pa.array(population.integration[goal], pa.int64())
                 ),
-            ),
-            _Part(
-                account=project,
-                person=admins[project],
-                name=FIRST_PROJECT_EVENT,
-                timestamp_us=population.first_project_us[project],
-                properties=None,
-            ),
+            )
+        ]
+        for column, milestone in enumerate(self.config.milestones):
+            moments = population.milestone_us[:, column]
+            reached = np.flatnonzero((moments >= day_start) & (moments < day_end))
+            reached = reached[active[reached]]
+            parts.append(
+                _Part(
+                    account=reached,
+                    person=admins[reached],
+                    name=milestone.name,
+                    timestamp_us=moments[reached],
+                    properties=None,
+                )
+            )
+        invited = joining[population.people.local[joining] > 0]
+        invited = invited[active[population.people.account[invited]]]
+        inviter_account = population.people.account[invited]
+        parts.append(
             _Part(
                 account=inviter_account,
                 person=admins[inviter_account],
@@ -286,8 +362,17 @@ class CompanySimulator:
                     '"}',
                     "",
                 ),
-            ),
-        ]
+            )
+        )
+        parts.append(
+            _Part(
+                account=tickets.account,
+                person=tickets.person,
+                name=SUPPORT_TICKET_EVENT,
+                timestamp_us=tickets.timestamp_us,
+                properties=ticket_properties(tickets, day),
+            )
+        )
         account = np.concatenate([*(p.account for p in parts), usage.account])
         timestamp = np.concatenate([*(p.timestamp_us for p in parts), usage.timestamp_us])
         person = np.concatenate([*(p.person for p in parts), usage.person])
@@ -323,14 +408,20 @@ class CompanySimulator:
     # -- the engine's side ----------------------------------------------------------------------
 
     def deliver(
-        self, account_id: str, at: datetime, *, channel: str = "email", variant: str | None = None
+        self,
+        account_id: str,
+        at: datetime,
+        *,
+        channel: str = "email",
+        variant: str | None = None,
     ) -> None:
         """The engine sent ``account_id`` a message at ``at`` (naive UTC).
 
-        Only the first delivery to an account changes its behaviour: from ``at`` on, its goal
-        milestone hazard is multiplied by ``1 + email_effect`` of its segment. Every channel and
-        variant has the same effect in this version. A delivery must not reach into days already
-        simulated (deliver at the midnight before the next :meth:`step`).
+        From ``at`` on (for ``slack``: from the CSM's call, if the alert makes them call), the
+        account's goal hazard gains the term of the response that matches the channel, the
+        variant and the account's segment (:class:`~closeloop.simulate.config.Response`). A
+        delivery must not reach into days already simulated (deliver at the midnight before the
+        next :meth:`step`).
         """
         row = self._row(account_id)
         at_us = _microseconds(at)
@@ -343,54 +434,138 @@ class CompanySimulator:
                 f"{_datetime(simulated_until)}; deliver before stepping the day it falls in"
             )
         self.deliveries[channel] += 1
-        if self._treated_at_us[row] != NEVER:
+        self.deliveries_by_variant[(channel, variant or "-")] += 1
+        self._first_delivery_us[row] = min(int(self._first_delivery_us[row]), at_us)
+        touch_us = self._touch_time(np.array([row]), np.array([at_us]), channel)[0]
+        if touch_us == NEVER:
             return
-        self._treated_at_us[row] = at_us
-        if not self._goal_emitted[row]:
-            rows = np.array([row])
-            self._goal_us[row] = milestone_microseconds(
-                self.population.created_us[rows],
-                self.population.threshold[rows],
-                self._rate[rows],
-                self.config.tenure_scale_days,
-                self._treated_at_us[rows],
-                self._effect[rows],
-            )[0]
+        if channel == "slack":
+            self.team.reach_out(row, int(touch_us))
+        effects, decay = response_effects(self.config, channel, variant or TREATMENT)
+        effect = float(effects[self.population.segment[row]])
+        if effect == 0.0:
+            return
+        self._touches.setdefault(row, []).append((int(touch_us), effect, decay))
+        if not self._goal_emitted[row] and not self._goal_blocked[row]:
+            self._stale.add(row)
+
+    def _touch_time(self, rows: IntArray, at_us: IntArray, channel: str) -> IntArray:
+        """When a delivery starts to act: at once, or at the CSM's call after a Slack alert."""
+        if channel != "slack":
+            return at_us
+        config = self.config
+        calls = keyed_uniform(config.seed, Stream.REACH_OUT, rows, at_us) < (
+            config.reach_out_probability
+        )
+        delay_days = -config.reach_out_mean_days * np.log(
+            keyed_uniform(config.seed, Stream.REACH_OUT_DELAY, rows, at_us)
+        )
+        delay = np.floor(delay_days * MICROSECONDS_PER_DAY).astype(np.int64)
+        return np.where(calls, at_us + delay, NEVER).astype(np.int64)
+
+    def _refresh_goals(self) -> None:
+        """Recompute the goal time of every account whose deliveries changed since the last day."""
+        if not self._stale:
+            return
+        rows = np.array(sorted(self._stale), dtype=np.int64)
+        self._stale.clear()
+        width = max(len(self._touches[int(row)]) for row in rows)
+        touches = Touches(
+            np.full((len(rows), width), NEVER, dtype=np.int64),
+            np.zeros((len(rows), width)),
+            np.full((len(rows), width), np.inf),
+        )
+        for index, row in enumerate(rows):
+            for column, (at_us, effect, decay) in enumerate(sorted(self._touches[int(row)])):
+                touches.at_us[index, column] = at_us
+                touches.effect[index, column] = effect
+                touches.decay_days[index, column] = decay
+        population = self.population
+        self._goal_us[rows] = milestone_microseconds(
+            population.created_us[rows],
+            population.threshold[rows],
+            self._rate[rows],
+            self.config.tenure_scale_days,
+            touches,
+        )
 
     def true_effects(
-        self, units: Sequence[tuple[str, datetime]], horizon_days: int
+        self,
+        units: Sequence[tuple[str, datetime]],
+        horizon_days: int,
+        policies: Mapping[str, Policy] | None = None,
     ) -> list[TrueEffect]:
-        """The exact effect of an email at entry for exactly these units (both arms).
+        """The exact effect of each policy on reaching the goal within the horizon, per segment.
 
-        For each ``(account_id, entered_at)`` it decides, from the account's own threshold and
-        frailty, whether the goal milestone falls in ``(entered_at, entered_at + horizon_days]``
-        if the account is emailed at ``entered_at`` and if it is never emailed. Returns one
-        :class:`TrueEffect` per segment present, in configured order, then one for ``"all"``.
+        ``units`` are the ``(account_id, entered_at)`` of every enrolled unit of a job, both arms.
+        ``policies`` maps each variant to what the job does to a unit of that variant: deliveries
+        at offsets from entry, each sent only while the goal is not reached (as the engine cancels
+        reminders); by default one email at entry (variant ``treatment``). For every unit the
+        simulator decides, from the account's own threshold and frailty, whether the goal falls in
+        ``(entered_at, entered_at + horizon_days]`` under the policy and under no delivery at all,
+        with churn before the goal (which prevents it) decided by the same draws as the live run.
+        Returns, per variant, one :class:`TrueEffect` per segment present and one for ``"all"``.
         Deliveries made to this simulator do not change the answer.
         """
         if horizon_days <= 0:
             raise ValueError(f"horizon_days must be above 0, got {horizon_days}")
+        chosen = dict(policies) if policies is not None else {TREATMENT: (Touch(),)}
         rows = np.array([self._row(account) for account, _ in units], dtype=np.int64)
         entered = np.array([_microseconds(at) for _, at in units], dtype=np.int64)
-        created = self.population.created_us[rows]
+        population = self.population
+        created = population.created_us[rows]
         if bool((entered < created).any()):
             first = int(np.flatnonzero(entered < created)[0])
             raise ValueError(f"unit {units[first]!r} entered before its account signed up")
-        threshold = self.population.threshold[rows]
+        window_end = entered + int(horizon_days) * MICROSECONDS_PER_DAY
+        churn = first_churn_before_goal_us(
+            self.config, population, self._teammate_us, rows, window_end
+        )
+
+        def completed(goal: IntArray) -> npt.NDArray[np.bool_]:
+            return (goal > entered) & (goal <= window_end) & (goal <= churn)
+
+        control = completed(self._goal_under(rows, entered, (), TREATMENT))
+        segment_names = [s.name for s in self.config.segments]
+        effects: list[TrueEffect] = []
+        for variant, policy in chosen.items():
+            treated = completed(self._goal_under(rows, entered, tuple(policy), variant))
+            effects.extend(
+                summarise(variant, segment_names, population.segment[rows], treated, control)
+            )
+        return effects
+
+    def _goal_under(
+        self, rows: IntArray, entered: IntArray, policy: Policy, variant: str
+    ) -> IntArray:
+        """Goal times of ``rows`` if the policy is applied from ``entered`` (and nothing else)."""
+        population = self.population
+        created = population.created_us[rows]
+        threshold = population.threshold[rows]
         rate = self._rate[rows]
         tau = self.config.tenure_scale_days
-        control = milestone_microseconds(created, threshold, rate, tau)
-        treated = milestone_microseconds(created, threshold, rate, tau, entered, self._effect[rows])
-        window_end = entered + int(horizon_days) * MICROSECONDS_PER_DAY
-        return summarise(
-            [s.name for s in self.config.segments],
-            self.population.segment[rows],
-            (treated > entered) & (treated <= window_end),
-            (control > entered) & (control <= window_end),
+        width = len(policy)
+        at = np.full((len(rows), width), NEVER, dtype=np.int64)
+        effect = np.zeros((len(rows), width))
+        decay = np.full((len(rows), width), np.inf)
+        for column, touch in enumerate(policy):
+            sent_at = entered + round(touch.offset_days * MICROSECONDS_PER_DAY)
+            goal = milestone_microseconds(
+                created, threshold, rate, tau, _in_time_order(at, effect, decay)
+            )
+            touch_at = self._touch_time(rows, sent_at, touch.channel)
+            effects, fade = response_effects(self.config, touch.channel, variant)
+            acts = effects[population.segment[rows]]
+            live = (goal > sent_at) & (touch_at != NEVER) & (acts != 0.0)
+            at[:, column] = np.where(live, touch_at, NEVER)
+            effect[:, column] = np.where(live, acts, 0.0)
+            decay[:, column] = np.where(live, fade, np.inf)
+        return milestone_microseconds(
+            created, threshold, rate, tau, _in_time_order(at, effect, decay)
         )
 
     def ground_truth(self) -> dict[str, Any]:
-        """The configured truth, JSON-serialisable: scenario, seed, every segment's parameters."""
+        """The configured truth, JSON-serialisable: scenario, seed, every response and segment."""
         config = self.config
         return {
             "scenario": config.name,
@@ -401,20 +576,29 @@ class CompanySimulator:
             "arrival_days": config.arrival_days,
             "goal_event": GOAL_EVENT,
             "hazard": "base_daily_hazard * frailty * exp(-tenure_days / tenure_scale_days)"
-            " * (1 + email_effect after the first delivery)",
+            " * (1 + sum over deliveries of effect * exp(-days_since_delivery / decay_days))",
             "tenure_scale_days": config.tenure_scale_days,
             "frailty_shape": config.frailty_shape,
             "segments": {
-                s.name: {
-                    "share": s.share,
-                    "base_daily_hazard": s.base_daily_hazard,
-                    "email_effect": s.email_effect,
-                    "hazard_ratio_after_email": 1.0 + s.email_effect,
-                }
+                s.name: {"share": s.share, "base_daily_hazard": s.base_daily_hazard}
                 for s in config.segments
             },
+            "responses": [
+                {
+                    "channel": r.channel,
+                    "variant": r.variant,
+                    "decay_days": None if math.isinf(r.decay_days) else r.decay_days,
+                    "effects": dict(r.effects),
+                    "hazard_ratio_at_delivery": {s: 1.0 + e for s, e in r.effects},
+                }
+                for r in config.responses
+            ],
             "deliveries": dict(self.deliveries),
-            "treated_accounts": int((self._treated_at_us != NEVER).sum()),
+            "deliveries_by_variant": {
+                f"{channel}/{variant}": count
+                for (channel, variant), count in sorted(self.deliveries_by_variant.items())
+            },
+            "treated_accounts": int((self._first_delivery_us != NEVER).sum()),
         }
 
     def _row(self, account_id: str) -> int:
@@ -428,6 +612,18 @@ class CompanySimulator:
             else "it has no accounts"
         )
         raise UnknownAccountError(f"the simulation has no account {account_id!r}; {known}")
+
+
+def _in_time_order(at: IntArray, effect: FloatArray, decay: FloatArray) -> Touches:
+    """Each row's deliveries sorted by (time, effect, decay), as the live simulation sorts them."""
+    if at.shape[1] == 0:
+        return Touches(at, effect, decay)
+    order = np.lexsort((decay, effect, at), axis=1)
+    return Touches(
+        np.take_along_axis(at, order, axis=1),
+        np.take_along_axis(effect, order, axis=1),
+        np.take_along_axis(decay, order, axis=1),
+    )
 
 
 @dataclass(frozen=True)
@@ -470,13 +666,6 @@ def _ids(prefix: str, count: int, width: int) -> pa.Array:
 
 def _datetime(microseconds: int) -> datetime:
     return _EPOCH + timedelta(microseconds=microseconds)
-
-
-def _a_year_later(day: date) -> date:
-    try:
-        return day.replace(year=day.year + 1)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year + 1, day=28)
 
 
 def _repeat_suffix(local: int) -> str:

@@ -24,32 +24,50 @@ GOAL_EVENT = "integration_connected"
 """The goal milestone: the event the email is meant to bring forward (emitted at most once)."""
 
 ALL_SEGMENTS = "all"
+
+RESPONSE_CHANNELS = ("email", "slack", "webhook", "*")
 """The segment name :meth:`CompanySimulator.true_effects` uses for the pooled effect."""
 
 
 @dataclass(frozen=True)
+class PlanTier:
+    """A plan a segment's accounts can be on: its share of the segment and its price level."""
+
+    name: str
+    share: float
+    arr_multiplier: float = 1.0  # multiplies the segment's lognormal ARR draw
+
+
+@dataclass(frozen=True)
 class SegmentConfig:
-    """One customer segment: its share of signups, firmographics and response to the email.
+    """One customer segment: signups, firmographics, goal hazard, revenue and CS coverage.
 
     ``base_daily_hazard`` is the goal milestone's hazard on the signup day for an account of average
-    frailty; ``email_effect`` multiplies that hazard by ``1 + email_effect`` from the first delivery
-    on (``1.0`` doubles it, ``0.0`` means the email does nothing, ``-0.2`` would backfire).
+    frailty. How deliveries change it is set by :attr:`SimulationConfig.responses`, per segment.
+    Revenue rates are for a *typical* account (two of the four adoption milestones, average support
+    experience); :class:`SimulationConfig` says how adoption and support move them.
     """
 
     name: str
     share: float
     base_daily_hazard: float
-    email_effect: float
-    plan: str
+    plans: tuple[PlanTier, ...]
     seats_min: int
     seats_max: int
     arr_median: float
     arr_sigma: float
-    billing_period_months: int
+    annual_share: float  # share of accounts billed annually; the others are billed monthly
     employees_min: int
     employees_max: int
     activity: float = 1.0  # multiplies every per-person product event rate
     onboarding_days: float = 7.0  # mean delay from signup until a teammate joins
+    annual_churn: float = 0.15  # chance a typical account churns within a year
+    expansions_per_year: float = 0.3  # expected expansions a year of a typical account
+    contraction_per_renewal: float = 0.05  # chance of a downgrade at a typical renewal
+    csm_touches_per_month: float = 0.5  # routine CSM activities (emails, calls, meetings)
+    qbr_every_days: int = 0  # a quarterly business review every this many days (0: none)
+    support_tickets_per_month: float = 0.5  # per account, scaled by sqrt(people joined)
+    nps_mean: float = 7.5  # mean NPS score (0-10) of a typical respondent
 
 
 @dataclass(frozen=True)
@@ -68,55 +86,117 @@ class ProductEventConfig:
     property_values: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Response:
+    """How one kind of delivery changes the goal milestone's hazard, per segment.
+
+    A delivery at ``s`` multiplies the hazard from ``s`` on by ``1 + effect * exp(-(t - s) /
+    decay_days)``; every delivery adds its own term, so a reminder adds to the first email.
+    ``channel`` is ``email``, ``slack`` (the account's CSM reaches out, see
+    :attr:`SimulationConfig.reach_out_probability`), ``webhook``, or ``*`` for any; ``variant`` a
+    job variant's name or ``*``. The most specific matching response applies (a named variant beats
+    ``*``, a named channel beats ``*``); segments missing from ``effects`` are unaffected.
+    """
+
+    effects: tuple[tuple[str, float], ...]  # (segment, relative change of the hazard)
+    channel: str = "email"
+    variant: str = "*"
+    decay_days: float = math.inf
+
+    def effect(self, segment: str) -> float:
+        return dict(self.effects).get(segment, 0.0)
+
+
+@dataclass(frozen=True)
+class MilestoneConfig:
+    """An onboarding milestone besides the goal: reached once, by the admin, at a random delay."""
+
+    name: str
+    probability: float  # share of accounts that ever reach it
+    mean_days: float  # mean delay after signup for an account of engagement 1
+
+
 DEFAULT_SEGMENTS: tuple[SegmentConfig, ...] = (
     SegmentConfig(
         name="enterprise",
         share=0.15,
         base_daily_hazard=0.02,
-        email_effect=1.0,
-        plan="enterprise",
+        plans=(PlanTier("enterprise", 0.7), PlanTier("enterprise_plus", 0.3, 1.6)),
         seats_min=20,
         seats_max=150,
         arr_median=150_000.0,
         arr_sigma=0.6,
-        billing_period_months=12,
+        annual_share=1.0,
         employees_min=1_000,
         employees_max=50_000,
         activity=0.6,
         onboarding_days=21.0,
+        annual_churn=0.08,
+        expansions_per_year=0.8,
+        contraction_per_renewal=0.1,
+        csm_touches_per_month=4.0,
+        qbr_every_days=90,
+        support_tickets_per_month=0.6,
+        nps_mean=7.2,
     ),
     SegmentConfig(
         name="mid_market",
         share=0.35,
         base_daily_hazard=0.035,
-        email_effect=0.6,
-        plan="growth",
+        plans=(PlanTier("growth", 0.75), PlanTier("business", 0.25, 1.5)),
         seats_min=5,
         seats_max=30,
         arr_median=30_000.0,
         arr_sigma=0.5,
-        billing_period_months=12,
+        annual_share=0.7,
         employees_min=50,
         employees_max=1_000,
         activity=0.9,
         onboarding_days=10.0,
+        annual_churn=0.15,
+        expansions_per_year=0.5,
+        contraction_per_renewal=0.06,
+        csm_touches_per_month=1.0,
+        qbr_every_days=180,
+        support_tickets_per_month=0.5,
+        nps_mean=7.6,
     ),
     SegmentConfig(
         name="self_serve",
         share=0.5,
         base_daily_hazard=0.05,
-        email_effect=0.2,
-        plan="starter",
+        plans=(PlanTier("starter", 0.8), PlanTier("pro", 0.2, 2.0)),
         seats_min=1,
         seats_max=5,
         arr_median=3_000.0,
         arr_sigma=0.5,
-        billing_period_months=1,
+        annual_share=0.2,
         employees_min=1,
         employees_max=50,
         activity=1.2,
         onboarding_days=5.0,
+        annual_churn=0.3,
+        expansions_per_year=0.25,
+        contraction_per_renewal=0.03,
+        csm_touches_per_month=0.05,
+        qbr_every_days=0,
+        support_tickets_per_month=0.3,
+        nps_mean=7.8,
     ),
+)
+
+DEFAULT_RESPONSES: tuple[Response, ...] = (
+    Response(effects=(("enterprise", 1.0), ("mid_market", 0.6), ("self_serve", 0.2))),
+    Response(
+        channel="slack",
+        effects=(("enterprise", 1.5), ("mid_market", 1.0), ("self_serve", 0.5)),
+        decay_days=14.0,
+    ),
+)
+
+DEFAULT_MILESTONES: tuple[MilestoneConfig, ...] = (
+    MilestoneConfig("first_project_created", 0.9, 2.0),
+    MilestoneConfig("first_report_created", 0.7, 8.0),
 )
 
 DEFAULT_PRODUCT_EVENTS: tuple[ProductEventConfig, ...] = (
@@ -164,9 +244,36 @@ class SimulationConfig:
     weekend_activity: float = 0.3
     activity_floor: float = 0.5
     activity_decay_days: float = 90.0
-    first_project_probability: float = 0.9
-    first_project_mean_days: float = 2.0
+    milestones: tuple[MilestoneConfig, ...] = DEFAULT_MILESTONES
     owners: tuple[str, ...] = DEFAULT_OWNERS
+    # How deliveries change behaviour (per channel, variant and segment).
+    responses: tuple[Response, ...] = DEFAULT_RESPONSES
+    reach_out_probability: float = 0.8  # a Slack alert makes the CSM reach out (a call) ...
+    reach_out_mean_days: float = 1.0  # ... after an exponential delay of this mean
+    # Revenue: how adoption, time to value and support move churn, expansion and contraction.
+    time_to_value_days: float = 30.0  # the goal reached this soon after signup is "early value"
+    churn_adoption_slope: float = 0.35  # churn hazard x exp(-slope) per adoption milestone reached
+    churn_early_value_ratio: float = 0.6  # churn hazard multiplier after early value
+    churn_support_slope: float = 0.25  # churn hazard x exp(-slope * support experience)
+    expansion_adoption_slope: float = 0.35  # expansion rate x exp(slope) per milestone reached
+    expansion_mean_growth: float = 0.25  # mean relative MRR increase of one expansion
+    contraction_max_cut: float = 0.4  # a contraction cuts MRR by a uniform share up to this
+    reactivations_per_year: float = 0.1  # yearly rate at which churned accounts come back
+    # Voice of customer.
+    nps_first_days: int = 45  # the first NPS survey this many days after signup ...
+    nps_interval_days: int = 90  # ... then one every this many days
+    nps_invitees: int = 3  # people asked per survey (the earliest to join)
+    nps_response_rate: float = 0.3
+    nps_sigma: float = 2.0  # spread of individual NPS scores around the account's mean
+    nps_adoption_slope: float = 0.5  # NPS points per adoption milestone reached
+    nps_support_slope: float = 0.8  # NPS points per unit of support experience
+    csat_response_rate: float = 0.35  # a CSAT (1-5) response after a support ticket
+    ces_response_rate: float = 0.2  # a CES (1-7, lower is easier) response after a ticket
+    # Trends and seasonality.
+    satisfaction_trend_per_year: float = 0.0  # NPS/CSAT points gained per year of calendar time
+    churn_trend_per_year: float = 0.0  # log change of churn (and minus of expansion) per year
+    seasonality: float = 0.0  # amplitude of the yearly cycle in signups and product activity
+    peak_day_of_year: int = 75  # the cycle's peak (mid-March by default)
     name: str = "default"
 
     def __post_init__(self) -> None:
@@ -215,7 +322,10 @@ def _problems(config: SimulationConfig) -> list[str]:
         "tenure_scale_days": config.tenure_scale_days,
         "frailty_shape": config.frailty_shape,
         "activity_decay_days": config.activity_decay_days,
-        "first_project_mean_days": config.first_project_mean_days,
+        "reach_out_mean_days": config.reach_out_mean_days,
+        "time_to_value_days": config.time_to_value_days,
+        "nps_first_days": config.nps_first_days,
+        "nps_interval_days": config.nps_interval_days,
     }
     problems.extend(
         f"{name} must be a finite number above 0, got {value}"
@@ -227,10 +337,49 @@ def _problems(config: SimulationConfig) -> list[str]:
     for name, value in {
         "weekend_activity": config.weekend_activity,
         "activity_floor": config.activity_floor,
-        "first_project_probability": config.first_project_probability,
+        "reach_out_probability": config.reach_out_probability,
+        "churn_early_value_ratio": config.churn_early_value_ratio,
+        "contraction_max_cut": config.contraction_max_cut,
+        "nps_response_rate": config.nps_response_rate,
+        "csat_response_rate": config.csat_response_rate,
+        "ces_response_rate": config.ces_response_rate,
+        "seasonality": config.seasonality,
     }.items():
         if not 0.0 <= value <= 1.0:
             problems.append(f"{name} must be between 0 and 1, got {value}")
+    for name, value in {
+        "expansion_mean_growth": config.expansion_mean_growth,
+        "reactivations_per_year": config.reactivations_per_year,
+        "nps_sigma": config.nps_sigma,
+        "nps_invitees": config.nps_invitees,
+    }.items():
+        if not (math.isfinite(value) and value >= 0):
+            problems.append(f"{name} must be a finite number not below 0, got {value}")
+    if not 1 <= config.peak_day_of_year <= 366:
+        problems.append(
+            f"peak_day_of_year must be between 1 and 366, got {config.peak_day_of_year}"
+        )
+    for milestone in config.milestones:
+        if not 0.0 <= milestone.probability <= 1.0 or not milestone.mean_days > 0:
+            problems.append(
+                f"milestone {milestone.name!r}: probability must be between 0 and 1 "
+                "and mean_days above 0"
+            )
+    segment_names = set(names)
+    for response in config.responses:
+        where = f"response ({response.channel}, {response.variant})"
+        if response.channel not in RESPONSE_CHANNELS:
+            problems.append(f"{where}: channel must be one of {', '.join(RESPONSE_CHANNELS)}")
+        if not response.decay_days > 0:
+            problems.append(f"{where}: decay_days must be above 0, got {response.decay_days}")
+        for segment_name, effect in response.effects:
+            if segment_name not in segment_names:
+                problems.append(f"{where}: unknown segment {segment_name!r}")
+            if not effect > -1.0:
+                problems.append(
+                    f"{where}: the effect on {segment_name!r} must be above -1 "
+                    f"(a hazard ratio above 0), got {effect}"
+                )
     for event in config.product_events:
         if event.daily_rate_per_person < 0:
             problems.append(f"product event {event.name!r}: daily_rate_per_person is negative")
@@ -247,10 +396,6 @@ def _segment_problems(segment: SegmentConfig) -> list[str]:
         problems.append(f"share must be between 0 and 1, got {segment.share}")
     if not segment.base_daily_hazard >= 0.0:
         problems.append(f"base_daily_hazard must not be negative, got {segment.base_daily_hazard}")
-    if not segment.email_effect > -1.0:
-        problems.append(
-            f"email_effect must be above -1 (a hazard ratio above 0), got {segment.email_effect}"
-        )
     if not 1 <= segment.seats_min <= segment.seats_max:
         problems.append(
             f"seats need 1 <= seats_min <= seats_max, got {segment.seats_min}..{segment.seats_max}"
@@ -262,10 +407,31 @@ def _segment_problems(segment: SegmentConfig) -> list[str]:
         )
     if segment.arr_median <= 0 or segment.arr_sigma < 0:
         problems.append("arr_median must be above 0 and arr_sigma not negative")
-    if segment.billing_period_months < 1:
-        problems.append(
-            f"billing_period_months must be at least 1, got {segment.billing_period_months}"
-        )
+    for name, value in {
+        "annual_share": segment.annual_share,
+        "annual_churn": segment.annual_churn,
+        "contraction_per_renewal": segment.contraction_per_renewal,
+    }.items():
+        if not 0.0 <= value <= 1.0:
+            problems.append(f"{name} must be between 0 and 1, got {value}")
+    if segment.annual_churn >= 1.0:
+        problems.append("annual_churn must be below 1")
+    for name, value in {
+        "expansions_per_year": segment.expansions_per_year,
+        "csm_touches_per_month": segment.csm_touches_per_month,
+        "qbr_every_days": segment.qbr_every_days,
+        "support_tickets_per_month": segment.support_tickets_per_month,
+    }.items():
+        if not value >= 0:
+            problems.append(f"{name} must not be negative, got {value}")
+    if not 0.0 <= segment.nps_mean <= 10.0:
+        problems.append(f"nps_mean must be between 0 and 10, got {segment.nps_mean}")
+    if not segment.plans:
+        problems.append("plans must name at least one plan")
+    elif not math.isclose(sum(plan.share for plan in segment.plans), 1.0, abs_tol=1e-9):
+        problems.append("plan shares must sum to 1")
+    if any(plan.arr_multiplier <= 0 for plan in segment.plans):
+        problems.append("every plan's arr_multiplier must be above 0")
     if segment.activity < 0 or segment.onboarding_days <= 0:
         problems.append("activity must not be negative and onboarding_days must be above 0")
     return problems
@@ -285,8 +451,41 @@ def _default() -> SimulationConfig:
 
 
 def _no_effect() -> SimulationConfig:
-    segments = tuple(dataclasses.replace(s, email_effect=0.0) for s in DEFAULT_SEGMENTS)
-    return SimulationConfig(segments=segments, name="no_effect")
+    return SimulationConfig(responses=(), name="no_effect")
+
+
+HETEROGENEOUS_VARIANT = "video"
+"""The variant name the ``heterogeneous`` scenario's video response applies to."""
+
+
+def _heterogeneous() -> SimulationConfig:
+    responses = (
+        Response(
+            effects=(("enterprise", 1.2), ("mid_market", 0.5), ("self_serve", 0.05)),
+            decay_days=30.0,
+        ),
+        Response(
+            variant=HETEROGENEOUS_VARIANT,
+            effects=(("enterprise", 0.2), ("mid_market", 0.4), ("self_serve", 0.9)),
+            decay_days=30.0,
+        ),
+        DEFAULT_RESPONSES[1],
+    )
+    return SimulationConfig(responses=responses, name="heterogeneous")
+
+
+def _divergence() -> SimulationConfig:
+    return SimulationConfig(
+        days=540,
+        arrival_days=450,
+        satisfaction_trend_per_year=1.5,
+        churn_trend_per_year=1.0,
+        name="divergence",
+    )
+
+
+def _seasonal() -> SimulationConfig:
+    return SimulationConfig(days=400, arrival_days=365, seasonality=0.4, name="seasonal")
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -294,14 +493,32 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario(
             "default",
-            "Three segments; the email doubles the enterprise hazard (+100%), "
-            "+60% for mid-market, +20% for self-serve.",
+            "Three segments; an email raises the goal hazard by +100% (enterprise), +60% "
+            "(mid-market), +20% (self-serve); a Slack alert's CSM call by more, fading in 14 days.",
             _default,
         ),
         Scenario(
             "no_effect",
-            "An A/A world: the same company, but the email changes nothing in any segment.",
+            "An A/A world: the same company, but no delivery changes anything in any segment.",
             _no_effect,
+        ),
+        Scenario(
+            "heterogeneous",
+            "The email works for enterprise, barely for self-serve; a 'video' variant works for "
+            "self-serve and little for enterprise. Effects fade over 30 days.",
+            _heterogeneous,
+        ),
+        Scenario(
+            "divergence",
+            "Satisfaction rises over 18 months (NPS up 1.5 points a year) while churn climbs and "
+            "expansion shrinks, so NRR falls: the trap of reading NPS alone.",
+            _divergence,
+        ),
+        Scenario(
+            "seasonal",
+            "A yearly cycle (+/-40%) in signups and product activity, peaking in March, over 400 "
+            "days.",
+            _seasonal,
         ),
     )
 }
@@ -310,8 +527,8 @@ SCENARIOS: dict[str, Scenario] = {
 def scenario(name: str, **overrides: Any) -> SimulationConfig:
     """The configuration of scenario ``name`` with ``overrides`` applied to its fields.
 
-    >>> scenario("no_effect", n_accounts=100).segment("enterprise").email_effect
-    0.0
+    >>> scenario("no_effect", n_accounts=100).responses
+    ()
     """
     try:
         chosen = SCENARIOS[name]

@@ -13,6 +13,7 @@ from enum import IntEnum
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import ndtri
 
 from closeloop.simulate import names
 from closeloop.simulate.config import SimulationConfig
@@ -31,11 +32,64 @@ class Stream(IntEnum):
     PEOPLE = 4
     ONBOARDING = 5
     ACTIVITY = 6  # one child stream per simulated day
+    ACCOUNT_MIX = 7  # plan tier, billing period, support experience
+    SUPPORT = 8  # tickets and their CSAT / CES: one child stream per simulated day
+    CSM = 9  # routine CSM activities: one child stream per simulated day
+    # Keyed draws (see keyed_uniform): decisions whose inputs a delivery can change.
+    CHURN = 20
+    EXPANSION = 21
+    EXPANSION_SIZE = 22
+    CONTRACTION = 23
+    CONTRACTION_SIZE = 24
+    REACTIVATION = 25
+    NPS_RESPONSE = 26
+    NPS_SCORE = 27
+    REACH_OUT = 28
+    REACH_OUT_DELAY = 29
+    OPPORTUNITY = 30
+    CHURN_REASON = 31
+    COMMENT = 32
 
 
 def generator(seed: int, stream: Stream, *key: int) -> np.random.Generator:
     """The numpy Generator of ``stream`` (and e.g. a day index) for ``seed``."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(int(stream), *key)))
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX_1
+    z = (z ^ (z >> np.uint64(27))) * _MIX_2
+    return z ^ (z >> np.uint64(31))
+
+
+def keyed_uniform(seed: int, stream: Stream, *keys: npt.ArrayLike) -> FloatArray:
+    """Uniforms in (0, 1) that depend only on the seed, the stream and the keys, elementwise.
+
+    Decisions that a delivery can change (churn at a renewal, an NPS score that depends on
+    adoption) draw through this instead of a sequential generator: the same account, renewal
+    and seed always get the same number, whatever else happened, so a treated and an untreated
+    run share their random numbers exactly (common random numbers).
+
+    >>> a = keyed_uniform(7, Stream.CHURN, [1, 2, 3], 4)
+    >>> bool(np.all(a == keyed_uniform(7, Stream.CHURN, [1, 2, 3], 4))), a.shape
+    (True, (3,))
+    """
+    with np.errstate(over="ignore"):
+        state = _splitmix(np.array([seed], dtype=np.uint64) ^ np.uint64(int(stream) << 32))
+        for key in keys:
+            state = _splitmix(state ^ np.asarray(key, dtype=np.int64).astype(np.uint64))
+    return ((state >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+
+
+def keyed_normal(seed: int, stream: Stream, *keys: npt.ArrayLike) -> FloatArray:
+    """Standard normal draws keyed like :func:`keyed_uniform`."""
+    return np.asarray(ndtri(keyed_uniform(seed, stream, *keys)), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -73,9 +127,12 @@ class Population:
     owner: IntArray
     lead_source: IntArray
     integration: IntArray  # which integration it connects when it reaches the goal
-    first_project_us: IntArray  # NEVER for accounts that never create a project
+    milestone_us: IntArray  # (accounts, config.milestones): when each is reached, or NEVER
     first_person: IntArray  # index of the account's first person in ``people``
     people: People
+    plan: IntArray  # index into the segment's plans
+    annual: BoolArray  # billed annually (else monthly)
+    support: FloatArray  # support experience, standard normal: higher is better
 
     @property
     def size(self) -> int:
@@ -90,7 +147,7 @@ def draw_population(config: SimulationConfig) -> Population:
     start_us = _epoch_us(config)
 
     arrivals = generator(seed, Stream.ARRIVALS)
-    offsets = np.sort(arrivals.uniform(0.0, config.arrival_days, n))
+    offsets = _arrival_offsets(config, np.sort(arrivals.uniform(0.0, config.arrival_days, n)))
     created_us = start_us + np.floor(offsets * MICROSECONDS_PER_DAY).astype(np.int64)
     shares = np.array([s.share for s in segments])
     segment = arrivals.choice(len(segments), size=n, p=shares / shares.sum()).astype(np.int64)
@@ -116,7 +173,7 @@ def draw_population(config: SimulationConfig) -> Population:
     employees = np.maximum(employees, seats)
     arr_median = _per_segment_float(segment, [s.arr_median for s in segments])
     arr_sigma = _per_segment_float(segment, [s.arr_sigma for s in segments])
-    arr = np.round(arr_median * np.exp(arr_sigma * firm.standard_normal(n)), 2)
+    arr = arr_median * np.exp(arr_sigma * firm.standard_normal(n))
     company = _company_names(firm, n)
     industry = firm.choice(len(names.INDUSTRIES), size=n, p=names.INDUSTRY_WEIGHTS)
     region = firm.choice(len(names.REGIONS), size=n, p=names.REGION_WEIGHTS)
@@ -124,14 +181,33 @@ def draw_population(config: SimulationConfig) -> Population:
     lead_source = firm.integers(0, len(names.LEAD_SOURCES), n)
     integration = firm.integers(0, len(names.INTEGRATIONS), n)
 
+    mix = generator(seed, Stream.ACCOUNT_MIX)
+    plan = np.zeros(n, dtype=np.int64)
+    multiplier = np.ones(n)
+    plan_draw = mix.random(n)
+    for index, segment_config in enumerate(segments):
+        members = segment == index
+        shares = np.cumsum([tier.share for tier in segment_config.plans])
+        tier = np.minimum(
+            np.searchsorted(shares / shares[-1], plan_draw[members], side="right"),
+            len(segment_config.plans) - 1,
+        )
+        plan[members] = tier
+        multiplier[members] = np.array([t.arr_multiplier for t in segment_config.plans])[tier]
+    arr = np.round(arr * multiplier, 2)
+    annual = mix.random(n) < _per_segment_float(segment, [s.annual_share for s in segments])
+    support = mix.standard_normal(n)
+
     onboarding = generator(seed, Stream.ONBOARDING)
-    has_project = onboarding.random(n) < config.first_project_probability
-    project_days = onboarding.exponential(config.first_project_mean_days, n) / engagement
-    first_project_us = np.where(
-        has_project,
-        created_us + np.floor(project_days * MICROSECONDS_PER_DAY).astype(np.int64),
-        NEVER,
-    )
+    milestone_us = np.full((n, len(config.milestones)), NEVER, dtype=np.int64)
+    for index, onboarding_milestone in enumerate(config.milestones):
+        reached = onboarding.random(n) < onboarding_milestone.probability
+        delay_days = onboarding.exponential(onboarding_milestone.mean_days, n) / engagement
+        milestone_us[:, index] = np.where(
+            reached,
+            created_us + np.floor(delay_days * MICROSECONDS_PER_DAY).astype(np.int64),
+            NEVER,
+        )
 
     people = _draw_people(
         generator(seed, Stream.PEOPLE),
@@ -155,10 +231,35 @@ def draw_population(config: SimulationConfig) -> Population:
         owner=owner.astype(np.int64),
         lead_source=lead_source.astype(np.int64),
         integration=integration.astype(np.int64),
-        first_project_us=first_project_us.astype(np.int64),
+        milestone_us=milestone_us,
         first_person=first_person,
         people=people,
+        plan=plan,
+        annual=annual,
+        support=support,
     )
+
+
+def seasonal_factor(config: SimulationConfig, day_of_year: FloatArray | float) -> FloatArray:
+    """The yearly cycle's multiplier (mean 1) on a day of the year (1 = 1 January)."""
+    phase = 2.0 * np.pi * (np.asarray(day_of_year, dtype=np.float64) - config.peak_day_of_year)
+    return np.asarray(1.0 + config.seasonality * np.cos(phase / 365.25), dtype=np.float64)
+
+
+def _arrival_offsets(config: SimulationConfig, uniform_offsets: FloatArray) -> FloatArray:
+    """Signup offsets (days from start): uniform, or following the yearly cycle if seasonal.
+
+    The sorted uniform draws are mapped through the inverse of the seasonal arrival CDF, so the
+    draws (and everything keyed to signup order) stay put when seasonality is 0.
+    """
+    if config.seasonality == 0.0 or len(uniform_offsets) == 0:
+        return uniform_offsets
+    grid = np.linspace(0.0, config.arrival_days, config.arrival_days * 24 + 1)
+    start_doy = config.start.timetuple().tm_yday
+    density = seasonal_factor(config, start_doy + grid)
+    cdf = np.concatenate(([0.0], np.cumsum((density[1:] + density[:-1]) / 2.0)))
+    cdf *= config.arrival_days / cdf[-1]
+    return np.asarray(np.interp(uniform_offsets, cdf, grid), dtype=np.float64)
 
 
 def _epoch_us(config: SimulationConfig) -> int:

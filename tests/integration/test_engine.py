@@ -196,7 +196,7 @@ def test_a_crash_after_claiming_resends_with_the_same_key(workspace: Workspace) 
         channel = SmtpEmailChannel(sink.host, sink.port, "cs@example.com")
         crashed = Dispatcher(workspace.store, {EMAIL: channel}, lease=lease, batch_size=5)
         claimed = crashed._claim(DAY0)  # the process "dies" here: claimed, never marked sent
-        keys = {message.idempotency_key for _, message in claimed}
+        keys = {message.idempotency_key for _, message, _ in claimed}
         survivor = Dispatcher(workspace.store, {EMAIL: channel}, lease=lease)
         before_lease = survivor.dispatch(DAY0 + timedelta(minutes=1))
         assert keys.isdisjoint(d.idempotency_key for d in before_lease.sent)

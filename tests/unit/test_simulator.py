@@ -21,18 +21,24 @@ from closeloop.simulate import (
     ALL_SEGMENTS,
     GOAL_EVENT,
     SCENARIOS,
+    TREATMENT,
     CompanySimulator,
     DayBatch,
+    MilestoneConfig,
+    PlanTier,
     ProductEventConfig,
+    Response,
     SegmentConfig,
     SimulationConfig,
+    Touch,
     TrueEffect,
     UnknownAccountError,
     milestone_days,
     scenario,
 )
+from closeloop.simulate.response import matching_response
 
-TABLES = ("accounts", "people", "events", "subscriptions")
+TABLES = tuple(CANONICAL_TABLES)
 HORIZON = 30
 
 SMALL = scenario("default", n_accounts=400, days=45, arrival_days=30, seed=11)
@@ -78,7 +84,7 @@ def goal_times(events: pa.Table) -> dict[str, datetime]:
 
 
 def test_unknown_scenario_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigurationError, match="known scenarios: default, no_effect"):
+    with pytest.raises(ConfigurationError, match="known scenarios: default, divergence, heterogeneous, no_effect, seasonal"):
         scenario("big_bang")
 
 
@@ -103,14 +109,43 @@ def test_segment_shares_must_add_up() -> None:
         dataclasses.replace(SMALL, segments=segments)
 
 
-def test_no_effect_zeroes_every_configured_effect_and_nothing_else() -> None:
+def test_no_effect_drops_every_response_and_nothing_else() -> None:
     default, aa = scenario("default"), scenario("no_effect")
-    assert [s.email_effect for s in aa.segments] == [0.0, 0.0, 0.0]
-    assert [dataclasses.replace(s, email_effect=0.0) for s in default.segments] == list(aa.segments)
-    assert aa.name == "no_effect"
+    assert aa.responses == ()
+    assert dataclasses.replace(default, responses=(), name="no_effect") == aa
 
 
-@pytest.mark.parametrize("config_class", [SimulationConfig, SegmentConfig, ProductEventConfig])
+def test_responses_are_validated() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        scenario(
+            "default",
+            responses=(
+                Response(effects=(("enterprize", 0.5),)),
+                Response(effects=(("self_serve", -1.0),), channel="sms", decay_days=0.0),
+            ),
+        )
+    message = str(raised.value)
+    assert "unknown segment 'enterprize'" in message
+    assert "channel must be one of email, slack, webhook, *" in message
+    assert "decay_days must be above 0" in message
+    assert "must be above -1" in message
+
+
+def test_the_most_specific_response_applies() -> None:
+    email = Response(effects=(("self_serve", 0.1),))
+    video = Response(effects=(("self_serve", 0.9),), variant="video")
+    anything = Response(effects=(("self_serve", 0.5),), channel="*")
+    responses = (anything, email, video)
+    assert matching_response(responses, "email", "video") is video
+    assert matching_response(responses, "email", "plain") is email
+    assert matching_response(responses, "webhook", "plain") is anything
+    assert matching_response((email,), "slack", "plain") is None
+
+
+@pytest.mark.parametrize(
+    "config_class",
+    [SimulationConfig, SegmentConfig, ProductEventConfig, PlanTier, Response, MilestoneConfig],
+)
 def test_every_knob_and_scenario_is_documented(config_class: type) -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "simulator.md").read_text()
     missing = [f.name for f in dataclasses.fields(config_class) if f"`{f.name}`" not in docs]
@@ -202,7 +237,7 @@ def test_milestone_days_inverts_the_closed_form_cumulative_hazard() -> None:
 
     for treated in (False, True):
         days = (
-            milestone_days(threshold, rate, tau, treated_at, effect)
+            milestone_days(threshold, rate, tau, treated_at[:, None], effect[:, None])
             if treated
             else milestone_days(threshold, rate, tau)
         )
@@ -215,8 +250,48 @@ def test_milestone_days_inverts_the_closed_form_cumulative_hazard() -> None:
         bound = cumulative(np.full(len(never), 1e9), never, treated)
         assert (bound <= threshold[never] * (1 + 1e-9)).all()
     untreated = milestone_days(threshold, rate, tau)
-    unchanged = milestone_days(threshold, rate, tau, treated_at, np.zeros(2000))
+    unchanged = milestone_days(threshold, rate, tau, treated_at[:, None], np.zeros((2000, 1)))
     assert np.array_equal(untreated, unchanged)
+
+
+def test_several_fading_deliveries_cross_where_the_integrated_hazard_reaches_the_threshold() -> None:
+    """Check the closed form of H with fading terms against numerical integration of h."""
+    rng = np.random.default_rng(1)
+    n, tau = 300, 30.0
+    threshold = rng.exponential(1.0, n)
+    rate = rng.uniform(0.01, 0.2, n)
+    touches = np.sort(rng.uniform(0, 25, (n, 3)), axis=1)
+    touches[rng.random((n, 3)) < 0.2] = np.nan  # some accounts get fewer deliveries
+    effect = rng.uniform(-0.3, 2.0, (n, 3))
+    decay = rng.choice([5.0, 20.0, np.inf], (n, 3))
+    days = milestone_days(threshold, rate, tau, touches, effect, decay)
+    for row in np.flatnonzero(np.isfinite(days))[:60]:
+        # The grid holds each delivery time twice, so the jumps of h fall between two points.
+        at = touches[row][~np.isnan(touches[row])]
+        grid = np.sort(np.concatenate([np.linspace(0.0, 400.0, 400_001), at, at]))
+        boost = np.ones_like(grid)
+        for k in range(3):
+            if not np.isnan(touches[row, k]):
+                lag = grid - touches[row, k]
+                boost += np.where(lag > 0, effect[row, k] * np.exp(-lag / decay[row, k]), 0.0)
+                # The second copy of the delivery time carries the value just after it.
+                boost[np.searchsorted(grid, touches[row, k], side="right") - 1] += effect[row, k]
+        hazard = rate[row] * np.exp(-grid / tau) * boost
+        steps = np.diff(grid)
+        cumulative = np.concatenate(([0.0], np.cumsum((hazard[1:] + hazard[:-1]) / 2 * steps)))
+        integrated = float(np.interp(days[row], grid, cumulative))
+        assert integrated == pytest.approx(threshold[row], rel=1e-6), row
+    # Padding with deliveries that never happen changes nothing, to the last bit.
+    padded = np.concatenate([touches, np.full((n, 2), np.nan)], axis=1)
+    wide = milestone_days(
+        threshold,
+        rate,
+        tau,
+        padded,
+        np.concatenate([effect, np.ones((n, 2))], axis=1),
+        np.concatenate([decay, np.ones((n, 2))], axis=1),
+    )
+    assert np.array_equal(days, wide)
 
 
 def _completed_within(config: SimulationConfig, days: int) -> dict[str, tuple[int, int]]:
@@ -359,7 +434,7 @@ def test_no_effect_has_exactly_zero_true_effects_and_unchanged_events() -> None:
     assert checksum(run(config, deliveries)) == checksum(run(config))
 
 
-def test_only_the_first_delivery_changes_behaviour() -> None:
+def test_every_delivery_adds_its_own_effect() -> None:
     units = _units(SMALL)
     once: dict[date, list[tuple[str, datetime]]] = {}
     twice: dict[date, list[tuple[str, datetime]]] = {}
@@ -368,12 +443,16 @@ def test_only_the_first_delivery_changes_behaviour() -> None:
         twice.setdefault(entered.date(), []).append((account, entered))
         later = entered + timedelta(days=3)
         twice.setdefault(later.date(), []).append((account, later))
-    assert checksum(run(SMALL, once)) == checksum(run(SMALL, twice))
+    after_one = goal_times(concat(run(SMALL, once))["events"])
+    after_two = goal_times(concat(run(SMALL, twice))["events"])
+    assert set(after_one) <= set(after_two)
+    assert all(after_two[account] <= at for account, at in after_one.items())
+    assert sum(after_two[a] < at for a, at in after_one.items()) > 0
 
 
 def test_true_effects_of_no_units() -> None:
     truths = CompanySimulator(SMALL).true_effects([], HORIZON)
-    assert truths == [TrueEffect(ALL_SEGMENTS, 0, 0.0, 0.0, 0.0)]
+    assert truths == [TrueEffect(TREATMENT, ALL_SEGMENTS, 0, 0.0, 0.0, 0.0)]
 
 
 # -- misuse -----------------------------------------------------------------------------------
@@ -421,5 +500,7 @@ def test_ground_truth_is_json_and_names_the_configured_effects() -> None:
     assert truth["scenario"] == "default"
     assert truth["seed"] == 11
     assert truth["goal_event"] == GOAL_EVENT
-    assert truth["segments"]["enterprise"]["email_effect"] == 1.0
+    assert truth["responses"][0]["effects"]["enterprise"] == 1.0
+    assert truth["responses"][0]["decay_days"] is None
+    assert truth["responses"][1]["channel"] == "slack"
     assert truth["segments"]["self_serve"]["base_daily_hazard"] == 0.05
