@@ -476,6 +476,14 @@ def simulate(
             "(simulated rows then mix with what is there)."
         ),
     ] = False,
+    run_jobs: Annotated[
+        bool,
+        typer.Option(
+            help="Run the project's jobs in lockstep: tick each day, deliver to the simulated "
+            "customers (never through the project's real channels) and write each job's true "
+            "effect to the closeloop_ground_truth table."
+        ),
+    ] = False,
 ) -> None:
     """Simulate a B2B SaaS company into the project's warehouse, with its ground truth.
 
@@ -497,8 +505,9 @@ def simulate(
             progress.update(task, completed=update.days_done, events=update.events)
 
         result = simulation_service.simulate_into(
-            workspace, config, append=force, on_progress=on_progress
+            workspace, config, append=force, run_jobs=run_jobs, on_progress=on_progress
         )
+        truths = result.job_truths
     width = max(len(name) for name in result.rows)
     for name, rows in result.rows.items():
         console.print(f"{name:<{width}}  {rows:>12,} rows")
@@ -506,6 +515,17 @@ def simulate(
         f"{result.events:,} events in {result.seconds:.1f} s "
         f"({result.events_per_second:,.0f} events/s)"
     )
+    for truth in truths:
+        console.print(
+            f"{truth.job_name}: {truth.units:,} matured enrollments; true effect on completion "
+            f"within {truth.horizon_days} days:"
+        )
+        for effect in truth.effects:
+            console.print(
+                f"  {effect.variant:<12} {effect.segment:<12} n={effect.n:>6,}  "
+                f"{effect.completion_if_control:6.1%} -> {effect.completion_if_treated:6.1%}  "
+                f"({effect.effect * 100:+.1f} pp)"
+            )
     console.print(f"ground truth: {result.truth_path}")
 
 

@@ -68,6 +68,7 @@ class SimulationResult:
     generate_seconds: float
     load_seconds: float
     truth_path: Path
+    job_truths: list[JobTruth] = field(default_factory=list)
 
     @property
     def events_per_second(self) -> float:
@@ -163,6 +164,7 @@ def simulate_into(
             lockstep.close()
     buffer.flush()
     truth = simulator.ground_truth()
+    truths: list[JobTruth] = []
     if lockstep is not None:
         as_of = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time())
         truths = job_truths(workspace, simulator, jobs, as_of)
@@ -181,6 +183,7 @@ def simulate_into(
         generate_seconds=seconds - buffer.load_seconds,
         load_seconds=buffer.load_seconds,
         truth_path=truth_path,
+        job_truths=truths,
     )
 
 

@@ -84,7 +84,10 @@ def goal_times(events: pa.Table) -> dict[str, datetime]:
 
 
 def test_unknown_scenario_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigurationError, match="known scenarios: default, divergence, heterogeneous, no_effect, seasonal"):
+    with pytest.raises(
+        ConfigurationError,
+        match="known scenarios: default, divergence, heterogeneous, no_effect, seasonal",
+    ):
         scenario("big_bang")
 
 
@@ -254,7 +257,9 @@ def test_milestone_days_inverts_the_closed_form_cumulative_hazard() -> None:
     assert np.array_equal(untreated, unchanged)
 
 
-def test_several_fading_deliveries_cross_where_the_integrated_hazard_reaches_the_threshold() -> None:
+def test_several_fading_deliveries_cross_where_the_integrated_hazard_reaches_the_threshold() -> (
+    None
+):
     """Check the closed form of H with fading terms against numerical integration of h."""
     rng = np.random.default_rng(1)
     n, tau = 300, 30.0
@@ -403,23 +408,125 @@ def test_treating_every_unit_at_entry_reproduces_the_treated_truth_exactly(
         assert (n, k / n) == (truth.n, truth.completion_if_control), truth.segment
 
 
-def test_deliveries_change_only_the_goal_milestone() -> None:
-    """Common random numbers: product events are the same whether or not anyone is emailed."""
-    units = _units(SMALL)
+def test_deliveries_change_only_what_adoption_drives() -> None:
+    """Common random numbers: a delivery moves the goal, and through it only churn-driven rows.
+
+    Accounts and people never change. Events other than the goal change only for accounts whose
+    churn history differs between the runs (churned accounts fall silent), and subscriptions only
+    for accounts that reached the goal at a different time.
+    """
+    config = dataclasses.replace(SMALL, days=100, arrival_days=60)
+    units = _units(config)
     deliveries: dict[date, list[tuple[str, datetime]]] = {}
     for account, entered in units:
         deliveries.setdefault(entered.date(), []).append((account, entered))
-
-    def others(tables: dict[str, pa.Table]) -> list[tuple[object, ...]]:
-        events = tables["events"].filter(pc.not_equal(tables["events"]["name"], GOAL_EVENT))
-        columns = ("account_id", "person_id", "name", "timestamp", "properties")
-        return sorted(zip(*(events[c].to_pylist() for c in columns), strict=True))
-
-    untreated, treated = concat(run(SMALL)), concat(run(SMALL, deliveries))
-    assert others(untreated) == others(treated)
-    for name in ("accounts", "people", "subscriptions"):
+    untreated, treated = concat(run(config)), concat(run(config, deliveries))
+    for name in ("accounts", "people"):
         assert untreated[name].equals(treated[name])
-    assert goal_times(untreated["events"]) != goal_times(treated["events"])
+    before, after = goal_times(untreated["events"]), goal_times(treated["events"])
+    moved = {a for a in set(before) | set(after) if before.get(a) != after.get(a)}
+    assert moved
+
+    def churns(tables: dict[str, pa.Table]) -> set[tuple[object, ...]]:
+        rows = tables["churn_reasons"]
+        return set(zip(rows["account_id"].to_pylist(), rows["churned_at"].to_pylist(), strict=True))
+
+    churn_changed = {account for account, _ in churns(untreated) ^ churns(treated)}
+    assert churn_changed <= moved
+
+    def rows_of(table: pa.Table, columns: tuple[str, ...], skip: set[str]) -> list[object]:
+        kept = [i for i, a in enumerate(table["account_id"].to_pylist()) if a not in skip]
+        subset = table.take(kept)
+        return sorted(zip(*(subset[c].to_pylist() for c in columns), strict=True), key=repr)
+
+    columns = ("account_id", "person_id", "name", "timestamp", "properties")
+    untreated_events = untreated["events"].filter(
+        pc.not_equal(untreated["events"]["name"], GOAL_EVENT)
+    )
+    treated_events = treated["events"].filter(pc.not_equal(treated["events"]["name"], GOAL_EVENT))
+    assert rows_of(untreated_events, columns, churn_changed) == rows_of(
+        treated_events, columns, churn_changed
+    )
+    subscription_columns = ("subscription_id", "start_date", "end_date", "mrr")
+    assert rows_of(untreated["subscriptions"], subscription_columns, moved) == rows_of(
+        treated["subscriptions"], subscription_columns, moved
+    )
+
+
+def _deliver_policy(
+    config: SimulationConfig, policy: tuple[Touch, ...], variant: str | None
+) -> tuple[CompanySimulator, dict[str, tuple[str, datetime]], dict[str, datetime]]:
+    """Run the company; every account enters at the midnight after signup and, if ``variant`` is
+    given, gets the policy's deliveries while its goal is not reached (as the engine sends them).
+    Returns the simulator, each account's segment and entry time, and its goal time."""
+    simulator = CompanySimulator(config)
+    entered: dict[str, tuple[str, datetime]] = {}
+    reached: dict[str, datetime] = {}
+    for day in config.dates():
+        midnight = datetime.combine(day, datetime.min.time())
+        if variant is not None:
+            for account, (_, at) in entered.items():
+                for touch in policy:
+                    due = at + timedelta(days=touch.offset_days)
+                    if due == midnight and account not in reached:
+                        simulator.deliver(account, due, channel=touch.channel, variant=variant)
+        batch = simulator.step(day)
+        for row in batch.accounts.to_pylist():
+            entered[row["account_id"]] = (row["segment"], midnight_after(row["created_at"]))
+        for account, at in goal_times(batch.events).items():
+            reached.setdefault(account, at)
+    return simulator, entered, reached
+
+
+def test_the_truth_of_a_policy_equals_a_second_run_that_applies_it() -> None:
+    """Variant, reminder and Slack alert: the counterfactual truth is exact, per segment."""
+    config = scenario("heterogeneous", n_accounts=900, days=80, arrival_days=45, seed=3)
+    policy = (Touch(0.0), Touch(5.0), Touch(9.0, "slack"))
+    treated_run, entered, treated_goals = _deliver_policy(config, policy, "video")
+    _, _, control_goals = _deliver_policy(config, policy, None)
+    end = datetime.combine(config.dates()[-1], datetime.min.time())
+    units = [(a, at) for a, (_, at) in entered.items() if at + timedelta(days=HORIZON) <= end]
+    truths = treated_run.true_effects(units, HORIZON, {"video": policy})
+    segments = {account: segment for account, (segment, _) in entered.items()}
+
+    def shares(goals: dict[str, datetime]) -> dict[str, float]:
+        counts: dict[str, list[int]] = {}
+        for account, at in units:
+            done = account in goals and at < goals[account] <= at + timedelta(days=HORIZON)
+            for group in (segments[account], ALL_SEGMENTS):
+                counts.setdefault(group, []).append(int(done))
+        return {group: sum(values) / len(values) for group, values in counts.items()}
+
+    treated, control = shares(treated_goals), shares(control_goals)
+    assert {t.variant for t in truths} == {"video"}
+    for truth in truths:
+        assert truth.completion_if_treated == treated[truth.segment], truth.segment
+        assert truth.completion_if_control == control[truth.segment], truth.segment
+    assert treated_run.deliveries["slack"] > 0
+    assert treated_run.deliveries_by_variant[("email", "video")] > 0
+
+
+def test_a_slack_alert_acts_through_the_csm_call_it_sets_off() -> None:
+    config = dataclasses.replace(SMALL, reach_out_probability=1.0, reach_out_mean_days=2.0)
+    simulator = CompanySimulator(config)
+    first = simulator.step(config.start)
+    account = first.accounts["account_id"][0].as_py()
+    alert = midnight_after(first.accounts["created_at"][0].as_py())
+    simulator.deliver(account, alert, channel="slack")
+    calls = []
+    for day in config.dates()[1:]:
+        batch = simulator.step(day)
+        activities = batch.activities.filter(pc.equal(batch.activities["account_id"], account))
+        calls += [row for row in activities.to_pylist() if "Slack" in (row["notes"] or "")]
+    (call,) = calls
+    assert call["kind"] == "call"
+    assert call["occurred_at"] > alert
+    silent = dataclasses.replace(config, reach_out_probability=0.0)
+    quiet = CompanySimulator(silent)
+    quiet.step(config.start)
+    quiet.deliver(account, alert, channel="slack")
+    assert quiet.deliveries["slack"] == 1
+    assert quiet.team.reach_outs.account == []
 
 
 def test_no_effect_has_exactly_zero_true_effects_and_unchanged_events() -> None:
