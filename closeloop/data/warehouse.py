@@ -6,6 +6,7 @@ PySpark or any Ibis backend by changing ``CLOSELOOP_WAREHOUSE_URL``.
 
 from __future__ import annotations
 
+import itertools
 from types import TracebackType
 from typing import Any
 
@@ -94,7 +95,21 @@ class Warehouse:
         return name in self.backend.list_tables()
 
     def append(self, name: str, data: pa.Table | ibis.Table) -> None:
-        """Append rows (an Arrow table, or an expression on this backend) to a table."""
+        """Append rows (an Arrow table, or an expression on this backend) to a table.
+
+        On DuckDB an Arrow table is scanned in place by the connection and released right after
+        the insert; Ibis' in-memory tables stay registered, which held every appended batch in
+        memory for the life of the connection (1.9 GB for 10 million events instead of 1 GB).
+        """
+        if isinstance(data, pa.Table) and self.dialect == "duckdb":
+            connection = self.backend.con
+            view = f"_closeloop_append_{next(_APPEND_VIEWS)}"
+            connection.register(view, data)
+            try:
+                connection.execute(f"INSERT INTO {_quote(name)} SELECT * FROM {_quote(view)}")
+            finally:
+                connection.unregister(view)
+            return
         self.backend.insert(name, data)
 
     def replace(self, name: str, data: pa.Table, schema: Any = None) -> None:
@@ -108,6 +123,13 @@ class Warehouse:
             {field.name: rows.get(field.name, [None] * _length(rows)) for field in schema},
             schema=schema,
         )
+
+
+_APPEND_VIEWS = itertools.count()
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _length(rows: dict[str, list[Any]]) -> int:

@@ -2,8 +2,9 @@
 
 Build it from a :class:`~closeloop.simulate.config.SimulationConfig`, call :meth:`step` once per
 day from ``config.start`` and load each :class:`DayBatch` into the warehouse; tell it about every
-message the engine sends with :meth:`deliver`. Only the goal milestone responds to deliveries;
-everything else is fixed by the seed. ``docs/simulator.md`` describes the model.
+message the engine sends with :meth:`deliver`. Deliveries move the goal milestone; through it
+they move what adoption drives (churn, expansion, satisfaction), and everything else is fixed by
+the seed. ``docs/simulator.md`` describes the model.
 """
 
 from __future__ import annotations
@@ -86,9 +87,10 @@ class UnknownAccountError(NotFoundError, KeyError):
 class DayBatch:
     """What happened on one day, each table in exactly its canonical Arrow schema.
 
-    ``accounts``, ``people`` and ``subscriptions`` hold the rows created that day; ``events`` every
-    event whose timestamp falls in the day, sorted by time. Tables are empty, not missing, on days
-    with nothing in them.
+    ``accounts`` and ``people`` hold the rows created that day; ``subscriptions`` the contract terms
+    that start that day; ``opportunities`` and ``churn_reasons`` those closed or churned that day;
+    ``events``, ``survey_responses`` and ``activities`` every row timed within the day, in time
+    order. Tables are empty, not missing, on days with nothing in them.
     """
 
     day: date
@@ -218,7 +220,7 @@ class CompanySimulator:
             events=events,
             subscriptions=as_table(revenue.subscriptions, SCHEMAS["subscriptions"]),
             survey_responses=self.voice.responses(
-                index, self._person_ids, self._account_ids, SCHEMAS["survey_responses"]
+                index, self._person_ids, self._account_ids, SCHEMAS["survey_responses"], active
             ),
             activities=activities,
             opportunities=as_table(revenue.opportunities, SCHEMAS["opportunities"]),

@@ -24,9 +24,10 @@ GOAL_EVENT = "integration_connected"
 """The goal milestone: the event the email is meant to bring forward (emitted at most once)."""
 
 ALL_SEGMENTS = "all"
+"""The segment name :meth:`CompanySimulator.true_effects` uses for the pooled effect."""
 
 RESPONSE_CHANNELS = ("email", "slack", "webhook", "*")
-"""The segment name :meth:`CompanySimulator.true_effects` uses for the pooled effect."""
+"""The channels a :class:`Response` can name (``*``: any)."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,8 @@ class SegmentConfig:
 
     ``base_daily_hazard`` is the goal milestone's hazard on the signup day for an account of average
     frailty. How deliveries change it is set by :attr:`SimulationConfig.responses`, per segment.
-    Revenue rates are for a *typical* account (two of the four adoption milestones, average support
-    experience); :class:`SimulationConfig` says how adoption and support move them.
+    Revenue rates are for a *typical* account (every adoption milestone but one, no early time to
+    value, average support experience); :class:`SimulationConfig` says how those move them.
     """
 
     name: str
@@ -63,7 +64,7 @@ class SegmentConfig:
     onboarding_days: float = 7.0  # mean delay from signup until a teammate joins
     annual_churn: float = 0.15  # chance a typical account churns within a year
     expansions_per_year: float = 0.3  # expected expansions a year of a typical account
-    contraction_per_renewal: float = 0.05  # chance of a downgrade at a typical renewal
+    annual_contraction: float = 0.05  # chance a typical account downgrades within a year
     csm_touches_per_month: float = 0.5  # routine CSM activities (emails, calls, meetings)
     qbr_every_days: int = 0  # a quarterly business review every this many days (0: none)
     support_tickets_per_month: float = 0.5  # per account, scaled by sqrt(people joined)
@@ -133,7 +134,7 @@ DEFAULT_SEGMENTS: tuple[SegmentConfig, ...] = (
         onboarding_days=21.0,
         annual_churn=0.08,
         expansions_per_year=0.8,
-        contraction_per_renewal=0.1,
+        annual_contraction=0.1,
         csm_touches_per_month=4.0,
         qbr_every_days=90,
         support_tickets_per_month=0.6,
@@ -155,7 +156,7 @@ DEFAULT_SEGMENTS: tuple[SegmentConfig, ...] = (
         onboarding_days=10.0,
         annual_churn=0.15,
         expansions_per_year=0.5,
-        contraction_per_renewal=0.06,
+        annual_contraction=0.06,
         csm_touches_per_month=1.0,
         qbr_every_days=180,
         support_tickets_per_month=0.5,
@@ -177,7 +178,7 @@ DEFAULT_SEGMENTS: tuple[SegmentConfig, ...] = (
         onboarding_days=5.0,
         annual_churn=0.3,
         expansions_per_year=0.25,
-        contraction_per_renewal=0.03,
+        annual_contraction=0.03,
         csm_touches_per_month=0.05,
         qbr_every_days=0,
         support_tickets_per_month=0.3,
@@ -410,7 +411,7 @@ def _segment_problems(segment: SegmentConfig) -> list[str]:
     for name, value in {
         "annual_share": segment.annual_share,
         "annual_churn": segment.annual_churn,
-        "contraction_per_renewal": segment.contraction_per_renewal,
+        "annual_contraction": segment.annual_contraction,
     }.items():
         if not 0.0 <= value <= 1.0:
             problems.append(f"{name} must be between 0 and 1, got {value}")

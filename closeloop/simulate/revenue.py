@@ -358,9 +358,18 @@ class RevenueBook:
         growth = -config.expansion_mean_growth * np.log(
             keyed_uniform(config.seed, Stream.EXPANSION_SIZE, due, number)
         )
-        contraction = np.array([s.contraction_per_renewal for s in config.segments])[
+        annual_contraction = np.array([s.annual_contraction for s in config.segments])[
             population.segment[due]
-        ] * np.exp(-config.churn_adoption_slope * (adoption - reference))
+        ]
+        term_contraction = np.where(
+            self.period[due] == 12,
+            annual_contraction,
+            -np.expm1(np.log1p(-annual_contraction) / 12.0),
+        )
+        # Adoption protects against downgrades as it does against churn (same slope).
+        contraction = term_contraction * np.exp(
+            -config.churn_adoption_slope * (adoption - reference)
+        )
         contracts = (
             renewal
             & ~churns
@@ -396,7 +405,11 @@ class RevenueBook:
                 self.mrr[row] = round(old_mrr * (1.0 - float(cut[index])), 2)
                 self.quantity[row] = max(1.0, round(self.quantity[row] * (1.0 - float(cut[index]))))
             if renewal[index]:
-                self.term_end[row] = add_months(np.array([today]), int(self.period[row]))[0]
+                # Terms run anchor-to-anniversary, so a term clipped to 28 February is followed
+                # by one that starts where it ends.
+                self.term_end[row] = add_months(
+                    np.array([self.anchor[row]]), int(self.k[row] + self.period[row])
+                )[0]
                 kind = (
                     "expansion"
                     if expands[index]

@@ -111,6 +111,12 @@ class CsmTeam:
         called, called_at = called[keep_called], called_at[keep_called]
 
         working = day_start + np.floor((8.0 + 10.0 * hour) / 24.0 * MICROSECONDS_PER_DAY)
+        # On the signup day the work happens after the signup, within what is left of the day.
+        created = population.created_us[routine]
+        late = created > day_start
+        working = np.where(
+            late, created + np.floor(hour * (day_start + MICROSECONDS_PER_DAY - created)), working
+        )
         account = np.concatenate([routine, qbr, called])
         timestamp = np.concatenate(
             [

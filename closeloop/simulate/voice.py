@@ -117,6 +117,12 @@ class Responses:
         self.scale_max.extend([scale[1]] * len(account))
         self.comment.extend(comment)
 
+    def keep(self, mask: list[bool]) -> None:
+        """Drop the queued responses where ``mask`` is false."""
+        for name in vars(self):
+            values = getattr(self, name)
+            setattr(self, name, [v for v, k in zip(values, mask, strict=True) if k])
+
     def pop_before(self, end_us: int) -> Responses:
         """The responses timed before ``end_us``, in time order, removed from this queue."""
         order = sorted(range(len(self.timestamp_us)), key=self.timestamp_us.__getitem__)
@@ -250,11 +256,20 @@ class VoiceOfCustomer:
         )
 
     def responses(
-        self, day_index: int, person_ids: pa.Array, account_ids: pa.Array, schema: pa.Schema
+        self,
+        day_index: int,
+        person_ids: pa.Array,
+        account_ids: pa.Array,
+        schema: pa.Schema,
+        active: BoolArray,
     ) -> pa.Table:
-        """The survey responses timed within day ``day_index``, in time order."""
+        """The survey responses timed within day ``day_index``, in time order.
+
+        Answers of accounts that churned while the ticket was open are dropped.
+        """
         day_end = self.start_us + (day_index + 1) * MICROSECONDS_PER_DAY
         due = self.pending.pop_before(day_end)
+        due.keep([bool(active[account]) for account in due.account])
         day = date.fromordinal(self.config.start.toordinal() + day_index)
         count = len(due.account)
         numbers = pa.array(np.arange(count, dtype=np.int64)).cast(pa.string())

@@ -606,12 +606,6 @@ def test_churn_reasons_and_no_term_after_churn_without_reactivation(
 
 
 @slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="revenue.py RevenueBook._review: a renewal's term ends add_months(review day, period) "
-    "but the next review is add_months(anchor, k + 1); for signups on the 29th-31st a monthly "
-    "term ends a day or more before the next renewal, leaving days without MRR",
-)
 def test_terms_leave_no_gap(default_company: Company) -> None:
     subscriptions = default_company["subscriptions"]
     base = subscriptions[~subscriptions["properties"].str.contains('"add_on"')]
