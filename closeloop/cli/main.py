@@ -411,7 +411,12 @@ def demo(
     accounts: Annotated[int, typer.Option(min=100, help="Simulated accounts.")] = 3000,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 7,
     scenario: Annotated[
-        str, typer.Option(help="Simulator scenario: default or no_effect.")
+        str,
+        typer.Option(
+            help="Simulator scenario: "
+            + ", ".join(simulation_service.scenario_descriptions())
+            + " (see closeloop simulate --help)."
+        ),
     ] = "default",
 ) -> None:
     """Simulate a company, run a job with a holdout through the engine, measure, check the truth."""

@@ -118,3 +118,29 @@ def test_the_help_lists_every_scenario(runner: CliRunner) -> None:
     assert result.exit_code == 0
     for name in SCENARIOS:
         assert name in result.output
+
+
+def test_run_jobs_ticks_the_projects_job_and_prints_its_true_effects(
+    runner: CliRunner, project: Path, backends: Backends
+) -> None:
+    """`closeloop init`'s job (no variants) runs with the company; its truth is shown and stored."""
+    result = runner.invoke(
+        app,
+        ["simulate", "--project", str(project), "--accounts", "150", "--days", "45"]
+        + ["--arrival-days", "12", "--seed", "3", "--run-jobs"],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Integration nudge:" in result.output
+    assert "matured enrollments; true effect on completion within 30 days" in result.output
+    for segment in ("enterprise", "mid_market", "self_serve", "all"):
+        assert f"treatment    {segment}" in result.output
+    with Warehouse.connect(backends.warehouse_url) as warehouse:
+        stored = warehouse.table("closeloop_ground_truth").to_pyarrow().to_pylist()
+    assert {row["segment"] for row in stored} == {"enterprise", "mid_market", "self_serve", "all"}
+    (overall,) = [row for row in stored if row["segment"] == "all"]
+    assert 0 < overall["n"] <= 150
+    assert f"Integration nudge: {overall['n']:,} matured enrollments" in result.output
+    assert overall["effect"] == overall["completion_if_treated"] - overall["completion_if_control"]
+    truth = json.loads((project / "simulation.json").read_text(encoding="utf-8"))
+    assert truth["messages_sent"] == truth["deliveries"]["email"] > 0
