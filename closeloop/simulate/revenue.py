@@ -26,6 +26,8 @@ from datetime import date
 import numpy as np
 import pyarrow as pa
 
+from closeloop.data.tables import CHURN_REASONS as CHURN_REASONS_TABLE
+from closeloop.data.tables import OPPORTUNITIES, SUBSCRIPTIONS, TableSpec
 from closeloop.simulate.config import SimulationConfig
 from closeloop.simulate.milestone import MICROSECONDS_PER_DAY, NEVER, FloatArray, IntArray
 from closeloop.simulate.population import BoolArray, Population, Stream, keyed_uniform
@@ -176,52 +178,21 @@ def first_churn_before_goal_us(
 class RevenueRows:
     """Rows of one day: subscriptions, opportunities and churn reasons, as column lists."""
 
-    subscriptions: dict[str, list[object]] = field(
-        default_factory=lambda: {
-            name: []
-            for name in (
-                "subscription_id",
-                "account_id",
-                "plan",
-                "start_date",
-                "end_date",
-                "mrr",
-                "billing_period_months",
-                "quantity",
-                "properties",
-            )
-        }
-    )
-    opportunities: dict[str, list[object]] = field(
-        default_factory=lambda: {
-            name: []
-            for name in (
-                "opportunity_id",
-                "account_id",
-                "kind",
-                "amount",
-                "source",
-                "created_at",
-                "closed_at",
-                "status",
-                "properties",
-            )
-        }
-    )
+    subscriptions: dict[str, list[object]] = field(default_factory=lambda: _columns(SUBSCRIPTIONS))
+    opportunities: dict[str, list[object]] = field(default_factory=lambda: _columns(OPPORTUNITIES))
     churn_reasons: dict[str, list[object]] = field(
-        default_factory=lambda: {
-            name: []
-            for name in (
-                "churn_id",
-                "account_id",
-                "churned_at",
-                "reason",
-                "controllable",
-                "notes",
-                "properties",
-            )
-        }
+        default_factory=lambda: _columns(CHURN_REASONS_TABLE)
     )
+
+
+def _columns(spec: TableSpec) -> dict[str, list[object]]:
+    return {name: [] for name in spec.column_names}
+
+
+def _append(columns: dict[str, list[object]], **row: object) -> None:
+    """Add one row; every column of the table must be given."""
+    for name, values in columns.items():
+        values.append(row[name])
 
 
 class RevenueBook:
@@ -453,19 +424,8 @@ class RevenueBook:
         self.mrr[row] = round(old + added, 2)
         self.quantity[row] = max(self.quantity[row] + 1, round(self.quantity[row] * (1 + growth)))
         if not renewal:  # mid-term: an add-on running to the end of the current term
-            self.terms[row] += 1
-            rows.subscriptions["subscription_id"].append(
-                f"sub_{self.account_ids[row]}_{int(self.terms[row]):03d}"
-            )
-            rows.subscriptions["account_id"].append(self.account_ids[row])
-            rows.subscriptions["plan"].append(self.plan_names[row])
-            rows.subscriptions["start_date"].append(_date(today))
-            rows.subscriptions["end_date"].append(_date(int(self.term_end[row])))
-            rows.subscriptions["mrr"].append(added)
-            rows.subscriptions["billing_period_months"].append(int(self.period[row]))
-            rows.subscriptions["quantity"].append(None)
-            rows.subscriptions["properties"].append(
-                json.dumps({"movement": "expansion", "add_on": True})
+            self._subscription(
+                rows, row, today, added, None, {"movement": "expansion", "add_on": True}
             )
         draw = float(
             keyed_uniform(self.config.seed, Stream.OPPORTUNITY, [row], int(self.reviews[row]))[0]
@@ -505,15 +465,16 @@ class RevenueBook:
         reason, controllable = CHURN_REASONS[
             int(np.searchsorted(np.cumsum(weights) / weights.sum(), draw, side="right"))
         ]
-        rows.churn_reasons["churn_id"].append(
-            f"churn_{self.account_ids[row]}_{int(self.churns[row])}"
+        _append(
+            rows.churn_reasons,
+            churn_id=f"churn_{self.account_ids[row]}_{int(self.churns[row])}",
+            account_id=self.account_ids[row],
+            churned_at=midnight,
+            reason=reason,
+            controllable=controllable,
+            notes=_REASON_NOTES[reason],
+            properties=json.dumps({"lost_mrr": float(self.mrr[row])}),
         )
-        rows.churn_reasons["account_id"].append(self.account_ids[row])
-        rows.churn_reasons["churned_at"].append(midnight)
-        rows.churn_reasons["reason"].append(reason)
-        rows.churn_reasons["controllable"].append(controllable)
-        rows.churn_reasons["notes"].append(_REASON_NOTES[reason])
-        rows.churn_reasons["properties"].append(json.dumps({"lost_mrr": float(self.mrr[row])}))
         if annual:
             self._opportunity(
                 rows,
@@ -530,18 +491,39 @@ class RevenueBook:
             )
 
     def _term(self, rows: RevenueRows, row: int, start_day: int, movement: str) -> None:
-        self.terms[row] += 1
-        rows.subscriptions["subscription_id"].append(
-            f"sub_{self.account_ids[row]}_{int(self.terms[row]):03d}"
+        """A new contract term at the account's current MRR and quantity."""
+        self._subscription(
+            rows,
+            row,
+            start_day,
+            float(self.mrr[row]),
+            int(self.quantity[row]),
+            {"movement": movement},
         )
-        rows.subscriptions["account_id"].append(self.account_ids[row])
-        rows.subscriptions["plan"].append(self.plan_names[row])
-        rows.subscriptions["start_date"].append(_date(start_day))
-        rows.subscriptions["end_date"].append(_date(int(self.term_end[row])))
-        rows.subscriptions["mrr"].append(float(self.mrr[row]))
-        rows.subscriptions["billing_period_months"].append(int(self.period[row]))
-        rows.subscriptions["quantity"].append(int(self.quantity[row]))
-        rows.subscriptions["properties"].append(json.dumps({"movement": movement}))
+
+    def _subscription(
+        self,
+        rows: RevenueRows,
+        row: int,
+        start_day: int,
+        mrr: float,
+        quantity: int | None,
+        properties: dict[str, object],
+    ) -> None:
+        """A subscription row from ``start_day`` to the end of the current term."""
+        self.terms[row] += 1
+        _append(
+            rows.subscriptions,
+            subscription_id=f"sub_{self.account_ids[row]}_{int(self.terms[row]):03d}",
+            account_id=self.account_ids[row],
+            plan=self.plan_names[row],
+            start_date=_date(start_day),
+            end_date=_date(int(self.term_end[row])),
+            mrr=mrr,
+            billing_period_months=int(self.period[row]),
+            quantity=quantity,
+            properties=json.dumps(properties),
+        )
 
     def _opportunity(
         self,
@@ -556,17 +538,18 @@ class RevenueBook:
         status: str = "won",
     ) -> None:
         self.opportunities[row] += 1
-        rows.opportunities["opportunity_id"].append(
-            f"opp_{self.account_ids[row]}_{int(self.opportunities[row]):03d}"
+        _append(
+            rows.opportunities,
+            opportunity_id=f"opp_{self.account_ids[row]}_{int(self.opportunities[row]):03d}",
+            account_id=self.account_ids[row],
+            kind=kind,
+            amount=round(float(amount), 2),
+            source=source,
+            created_at=created_us,
+            closed_at=closed_us,
+            status=status,
+            properties=json.dumps(properties) if properties else None,
         )
-        rows.opportunities["account_id"].append(self.account_ids[row])
-        rows.opportunities["kind"].append(kind)
-        rows.opportunities["amount"].append(round(float(amount), 2))
-        rows.opportunities["source"].append(source)
-        rows.opportunities["created_at"].append(created_us)
-        rows.opportunities["closed_at"].append(closed_us)
-        rows.opportunities["status"].append(status)
-        rows.opportunities["properties"].append(json.dumps(properties) if properties else None)
 
     def _new_source(self, row: int) -> str:
         lead = int(self.population.lead_source[row])

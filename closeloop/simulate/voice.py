@@ -304,23 +304,19 @@ def ticket_properties(tickets: Tickets, day: date) -> pa.Array:
 
 
 def _nps_comments(score: FloatArray, draw: FloatArray) -> list[str | None]:
-    comments: list[str | None] = []
-    for value, u in zip(score, draw, strict=True):
-        if u >= _COMMENT_SHARE:
-            comments.append(None)
-            continue
-        band = "promoter" if value >= 9 else "passive" if value >= 7 else "detractor"
-        options = NPS_COMMENTS[band]
-        comments.append(options[int(u / _COMMENT_SHARE * len(options)) % len(options)])
-    return comments
+    bands = ["promoter" if v >= 9 else "passive" if v >= 7 else "detractor" for v in score]
+    return _comments([NPS_COMMENTS[band] for band in bands], draw)
 
 
 def _ticket_comments(good: BoolArray, draw: FloatArray) -> list[str | None]:
-    comments: list[str | None] = []
-    for is_good, u in zip(good, draw, strict=True):
-        if u >= _COMMENT_SHARE:
-            comments.append(None)
-            continue
-        options = TICKET_COMMENTS["high" if is_good else "low"]
-        comments.append(options[int(u / _COMMENT_SHARE * len(options)) % len(options)])
-    return comments
+    return _comments([TICKET_COMMENTS["high" if g else "low"] for g in good], draw)
+
+
+def _comments(options: list[tuple[str, ...]], draw: FloatArray) -> list[str | None]:
+    """A comment from each respondent's options for draws below the comment share, else none."""
+    return [
+        choices[int(u / _COMMENT_SHARE * len(choices)) % len(choices)]
+        if u < _COMMENT_SHARE
+        else None
+        for choices, u in zip(options, draw, strict=True)
+    ]
