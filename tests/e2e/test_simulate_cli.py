@@ -126,8 +126,10 @@ def test_run_jobs_ticks_the_projects_job_and_prints_its_true_effects(
     """`closeloop init`'s job (no variants) runs with the company; its truth is shown and stored."""
     result = runner.invoke(
         app,
-        ["simulate", "--project", str(project), "--accounts", "150", "--days", "45"]
-        + ["--arrival-days", "12", "--seed", "3", "--run-jobs"],
+        [
+            *("simulate", "--project", str(project), "--accounts", "150", "--days", "45"),
+            *("--arrival-days", "12", "--seed", "3", "--run-jobs"),
+        ],
     )
 
     assert result.exit_code == 0, result.output
