@@ -12,6 +12,7 @@ from closeloop.simulate.company import (
     TEAMMATE_INVITED_EVENT,
     CompanySimulator,
     DayBatch,
+    PotentialOutcomes,
     UnknownAccountError,
 )
 from closeloop.simulate.config import (
@@ -47,6 +48,7 @@ __all__ = [
     "MilestoneConfig",
     "PlanTier",
     "Policy",
+    "PotentialOutcomes",
     "ProductEventConfig",
     "Response",
     "Scenario",

@@ -62,6 +62,9 @@ from closeloop.simulate.voice import (
     ticket_properties,
 )
 
+ONE_EMAIL: Policy = (Touch(),)
+"""The default policy: one email at entry."""
+
 FIRST_PROJECT_EVENT = "first_project_created"
 TEAMMATE_INVITED_EVENT = "teammate_invited"
 
@@ -509,9 +512,32 @@ class CompanySimulator:
         Returns, per variant, one :class:`TrueEffect` per segment present and one for ``"all"``.
         Deliveries made to this simulator do not change the answer.
         """
+        chosen = dict(policies) if policies is not None else {TREATMENT: ONE_EMAIL}
+        segment_names = [s.name for s in self.config.segments]
+        effects: list[TrueEffect] = []
+        for variant, policy in chosen.items():
+            outcomes = self.potential_outcomes(units, horizon_days, tuple(policy), variant)
+            effects.extend(
+                summarise(
+                    variant, segment_names, outcomes.segment, outcomes.treated, outcomes.control
+                )
+            )
+        return effects
+
+    def potential_outcomes(
+        self,
+        units: Sequence[tuple[str, datetime]],
+        horizon_days: float,
+        policy: Policy = ONE_EMAIL,
+        variant: str = TREATMENT,
+    ) -> PotentialOutcomes:
+        """Per unit: does it reach the goal within the horizon under the policy, and without it?
+
+        The unit-level potential outcomes behind :meth:`true_effects`, for checking estimators by
+        simulation (sample units, randomize, observe one of the two outcomes per unit).
+        """
         if horizon_days <= 0:
             raise ValueError(f"horizon_days must be above 0, got {horizon_days}")
-        chosen = dict(policies) if policies is not None else {TREATMENT: (Touch(),)}
         rows = np.array([self._row(account) for account, _ in units], dtype=np.int64)
         entered = np.array([_microseconds(at) for _, at in units], dtype=np.int64)
         population = self.population
@@ -519,7 +545,7 @@ class CompanySimulator:
         if bool((entered < created).any()):
             first = int(np.flatnonzero(entered < created)[0])
             raise ValueError(f"unit {units[first]!r} entered before its account signed up")
-        window_end = entered + int(horizon_days) * MICROSECONDS_PER_DAY
+        window_end = entered + round(horizon_days * MICROSECONDS_PER_DAY)
         churn = first_churn_before_goal_us(
             self.config, population, self._teammate_us, rows, window_end
         )
@@ -527,15 +553,11 @@ class CompanySimulator:
         def completed(goal: IntArray) -> npt.NDArray[np.bool_]:
             return (goal > entered) & (goal <= window_end) & (goal <= churn)
 
-        control = completed(self._goal_under(rows, entered, (), TREATMENT))
-        segment_names = [s.name for s in self.config.segments]
-        effects: list[TrueEffect] = []
-        for variant, policy in chosen.items():
-            treated = completed(self._goal_under(rows, entered, tuple(policy), variant))
-            effects.extend(
-                summarise(variant, segment_names, population.segment[rows], treated, control)
-            )
-        return effects
+        return PotentialOutcomes(
+            segment=population.segment[rows],
+            treated=completed(self._goal_under(rows, entered, policy, variant)),
+            control=completed(self._goal_under(rows, entered, (), variant)),
+        )
 
     def _goal_under(
         self, rows: IntArray, entered: IntArray, policy: Policy, variant: str
@@ -626,6 +648,15 @@ def _in_time_order(at: IntArray, effect: FloatArray, decay: FloatArray) -> Touch
         np.take_along_axis(effect, order, axis=1),
         np.take_along_axis(decay, order, axis=1),
     )
+
+
+@dataclass(frozen=True)
+class PotentialOutcomes:
+    """Both outcomes of each unit: reached the goal within the horizon if treated, if not."""
+
+    segment: IntArray  # index into config.segments
+    treated: npt.NDArray[np.bool_]
+    control: npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
