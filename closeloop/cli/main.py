@@ -402,6 +402,87 @@ def report(
         console.print(f"HTML report: {html}")
 
 
+class MeasureFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    HTML = "html"
+
+
+@app.command()
+@reports_errors
+def measure(
+    units: Annotated[
+        Path, typer.Option(help="Units file (.csv, .parquet, .jsonl): unit_id, arm, entered_at.")
+    ],
+    events: Annotated[
+        Path, typer.Option(help="Events file: unit_id, name, timestamp and optionally value.")
+    ],
+    goal: Annotated[str, typer.Option(help="The event whose first occurrence is the goal.")],
+    control: Annotated[str, typer.Option(help="The control arm (e.g. holdout).")],
+    horizon: Annotated[str, typer.Option(help="How long after entry counts: 14d, 14, 36h, 2w.")],
+    value_event: Annotated[
+        str | None,
+        typer.Option(help="Also compare the sum of this event's value within the horizon."),
+    ] = None,
+    covariate: Annotated[
+        str | None,
+        typer.Option(help="A pre-entry numeric units column for CUPED on the value."),
+    ] = None,
+    segment_by: Annotated[
+        list[str] | None,
+        typer.Option(help="A pre-entry units column to break the lift down by (repeatable)."),
+    ] = None,
+    weights: Annotated[
+        list[str] | None,
+        typer.Option(help="ARM=W, the planned split for the sample-ratio check (repeatable)."),
+    ] = None,
+    output_format: Annotated[
+        MeasureFormat, typer.Option("--format", help="table, json or html.")
+    ] = MeasureFormat.TABLE,
+    output: Annotated[
+        Path | None, typer.Option(help="Write the output to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Measure an intervention run elsewhere from a units file and an events file.
+
+    Same numbers as `closeloop report`; the JSON format is described in docs/measure-format.md.
+    """
+    from closeloop.services import measure as measure_service
+
+    result = measure_service.measure_files(
+        measure_service.MeasureRequest(
+            units=units,
+            events=events,
+            goal=goal,
+            horizon_days=measure_service.parse_horizon(horizon),
+            control=control,
+            value_event=value_event,
+            covariate=covariate,
+            segment_by=tuple(segment_by or ()),
+            weights=measure_service.parse_weights(weights or []),
+        )
+    )
+    if output_format == MeasureFormat.JSON:
+        text = json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n"
+    elif output_format == MeasureFormat.HTML:
+        text = measure_service.measurement_to_html(result.measurement, result.warnings)
+    elif output is None:
+        measure_service.print_measurement(console, result.measurement, result.warnings)
+        return
+    else:
+        with output.open("w", encoding="utf-8") as handle:
+            measure_service.print_measurement(
+                Console(file=handle, width=132), result.measurement, result.warnings
+            )
+        console.print(f"wrote {output}")
+        return
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}")
+
+
 @app.command()
 @reports_errors
 def demo(

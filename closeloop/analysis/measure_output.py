@@ -1,0 +1,523 @@
+"""A measurement as documented JSON (docs/measure-format.md), rich tables, a standalone HTML page.
+
+:func:`measurement_to_json` is the one serialisation of a
+:class:`~closeloop.analysis.measurement.Measurement`; the table and the page show the same numbers.
+Times are in days; a number that is not finite (NaN, infinity) is written as null.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import altair as alt
+import jinja2
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from closeloop import __version__
+from closeloop.analysis.charts import to_svg
+from closeloop.analysis.html_report import days, num, pct, pp, pp_ci, pval
+from closeloop.analysis.measurement import (
+    COMPLETION_RATE,
+    TIME_TO_GOAL,
+    VALUE,
+    ArmResult,
+    Comparison,
+    Measurement,
+)
+from closeloop.stats import ComparisonResult, Interval, KaplanMeierResult, Status
+
+FORMAT_VERSION = 1
+STATUS_STYLE = {
+    "positive": "green",
+    "negative": "red",
+    "inconclusive": "yellow",
+    "insufficient_data": "yellow",
+}
+ARM_PALETTE = ("#9ca3af", "#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2")
+
+
+# -- JSON ------------------------------------------------------------------------------------------
+
+
+def measurement_to_json(
+    measurement: Measurement,
+    *,
+    warnings: Sequence[str] = (),
+    source: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The measurement in the stable format of docs/measure-format.md (plain JSON types only).
+
+    ``warnings`` (about the input) come before the measurement's own; ``source`` describes where
+    the units came from (files and counts for ``closeloop measure``) and is null when not given.
+    """
+    options = measurement.options
+    return {
+        "format_version": FORMAT_VERSION,
+        "horizon_days": _number(options.horizon_days),
+        "control": options.control,
+        "as_of": options.as_of.isoformat() if options.as_of is not None else None,
+        "running": measurement.running,
+        "alpha": options.alpha,
+        "status": measurement.status.value,
+        "source": dict(source) if source is not None else None,
+        "arms": {name: _arm(arm) for name, arm in measurement.arms.items()},
+        "comparisons": [_comparison(comparison) for comparison in measurement.comparisons],
+        "srm": (
+            {
+                "chi2": _number(measurement.srm.chi2),
+                "p_value": _number(measurement.srm.p_value),
+                "mismatch": measurement.srm.mismatch,
+            }
+            if measurement.srm is not None
+            else None
+        ),
+        "segments": [
+            {
+                "column": segment.column,
+                "segment": segment.segment,
+                "arm": segment.arm,
+                "control": segment.control,
+                "n_control": segment.control_stat.n,
+                "n_arm": segment.arm_stat.n,
+                "rate_control": _rate(segment.control_stat.n, segment.control_stat.successes),
+                "rate_arm": _rate(segment.arm_stat.n, segment.arm_stat.successes),
+                "lift": _result(segment.lift),
+                "p_value_bh": _number(segment.p_value_bh),
+                "p_value_holm": _number(segment.p_value_holm),
+                "adjusted_ci": _interval(segment.adjusted_ci),
+                "small": segment.small,
+            }
+            for segment in measurement.segments
+        ],
+        "heterogeneity": [
+            {
+                "column": test.column,
+                "arm": test.arm,
+                "q": _number(test.q),
+                "df": test.df,
+                "p_value": _number(test.p_value),
+            }
+            for test in measurement.heterogeneity
+        ],
+        "warnings": [*warnings, *measurement.warnings],
+    }
+
+
+def _arm(arm: ArmResult) -> dict[str, Any]:
+    return {
+        "n": arm.n,
+        "matured": arm.matured,
+        "completed": arm.completed,
+        "completion_rate": _number(arm.completion_rate),
+        "mean_value": _number(arm.mean_value),
+        "median_time_to_goal": _number(arm.median_time_to_goal),
+        "median_time_to_goal_ci": _interval(arm.curve.median_ci),
+        "km_completion_at_horizon": _number(arm.km_completion_at_horizon),
+        "completion_at": {f"{day:g}": _number(share) for day, share in arm.completion_at.items()},
+        "rmst": _number(arm.rmst),
+        "conditional_mean_days": _number(arm.conditional_mean_days),
+        "conditional_median_days": _number(arm.conditional_median_days),
+    }
+
+
+def _comparison(comparison: Comparison) -> dict[str, Any]:
+    time_to_goal = comparison.metric == TIME_TO_GOAL
+    decisive = comparison.decisive
+    return {
+        "arm": comparison.arm,
+        "control": comparison.control,
+        "metric": comparison.metric,
+        "status": decisive.status.value,
+        "message": decisive.message,
+        "absolute": None if time_to_goal else _result(comparison.absolute),
+        "relative": _result(comparison.relative) if comparison.relative is not None else None,
+        "sequential": (
+            _result(comparison.sequential) if comparison.sequential is not None else None
+        ),
+        "cuped": comparison.cuped if comparison.metric == VALUE else None,
+        "rmst_difference": _result(comparison.absolute) if time_to_goal else None,
+        "logrank": (
+            {
+                "chi2": _number(comparison.logrank.chi2),
+                "p_value": _number(comparison.logrank.p_value),
+            }
+            if comparison.logrank is not None
+            else None
+        ),
+    }
+
+
+def _result(result: ComparisonResult) -> dict[str, Any]:
+    return {
+        "estimate": _number(result.estimate),
+        "ci": _interval(result.ci),
+        "p_value": _number(result.p_value),
+    }
+
+
+def _interval(interval: Interval) -> list[float | None]:
+    return [_number(interval.lower), _number(interval.upper)]
+
+
+def _rate(n: int, successes: int) -> float | None:
+    return successes / n if n else None
+
+
+def _number(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+# -- headline --------------------------------------------------------------------------------------
+
+
+def headline(measurement: Measurement) -> str:
+    """One sentence on the first treated arm's completion against the control."""
+    control = measurement.options.control
+    if not measurement.treated_arms:
+        return f"Only the control arm {control!r} has units: nothing to compare."
+    arm = measurement.treated_arms[0]
+    comparison = measurement.comparison(arm, COMPLETION_RATE)
+    if comparison is None or measurement.status is Status.INSUFFICIENT_DATA:
+        reason = comparison.decisive.message if comparison is not None else ""
+        return "Not enough data to call this: " + (
+            reason or (measurement.warnings[0] if measurement.warnings else "see the warnings")
+        )
+    result = comparison.decisive
+    effect = f"{pp(result.estimate)} {pp_ci(result.ci)}"
+    verdict = {
+        Status.POSITIVE: f"{arm} completed more often than {control}",
+        Status.NEGATIVE: f"{arm} completed less often than {control}",
+    }.get(measurement.status, f"inconclusive: the interval for {arm} vs {control} includes 0")
+    return f"{verdict[0].upper()}{verdict[1:]}: {effect} within {_horizon(measurement)}."
+
+
+def _horizon(measurement: Measurement) -> str:
+    return f"{measurement.options.horizon_days:g} days"
+
+
+# -- terminal --------------------------------------------------------------------------------------
+
+
+def print_measurement(
+    console: Console, measurement: Measurement, warnings: Sequence[str] = ()
+) -> None:
+    """Rich tables: arms, comparisons, sample ratio, segments."""
+    options = measurement.options
+    style = STATUS_STYLE.get(measurement.status.value, "white")
+    console.print(
+        f"\n[bold]Measurement[/bold] — horizon {_horizon(measurement)}, control {options.control!r}"
+    )
+    console.print(f"[{style}]{headline(measurement)}[/{style}]")
+    for warning in [*warnings, *measurement.warnings]:
+        console.print(f"[yellow]⚠ {warning}[/yellow]")
+
+    arms = Table(title="Arms", title_justify="left")
+    columns = ["arm", "units", "completed", "completion rate", "KM at horizon"]
+    columns += [f"by day {day:g}" for day in _checkpoints(measurement)]
+    columns += ["median days [95% CI]", "RMST days", "median days*"]
+    if options.value:
+        columns.append("mean value")
+    for column in columns:
+        arms.add_column(column, justify="left" if column == "arm" else "right")
+    for arm in measurement.arms.values():
+        cells = [
+            arm.arm,
+            f"{arm.n:,}",
+            f"{arm.completed:,}",
+            pct(arm.completion_rate),
+            pct(arm.km_completion_at_horizon),
+            *(pct(arm.completion_at.get(day)) for day in _checkpoints(measurement)),
+            f"{num(arm.median_time_to_goal)} {_days_ci(arm.curve.median_ci)}",
+            num(arm.rmst),
+            num(arm.conditional_median_days),
+        ]
+        if options.value:
+            cells.append(_value(arm.mean_value))
+        arms.add_row(*cells)
+    console.print(arms)
+    console.print(
+        "[dim]* among units that reached the goal (conditional); "
+        "the KM median counts everyone[/dim]"
+    )
+
+    comparisons = Table(title="Comparisons (arm minus control)", title_justify="left")
+    for column in ("arm vs control", "metric", "difference", "95% CI", "p", "relative", "status"):
+        comparisons.add_column(column, justify="left" if column in {"arm vs control"} else "right")
+    for comparison in measurement.comparisons:
+        comparisons.add_row(*_comparison_cells(comparison))
+    console.print(comparisons)
+
+    if measurement.srm is None:
+        console.print("Sample ratio check: not run (no --weights)")
+    else:
+        verdict = "[red]mismatch[/red]" if measurement.srm.mismatch else "ok"
+        console.print(
+            f"Sample ratio check: chi2 = {measurement.srm.chi2:.2f}, "
+            f"p = {pval(measurement.srm.p_value)} ({verdict})"
+        )
+
+    if measurement.segments:
+        segments = Table(title="Completion lift by segment", title_justify="left")
+        for column in (
+            "segment",
+            "arm",
+            "control n",
+            "arm n",
+            "control",
+            "arm rate",
+            "lift",
+            "95% CI",
+            "adjusted CI",
+            "BH p",
+            "Holm p",
+        ):
+            segments.add_column(column, justify="left" if column == "segment" else "right")
+        for segment in measurement.segments:
+            segments.add_row(
+                f"{segment.column}={segment.segment}" + (" (small)" if segment.small else ""),
+                segment.arm,
+                f"{segment.control_stat.n:,}",
+                f"{segment.arm_stat.n:,}",
+                pct(_rate(segment.control_stat.n, segment.control_stat.successes)),
+                pct(_rate(segment.arm_stat.n, segment.arm_stat.successes)),
+                pp(segment.lift.estimate),
+                pp_ci(segment.lift.ci),
+                pp_ci(segment.adjusted_ci),
+                pval(segment.p_value_bh),
+                pval(segment.p_value_holm),
+            )
+        console.print(segments)
+    for test in measurement.heterogeneity:
+        console.print(
+            f"Heterogeneity across {test.column} ({test.arm}): Cochran's Q = {test.q:.2f}, "
+            f"df = {test.df}, p = {pval(test.p_value)}"
+        )
+
+
+def _checkpoints(measurement: Measurement) -> list[float]:
+    first = next(iter(measurement.arms.values()), None)
+    return sorted(first.completion_at) if first is not None else []
+
+
+def _days_ci(interval: Interval) -> str:
+    low = num(interval.lower) if math.isfinite(interval.lower) else "—"
+    high = num(interval.upper) if math.isfinite(interval.upper) else "—"
+    return f"[{low}, {high}]"
+
+
+def _value(value: float | None) -> str:
+    return f"{value:,.2f}" if value is not None and math.isfinite(value) else "—"
+
+
+def _comparison_cells(comparison: Comparison) -> list[str]:
+    decisive = comparison.decisive
+    status = decisive.status.value
+    styled = f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+    pair = f"{comparison.arm} vs {comparison.control}"
+    relative = pct(comparison.relative.estimate) if comparison.relative is not None else "—"
+    if comparison.metric == TIME_TO_GOAL:
+        result = comparison.absolute
+        logrank = (
+            f"log-rank {pval(comparison.logrank.p_value)}" if comparison.logrank is not None else ""
+        )
+        return [
+            pair,
+            "time to goal (RMST)",
+            days(result.estimate),
+            _days_ci(result.ci),
+            pval(result.p_value) + (f" · {logrank}" if logrank else ""),
+            "—",
+            styled,
+        ]
+    if comparison.metric == VALUE:
+        label = "value (CUPED)" if comparison.cuped else "value"
+        ci = decisive.ci
+        return [
+            pair,
+            label,
+            _value(decisive.estimate),
+            f"[{_value(ci.lower)}, {_value(ci.upper)}]",
+            pval(decisive.p_value),
+            relative,
+            styled,
+        ]
+    label = "completion (always-valid)" if comparison.sequential is not None else "completion"
+    return [
+        pair,
+        label,
+        pp(decisive.estimate),
+        pp_ci(decisive.ci),
+        pval(decisive.p_value),
+        relative,
+        styled,
+    ]
+
+
+# -- HTML ------------------------------------------------------------------------------------------
+
+_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+_PAGE = _ENV.from_string(
+    """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>closeloop measurement</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 960px; color: #111827; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
+th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #e5e7eb; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.status { font-weight: 600; }
+.positive { color: #15803d; } .negative { color: #b91c1c; }
+.inconclusive, .insufficient_data { color: #a16207; }
+.warning { color: #a16207; }
+footer { color: #6b7280; font-size: 0.85rem; margin-top: 2rem; }
+</style>
+</head>
+<body>
+<h1>Measurement</h1>
+<p>Horizon {{ horizon }}, control arm <code>{{ control }}</code>.</p>
+<p class="status {{ status }}">{{ headline }}</p>
+{% for warning in warnings %}<p class="warning">⚠ {{ warning }}</p>
+{% endfor %}
+<h2>Arms</h2>
+<table>
+<tr><th>arm</th><th>units</th><th>completed</th><th>completion rate</th><th>KM at horizon</th>
+<th>median days [95% CI]</th><th>RMST days</th><th>median days (completers)</th>
+{% if value %}<th>mean value</th>{% endif %}</tr>
+{% for row in arms %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}
+</table>
+<h2>Time to goal</h2>
+<figure>{{ curves_svg | safe }}</figure>
+<h2>Comparisons (arm minus control)</h2>
+<table>
+<tr><th>arm vs control</th><th>metric</th><th>difference</th><th>95% CI</th><th>p</th>
+<th>relative</th><th>status</th></tr>
+{% for row in comparisons %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}
+</table>
+<p>Sample ratio check: {{ srm }}</p>
+{% if segments %}
+<h2>Completion lift by segment</h2>
+<table>
+<tr><th>segment</th><th>arm</th><th>control n</th><th>arm n</th><th>control</th><th>arm rate</th>
+<th>lift</th><th>95% CI</th><th>adjusted CI</th><th>BH p</th><th>Holm p</th></tr>
+{% for row in segments %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}
+</table>
+{% for line in heterogeneity %}<p>{{ line }}</p>
+{% endfor %}
+{% endif %}
+<footer>closeloop {{ version }} · the same numbers as <code>--format json</code></footer>
+</body>
+</html>
+"""
+)
+
+
+def measurement_to_html(measurement: Measurement, warnings: Sequence[str] = ()) -> str:
+    """A standalone page (inline SVG chart, no scripts) with the tables of the terminal output."""
+    options = measurement.options
+    arms = []
+    for arm in measurement.arms.values():
+        row = [
+            arm.arm,
+            f"{arm.n:,}",
+            f"{arm.completed:,}",
+            pct(arm.completion_rate),
+            pct(arm.km_completion_at_horizon),
+            f"{num(arm.median_time_to_goal)} {_days_ci(arm.curve.median_ci)}",
+            num(arm.rmst),
+            num(arm.conditional_median_days),
+        ]
+        if options.value:
+            row.append(_value(arm.mean_value))
+        arms.append(row)
+    comparisons = [
+        [_plain(cell) for cell in _comparison_cells(comparison)]
+        for comparison in measurement.comparisons
+    ]
+    srm = measurement.srm
+    segments = [
+        [
+            f"{s.column}={s.segment}" + (" (small)" if s.small else ""),
+            s.arm,
+            f"{s.control_stat.n:,}",
+            f"{s.arm_stat.n:,}",
+            pct(_rate(s.control_stat.n, s.control_stat.successes)),
+            pct(_rate(s.arm_stat.n, s.arm_stat.successes)),
+            pp(s.lift.estimate),
+            pp_ci(s.lift.ci),
+            pp_ci(s.adjusted_ci),
+            pval(s.p_value_bh),
+            pval(s.p_value_holm),
+        ]
+        for s in measurement.segments
+    ]
+    curves = {name: arm.curve for name, arm in measurement.arms.items()}
+    return _PAGE.render(
+        horizon=_horizon(measurement),
+        control=options.control,
+        status=measurement.status.value,
+        headline=headline(measurement),
+        warnings=[*warnings, *measurement.warnings],
+        value=options.value,
+        arms=arms,
+        curves_svg=to_svg(completion_chart(curves, options.horizon_days)),
+        comparisons=comparisons,
+        srm=(
+            "not run (no --weights)"
+            if srm is None
+            else f"chi2 = {srm.chi2:.2f}, p = {pval(srm.p_value)}"
+            + (" — mismatch" if srm.mismatch else "")
+        ),
+        segments=segments,
+        heterogeneity=[
+            f"Heterogeneity across {t.column} ({t.arm}): Cochran's Q = {t.q:.2f}, df = {t.df}, "
+            f"p = {pval(t.p_value)}"
+            for t in measurement.heterogeneity
+        ],
+        version=__version__,
+    )
+
+
+def _plain(cell: str) -> str:
+    """A table cell without its rich markup (``[green]positive[/]`` → ``positive``)."""
+    if cell.startswith("[") and "]" in cell and cell.endswith("[/]"):
+        return cell[cell.index("]") + 1 : -3]
+    return cell
+
+
+def completion_chart(curves: Mapping[str, KaplanMeierResult], horizon_days: float) -> alt.Chart:
+    """Share of each arm that reached the goal by day t (1 − Kaplan–Meier), any arm names."""
+    frames = []
+    for arm, curve in curves.items():
+        times = [0.0, *[t for t in curve.times if t <= horizon_days], horizon_days]
+        shares = [0.0, *[1.0 - s for s in curve.survival[: len(times) - 2]]]
+        shares.append(shares[-1])
+        frames.append(pd.DataFrame({"day": times, "completed": shares, "arm": arm}))
+    data = pd.concat(frames, ignore_index=True)
+    names = list(curves)
+    color = alt.Color(
+        "arm:N",
+        scale=alt.Scale(
+            domain=names, range=[ARM_PALETTE[i % len(ARM_PALETTE)] for i in range(len(names))]
+        ),
+        title="arm",
+    )
+    chart: alt.Chart = (
+        alt.Chart(data)
+        .mark_line(interpolate="step-after", strokeWidth=2)
+        .encode(
+            x=alt.X("day:Q", title="days since entry"),
+            y=alt.Y("completed:Q", title="reached the goal", axis=alt.Axis(format="%")),
+            color=color,
+        )
+        .properties(width=560, height=300, title="Time to goal (1 − Kaplan–Meier)")
+    )
+    return chart
