@@ -317,6 +317,13 @@ class Variant(Frozen):
         return value
 
 
+class Allocation(StrEnum):
+    """How treated units are split among a job's variants (the holdout is never adaptive)."""
+
+    FIXED = "fixed"  # by each variant's weight
+    THOMPSON = "thompson"  # by each variant's posterior probability of being best, floored
+
+
 class ReEntryPolicy(Frozen):
     """Whether an account that left the job may enter again, and after how long."""
 
@@ -357,6 +364,13 @@ class JobDefinition(Frozen):
         default=(), description="entry actions; `wait_days` then reminders while not completed"
     )
     variants: tuple[Variant, ...] = ()
+    allocation: Allocation = Field(
+        default=Allocation.FIXED,
+        description=(
+            "how treated units are split among variants: fixed (by weight) or thompson "
+            "(adaptive, toward the variant most likely best; needs at least two variants)"
+        ),
+    )
     on_completion: tuple[Action, ...] = ()
     on_exit: tuple[Action, ...] = ()
     hypothesis: Hypothesis | None = None
@@ -375,6 +389,17 @@ class JobDefinition(Frozen):
             raise ValueError(
                 f"holdout must be between {MIN_HOLDOUT} and {MAX_HOLDOUT} (got {value}); "
                 "set `observational: true` to run without a randomized holdout"
+            )
+        return value
+
+    @field_validator("allocation")
+    @classmethod
+    def _allocation_has_a_choice(cls, value: Allocation, info: ValidationInfo) -> Allocation:
+        variants = info.data.get("variants")
+        if value == Allocation.THOMPSON and variants is not None and len(variants) < 2:
+            raise ValueError(
+                f"allocation thompson chooses among variants, and this job has {len(variants)}; "
+                "give it at least two variants or use `allocation: fixed`"
             )
         return value
 

@@ -111,3 +111,18 @@ audit_log = Table(
     Column("subject", String(200), nullable=False),
     Column("detail", Text),
 )
+
+# The split a tick used, per arm, for jobs with adaptive allocation: the holdout's share is the
+# job's holdout; each variant's is its floored posterior probability of being best times the
+# treated share. ``matured`` / ``completed`` are the counts the posterior was computed from.
+tick_allocations = Table(
+    "tick_allocations",
+    metadata,
+    Column("job_name", String(200), ForeignKey("jobs.name"), primary_key=True),
+    Column("at", DateTime, primary_key=True),
+    Column("arm", String(64), primary_key=True),
+    Column("share", Float, nullable=False),
+    Column("probability_best", Float),
+    Column("matured", Integer, nullable=False),
+    Column("completed", Integer, nullable=False),
+)

@@ -20,9 +20,10 @@ from sqlalchemy.engine import Connection
 from closeloop.data.compiler import goal_reached_at, matching_units
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, MembershipKind, memberships
-from closeloop.definitions.models import ContactPolicy
+from closeloop.definitions.models import Allocation, ContactPolicy
 from closeloop.definitions.project import LoadedJob, Project
 from closeloop.engine import schema
+from closeloop.engine.allocation import TickAllocation, thompson_tick_allocation
 from closeloop.engine.assignment import assign_variant, enrollment_id
 from closeloop.engine.publish import publish_enrollments
 from closeloop.engine.state import JobRecord, StateStore, utc_now
@@ -62,6 +63,7 @@ class _Decisions:
     exits: dict[str, tuple[datetime, str]]
     entering: list[Unit]
     active: dict[str, Unit]
+    allocation: TickAllocation | None = None  # the split used, with adaptive allocation
 
 
 def run_tick(
@@ -132,6 +134,10 @@ def run_tick(
             )
         if outbox_rows:
             connection.execute(schema.outbox.insert(), outbox_rows)
+        if decisions.allocation is not None:
+            connection.execute(
+                schema.tick_allocations.insert(), decisions.allocation.rows(job.name, at)
+            )
         connection.execute(
             schema.ticks.insert().values(
                 job_name=job.name,
@@ -197,6 +203,14 @@ def _decide(
     arms = [(variant.name, variant.weight) for variant in definition.variants] or [
         (definition.arms[0], 1.0)
     ]
+    allocation = None
+    if definition.allocation == Allocation.THOMPSON:
+        pending = [
+            (by_id[key].arm, entered[key], completed_at)
+            for key, completed_at in completions.items()
+        ]
+        allocation = thompson_tick_allocation(store, job, record.salt, record.holdout, at, pending)
+        arms = allocation.treated_weights()
     entering = [
         Unit(
             enrollment_id(job.name, key, at.isoformat()),
@@ -207,7 +221,7 @@ def _decide(
         for key, account in sorted(eligible.items())
         if key not in blocked and account not in capped
     ]
-    return _Decisions(completions, exits, entering, by_id)
+    return _Decisions(completions, exits, entering, by_id, allocation)
 
 
 def _unit_key(unit: Unit, target: Entity) -> str:

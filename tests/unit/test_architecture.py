@@ -17,7 +17,7 @@ ALLOWED: dict[str, set[str]] = {
     "definitions": {"errors"},
     "data": {"errors", "definitions"},
     "channels": {"errors"},
-    "engine": {"errors", "definitions", "data", "channels"},
+    "engine": {"errors", "stats", "definitions", "data", "channels"},
     "analysis": {"errors", "stats", "data", "engine"},
     "simulate": {"errors", "data"},
     "services": {
