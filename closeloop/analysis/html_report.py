@@ -11,7 +11,14 @@ import jinja2
 from closeloop import __version__
 from closeloop.analysis.charts import completion_curves, lift_chart, to_svg
 from closeloop.analysis.job_report import JobReport
-from closeloop.engine.assignment import HOLDOUT, TREATMENT
+from closeloop.analysis.measurement import (
+    CHECKPOINTS,
+    COMPLETION_RATE,
+    TIME_TO_GOAL,
+    VALUE,
+    Comparison,
+)
+from closeloop.engine.assignment import TREATMENT
 from closeloop.stats import Interval, Status
 
 _ENV = jinja2.Environment(
@@ -56,66 +63,177 @@ def num(value: float | None) -> str:
 
 def headline(report: JobReport) -> str:
     """One sentence a CS leader can repeat to the board, honest about uncertainty."""
-    lift = report.lift
+    comparison = report.sequential_lift or report.lift
+    running = report.sequential_lift is not None
     sooner = ""
-    ttg = report.time_to_goal
-    if ttg is not None and _ok(ttg.rmst_difference.estimate):
-        difference = ttg.rmst_difference
+    difference = report.time_to_goal.absolute
+    if _ok(difference.estimate) and _ok(difference.ci.lower):
         faster = -difference.estimate
         sooner = (
-            f"; over {report.horizon_days} days they reached it {abs(faster):.1f} days "
+            f"; over {report.horizon_days:g} days they reached it {abs(faster):.1f} days "
             f"{'sooner' if faster >= 0 else 'later'} on average "
             f"[{-difference.ci.upper:.1f}, {-difference.ci.lower:.1f}]"
         )
     if report.status is Status.INSUFFICIENT_DATA:
-        return "Not enough data to measure this job yet" + (
-            f": {report.warnings[0]}" if report.warnings else "."
-        )
+        reason = comparison.message or (report.warnings[0] if report.warnings else "")
+        return "Not enough data to measure this job yet" + (f": {reason}" if reason else ".")
     effect = (
-        f"{lift.estimate * 100:+.1f} percentage points "
-        f"[{lift.ci.lower * 100:+.1f}, {lift.ci.upper * 100:+.1f}]"
+        f"{comparison.estimate * 100:+.1f} percentage points "
+        f"[{comparison.ci.lower * 100:+.1f}, {comparison.ci.upper * 100:+.1f}]"
     )
+    so_far = " so far (always-valid interval; enrollments are still maturing)" if running else ""
     if report.status is Status.POSITIVE:
-        return f"The job worked: completion rose {effect} versus the holdout{sooner}."
+        return f"The job worked: completion rose {effect} versus the holdout{so_far}{sooner}."
     if report.status is Status.NEGATIVE:
-        return f"The job backfired: completion changed {effect} versus the holdout{sooner}."
+        return f"The job backfired: completion changed {effect} versus the holdout{so_far}{sooner}."
     return (
-        f"Inconclusive: completion changed {effect} versus the holdout; the interval includes "
-        f"no effect{sooner}."
+        f"Inconclusive: completion changed {effect} versus the holdout{so_far}; the interval "
+        f"includes no effect{sooner}."
     )
+
+
+def arm_rows(report: JobReport) -> list[dict[str, Any]]:
+    """Per arm, then per variant: what the engine did and what each arm achieved."""
+    rows = []
+    groups = [(report.arms, report.measurement)]
+    if report.variant_measurement is not None:
+        groups.append((report.variants, report.variant_measurement))
+    seen = set()
+    for summaries, measurement in groups:
+        for name, summary in summaries.items():
+            if name in seen or name not in measurement.arms:
+                continue
+            seen.add(name)
+            arm = measurement.arms[name]
+            rows.append(
+                {
+                    "arm": name,
+                    "variant": summaries is report.variants,
+                    "entered": summary.entered,
+                    "completed": summary.completed,
+                    "exited": summary.exited,
+                    "exits": ", ".join(
+                        f"{reason} {count}"
+                        for reason, count in sorted(summary.exited_by_reason.items())
+                    ),
+                    "active": summary.active,
+                    "matured": arm.matured,
+                    "completion_rate": arm.completion_rate,
+                    "completion_at": arm.completion_at,
+                    "median": arm.median_time_to_goal,
+                    "median_ci": arm.curve.median_ci,
+                    "conditional_median": arm.conditional_median_days,
+                    "conditional_mean": arm.conditional_mean_days,
+                }
+            )
+    return rows
+
+
+def comparison_rows(report: JobReport) -> list[dict[str, Any]]:
+    """Every comparison the report makes, the job as a whole first, then each variant."""
+    rows = []
+    measurements = [("job", report.measurement)]
+    if report.variant_measurement is not None:
+        measurements.append(("variant", report.variant_measurement))
+    for scope, measurement in measurements:
+        for comparison in measurement.comparisons:
+            if scope == "variant" and comparison.arm == TREATMENT:
+                continue
+            rows.append(_comparison_row(scope, comparison, report.horizon_days))
+    return rows
+
+
+def _comparison_row(scope: str, comparison: Comparison, horizon_days: float) -> dict[str, Any]:
+    absolute = comparison.absolute
+    label = {
+        COMPLETION_RATE: "completion rate",
+        VALUE: "value" + (" (CUPED)" if comparison.cuped else ""),
+        TIME_TO_GOAL: f"restricted mean time to goal over {horizon_days:g} d",
+    }[comparison.metric]
+    if comparison.metric == COMPLETION_RATE:
+        estimate, interval = pp(absolute.estimate), pp_ci(absolute.ci)
+    elif comparison.metric == TIME_TO_GOAL:
+        estimate, interval = days(absolute.estimate), days_ci(absolute.ci)
+    else:
+        estimate, interval = num(absolute.estimate), num_ci(absolute.ci)
+    sequential = comparison.sequential
+    return {
+        "scope": scope,
+        "versus": f"{comparison.arm} − {comparison.control}",
+        "metric": label,
+        "estimate": estimate,
+        "ci": interval,
+        "p": pval(absolute.p_value),
+        "relative": pct(comparison.relative.estimate) if comparison.relative else "",
+        "always_valid": pp_ci(sequential.ci) if sequential is not None else "",
+        "logrank": pval(comparison.logrank.p_value) if comparison.logrank else "",
+        "status": comparison.decisive.status.value,
+    }
 
 
 def segment_rows(
     report: JobReport, truths: Mapping[str, float] | None = None
 ) -> list[dict[str, Any]]:
     rows = []
-    for segment in report.segments:
-        truth = truths.get(segment.segment) if truths else None
-        ci = segment.lift.ci
-        rows.append(
-            {
-                "segment": segment.segment,
-                "small": segment.small,
-                "holdout_n": segment.holdout.n,
-                "treatment_n": segment.treatment.n,
-                "holdout_rate": segment.holdout.mean if segment.holdout.n else None,
-                "treatment_rate": segment.treatment.mean if segment.treatment.n else None,
-                "lift": segment.lift.estimate,
-                "ci": ci,
-                "p": segment.lift.p_value,
-                "adjusted_p": segment.adjusted_p_value,
-                "truth": truth,
-                "covered": truth is not None and ci.lower <= truth <= ci.upper,
-            }
-        )
+    measurements = [report.measurement]
+    if report.variant_measurement is not None:
+        measurements.append(report.variant_measurement)
+    for measurement in measurements:
+        for segment in measurement.segments:
+            if measurement is report.variant_measurement and segment.arm == TREATMENT:
+                continue
+            truth = truths.get(segment.segment) if truths and segment.arm == TREATMENT else None
+            ci = segment.lift.ci
+            rows.append(
+                {
+                    "column": segment.column,
+                    "segment": segment.segment,
+                    "arm": segment.arm,
+                    "small": segment.small,
+                    "holdout_n": segment.control_stat.n,
+                    "treatment_n": segment.arm_stat.n,
+                    "holdout_rate": segment.control_stat.mean if segment.control_stat.n else None,
+                    "treatment_rate": segment.arm_stat.mean if segment.arm_stat.n else None,
+                    "lift": segment.lift.estimate,
+                    "ci": ci,
+                    "adjusted_ci": segment.adjusted_ci,
+                    "p": segment.lift.p_value,
+                    "p_bh": segment.p_value_bh,
+                    "p_holm": segment.p_value_holm,
+                    "truth": truth,
+                    "covered": truth is not None and ci.lower <= truth <= ci.upper,
+                }
+            )
     return rows
+
+
+def heterogeneity_rows(report: JobReport) -> list[dict[str, Any]]:
+    measurements = [report.measurement]
+    if report.variant_measurement is not None:
+        measurements.append(report.variant_measurement)
+    return [
+        {"column": h.column, "arm": h.arm, "q": h.q, "df": h.df, "p": pval(h.p_value)}
+        for measurement in measurements
+        for h in measurement.heterogeneity
+        if not (measurement is report.variant_measurement and h.arm == TREATMENT)
+    ]
+
+
+def days_ci(ci: Interval) -> str:
+    return f"[{days(ci.lower)}, {days(ci.upper)}]" if _ok(ci.lower) and _ok(ci.upper) else "—"
+
+
+def num_ci(ci: Interval) -> str:
+    return f"[{num(ci.lower)}, {num(ci.upper)}]" if _ok(ci.lower) and _ok(ci.upper) else "—"
 
 
 def render_job_report_html(report: JobReport, truths: Mapping[str, float] | None = None) -> str:
     rows = segment_rows(report, truths)
     chart_rows = [
         {
-            "segment": row["segment"],
+            "segment": row["segment"]
+            if row["arm"] == TREATMENT
+            else f"{row['segment']} ({row['arm']})",
             "estimate": row["lift"] * 100,
             "low": row["ci"].lower * 100,
             "high": row["ci"].upper * 100,
@@ -124,15 +242,18 @@ def render_job_report_html(report: JobReport, truths: Mapping[str, float] | None
         for row in rows
         if _ok(row["lift"]) and _ok(row["ci"].lower)
     ]
-    ttg = report.time_to_goal
+    measurement = report.variant_measurement or report.measurement
+    curves = {name: arm.curve for name, arm in measurement.arms.items() if arm.risk_table.times}
     return _ENV.get_template("job_report.html.j2").render(
         report=report,
         headline=headline(report),
-        arms=[report.arms[TREATMENT], report.arms[HOLDOUT]],
-        ttg=ttg,
-        curves_svg=to_svg(completion_curves(ttg.curves, ttg.horizon_days)) if ttg else "",
+        arms=arm_rows(report),
+        comparisons=comparison_rows(report),
+        curves_svg=to_svg(completion_curves(curves, report.horizon_days)) if curves else "",
         lift_svg=to_svg(lift_chart(chart_rows)) if chart_rows else "",
         segment_rows=rows,
+        heterogeneity=heterogeneity_rows(report),
+        checkpoints=[t for t in CHECKPOINTS if t <= report.horizon_days],
         truths=bool(truths),
         version=__version__,
         pct=pct,

@@ -1,18 +1,19 @@
-"""The job report: what happened in each arm, and whether the job caused it.
+"""The job report: what happened in each arm and variant, and whether the job caused it.
 
-Counts, completion rates, conditional times and Kaplan–Meier risk tables are aggregated inside the
-warehouse (Ibis); only those sufficient statistics reach Python, where ``closeloop.stats`` turns
-them into lifts, intervals and tests.
+A job's enrollments become measurement units (:func:`job_units`) and go through the same
+:func:`~closeloop.analysis.measurement.measure_units` as ``closeloop measure``, twice when the job
+has variants: once with the variants pooled into ``treatment`` (did the job work?) and once with
+each variant on its own (each against the holdout, and pairwise). Counts, rates and Kaplan–Meier
+risk tables are aggregated inside the warehouse; only sufficient statistics reach Python.
 
-Estimands: the lift is intention-to-treat (every enrolled account, by assigned arm) on completion
-within the job's duration, over enrollments that have *matured* (their full duration has passed by
-the analysis time) so every unit had the same chance to complete. Time to goal uses every
-enrollment, with unfinished ones censored at the analysis time.
+Estimands: intention to treat on completion within the horizon (the hypothesis' horizon, else the
+job's duration) over matured enrollments; time to goal over every enrollment, censored at the
+horizon or the analysis time; while enrollments are still maturing the lifts carry always-valid
+confidence sequences.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,201 +21,213 @@ from datetime import datetime
 import ibis
 import ibis.expr.types as ir
 
+from closeloop.analysis.measurement import (
+    COMPLETION_RATE,
+    TIME_TO_GOAL,
+    VALUE,
+    Comparison,
+    Measurement,
+    MeasureOptions,
+    SegmentLift,
+    measure_units,
+)
 from closeloop.data.warehouse import ENROLLMENTS_TABLE, Warehouse
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
-from closeloop.stats import (
-    ComparisonResult,
-    KaplanMeierResult,
-    LogRankResult,
-    ProportionStatistic,
-    RiskTable,
-    SrmResult,
-    Status,
-    adjust_p_values,
-    kaplan_meier,
-    logrank_test,
-    rmst_difference,
-    srm_test,
-    welch_test,
-)
+from closeloop.errors import NotFoundError
+from closeloop.stats import ComparisonResult, SrmResult, Status
 
-SMALL_SEGMENT = 50  # per arm; below this a segment is shown but flagged, not ranked
 SECONDS_PER_DAY = 86_400.0
 
 
 @dataclass(frozen=True)
 class ArmSummary:
+    """What the engine did with an arm's enrollments so far (every enrollment, matured or not)."""
+
     arm: str
     entered: int
     completed: int
-    exited: int
+    exited_by_reason: dict[str, int]
     active: int
-    matured: int
-    completed_matured: int
-    mean_days_to_complete: float | None
-    median_days_to_complete: float | None
 
     @property
-    def completion_rate(self) -> float | None:
-        """Completion within the duration among matured enrollments."""
-        return self.completed_matured / self.matured if self.matured else None
+    def exited(self) -> int:
+        return sum(self.exited_by_reason.values())
 
 
 @dataclass(frozen=True)
-class SegmentLift:
-    segment: str
-    holdout: ProportionStatistic
-    treatment: ProportionStatistic
-    lift: ComparisonResult
-    adjusted_p_value: float
-    small: bool
+class ValueOutcome:
+    """The numeric outcome measured besides completion: an event's value summed over the horizon."""
 
-
-@dataclass(frozen=True)
-class TimeToGoal:
-    curves: dict[str, KaplanMeierResult]
-    logrank: LogRankResult
-    rmst_difference: ComparisonResult
-    horizon_days: float
+    event: str
+    covariate_days: int  # the same event's value over this many days before entry (CUPED); 0: none
 
 
 @dataclass(frozen=True)
 class JobReport:
     job_name: str
     as_of: datetime
-    horizon_days: int
+    horizon_days: float
     holdout_fraction: float
-    arms: dict[str, ArmSummary]
-    lift: ComparisonResult
-    relative_lift: ComparisonResult
-    srm: SrmResult
-    segments: list[SegmentLift]
-    time_to_goal: TimeToGoal | None
+    arms: dict[str, ArmSummary]  # holdout and treatment (the variants pooled)
+    variants: dict[str, ArmSummary]  # each variant; empty for a job without variants
+    measurement: Measurement  # treatment (pooled) against the holdout
+    variant_measurement: Measurement | None  # each variant against the holdout, and pairwise
+    value_outcome: ValueOutcome | None
     status: Status
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def lift(self) -> ComparisonResult:
+        """The completion lift of the job as a whole (absolute, fixed horizon)."""
+        return self._comparison(COMPLETION_RATE).absolute
 
-def _enrollments(
-    warehouse: Warehouse, job_name: str, as_of: datetime, horizon_days: int
+    @property
+    def relative_lift(self) -> ComparisonResult:
+        relative = self._comparison(COMPLETION_RATE).relative
+        assert relative is not None
+        return relative
+
+    @property
+    def sequential_lift(self) -> ComparisonResult | None:
+        """The always-valid interval while enrollments are still maturing."""
+        return self._comparison(COMPLETION_RATE).sequential
+
+    @property
+    def time_to_goal(self) -> Comparison:
+        return self._comparison(TIME_TO_GOAL)
+
+    @property
+    def value(self) -> Comparison | None:
+        return self.measurement.comparison(TREATMENT, VALUE, HOLDOUT)
+
+    @property
+    def srm(self) -> SrmResult:
+        srm = self.measurement.srm
+        assert srm is not None
+        return srm
+
+    @property
+    def segments(self) -> list[SegmentLift]:
+        return self.measurement.segments
+
+    def _comparison(self, metric: str) -> Comparison:
+        comparison = self.measurement.comparison(TREATMENT, metric, HOLDOUT)
+        assert comparison is not None, metric
+        return comparison
+
+
+def job_units(
+    warehouse: Warehouse,
+    job_name: str,
+    *,
+    as_of: datetime,
+    attributes: Sequence[str] = ("segment",),
+    value_outcome: ValueOutcome | None = None,
+    horizon_days: float | None = None,
 ) -> ir.Table:
+    """The job's enrollments up to ``as_of`` as measurement units, computed in the warehouse.
+
+    Columns: ``unit_id`` (the enrollment id), ``arm`` (the assigned arm or variant),
+    ``entered_at``, ``goal_at`` (the engine's completion time, if it happened by ``as_of``),
+    ``exited_at``, ``exit_reason``, the account's ``attributes`` (taken as they are now; they are
+    meant to be fixed at entry, such as segment or plan) and, with a value outcome, ``value``
+    (the event's value summed over ``[entered_at, entered_at + horizon]``) and ``covariate``
+    (its value summed over the days before entry).
+    """
     e = warehouse.table(ENROLLMENTS_TABLE)
     e = e.filter((e.job_name == job_name) & (e.entered_at <= as_of))
-    accounts = warehouse.table("accounts").select("account_id", "segment")
-    e = e.left_join(accounts, "account_id").select(e, accounts.segment)
-    as_of_lit = ibis.timestamp(as_of)
-    completed = e.completed_at.notnull() & (e.completed_at <= as_of_lit)
-    exited = e.exited_at.notnull() & (e.exited_at <= as_of_lit)
-    entered_s = e.entered_at.epoch_seconds()
-    end_s = ibis.cases(
-        (completed, e.completed_at.epoch_seconds()),
-        (exited, e.exited_at.epoch_seconds()),
-        else_=as_of_lit.epoch_seconds(),
+    as_of_literal = ibis.timestamp(as_of)
+    units = e.select(
+        unit_id=e.enrollment_id,
+        account_id=e.account_id,
+        arm=e.arm,
+        entered_at=e.entered_at,
+        goal_at=ibis.ifelse(e.completed_at <= as_of_literal, e.completed_at, ibis.null()),
+        exited_at=ibis.ifelse(e.exited_at <= as_of_literal, e.exited_at, ibis.null()),
+        exit_reason=ibis.ifelse(e.exited_at <= as_of_literal, e.exit_reason, ibis.null()),
     )
-    matured = (as_of_lit.epoch_seconds() - entered_s) >= horizon_days * SECONDS_PER_DAY
-    return e.mutate(
-        # Variants are treated arms: pooled, they answer "did the job work?" against the holdout.
-        arm=ibis.ifelse(e.arm == HOLDOUT, HOLDOUT, TREATMENT),
-        segment=e.segment.fill_null("(none)"),
-        is_completed=completed,
-        is_exited=exited & ~completed,
-        is_matured=matured,
-        # Whole hours: a risk table with a bounded number of rows, fine enough for days-scale goals.
-        hours=((end_s - entered_s) / 3600.0).ceil().cast("int64"),
-        days_to_complete=ibis.ifelse(completed, (end_s - entered_s) / SECONDS_PER_DAY, ibis.null()),
+    if attributes:
+        accounts = warehouse.table("accounts")
+        missing = [name for name in attributes if name not in accounts.columns]
+        if missing:
+            known = ", ".join(c for c in accounts.columns if c != "account_id")
+            raise NotFoundError(
+                f"accounts have no column {', '.join(missing)} to segment by; they have: {known}"
+            )
+        chosen = accounts.select("account_id", *attributes)
+        units = units.left_join(chosen, "account_id").select(
+            units, *(chosen[name] for name in attributes)
+        )
+    if value_outcome is not None:
+        if horizon_days is None:
+            raise ValueError("a value outcome needs the horizon it is summed over")
+        units = _with_value(warehouse, units, value_outcome, horizon_days, as_of)
+    return units
+
+
+def _with_value(
+    warehouse: Warehouse,
+    units: ir.Table,
+    outcome: ValueOutcome,
+    horizon_days: float,
+    as_of: datetime,
+) -> ir.Table:
+    events = warehouse.table("events")
+    events = events.filter((events.name == outcome.event) & (events.timestamp <= as_of))
+    joined = units.select("unit_id", "account_id", "entered_at").inner_join(
+        events.select("account_id", "timestamp", "value"), "account_id"
+    )
+    entered_s = joined.entered_at.epoch_seconds()
+    at_s = joined.timestamp.epoch_seconds()
+    amount = joined.value.fill_null(0.0)
+    in_window = (at_s >= entered_s) & (at_s <= entered_s + horizon_days * SECONDS_PER_DAY)
+    before = (at_s < entered_s) & (at_s >= entered_s - outcome.covariate_days * SECONDS_PER_DAY)
+    sums = joined.group_by("unit_id").aggregate(
+        value=ibis.ifelse(in_window, amount, 0.0).sum(),
+        covariate=ibis.ifelse(before, amount, 0.0).sum(),
+    )
+    with_sums = units.left_join(sums, "unit_id")
+    return with_sums.select(
+        units,
+        value=with_sums.value.fill_null(0.0),
+        covariate=with_sums.covariate.fill_null(0.0),
     )
 
 
-def _arm_summaries(e: ir.Table) -> dict[str, ArmSummary]:
+def _arm_summaries(units: ir.Table, arm: ir.Value) -> dict[str, ArmSummary]:
+    """Entered, completed, exited by reason and active per arm (``arm`` groups the units)."""
+    grouped = units.mutate(group=arm)
     rows = (
-        e.group_by("arm")
+        grouped.group_by(["group", "exit_reason"])
         .aggregate(
-            entered=e.count(),
-            completed=e.is_completed.sum(),
-            exited=e.is_exited.sum(),
-            matured=e.is_matured.sum(),
-            completed_matured=(e.is_matured & e.is_completed).sum(),
-            mean_days=e.days_to_complete.mean(),
-            median_days=e.days_to_complete.median(),
+            entered=grouped.count(),
+            completed=grouped.goal_at.notnull().sum(),
+            exited=(grouped.exited_at.notnull() & grouped.goal_at.isnull()).sum(),
         )
         .to_pyarrow()
         .to_pylist()
     )
-    summaries = {}
+    entered: dict[str, int] = {}
+    completed: dict[str, int] = {}
+    exits: dict[str, dict[str, int]] = {}
     for row in rows:
-        entered = int(row["entered"])
-        completed = int(row["completed"] or 0)
-        exited = int(row["exited"] or 0)
-        summaries[row["arm"]] = ArmSummary(
-            arm=row["arm"],
-            entered=entered,
-            completed=completed,
-            exited=exited,
-            active=entered - completed - exited,
-            matured=int(row["matured"] or 0),
-            completed_matured=int(row["completed_matured"] or 0),
-            mean_days_to_complete=_finite(row["mean_days"]),
-            median_days_to_complete=_finite(row["median_days"]),
+        group = str(row["group"])
+        entered[group] = entered.get(group, 0) + int(row["entered"])
+        completed[group] = completed.get(group, 0) + int(row["completed"] or 0)
+        by_reason = exits.setdefault(group, {})
+        if row["exited"]:
+            reason = str(row["exit_reason"] or "unknown")
+            by_reason[reason] = by_reason.get(reason, 0) + int(row["exited"])
+    return {
+        group: ArmSummary(
+            group,
+            entered[group],
+            completed[group],
+            exits[group],
+            entered[group] - completed[group] - sum(exits[group].values()),
         )
-    for arm in (HOLDOUT, TREATMENT):
-        summaries.setdefault(arm, ArmSummary(arm, 0, 0, 0, 0, 0, 0, None, None))
-    return summaries
-
-
-def _segment_lifts(e: ir.Table) -> list[SegmentLift]:
-    matured = e.filter(e.is_matured)
-    rows = (
-        matured.group_by(["segment", "arm"])
-        .aggregate(n=matured.count(), successes=matured.is_completed.sum())
-        .to_pyarrow()
-        .to_pylist()
-    )
-    cells: dict[str, dict[str, ProportionStatistic]] = {}
-    for row in rows:
-        cells.setdefault(row["segment"], {})[row["arm"]] = ProportionStatistic(
-            n=int(row["n"]), successes=int(row["successes"] or 0)
-        )
-    empty = ProportionStatistic(n=0, successes=0)
-    raw = []
-    for segment in sorted(cells):
-        holdout = cells[segment].get(HOLDOUT, empty)
-        treatment = cells[segment].get(TREATMENT, empty)
-        raw.append((segment, holdout, treatment, welch_test(holdout, treatment)))
-    p_values = [lift.p_value if math.isfinite(lift.p_value) else 1.0 for *_, lift in raw]
-    adjusted = adjust_p_values(p_values, method="benjamini_hochberg") if p_values else ()
-    return [
-        SegmentLift(
-            segment=segment,
-            holdout=holdout,
-            treatment=treatment,
-            lift=lift,
-            adjusted_p_value=adjusted[index],
-            small=min(holdout.n, treatment.n) < SMALL_SEGMENT,
-        )
-        for index, (segment, holdout, treatment, lift) in enumerate(raw)
-    ]
-
-
-def _time_to_goal(e: ir.Table, horizon_days: int) -> TimeToGoal | None:
-    rows = (
-        e.group_by(["arm", "hours", "is_completed"])
-        .aggregate(count=e.count())
-        .to_pyarrow()
-        .to_pylist()
-    )
-    tables: dict[str, list[tuple[float, bool, int]]] = {}
-    for row in rows:
-        tables.setdefault(row["arm"], []).append(
-            (row["hours"] / 24.0, bool(row["is_completed"]), int(row["count"]))
-        )
-    if not tables.get(HOLDOUT) or not tables.get(TREATMENT):
-        return None
-    risk = {arm: RiskTable.from_counts(counts) for arm, counts in tables.items()}
-    return TimeToGoal(
-        curves={arm: kaplan_meier(table) for arm, table in risk.items()},
-        logrank=logrank_test(risk[TREATMENT], risk[HOLDOUT]),
-        rmst_difference=rmst_difference(risk[TREATMENT], risk[HOLDOUT], float(horizon_days)),
-        horizon_days=float(horizon_days),
-    )
+        for group in sorted(entered)
+    }
 
 
 def build_job_report(
@@ -222,63 +235,78 @@ def build_job_report(
     job_name: str,
     *,
     as_of: datetime,
-    horizon_days: int,
+    horizon_days: float,
     holdout_fraction: float,
-    variants: Sequence[str] = (),
+    variants: Sequence[tuple[str, float]] = (),
+    segment_by: Sequence[str] = ("segment",),
+    value_outcome: ValueOutcome | None = None,
 ) -> JobReport:
     """Measure a job from the enrollments published to the warehouse (``publish_enrollments``).
 
-    A job with ``variants`` is measured as the job as a whole: every treated arm pooled against
-    the holdout (the estimand of "did the job work?").
+    ``variants`` are the job's ``(name, weight)`` pairs (none: one ``treatment`` arm).
     """
-    e = _enrollments(warehouse, job_name, as_of, horizon_days)
-    arms = _arm_summaries(e)
-    holdout_stat = ProportionStatistic(
-        n=arms[HOLDOUT].matured, successes=arms[HOLDOUT].completed_matured
+    units = job_units(
+        warehouse,
+        job_name,
+        as_of=as_of,
+        attributes=tuple(segment_by),
+        value_outcome=value_outcome,
+        horizon_days=horizon_days,
     )
-    treatment_stat = ProportionStatistic(
-        n=arms[TREATMENT].matured, successes=arms[TREATMENT].completed_matured
+    pooled_arm = ibis.ifelse(units.arm == HOLDOUT, HOLDOUT, TREATMENT)
+    pooled_units = units.mutate(arm=pooled_arm)
+    options = MeasureOptions(
+        horizon_days=horizon_days,
+        control=HOLDOUT,
+        as_of=as_of,
+        weights={HOLDOUT: holdout_fraction, TREATMENT: 1.0 - holdout_fraction},
+        segment_by=tuple(segment_by),
+        value=value_outcome is not None,
+        covariate="covariate" if value_outcome and value_outcome.covariate_days else None,
     )
-    lift = welch_test(holdout_stat, treatment_stat, difference="absolute")
-    relative = welch_test(holdout_stat, treatment_stat, difference="relative")
-    srm = srm_test(
-        [arms[HOLDOUT].entered, arms[TREATMENT].entered], [holdout_fraction, 1 - holdout_fraction]
-    )
-    warnings = []
-    if variants:
-        warnings.append(
-            f"this job has variants ({', '.join(variants)}): the treatment arm pools them, so the "
-            "lift is the job's as a whole; comparisons of each variant are not reported yet"
+    measurement = measure_units(pooled_units, options)
+    variant_measurement = None
+    variant_summaries: dict[str, ArmSummary] = {}
+    warnings = list(measurement.warnings)
+    if len(variants) > 1:
+        total = sum(weight for _, weight in variants)
+        weights = {HOLDOUT: holdout_fraction}
+        weights.update(
+            {name: (1.0 - holdout_fraction) * weight / total for name, weight in variants}
         )
-    if srm.mismatch:
-        warnings.append(
-            f"sample ratio mismatch (chi2={srm.chi2:.1f}, p={srm.p_value:.2g}): the arms are not "
-            f"split {holdout_fraction:.0%}/{1 - holdout_fraction:.0%} as configured; check for "
-            "enrollments lost or added outside the engine before trusting the lift"
+        variant_options = MeasureOptions(
+            horizon_days=horizon_days,
+            control=HOLDOUT,
+            as_of=as_of,
+            weights=weights,
+            segment_by=tuple(segment_by),
+            value=options.value,
+            covariate=options.covariate,
         )
-    immature = sum(a.entered - a.matured for a in arms.values())
-    if immature:
-        warnings.append(
-            f"{immature} enrollment(s) entered less than {horizon_days} days before "
-            f"{as_of:%Y-%m-%d} "
-            "and are not yet in the completion-rate lift (they are in the time-to-goal curves)"
+        variant_measurement = measure_units(units, variant_options)
+        variant_summaries = {
+            name: summary
+            for name, summary in _arm_summaries(units, units.arm).items()
+            if name != HOLDOUT
+        }
+        warnings.extend(
+            f"variants: {warning}"
+            for warning in variant_measurement.warnings
+            if warning.startswith("sample ratio")
         )
-    status = Status.INSUFFICIENT_DATA if srm.mismatch else lift.status
+    arms = _arm_summaries(units, pooled_arm)
+    for arm in (HOLDOUT, TREATMENT):
+        arms.setdefault(arm, ArmSummary(arm, 0, 0, {}, 0))
     return JobReport(
         job_name=job_name,
         as_of=as_of,
         horizon_days=horizon_days,
         holdout_fraction=holdout_fraction,
         arms=arms,
-        lift=lift,
-        relative_lift=relative,
-        srm=srm,
-        segments=_segment_lifts(e),
-        time_to_goal=_time_to_goal(e, horizon_days),
-        status=status,
+        variants=variant_summaries,
+        measurement=measurement,
+        variant_measurement=variant_measurement,
+        value_outcome=value_outcome,
+        status=measurement.status,
         warnings=warnings,
     )
-
-
-def _finite(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None

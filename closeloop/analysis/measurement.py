@@ -231,9 +231,11 @@ def measure_units(units: ir.Table, options: MeasureOptions) -> Measurement:
     facts = prepare_units(units, options)
     arms = _arms(facts, options)
     warnings: list[str] = []
-    if options.control not in arms:
-        known = ", ".join(sorted(arms)) or "none"
-        raise ValueError(f"no unit is in the control arm {options.control!r}; arms: {known}")
+    for expected in (options.control, *(options.weights or {})):
+        if expected not in arms:
+            warnings.append(f"no unit is in the {expected!r} arm yet")
+            arms[expected] = _empty_arm(expected, options)
+    arms = dict(sorted(arms.items(), key=lambda item: _arm_order(item[0], options.control)))
     running = any(arm.matured < arm.n for arm in arms.values())
     comparisons = _with_cuped(facts, options, _comparisons(arms, options, running))
     srm = _srm(arms, options)
@@ -337,6 +339,26 @@ def _arms(facts: ir.Table, options: MeasureOptions) -> dict[str, ArmResult]:
             conditional_median_days=_finite(row["median_days"]),
         )
     return arms
+
+
+def _empty_arm(arm: str, options: MeasureOptions) -> ArmResult:
+    table = RiskTable.from_counts([])
+    return ArmResult(
+        arm=arm,
+        n=0,
+        matured=0,
+        completed=0,
+        reached_so_far=0,
+        value=SampleMeanStatistic(0, 0.0, 0.0) if options.value else None,
+        curve=kaplan_meier(table),
+        risk_table=table,
+        completion_at={},
+        km_completion_at_horizon=None,
+        rmst=None,
+        rmst_se=None,
+        conditional_mean_days=None,
+        conditional_median_days=None,
+    )
 
 
 def _arm_order(arm: str, control: str) -> tuple[int, str]:

@@ -387,12 +387,40 @@ def report(
     html: Annotated[
         Path | None, typer.Option(help="Also write an HTML report with charts here.")
     ] = None,
+    segment_by: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An account attribute to break the lift down by (repeatable; default: segment)."
+        ),
+    ] = None,
+    value_event: Annotated[
+        str | None,
+        typer.Option(
+            help="Also measure this event's value summed over the horizon after entry "
+            "(e.g. expansion_mrr)."
+        ),
+    ] = None,
+    covariate_days: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="CUPED: adjust the value by the same event's value over this many days before "
+            "entry (0: no adjustment).",
+        ),
+    ] = 0,
     output_format: FormatOption = OutputFormat.TABLE,
     project: ProjectOption = None,
 ) -> None:
-    """Measure a job: per-arm outcomes, lift vs holdout with CI, time to goal, segments."""
+    """Measure a job: per arm and variant, lift vs holdout with CI, time to goal, segments."""
+    outcome = reports.ValueOutcome(value_event, covariate_days) if value_event else None
     with open_workspace(project) as workspace:
-        result = reports.job_report(workspace, job, parse_time(as_of) if as_of else None)
+        result = reports.job_report(
+            workspace,
+            job,
+            parse_time(as_of) if as_of else None,
+            segment_by=tuple(segment_by or ("segment",)),
+            value_outcome=outcome,
+        )
     if output_format == OutputFormat.JSON:
         typer.echo(json.dumps(reports.report_to_dict(result), indent=2))
     else:

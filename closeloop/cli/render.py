@@ -18,16 +18,18 @@ from closeloop.services.definitions import (
     sample_columns,
 )
 from closeloop.services.reports import (
-    HOLDOUT,
-    TREATMENT,
     JobReport,
+    arm_rows,
+    comparison_rows,
     days,
     headline,
+    heterogeneity_rows,
     num,
     pct,
     pp,
     pp_ci,
     pval,
+    segment_rows,
 )
 
 STATUS_STYLE = {
@@ -47,83 +49,109 @@ def print_job_report(
     for warning in report.warnings:
         console.print(f"[yellow]⚠ {warning}[/yellow]")
 
+    rows = arm_rows(report)
+    checkpoints = sorted({t for row in rows for t in row["completion_at"]})
     arms = Table(title="Arms", title_justify="left")
-    for column in (
-        "arm",
-        "entered",
-        "completed",
-        "exited",
-        "active",
-        "completion rate (matured)",
-        "median days*",
-    ):
+    columns = ["arm", "entered", "completed", "exited", "active", "completion rate (matured)"]
+    columns += [f"by day {t:g}" for t in checkpoints] + ["median days", "median*"]
+    for column in columns:
         arms.add_column(column, justify="left" if column == "arm" else "right")
-    for arm_name in (TREATMENT, HOLDOUT):
-        arm = report.arms[arm_name]
+    for row in rows:
         arms.add_row(
-            arm.arm,
-            str(arm.entered),
-            str(arm.completed),
-            str(arm.exited),
-            str(arm.active),
-            pct(arm.completion_rate),
-            num(arm.median_days_to_complete),
+            ("  " if row["variant"] else "") + row["arm"],
+            str(row["entered"]),
+            str(row["completed"]),
+            str(row["exited"]),
+            str(row["active"]),
+            pct(row["completion_rate"]),
+            *(pct(row["completion_at"].get(t)) for t in checkpoints),
+            num(row["median"]),
+            num(row["conditional_median"]),
         )
     console.print(arms)
-    console.print("[dim]* among completers only (conditional); see time to goal for everyone[/dim]")
+    console.print(
+        "[dim]by day N and median days: Kaplan–Meier over everyone; "
+        "* median among completers only (conditional)[/dim]"
+    )
 
     lift = report.lift
     console.print(
         f"Lift in completion: [bold]{pp(lift.estimate)}[/bold] 95% CI {pp_ci(lift.ci)}, "
         f"p = {pval(lift.p_value)} · relative {pct(report.relative_lift.estimate)}"
     )
+    if report.sequential_lift is not None:
+        console.print(
+            f"Always-valid 95% interval while enrollments mature: "
+            f"{pp_ci(report.sequential_lift.ci)}"
+        )
     if truths and "all" in truths:
         truth = truths["all"]
         inside = lift.ci.lower <= truth <= lift.ci.upper
         verdict = "[green]inside the CI[/green]" if inside else "[red]outside the CI[/red]"
         console.print(f"Simulator's true effect overall: {pp(truth)} ({verdict})")
-    if report.time_to_goal is not None:
-        ttg = report.time_to_goal
-        console.print(
-            f"Restricted mean time to goal over {report.horizon_days} d: "
-            f"{days(ttg.rmst_difference.estimate)} "
-            f"[{days(ttg.rmst_difference.ci.lower)}, {days(ttg.rmst_difference.ci.upper)}] · "
-            f"log-rank p = {pval(ttg.logrank.p_value)}"
-        )
+    ttg = report.time_to_goal
+    console.print(
+        f"Restricted mean time to goal over {report.horizon_days:g} d: "
+        f"{days(ttg.absolute.estimate)} [{days(ttg.absolute.ci.lower)}, "
+        f"{days(ttg.absolute.ci.upper)}] · log-rank p = "
+        f"{pval(ttg.logrank.p_value if ttg.logrank else None)}"
+    )
     console.print(f"Sample ratio check: p = {pval(report.srm.p_value)}")
 
+    comparisons = [row for row in comparison_rows(report) if row["scope"] == "variant"]
+    if comparisons:
+        table = Table(title="Variants", title_justify="left")
+        for column in ("comparison", "measure", "estimate", "95% CI", "p", "always-valid CI"):
+            table.add_column(
+                column, justify="left" if column in ("comparison", "measure") else "right"
+            )
+        for row in comparisons:
+            table.add_row(
+                row["versus"],
+                row["metric"],
+                row["estimate"],
+                row["ci"],
+                row["p"],
+                row["always_valid"],
+            )
+        console.print(table)
+
     segments = Table(title="Lift by segment (matured enrollments)", title_justify="left")
-    columns = [
-        "segment",
-        "holdout n",
-        "treatment n",
-        "holdout",
-        "treatment",
-        "lift",
-        "95% CI",
-        "BH p",
-    ]
+    columns = ["segment", "arm", "holdout n", "arm n", "holdout", "arm", "lift", "95% CI"]
+    columns += ["FCR CI", "BH p", "Holm p"]
     if truths:
         columns += ["true effect", "in CI"]
-    for column in columns:
-        segments.add_column(column, justify="left" if column == "segment" else "right")
-    for segment in report.segments:
+    for index, column in enumerate(columns):
+        segments.add_column(column, justify="left" if index < 2 else "right")
+    for row in segment_rows(report, truths):
         cells = [
-            segment.segment + (" (small)" if segment.small else ""),
-            str(segment.holdout.n),
-            str(segment.treatment.n),
-            pct(segment.holdout.mean if segment.holdout.n else None),
-            pct(segment.treatment.mean if segment.treatment.n else None),
-            pp(segment.lift.estimate),
-            pp_ci(segment.lift.ci),
-            pval(segment.adjusted_p_value),
+            row["segment"] + (" (small)" if row["small"] else ""),
+            row["arm"],
+            str(row["holdout_n"]),
+            str(row["treatment_n"]),
+            pct(row["holdout_rate"]),
+            pct(row["treatment_rate"]),
+            pp(row["lift"]),
+            pp_ci(row["ci"]),
+            pp_ci(row["adjusted_ci"]),
+            pval(row["p_bh"]),
+            pval(row["p_holm"]),
         ]
         if truths:
-            known = truths.get(segment.segment)
-            covered = known is not None and segment.lift.ci.lower <= known <= segment.lift.ci.upper
-            cells += [pp(known), "[green]yes[/green]" if covered else "[red]no[/red]"]
+            if row["truth"] is None:
+                cells += ["", ""]
+            else:
+                cells += [
+                    pp(row["truth"]),
+                    "[green]yes[/green]" if row["covered"] else "[red]no[/red]",
+                ]
         segments.add_row(*cells)
     console.print(segments)
+    for row in heterogeneity_rows(report):
+        console.print(
+            f"Heterogeneity across {row['column']} ({row['arm']}): Cochran's Q = {row['q']:.2f}, "
+            f"df = {row['df']}, p = {row['p']}"
+        )
 
 
 # -- definitions --------------------------------------------------------------------------------

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
+from collections.abc import Sequence
 from datetime import datetime
-from enum import Enum
 from pathlib import Path
-from typing import cast
 
 from closeloop.analysis.html_report import (
+    arm_rows,
+    comparison_rows,
     days,
     headline,
+    heterogeneity_rows,
     num,
     pct,
     pp,
     pp_ci,
     pval,
     render_job_report_html,
+    segment_rows,
 )
-from closeloop.analysis.job_report import JobReport, build_job_report
+from closeloop.analysis.job_report import ArmSummary, JobReport, ValueOutcome, build_job_report
+from closeloop.analysis.measure_output import measurement_to_json
+from closeloop.definitions.models import JobDefinition
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
 from closeloop.engine.publish import publish_enrollments
 from closeloop.errors import NotFoundError
@@ -30,8 +33,13 @@ __all__ = [
     "HOLDOUT",
     "TREATMENT",
     "JobReport",
+    "ValueOutcome",
+    "arm_rows",
+    "comparison_rows",
     "days",
     "headline",
+    "heterogeneity_rows",
+    "horizon_of",
     "job_report",
     "num",
     "pct",
@@ -39,26 +47,46 @@ __all__ = [
     "pp_ci",
     "pval",
     "report_to_dict",
+    "segment_rows",
     "write_html_report",
 ]
 
 
-def job_report(workspace: Workspace, job_name: str, as_of: datetime | None = None) -> JobReport:
-    """Measure ``job_name`` as of ``as_of`` (default: its latest tick)."""
+def job_report(
+    workspace: Workspace,
+    job_name: str,
+    as_of: datetime | None = None,
+    *,
+    segment_by: Sequence[str] = ("segment",),
+    value_outcome: ValueOutcome | None = None,
+) -> JobReport:
+    """Measure ``job_name`` as of ``as_of`` (default: its latest tick).
+
+    The horizon is the hypothesis' ``horizon_days`` if set, else the job's duration.
+    """
     job = workspace.project.job(job_name)
     record = workspace.store.job_record(job_name)
     moment = as_of or workspace.store.last_tick(job_name)
     if moment is None:
         raise NotFoundError(f"job {job_name!r} has no ticks yet; run `closeloop tick` first")
     publish_enrollments(workspace.store, workspace.warehouse)
+    definition = job.definition
     return build_job_report(
         workspace.warehouse,
         job_name,
         as_of=moment,
-        horizon_days=job.definition.duration_days,
+        horizon_days=float(horizon_of(definition)),
         holdout_fraction=record.holdout,
-        variants=tuple(variant.name for variant in job.definition.variants),
+        variants=tuple((variant.name, variant.weight) for variant in definition.variants),
+        segment_by=tuple(segment_by),
+        value_outcome=value_outcome,
     )
+
+
+def horizon_of(job: JobDefinition) -> float:
+    """The days after entry a job is measured over: the hypothesis' horizon, else the duration."""
+    horizon = job.hypothesis.horizon_days if job.hypothesis is not None else None
+    return float(horizon if horizon is not None else job.duration_days)
 
 
 def write_html_report(
@@ -70,19 +98,33 @@ def write_html_report(
 
 
 def report_to_dict(report: JobReport) -> dict[str, object]:
-    """A JSON-ready dict of the report (NaN becomes null; times ISO; enums their value)."""
-    return cast(dict[str, object], _clean(dataclasses.asdict(report)))
+    """A JSON-ready dict of the report: the job's counts, then its measurements in the format of
+    docs/measure-format.md (the job as a whole, and each variant when it has variants)."""
 
+    def counts(summary: ArmSummary) -> dict[str, object]:
+        return {
+            "entered": summary.entered,
+            "completed": summary.completed,
+            "exited": summary.exited,
+            "exited_by_reason": summary.exited_by_reason,
+            "active": summary.active,
+        }
 
-def _clean(value: object) -> object:
-    if isinstance(value, dict):
-        return {str(key): _clean(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(item) for item in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    return value
+    measurement = measurement_to_json(report.measurement)
+    return {
+        "job_name": report.job_name,
+        "as_of": report.as_of.isoformat(),
+        "horizon_days": report.horizon_days,
+        "holdout_fraction": report.holdout_fraction,
+        "status": report.status.value,
+        "warnings": report.warnings,
+        "arms": {name: counts(summary) for name, summary in report.arms.items()},
+        "variants": {name: counts(summary) for name, summary in report.variants.items()},
+        "srm": measurement["srm"],
+        "measurement": measurement,
+        "variant_measurement": (
+            measurement_to_json(report.variant_measurement)
+            if report.variant_measurement is not None
+            else None
+        ),
+    }

@@ -163,7 +163,13 @@ def test_variants_split_the_treated_share_by_weight(open_project: OpenProject) -
     assert report.arms[reports.TREATMENT].entered == arms["short"] + arms["long"]
     assert report.arms[HOLDOUT].entered == arms[HOLDOUT]
     assert not report.srm.mismatch
-    assert any("variants (short, long)" in warning for warning in report.warnings)
+    # Each variant is measured against the holdout and against the other one.
+    assert report.variant_measurement is not None
+    assert set(report.variants) == {"short", "long"}
+    assert report.variants["short"].entered == arms["short"]
+    pairs = {(c.arm, c.control) for c in report.variant_measurement.comparisons}
+    assert {("short", HOLDOUT), ("long", HOLDOUT)} <= pairs
+    assert ("short", "long") in pairs or ("long", "short") in pairs
 
 
 REMINDER = (
