@@ -31,6 +31,7 @@ import ibis
 import ibis.expr.types as ir
 from scipy import stats as sps
 
+from closeloop.errors import ConfigurationError
 from closeloop.stats import (
     ComparisonResult,
     Interval,
@@ -197,18 +198,21 @@ class Measurement:
 def prepare_units(units: ir.Table, options: MeasureOptions) -> ir.Table:
     """Per-unit facts, computed in the warehouse: matured, completed, hours to goal or censoring."""
     horizon_s = options.horizon_days * SECONDS_PER_DAY
+    # Timestamps are compared as timestamps (epoch seconds drop fractions on some backends, so a
+    # goal a split second after the horizon would count); only durations go through seconds.
+    horizon_end = units.entered_at + ibis.interval(seconds=round(horizon_s))
     entered_s = units.entered_at.epoch_seconds()
-    horizon_end_s = entered_s + horizon_s
     if options.as_of is None:
-        observed_until_s = horizon_end_s
+        observed_until = horizon_end
         matured = ibis.literal(True)
     else:
-        as_of_s = ibis.timestamp(options.as_of).epoch_seconds()
-        observed_until_s = ibis.least(horizon_end_s, as_of_s)
-        matured = horizon_end_s <= as_of_s
-    goal_s = units.goal_at.epoch_seconds()
-    completed = units.goal_at.notnull() & (goal_s >= entered_s) & (goal_s <= observed_until_s)
-    end_s = ibis.ifelse(completed, goal_s, observed_until_s)
+        as_of = ibis.timestamp(options.as_of)
+        observed_until = ibis.ifelse(horizon_end <= as_of, horizon_end, as_of)
+        matured = horizon_end <= as_of
+    goal = units.goal_at
+    completed = goal.notnull() & (goal >= units.entered_at) & (goal <= observed_until)
+    goal_s = goal.epoch_seconds()
+    end_s = ibis.ifelse(completed, goal_s, observed_until.epoch_seconds())
     extra = {}
     if options.value:
         extra["value"] = units.value.cast("float64").fill_null(0.0)
@@ -371,7 +375,6 @@ def _arm_order(arm: str, control: str) -> tuple[int, str]:
 def _comparisons(
     arms: dict[str, ArmResult], options: MeasureOptions, running: bool
 ) -> list[Comparison]:
-    control = arms[options.control]
     treated = [arm for arm in arms if arm != options.control]
     pairs = [(arm, options.control) for arm in treated]
     if options.pairwise:
@@ -380,12 +383,10 @@ def _comparisons(
     result: list[Comparison] = []
     for arm_name, control_name in pairs:
         arm, base = arms[arm_name], arms[control_name]
-        versus_control = control_name == control.arm
         result.append(_completion(arm, base, options, running, tuning))
         if options.value:
             result.append(_value(arm, base, options))
-        if versus_control or options.pairwise:
-            result.append(_time_to_goal(arm, base, options))
+        result.append(_time_to_goal(arm, base, options))
     return result
 
 
@@ -398,11 +399,8 @@ def _completion(
 ) -> Comparison:
     a, b = _proportion(arm), _proportion(base)
     alpha = options.alpha
-    if min(a.n, b.n) < MINIMUM_UNITS:
-        message = (
-            f"fewer than {MINIMUM_UNITS} matured units in an arm ({base.arm} {b.n}, "
-            f"{arm.arm} {a.n}): too few to call"
-        )
+    message = _too_few(arm, base, "matured")
+    if message:
         return Comparison(
             arm.arm,
             base.arm,
@@ -421,9 +419,32 @@ def _completion(
     )
 
 
+def _too_few(arm: ArmResult, base: ArmResult, counted: str) -> str:
+    """Why a comparison is not called (fewer than MINIMUM_UNITS units in an arm), else ''.
+
+    ``counted`` is ``matured`` (completion and value use matured units) or ``enrolled``.
+    """
+    sizes = (base.matured, arm.matured) if counted == "matured" else (base.n, arm.n)
+    if min(sizes) >= MINIMUM_UNITS:
+        return ""
+    return (
+        f"fewer than {MINIMUM_UNITS} {counted} units in an arm ({base.arm} {sizes[0]}, "
+        f"{arm.arm} {sizes[1]}): too few to call"
+    )
+
+
 def _value(arm: ArmResult, base: ArmResult, options: MeasureOptions) -> Comparison:
     assert arm.value is not None and base.value is not None
     alpha = options.alpha
+    problem = _too_few(arm, base, "matured")
+    if problem:
+        return Comparison(
+            arm.arm,
+            base.arm,
+            VALUE,
+            ComparisonResult.insufficient("absolute", alpha, problem),
+            ComparisonResult.insufficient("relative", alpha, problem),
+        )
     return Comparison(
         arm.arm,
         base.arm,
@@ -434,6 +455,14 @@ def _value(arm: ArmResult, base: ArmResult, options: MeasureOptions) -> Comparis
 
 
 def _time_to_goal(arm: ArmResult, base: ArmResult, options: MeasureOptions) -> Comparison:
+    problem = _too_few(arm, base, "enrolled")
+    if problem:
+        return Comparison(
+            arm.arm,
+            base.arm,
+            TIME_TO_GOAL,
+            ComparisonResult.insufficient("absolute", options.alpha, problem),
+        )
     difference = rmst_difference(
         arm.risk_table, base.risk_table, options.horizon_days, alpha=options.alpha
     )
@@ -504,7 +533,7 @@ def _srm(arms: dict[str, ArmResult], options: MeasureOptions) -> SrmResult | Non
     names = sorted(set(options.weights) | set(arms))
     unknown = [name for name in arms if name not in options.weights]
     if unknown:
-        raise ValueError(
+        raise ConfigurationError(
             f"arm(s) {', '.join(unknown)} have units but no weight; weights given for "
             f"{', '.join(sorted(options.weights))}"
         )

@@ -124,16 +124,12 @@ def test_hand_counted_numbers(runner: CliRunner, files: tuple[Path, Path]) -> No
     completion = comparisons["completion_rate"]
     assert completion["status"] == "insufficient_data"  # fewer than 20 units per arm
     assert completion["absolute"]["estimate"] is None
-    value = comparisons["value"]
-    assert value["absolute"]["estimate"] == pytest.approx(17.5, abs=1e-12)
-    assert value["relative"]["estimate"] == pytest.approx(17.5 / 7.5, abs=1e-12)
-    assert value["cuped"] is False
-    time_to_goal = comparisons["time_to_goal"]
-    assert time_to_goal["absolute"] is None
-    assert time_to_goal["rmst_difference"]["estimate"] == pytest.approx(
-        email_rmst - holdout_rmst, abs=1e-12
-    )
-    assert time_to_goal["logrank"]["p_value"] is not None
+    # Every comparison needs 20 units per arm: with four, none is called (the arms' own numbers
+    # above are still reported).
+    for metric in ("value", "time_to_goal"):
+        assert comparisons[metric]["status"] == "insufficient_data", metric
+        assert "fewer than 20" in comparisons[metric]["message"]
+    assert comparisons["time_to_goal"]["rmst_difference"]["estimate"] is None
 
     assert payload["srm"] is None
     assert payload["status"] == "insufficient_data"
