@@ -116,17 +116,19 @@ def print_job_report(
             )
         console.print(table)
 
+    rows = segment_rows(report, truths)
+    by_arm = any(row["arm"] != rows[0]["arm"] for row in rows) if rows else False
     segments = Table(title="Lift by segment (matured enrollments)", title_justify="left")
-    columns = ["segment", "arm", "holdout n", "arm n", "holdout", "arm", "lift", "95% CI"]
-    columns += ["FCR CI", "BH p", "Holm p"]
+    columns = ["segment", *(["arm"] if by_arm else []), "holdout n", "n", "holdout", "treated"]
+    columns += ["lift", "95% CI", "FCR CI", "BH p"]
     if truths:
         columns += ["true effect", "in CI"]
     for index, column in enumerate(columns):
-        segments.add_column(column, justify="left" if index < 2 else "right")
-    for row in segment_rows(report, truths):
+        segments.add_column(column, justify="left" if index < (2 if by_arm else 1) else "right")
+    for row in rows:
         cells = [
             row["segment"] + (" (small)" if row["small"] else ""),
-            row["arm"],
+            *([row["arm"]] if by_arm else []),
             str(row["holdout_n"]),
             str(row["treatment_n"]),
             pct(row["holdout_rate"]),
@@ -135,18 +137,19 @@ def print_job_report(
             pp_ci(row["ci"]),
             pp_ci(row["adjusted_ci"]),
             pval(row["p_bh"]),
-            pval(row["p_holm"]),
         ]
         if truths:
             if row["truth"] is None:
                 cells += ["", ""]
             else:
-                cells += [
-                    pp(row["truth"]),
-                    "[green]yes[/green]" if row["covered"] else "[red]no[/red]",
-                ]
+                covered = "[green]yes[/green]" if row["covered"] else "[red]no[/red]"
+                cells += [pp(row["truth"]), covered]
         segments.add_row(*cells)
     console.print(segments)
+    console.print(
+        "[dim]FCR CI: interval adjusted for the segments looked at (Benjamini–Yekutieli), "
+        "the one to read with the BH-adjusted p; Holm p-values are in the JSON and HTML[/dim]"
+    )
     for row in heterogeneity_rows(report):
         console.print(
             f"Heterogeneity across {row['column']} ({row['arm']}): Cochran's Q = {row['q']:.2f}, "
