@@ -6,6 +6,19 @@ Values are checked against GrowthBook's gbstats, lifelines and R (tests/data/sta
 
 from closeloop.stats.checks import SrmResult, adjust_p_values, srm_test
 from closeloop.stats.frequentist import ABSOLUTE, RELATIVE, cuped_test, welch_test
+from closeloop.stats.matching import (
+    ArmSums,
+    BalanceRow,
+    Covariate,
+    MatchCounts,
+    Stratum,
+    att_test,
+    balance_table,
+    cem_weights,
+    match_counts,
+    stratify,
+    sturges_cutpoints,
+)
 from closeloop.stats.power import minimum_detectable_effect, required_sample_size
 from closeloop.stats.results import ComparisonResult, Interval, Status
 from closeloop.stats.sequential import confidence_sequence
@@ -31,10 +44,14 @@ from closeloop.stats.survival import (
 __all__ = [
     "ABSOLUTE",
     "RELATIVE",
+    "ArmSums",
+    "BalanceRow",
     "ComparisonResult",
+    "Covariate",
     "Interval",
     "KaplanMeierResult",
     "LogRankResult",
+    "MatchCounts",
     "NpsResult",
     "ProportionStatistic",
     "RatioStatistic",
@@ -44,11 +61,16 @@ __all__ = [
     "SrmResult",
     "Statistic",
     "Status",
+    "Stratum",
     "adjust_p_values",
+    "att_test",
+    "balance_table",
+    "cem_weights",
     "confidence_sequence",
     "cuped_test",
     "kaplan_meier",
     "logrank_test",
+    "match_counts",
     "minimum_detectable_effect",
     "nps",
     "nps_from_scores",
@@ -57,5 +79,7 @@ __all__ = [
     "restricted_mean",
     "rmst_difference",
     "srm_test",
+    "stratify",
+    "sturges_cutpoints",
     "welch_test",
 ]
