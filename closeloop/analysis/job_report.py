@@ -240,10 +240,13 @@ def build_job_report(
     variants: Sequence[tuple[str, float]] = (),
     segment_by: Sequence[str] = ("segment",),
     value_outcome: ValueOutcome | None = None,
+    adaptive: bool = False,
 ) -> JobReport:
     """Measure a job from the enrollments published to the warehouse (``publish_enrollments``).
 
-    ``variants`` are the job's ``(name, weight)`` pairs (none: one ``treatment`` arm).
+    ``variants`` are the job's ``(name, weight)`` pairs (none: one ``treatment`` arm);
+    ``adaptive`` says their shares moved over time (Thompson allocation), so the variants' split
+    is not checked against the weights and their comparisons carry a warning.
     """
     units = job_units(
         warehouse,
@@ -278,7 +281,7 @@ def build_job_report(
             horizon_days=horizon_days,
             control=HOLDOUT,
             as_of=as_of,
-            weights=weights,
+            weights=None if adaptive else weights,
             segment_by=tuple(segment_by),
             value=options.value,
             covariate=options.covariate,
@@ -294,6 +297,13 @@ def build_job_report(
             for warning in variant_measurement.warnings
             if warning.startswith("sample ratio")
         )
+        if adaptive:
+            warnings.append(
+                "variants were allocated adaptively (Thompson sampling): their shares changed "
+                "over time, so each variant's units entered at different times than the "
+                "holdout's and the other variants'; variant comparisons can be confounded by "
+                "trends over time (the job-as-a-whole lift against the holdout is not)"
+            )
     arms = _arm_summaries(units, pooled_arm)
     for arm in (HOLDOUT, TREATMENT):
         arms.setdefault(arm, ArmSummary(arm, 0, 0, {}, 0))

@@ -22,7 +22,7 @@ from closeloop.analysis.html_report import (
 )
 from closeloop.analysis.job_report import ArmSummary, JobReport, ValueOutcome, build_job_report
 from closeloop.analysis.measure_output import measurement_to_json
-from closeloop.definitions.models import JobDefinition
+from closeloop.definitions.models import Allocation, JobDefinition
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
 from closeloop.engine.publish import publish_enrollments
 from closeloop.errors import NotFoundError
@@ -80,6 +80,7 @@ def job_report(
         variants=tuple((variant.name, variant.weight) for variant in definition.variants),
         segment_by=tuple(segment_by),
         value_outcome=value_outcome,
+        adaptive=definition.allocation is Allocation.THOMPSON,
     )
 
 
