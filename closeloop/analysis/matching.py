@@ -20,7 +20,7 @@ else that also drives the outcome.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -28,6 +28,7 @@ import ibis
 import ibis.expr.types as ir
 
 from closeloop.analysis.measurement import MeasureOptions, prepare_units
+from closeloop.data.warehouse import ENROLLMENTS_TABLE, Warehouse
 from closeloop.stats import (
     ComparisonResult,
     ProportionStatistic,
@@ -346,4 +347,55 @@ def _compare(
         value=value,
         naive_value=naive_value,
         warnings=warnings,
+    )
+
+
+# -- the comparison cohort of an observational job -------------------------------------------------
+
+
+def eligible_comparison_units(
+    warehouse: Warehouse,
+    *,
+    job_name: str,
+    eligible_at: Callable[[datetime], ir.Table],
+    times: Sequence[datetime],
+    goal_reached_at: Callable[[ir.Table], ir.Table],
+    arm: str = "comparison",
+) -> ir.Table:
+    """Accounts that were eligible for ``job_name`` at one of ``times`` but never enrolled in it.
+
+    ``eligible_at(t)`` gives the accounts (column ``account_id``) in the job's audience and in
+    none of its exclusions as of ``t``, as the engine evaluates them at a tick; the caller binds
+    the job's expressions (``closeloop.data.compiler.matching_accounts`` with the project's
+    catalog), because this layer does not read definitions. Time zero is aligned: a comparison
+    account enters at the first of ``times`` at which it was eligible, as an enrolled one entered
+    at the tick that found it eligible. ``goal_reached_at(candidates)`` maps ``account_id``,
+    ``entered_at`` to ``account_id``, ``reached_at`` (``closeloop.data.compiler.goal_reached_at``
+    with the job's goal). Everything stays in the warehouse: the result is an expression with
+    ``unit_id``, ``account_id``, ``arm``, ``entered_at`` and ``goal_at``, ready to be unioned
+    with the job's enrollments (same columns) and given covariates, then :func:`match_units`.
+    """
+    if not times:
+        raise ValueError("give at least one evaluation time (e.g. each day of the job's window)")
+    snapshots = [
+        eligible_at(moment).select("account_id", eligible_since=ibis.timestamp(moment))
+        for moment in sorted(set(times))
+    ]
+    eligible = (
+        snapshots[0].union(*snapshots[1:], distinct=True) if len(snapshots) > 1 else (snapshots[0])
+    )
+    first = eligible.group_by("account_id").aggregate(entered_at=eligible.eligible_since.min())
+    if warehouse.has_table(ENROLLMENTS_TABLE):
+        enrollments = warehouse.table(ENROLLMENTS_TABLE)
+        enrolled = enrollments.filter(enrollments.job_name == job_name).select("account_id")
+        first = first.anti_join(enrolled, "account_id")
+    reached = goal_reached_at(first.select("account_id", "entered_at"))
+    reached = reached.group_by("account_id").aggregate(goal_at=reached.reached_at.min())
+    units = first.left_join(reached, "account_id")
+    return units.select(
+        unit_id=units.account_id,
+        account_id=units.account_id,
+        arm=ibis.literal(arm, "string"),
+        entered_at=units.entered_at.cast("timestamp"),
+        goal_at=units.goal_at.cast("timestamp"),
     )

@@ -9,6 +9,7 @@ ATT's interval must contain the true effect on the treated, which the simulator 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -18,7 +19,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from closeloop.analysis.matching import ESTIMAND, MatchedComparison, match_units
+from closeloop.analysis.matching import (
+    ESTIMAND,
+    MatchedComparison,
+    eligible_comparison_units,
+    match_units,
+)
+from closeloop.data.compiler import goal_reached_at, matching_accounts
+from closeloop.data.warehouse import ENROLLMENTS_TABLE, Warehouse
+from closeloop.definitions.expressions import parse_expression
 from closeloop.simulate import GOAL_EVENT, CompanySimulator, scenario
 from closeloop.stats import Status
 
@@ -181,3 +190,134 @@ def test_input_errors(units: ibis.Table, options: dict[str, Any], message: str) 
     }
     with pytest.raises(ValueError, match=message):
         match_units(units, **{**arguments, **options})
+
+
+# -- the comparison cohort of an observational job -------------------------------------------------
+
+AUDIENCE = "signup_date within last 2 days"
+GOAL = 'count(event "integration_connected") >= 1'
+
+
+@pytest.fixture(scope="module")
+def small_company() -> Iterator[Warehouse]:
+    config = scenario("default", n_accounts=300, days=20, arrival_days=10, seed=3)
+    simulator = CompanySimulator(config)
+    with Warehouse.connect("duckdb://") as warehouse:
+        warehouse.ensure_tables()
+        for day in config.dates():
+            for name, table in simulator.step(day).tables().items():
+                if table.num_rows:
+                    warehouse.append(name, table)
+        yield warehouse
+
+
+def test_eligible_but_not_enrolled_accounts_enter_when_first_eligible(
+    small_company: Warehouse,
+) -> None:
+    warehouse = small_company
+    start = datetime(*scenario("default").start.timetuple()[:3])
+    times = [start + timedelta(days=day) for day in range(1, 13)]
+    audience, goal = parse_expression(AUDIENCE), parse_expression(GOAL)
+    as_of = times[-1] + timedelta(days=8)
+
+    def eligible_at(moment: datetime) -> ibis.Table:
+        return matching_accounts(audience, warehouse, moment)
+
+    def reached(candidates: ibis.Table) -> ibis.Table:
+        return goal_reached_at(goal, warehouse, as_of, candidates)
+
+    first_eligible: dict[str, datetime] = {}
+    for moment in times:
+        for account_id in eligible_at(moment).to_pyarrow().column("account_id").to_pylist():
+            first_eligible.setdefault(account_id, moment)
+    enrolled = sorted(first_eligible)[::3]
+    warehouse.append(
+        ENROLLMENTS_TABLE,
+        pa.Table.from_pylist(
+            [
+                {
+                    "enrollment_id": f"enr_{account_id}",
+                    "job_name": "welcome",
+                    "job_version": 1,
+                    "account_id": account_id,
+                    "person_id": None,
+                    "arm": "treatment",
+                    "entered_at": first_eligible[account_id],
+                    "completed_at": None,
+                    "exited_at": None,
+                    "exit_reason": None,
+                }
+                for account_id in enrolled
+            ],
+            schema=warehouse.table(ENROLLMENTS_TABLE).schema().to_pyarrow(),
+        ),
+    )
+    units = eligible_comparison_units(
+        warehouse, job_name="welcome", eligible_at=eligible_at, times=times, goal_reached_at=reached
+    )
+    rows = {row["unit_id"]: row for row in units.to_pyarrow().to_pylist()}
+    assert len(rows) > 100 and len(enrolled) > 50
+    assert set(rows) == set(first_eligible) - set(enrolled)
+    assert sum(row["goal_at"] is not None for row in rows.values()) > 20
+    assert all(row["arm"] == "comparison" for row in rows.values())
+    assert all(row["entered_at"] == first_eligible[key] for key, row in rows.items())
+    events = warehouse.table("events")
+    goals = (
+        events.filter(events.name == GOAL_EVENT)
+        .group_by("account_id")
+        .aggregate(at=events.timestamp.min())
+        .to_pyarrow()
+        .to_pylist()
+    )
+    goal_at = {row["account_id"]: row["at"] for row in goals if row["at"] <= as_of}
+    for key, row in rows.items():
+        expected = goal_at.get(key)
+        if expected is None:
+            assert row["goal_at"] is None
+        else:
+            assert row["goal_at"] == max(expected, row["entered_at"])
+    assert units.columns == ("unit_id", "account_id", "arm", "entered_at", "goal_at")
+
+
+def test_eligible_comparison_units_needs_times(small_company: Warehouse) -> None:
+    with pytest.raises(ValueError, match="at least one evaluation time"):
+        eligible_comparison_units(
+            small_company,
+            job_name="welcome",
+            eligible_at=lambda moment: small_company.table("accounts"),
+            times=[],
+            goal_reached_at=lambda candidates: candidates,
+        )
+
+
+def test_the_cohort_feeds_the_matching(small_company: Warehouse) -> None:
+    warehouse = small_company
+    start = datetime(*scenario("default").start.timetuple()[:3])
+    times = [start + timedelta(days=day) for day in range(1, 13)]
+    audience, goal = parse_expression(AUDIENCE), parse_expression(GOAL)
+    as_of = times[-1] + timedelta(days=8)
+
+    def reached(candidates: ibis.Table) -> ibis.Table:
+        return goal_reached_at(goal, warehouse, as_of, candidates)
+
+    comparison = eligible_comparison_units(
+        warehouse,
+        job_name="someone_else",  # nothing enrolled: every eligible account is a comparison unit
+        eligible_at=lambda moment: matching_accounts(audience, warehouse, moment),
+        times=times,
+        goal_reached_at=reached,
+    )
+    # Pretend the accounts above 200 employees were the enrolled ones, to exercise the path.
+    accounts = warehouse.table("accounts").select("account_id", "segment", "employees")
+    units = comparison.inner_join(accounts, "account_id")
+    units = units.mutate(arm=ibis.ifelse(units.employees > 200, "enrolled", "comparison"))
+    result = match_units(
+        units,
+        treated="enrolled",
+        comparison="comparison",
+        covariates=["segment"],
+        horizon_days=7,
+        as_of=as_of,
+    )
+    assert result.counts.treated_matched + result.counts.control_matched > 100
+    assert result.estimand == ESTIMAND
