@@ -14,7 +14,7 @@ confidence sequences.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -37,6 +37,10 @@ from closeloop.errors import NotFoundError
 from closeloop.stats import ComparisonResult, SrmResult, Status
 
 SECONDS_PER_DAY = 86_400.0
+MAX_COHORT_TIMES = 400
+
+CohortAsOf = Callable[[datetime], ir.Table]
+"""A cohort's members (``account_id``) as of a time."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ def job_units(
     attributes: Sequence[str] = ("segment",),
     value_outcome: ValueOutcome | None = None,
     horizon_days: float | None = None,
+    cohorts: Mapping[str, CohortAsOf] | None = None,
 ) -> ir.Table:
     """The job's enrollments up to ``as_of`` as measurement units, computed in the warehouse.
 
@@ -132,7 +137,10 @@ def job_units(
     ``exited_at``, ``exit_reason``, the account's ``attributes`` (taken as they are now; they are
     meant to be fixed at entry, such as segment or plan) and, with a value outcome, ``value``
     (the event's value summed over ``[entered_at, entered_at + horizon]``) and ``covariate``
-    (its value summed over the days before entry).
+    (its value summed over the days before entry). Each of ``cohorts`` adds a column
+    ``cohort:NAME`` saying whether the account was ``in`` or ``not in`` the cohort when it entered
+    (membership evaluated as of every distinct entry time, or the start of every entry day when
+    there are more than MAX_COHORT_TIMES of them).
     """
     e = warehouse.table(ENROLLMENTS_TABLE)
     e = e.filter((e.job_name == job_name) & (e.entered_at <= as_of))
@@ -158,11 +166,36 @@ def job_units(
         units = units.left_join(chosen, "account_id").select(
             units, *(chosen[name] for name in attributes)
         )
+    for name, members_as_of in (cohorts or {}).items():
+        units = _with_cohort(units, name, members_as_of)
     if value_outcome is not None:
         if horizon_days is None:
             raise ValueError("a value outcome needs the horizon it is summed over")
         units = _with_value(warehouse, units, value_outcome, horizon_days, as_of)
     return units
+
+
+def _with_cohort(units: ir.Table, name: str, members_as_of: CohortAsOf) -> ir.Table:
+    """Add ``cohort:NAME``: was the unit's account in the cohort when the unit entered?"""
+    times = sorted(units.select("entered_at").distinct().to_pyarrow().column(0).to_pylist())
+    by_day = len(times) > MAX_COHORT_TIMES
+    if by_day:
+        times = sorted({datetime.combine(moment.date(), datetime.min.time()) for moment in times})
+    memberships = [
+        members_as_of(moment).select("account_id").distinct().mutate(at=ibis.timestamp(moment))
+        for moment in times
+    ]
+    column = f"cohort:{name}"
+    if not memberships:
+        return units.mutate(**{column: ibis.literal("not in")})
+    members = ibis.union(*memberships) if len(memberships) > 1 else memberships[0]
+    key = units.entered_at.truncate("D") if by_day else units.entered_at
+    keyed = units.mutate(_at=key)
+    joined = keyed.left_join(
+        members.rename(_member="account_id"),
+        [keyed.account_id == members.account_id, keyed._at == members.at],
+    )
+    return joined.select(units, **{column: ibis.ifelse(joined._member.notnull(), "in", "not in")})
 
 
 def _with_value(
@@ -241,6 +274,7 @@ def build_job_report(
     segment_by: Sequence[str] = ("segment",),
     value_outcome: ValueOutcome | None = None,
     adaptive: bool = False,
+    cohorts: Mapping[str, CohortAsOf] | None = None,
 ) -> JobReport:
     """Measure a job from the enrollments published to the warehouse (``publish_enrollments``).
 
@@ -255,7 +289,9 @@ def build_job_report(
         attributes=tuple(segment_by),
         value_outcome=value_outcome,
         horizon_days=horizon_days,
+        cohorts=cohorts,
     )
+    segment_by = (*segment_by, *(f"cohort:{name}" for name in cohorts or {}))
     pooled_arm = ibis.ifelse(units.arm == HOLDOUT, HOLDOUT, TREATMENT)
     pooled_units = units.mutate(arm=pooled_arm)
     options = MeasureOptions(

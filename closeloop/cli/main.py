@@ -390,7 +390,8 @@ def report(
     segment_by: Annotated[
         list[str] | None,
         typer.Option(
-            help="An account attribute to break the lift down by (repeatable; default: segment)."
+            help="An account attribute, or cohort:NAME (membership at entry), to break the "
+            "lift down by (repeatable; default: segment)."
         ),
     ] = None,
     value_event: Annotated[
@@ -641,6 +642,109 @@ def simulate(
                 f"({effect.effect * 100:+.1f} pp)"
             )
     console.print(f"ground truth: {result.truth_path}")
+
+
+@app.command()
+@reports_errors
+def power(
+    weekly: Annotated[
+        float | None, typer.Option(min=0, help="Expected units entering per week.")
+    ] = None,
+    baseline: Annotated[
+        float | None,
+        typer.Option(min=0, max=1, help="Baseline completion rate within the horizon (0..1)."),
+    ] = None,
+    holdout: Annotated[float, typer.Option(min=0, max=1, help="Holdout fraction.")] = 0.2,
+    weeks: Annotated[
+        list[float] | None,
+        typer.Option(min=0, help="Enrollment weeks to plan for (repeatable; default 2 4 8 12)."),
+    ] = None,
+    effect: Annotated[
+        float | None,
+        typer.Option(help="Target absolute lift (0.05 = 5 pp): how long to enroll to detect it."),
+    ] = None,
+    horizon: Annotated[float, typer.Option(min=0, help="Days after entry measured.")] = 30,
+    alpha: Annotated[float, typer.Option(min=0, max=1, help="Two-sided significance.")] = 0.05,
+    power_: Annotated[float, typer.Option("--power", min=0, max=1, help="Power.")] = 0.8,
+    job: Annotated[
+        str | None,
+        typer.Option(help="Estimate volume and baseline from this job's data (see docs/jobs.md)."),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="With --job: estimate as of this time (default: last event).")
+    ] = None,
+    output_format: FormatOption = OutputFormat.TABLE,
+    project: ProjectOption = None,
+) -> None:
+    """Minimum detectable effect per enrollment duration, and the duration for a target effect."""
+    from closeloop.cli.planning import print_power_plan
+    from closeloop.services import power as power_service
+
+    planned_weeks = tuple(weeks or power_service.DEFAULT_WEEKS)
+    if job is not None:
+        with open_workspace(project) as workspace:
+            plan = power_service.plan_job_power(
+                workspace,
+                job,
+                baseline_rate=baseline,
+                weekly_volume=weekly,
+                effect=effect,
+                weeks=planned_weeks,
+                as_of=parse_time(as_of) if as_of else None,
+                alpha=alpha,
+                power=power_,
+            )
+    elif weekly is None or baseline is None:
+        raise typer.BadParameter("give --weekly and --baseline, or --job")
+    else:
+        plan = power_service.plan_power(
+            power_service.PowerRequest(
+                weekly, baseline, holdout, horizon, planned_weeks, effect, alpha, power_
+            )
+        )
+    if output_format == OutputFormat.JSON:
+        typer.echo(json.dumps(power_service.plan_to_dict(plan), indent=2, allow_nan=False))
+    else:
+        print_power_plan(console, plan)
+
+
+@app.command()
+@reports_errors
+def library(
+    goal: Annotated[
+        str | None, typer.Option(help="Only jobs whose goal expression contains this text.")
+    ] = None,
+    segment: Annotated[
+        str | None, typer.Option(help="Only jobs measured in this segment, and only its rows.")
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="positive, negative, inconclusive, insufficient_data (or error)."),
+    ] = None,
+    sort: Annotated[str, typer.Option(help="effect, n, started or name.")] = "effect",
+    output_format: FormatOption = OutputFormat.TABLE,
+    project: ProjectOption = None,
+) -> None:
+    """Every job ever run: goal, audience, variants and timing, n, effect overall and by segment."""
+    from closeloop.cli.planning import print_library
+    from closeloop.services import library as library_service
+
+    try:
+        sort_key = library_service.SortKey(sort)
+    except ValueError:
+        raise typer.BadParameter("--sort is effect, n, started or name") from None
+    with open_workspace(project) as workspace:
+        entries = library_service.library(
+            workspace, goal=goal, segment=segment, status=status, sort=sort_key
+        )
+    if output_format == OutputFormat.JSON:
+        payload = {
+            "count": len(entries),
+            "jobs": [library_service.entry_to_dict(entry) for entry in entries],
+        }
+        typer.echo(json.dumps(payload, indent=2, allow_nan=False))
+    else:
+        print_library(console, entries, segment)
 
 
 class _EventsColumn(TextColumn):

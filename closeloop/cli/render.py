@@ -118,6 +118,7 @@ def print_job_report(
 
     rows = segment_rows(report, truths)
     by_arm = any(row["arm"] != rows[0]["arm"] for row in rows) if rows else False
+    several = len({row["column"] for row in rows}) > 1
     segments = Table(title="Lift by segment (matured enrollments)", title_justify="left")
     columns = ["segment", *(["arm"] if by_arm else []), "holdout n", "n", "holdout", "treated"]
     columns += ["lift", "95% CI", "FCR CI", "BH p"]
@@ -127,7 +128,9 @@ def print_job_report(
         segments.add_column(column, justify="left" if index < (2 if by_arm else 1) else "right")
     for row in rows:
         cells = [
-            row["segment"] + (" (small)" if row["small"] else ""),
+            (f"{row['column']} = " if several else "")
+            + row["segment"]
+            + (" (small)" if row["small"] else ""),
             *([row["arm"]] if by_arm else []),
             str(row["holdout_n"]),
             str(row["treatment_n"]),

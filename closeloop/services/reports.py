@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+import ibis.expr.types as ir
+
 from closeloop.analysis.html_report import (
     arm_rows,
     comparison_rows,
@@ -20,12 +22,19 @@ from closeloop.analysis.html_report import (
     render_job_report_html,
     segment_rows,
 )
-from closeloop.analysis.job_report import ArmSummary, JobReport, ValueOutcome, build_job_report
+from closeloop.analysis.job_report import (
+    ArmSummary,
+    CohortAsOf,
+    JobReport,
+    ValueOutcome,
+    build_job_report,
+)
 from closeloop.analysis.measure_output import measurement_to_json
+from closeloop.data.compiler import cohort_members
 from closeloop.definitions.models import Allocation, JobDefinition
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
 from closeloop.engine.publish import publish_enrollments
-from closeloop.errors import NotFoundError
+from closeloop.errors import ConfigurationError, NotFoundError
 from closeloop.services.project import Workspace
 
 # What the surfaces (cli, api, web) need to present a report, so they import services only.
@@ -71,6 +80,12 @@ def job_report(
         raise NotFoundError(f"job {job_name!r} has no ticks yet; run `closeloop tick` first")
     publish_enrollments(workspace.store, workspace.warehouse)
     definition = job.definition
+    attributes = [name for name in segment_by if not name.startswith(COHORT_PREFIX)]
+    cohorts = {
+        name.removeprefix(COHORT_PREFIX): _cohort_as_of(workspace, name.removeprefix(COHORT_PREFIX))
+        for name in segment_by
+        if name.startswith(COHORT_PREFIX)
+    }
     return build_job_report(
         workspace.warehouse,
         job_name,
@@ -78,10 +93,28 @@ def job_report(
         horizon_days=float(horizon_of(definition)),
         holdout_fraction=record.holdout,
         variants=tuple((variant.name, variant.weight) for variant in definition.variants),
-        segment_by=tuple(segment_by),
+        segment_by=tuple(attributes),
         value_outcome=value_outcome,
         adaptive=definition.allocation is Allocation.THOMPSON,
+        cohorts=cohorts,
     )
+
+
+COHORT_PREFIX = "cohort:"
+"""``--segment-by cohort:NAME`` breaks a report down by membership of a cohort at entry."""
+
+
+def _cohort_as_of(workspace: Workspace, name: str) -> CohortAsOf:
+    loaded = workspace.project.cohort(name)  # an unknown name is a NotFoundError here
+    if loaded.definition.target != "account":
+        raise ConfigurationError(
+            f"cohort {name!r} is a cohort of people; a job report segments accounts"
+        )
+
+    def members(moment: datetime) -> ir.Table:
+        return cohort_members(loaded, workspace.warehouse, moment, workspace.project.catalog)
+
+    return members
 
 
 def horizon_of(job: JobDefinition) -> float:

@@ -114,6 +114,19 @@ def test_a_project_from_init_to_report(
     assert sum(arm["entered"] for arm in arms.values()) == 30
     assert sum(arm["completed"] for arm in arms.values()) == 10
     assert report["srm"]["p_value"] is not None
+    by_cohort = runner.invoke(
+        app,
+        [
+            *("report", "Integration nudge", "--format", "json"),
+            *("--segment-by", "plan", "--segment-by", "cohort:Enterprise"),
+        ],
+    )
+    assert by_cohort.exit_code == 0, by_cohort.output
+    columns = {row["column"] for row in json.loads(by_cohort.output)["measurement"]["segments"]}
+    assert columns == {"plan", "cohort:Enterprise"}
+    people = runner.invoke(app, ["report", "Integration nudge", "--segment-by", "cohort:Admins"])
+    assert people.exit_code == 1
+    assert "cohort of people" in people.output
 
     html = tmp_path / "report.html"
     table = runner.invoke(app, ["report", "Integration nudge", "--html", str(html)])

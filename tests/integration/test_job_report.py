@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import ibis
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -186,3 +187,23 @@ def test_segment_by_any_account_attribute(warehouse: Warehouse) -> None:
     assert {s.column for s in report.segments} == {"segment", "plan"}
     with pytest.raises(LookupError, match="no column colour"):
         _report(warehouse, segment_by=("colour",))
+
+
+@pytest.mark.parametrize("backends", ["embedded", "postgres"], indirect=True)
+def test_segment_by_cohort_membership_at_entry(warehouse: Warehouse) -> None:
+    asked: list[datetime] = []
+
+    def big_accounts(moment: datetime) -> ibis.Table:
+        asked.append(moment)
+        accounts = warehouse.table("accounts")
+        return accounts.filter(accounts.segment == "big").select("account_id")
+
+    report = _report(warehouse, segment_by=(), cohorts={"Big": big_accounts})
+
+    assert asked == [DAY0]  # every unit entered at DAY0: membership is evaluated then, once
+    rows = {(s.segment, s.arm): s for s in report.segments}
+    assert {s.column for s in report.segments} == {"cohort:Big"}
+    # Accounts 0-19 are big: in the holdout 10 of them completed; in treatment 15 + 20.
+    assert rows[("in", TREATMENT)].control_stat == ProportionStatistic(20, 10)
+    assert rows[("in", TREATMENT)].arm_stat == ProportionStatistic(40, 35)
+    assert rows[("not in", TREATMENT)].control_stat == ProportionStatistic(20, 0)
