@@ -235,7 +235,6 @@ def test_simulated_job_revenue_value_is_finite_and_nrr_matches_the_rows(tmp_path
             if row["start_date"] <= day and (row["end_date"] is None or day < row["end_date"])
         )
 
-    print(revenue_value_to_json(value))
     for horizon in value.horizons:
         holdout, treatment = horizon.arms["holdout"], horizon.arms["treatment"]
         assert holdout.matured > 100 and treatment.matured > 400
