@@ -20,6 +20,7 @@ from rich.table import Table
 from closeloop import __version__
 from closeloop.analysis.charts import to_svg
 from closeloop.analysis.html_report import days, num, pct, pp, pp_ci, pval
+from closeloop.analysis.matching import MatchedComparison
 from closeloop.analysis.measurement import (
     COMPLETION_RATE,
     TIME_TO_GOAL,
@@ -413,6 +414,18 @@ footer { color: #6b7280; font-size: 0.85rem; margin-top: 2rem; }
 {% for line in heterogeneity %}<p>{{ line }}</p>
 {% endfor %}
 {% endif %}
+{% for m in matched %}
+<h2>Matched comparison: {{ m.arm }} vs {{ m.control }} (observational)</h2>
+<p><strong>{{ m.estimand }}</strong>, coarsened exact matching on {{ m.covariates }}.
+Completion {{ m.effect }} · naive, unmatched {{ m.naive }} · {{ m.counts }}</p>
+{% for warning in m.warnings %}<p class="warn">{{ warning }}</p>{% endfor %}
+<table>
+<tr><th>covariate</th><th>treated before</th><th>control before</th>
+<th>SMD before</th><th>SMD after</th></tr>
+{% for row in m.balance %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}
+</table>
+{% endfor %}
 <footer>closeloop {{ version }} · the same numbers as <code>--format json</code></footer>
 </body>
 </html>
@@ -420,7 +433,11 @@ footer { color: #6b7280; font-size: 0.85rem; margin-top: 2rem; }
 )
 
 
-def measurement_to_html(measurement: Measurement, warnings: Sequence[str] = ()) -> str:
+def measurement_to_html(
+    measurement: Measurement,
+    warnings: Sequence[str] = (),
+    matched: Sequence[MatchedComparison] = (),
+) -> str:
     """A standalone page (inline SVG chart, no scripts) with the tables of the terminal output."""
     options = measurement.options
     arms = []
@@ -482,8 +499,34 @@ def measurement_to_html(measurement: Measurement, warnings: Sequence[str] = ()) 
             f"p = {pval(t.p_value)}"
             for t in measurement.heterogeneity
         ],
+        matched=[_matched_html(m) for m in matched],
         version=__version__,
     )
+
+
+def _matched_html(matched: MatchedComparison) -> dict[str, Any]:
+    counts = matched.counts
+    return {
+        "arm": matched.treated,
+        "control": matched.comparison,
+        "estimand": matched.estimand,
+        "covariates": ", ".join(c.name for c in matched.covariates),
+        "effect": f"{pp(matched.completion.estimate)} {pp_ci(matched.completion.ci)}",
+        "naive": f"{pp(matched.naive_completion.estimate)} {pp_ci(matched.naive_completion.ci)}",
+        "counts": f"{counts.treated_matched:,} treated matched ({counts.treated_pruned:,} pruned), "
+        f"{counts.control_matched:,} comparison units ({counts.control_pruned:,} pruned)",
+        "warnings": list(matched.warnings),
+        "balance": [
+            [
+                row.covariate + (f" = {row.level}" if row.level is not None else ""),
+                f"{row.treated_before:.3g}",
+                f"{row.control_before:.3g}",
+                f"{row.smd_before:+.2f}",
+                f"{row.smd_after:+.2f}",
+            ]
+            for row in matched.balance
+        ],
+    }
 
 
 def _plain(cell: str) -> str:
@@ -521,3 +564,91 @@ def completion_chart(curves: Mapping[str, KaplanMeierResult], horizon_days: floa
         .properties(width=560, height=300, title="Time to goal (1 − Kaplan–Meier)")
     )
     return chart
+
+
+# -- matched comparisons (no randomization) --------------------------------------------------------
+
+
+def matched_to_json(matched: MatchedComparison) -> dict[str, Any]:
+    """A matched comparison in the format of docs/measure-format.md (``matched[]``)."""
+    counts = matched.counts
+    return {
+        "estimand": matched.estimand,
+        "arm": matched.treated,
+        "control": matched.comparison,
+        "status": matched.status.value,
+        "covariates": [
+            {"name": c.name, "cutpoints": list(c.cutpoints) if c.cutpoints is not None else None}
+            for c in matched.covariates
+        ],
+        "completion": _result(matched.completion),
+        "naive_completion": _result(matched.naive_completion),
+        "treated_completion_rate": _number(matched.treated_completion_rate),
+        "control_completion_rate": _number(matched.comparison_completion_rate),
+        "value": _result(matched.value) if matched.value is not None else None,
+        "naive_value": _result(matched.naive_value) if matched.naive_value is not None else None,
+        "counts": {
+            "treated_matched": counts.treated_matched,
+            "treated_pruned": counts.treated_pruned,
+            "control_matched": counts.control_matched,
+            "control_pruned": counts.control_pruned,
+            "strata": counts.strata,
+            "matched_strata": counts.matched_strata,
+        },
+        "balance": [
+            {
+                "covariate": row.covariate,
+                "level": row.level,
+                "treated_before": _number(row.treated_before),
+                "control_before": _number(row.control_before),
+                "smd_before": _number(row.smd_before),
+                "treated_after": _number(row.treated_after),
+                "control_after": _number(row.control_after),
+                "smd_after": _number(row.smd_after),
+            }
+            for row in matched.balance
+        ],
+        "warnings": list(matched.warnings),
+    }
+
+
+def print_matched(console: Console, matched: MatchedComparison) -> None:
+    """The matched estimate, its naive contrast, pruned counts and the balance table."""
+    counts = matched.counts
+    style = STATUS_STYLE.get(matched.status.value, "white")
+    effect = matched.completion
+    naive = matched.naive_completion
+    console.print(
+        f"\n[bold]Matched comparison[/bold] {matched.treated} vs {matched.comparison} — "
+        f"{matched.estimand}, coarsened exact matching on "
+        f"{', '.join(c.name for c in matched.covariates)}"
+    )
+    console.print(
+        f"[{style}]Completion: {pp(effect.estimate)} {pp_ci(effect.ci)}, "
+        f"p = {pval(effect.p_value)}[/{style}] (naive, unmatched: {pp(naive.estimate)} "
+        f"{pp_ci(naive.ci)})"
+    )
+    if matched.value is not None:
+        console.print(
+            f"Value: {_value(matched.value.estimate)} "
+            f"[{_value(matched.value.ci.lower)}, {_value(matched.value.ci.upper)}]"
+        )
+    console.print(
+        f"Matched {counts.treated_matched:,} treated (pruned {counts.treated_pruned:,}) and "
+        f"{counts.control_matched:,} comparison units (pruned {counts.control_pruned:,}) in "
+        f"{counts.matched_strata:,} of {counts.strata:,} strata"
+    )
+    for warning in matched.warnings:
+        console.print(f"[yellow]⚠ {warning}[/yellow]")
+    table = Table(title="Balance (standardized mean differences)", title_justify="left")
+    for column in ("covariate", "treated before", "control before", "SMD before", "SMD after"):
+        table.add_column(column, justify="left" if column == "covariate" else "right")
+    for row in matched.balance:
+        table.add_row(
+            row.covariate + (f" = {row.level}" if row.level is not None else ""),
+            f"{row.treated_before:.3g}",
+            f"{row.control_before:.3g}",
+            f"{row.smd_before:+.2f}",
+            f"{row.smd_after:+.2f}",
+        )
+    console.print(table)

@@ -461,6 +461,13 @@ def measure(
         list[str] | None,
         typer.Option(help="A pre-entry units column to break the lift down by (repeatable)."),
     ] = None,
+    match_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="No randomization: match each arm to the control on this pre-entry units column "
+            "(coarsened exact matching, repeatable) and report the effect on the treated."
+        ),
+    ] = None,
     weights: Annotated[
         list[str] | None,
         typer.Option(help="ARM=W, the planned split for the sample-ratio check (repeatable)."),
@@ -489,20 +496,26 @@ def measure(
             covariate=covariate,
             segment_by=tuple(segment_by or ()),
             weights=measure_service.parse_weights(weights or []),
+            match_on=tuple(match_on or ()),
         )
     )
     if output_format == MeasureFormat.JSON:
         text = json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n"
     elif output_format == MeasureFormat.HTML:
-        text = measure_service.measurement_to_html(result.measurement, result.warnings)
+        text = measure_service.measurement_to_html(
+            result.measurement, result.warnings, result.matched
+        )
     elif output is None:
         measure_service.print_measurement(console, result.measurement, result.warnings)
+        for matched in result.matched:
+            measure_service.print_matched(console, matched)
         return
     else:
         with output.open("w", encoding="utf-8") as handle:
-            measure_service.print_measurement(
-                Console(file=handle, width=132), result.measurement, result.warnings
-            )
+            written = Console(file=handle, width=132)
+            measure_service.print_measurement(written, result.measurement, result.warnings)
+            for matched in result.matched:
+                measure_service.print_matched(written, matched)
         console.print(f"wrote {output}")
         return
     if output is None:

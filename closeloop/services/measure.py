@@ -21,9 +21,12 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from closeloop.analysis.matching import MatchedComparison, match_units
 from closeloop.analysis.measure_output import (
+    matched_to_json,
     measurement_to_html,
     measurement_to_json,
+    print_matched,
     print_measurement,
 )
 from closeloop.analysis.measurement import Measurement, MeasureOptions, measure_units
@@ -39,6 +42,7 @@ __all__ = [
     "measurement_to_json",
     "parse_horizon",
     "parse_weights",
+    "print_matched",
     "print_measurement",
 ]
 
@@ -67,6 +71,7 @@ class MeasureRequest:
     covariate: str | None = None
     segment_by: tuple[str, ...] = ()
     weights: Mapping[str, float] | None = None
+    match_on: tuple[str, ...] = ()  # no randomization: coarsened exact matching on these
 
 
 @dataclass(frozen=True)
@@ -80,10 +85,11 @@ class MeasureResult:
     events: int
     events_for_unknown_units: int
     warnings: list[str] = field(default_factory=list)
+    matched: list[MatchedComparison] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON of docs/measure-format.md."""
-        return measurement_to_json(
+        payload = measurement_to_json(
             self.measurement,
             warnings=self.warnings,
             source={
@@ -94,6 +100,8 @@ class MeasureResult:
                 "events_for_unknown_units": self.events_for_unknown_units,
             },
         )
+        payload["matched"] = [matched_to_json(m) for m in self.matched] if self.matched else None
+        return payload
 
 
 def parse_horizon(text: str) -> float:
@@ -166,6 +174,17 @@ def measure_files(request: MeasureRequest) -> MeasureResult:
                 covariate=request.covariate,
             ),
         )
+        matched = (
+            [_matched(table, request, arm) for arm in measurement.treated_arms]
+            if request.match_on
+            else []
+        )
+        if matched:
+            warnings.append(
+                "no randomization (--match-on): the comparisons above are naive differences "
+                "between arms that chose themselves; read the matched estimates (effect on the "
+                "treated, observational) instead"
+            )
         if request.weights is None:
             warnings.append(
                 "no --weights given: the sample-ratio check needs the configured split, so it was "
@@ -179,6 +198,7 @@ def measure_files(request: MeasureRequest) -> MeasureResult:
             events=int(events.count().to_pyarrow().as_py()),
             events_for_unknown_units=unknown,
             warnings=warnings,
+            matched=matched,
         )
     finally:
         con.disconnect()
@@ -249,9 +269,23 @@ def _check_columns(path: Path, header: Sequence[str], required: Sequence[str]) -
     )
 
 
+def _matched(table: ir.Table, request: MeasureRequest, arm: str) -> MatchedComparison:
+    try:
+        return match_units(
+            table,
+            treated=arm,
+            comparison=request.control,
+            covariates=request.match_on,
+            horizon_days=request.horizon_days,
+            value=request.value_event is not None,
+        )
+    except ValueError as problem:
+        raise ConfigurationError(f"--match-on: {problem}") from None
+
+
 def _typed_units(con: Any, request: MeasureRequest) -> ir.Table:
     extra = [request.covariate] if request.covariate else []
-    extra += [c for c in request.segment_by if c not in extra]
+    extra += [c for c in (*request.segment_by, *request.match_on) if c not in extra]
     text = _text_table(con, request.units, "units_text", [*UNIT_COLUMNS, *extra])
     path = request.units
     for column in ("unit_id", "arm", "entered_at"):
@@ -276,6 +310,17 @@ def _typed_units(con: Any, request: MeasureRequest) -> ir.Table:
     for column in request.segment_by:
         if column != request.covariate:
             columns[column] = text[column]
+    for column in request.match_on:
+        if column in columns and column != request.covariate:
+            continue
+        if column == request.covariate:
+            continue
+        number = text[column].try_cast("float64")
+        not_numbers = int(
+            (text[column].notnull() & number.isnull()).sum().to_pyarrow().as_py() or 0
+        )
+        # A column whose every value is a number is binned; any other is matched exactly.
+        columns[column] = number if not_numbers == 0 else text[column]
     _fail_on_duplicates(path, text)
     return text.select(ROW, **columns)
 
@@ -385,13 +430,13 @@ def _units_with_outcomes(units: ir.Table, events: ir.Table, request: MeasureRequ
     )
     if request.value_event is None:
         return table
-    # The same window as completion in measure_units: whole epoch seconds, both ends included.
+    # The same window as completion in measure_units: both ends included, compared as timestamps.
     horizon_seconds = request.horizon_days * 86_400.0
     in_window = after_entry.filter(
         (after_entry.name == request.value_event)
         & (
-            after_entry.timestamp.epoch_seconds()
-            <= after_entry.entered.epoch_seconds() + horizon_seconds
+            after_entry.timestamp
+            <= after_entry.entered + ibis.interval(seconds=round(horizon_seconds))
         )
     )
     sums = in_window.group_by("unit_id").aggregate(value=in_window.value.fill_null(0.0).sum())

@@ -404,3 +404,46 @@ def test_missing_file(runner: CliRunner, files: tuple[Path, Path], tmp_path: Pat
 def test_covariate_needs_a_value_event(runner: CliRunner, files: tuple[Path, Path]) -> None:
     message = _failure(runner, *files, "--horizon", "14d", "--covariate", "pre_mrr")
     assert "--covariate adjusts the value outcome (CUPED); give --value-event too" in message
+
+
+def test_match_on_estimates_the_effect_on_the_treated(runner: CliRunner, tmp_path: Path) -> None:
+    """A campaign that picked big accounts: 30 big and 10 small treated, 10 big and 30 small not.
+
+    Completion: treated big 18/30, small 2/10; untreated big 5/10, small 3/30. The naive
+    difference is 20/40 - 8/40 = 0.30; the effect on the treated is 0.75 * (0.6 - 0.5) +
+    0.25 * (0.2 - 0.1) = 0.10, the matched comparison's estimate exactly.
+    """
+    units = ["unit_id,arm,entered_at,size"]
+    events = ["unit_id,name,timestamp"]
+    for arm, size, count, completing in (
+        ("campaign", "big", 30, 18),
+        ("campaign", "small", 10, 2),
+        ("none", "big", 10, 5),
+        ("none", "small", 30, 3),
+    ):
+        for index in range(count):
+            unit = f"{arm}-{size}-{index}"
+            units.append(f"{unit},{arm},2024-02-01,{size}")
+            if index < completing:
+                events.append(f"{unit},integration_connected,2024-02-03")
+    unit_file = _write(tmp_path, "units.csv", "\n".join(units) + "\n")
+    event_file = _write(tmp_path, "events.csv", "\n".join(events) + "\n")
+    arguments = ("--horizon", "14d", "--control", "none", "--match-on", "size")
+
+    payload = _json(runner, unit_file, event_file, *arguments)
+
+    (matched,) = payload["matched"]
+    assert matched["estimand"] == "effect on the treated (ATT), observational"
+    assert (matched["arm"], matched["control"]) == ("campaign", "none")
+    assert matched["naive_completion"]["estimate"] == pytest.approx(0.30, abs=1e-12)
+    assert matched["completion"]["estimate"] == pytest.approx(0.10, abs=1e-12)
+    assert matched["counts"]["treated_pruned"] == matched["counts"]["control_pruned"] == 0
+    big = next(row for row in matched["balance"] if row["level"] == "big")
+    assert big["smd_before"] > 0.9
+    assert big["smd_after"] == pytest.approx(0.0, abs=1e-12)
+    assert any("--match-on" in warning for warning in payload["warnings"])
+    table = _invoke(runner, unit_file, event_file, *arguments)
+    assert table.exit_code == 0, table.output
+    assert "Matched comparison" in table.output and "Balance" in table.output
+    missing = _failure(runner, unit_file, event_file, *arguments[:-1], "colour")
+    assert "colour" in missing
