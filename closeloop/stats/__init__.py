@@ -19,7 +19,14 @@ from closeloop.stats.matching import (
     stratify,
     sturges_cutpoints,
 )
-from closeloop.stats.power import minimum_detectable_effect, required_sample_size
+from closeloop.stats.power import (
+    DurationPlan,
+    EnrollmentPlan,
+    minimum_detectable_effect,
+    plan_duration,
+    plan_enrollment,
+    required_sample_size,
+)
 from closeloop.stats.results import ComparisonResult, Interval, Status
 from closeloop.stats.sequential import confidence_sequence
 from closeloop.stats.statistics import (
@@ -48,6 +55,8 @@ __all__ = [
     "BalanceRow",
     "ComparisonResult",
     "Covariate",
+    "DurationPlan",
+    "EnrollmentPlan",
     "Interval",
     "KaplanMeierResult",
     "LogRankResult",
@@ -74,6 +83,8 @@ __all__ = [
     "minimum_detectable_effect",
     "nps",
     "nps_from_scores",
+    "plan_duration",
+    "plan_enrollment",
     "pooled_theta",
     "required_sample_size",
     "restricted_mean",

@@ -1,0 +1,399 @@
+"""The intervention library: every job ever run, what it did and what it caused.
+
+A job is in the library once the state store has registered it (its first tick). Its definition is
+the project's when the job still exists there, else the latest recorded version
+(``definition_versions``), so a job deleted from ``jobs.yaml`` keeps its place. Its effect is the
+job report's (:func:`closeloop.services.reports.job_report`): the completion lift of the variants
+pooled against the holdout, each variant against the holdout, and per segment with
+Benjamini–Hochberg adjusted p-values and false-coverage-rate adjusted intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+
+from closeloop.analysis.job_report import JobReport, build_job_report
+from closeloop.analysis.measurement import COMPLETION_RATE, SegmentLift
+from closeloop.definitions.models import EmailStep, JobDefinition, WaitStep
+from closeloop.engine import schema
+from closeloop.engine.assignment import HOLDOUT, TREATMENT
+from closeloop.engine.publish import publish_enrollments
+from closeloop.engine.versions import parse_text
+from closeloop.errors import CloseloopError
+from closeloop.services.project import Workspace
+from closeloop.services.reports import horizon_of, job_report
+from closeloop.stats import ComparisonResult
+
+SEGMENT_COLUMN = "segment"
+
+
+class SortKey(StrEnum):
+    EFFECT = "effect"  # largest lift first (the segment's with --segment), unknown last
+    N = "n"  # most enrollments first
+    STARTED = "started"  # most recently launched first
+    NAME = "name"
+
+
+@dataclass(frozen=True)
+class Send:
+    """An email a variant sends, ``day`` days after entry (later sends only if not completed)."""
+
+    day: float
+    subject: str
+    template: str
+
+
+@dataclass(frozen=True)
+class VariantSummary:
+    name: str
+    weight: float
+    sends: list[Send]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """An absolute completion lift vs the holdout (``nan`` when it could not be measured)."""
+
+    arm: str
+    estimate: float
+    lower: float
+    upper: float
+    relative: float
+    p_value: float
+    status: str
+
+
+@dataclass(frozen=True)
+class SegmentEffect:
+    """A segment's lift, with the multiplicity-adjusted p-value and interval; ``small`` segments
+    are flagged, not ranked."""
+
+    column: str
+    segment: str
+    arm: str
+    n_treated: int
+    n_holdout: int
+    estimate: float
+    lower: float
+    upper: float
+    adjusted_lower: float
+    adjusted_upper: float
+    p_value: float
+    p_value_bh: float
+    small: bool
+    status: str
+
+
+@dataclass(frozen=True)
+class LibraryEntry:
+    name: str
+    definition_source: str  # "project" or "history" (the job is no longer in the project)
+    version: int  # the version the job runs at (the store's current version)
+    versions: int  # how many versions were recorded; more than one: the definition changed
+    target: str
+    goal: str
+    audience: str
+    exclusions: list[str]
+    horizon_days: float
+    holdout: float
+    variants: list[VariantSummary]
+    launched_at: datetime
+    last_tick: datetime | None
+    enrolled: int
+    matured: int
+    status: str  # the report's status, or "error"
+    effect: Effect | None
+    variant_effects: list[Effect]
+    segments: list[SegmentEffect]
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def segment_effect(self, segment: str) -> SegmentEffect | None:
+        """The pooled (all variants) lift in ``segment``, if the job has that segment."""
+        for row in self.segments:
+            if row.segment == segment and row.arm == TREATMENT:
+                return row
+        return None
+
+
+def library(
+    workspace: Workspace,
+    *,
+    goal: str | None = None,
+    segment: str | None = None,
+    status: str | None = None,
+    sort: SortKey = SortKey.EFFECT,
+) -> list[LibraryEntry]:
+    """Every job ever run, filtered and sorted (see :func:`select_entries`)."""
+    return select_entries(
+        list(library_entries(workspace)), goal=goal, segment=segment, status=status, sort=sort
+    )
+
+
+def library_entries(workspace: Workspace) -> Iterable[LibraryEntry]:
+    """Every job the state store has registered, measured as of its latest tick.
+
+    One job that cannot be measured (its definition no longer parses, its data is gone) becomes
+    an entry with ``status="error"`` and the reason, never a failure of the whole library.
+    """
+    store = workspace.store
+    j, v, t, e = schema.jobs, schema.definition_versions, schema.ticks, schema.enrollments
+    with store.engine.connect() as connection:
+        jobs = connection.execute(sa.select(j).order_by(j.c.name)).mappings().all()
+        version_rows = connection.execute(
+            sa.select(v.c.name, v.c.version, v.c.definition).where(v.c.kind == "job")
+        ).mappings()
+        history: dict[str, tuple[int, str, int]] = {}
+        for row in version_rows:
+            latest, text, count = history.get(row["name"], (0, "", 0))
+            if row["version"] > latest:
+                latest, text = row["version"], row["definition"]
+            history[row["name"]] = (latest, text, count + 1)
+        last_ticks: dict[str, datetime] = {
+            row[0]: row[1]
+            for row in connection.execute(
+                sa.select(t.c.job_name, sa.func.max(t.c.at)).group_by(t.c.job_name)
+            )
+        }
+        enrolled: dict[str, int] = {
+            row[0]: int(row[1])
+            for row in connection.execute(
+                sa.select(e.c.job_name, sa.func.count()).group_by(e.c.job_name)
+            )
+        }
+    segment_by = (
+        (SEGMENT_COLUMN,) if SEGMENT_COLUMN in workspace.warehouse.table("accounts").columns else ()
+    )
+    published = False
+    for job in jobs:
+        name = str(job["name"])
+        _, stored_text, versions = history.get(name, (0, "", 0))
+        in_project = name in workspace.project.jobs
+        source = "project" if in_project else "history"
+        try:
+            definition = (
+                workspace.project.job(name).definition
+                if in_project
+                else JobDefinition.model_validate(parse_text(stored_text))
+            )
+        except (ValueError, CloseloopError) as error:
+            yield _broken(job, versions, enrolled.get(name, 0), last_ticks.get(name), str(error))
+            continue
+        last_tick = last_ticks.get(name)
+        entry = LibraryEntry(
+            name=name,
+            definition_source=source,
+            version=int(job["current_version"]),
+            versions=versions,
+            target=str(definition.target),
+            goal=definition.goal,
+            audience=definition.audience,
+            exclusions=list(definition.exclusions),
+            horizon_days=horizon_of(definition),
+            holdout=float(job["holdout"]),
+            variants=variant_summaries(definition),
+            launched_at=job["launched_at"],
+            last_tick=last_tick,
+            enrolled=int(enrolled.get(name, 0)),
+            matured=0,
+            status="not_measured",
+            effect=None,
+            variant_effects=[],
+            segments=[],
+        )
+        if last_tick is None or not entry.enrolled:
+            yield replace(entry, warnings=["no enrollments yet"])
+            continue
+        try:
+            if in_project:
+                report = job_report(workspace, name, last_tick, segment_by=segment_by)
+            else:
+                if not published:
+                    publish_enrollments(store, workspace.warehouse)
+                    published = True
+                report = build_job_report(
+                    workspace.warehouse,
+                    name,
+                    as_of=last_tick,
+                    horizon_days=entry.horizon_days,
+                    holdout_fraction=entry.holdout,
+                    variants=tuple(
+                        (variant.name, variant.weight) for variant in definition.variants
+                    ),
+                    segment_by=segment_by,
+                )
+        except CloseloopError as error:
+            yield replace(entry, status="error", error=str(error))
+            continue
+        yield _measured(entry, report)
+
+
+def variant_summaries(definition: JobDefinition) -> list[VariantSummary]:
+    """Each treated arm with the emails it sends and when (days after entry, waits summed)."""
+    weights = {variant.name: variant.weight for variant in definition.variants}
+    summaries = []
+    for arm in definition.arms:
+        day = 0.0
+        sends = []
+        for step in definition.steps_of(arm):
+            if isinstance(step, WaitStep):
+                day += step.wait_days
+            elif isinstance(step, EmailStep):
+                sends.append(Send(day, step.subject, step.template))
+        summaries.append(VariantSummary(arm, weights.get(arm, 1.0), sends))
+    return summaries
+
+
+def select_entries(
+    entries: list[LibraryEntry],
+    *,
+    goal: str | None = None,
+    segment: str | None = None,
+    status: str | None = None,
+    sort: SortKey = SortKey.EFFECT,
+) -> list[LibraryEntry]:
+    """Filter and sort library entries.
+
+    ``goal`` keeps jobs whose goal expression contains the text (case-insensitive). ``segment``
+    keeps jobs measured in that segment and only that segment's rows; then ``status`` and the
+    ``effect`` sort read the segment's pooled lift instead of the job's overall lift.
+    """
+    chosen = entries
+    if goal:
+        chosen = [entry for entry in chosen if goal.lower() in entry.goal.lower()]
+    if segment is not None:
+        chosen = [
+            replace(entry, segments=[row for row in entry.segments if row.segment == segment])
+            for entry in chosen
+            if entry.segment_effect(segment) is not None
+        ]
+    if status:
+        chosen = [entry for entry in chosen if headline_status(entry, segment) == status]
+    if sort == SortKey.EFFECT:
+
+        def by_effect(entry: LibraryEntry) -> tuple[bool, float]:
+            value = headline_effect(entry, segment)
+            return (math.isnan(value), -value if not math.isnan(value) else 0.0)
+
+        return sorted(chosen, key=by_effect)
+    if sort == SortKey.N:
+        return sorted(chosen, key=lambda entry: -entry.enrolled)
+    if sort == SortKey.STARTED:
+        return sorted(chosen, key=lambda entry: entry.launched_at, reverse=True)
+    return sorted(chosen, key=lambda entry: entry.name.lower())
+
+
+def headline_effect(entry: LibraryEntry, segment: str | None = None) -> float:
+    """The lift that ranks an entry: the segment's pooled lift with a segment, else the job's."""
+    if segment is not None:
+        row = entry.segment_effect(segment)
+        return row.estimate if row is not None else math.nan
+    return entry.effect.estimate if entry.effect is not None else math.nan
+
+
+def headline_status(entry: LibraryEntry, segment: str | None = None) -> str:
+    if segment is not None:
+        row = entry.segment_effect(segment)
+        return row.status if row is not None else "not_measured"
+    return entry.status
+
+
+def entry_to_dict(entry: LibraryEntry) -> dict[str, Any]:
+    """A JSON-ready dict: times in ISO format, ``nan`` as ``null``."""
+    return _jsonable(asdict(entry))  # type: ignore[no-any-return]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _effect(arm: str, absolute: ComparisonResult, relative: ComparisonResult | None) -> Effect:
+    return Effect(
+        arm=arm,
+        estimate=absolute.estimate,
+        lower=absolute.ci.lower,
+        upper=absolute.ci.upper,
+        relative=relative.estimate if relative is not None else math.nan,
+        p_value=absolute.p_value,
+        status=str(absolute.status),
+    )
+
+
+def _segment(row: SegmentLift) -> SegmentEffect:
+    return SegmentEffect(
+        column=row.column,
+        segment=row.segment,
+        arm=row.arm,
+        n_treated=row.arm_stat.n,
+        n_holdout=row.control_stat.n,
+        estimate=row.lift.estimate,
+        lower=row.lift.ci.lower,
+        upper=row.lift.ci.upper,
+        adjusted_lower=row.adjusted_ci.lower,
+        adjusted_upper=row.adjusted_ci.upper,
+        p_value=row.lift.p_value,
+        p_value_bh=row.p_value_bh,
+        small=row.small,
+        status=str(row.lift.status),
+    )
+
+
+def _measured(entry: LibraryEntry, report: JobReport) -> LibraryEntry:
+    overall = report.measurement.comparison(TREATMENT, COMPLETION_RATE, HOLDOUT)
+    variant_effects = []
+    if report.variant_measurement is not None:
+        for arm in report.variant_measurement.treated_arms:
+            found = report.variant_measurement.comparison(arm, COMPLETION_RATE, HOLDOUT)
+            if found is not None:
+                variant_effects.append(_effect(arm, found.absolute, found.relative))
+    return replace(
+        entry,
+        matured=sum(arm.matured for arm in report.measurement.arms.values()),
+        status=str(report.status),
+        effect=_effect(TREATMENT, overall.absolute, overall.relative) if overall else None,
+        variant_effects=variant_effects,
+        segments=[_segment(row) for row in report.segments],
+        warnings=list(report.warnings),
+    )
+
+
+def _broken(
+    job: Any, versions: int, enrolled: int, last_tick: datetime | None, reason: str
+) -> LibraryEntry:
+    return LibraryEntry(
+        name=str(job["name"]),
+        definition_source="history",
+        version=int(job["current_version"]),
+        versions=versions,
+        target="",
+        goal="",
+        audience="",
+        exclusions=[],
+        horizon_days=math.nan,
+        holdout=float(job["holdout"]),
+        variants=[],
+        launched_at=job["launched_at"],
+        last_tick=last_tick,
+        enrolled=enrolled,
+        matured=0,
+        status="error",
+        effect=None,
+        variant_effects=[],
+        segments=[],
+        error=f"its recorded definition cannot be read: {reason}",
+    )

@@ -1,0 +1,177 @@
+"""The intervention library over two jobs run in lockstep with a simulated company.
+
+The library's numbers are the job report's; what is checked here is that every job ever run is
+listed (also one deleted from the project, from its recorded definition), with its timing, and
+that the filters and sorts do what they say.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from closeloop.services.library import SortKey, entry_to_dict, library
+from closeloop.services.project import init_project, open_workspace
+from closeloop.services.reports import job_report
+from closeloop.services.simulation import simulate_into, simulation_config
+from support import embedded_backends
+
+NUDGE = """\
+  - name: Integration nudge
+    audience: |
+      signup_date within last 14 days
+        and count(event "integration_connected") = 0
+    goal: count(event "integration_connected") >= 1
+    duration_days: 20
+    holdout: 0.25
+    variants:
+      - name: plain
+        steps:
+          - send: email
+            subject: "Connect {{ account.name }}"
+            template: integration_nudge
+          - wait_days: 4
+          - send: email
+            subject: "Still time"
+            template: integration_nudge
+      - name: video
+        steps:
+          - send: email
+            subject: "Watch: connect in two minutes"
+            template: integration_nudge
+    hypothesis:
+      expected_effect: Nudged accounts connect an integration sooner.
+      horizon_days: 14
+"""
+INVITE = """\
+  - name: Invite a teammate
+    audience: |
+      signup_date within last 10 days
+        and count(event "teammate_invited") = 0
+    goal: count(event "teammate_invited") >= 1
+    duration_days: 10
+    holdout: 0.3
+    steps:
+      - wait_days: 2
+      - send: email
+        subject: "Work together"
+        template: integration_nudge
+"""
+
+
+@dataclass(frozen=True)
+class Simulated:
+    folder: Path
+    environ: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulated]:
+    folder = tmp_path_factory.mktemp("library")
+    project = folder / "project"
+    init_project(project, name="library")
+    (project / "jobs.yaml").write_text("jobs:\n" + NUDGE + INVITE, encoding="utf-8")
+    environ = embedded_backends(folder).environ()
+    config = simulation_config("heterogeneous", accounts=500, days=60, arrival_days=35, seed=4)
+    with open_workspace(project, environ=environ) as workspace:
+        simulate_into(workspace, config, run_jobs=True)
+    yield Simulated(project, environ)
+
+
+def test_every_job_is_listed_with_its_timing_counts_and_the_reports_effect(
+    simulated: Simulated,
+) -> None:
+    with open_workspace(simulated.folder, environ=simulated.environ) as workspace:
+        entries = library(workspace, sort=SortKey.NAME)
+        reports = {entry.name: job_report(workspace, entry.name) for entry in entries}
+        stored = {
+            name: workspace.store.enrollments_table(name).num_rows
+            for name in ("Integration nudge", "Invite a teammate")
+        }
+    assert [entry.name for entry in entries] == ["Integration nudge", "Invite a teammate"]
+    nudge, invite = entries
+    assert nudge.definition_source == "project"
+    assert nudge.horizon_days == 14
+    assert invite.horizon_days == 10  # no hypothesis horizon: the duration
+    assert [(v.name, [(s.day, s.subject) for s in v.sends]) for v in nudge.variants] == [
+        ("plain", [(0.0, "Connect {{ account.name }}"), (4.0, "Still time")]),
+        ("video", [(0.0, "Watch: connect in two minutes")]),
+    ]
+    assert [(v.name, [(s.day, s.subject) for s in v.sends]) for v in invite.variants] == [
+        ("treatment", [(2.0, "Work together")])
+    ]
+    for entry in entries:
+        report = reports[entry.name]
+        assert entry.enrolled == stored[entry.name] > 100
+        assert 0 < entry.matured <= entry.enrolled
+        assert entry.status == report.status.value
+        assert entry.effect is not None
+        assert entry.effect.estimate == pytest.approx(report.lift.estimate)
+        assert entry.effect.lower <= entry.effect.estimate <= entry.effect.upper
+        assert {row.segment for row in entry.segments} >= {"self_serve", "mid_market"}
+        assert len(entry.segments) == len(report.segments)
+    assert [effect.arm for effect in nudge.variant_effects] == ["plain", "video"]
+    assert invite.variant_effects == []
+    # The JSON twin is strict JSON (no NaN) and keeps every field.
+    payload = json.loads(json.dumps([entry_to_dict(e) for e in entries], allow_nan=False))
+    assert payload[0]["variants"][0]["sends"][1] == {
+        "day": 4.0,
+        "subject": "Still time",
+        "template": "integration_nudge",
+    }
+    assert payload[0]["segments"][0].keys() >= {"adjusted_lower", "p_value_bh", "small"}
+
+
+def test_filters_and_sorts(simulated: Simulated) -> None:
+    with open_workspace(simulated.folder, environ=simulated.environ) as workspace:
+        everything = library(workspace, sort=SortKey.NAME)
+        by_goal = library(workspace, goal="INTEGRATION")
+        self_serve = library(workspace, segment="self_serve", sort=SortKey.EFFECT)
+        by_n = library(workspace, sort=SortKey.N)
+        by_start = library(workspace, sort=SortKey.STARTED)
+        by_effect = library(workspace, sort=SortKey.EFFECT)
+        nowhere = library(workspace, segment="no_such_segment")
+        statuses = {entry.status: library(workspace, status=entry.status) for entry in everything}
+    assert [entry.name for entry in by_goal] == ["Integration nudge"]
+    assert len(self_serve) == 2
+    for entry in self_serve:
+        assert {row.segment for row in entry.segments} == {"self_serve"}
+    lifts = [entry.segment_effect("self_serve") for entry in self_serve]
+    assert all(lift is not None for lift in lifts)
+    estimates = [lift.estimate for lift in lifts if lift is not None]
+    assert estimates == sorted(estimates, reverse=True)
+    assert [e.enrolled for e in by_n] == sorted((e.enrolled for e in everything), reverse=True)
+    launched = [e.launched_at for e in by_start]
+    assert launched == sorted(launched, reverse=True)
+    effects = [e.effect.estimate for e in by_effect if e.effect is not None]
+    assert effects == sorted(effects, reverse=True) and not any(map(math.isnan, effects))
+    assert nowhere == []
+    for status, entries in statuses.items():
+        assert entries and all(entry.status == status for entry in entries)
+
+
+def test_a_job_removed_from_the_project_stays_in_the_library(simulated: Simulated) -> None:
+    with open_workspace(simulated.folder, environ=simulated.environ) as workspace:
+        (before,) = library(workspace, goal="teammate")
+    jobs_file = simulated.folder / "jobs.yaml"
+    original = jobs_file.read_text(encoding="utf-8")
+    try:
+        # Delete the invite job and change the nudge's description: a second version.
+        edited = NUDGE.replace("    audience:", "    description: second try\n    audience:", 1)
+        jobs_file.write_text("jobs:\n" + edited, encoding="utf-8")
+        with open_workspace(simulated.folder, environ=simulated.environ) as workspace:
+            entries = {entry.name: entry for entry in library(workspace)}
+    finally:
+        jobs_file.write_text(original, encoding="utf-8")
+    removed = entries["Invite a teammate"]
+    assert removed.definition_source == "history"
+    assert removed.goal == before.goal
+    assert removed.variants == before.variants
+    assert removed.effect == before.effect
+    assert removed.segments == before.segments
+    assert entries["Integration nudge"].versions == 2
