@@ -18,7 +18,7 @@ from closeloop.analysis.measurement import (
     VALUE,
     Comparison,
 )
-from closeloop.engine.assignment import TREATMENT
+from closeloop.engine.assignment import HOLDOUT, TREATMENT
 from closeloop.stats import Interval, Status
 
 _ENV = jinja2.Environment(
@@ -219,6 +219,50 @@ def heterogeneity_rows(report: JobReport) -> list[dict[str, Any]]:
     ]
 
 
+def money(value: float | None) -> str:
+    return f"{value:+,.0f}" if _ok(value) else "—"
+
+
+def money_ci(ci: Interval) -> str:
+    return f"[{money(ci.lower)}, {money(ci.upper)}]" if _ok(ci.lower) and _ok(ci.upper) else "—"
+
+
+def revenue_rows(report: JobReport) -> list[dict[str, Any]]:
+    """Per horizon: the job (variants pooled) against the holdout on retention, NRR and MRR."""
+    if report.revenue is None:
+        return []
+    rows = []
+    for horizon in report.revenue.horizons:
+        comparison = horizon.comparison
+        holdout = horizon.arms.get(HOLDOUT)
+        treated = horizon.arms.get(TREATMENT)
+        rows.append(
+            {
+                "days": horizon.days,
+                "matured": horizon.matured,
+                "retention": (
+                    f"{pct(holdout.retention if holdout else None)} → "
+                    f"{pct(treated.retention if treated else None)}"
+                ),
+                "retention_difference": f"{pp(comparison.retention.estimate)} "
+                f"{pp_ci(comparison.retention.ci)}",
+                "nrr": (
+                    f"{pct(holdout.nrr if holdout else None)} → "
+                    f"{pct(treated.nrr if treated else None)}"
+                ),
+                "nrr_difference": f"{pp(comparison.nrr.estimate)} {pp_ci(comparison.nrr.ci)}",
+                "mrr_change": f"{money(comparison.mrr_change.estimate)} "
+                f"{money_ci(comparison.mrr_change.ci)}",
+                "added_mrr": f"{money(comparison.added_mrr)} {money_ci(comparison.added_mrr_ci)}",
+                "added_arr": money(comparison.added_arr),
+                "status": comparison.status.value,
+                "message": comparison.mrr_change.message,
+                "warnings": horizon.warnings,
+            }
+        )
+    return rows
+
+
 def days_ci(ci: Interval) -> str:
     return f"[{days(ci.lower)}, {days(ci.upper)}]" if _ok(ci.lower) and _ok(ci.upper) else "—"
 
@@ -253,6 +297,7 @@ def render_job_report_html(report: JobReport, truths: Mapping[str, float] | None
         lift_svg=to_svg(lift_chart(chart_rows)) if chart_rows else "",
         segment_rows=rows,
         heterogeneity=heterogeneity_rows(report),
+        revenue=revenue_rows(report),
         checkpoints=[t for t in CHECKPOINTS if t <= report.horizon_days],
         truths=bool(truths),
         version=__version__,

@@ -31,6 +31,8 @@ from closeloop.analysis.measurement import (
     SegmentLift,
     measure_units,
 )
+from closeloop.analysis.revenue_value import HORIZONS as REVENUE_HORIZONS
+from closeloop.analysis.revenue_value import RevenueValue, revenue_value
 from closeloop.data.warehouse import ENROLLMENTS_TABLE, Warehouse
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
 from closeloop.errors import NotFoundError
@@ -79,6 +81,7 @@ class JobReport:
     value_outcome: ValueOutcome | None
     status: Status
     warnings: list[str] = field(default_factory=list)
+    revenue: RevenueValue | None = None  # retention, NRR and MRR change at 90/180 days
 
     @property
     def lift(self) -> ComparisonResult:
@@ -275,6 +278,7 @@ def build_job_report(
     value_outcome: ValueOutcome | None = None,
     adaptive: bool = False,
     cohorts: Mapping[str, CohortAsOf] | None = None,
+    revenue_horizons: Sequence[int] | None = REVENUE_HORIZONS,
 ) -> JobReport:
     """Measure a job from the enrollments published to the warehouse (``publish_enrollments``).
 
@@ -340,6 +344,11 @@ def build_job_report(
                 "holdout's and the other variants'; variant comparisons can be confounded by "
                 "trends over time (the job-as-a-whole lift against the holdout is not)"
             )
+    revenue = None
+    if revenue_horizons and warehouse.has_table("subscriptions"):
+        revenue = revenue_value(
+            warehouse, units, as_of=as_of, control=HOLDOUT, horizons=revenue_horizons
+        )
     arms = _arm_summaries(units, pooled_arm)
     for arm in (HOLDOUT, TREATMENT):
         arms.setdefault(arm, ArmSummary(arm, 0, 0, {}, 0))
@@ -355,4 +364,5 @@ def build_job_report(
         value_outcome=value_outcome,
         status=measurement.status,
         warnings=warnings,
+        revenue=revenue,
     )

@@ -29,6 +29,7 @@ from closeloop.services.reports import (
     pp,
     pp_ci,
     pval,
+    revenue_rows,
     segment_rows,
 )
 
@@ -158,6 +159,40 @@ def print_job_report(
             f"Heterogeneity across {row['column']} ({row['arm']}): Cochran's Q = {row['q']:.2f}, "
             f"df = {row['df']}, p = {row['p']}"
         )
+    revenue = revenue_rows(report)
+    if revenue:
+        table = Table(title="Revenue value (treated − holdout)", title_justify="left")
+        for column in (
+            "horizon",
+            "matured",
+            "retention",
+            "difference",
+            "NRR",
+            "difference",
+            "MRR change / account",
+            "MRR added",
+        ):
+            table.add_column(column, justify="left" if column == "horizon" else "right")
+        for row in revenue:
+            if not row["matured"]:
+                continue
+            table.add_row(
+                f"{row['days']} d",
+                str(row["matured"]),
+                row["retention"],
+                row["retention_difference"],
+                row["nrr"],
+                row["nrr_difference"],
+                row["mrr_change"],
+                row["added_mrr"],
+            )
+        if any(row["matured"] for row in revenue):
+            console.print(table)
+        for row in revenue:
+            if not row["matured"]:
+                console.print(
+                    f"[dim]Revenue at {row['days']} days: no enrollment is that old yet[/dim]"
+                )
 
 
 # -- definitions --------------------------------------------------------------------------------

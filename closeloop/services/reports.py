@@ -20,6 +20,7 @@ from closeloop.analysis.html_report import (
     pp_ci,
     pval,
     render_job_report_html,
+    revenue_rows,
     segment_rows,
 )
 from closeloop.analysis.job_report import (
@@ -30,6 +31,7 @@ from closeloop.analysis.job_report import (
     build_job_report,
 )
 from closeloop.analysis.measure_output import measurement_to_json
+from closeloop.analysis.revenue_value import revenue_value_to_json
 from closeloop.data.compiler import cohort_members
 from closeloop.definitions.models import Allocation, JobDefinition
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
@@ -56,6 +58,7 @@ __all__ = [
     "pp_ci",
     "pval",
     "report_to_dict",
+    "revenue_rows",
     "segment_rows",
     "write_html_report",
 ]
@@ -156,6 +159,9 @@ def report_to_dict(report: JobReport) -> dict[str, object]:
         "variants": {name: counts(summary) for name, summary in report.variants.items()},
         "srm": measurement["srm"],
         "measurement": measurement,
+        "revenue_value": (
+            revenue_value_to_json(report.revenue) if report.revenue is not None else None
+        ),
         "variant_measurement": (
             measurement_to_json(report.variant_measurement)
             if report.variant_measurement is not None

@@ -114,6 +114,7 @@ def test_a_project_from_init_to_report(
     assert sum(arm["entered"] for arm in arms.values()) == 30
     assert sum(arm["completed"] for arm in arms.values()) == 10
     assert report["srm"]["p_value"] is not None
+    assert [h["days"] for h in report["revenue_value"]["horizons"]] == [90, 180]
     by_cohort = runner.invoke(
         app,
         [

@@ -47,6 +47,11 @@ def test_the_demo_recovers_the_true_effects(tmp_path: Path) -> None:
     assert result.emails_received == result.unique_message_ids == arms[TREATMENT].entered
     # Time to goal: treatment reaches the goal sooner (negative difference in restricted mean).
     assert report.time_to_goal.absolute.ci.upper < 0
+    # Revenue at 90 days after entry, from the simulated subscriptions, both arms.
+    assert report.revenue is not None
+    ninety = report.revenue.horizon(90)
+    assert ninety.matured > 1000
+    assert 0.9 < ninety.arms[HOLDOUT].retention <= 1.0
     page = result.html_path.read_text()
     assert page.count("<svg") >= 2
     truth = json.loads((result.project_dir / "truth.json").read_text())
