@@ -646,7 +646,7 @@ def simulate(
     for truth in truths:
         console.print(
             f"{truth.job_name}: {truth.units:,} matured enrollments; true effect on completion "
-            f"within {truth.horizon_days} days:"
+            f"within {truth.horizon_days:g} days:"
         )
         for effect in truth.effects:
             console.print(

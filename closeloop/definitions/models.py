@@ -418,6 +418,13 @@ class JobDefinition(Frozen):
         return self
 
     @property
+    def horizon_days(self) -> float:
+        """The days after entry the job is measured over: the hypothesis' horizon, else the
+        duration (reports, power and the simulator's ground truth all use this one)."""
+        horizon = self.hypothesis.horizon_days if self.hypothesis is not None else None
+        return float(horizon if horizon is not None else self.duration_days)
+
+    @property
     def arms(self) -> tuple[str, ...]:
         """The treated arms: each variant's name, or ``treatment`` when there are no variants."""
         return tuple(variant.name for variant in self.variants) or ("treatment",)

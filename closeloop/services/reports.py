@@ -93,7 +93,7 @@ def job_report(
         workspace.warehouse,
         job_name,
         as_of=moment,
-        horizon_days=float(horizon_of(definition)),
+        horizon_days=definition.horizon_days,
         holdout_fraction=record.holdout,
         variants=tuple((variant.name, variant.weight) for variant in definition.variants),
         segment_by=tuple(attributes),
@@ -121,9 +121,8 @@ def _cohort_as_of(workspace: Workspace, name: str) -> CohortAsOf:
 
 
 def horizon_of(job: JobDefinition) -> float:
-    """The days after entry a job is measured over: the hypothesis' horizon, else the duration."""
-    horizon = job.hypothesis.horizon_days if job.hypothesis is not None else None
-    return float(horizon if horizon is not None else job.duration_days)
+    """The days after entry a job is measured over (:attr:`JobDefinition.horizon_days`)."""
+    return job.horizon_days
 
 
 def write_html_report(

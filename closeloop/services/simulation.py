@@ -8,7 +8,6 @@ whole dataset) and the warehouse sees a few large inserts instead of thousands o
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -328,7 +327,7 @@ class JobTruth:
     """The simulator's exact effects of one job on its matured units, per variant and segment."""
 
     job_name: str
-    horizon_days: int
+    horizon_days: float
     units: int
     effects: list[TrueEffect]
 
@@ -343,12 +342,6 @@ class JobTruth:
             }
             for effect in self.effects
         ]
-
-
-def horizon_of(job: JobDefinition) -> int:
-    """The days after entry the measurement looks at: the hypothesis' horizon, else the duration."""
-    horizon = job.hypothesis.horizon_days if job.hypothesis is not None else None
-    return math.ceil(horizon if horizon is not None else job.duration_days)
 
 
 def job_truths(
@@ -367,7 +360,7 @@ def job_truths(
         definition = job.definition
         if definition.target != "account":
             continue  # the simulator models behaviour per account, not per person
-        horizon = horizon_of(definition)
+        horizon = definition.horizon_days
         enrolled = workspace.store.enrollments_table(definition.name).to_pylist()
         units = [
             (row["account_id"], row["entered_at"])

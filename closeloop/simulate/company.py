@@ -497,7 +497,7 @@ class CompanySimulator:
     def true_effects(
         self,
         units: Sequence[tuple[str, datetime]],
-        horizon_days: int,
+        horizon_days: float,
         policies: Mapping[str, Policy] | None = None,
     ) -> list[TrueEffect]:
         """The exact effect of each policy on reaching the goal within the horizon, per segment.
