@@ -11,6 +11,7 @@ import jinja2
 from closeloop import __version__
 from closeloop.analysis.charts import completion_curves, lift_chart, to_svg
 from closeloop.analysis.job_report import JobReport
+from closeloop.analysis.matching import MatchedComparison
 from closeloop.analysis.measurement import (
     CHECKPOINTS,
     COMPLETION_RATE,
@@ -74,6 +75,8 @@ def headline(report: JobReport) -> str:
             f"{'sooner' if faster >= 0 else 'later'} on average "
             f"[{-difference.ci.upper:.1f}, {-difference.ci.lower:.1f}]"
         )
+    if report.matched is not None:
+        return _observational_headline(report, sooner="")
     if report.status is Status.INSUFFICIENT_DATA:
         reason = comparison.message or (report.warnings[0] if report.warnings else "")
         return "Not enough data to measure this job yet" + (f": {reason}" if reason else ".")
@@ -90,6 +93,54 @@ def headline(report: JobReport) -> str:
         f"Inconclusive: completion changed {effect} versus the holdout{so_far}; the interval "
         f"includes no effect{sooner}."
     )
+
+
+def _observational_headline(report: JobReport, sooner: str) -> str:
+    matched = report.matched
+    assert matched is not None
+    effect = matched.completion
+    counts = matched.counts
+    if report.status is Status.INSUFFICIENT_DATA or not _ok(effect.estimate):
+        return (
+            "No randomized holdout, and too little to compare with: "
+            + (effect.message or "the matched comparison has no estimate")
+            + "."
+        )
+    direction = {
+        Status.POSITIVE: "higher than",
+        Status.NEGATIVE: "lower than",
+    }.get(report.status, "not distinguishable from")
+    return (
+        f"Observational (no holdout): enrolled accounts' completion was {pp(effect.estimate)} "
+        f"{pp_ci(effect.ci)}, {direction} matched accounts that were eligible but not enrolled "
+        f"(effect on the {counts.treated_matched:,} matched treated accounts; not randomized)."
+    )
+
+
+def matched_html(matched: MatchedComparison) -> dict[str, Any]:
+    """A matched comparison as text cells, for the HTML pages."""
+    counts = matched.counts
+    return {
+        "arm": matched.treated,
+        "control": matched.comparison,
+        "estimand": matched.estimand,
+        "covariates": ", ".join(c.name for c in matched.covariates),
+        "effect": f"{pp(matched.completion.estimate)} {pp_ci(matched.completion.ci)}",
+        "naive": f"{pp(matched.naive_completion.estimate)} {pp_ci(matched.naive_completion.ci)}",
+        "counts": f"{counts.treated_matched:,} treated matched ({counts.treated_pruned:,} pruned), "
+        f"{counts.control_matched:,} comparison units ({counts.control_pruned:,} pruned)",
+        "warnings": list(matched.warnings),
+        "balance": [
+            [
+                row.covariate + (f" = {row.level}" if row.level is not None else ""),
+                f"{row.treated_before:.3g}",
+                f"{row.control_before:.3g}",
+                f"{row.smd_before:+.2f}",
+                f"{row.smd_after:+.2f}",
+            ]
+            for row in matched.balance
+        ],
+    }
 
 
 def arm_rows(report: JobReport) -> list[dict[str, Any]]:
@@ -298,6 +349,7 @@ def render_job_report_html(report: JobReport, truths: Mapping[str, float] | None
         segment_rows=rows,
         heterogeneity=heterogeneity_rows(report),
         revenue=revenue_rows(report),
+        matched=matched_html(report.matched) if report.matched is not None else None,
         checkpoints=[t for t in CHECKPOINTS if t <= report.horizon_days],
         truths=bool(truths),
         version=__version__,

@@ -21,6 +21,7 @@ from datetime import datetime
 import ibis
 import ibis.expr.types as ir
 
+from closeloop.analysis.matching import MatchedComparison, match_units
 from closeloop.analysis.measurement import (
     COMPLETION_RATE,
     TIME_TO_GOAL,
@@ -40,6 +41,9 @@ from closeloop.stats import ComparisonResult, SrmResult, Status
 
 SECONDS_PER_DAY = 86_400.0
 MAX_COHORT_TIMES = 400
+MATCH_ON = ("segment", "plan", "tenure_days")
+"""Pre-entry attributes an observational job's enrollments are matched on by default."""
+COMPARISON = "comparison"
 
 CohortAsOf = Callable[[datetime], ir.Table]
 """A cohort's members (``account_id``) as of a time."""
@@ -82,6 +86,7 @@ class JobReport:
     status: Status
     warnings: list[str] = field(default_factory=list)
     revenue: RevenueValue | None = None  # retention, NRR and MRR change at 90/180 days
+    matched: MatchedComparison | None = None  # jobs without a holdout: the observational estimate
 
     @property
     def lift(self) -> ComparisonResult:
@@ -279,6 +284,8 @@ def build_job_report(
     adaptive: bool = False,
     cohorts: Mapping[str, CohortAsOf] | None = None,
     revenue_horizons: Sequence[int] | None = REVENUE_HORIZONS,
+    comparison_units: ir.Table | None = None,
+    match_on: Sequence[str] = MATCH_ON,
 ) -> JobReport:
     """Measure a job from the enrollments published to the warehouse (``publish_enrollments``).
 
@@ -349,6 +356,26 @@ def build_job_report(
         revenue = revenue_value(
             warehouse, units, as_of=as_of, control=HOLDOUT, horizons=revenue_horizons
         )
+    matched = None
+    status = measurement.status
+    if comparison_units is not None:
+        matched = observational_comparison(
+            warehouse,
+            pooled_units,
+            comparison_units,
+            as_of=as_of,
+            horizon_days=horizon_days,
+            match_on=match_on,
+        )
+        status = matched.status
+        warnings = [
+            "no randomized holdout (observational job): the effect below comes from a matched "
+            "comparison with accounts that were eligible but not enrolled; it is the effect on "
+            "the treated under the assumption that the matched attributes explain who was "
+            "enrolled",
+            *matched.warnings,
+            *(w for w in warnings if not w.startswith(f"no unit is in the {HOLDOUT!r}")),
+        ]
     arms = _arm_summaries(units, pooled_arm)
     for arm in (HOLDOUT, TREATMENT):
         arms.setdefault(arm, ArmSummary(arm, 0, 0, {}, 0))
@@ -362,7 +389,60 @@ def build_job_report(
         measurement=measurement,
         variant_measurement=variant_measurement,
         value_outcome=value_outcome,
-        status=measurement.status,
+        status=status,
         warnings=warnings,
         revenue=revenue,
+        matched=matched,
+    )
+
+
+def observational_comparison(
+    warehouse: Warehouse,
+    units: ir.Table,
+    comparison_units: ir.Table,
+    *,
+    as_of: datetime,
+    horizon_days: float,
+    match_on: Sequence[str] = MATCH_ON,
+) -> MatchedComparison:
+    """Match a job's enrollments (arm ``treatment``) to eligible accounts that were not enrolled.
+
+    ``comparison_units`` has ``unit_id, account_id, entered_at, goal_at`` (time zero aligned to
+    when each account first became eligible, see
+    :func:`~closeloop.analysis.matching.eligible_comparison_units`). Both sides get the accounts'
+    attributes and ``tenure_days`` (days from signup to entry); ``match_on`` names those to match
+    on (attributes the accounts table lacks are skipped). Estimand: the effect on the treated.
+    """
+
+    def shaped(table: ir.Table, arm: str) -> ir.Table:
+        return table.select(
+            unit_id=table.unit_id.cast("string"),
+            account_id=table.account_id.cast("string"),
+            entered_at=table.entered_at.cast("timestamp"),
+            goal_at=table.goal_at.cast("timestamp"),
+            arm=ibis.literal(arm, "string"),
+        )
+
+    treated = shaped(units, TREATMENT)
+    comparison = shaped(comparison_units, COMPARISON)
+    both = treated.union(comparison)
+    accounts = warehouse.table("accounts")
+    attributes = [name for name in match_on if name in accounts.columns and name != "account_id"]
+    chosen = accounts.select("account_id", "created_at", *attributes)
+    joined = both.left_join(chosen, "account_id")
+    columns: dict[str, ir.Value] = {name: joined[name] for name in attributes}
+    if "tenure_days" in match_on:
+        columns["tenure_days"] = (
+            joined.entered_at.epoch_seconds() - joined.created_at.epoch_seconds()
+        ) / SECONDS_PER_DAY
+    matched_units = joined.select(
+        "unit_id", "account_id", "arm", "entered_at", "goal_at", **columns
+    )
+    return match_units(
+        matched_units,
+        treated=TREATMENT,
+        comparison=COMPARISON,
+        covariates=list(columns),
+        horizon_days=horizon_days,
+        as_of=as_of,
     )

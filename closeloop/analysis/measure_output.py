@@ -19,7 +19,7 @@ from rich.table import Table
 
 from closeloop import __version__
 from closeloop.analysis.charts import to_svg
-from closeloop.analysis.html_report import days, num, pct, pp, pp_ci, pval
+from closeloop.analysis.html_report import days, matched_html, num, pct, pp, pp_ci, pval
 from closeloop.analysis.matching import MatchedComparison
 from closeloop.analysis.measurement import (
     COMPLETION_RATE,
@@ -499,34 +499,9 @@ def measurement_to_html(
             f"p = {pval(t.p_value)}"
             for t in measurement.heterogeneity
         ],
-        matched=[_matched_html(m) for m in matched],
+        matched=[matched_html(m) for m in matched],
         version=__version__,
     )
-
-
-def _matched_html(matched: MatchedComparison) -> dict[str, Any]:
-    counts = matched.counts
-    return {
-        "arm": matched.treated,
-        "control": matched.comparison,
-        "estimand": matched.estimand,
-        "covariates": ", ".join(c.name for c in matched.covariates),
-        "effect": f"{pp(matched.completion.estimate)} {pp_ci(matched.completion.ci)}",
-        "naive": f"{pp(matched.naive_completion.estimate)} {pp_ci(matched.naive_completion.ci)}",
-        "counts": f"{counts.treated_matched:,} treated matched ({counts.treated_pruned:,} pruned), "
-        f"{counts.control_matched:,} comparison units ({counts.control_pruned:,} pruned)",
-        "warnings": list(matched.warnings),
-        "balance": [
-            [
-                row.covariate + (f" = {row.level}" if row.level is not None else ""),
-                f"{row.treated_before:.3g}",
-                f"{row.control_before:.3g}",
-                f"{row.smd_before:+.2f}",
-                f"{row.smd_after:+.2f}",
-            ]
-            for row in matched.balance
-        ],
-    }
 
 
 def _plain(cell: str) -> str:

@@ -401,6 +401,13 @@ def report(
             "(e.g. expansion_mrr)."
         ),
     ] = None,
+    match_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Jobs without a holdout: account attributes (or tenure_days) to match enrolled "
+            "accounts to eligible ones on (repeatable; default: segment, plan, tenure_days)."
+        ),
+    ] = None,
     covariate_days: Annotated[
         int,
         typer.Option(
@@ -421,6 +428,7 @@ def report(
             parse_time(as_of) if as_of else None,
             segment_by=tuple(segment_by or ("segment",)),
             value_outcome=outcome,
+            match_on=match_on,
         )
     if output_format == OutputFormat.JSON:
         typer.echo(json.dumps(reports.report_to_dict(result), indent=2))

@@ -28,6 +28,7 @@ from closeloop.services.reports import (
     pct,
     pp,
     pp_ci,
+    print_matched,
     pval,
     revenue_rows,
     segment_rows,
@@ -50,6 +51,8 @@ def print_job_report(
     for warning in report.warnings:
         console.print(f"[yellow]⚠ {warning}[/yellow]")
 
+    if report.matched is not None:
+        print_matched(console, report.matched)
     rows = arm_rows(report)
     checkpoints = sorted({t for row in rows for t in row["completion_at"]})
     arms = Table(title="Arms", title_justify="left")

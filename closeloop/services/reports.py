@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import ibis.expr.types as ir
@@ -24,15 +24,18 @@ from closeloop.analysis.html_report import (
     segment_rows,
 )
 from closeloop.analysis.job_report import (
+    MATCH_ON,
     ArmSummary,
     CohortAsOf,
     JobReport,
     ValueOutcome,
     build_job_report,
 )
-from closeloop.analysis.measure_output import measurement_to_json
+from closeloop.analysis.matching import eligible_comparison_units
+from closeloop.analysis.measure_output import matched_to_json, measurement_to_json, print_matched
 from closeloop.analysis.revenue_value import revenue_value_to_json
-from closeloop.data.compiler import cohort_members
+from closeloop.data.compiler import cohort_members, goal_reached_at, matching_accounts
+from closeloop.definitions.catalog import LoadedJob
 from closeloop.definitions.models import Allocation, JobDefinition
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
 from closeloop.engine.publish import publish_enrollments
@@ -56,6 +59,7 @@ __all__ = [
     "pct",
     "pp",
     "pp_ci",
+    "print_matched",
     "pval",
     "report_to_dict",
     "revenue_rows",
@@ -71,10 +75,13 @@ def job_report(
     *,
     segment_by: Sequence[str] = ("segment",),
     value_outcome: ValueOutcome | None = None,
+    match_on: Sequence[str] | None = None,
 ) -> JobReport:
     """Measure ``job_name`` as of ``as_of`` (default: its latest tick).
 
-    The horizon is the hypothesis' ``horizon_days`` if set, else the job's duration.
+    The horizon is the hypothesis' ``horizon_days`` if set, else the job's duration. A job
+    without a holdout is also matched (``match_on`` attributes, default MATCH_ON) against
+    accounts that were eligible but not enrolled.
     """
     job = workspace.project.job(job_name)
     record = workspace.store.job_record(job_name)
@@ -100,6 +107,52 @@ def job_report(
         value_outcome=value_outcome,
         adaptive=definition.allocation is Allocation.THOMPSON,
         cohorts=cohorts,
+        comparison_units=(
+            _comparison_units(workspace, job, moment) if record.holdout == 0 else None
+        ),
+        match_on=tuple(match_on) if match_on else MATCH_ON,
+    )
+
+
+COMPARISON_LOOKBACK_DAYS = 60
+"""How far before a holdout-less job's first enrollment eligible accounts are looked for."""
+
+
+def _comparison_units(workspace: Workspace, job: LoadedJob, as_of: datetime) -> ir.Table:
+    """Accounts eligible for the job (audience, no exclusion) on some day but never enrolled.
+
+    Eligibility is evaluated at every midnight from COMPARISON_LOOKBACK_DAYS before the job's
+    first enrollment to ``as_of``, as the engine evaluates it at a tick; each account enters when
+    it was first eligible, and its goal time comes from the job's goal expression.
+    """
+    if job.definition.target != "account":
+        raise ConfigurationError(
+            f"job {job.name!r} targets people and has no holdout; a matched comparison is only "
+            "built for account jobs"
+        )
+    warehouse, catalog = workspace.warehouse, workspace.project.catalog
+    enrolled = workspace.store.enrollments_table(job.name).column("entered_at").to_pylist()
+    first = min(enrolled) if enrolled else as_of
+    start = datetime.combine(
+        (first - timedelta(days=COMPARISON_LOOKBACK_DAYS)).date(), datetime.min.time()
+    )
+    days = max((as_of - start).days, 0)
+    times = [start + timedelta(days=index) for index in range(days + 1)]
+
+    def eligible_at(moment: datetime) -> ir.Table:
+        audience = matching_accounts(job.audience, warehouse, moment, catalog)
+        for exclusion in job.exclusions:
+            audience = audience.anti_join(
+                matching_accounts(exclusion, warehouse, moment, catalog).select("account_id"),
+                "account_id",
+            )
+        return audience
+
+    def reached(candidates: ir.Table) -> ir.Table:
+        return goal_reached_at(job.goal, warehouse, as_of, candidates, catalog)
+
+    return eligible_comparison_units(
+        warehouse, job_name=job.name, eligible_at=eligible_at, times=times, goal_reached_at=reached
     )
 
 
@@ -158,6 +211,7 @@ def report_to_dict(report: JobReport) -> dict[str, object]:
         "variants": {name: counts(summary) for name, summary in report.variants.items()},
         "srm": measurement["srm"],
         "measurement": measurement,
+        "matched": matched_to_json(report.matched) if report.matched is not None else None,
         "revenue_value": (
             revenue_value_to_json(report.revenue) if report.revenue is not None else None
         ),
