@@ -248,6 +248,9 @@ def segment_rows(
                     "lift": segment.lift.estimate,
                     "ci": ci,
                     "adjusted_ci": segment.adjusted_ci,
+                    "sequential_ci": (
+                        segment.sequential.ci if segment.sequential is not None else None
+                    ),
                     "p": segment.lift.p_value,
                     "p_bh": segment.p_value_bh,
                     "p_holm": segment.p_value_holm,

@@ -90,6 +90,9 @@ def measurement_to_json(
                 "p_value_bh": _number(segment.p_value_bh),
                 "p_value_holm": _number(segment.p_value_holm),
                 "adjusted_ci": _interval(segment.adjusted_ci),
+                "sequential": (
+                    _result(segment.sequential) if segment.sequential is not None else None
+                ),
                 "small": segment.small,
             }
             for segment in measurement.segments

@@ -16,8 +16,9 @@ Estimands and rules (docs/methods.md):
   ``as_of``), intention to treat: every unit counts in the arm it was assigned.
 - Time to goal uses every unit: reaching the goal is the event, and a unit is censored at the
   horizon or at ``as_of``, whichever comes first. Times are counted in whole hours (rounded up).
-- While some units have not matured, the job is *running*: the completion lift also carries an
-  always-valid confidence sequence, and the status follows it, so looking every day is safe.
+- While some units have not matured, the job is *running*: the completion and value lifts and each
+  segment's lift also carry an always-valid confidence sequence, and the status follows it, so
+  looking every day is safe. Time to goal has no sequential version: read it once matured.
 """
 
 from __future__ import annotations
@@ -158,6 +159,8 @@ class SegmentLift:
     p_value_holm: float
     adjusted_ci: Interval  # false-coverage-rate adjusted (Benjamini–Yekutieli), pairs with BH
     small: bool
+    # While the job runs: an always-valid sequence at the FCR-adjusted level, to read instead.
+    sequential: ComparisonResult | None = None
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,7 @@ def measure_units(units: ir.Table, options: MeasureOptions) -> Measurement:
     running = any(arm.matured < arm.n for arm in arms.values())
     comparisons = _with_cuped(facts, options, _comparisons(arms, options, running))
     srm = _srm(arms, options)
-    segments, heterogeneity = _segments(facts, arms, options)
+    segments, heterogeneity = _segments(facts, arms, options, running)
     if srm is not None and srm.mismatch:
         warnings.append(
             f"sample ratio mismatch (chi2={srm.chi2:.1f}, p={srm.p_value:.2g}): the arms are not "
@@ -385,7 +388,7 @@ def _comparisons(
         arm, base = arms[arm_name], arms[control_name]
         result.append(_completion(arm, base, options, running, tuning))
         if options.value:
-            result.append(_value(arm, base, options))
+            result.append(_value(arm, base, options, running, tuning))
         result.append(_time_to_goal(arm, base, options))
     return result
 
@@ -433,7 +436,9 @@ def _too_few(arm: ArmResult, base: ArmResult, counted: str) -> str:
     )
 
 
-def _value(arm: ArmResult, base: ArmResult, options: MeasureOptions) -> Comparison:
+def _value(
+    arm: ArmResult, base: ArmResult, options: MeasureOptions, running: bool, tuning: float
+) -> Comparison:
     assert arm.value is not None and base.value is not None
     alpha = options.alpha
     problem = _too_few(arm, base, "matured")
@@ -451,6 +456,11 @@ def _value(arm: ArmResult, base: ArmResult, options: MeasureOptions) -> Comparis
         VALUE,
         welch_test(base.value, arm.value, difference="absolute", alpha=alpha),
         welch_test(base.value, arm.value, difference="relative", alpha=alpha),
+        sequential=(
+            confidence_sequence(base.value, arm.value, alpha=alpha, tuning=tuning)
+            if running
+            else None
+        ),
     )
 
 
@@ -544,11 +554,12 @@ def _srm(arms: dict[str, ArmResult], options: MeasureOptions) -> SrmResult | Non
 
 
 def _segments(
-    facts: ir.Table, arms: dict[str, ArmResult], options: MeasureOptions
+    facts: ir.Table, arms: dict[str, ArmResult], options: MeasureOptions, running: bool
 ) -> tuple[list[SegmentLift], list[Heterogeneity]]:
     segments: list[SegmentLift] = []
     heterogeneity: list[Heterogeneity] = []
     matured = facts.filter(facts.is_matured)
+    tuning = options.sequential_tuning or max(sum(a.n for a in arms.values()), 1)
     for column in options.segment_by:
         key = f"segment__{column}"
         rows = (
@@ -593,6 +604,11 @@ def _segments(
                     p_value_holm=holm[index],
                     adjusted_ci=_widened(lift, fcr_alpha),
                     small=min(base.n, treated.n) < SMALL_SEGMENT,
+                    sequential=(
+                        confidence_sequence(base, treated, alpha=fcr_alpha, tuning=tuning)
+                        if running and math.isfinite(lift.se)
+                        else None
+                    ),
                 )
             )
         for arm in arms:

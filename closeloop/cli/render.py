@@ -126,6 +126,9 @@ def print_job_report(
     segments = Table(title="Lift by segment (matured enrollments)", title_justify="left")
     columns = ["segment", *(["arm"] if by_arm else []), "holdout n", "n", "holdout", "treated"]
     columns += ["lift", "95% CI", "FCR CI", "BH p"]
+    running = any(row["sequential_ci"] is not None for row in rows)
+    if running:
+        columns.append("always-valid CI")
     if truths:
         columns += ["true effect", "in CI"]
     for index, column in enumerate(columns):
@@ -144,6 +147,7 @@ def print_job_report(
             pp_ci(row["ci"]),
             pp_ci(row["adjusted_ci"]),
             pval(row["p_bh"]),
+            *([pp_ci(row["sequential_ci"]) if row["sequential_ci"] else "—"] if running else []),
         ]
         if truths:
             if row["truth"] is None:
