@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from closeloop.data.warehouse import Warehouse
+from closeloop.services.project import init_project
 
 
 @dataclass(frozen=True)
@@ -173,3 +176,59 @@ def load_example_dataset(warehouse: Warehouse) -> None:
             },
         ),
     )
+
+
+# -- simulated projects ----------------------------------------------------------------------------
+
+VARIANT_JOB = """\
+  - name: Integration nudge
+    audience: |
+      signup_date within last 14 days
+        and count(event "integration_connected") = 0
+    goal: count(event "integration_connected") >= 1
+    duration_days: 20
+    holdout: 0.25
+    variants:
+      - name: plain
+        steps:
+          - send: email
+            subject: "Connect {{ account.name }}"
+            template: integration_nudge
+          - wait_days: 4
+          - send: email
+            subject: "Still time"
+            template: integration_nudge
+      - name: video
+        steps:
+          - send: email
+            subject: "Watch: connect in two minutes"
+            template: integration_nudge
+    hypothesis:
+      expected_effect: Nudged accounts connect an integration sooner.
+      primary_metric: completion_rate
+      horizon_days: 14
+"""
+"""A job with two variants (an email and a reminder; one email), a 25% holdout, horizon 14 days."""
+
+
+def project_with_jobs(folder: Path, *jobs: str) -> Path:
+    """A `closeloop init` project in ``folder`` whose jobs.yaml holds exactly ``jobs``."""
+    init_project(folder, name=folder.name)
+    (folder / "jobs.yaml").write_text("jobs:\n" + "".join(jobs), encoding="utf-8")
+    return folder
+
+
+def assert_same_json(got: Any, expected: Any, *, tolerance: float = 1e-12, path: str = "") -> None:
+    """Equal JSON structures; floats equal to a relative ``tolerance``."""
+    if isinstance(expected, dict):
+        assert set(got) == set(expected), path
+        for key in expected:
+            assert_same_json(got[key], expected[key], tolerance=tolerance, path=f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert len(got) == len(expected), path
+        for index, (a, b) in enumerate(zip(got, expected, strict=True)):
+            assert_same_json(a, b, tolerance=tolerance, path=f"{path}[{index}]")
+    elif isinstance(expected, float) and isinstance(got, float):
+        assert math.isclose(got, expected, rel_tol=tolerance, abs_tol=1e-12), (path, got, expected)
+    else:
+        assert got == expected, (path, got, expected)

@@ -220,28 +220,10 @@ def print_measurement(
         console.print(f"[yellow]⚠ {warning}[/yellow]")
 
     arms = Table(title="Arms", title_justify="left")
-    columns = ["arm", "units", "completed", "completion rate", "KM at horizon"]
-    columns += [f"by day {day:g}" for day in _checkpoints(measurement)]
-    columns += ["median days [95% CI]", "RMST days", "median days*"]
-    if options.value:
-        columns.append("mean value")
-    for column in columns:
+    for column in _arm_columns(measurement):
         arms.add_column(column, justify="left" if column == "arm" else "right")
     for arm in measurement.arms.values():
-        cells = [
-            arm.arm,
-            f"{arm.n:,}",
-            f"{arm.completed:,}",
-            pct(arm.completion_rate),
-            pct(arm.km_completion_at_horizon),
-            *(pct(arm.completion_at.get(day)) for day in _checkpoints(measurement)),
-            f"{num(arm.median_time_to_goal)} {_days_ci(arm.curve.median_ci)}",
-            num(arm.rmst),
-            num(arm.conditional_median_days),
-        ]
-        if options.value:
-            cells.append(_value(arm.mean_value))
-        arms.add_row(*cells)
+        arms.add_row(*_arm_cells(measurement, arm))
     console.print(arms)
     console.print(
         "[dim]* among units that reached the goal (conditional); "
@@ -300,6 +282,33 @@ def print_measurement(
             f"Heterogeneity across {test.column} ({test.arm}): Cochran's Q = {test.q:.2f}, "
             f"df = {test.df}, p = {pval(test.p_value)}"
         )
+
+
+def _arm_columns(measurement: Measurement) -> list[str]:
+    """The arms table's header, the same in the terminal and the HTML page."""
+    columns = ["arm", "units", "completed", "completion rate", "KM at horizon"]
+    columns += [f"by day {day:g}" for day in _checkpoints(measurement)]
+    columns += ["median days [95% CI]", "RMST days", "median days (completers)"]
+    if measurement.options.value:
+        columns.append("mean value")
+    return columns
+
+
+def _arm_cells(measurement: Measurement, arm: ArmResult) -> list[str]:
+    cells = [
+        arm.arm,
+        f"{arm.n:,}",
+        f"{arm.completed:,}",
+        pct(arm.completion_rate),
+        pct(arm.km_completion_at_horizon),
+        *(pct(arm.completion_at.get(day)) for day in _checkpoints(measurement)),
+        f"{num(arm.median_time_to_goal)} {_days_ci(arm.curve.median_ci)}",
+        num(arm.rmst),
+        num(arm.conditional_median_days),
+    ]
+    if measurement.options.value:
+        cells.append(_value(arm.mean_value))
+    return cells
 
 
 def _checkpoints(measurement: Measurement) -> list[float]:
@@ -390,9 +399,7 @@ footer { color: #6b7280; font-size: 0.85rem; margin-top: 2rem; }
 {% endfor %}
 <h2>Arms</h2>
 <table>
-<tr><th>arm</th><th>units</th><th>completed</th><th>completion rate</th><th>KM at horizon</th>
-<th>median days [95% CI]</th><th>RMST days</th><th>median days (completers)</th>
-{% if value %}<th>mean value</th>{% endif %}</tr>
+<tr>{% for column in arm_columns %}<th>{{ column }}</th>{% endfor %}</tr>
 {% for row in arms %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}
 </table>
@@ -443,21 +450,7 @@ def measurement_to_html(
 ) -> str:
     """A standalone page (inline SVG chart, no scripts) with the tables of the terminal output."""
     options = measurement.options
-    arms = []
-    for arm in measurement.arms.values():
-        row = [
-            arm.arm,
-            f"{arm.n:,}",
-            f"{arm.completed:,}",
-            pct(arm.completion_rate),
-            pct(arm.km_completion_at_horizon),
-            f"{num(arm.median_time_to_goal)} {_days_ci(arm.curve.median_ci)}",
-            num(arm.rmst),
-            num(arm.conditional_median_days),
-        ]
-        if options.value:
-            row.append(_value(arm.mean_value))
-        arms.append(row)
+    arms = [_arm_cells(measurement, arm) for arm in measurement.arms.values()]
     comparisons = [
         [_plain(cell) for cell in _comparison_cells(comparison)]
         for comparison in measurement.comparisons
@@ -488,6 +481,7 @@ def measurement_to_html(
         warnings=[*warnings, *measurement.warnings],
         value=options.value,
         arms=arms,
+        arm_columns=_arm_columns(measurement),
         curves_svg=to_svg(completion_chart(curves, options.horizon_days)),
         comparisons=comparisons,
         srm=(
@@ -621,12 +615,6 @@ def print_matched(console: Console, matched: MatchedComparison) -> None:
     table = Table(title="Balance (standardized mean differences)", title_justify="left")
     for column in ("covariate", "treated before", "control before", "SMD before", "SMD after"):
         table.add_column(column, justify="left" if column == "covariate" else "right")
-    for row in matched.balance:
-        table.add_row(
-            row.covariate + (f" = {row.level}" if row.level is not None else ""),
-            f"{row.treated_before:.3g}",
-            f"{row.control_before:.3g}",
-            f"{row.smd_before:+.2f}",
-            f"{row.smd_after:+.2f}",
-        )
+    for cells in matched_html(matched)["balance"]:
+        table.add_row(*cells)
     console.print(table)

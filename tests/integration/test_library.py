@@ -16,38 +16,11 @@ from pathlib import Path
 import pytest
 
 from closeloop.services.library import SortKey, entry_to_dict, library
-from closeloop.services.project import init_project, open_workspace
+from closeloop.services.project import open_workspace
 from closeloop.services.reports import job_report
 from closeloop.services.simulation import simulate_into, simulation_config
-from support import embedded_backends
+from support import VARIANT_JOB, embedded_backends, project_with_jobs
 
-NUDGE = """\
-  - name: Integration nudge
-    audience: |
-      signup_date within last 14 days
-        and count(event "integration_connected") = 0
-    goal: count(event "integration_connected") >= 1
-    duration_days: 20
-    holdout: 0.25
-    variants:
-      - name: plain
-        steps:
-          - send: email
-            subject: "Connect {{ account.name }}"
-            template: integration_nudge
-          - wait_days: 4
-          - send: email
-            subject: "Still time"
-            template: integration_nudge
-      - name: video
-        steps:
-          - send: email
-            subject: "Watch: connect in two minutes"
-            template: integration_nudge
-    hypothesis:
-      expected_effect: Nudged accounts connect an integration sooner.
-      horizon_days: 14
-"""
 INVITE = """\
   - name: Invite a teammate
     audience: |
@@ -73,9 +46,7 @@ class Simulated:
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulated]:
     folder = tmp_path_factory.mktemp("library")
-    project = folder / "project"
-    init_project(project, name="library")
-    (project / "jobs.yaml").write_text("jobs:\n" + NUDGE + INVITE, encoding="utf-8")
+    project = project_with_jobs(folder / "project", VARIANT_JOB, INVITE)
     environ = embedded_backends(folder).environ()
     config = simulation_config("heterogeneous", accounts=500, days=60, arrival_days=35, seed=4)
     with open_workspace(project, environ=environ) as workspace:
@@ -162,7 +133,9 @@ def test_a_job_removed_from_the_project_stays_in_the_library(simulated: Simulate
     original = jobs_file.read_text(encoding="utf-8")
     try:
         # Delete the invite job and change the nudge's description: a second version.
-        edited = NUDGE.replace("    audience:", "    description: second try\n    audience:", 1)
+        edited = VARIANT_JOB.replace(
+            "    audience:", "    description: second try\n    audience:", 1
+        )
         jobs_file.write_text("jobs:\n" + edited, encoding="utf-8")
         with open_workspace(simulated.folder, environ=simulated.environ) as workspace:
             entries = {entry.name: entry for entry in library(workspace)}

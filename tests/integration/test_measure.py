@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import ibis
 import numpy as np
@@ -26,6 +24,7 @@ from closeloop.analysis.measure_output import measurement_to_json
 from closeloop.analysis.measurement import MeasureOptions, measure_units
 from closeloop.cli.main import app
 from closeloop.simulate import GOAL_EVENT, TREATMENT, CompanySimulator, TrueEffect, scenario
+from support import assert_same_json
 
 HOLDOUT = "holdout"
 HORIZON = 14
@@ -105,22 +104,6 @@ def _simulate(folder: Path) -> Simulated:
     return Simulated(units_file, events_file, units, truths, direct)
 
 
-def _close(got: Any, expected: Any, path: str = "") -> None:
-    """Equal structures; numbers equal to 1e-12."""
-    if isinstance(expected, dict):
-        assert set(got) == set(expected), path
-        for key in expected:
-            _close(got[key], expected[key], f"{path}.{key}")
-    elif isinstance(expected, list):
-        assert len(got) == len(expected), path
-        for index, (a, b) in enumerate(zip(got, expected, strict=True)):
-            _close(a, b, f"{path}[{index}]")
-    elif isinstance(expected, float) and isinstance(got, float):
-        assert math.isclose(got, expected, rel_tol=1e-12, abs_tol=1e-12), (path, got, expected)
-    else:
-        assert got == expected, path
-
-
 def test_measure_on_a_simulated_company(tmp_path: Path) -> None:
     simulated = _simulate(tmp_path)
     result = CliRunner(env={"COLUMNS": "200"}).invoke(
@@ -159,7 +142,7 @@ def test_measure_on_a_simulated_company(tmp_path: Path) -> None:
     )
     expected = measurement_to_json(measure_units(ibis.memtable(simulated.direct), options))
     for key in ("arms", "comparisons", "srm", "segments", "heterogeneity", "status"):
-        _close(measured[key], expected[key], key)
+        assert_same_json(measured[key], expected[key], path=key)
 
     overall = next(t for t in simulated.truths if t.variant == TREATMENT and t.segment == "all")
     lift = next(

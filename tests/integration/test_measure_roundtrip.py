@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -22,7 +20,7 @@ from closeloop.cli.main import app
 from closeloop.services.project import init_project, open_workspace
 from closeloop.services.reports import job_report, report_to_dict
 from closeloop.services.simulation import simulate_into, simulation_config
-from support import Backends
+from support import Backends, assert_same_json
 
 JOBS = """\
 jobs:
@@ -44,22 +42,6 @@ jobs:
       primary_metric: completion_rate
       horizon_days: 21
 """
-
-
-def _close(left: Any, right: Any, path: str = "") -> None:
-    """Equal JSON, floats to 1e-9 (the two paths sum in different orders)."""
-    if isinstance(left, dict):
-        assert set(left) == set(right), path
-        for key in left:
-            _close(left[key], right[key], f"{path}.{key}")
-    elif isinstance(left, list):
-        assert len(left) == len(right), path
-        for index, (a, b) in enumerate(zip(left, right, strict=True)):
-            _close(a, b, f"{path}[{index}]")
-    elif isinstance(left, float) and isinstance(right, float):
-        assert math.isclose(left, right, rel_tol=1e-9, abs_tol=1e-12), (path, left, right)
-    else:
-        assert left == right, (path, left, right)
 
 
 @pytest.mark.slow
@@ -133,5 +115,5 @@ def test_measure_on_files_written_from_a_job_equals_the_job_report(
     from_report = report_to_dict(report)["measurement"]
     assert isinstance(from_report, dict)
     for key in ("arms", "comparisons", "srm", "segments", "heterogeneity", "status"):
-        _close(from_report[key], from_files[key], key)
+        assert_same_json(from_files[key], from_report[key], tolerance=1e-9, path=key)
     assert from_files["arms"]["treatment"]["n"] > 600

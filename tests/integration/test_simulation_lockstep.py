@@ -13,40 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from closeloop.services.project import init_project, open_workspace
+from closeloop.services.project import open_workspace
 from closeloop.services.simulation import policy_of, simulate_into, simulation_config
 from closeloop.simulate import CompanySimulator
-from support import Backends
+from support import VARIANT_JOB, Backends, project_with_jobs
 
-JOBS = """\
-jobs:
-  - name: Integration nudge
-    audience: |
-      signup_date within last 14 days
-        and count(event "integration_connected") = 0
-    goal: count(event "integration_connected") >= 1
-    duration_days: 20
-    holdout: 0.25
-    variants:
-      - name: plain
-        steps:
-          - send: email
-            subject: "Connect {{ account.name }}"
-            template: integration_nudge
-          - wait_days: 4
-          - send: email
-            subject: "Still time"
-            template: integration_nudge
-      - name: video
-        steps:
-          - send: email
-            subject: "Watch: connect in two minutes"
-            template: integration_nudge
-    hypothesis:
-      expected_effect: Nudged accounts connect an integration sooner.
-      primary_metric: completion_rate
-      horizon_days: 14
-"""
 HORIZON = 14
 
 
@@ -54,9 +25,7 @@ HORIZON = 14
 def test_each_arm_completes_exactly_as_its_counterfactual_truth_says(
     backends: Backends, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "project"
-    init_project(folder, name="lockstep")
-    (folder / "jobs.yaml").write_text(JOBS, encoding="utf-8")
+    folder = project_with_jobs(tmp_path / "project", VARIANT_JOB)
     config = simulation_config("heterogeneous", accounts=500, days=60, arrival_days=35, seed=4)
     with open_workspace(folder, environ=backends.environ()) as workspace:
         result = simulate_into(workspace, config, run_jobs=True)
