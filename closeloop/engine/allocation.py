@@ -66,14 +66,8 @@ class TickAllocation:
 
 
 def horizon(job: LoadedJob) -> timedelta:
-    """How long after entry an enrollment's outcome is known: the hypothesis horizon or duration."""
-    hypothesis = job.definition.hypothesis
-    days = (
-        hypothesis.horizon_days
-        if hypothesis is not None and hypothesis.horizon_days is not None
-        else job.definition.duration_days
-    )
-    return timedelta(days=days)
+    """How long after entry an enrollment's outcome is known (``JobDefinition.horizon_days``)."""
+    return timedelta(days=job.definition.horizon_days)
 
 
 def allocation_seed(salt: str, at: datetime) -> int:
