@@ -235,9 +235,24 @@ def _with_value(
     )
 
 
-def _arm_summaries(units: ir.Table, arm: ir.Value) -> dict[str, ArmSummary]:
-    """Entered, completed, exited by reason and active per arm (``arm`` groups the units)."""
-    grouped = units.mutate(group=arm)
+def _pooled(arm: str, summaries: Sequence[ArmSummary]) -> ArmSummary:
+    """Several arms' counts as one (the variants as the job's treatment)."""
+    exits: dict[str, int] = {}
+    for summary in summaries:
+        for reason, count in summary.exited_by_reason.items():
+            exits[reason] = exits.get(reason, 0) + count
+    return ArmSummary(
+        arm,
+        sum(s.entered for s in summaries),
+        sum(s.completed for s in summaries),
+        exits,
+        sum(s.active for s in summaries),
+    )
+
+
+def _arm_summaries(units: ir.Table) -> dict[str, ArmSummary]:
+    """Entered, completed, exited by reason and active per assigned arm (or variant)."""
+    grouped = units.mutate(group=units.arm)
     rows = (
         grouped.group_by(["group", "exit_reason"])
         .aggregate(
@@ -303,6 +318,7 @@ def build_job_report(
         cohorts=cohorts,
     )
     segment_by = (*segment_by, *(f"cohort:{name}" for name in cohorts or {}))
+    by_arm = _arm_summaries(units)
     pooled_arm = ibis.ifelse(units.arm == HOLDOUT, HOLDOUT, TREATMENT)
     pooled_units = units.mutate(arm=pooled_arm)
     options = MeasureOptions(
@@ -334,11 +350,7 @@ def build_job_report(
             covariate=options.covariate,
         )
         variant_measurement = measure_units(units, variant_options)
-        variant_summaries = {
-            name: summary
-            for name, summary in _arm_summaries(units, units.arm).items()
-            if name != HOLDOUT
-        }
+        variant_summaries = {name: summary for name, summary in by_arm.items() if name != HOLDOUT}
         warnings.extend(
             f"variants: {warning}"
             for warning in variant_measurement.warnings
@@ -376,9 +388,10 @@ def build_job_report(
             *matched.warnings,
             *(w for w in warnings if not w.startswith(f"no unit is in the {HOLDOUT!r}")),
         ]
-    arms = _arm_summaries(units, pooled_arm)
-    for arm in (HOLDOUT, TREATMENT):
-        arms.setdefault(arm, ArmSummary(arm, 0, 0, {}, 0))
+    arms = {
+        HOLDOUT: _pooled(HOLDOUT, [s for name, s in by_arm.items() if name == HOLDOUT]),
+        TREATMENT: _pooled(TREATMENT, [s for name, s in by_arm.items() if name != HOLDOUT]),
+    }
     return JobReport(
         job_name=job_name,
         as_of=as_of,
