@@ -171,7 +171,7 @@ def library_entries(workspace: Workspace) -> Iterable[LibraryEntry]:
     segment_by = (
         (SEGMENT_COLUMN,) if SEGMENT_COLUMN in workspace.warehouse.table("accounts").columns else ()
     )
-    published = False
+    publish_enrollments(store, workspace.warehouse)  # once, for every job measured below
     for job in jobs:
         name = str(job["name"])
         _, stored_text, versions = history.get(name, (0, "", 0))
@@ -213,11 +213,10 @@ def library_entries(workspace: Workspace) -> Iterable[LibraryEntry]:
             continue
         try:
             if in_project:
-                report = job_report(workspace, name, last_tick, segment_by=segment_by)
+                report = job_report(
+                    workspace, name, last_tick, segment_by=segment_by, publish=False
+                )
             else:
-                if not published:
-                    publish_enrollments(store, workspace.warehouse)
-                    published = True
                 report = build_job_report(
                     workspace.warehouse,
                     name,

@@ -76,6 +76,7 @@ def job_report(
     segment_by: Sequence[str] = ("segment",),
     value_outcome: ValueOutcome | None = None,
     match_on: Sequence[str] | None = None,
+    publish: bool = True,
 ) -> JobReport:
     """Measure ``job_name`` as of ``as_of`` (default: its latest tick).
 
@@ -88,7 +89,8 @@ def job_report(
     moment = as_of or workspace.store.last_tick(job_name)
     if moment is None:
         raise NotFoundError(f"job {job_name!r} has no ticks yet; run `closeloop tick` first")
-    publish_enrollments(workspace.store, workspace.warehouse)
+    if publish:  # callers measuring many jobs publish once and pass publish=False
+        publish_enrollments(workspace.store, workspace.warehouse)
     definition = job.definition
     attributes = [name for name in segment_by if not name.startswith(COHORT_PREFIX)]
     cohorts = {
