@@ -9,6 +9,7 @@ from rich.table import Table
 
 from closeloop.services.library import LibraryEntry, headline_effect, headline_status
 from closeloop.services.power import PowerPlan
+from closeloop.services.reports import pval
 
 STATUS_STYLE = {
     "positive": "green",
@@ -57,7 +58,7 @@ def print_power_plan(console: Console, plan: PowerPlan) -> None:
     for item in sorted(rows, key=lambda item: item.weeks):
         planned = plan.planned is not None and item.weeks == plan.planned.weeks
         table.add_row(
-            f"{item.weeks:g}" + (" (planned)" if planned else ""),
+            f"{item.weeks:.3g}" + (" (planned)" if planned else ""),
             f"{item.units:,.0f}",
             f"{item.n_holdout:,.0f}",
             f"{item.n_treated:,.0f}",
@@ -112,7 +113,7 @@ def print_library(console: Console, entries: list[LibraryEntry], segment: str | 
                     effect.arm,
                     _pp(effect.estimate),
                     f"[{_pp(effect.lower)}, {_pp(effect.upper)}]",
-                    "—" if math.isnan(effect.p_value) else f"{effect.p_value:.3f}",
+                    pval(effect.p_value),
                     effect.status,
                 )
         for row in entry.segments:
@@ -120,7 +121,7 @@ def print_library(console: Console, entries: list[LibraryEntry], segment: str | 
                 f"{row.column}={row.segment}" + (f" ({row.arm})" if row.arm != "treatment" else ""),
                 _pp(row.estimate),
                 f"[{_pp(row.adjusted_lower)}, {_pp(row.adjusted_upper)}] adj.",
-                ("—" if math.isnan(row.p_value_bh) else f"{row.p_value_bh:.3f} BH")
+                ("—" if math.isnan(row.p_value_bh) else f"{pval(row.p_value_bh)} BH")
                 + (" small" if row.small else ""),
                 row.status,
             )
