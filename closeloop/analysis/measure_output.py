@@ -28,6 +28,7 @@ from closeloop.analysis.measurement import (
     ArmResult,
     Comparison,
     Measurement,
+    SegmentLift,
 )
 from closeloop.stats import ComparisonResult, Interval, KaplanMeierResult, Status
 
@@ -263,19 +264,7 @@ def print_measurement(
         ):
             segments.add_column(column, justify="left" if column == "segment" else "right")
         for segment in measurement.segments:
-            segments.add_row(
-                f"{segment.column}={segment.segment}" + (" (small)" if segment.small else ""),
-                segment.arm,
-                f"{segment.control_stat.n:,}",
-                f"{segment.arm_stat.n:,}",
-                pct(_rate(segment.control_stat.n, segment.control_stat.successes)),
-                pct(_rate(segment.arm_stat.n, segment.arm_stat.successes)),
-                pp(segment.lift.estimate),
-                pp_ci(segment.lift.ci),
-                pp_ci(segment.adjusted_ci),
-                pval(segment.p_value_bh),
-                pval(segment.p_value_holm),
-            )
+            segments.add_row(*_segment_cells(segment))
         console.print(segments)
     for test in measurement.heterogeneity:
         console.print(
@@ -309,6 +298,23 @@ def _arm_cells(measurement: Measurement, arm: ArmResult) -> list[str]:
     if measurement.options.value:
         cells.append(_value(arm.mean_value))
     return cells
+
+
+def _segment_cells(segment: SegmentLift) -> list[str]:
+    """A segment's row, the same in the terminal and the HTML page."""
+    return [
+        f"{segment.column}={segment.segment}" + (" (small)" if segment.small else ""),
+        segment.arm,
+        f"{segment.control_stat.n:,}",
+        f"{segment.arm_stat.n:,}",
+        pct(_rate(segment.control_stat.n, segment.control_stat.successes)),
+        pct(_rate(segment.arm_stat.n, segment.arm_stat.successes)),
+        pp(segment.lift.estimate),
+        pp_ci(segment.lift.ci),
+        pp_ci(segment.adjusted_ci),
+        pval(segment.p_value_bh),
+        pval(segment.p_value_holm),
+    ]
 
 
 def _checkpoints(measurement: Measurement) -> list[float]:
@@ -456,22 +462,7 @@ def measurement_to_html(
         for comparison in measurement.comparisons
     ]
     srm = measurement.srm
-    segments = [
-        [
-            f"{s.column}={s.segment}" + (" (small)" if s.small else ""),
-            s.arm,
-            f"{s.control_stat.n:,}",
-            f"{s.arm_stat.n:,}",
-            pct(_rate(s.control_stat.n, s.control_stat.successes)),
-            pct(_rate(s.arm_stat.n, s.arm_stat.successes)),
-            pp(s.lift.estimate),
-            pp_ci(s.lift.ci),
-            pp_ci(s.adjusted_ci),
-            pval(s.p_value_bh),
-            pval(s.p_value_holm),
-        ]
-        for s in measurement.segments
-    ]
+    segments = [_segment_cells(segment) for segment in measurement.segments]
     curves = {name: arm.curve for name, arm in measurement.arms.items()}
     return _PAGE.render(
         horizon=_horizon(measurement),
