@@ -38,6 +38,7 @@ from closeloop.errors import CloseloopError, DefinitionErrors, LocatedError
 from closeloop.services import definitions as definitions_service
 from closeloop.services import demo as demo_service
 from closeloop.services import engine_runs, reports
+from closeloop.services import power as power_service
 from closeloop.services import simulation as simulation_service
 from closeloop.services.data import import_table
 from closeloop.services.definitions import Entity
@@ -315,12 +316,23 @@ def tick(
     """Run one tick: completions, timeouts, new enrollments (and send their actions)."""
     moment = parse_time(at) if at else datetime.now(UTC).replace(tzinfo=None)
     with open_workspace(project) as workspace:
+        names = [job] if job else list(workspace.project.jobs)
+        # A job's first tick is its launch: estimate, before it enrolls anyone, what it can detect.
+        launch = [
+            line
+            for name in names
+            if workspace.store.last_tick(name) is None
+            for line in power_service.launch_check(workspace, name, moment)
+        ]
         for result in engine_runs.tick(workspace, moment, job):
             state = " (already done)" if result.already_done else ""
             console.print(
                 f"{result.job_name} @ {moment:%Y-%m-%d %H:%M}{state}: {result.entered} entered, "
                 f"{result.completed} completed, {result.exited} exited (v{result.version})"
             )
+        for line in launch:
+            style = "yellow" if "underpowered" in line or "not estimated" in line else "dim"
+            console.print(f"[{style}]launch check: {line}[/{style}]")
         if send:
             sent = engine_runs.dispatch(workspace, moment)
             console.print(
@@ -699,7 +711,6 @@ def power(
 ) -> None:
     """Minimum detectable effect per enrollment duration, and the duration for a target effect."""
     from closeloop.cli.planning import print_power_plan
-    from closeloop.services import power as power_service
 
     planned_weeks = tuple(weeks or power_service.DEFAULT_WEEKS)
     if job is not None:

@@ -33,7 +33,7 @@ from closeloop.data.frame import unit_key
 from closeloop.definitions.expressions import Entity
 from closeloop.definitions.project import LoadedJob
 from closeloop.engine.assignment import HOLDOUT
-from closeloop.errors import ConfigurationError, NotFoundError
+from closeloop.errors import CloseloopError, ConfigurationError, NotFoundError
 from closeloop.services.project import Workspace
 from closeloop.services.reports import horizon_of
 from closeloop.stats.power import DurationPlan, EnrollmentPlan, plan_duration, plan_enrollment
@@ -369,3 +369,30 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def launch_check(workspace: Workspace, job_name: str, at: datetime) -> list[str]:
+    """What a person launching a job should hear about its power (empty: nothing to say).
+
+    Run when a job ticks for the first time: the minimum detectable effect at its planned
+    duration, from the data as of ``at``, and a warning when that exceeds the hypothesis'
+    ``minimum_effect``. Jobs without a holdout, and estimates the data cannot support, give a
+    message saying why instead of failing the tick.
+    """
+    definition = workspace.project.job(job_name).definition
+    if definition.holdout <= 0:
+        return []
+    try:
+        plan = plan_job_power(workspace, job_name, as_of=at)
+    except CloseloopError as problem:
+        return [f"{job_name}: power not estimated at launch ({problem})"]
+    if plan.planned is None or math.isnan(plan.planned.mde_absolute):
+        return [f"{job_name}: power not estimated at launch (no volume or baseline)"]
+    assert plan.job is not None
+    summary = (
+        f"{job_name}: at about {plan.job.weekly_volume.value:,.0f} entries a week and a "
+        f"{plan.job.baseline_rate.value:.0%} baseline, its planned "
+        f"{plan.job.planned_weeks.value:.3g} weeks can detect a lift of "
+        f"{plan.planned.mde_absolute * 100:.1f} pp (80% power)"
+    )
+    return [summary, *(f"{job_name}: {w}" for w in plan.warnings if w.startswith("underpowered"))]

@@ -88,6 +88,8 @@ def test_a_project_from_init_to_report(
     ticked = runner.invoke(app, ["tick", "--at", DAY0.isoformat()])
     assert ticked.exit_code == 0, ticked.output
     assert "Integration nudge @ 2024-05-01 00:00: 30 entered" in ticked.output
+    # The first tick launches the job: closeloop says whether it can detect anything.
+    assert "launch check: Integration nudge" in ticked.output
     sent = len(sink.messages)
     assert sent > 0
     assert f"outbox: {sent} sent" in ticked.output
