@@ -42,7 +42,7 @@ from closeloop.services import power as power_service
 from closeloop.services import simulation as simulation_service
 from closeloop.services.data import import_table
 from closeloop.services.definitions import Entity
-from closeloop.services.project import init_project, open_workspace
+from closeloop.services.project import Workspace, init_project, open_workspace
 from closeloop.settings import load_settings
 
 app = typer.Typer(
@@ -318,26 +318,35 @@ def tick(
     with open_workspace(project) as workspace:
         names = [job] if job else list(workspace.project.jobs)
         # A job's first tick is its launch: estimate, before it enrolls anyone, what it can detect.
-        launch = [
-            line
-            for name in names
-            if workspace.store.last_tick(name) is None
-            for line in power_service.launch_check(workspace, name, moment)
-        ]
+        launch = _launch_checks(workspace, names, moment)
         for result in engine_runs.tick(workspace, moment, job):
             state = " (already done)" if result.already_done else ""
             console.print(
                 f"{result.job_name} @ {moment:%Y-%m-%d %H:%M}{state}: {result.entered} entered, "
                 f"{result.completed} completed, {result.exited} exited (v{result.version})"
             )
-        for line in launch:
-            style = "yellow" if "underpowered" in line or "not estimated" in line else "dim"
-            console.print(f"[{style}]launch check: {line}[/{style}]")
+        _print_launch_checks(launch)
         if send:
             sent = engine_runs.dispatch(workspace, moment)
             console.print(
                 f"outbox: {len(sent.sent)} sent, {sent.retried} to retry, {sent.dead} dead-lettered"
             )
+
+
+def _launch_checks(workspace: Workspace, names: list[str], moment: datetime) -> list[str]:
+    """For jobs that have never ticked (this tick launches them): what they can detect."""
+    return [
+        line
+        for name in names
+        if workspace.store.last_tick(name) is None
+        for line in power_service.launch_check(workspace, name, moment)
+    ]
+
+
+def _print_launch_checks(lines: list[str]) -> None:
+    for line in lines:
+        style = "yellow" if "underpowered" in line or "not estimated" in line else "dim"
+        console.print(f"[{style}]launch check: {line}[/{style}]")
 
 
 @app.command()
@@ -355,6 +364,7 @@ def backfill(
     total = len(list(engine_runs.tick_times(first, last, step)))
     totals = {"entered": 0, "completed": 0, "exited": 0, "sent": 0}
     with open_workspace(project) as workspace, _bar() as progress:
+        launch = _launch_checks(workspace, [job] if job else list(workspace.project.jobs), first)
         task = progress.add_task("ticking", total=total)
 
         def on_tick(_moment: datetime, results: list[Any], sent: Any) -> None:
@@ -370,6 +380,7 @@ def backfill(
         f"{total} tick(s): {totals['entered']} entered, {totals['completed']} completed, "
         f"{totals['exited']} exited, {totals['sent']} message(s) sent"
     )
+    _print_launch_checks(launch)
 
 
 @app.command()
