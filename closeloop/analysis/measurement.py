@@ -404,13 +404,7 @@ def _completion(
     alpha = options.alpha
     message = _too_few(arm, base, "matured")
     if message:
-        return Comparison(
-            arm.arm,
-            base.arm,
-            COMPLETION_RATE,
-            ComparisonResult.insufficient("absolute", alpha, message),
-            ComparisonResult.insufficient("relative", alpha, message),
-        )
+        return _not_called(arm, base, COMPLETION_RATE, alpha, message)
     sequential = confidence_sequence(b, a, alpha=alpha, tuning=tuning) if running else None
     return Comparison(
         arm.arm,
@@ -419,6 +413,19 @@ def _completion(
         welch_test(b, a, difference="absolute", alpha=alpha),
         welch_test(b, a, difference="relative", alpha=alpha),
         sequential=sequential,
+    )
+
+
+def _not_called(
+    arm: ArmResult, base: ArmResult, metric: str, alpha: float, message: str
+) -> Comparison:
+    """A comparison with too little data: absolute and relative both insufficient, saying why."""
+    return Comparison(
+        arm.arm,
+        base.arm,
+        metric,
+        ComparisonResult.insufficient("absolute", alpha, message),
+        ComparisonResult.insufficient("relative", alpha, message),
     )
 
 
@@ -443,13 +450,7 @@ def _value(
     alpha = options.alpha
     problem = _too_few(arm, base, "matured")
     if problem:
-        return Comparison(
-            arm.arm,
-            base.arm,
-            VALUE,
-            ComparisonResult.insufficient("absolute", alpha, problem),
-            ComparisonResult.insufficient("relative", alpha, problem),
-        )
+        return _not_called(arm, base, VALUE, alpha, problem)
     return Comparison(
         arm.arm,
         base.arm,

@@ -9,15 +9,15 @@ from scipy import stats as sps
 
 
 def minimum_detectable_effect(
-    n_control: int,
-    n_treatment: int,
+    n_control: float,
+    n_treatment: float,
     baseline_rate: float,
     *,
     alpha: float = 0.05,
     power: float = 0.8,
 ) -> float:
     """Smallest absolute lift in a completion rate detectable with this power (two-sided)."""
-    if n_control < 1 or n_treatment < 1 or not 0 < baseline_rate < 1:
+    if n_control <= 0 or n_treatment <= 0 or not 0 < baseline_rate < 1:
         return math.nan
     z = float(sps.norm.isf(alpha / 2) + sps.norm.isf(1 - power))
     variance = baseline_rate * (1 - baseline_rate)
@@ -88,10 +88,6 @@ class DurationPlan:
         return self.enrollment_days / DAYS_PER_WEEK
 
 
-def _z(alpha: float, power: float) -> float:
-    return float(sps.norm.isf(alpha / 2) + sps.norm.isf(1 - power))
-
-
 def plan_enrollment(
     weekly_volume: float,
     baseline_rate: float,
@@ -126,8 +122,7 @@ def plan_enrollment(
         return EnrollmentPlan(
             weeks, units, n_holdout, n_treated, baseline_rate, math.nan, math.nan, days, code
         )
-    variance = baseline_rate * (1 - baseline_rate)
-    mde = _z(alpha, power) * math.sqrt(variance / n_holdout + variance / n_treated)
+    mde = minimum_detectable_effect(n_holdout, n_treated, baseline_rate, alpha=alpha, power=power)
     return EnrollmentPlan(
         weeks, units, n_holdout, n_treated, baseline_rate, mde, mde / baseline_rate, days
     )
