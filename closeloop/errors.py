@@ -121,6 +121,27 @@ class ChannelError(CloseloopError, RuntimeError):
     code = "channel_error"
 
 
+class UndeliverableError(ChannelError):
+    """A message that can never be delivered as it is (no valid recipient, a refusal the receiver
+    says is permanent): dead-lettered at once instead of retried."""
+
+    code = "undeliverable"
+
+
+class RenderError(CloseloopError, ValueError):
+    """An action that cannot be rendered for one unit (a template error, a missing variable, a
+    sandbox refusal); the message says the job, step, account and template line."""
+
+    code = "render_error"
+
+
+class ConcurrencyError(StateError):
+    """Another process changed the same job at the same time (e.g. two ticks); nothing was
+    recorded by this one."""
+
+    code = "concurrency_error"
+
+
 class WarehouseNotEmptyError(CloseloopError, RuntimeError):
     """The warehouse already holds data an operation must not mix with (e.g. simulated rows)."""
 

@@ -11,14 +11,26 @@ import smtplib
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
+from pydantic import Field
 
-from closeloop.channels.base import OutboundMessage
+from closeloop.channels.base import OutboundMessage, StepModel
 from closeloop.errors import ChannelError, DefinitionError
 
 EMAIL = "email"
+
+
+class EmailStep(StepModel):
+    """Send an email built from a Jinja template in the project's ``templates/`` folder."""
+
+    send: Literal["email"]
+    subject: str = Field(min_length=1, description="an inline template")
+    template: str = Field(
+        min_length=1, description="templates/<name>.txt.j2 (and optional .html.j2)"
+    )
+    to: Literal["account_contacts"] = "account_contacts"
 
 
 @dataclass(frozen=True)

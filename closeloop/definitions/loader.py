@@ -251,7 +251,19 @@ class Loader:
         )
 
 
-_UNION_TAGS = {"EmailStep", "WaitStep", "ReEntryPolicy", "email", "literal['never']"}
+_UNION_TAGS = {
+    "action",
+    "EmailStep",
+    "WaitStep",
+    "ReEntryPolicy",
+    "email",
+    "slack",
+    "webhook",
+    "set_attribute",
+    "enroll",
+    "file",
+    "literal['never']",
+}
 
 
 def _allowed_fields(model: type[BaseModel], path: PathKey) -> list[str]:

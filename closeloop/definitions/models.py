@@ -23,6 +23,12 @@ from pydantic import (
     model_validator,
 )
 
+from closeloop.channels.email import EmailStep as EmailStep
+from closeloop.channels.enroll import EnrollStep as EnrollStep
+from closeloop.channels.file import FileStep as FileStep
+from closeloop.channels.set_attribute import SetAttributeStep as SetAttributeStep
+from closeloop.channels.slack import SlackStep as SlackStep
+from closeloop.channels.webhook import WebhookStep as WebhookStep
 from closeloop.definitions.expressions.ast import PROPERTY_NAME
 from closeloop.definitions.expressions.parser import keywords
 
@@ -261,40 +267,42 @@ class StageDefinition(Frozen):
 # -- jobs -------------------------------------------------------------------------------------
 
 
-class EmailStep(Frozen):
-    """Send an email built from a Jinja template in the project's ``templates/`` folder."""
-
-    send: Literal["email"]
-    subject: str = Field(min_length=1)
-    template: str = Field(
-        min_length=1, description="templates/<name>.txt.j2 (and optional .html.j2)"
-    )
-    to: Literal["account_contacts"] = "account_contacts"
-
-
 class WaitStep(Frozen):
     """Pause the sequence; what follows is sent only if the goal is not reached by then."""
 
     wait_days: float = Field(gt=0, le=3650)
 
 
-Action = Annotated[EmailStep, Field(discriminator="send")]
+# Every action kind owns its step model (closeloop.channels); ``send`` says which it is.
+ActionStep = EmailStep | SlackStep | WebhookStep | SetAttributeStep | EnrollStep | FileStep
+ACTION_STEP_TYPES: tuple[type[BaseModel], ...] = (
+    EmailStep,
+    SlackStep,
+    WebhookStep,
+    SetAttributeStep,
+    EnrollStep,
+    FileStep,
+)
+Action = Annotated[ActionStep, Field(discriminator="send")]
 
 
 def _step_kind(value: Any) -> str | None:
     """Which kind of step a YAML item is, by its key, so a mistake gets one message."""
     if isinstance(value, dict):
-        return "EmailStep" if "send" in value else "WaitStep" if "wait_days" in value else None
-    return type(value).__name__ if isinstance(value, EmailStep | WaitStep) else None
+        return "action" if "send" in value else "WaitStep" if "wait_days" in value else None
+    if isinstance(value, WaitStep):
+        return "WaitStep"
+    return "action" if isinstance(value, ACTION_STEP_TYPES) else None
 
 
 Step = Annotated[
-    Annotated[EmailStep, Tag("EmailStep")] | Annotated[WaitStep, Tag("WaitStep")],
+    Annotated[Action, Tag("action")] | Annotated[WaitStep, Tag("WaitStep")],
     Discriminator(
         _step_kind,
         custom_error_type="step_kind",
         custom_error_message=(
-            "a step is either `send: email` (with subject and template) or `wait_days: N`"
+            "a step is either an action (`send: email`, slack, webhook, set_attribute, enroll "
+            "or file) or `wait_days: N`"
         ),
     ),
 ]

@@ -14,7 +14,7 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "settings": {"errors"},
     "stats": set(),
-    "definitions": {"errors"},
+    "definitions": {"errors", "channels"},  # each action kind owns its step model
     "data": {"errors", "definitions"},
     "channels": {"errors"},
     "engine": {"errors", "stats", "definitions", "data", "channels"},

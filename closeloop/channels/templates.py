@@ -1,0 +1,97 @@
+"""Jinja templates in a sandbox: what a job's author writes can read data, never run code.
+
+Templates live in the project's ``templates/`` folder; subjects and Slack texts are inline
+template strings. Both render in :class:`jinja2.sandbox.SandboxedEnvironment` (attribute access
+to Python internals such as ``__globals__`` is refused), with strict undefined variables, and HTML
+files autoescaped. Every failure becomes a :class:`closeloop.errors.RenderError` that says where:
+the template file and line, the variable, and (from the caller) the job, step and account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+from closeloop.errors import RenderError
+
+TEMPLATES_DIR = "templates"
+
+
+class TemplateSet:
+    """The templates of one project folder (``folder`` is its ``templates/``)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        loader = jinja2.FileSystemLoader(folder)
+        self._text = SandboxedEnvironment(
+            loader=loader, undefined=jinja2.StrictUndefined, autoescape=False
+        )
+        self._html = SandboxedEnvironment(
+            loader=loader, undefined=jinja2.StrictUndefined, autoescape=True
+        )
+        self._strings: dict[str, jinja2.Template] = {}
+
+    def exists(self, name: str) -> bool:
+        return (self.folder / name).is_file()
+
+    def render_file(self, name: str, variables: Mapping[str, Any], *, html: bool = False) -> str:
+        """Render ``templates/<name>``; HTML files are autoescaped."""
+        environment = self._html if html else self._text
+        try:
+            template = environment.get_template(name)
+            return template.render(variables)
+        except (jinja2.TemplateError, SecurityError) as error:
+            raise RenderError(_describe(error, name)) from error
+        except Exception as error:  # a filter or test that raised: still one located failure
+            raise RenderError(f"template {name}: {type(error).__name__}: {error}") from error
+
+    def render_string(self, source: str, variables: Mapping[str, Any], *, label: str) -> str:
+        """Render an inline template (a subject, a Slack text); ``label`` names it in errors."""
+        try:
+            template = self._strings.get(source)
+            if template is None:
+                template = self._text.from_string(source)
+                self._strings[source] = template
+            return template.render(variables)
+        except (jinja2.TemplateError, SecurityError) as error:
+            raise RenderError(_describe(error, label)) from error
+        except Exception as error:
+            raise RenderError(f"{label}: {type(error).__name__}: {error}") from error
+
+
+def _describe(error: Exception, name: str) -> str:
+    """``name:line: message``, with the line where Jinja knows it."""
+    filename = getattr(error, "filename", None) or name
+    line = getattr(error, "lineno", None) or _runtime_line(error)
+    if filename != name and not str(filename).startswith("<"):
+        filename = Path(filename).name
+    where = f"{filename}:{line}" if line else f"{filename}"
+    if isinstance(error, SecurityError):
+        return f"{where}: refused by the template sandbox: {error}"
+    if isinstance(error, jinja2.UndefinedError):
+        return f"{where}: undefined variable: {error}"
+    if isinstance(error, jinja2.TemplateSyntaxError):
+        return f"{where}: template syntax error: {error.message}"
+    if isinstance(error, jinja2.TemplateNotFound):
+        return f"{where}: template not found"
+    return f"{where}: {error}"
+
+
+def _runtime_line(error: Exception) -> int | None:
+    """The template line a render-time error came from.
+
+    Jinja rewrites the traceback of an error raised while rendering so that its frames point at
+    the template source (``<template>`` for inline strings); the innermost such frame is the line.
+    """
+    line = None
+    traceback = error.__traceback__
+    while traceback is not None:
+        filename = traceback.tb_frame.f_code.co_filename
+        if filename == "<template>" or filename.endswith(".j2"):
+            line = traceback.tb_lineno
+        traceback = traceback.tb_next
+    return line
