@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import getpass
 import os
+import secrets
 import subprocess
+import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from closeloop.errors import ConfigurationError
 
 PROJECT_FILE = "closeloop.yaml"
 DEFAULT_WAREHOUSE_FILE = "warehouse.duckdb"
 DEFAULT_STATE_FILE = "state.sqlite"
+SECRET_FILE = ".closeloop-secret"
+MIN_SECRET_LENGTH = 32
+SMTP_SECURITY = ("none", "starttls", "ssl")
+SmtpSecurity = Literal["none", "starttls", "ssl"]
+# Values people paste from examples: a secret that anyone can read in a README signs nothing.
+_PLACEHOLDERS = ("changeme", "changethis", "replaceme", "yoursecret", "placeholder", "example")
+_PASSWORD_PARAMETERS = frozenset({"password", "pass", "pwd", "passwd"})
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,12 @@ class Settings:
     smtp_port: int = 1025
     email_from: str = "success@closeloop.local"
     author: str = "closeloop"  # who definition versions and audit entries are attributed to
+    smtp_security: SmtpSecurity = "none"
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    # Signs unsubscribe tokens and webhook bodies; never printed.
+    secret: str = field(default="", repr=False)
+    webhook_timeout: float = 10.0  # seconds
 
 
 def find_project_dir(start: Path) -> Path | None:
@@ -82,6 +99,19 @@ def load_settings(
     port_text = env.get("CLOSELOOP_SMTP_PORT", "1025")
     if not port_text.isdigit():
         raise ConfigurationError(f"CLOSELOOP_SMTP_PORT={port_text!r} is not a port number")
+    security = env.get("CLOSELOOP_SMTP_SECURITY") or "none"
+    if security not in SMTP_SECURITY:
+        raise ConfigurationError(
+            f"CLOSELOOP_SMTP_SECURITY={security!r} is not one of {', '.join(SMTP_SECURITY)}: "
+            "starttls upgrades a plain connection (port 587), ssl is TLS from the start (port 465)"
+        )
+    username = env.get("CLOSELOOP_SMTP_USERNAME") or None
+    password = _secret_value(env, "CLOSELOOP_SMTP_PASSWORD")
+    if password is not None and username is None:
+        raise ConfigurationError(
+            "CLOSELOOP_SMTP_PASSWORD is set but CLOSELOOP_SMTP_USERNAME is not: "
+            "set the user name to log in with"
+        )
     return Settings(
         project_dir=folder,
         warehouse_url=warehouse_url,
@@ -90,7 +120,128 @@ def load_settings(
         smtp_port=int(port_text),
         email_from=env.get("CLOSELOOP_EMAIL_FROM", "success@closeloop.local"),
         author=env.get("CLOSELOOP_AUTHOR") or git_user_name(folder) or os_user(),
+        smtp_security=cast(SmtpSecurity, security),
+        smtp_username=username,
+        smtp_password=password,
+        secret=_project_secret(env, folder),
+        webhook_timeout=_seconds(env, "CLOSELOOP_WEBHOOK_TIMEOUT", 10.0),
     )
+
+
+def _secret_value(env: Mapping[str, str], name: str) -> str | None:
+    """``name`` from the environment, or the contents of the file ``name_FILE`` names."""
+    value, path = env.get(name) or None, env.get(f"{name}_FILE") or None
+    if value is not None and path is not None:
+        raise ConfigurationError(f"set {name} or {name}_FILE, not both")
+    if path is None:
+        return value
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigurationError(f"{name}_FILE={path!r} cannot be read: {error.strerror}") from None
+    if not text:
+        raise ConfigurationError(f"{name}_FILE={path!r} is empty")
+    return text
+
+
+def _project_secret(env: Mapping[str, str], folder: Path) -> str:
+    """The secret that signs unsubscribe tokens and webhooks, checked for strength.
+
+    From ``CLOSELOOP_SECRET`` or ``CLOSELOOP_SECRET_FILE``; else the project's secret file,
+    created on first use with 32 random bytes so a new project is safe without any setup.
+    """
+    given = _secret_value(env, "CLOSELOOP_SECRET")
+    if given is not None:
+        return _strong_secret(given.strip(), "CLOSELOOP_SECRET")
+    path = folder / SECRET_FILE
+    if not path.exists():
+        try:
+            created = _create_secret(path)
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot create the project secret {path}: {error.strerror}; "
+                "set CLOSELOOP_SECRET or CLOSELOOP_SECRET_FILE instead"
+            ) from None
+        if created is not None:
+            return created
+    try:
+        stored = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigurationError(f"{path} cannot be read: {error.strerror}") from None
+    return _strong_secret(stored, str(path))
+
+
+def _create_secret(path: Path) -> str | None:
+    """A new random secret at ``path`` (owner-only), or None if another process made one first.
+
+    Written to a temporary file and linked into place, so a process starting at the same moment
+    reads either no file or the whole secret, never a half-written one.
+    """
+    generated = secrets.token_hex(32)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f"{SECRET_FILE}.")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(generated + "\n")
+        os.link(temporary, path)
+    except FileExistsError:
+        return None
+    finally:
+        Path(temporary).unlink()
+    return generated
+
+
+def _strong_secret(value: str, source: str) -> str:
+    """``value`` if it can sign anything; a placeholder or a short secret is refused."""
+    fix = "generate one with `python -c 'import secrets; print(secrets.token_hex(32))'`"
+    letters = "".join(character for character in value.lower() if character.isalnum())
+    if any(word in letters for word in _PLACEHOLDERS) or letters in ("secret", "password"):
+        raise ConfigurationError(f"the secret in {source} is a placeholder; {fix}")
+    if len(value) < MIN_SECRET_LENGTH or len(set(value)) < 8:
+        raise ConfigurationError(
+            f"the secret in {source} is too weak (at least {MIN_SECRET_LENGTH} characters, "
+            f"not a repeated pattern); {fix}"
+        )
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 600:
+        raise ConfigurationError(f"{name}={text!r} is not a number of seconds between 0 and 600")
+    return value
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, fit to print or log.
+
+    >>> mask_url("postgresql://ada:s3cret@db.internal:5432/cs")
+    'postgresql://ada:***@db.internal:5432/cs'
+    >>> mask_url("postgresql://db.internal/cs?user=ada&password=s3cret")
+    'postgresql://db.internal/cs?user=ada&password=%2A%2A%2A'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. a broken IPv6 host: hide everything that could be credentials
+        scheme, separator, rest = url.partition("://")
+        return f"{scheme}{separator}***@{rest.rpartition('@')[2]}" if "@" in rest else url
+    masked = url
+    if parts.password is not None:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        masked = masked.replace(f"//{parts.netloc}", f"//{user}:***@{host}", 1)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key.lower() in _PASSWORD_PARAMETERS for key, _ in pairs):
+        query = urlencode(
+            [(key, "***" if key.lower() in _PASSWORD_PARAMETERS else value) for key, value in pairs]
+        )
+        masked = masked.replace(f"?{parts.query}", f"?{query}", 1)
+    return masked
 
 
 def git_user_name(folder: Path) -> str | None:
