@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from closeloop.channels.base import RenderContext, StepModel
+from closeloop.channels.registry import action_kind
+from closeloop.channels.templates import TemplateSet
 from closeloop.definitions.catalog import (
     TEMPLATES_DIR,
     Catalog,
@@ -44,7 +48,6 @@ from closeloop.definitions.models import (
     CohortDefinition,
     CohortsFile,
     ComputedAttribute,
-    EmailStep,
     EventFunction,
     JobDefinition,
     JobsFile,
@@ -52,6 +55,7 @@ from closeloop.definitions.models import (
     RollupFunction,
     StageDefinition,
     StagesFile,
+    WaitStep,
 )
 from closeloop.definitions.rules import conjuncts, find_cycle, implies, threshold
 from closeloop.errors import DefinitionError, DefinitionErrors
@@ -432,15 +436,7 @@ def _jobs(loader: Loader, items: list[Found], vocabulary: Vocabulary) -> dict[st
                 "make the audience require that the goal is not yet reached, e.g. "
                 '`count(event "x") = 0` for the goal `count(event "x") >= 1`',
             )
-        for key, step in _email_steps(definition):
-            template = loader.folder / TEMPLATES_DIR / f"{step.template}.txt.j2"
-            if not template.is_file():
-                loader.fail(
-                    f"email template {step.template!r} not found (looked for {template})",
-                    found,
-                    (*key, "template"),
-                    f"create {TEMPLATES_DIR}/{step.template}.txt.j2 in the project folder",
-                )
+        _check_actions(loader, found, definition)
         if definition.hypothesis is None and not definition.observational:
             loader.warn(
                 f"job {definition.name!r} has no hypothesis",
@@ -463,17 +459,99 @@ def _jobs(loader: Loader, items: list[Found], vocabulary: Vocabulary) -> dict[st
     return jobs
 
 
-def _email_steps(definition: JobDefinition) -> Iterator[tuple[PathKey, EmailStep]]:
+def _check_actions(loader: Loader, found: Found, definition: JobDefinition) -> None:
+    """Each action's own checks (its templates exist and render for a sample unit), reported at
+    the step, or at the step's field the problem names."""
+    templates = TemplateSet(loader.folder / TEMPLATES_DIR)
+    for key, arm, index, step in _action_steps(definition):
+        sample = _sample_context(loader, definition, arm, index)
+        for problem in action_kind(step).check(step, templates, sample):
+            loader.fail(
+                problem,
+                found,
+                (*key, *_field_named(step, problem)),
+                f"templates live in {TEMPLATES_DIR}/ and may use account, contact, contacts, "
+                "job and unsubscribe_url; validation renders them for a sample account",
+            )
+
+
+def _action_steps(definition: JobDefinition) -> Iterator[tuple[PathKey, str, int, StepModel]]:
+    """Every action of a job with its YAML path, arm and step index: steps (the job's or each
+    variant's), then ``on_completion`` and ``on_exit``."""
+    arm = definition.arms[0]
     for index, step in enumerate(definition.steps):
-        if isinstance(step, EmailStep):
-            yield ("steps", index), step
+        if not isinstance(step, WaitStep):
+            yield ("steps", index), arm, index, step
     for number, variant in enumerate(definition.variants):
         for index, step in enumerate(variant.steps):
-            if isinstance(step, EmailStep):
-                yield ("variants", number, "steps", index), step
+            if not isinstance(step, WaitStep):
+                yield ("variants", number, "steps", index), variant.name, index, step
     for key in ("on_completion", "on_exit"):
+        action: StepModel
         for index, action in enumerate(getattr(definition, key)):
-            yield (key, index), action
+            yield (key, index), arm, index, action
+
+
+def _field_named(step: StepModel, problem: str) -> PathKey:
+    """The field of ``step`` a problem is about, so the caret lands on it: an inline template's
+    label ends in its field name (``… subject:1: …``), a template file's name starts with the
+    field's value (``welcome.txt.j2``, ``template 'welcome' not found``)."""
+    for name, value in step:
+        if name == "send" or not isinstance(value, str):
+            continue
+        if f" {name}:" in problem or f"{value!r}" in problem or f" {value}." in problem:
+            return (name,)
+    return ()
+
+
+# Sample attribute values by type, for accounts and people of the sample unit.
+_SAMPLE_VALUES: dict[AttributeType, Any] = {
+    AttributeType.STRING: "sample",
+    AttributeType.NUMBER: 1,
+    AttributeType.BOOLEAN: True,
+    AttributeType.DATE: date(2025, 1, 1),
+    AttributeType.TIMESTAMP: datetime(2025, 1, 1, 9, 0, tzinfo=UTC),
+}
+_SAMPLE_ACCOUNT: dict[str, Any] = {
+    "account_id": "sample-account",
+    "name": "Sample Co",
+    "segment": "mid-market",
+    "plan": "pro",
+    "owner": "Sam Owner",
+    "arr": 12000.0,
+    "domain": "example.com",
+    "region": "emea",
+    "industry": "software",
+    "employees": 120,
+}
+_SAMPLE_CONTACT: dict[str, Any] = {
+    "person_id": "sample-person",
+    "email": "sam@example.com",
+    "name": "Sam Sample",
+    "role": "admin",
+}
+
+
+def _sample_context(
+    loader: Loader, definition: JobDefinition, arm: str, index: int
+) -> RenderContext:
+    """What a template sees for a typical unit: every stored attribute has a value."""
+    account = {name: _SAMPLE_VALUES[kind] for name, kind in loader.account_attributes.items()}
+    contact = {name: _SAMPLE_VALUES[kind] for name, kind in loader.person_attributes.items()}
+    contact |= {**_SAMPLE_CONTACT, "account_id": _SAMPLE_ACCOUNT["account_id"]}
+    person = Entity(definition.target) == Entity.PERSON
+    return RenderContext(
+        job_name=definition.name,
+        step_index=index,
+        enrollment_id="sample-enrollment",
+        idempotency_key="sample",
+        arm=arm,
+        account=account | _SAMPLE_ACCOUNT,
+        contacts=(contact,),
+        person_id=_SAMPLE_CONTACT["person_id"] if person else None,
+        unsubscribe_url="https://example.com/unsubscribe?token=sample",
+        at=datetime(2025, 1, 1, 9, 0, tzinfo=UTC),
+    )
 
 
 def _no_cycles(
