@@ -7,7 +7,22 @@ it; :class:`SourceLocation` renders the offending line with a caret under the co
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^@\s]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it masked (``postgresql://u:***@host/db``).
+
+    Every surface renders errors and URLs through this, so a database password never reaches a
+    terminal, a log or an API response.
+
+    >>> redact("cannot reach postgresql://ada:s3cret@db:5432/cs")
+    'cannot reach postgresql://ada:***@db:5432/cs'
+    """
+    return _URL_PASSWORD.sub(r"\g<head>***@", text)
 
 
 @dataclass(frozen=True)

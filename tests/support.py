@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from closeloop.data.warehouse import Warehouse
+from closeloop.engine import tick as engine_tick
+from closeloop.engine.tick import TickResult
 from closeloop.services.project import init_project
 
 
@@ -232,3 +234,14 @@ def assert_same_json(got: Any, expected: Any, *, tolerance: float = 1e-12, path:
         assert math.isclose(got, expected, rel_tol=tolerance, abs_tol=1e-12), (path, got, expected)
     else:
         assert got == expected, (path, got, expected)
+
+
+def run_tick(*args: Any, **kwargs: Any) -> TickResult:
+    """The engine's tick, launching the job on its first tick (engine tests start from drafts)."""
+    kwargs.setdefault("launch", True)
+    kwargs.setdefault("unsubscribe_url", test_unsubscribe_url)
+    return engine_tick.run_tick(*args, **kwargs)
+
+
+def test_unsubscribe_url(account_id: str) -> str:
+    return f"https://example.com/unsubscribe?token=test-{account_id}"

@@ -36,6 +36,7 @@ from closeloop.analysis.revenue_value import HORIZONS as REVENUE_HORIZONS
 from closeloop.analysis.revenue_value import RevenueValue, revenue_value
 from closeloop.data.warehouse import ENROLLMENTS_TABLE, Warehouse
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
+from closeloop.engine.outbox import ArmDeliveries
 from closeloop.errors import NotFoundError
 from closeloop.stats import ComparisonResult, SrmResult, Status
 
@@ -87,6 +88,8 @@ class JobReport:
     warnings: list[str] = field(default_factory=list)
     revenue: RevenueValue | None = None  # retention, NRR and MRR change at 90/180 days
     matched: MatchedComparison | None = None  # jobs without a holdout: the observational estimate
+    deliveries: dict[str, ArmDeliveries] = field(default_factory=dict)  # messages per arm
+    versions: list[tuple[int, int]] = field(default_factory=list)  # (version, enrollments)
 
     @property
     def lift(self) -> ComparisonResult:
@@ -459,3 +462,55 @@ def observational_comparison(
         horizon_days=horizon_days,
         as_of=as_of,
     )
+
+
+def delivery_warnings(deliveries: Mapping[str, ArmDeliveries]) -> list[str]:
+    """What the report must say about deliveries: treated units that received nothing.
+
+    An intention-to-treat lift is honest either way, but a treated arm nobody was treated in
+    measures nothing about the intervention, so it is said first and plainly.
+    """
+    warnings: list[str] = []
+    treated = [arm for name, arm in deliveries.items() if name != HOLDOUT]
+    units = sum(arm.units for arm in treated)
+    reached = sum(arm.units_reached for arm in treated)
+    planned = sum(sum(arm.by_status.values()) for arm in treated)
+    if not units or not planned:
+        return warnings
+    statuses: dict[str, int] = {}
+    for arm in treated:
+        for status, count in arm.by_status.items():
+            statuses[status] = statuses.get(status, 0) + count
+    failed = ", ".join(
+        f"{statuses[status]:,} {status}"
+        for status in ("not_sent", "dead", "skipped", "pending", "cancelled")
+        if statuses.get(status)
+    )
+    if reached == 0:
+        hint = (
+            " (a backfill without --send records messages as not_sent)"
+            if statuses.get("not_sent")
+            else ""
+        )
+        warnings.append(
+            f"the treated units received nothing: {units:,} treated enrollments, 0 messages "
+            f"sent ({failed}){hint}; the lift below compares arms that were treated alike"
+        )
+    elif reached < units:
+        warnings.append(
+            f"{units - reached:,} of {units:,} treated units received no message so far "
+            f"({failed}); the lift is intention to treat and includes them"
+        )
+    return warnings
+
+
+def version_warnings(versions: Sequence[tuple[int, int]], changes: Sequence[str]) -> list[str]:
+    """A job edited after launch: which versions its enrollments ran under, what changed."""
+    if len(versions) < 2 and not changes:
+        return []
+    used = ", ".join(f"v{version} ({count:,} enrollments)" for version, count in versions)
+    what = f"; {'; '.join(changes)}" if changes else ""
+    return [
+        f"the job was edited after launch: enrollments ran under {used}{what} "
+        "(see `closeloop definitions history` and the audit log)"
+    ]

@@ -51,7 +51,7 @@ class RenderContext:
     at: datetime
 
     def where(self) -> str:
-        """"job 'X' step 2, account acc-1": where a render problem happened, for messages."""
+        """Where a render problem happened, for messages: job 'X' step 2, account 'a1'."""
         unit = f"person {self.person_id!r}" if self.person_id else ""
         account = f"account {self.account.get('account_id')!r}"
         return f"job {self.job_name!r} step {self.step_index}, {account}" + (

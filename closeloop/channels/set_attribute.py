@@ -71,6 +71,7 @@ class AttributeWrite:
     value: str  # JSON text of the value, so numbers and booleans keep their type
     valid_from: datetime
     idempotency_key: str
+    source: str  # e.g. "job:Integration nudge"
 
 
 class AttributeSender:
@@ -94,6 +95,7 @@ class AttributeSender:
                 value=json.dumps(payload["value"]),
                 valid_from=self._clock(),
                 idempotency_key=message.idempotency_key,
+                source=f"job:{message.job_name}",
             )
         except KeyError as missing:
             raise UndeliverableError(f"set_attribute payload lacks {missing}") from None

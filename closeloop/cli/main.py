@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import sys
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
     Task,
@@ -25,6 +19,19 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from closeloop.cli import operate
+from closeloop.cli.common import (
+    FormatOption,
+    OutputFormat,
+    ProjectOption,
+    bar,
+    console,
+    now_or,
+    parse_interval,
+    parse_time,
+    reports_errors,
+)
+from closeloop.cli.operate import print_backfill, print_dispatch, print_ticks
 from closeloop.cli.render import (
     print_definitions,
     print_history,
@@ -34,7 +41,6 @@ from closeloop.cli.render import (
     problem_text,
     problems_summary,
 )
-from closeloop.errors import CloseloopError, DefinitionErrors, LocatedError
 from closeloop.services import definitions as definitions_service
 from closeloop.services import demo as demo_service
 from closeloop.services import engine_runs, reports
@@ -59,71 +65,11 @@ definitions_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(definitions_app, name="definitions")
-# Piped output (CI logs, files) gets a width that fits the report tables; terminals use their own.
-_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 132
-console = Console(width=_WIDTH)
-errors = Console(stderr=True, width=_WIDTH)
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-class OutputFormat(StrEnum):
-    TABLE = "table"
-    JSON = "json"
-
-
-FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
-
-ProjectOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--project", "-p", help="Project folder (default: the one containing the current folder)."
-    ),
-]
-
-
-def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Render closeloop errors once, as a message and exit code 1 (no traceback)."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except DefinitionErrors as problems:
-            for problem in problems.errors:
-                errors.print(problem_text(problem), highlight=False, soft_wrap=True)
-            failing = sum(problem.severity == "error" for problem in problems.errors)
-            errors.print(problems_summary(failing, len(problems.errors) - failing), highlight=False)
-            raise typer.Exit(1) from None
-        except LocatedError as error:
-            errors.print(problem_text(error), highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except CloseloopError as error:
-            errors.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-def parse_time(text: str) -> datetime:
-    """ISO date or date-time; a zone is converted to UTC, no zone means UTC."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not an ISO date or date-time (e.g. 2024-03-01T00:00)"
-        ) from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
-
-
-def parse_interval(text: str) -> timedelta:
-    units = {"d": "days", "h": "hours", "m": "minutes"}
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
-        raise typer.BadParameter(f"{text!r} is not an interval like 1d, 6h or 30m")
-    return timedelta(**{units[text[-1]]: int(text[:-1])})
+app.add_typer(operate.jobs_app, name="jobs", no_args_is_help=True)
+app.add_typer(operate.outbox_app, name="outbox", no_args_is_help=True)
+app.add_typer(operate.optout_app, name="optout", no_args_is_help=True)
+app.command("run")(reports_errors(operate.run))
+app.command("dry-run")(reports_errors(operate.dry_run))
 
 
 @app.command()
@@ -265,8 +211,8 @@ def definitions_history(
 @reports_errors
 def migrate(project: ProjectOption = None) -> None:
     """Create or upgrade the state store's tables."""
-    with open_workspace(project, migrate=True) as workspace:
-        console.print(f"state store at {workspace.settings.state_url} is up to date")
+    with open_workspace(project, write=True) as workspace:
+        console.print(f"state store at {workspace.store.url} is up to date")
 
 
 @app.command("import")
@@ -311,26 +257,22 @@ def tick(
     at: Annotated[str | None, typer.Option(help="Tick time (ISO, UTC); default now.")] = None,
     job: Annotated[str | None, typer.Option(help="Only this job.")] = None,
     send: Annotated[bool, typer.Option(help="Dispatch the outbox after the tick.")] = True,
+    launch: Annotated[
+        bool, typer.Option(help="Launch draft jobs at this tick (same as `jobs launch`).")
+    ] = False,
     project: ProjectOption = None,
 ) -> None:
-    """Run one tick: completions, timeouts, new enrollments (and send their actions)."""
-    moment = parse_time(at) if at else datetime.now(UTC).replace(tzinfo=None)
+    """Run one tick of every live job: completions, timeouts, new enrollments, then send."""
+    moment = now_or(at)
     with open_workspace(project) as workspace:
         names = [job] if job else list(workspace.project.jobs)
         # A job's first tick is its launch: estimate, before it enrolls anyone, what it can detect.
-        launch = _launch_checks(workspace, names, moment)
-        for result in engine_runs.tick(workspace, moment, job):
-            state = " (already done)" if result.already_done else ""
-            console.print(
-                f"{result.job_name} @ {moment:%Y-%m-%d %H:%M}{state}: {result.entered} entered, "
-                f"{result.completed} completed, {result.exited} exited (v{result.version})"
-            )
-        _print_launch_checks(launch)
+        launch_lines = _launch_checks(workspace, names, moment) if launch else []
+        results = engine_runs.tick(workspace, moment, job, launch=launch)
+        print_ticks(console, results, moment)
+        _print_launch_checks(launch_lines)
         if send:
-            sent = engine_runs.dispatch(workspace, moment)
-            console.print(
-                f"outbox: {len(sent.sent)} sent, {sent.retried} to retry, {sent.dead} dead-lettered"
-            )
+            print_dispatch(console, engine_runs.dispatch(workspace, moment))
 
 
 def _launch_checks(workspace: Workspace, names: list[str], moment: datetime) -> list[str]:
@@ -356,31 +298,36 @@ def backfill(
     end: Annotated[str, typer.Option("--to", help="Last tick (ISO, UTC).")],
     every: Annotated[str, typer.Option(help="Interval between ticks: 1d, 6h, 30m.")] = "1d",
     job: Annotated[str | None, typer.Option(help="Only this job.")] = None,
-    send: Annotated[bool, typer.Option(help="Dispatch the outbox after each tick.")] = True,
+    send: Annotated[
+        bool,
+        typer.Option(
+            "--send/--no-send",
+            help="Really send what falls due, after each tick (default: replay only; planned "
+            "messages are recorded as not_sent and never dispatched later).",
+        ),
+    ] = False,
+    launch: Annotated[bool, typer.Option(help="Launch draft jobs at the first tick.")] = False,
     project: ProjectOption = None,
 ) -> None:
-    """Replay ticks over a past period in simulated time."""
+    """Replay ticks over a past period in simulated time (nothing is emailed without --send)."""
     first, last, step = parse_time(start), parse_time(end), parse_interval(every)
     total = len(list(engine_runs.tick_times(first, last, step)))
-    totals = {"entered": 0, "completed": 0, "exited": 0, "sent": 0}
-    with open_workspace(project) as workspace, _bar() as progress:
-        launch = _launch_checks(workspace, [job] if job else list(workspace.project.jobs), first)
+    with open_workspace(project) as workspace, bar() as progress:
+        names = [job] if job else list(workspace.project.jobs)
+        launch_lines = _launch_checks(workspace, names, first) if launch else []
         task = progress.add_task("ticking", total=total)
-
-        def on_tick(_moment: datetime, results: list[Any], sent: Any) -> None:
-            for result in results:
-                totals["entered"] += result.entered
-                totals["completed"] += result.completed
-                totals["exited"] += result.exited
-            totals["sent"] += len(sent.sent) if sent is not None else 0
-            progress.advance(task)
-
-        engine_runs.backfill(workspace, first, last, step, job_name=job, send=send, on_tick=on_tick)
-    console.print(
-        f"{total} tick(s): {totals['entered']} entered, {totals['completed']} completed, "
-        f"{totals['exited']} exited, {totals['sent']} message(s) sent"
-    )
-    _print_launch_checks(launch)
+        result = engine_runs.backfill(
+            workspace,
+            first,
+            last,
+            step,
+            job_name=job,
+            send=send,
+            launch=launch,
+            on_tick=lambda *_: progress.advance(task),
+        )
+    print_backfill(console, result, total)
+    _print_launch_checks(launch_lines)
 
 
 @app.command()
@@ -389,15 +336,17 @@ def dispatch(
     at: Annotated[
         str | None, typer.Option(help="Send what is due at this time (default now).")
     ] = None,
+    deliver_to: Annotated[
+        Path | None,
+        typer.Option(help="Write every message to JSON files in this folder instead of sending."),
+    ] = None,
     project: ProjectOption = None,
 ) -> None:
     """Send every due message in the outbox (retries with backoff, dead-letters after 5 tries)."""
-    moment = parse_time(at) if at else datetime.now(UTC).replace(tzinfo=None)
+    moment = now_or(at)
     with open_workspace(project) as workspace:
-        sent = engine_runs.dispatch(workspace, moment)
-    console.print(
-        f"outbox: {len(sent.sent)} sent, {sent.retried} to retry, {sent.dead} dead-lettered"
-    )
+        channels = engine_runs.senders(workspace, deliver_to=deliver_to) if deliver_to else None
+        print_dispatch(console, engine_runs.dispatch(workspace, moment, channels))
 
 
 @app.command()
@@ -580,7 +529,7 @@ def demo(
         "to a server on 127.0.0.1; embedded DuckDB + SQLite in "
         f"{folder}/"
     )
-    with _bar() as progress:
+    with bar() as progress:
         task = progress.add_task("simulated days", total=None)
 
         def on_day(done: int, total: int) -> None:
@@ -657,7 +606,7 @@ def simulate(
         f"Simulating {config.n_accounts:,} accounts over {config.days:,} days "
         f"(scenario {config.name!r}, seed {config.seed}, sign-ups over {config.arrival_days} days)"
     )
-    with open_workspace(project) as workspace, _bar(_EventsColumn()) as progress:
+    with open_workspace(project) as workspace, bar(_EventsColumn()) as progress:
         task = progress.add_task("simulated days", total=config.days, events=0)
 
         def on_progress(update: simulation_service.SimulationProgress) -> None:
@@ -801,18 +750,6 @@ class _EventsColumn(TextColumn):
         elapsed = task.elapsed or 0.0
         rate = events / elapsed if elapsed > 0 else 0.0
         return Text(f"{events:,} events, {rate:,.0f} events/s")
-
-
-def _bar(*columns: TextColumn) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        *columns,
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
 
 
 if __name__ == "__main__":

@@ -256,6 +256,22 @@ GROUND_TRUTH = TableSpec(
     ),
 )
 
+# Values written onto accounts and people with their time (``send: set_attribute`` write-backs),
+# so an "as of" question sees a value only from the moment it was written.
+ATTRIBUTE_HISTORY = TableSpec(
+    "attribute_history",
+    key="write_id",
+    columns=(
+        Column("write_id", S, required=True),  # the delivery's idempotency key
+        Column("entity", S, required=True),  # account or person
+        Column("entity_id", S, required=True),
+        Column("name", S, required=True),
+        Column("value", J),  # JSON text, so numbers and booleans keep their type
+        Column("valid_from", TS, required=True),
+        Column("source", S),  # e.g. "job:Integration nudge"
+    ),
+)
+
 CANONICAL_TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (

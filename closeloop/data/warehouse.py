@@ -7,6 +7,7 @@ PySpark or any Ibis backend by changing ``CLOSELOOP_WAREHOUSE_URL``.
 from __future__ import annotations
 
 import itertools
+import time
 from types import TracebackType
 from typing import Any
 
@@ -14,10 +15,17 @@ import ibis
 import pyarrow as pa
 from ibis.backends import BaseBackend
 
-from closeloop.data.tables import CANONICAL_TABLES, ENROLLMENTS, QUARANTINE, TableSpec
-from closeloop.errors import ConfigurationError, NotFoundError
+from closeloop.data.tables import (
+    ATTRIBUTE_HISTORY,
+    CANONICAL_TABLES,
+    ENROLLMENTS,
+    QUARANTINE,
+    TableSpec,
+)
+from closeloop.errors import ConfigurationError, NotFoundError, redact
 
 ENROLLMENTS_TABLE = ENROLLMENTS.name
+DUCKDB_LOCK_TIMEOUT_SECONDS = 120.0
 
 
 class Warehouse:
@@ -34,13 +42,30 @@ class Warehouse:
         self.url = url
 
     @classmethod
-    def connect(cls, url: str) -> Warehouse:
-        try:
-            backend = ibis.connect(url)
-        except Exception as error:  # ibis raises many kinds; all mean "cannot connect"
-            raise ConfigurationError(
-                f"cannot connect to the warehouse at {url!r}: {error}"
-            ) from error
+    def connect(cls, url: str, *, lock_timeout: float = DUCKDB_LOCK_TIMEOUT_SECONDS) -> Warehouse:
+        """Connect by Ibis URL. A DuckDB file admits one process at a time: another closeloop
+        process holding it (a tick while a dispatch runs) is waited for, up to ``lock_timeout``
+        seconds, then refused with a clear message."""
+        deadline = time.monotonic() + lock_timeout
+        while True:
+            try:
+                backend = ibis.connect(url)
+                break
+            except Exception as error:  # ibis raises many kinds; all mean "cannot connect"
+                if _is_lock_conflict(error) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                if _is_lock_conflict(error):
+                    raise ConfigurationError(
+                        redact(
+                            f"the warehouse {url} is in use by another process (a DuckDB file "
+                            f"admits one process at a time; waited {lock_timeout:.0f} s): "
+                            f"{_first_line(error)}"
+                        )
+                    ) from None
+                raise ConfigurationError(
+                    redact(f"cannot connect to the warehouse at {url!r}: {error}")
+                ) from error
         if backend.name == "duckdb":
             # Timestamps are UTC by contract; make casts of zoned text agree with it.
             backend.raw_sql("SET TimeZone = 'UTC'")
@@ -73,7 +98,7 @@ class Warehouse:
     def ensure_tables(self) -> None:
         """Create every canonical table (and quarantine, enrollments) that does not exist yet."""
         existing = set(self.backend.list_tables())
-        for spec in (*CANONICAL_TABLES.values(), QUARANTINE, ENROLLMENTS):
+        for spec in (*CANONICAL_TABLES.values(), QUARANTINE, ENROLLMENTS, ATTRIBUTE_HISTORY):
             if spec.name not in existing:
                 self.backend.create_table(spec.name, schema=spec.ibis_schema())
 
@@ -82,6 +107,8 @@ class Warehouse:
             return QUARANTINE
         if name == ENROLLMENTS.name:
             return ENROLLMENTS
+        if name == ATTRIBUTE_HISTORY.name:
+            return ATTRIBUTE_HISTORY
         try:
             return CANONICAL_TABLES[name]
         except KeyError:
@@ -126,6 +153,14 @@ class Warehouse:
 
 
 _APPEND_VIEWS = itertools.count()
+
+
+def _is_lock_conflict(error: Exception) -> bool:
+    return "Could not set lock on file" in str(error) or "Conflicting lock" in str(error)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _quote(identifier: str) -> str:

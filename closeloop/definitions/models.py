@@ -461,6 +461,43 @@ class ContactPolicy(Frozen):
     per_days: float = Field(gt=0, le=3650)
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not an environment variable name; Slack webhook URLs are secrets, so "
+            "closeloop.yaml names the variable that holds each one (e.g. SLACK_CS_ALERTS)"
+        )
+    return value
+
+
+class SlackRouting(Frozen):
+    """Which Slack incoming webhook each account owner's messages go to.
+
+    Values are names of environment variables holding the webhook URLs (secrets stay out of
+    YAML); an owner without an entry gets ``default``.
+    """
+
+    default: str | None = Field(default=None, description="env var with the default webhook URL")
+    owners: dict[str, str] = Field(
+        default_factory=dict, description="owner name -> env var with that owner's webhook URL"
+    )
+
+    @field_validator("default")
+    @classmethod
+    def _default_is_env_name(cls, value: str | None) -> str | None:
+        return None if value is None else _env_name(value)
+
+    @field_validator("owners")
+    @classmethod
+    def _owners_are_env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value.values():
+            _env_name(name)
+        return value
+
+
 class ProjectConfig(Frozen):
     """``closeloop.yaml``: the project's name and where its definitions live.
 
@@ -474,8 +511,37 @@ class ProjectConfig(Frozen):
     stages: tuple[str, ...] | None = None
     attributes: tuple[str, ...] | None = None
     email_from: str = "success@closeloop.local"
-    unsubscribe_url: str = "https://example.com/unsubscribe?account={account_id}"
+    unsubscribe_url: str = Field(
+        default="http://127.0.0.1:8000/unsubscribe?token={token}",
+        description="the link in every email; {token} becomes a signed, expiring token",
+    )
+    unsubscribe_days: int = Field(
+        default=365, gt=0, le=3650, description="how long an unsubscribe link stays valid"
+    )
     contact_policy: ContactPolicy | None = None
+    slack: SlackRouting = Field(default_factory=SlackRouting)
+    rate_limits: dict[str, float] = Field(
+        default_factory=dict,
+        description="most messages per second per channel, e.g. {email: 5, slack: 1}",
+    )
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _signed_unsubscribe(cls, value: str) -> str:
+        if "{token}" not in value:
+            raise ValueError(
+                "unsubscribe_url must contain {token} (a signed, expiring token); an account id "
+                "in a link can be guessed, so `{account_id}` is not accepted"
+            )
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _positive_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for channel, rate in value.items():
+            if rate <= 0:
+                raise ValueError(f"the rate limit of {channel!r} must be positive")
+        return value
 
 
 class JobsFile(Frozen):

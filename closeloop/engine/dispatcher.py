@@ -1,26 +1,38 @@
 """The outbox dispatcher: claim due messages, send them, record the outcome.
 
-A message is claimed (status ``sending``, with a lease) in one transaction, sent, then marked
-``sent`` in another. If the process dies between the send and the mark, the lease runs out and the
-message is sent again *with the same idempotency key*, so receivers can drop the repeat. Failures
-are retried with exponential backoff and dead-lettered after ``max_attempts``.
+A message is claimed (status ``sending``, ``claimed_at`` = the wall-clock time of the claim) in
+one transaction, sent, then marked in another. The lease is measured on the wall clock, never on
+the ``now`` a caller passes (which may be simulated time in a backfill), so two dispatchers that
+overlap never claim the same row while its lease runs. If the process dies between the send and
+the mark, the lease runs out and the message is sent again *with the same idempotency key*, so
+receivers can drop the repeat: that accept-before-record window is the only way a key arrives
+twice.
+
+One message never stops the others: whatever a sender raises is that message's failure. A
+:class:`~closeloop.errors.ChannelError` (or anything unexpected) is retried with exponential
+backoff and dead-lettered after ``max_attempts``; an
+:class:`~closeloop.errors.UndeliverableError` is dead-lettered at once. Messages of an account
+that opted out are skipped, whatever the channel; messages of a paused job wait.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from closeloop.channels.base import Channel, OutboundMessage
+from closeloop.channels.base import OutboundMessage, Receipt, Sender
 from closeloop.engine import schema
-from closeloop.engine.state import StateStore
+from closeloop.engine.state import StateStore, utc_now
 from closeloop.engine.steps import COMPLETION_STEP, OutboxStatus
-from closeloop.errors import ChannelError
+from closeloop.errors import ChannelError, UndeliverableError, redact
+
+LIVE = "live"
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class Delivery:
     channel: str
     sent_at: datetime
     arm: str | None = None  # the enrollment's arm (a variant name, or "treatment")
+    detail: str | None = None
 
 
 @dataclass
@@ -50,42 +63,93 @@ class DispatchResult:
     sent: list[Delivery] = field(default_factory=list)
     retried: int = 0
     dead: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)  # why each dead letter died (a sample)
+
+    def add(self, other: DispatchResult) -> None:
+        self.sent.extend(other.sent)
+        self.retried += other.retried
+        self.dead += other.dead
+        self.skipped += other.skipped
+        self.errors.extend(other.errors[: max(0, MAX_ERRORS - len(self.errors))])
+
+
+MAX_ERRORS = 20
+
+
+class RateLimiter:
+    """At most ``per_second`` sends per channel from this dispatcher (sleeps between sends)."""
+
+    def __init__(
+        self,
+        per_second: Mapping[str, float],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.per_second = dict(per_second)
+        self._clock = clock
+        self._sleep = sleep
+        self._next: dict[str, float] = {}
+
+    def wait(self, channel: str) -> None:
+        rate = self.per_second.get(channel)
+        if not rate:
+            return
+        now = self._clock()
+        ready = self._next.get(channel, now)
+        if ready > now:
+            self._sleep(ready - now)
+            now = ready
+        self._next[channel] = now + 1.0 / rate
 
 
 class Dispatcher:
     def __init__(
         self,
         store: StateStore,
-        channels: Mapping[str, Channel],
+        channels: Mapping[str, Sender],
         *,
         policy: RetryPolicy | None = None,
         lease: timedelta = timedelta(minutes=10),
         batch_size: int = 500,
+        rate_limits: Mapping[str, float] | None = None,
+        wall_clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
         self.channels = channels
         self.policy = policy or RetryPolicy()
         self.lease = lease
         self.batch_size = batch_size
+        self.limiter = RateLimiter(rate_limits or {})
+        self.wall_clock = wall_clock
 
     def dispatch(self, now: datetime) -> DispatchResult:
-        """Send every message due at ``now`` (until none is left); return what happened."""
+        """Send every message due at ``now`` (until none is left); return what happened.
+
+        ``now`` decides what is due (simulated time in a backfill); leases use the wall clock.
+        """
         result = DispatchResult()
         while True:
-            claimed = self._claim(now)
+            claimed = self._claim(now, result)
             if not claimed:
                 return result
             for message_id, message, arm in claimed:
                 self._send_one(message_id, message, arm, now, result)
 
-    def _claim(self, now: datetime) -> list[tuple[int, OutboundMessage, str | None]]:
-        o, e = schema.outbox, schema.enrollments
+    def _claim(
+        self, now: datetime, result: DispatchResult
+    ) -> list[tuple[int, OutboundMessage, str | None]]:
+        o, e, j = schema.outbox, schema.enrollments, schema.jobs
+        claimed_at = self.wall_clock()
         due = sa.or_(
             sa.and_(o.c.status == OutboxStatus.PENDING, o.c.next_attempt_at <= now),
-            sa.and_(o.c.status == OutboxStatus.SENDING, o.c.claimed_at <= now - self.lease),
+            sa.and_(o.c.status == OutboxStatus.SENDING, o.c.claimed_at <= claimed_at - self.lease),
         )
+        live = sa.select(j.c.name).where(j.c.name == o.c.job_name, j.c.status == LIVE).exists()
         with self.store.engine.begin() as connection:
             self._cancel_stale_reminders(connection, now)
+            result.skipped += self._skip_opted_out(connection, now)
             rows = (
                 connection.execute(
                     sa.select(
@@ -98,11 +162,11 @@ class Dispatcher:
                         e.c.arm,
                     )
                     .select_from(o.outerjoin(e, e.c.enrollment_id == o.c.enrollment_id))
-                    .where(due)
+                    .where(due, live)
                     .order_by(o.c.next_attempt_at, o.c.id)
                     .limit(self.batch_size)
-                    # PostgreSQL: concurrent dispatchers skip each other's rows; SQLite ignores this
-                    # and serialises writers instead.
+                    # PostgreSQL: concurrent dispatchers skip each other's rows; SQLite
+                    # serialises writers instead (every transaction begins immediate).
                     .with_for_update(of=o, skip_locked=True)
                 )
                 .mappings()
@@ -113,23 +177,46 @@ class Dispatcher:
                 updated = connection.execute(
                     o.update()
                     .where(o.c.id == row["id"], due)
-                    .values(status=OutboxStatus.SENDING, claimed_at=now)
+                    .values(status=OutboxStatus.SENDING, claimed_at=claimed_at)
                 ).rowcount
-                if updated:
-                    claimed.append(
-                        (
-                            row["id"],
-                            OutboundMessage(
-                                idempotency_key=row["idempotency_key"],
-                                channel=row["channel"],
-                                account_id=row["account_id"],
-                                job_name=row["job_name"],
-                                payload=json.loads(row["payload"]),
-                            ),
-                            row["arm"],
-                        )
+                if not updated:
+                    continue
+                try:
+                    payload = json.loads(row["payload"])
+                except ValueError as error:
+                    _dead_now(connection, row["id"], f"the stored payload is not JSON: {error}")
+                    result.dead += 1
+                    continue
+                claimed.append(
+                    (
+                        row["id"],
+                        OutboundMessage(
+                            idempotency_key=row["idempotency_key"],
+                            channel=row["channel"],
+                            account_id=row["account_id"],
+                            job_name=row["job_name"],
+                            payload=payload,
+                        ),
+                        row["arm"],
                     )
+                )
         return claimed
+
+    def _skip_opted_out(self, connection: Connection, now: datetime) -> int:
+        """Due messages of accounts that opted out are skipped, on every channel."""
+        o, optouts = schema.outbox, schema.optouts
+        opted_out = sa.select(optouts.c.account_id).where(optouts.c.account_id == o.c.account_id)
+        return int(
+            connection.execute(
+                o.update()
+                .where(
+                    o.c.status == OutboxStatus.PENDING,
+                    o.c.next_attempt_at <= now,
+                    opted_out.exists(),
+                )
+                .values(status=OutboxStatus.SKIPPED, last_error="the account opted out")
+            ).rowcount
+        )
 
     def _cancel_stale_reminders(self, connection: Connection, now: datetime) -> None:
         """Never send a sequence message whose enrollment ended before the message fell due.
@@ -168,55 +255,94 @@ class Dispatcher:
         now: datetime,
         result: DispatchResult,
     ) -> None:
-        o = schema.outbox
         channel = self.channels.get(message.channel)
+        permanent = False
         try:
             if channel is None:
-                raise ChannelError(f"no channel {message.channel!r} is configured")
-            channel.send(message)
+                raise ChannelError(
+                    f"no {message.channel!r} channel is configured (see docs/jobs.md, channels)"
+                )
+            self.limiter.wait(message.channel)
+            receipt = channel.send(message)
+        except UndeliverableError as error:
+            reason, permanent = str(error), True
         except ChannelError as error:
-            with self.store.engine.begin() as connection:
-                attempts = (
-                    connection.execute(
-                        sa.select(o.c.attempts).where(o.c.id == message_id)
-                    ).scalar_one()
-                    + 1
+            reason = str(error)
+        except Exception as error:  # a sender's bug is this message's failure, not everyone's
+            reason = f"unexpected {type(error).__name__} in the {message.channel} channel: {error}"
+        else:
+            detail = receipt.detail if isinstance(receipt, Receipt) else None
+            self._mark_sent(message_id, now, detail)
+            result.sent.append(
+                Delivery(
+                    message_id,
+                    message.idempotency_key,
+                    message.job_name,
+                    message.account_id,
+                    message.channel,
+                    now,
+                    arm,
+                    detail,
                 )
-                dead = attempts >= self.policy.max_attempts
-                connection.execute(
-                    o.update()
-                    .where(o.c.id == message_id)
-                    .values(
-                        status=OutboxStatus.DEAD if dead else OutboxStatus.PENDING,
-                        attempts=attempts,
-                        next_attempt_at=now + self.policy.delay(attempts),
-                        claimed_at=None,
-                        last_error=str(error),
-                    )
-                )
-            if dead:
-                result.dead += 1
-            else:
-                result.retried += 1
+            )
             return
+        reason = redact(reason)
+        dead = self._mark_failed(message_id, now, reason, permanent)
+        if dead:
+            result.dead += 1
+            if len(result.errors) < MAX_ERRORS:
+                result.errors.append(
+                    f"{message.job_name} / account {message.account_id} / {message.channel}: "
+                    f"{reason}"
+                )
+        else:
+            result.retried += 1
+
+    def _mark_sent(self, message_id: int, now: datetime, detail: str | None) -> None:
+        o = schema.outbox
         with self.store.engine.begin() as connection:
             connection.execute(
                 o.update()
                 .where(o.c.id == message_id)
-                .values(status=OutboxStatus.SENT, sent_at=now, attempts=o.c.attempts + 1)
+                .values(
+                    status=OutboxStatus.SENT,
+                    sent_at=now,
+                    attempts=o.c.attempts + 1,
+                    claimed_at=None,
+                    detail=detail,
+                )
             )
-        result.sent.append(
-            Delivery(
-                message_id,
-                message.idempotency_key,
-                message.job_name,
-                message.account_id,
-                message.channel,
-                now,
-                arm,
+
+    def _mark_failed(self, message_id: int, now: datetime, reason: str, permanent: bool) -> bool:
+        o = schema.outbox
+        with self.store.engine.begin() as connection:
+            attempts = (
+                connection.execute(sa.select(o.c.attempts).where(o.c.id == message_id)).scalar_one()
+                + 1
             )
-        )
+            dead = permanent or attempts >= self.policy.max_attempts
+            connection.execute(
+                o.update()
+                .where(o.c.id == message_id)
+                .values(
+                    status=OutboxStatus.DEAD if dead else OutboxStatus.PENDING,
+                    attempts=attempts,
+                    next_attempt_at=now + self.policy.delay(attempts),
+                    claimed_at=None,
+                    last_error=reason,
+                )
+            )
+        return dead
 
     def close(self) -> None:
         for channel in self.channels.values():
             channel.close()
+
+
+def _dead_now(connection: Connection, message_id: int, reason: str) -> None:
+    o = schema.outbox
+    connection.execute(
+        o.update()
+        .where(o.c.id == message_id)
+        .values(status=OutboxStatus.DEAD, claimed_at=None, last_error=reason)
+    )

@@ -18,6 +18,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
+    func,
 )
 
 metadata = MetaData()
@@ -46,6 +48,12 @@ jobs = Table(
     Column("holdout", Float, nullable=False),
     Column("launched_at", DateTime, nullable=False),
     Column("hypothesis", Text),
+    # draft jobs have no row; launch makes a row with status live (see engine.lifecycle)
+    Column("status", String(16), nullable=False, server_default="live"),
+    Column("status_changed_at", DateTime),
+    # bumped by every transaction that changes the job's enrollments: a tick decides from what it
+    # read at one revision and records only if the revision is still the same (engine.tick)
+    Column("revision", Integer, nullable=False, server_default="0"),
 )
 
 enrollments = Table(
@@ -64,6 +72,17 @@ enrollments = Table(
     Column("person_id", String(200)),
     Index("ix_enrollments_job_active", "job_name", "completed_at", "exited_at"),
     Index("ix_enrollments_unit", "job_name", "account_id", "person_id"),
+)
+
+# At most one active enrollment per (job, unit), enforced by the store itself: whatever two
+# processes decide, the second insert of an active unit fails.
+Index(
+    "uq_enrollments_active_unit",
+    enrollments.c.job_name,
+    func.coalesce(enrollments.c.person_id, enrollments.c.account_id),
+    unique=True,
+    sqlite_where=and_(enrollments.c.completed_at.is_(None), enrollments.c.exited_at.is_(None)),
+    postgresql_where=and_(enrollments.c.completed_at.is_(None), enrollments.c.exited_at.is_(None)),
 )
 
 outbox = Table(
@@ -86,7 +105,35 @@ outbox = Table(
     Column("last_error", Text),
     # when the message fell due; retries move next_attempt_at, never this
     Column("due_at", DateTime),
+    # what the channel reported besides success (e.g. recipients the server refused)
+    Column("detail", Text),
     Index("ix_outbox_due", "status", "next_attempt_at"),
+    Index("ix_outbox_enrollment", "enrollment_id"),
+)
+
+# Accounts that asked not to be contacted: every channel honours it and their enrollments exit.
+optouts = Table(
+    "optouts",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("opted_out_at", DateTime, nullable=False),
+    Column("source", String(32), nullable=False),  # link, cli, import, api
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text),
+)
+
+# ``send: enroll`` actions: the target job's next tick enrolls the referred unit.
+referrals = Table(
+    "referrals",
+    metadata,
+    Column("idempotency_key", String(80), primary_key=True),
+    Column("job_name", String(200), nullable=False),
+    Column("account_id", String(200), nullable=False),
+    Column("person_id", String(200)),
+    Column("from_job", String(200), nullable=False),
+    Column("referred_at", DateTime, nullable=False),
+    Column("consumed_at", DateTime),
+    Index("ix_referrals_open", "job_name", "consumed_at"),
 )
 
 ticks = Table(

@@ -6,11 +6,16 @@ log); the warehouse holds what customers did. Migrations run through Alembic.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -25,7 +30,10 @@ from closeloop.data.tables import ENROLLMENTS
 from closeloop.definitions.project import LoadedJob
 from closeloop.engine import schema
 from closeloop.engine.versions import parse_text, record_definition
-from closeloop.errors import ConfigurationError, NotFoundError, StateError
+from closeloop.errors import ConfigurationError, NotFoundError, StateError, redact
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 60.0
+RUNNER_LOCK_KEY = 0x636C6F73  # "clos": the advisory lock `closeloop run` holds on PostgreSQL
 
 
 def utc_now() -> datetime:
@@ -41,6 +49,8 @@ class JobRecord:
     content_hash: str
     holdout: float
     launched_at: datetime
+    status: str = "live"
+    revision: int = 0
 
 
 class StateStore:
@@ -56,15 +66,82 @@ class StateStore:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         try:
-            engine = sa.create_engine(url, future=True)
+            if url.startswith("sqlite"):
+                engine = sa.create_engine(
+                    url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+                )
+            else:
+                engine = sa.create_engine(url, pool_pre_ping=True)
         except (sa.exc.ArgumentError, ImportError) as error:
-            raise ConfigurationError(f"cannot use state store URL {url!r}: {error}") from error
+            raise ConfigurationError(
+                redact(f"cannot use state store URL {url!r}: {error}")
+            ) from error
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "begin", _sqlite_begin_immediate)
         return cls(engine)
+
+    @property
+    def url(self) -> str:
+        """The store's URL with the password masked, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def exists(self) -> bool:
+        """Whether the store has been created (a SQLite file that is there; a server always)."""
+        if self.engine.dialect.name != "sqlite":
+            return True
+        database = self.engine.url.database
+        return not database or database == ":memory:" or Path(database).is_file()
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def runner_lock(self) -> Iterator[None]:
+        """Held by ``closeloop run`` for its life: one daemon per state store.
+
+        PostgreSQL: a session advisory lock on a dedicated connection; SQLite: an exclusive
+        ``flock`` on a file next to the database. The operating system or the server releases
+        either when the process ends, however it ends.
+        """
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as connection:
+                got = connection.execute(
+                    sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": RUNNER_LOCK_KEY}
+                ).scalar()
+                connection.commit()
+                if not got:
+                    raise StateError(
+                        f"another `closeloop run` is running on {self.url}; one per project"
+                    )
+                try:
+                    yield
+                finally:
+                    connection.execute(
+                        sa.text("SELECT pg_advisory_unlock(:key)"), {"key": RUNNER_LOCK_KEY}
+                    )
+                    connection.commit()
+            return
+        database = self.engine.url.database or "state"
+        path = Path(f"{database}.run.lock")
+        with path.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip()
+                raise StateError(
+                    f"another `closeloop run` is running on this project ({holder or path}); "
+                    "one per project"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- migrations --------------------------------------------------------------------------
 
@@ -78,16 +155,36 @@ class StateStore:
     def migrate(self) -> None:
         """Bring the store's schema up to date (idempotent)."""
         config = self._alembic_config()
-        with self.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-        if self.engine.dialect.name == "sqlite":
-            # A migration may turn SQLite's foreign keys off for a table rebuild; fresh
-            # connections get them back (see _sqlite_pragmas).
+        sqlite = self.engine.dialect.name == "sqlite"
+        with self.engine.connect() as connection:
+            if sqlite:
+                # SQLite rebuilds a table to drop a constraint, and other tables reference it:
+                # that needs foreign keys off, which SQLite only accepts outside a transaction
+                # (https://www.sqlite.org/lang_altertable.html#otheralter). Set it on the driver
+                # connection before SQLAlchemy begins one, and check the keys before committing.
+                connection.connection.driver_connection.execute(  # type: ignore[union-attr]
+                    "PRAGMA foreign_keys = OFF"
+                )
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                    if broken is not None:
+                        raise StateError(
+                            f"migrating the state store broke a reference in table {broken[0]}"
+                        )
+        if sqlite:
+            # Fresh connections get foreign keys back on (see _sqlite_pragmas).
             self.engine.dispose()
 
     def check_migrated(self) -> None:
         head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        if not self.exists():
+            raise StateError(
+                f"there is no state store at {self.url} yet; run `closeloop migrate` "
+                "(or a command that runs jobs, such as `closeloop tick`)"
+            )
         with self.engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
         if current != head:
@@ -101,25 +198,49 @@ class StateStore:
     def launch_or_update_job(
         self, job: LoadedJob, at: datetime, author: str = "closeloop"
     ) -> JobRecord:
-        """Register a job at its current definition; a changed definition becomes a new version.
+        """Launch ``job`` if it is a draft, else record a changed definition (see sync_job)."""
+        record = self.sync_job(job, at, author, launch=True)
+        assert record is not None  # launch=True always leaves a record
+        return record
 
-        The version comes from ``definition_versions`` (the same rows every definition gets when a
-        workspace opens), so one change never makes two versions and ``current_version`` is the
-        latest recorded one. The salt that drives holdout assignment is fixed at first launch, so
-        assignment stays stable across versions; the hypothesis recorded at launch stays locked,
-        and a later change of goal or hypothesis is written to the audit log.
+    def sync_job(
+        self, job: LoadedJob, at: datetime, author: str = "closeloop", *, launch: bool = False
+    ) -> JobRecord | None:
+        """The job's record, with a changed definition recorded as a new version.
+
+        A job with no record is a draft: with ``launch`` it is launched at ``at`` (status live),
+        otherwise None is returned and nothing is written. The version comes from
+        ``definition_versions`` (the same rows every definition gets when a workspace opens), so
+        one change never makes two versions and ``current_version`` is the latest recorded one.
+        The salt that drives holdout assignment is fixed at launch, so assignment stays stable
+        across versions; the hypothesis recorded at launch stays locked, and a later change of
+        goal or hypothesis is written to the audit log. Two processes doing this at once collide
+        on a unique key; the loser reads what the winner wrote.
         """
+        for attempt in range(3):
+            try:
+                return self._sync_job(job, at, author, launch)
+            except sa.exc.IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _sync_job(
+        self, job: LoadedJob, at: datetime, author: str, launch: bool
+    ) -> JobRecord | None:
         with self.engine.begin() as connection:
-            version, _ = record_definition(
-                connection, "job", job.name, job.content_hash, job.definition, author, utc_now()
-            )
             row = (
                 connection.execute(sa.select(schema.jobs).where(schema.jobs.c.name == job.name))
                 .mappings()
                 .first()
             )
+            if row is None and not launch:
+                return None
+            version, _ = record_definition(
+                connection, "job", job.name, job.content_hash, job.definition, author, utc_now()
+            )
             if row is None:
-                salt = hashlib.sha256(f"{job.name}|{at.isoformat()}".encode()).hexdigest()[:16]
+                salt = launch_salt(job.name, at)
                 connection.execute(
                     schema.jobs.insert().values(
                         name=job.name,
@@ -133,9 +254,18 @@ class StateStore:
                             if job.definition.hypothesis
                             else None
                         ),
+                        status="live",
+                        status_changed_at=at,
+                        revision=0,
                     )
                 )
-                self._audit(connection, author, "job.launched", job.name, {"version": version})
+                self.audit(
+                    connection,
+                    author,
+                    "job.launched",
+                    job.name,
+                    {"version": version, "at": at.isoformat()},
+                )
                 return JobRecord(
                     job.name, salt, version, job.content_hash, job.definition.holdout, at
                 )
@@ -149,7 +279,7 @@ class StateStore:
                         holdout=job.definition.holdout,
                     )
                 )
-                self._audit(
+                self.audit(
                     connection,
                     author,
                     "job.changed",
@@ -164,6 +294,8 @@ class StateStore:
                 job.content_hash,
                 job.definition.holdout,
                 row["launched_at"],
+                row["status"],
+                row["revision"],
             )
 
     def _audit_locked_fields(
@@ -180,7 +312,7 @@ class StateStore:
         current = job.definition.model_dump(mode="json", exclude_defaults=True)
         for field in ("goal", "hypothesis"):
             if previous.get(field) != current.get(field):
-                self._audit(
+                self.audit(
                     connection,
                     author,
                     f"job.{field}_changed",
@@ -201,7 +333,9 @@ class StateStore:
                 .first()
             )
         if row is None:
-            raise NotFoundError(f"job {name!r} has never run; run `closeloop tick` first")
+            raise NotFoundError(
+                f"job {name!r} has not been launched; launch it with `closeloop jobs launch`"
+            )
         return JobRecord(
             row["name"],
             row["salt"],
@@ -209,6 +343,8 @@ class StateStore:
             row["content_hash"],
             row["holdout"],
             row["launched_at"],
+            row["status"],
+            row["revision"],
         )
 
     def last_tick(self, job_name: str) -> datetime | None:
@@ -219,7 +355,7 @@ class StateStore:
             ).scalar()
         return value if isinstance(value, datetime) else None
 
-    def _audit(
+    def audit(
         self, connection: Connection, actor: str, action: str, subject: str, detail: Any
     ) -> None:
         connection.execute(
@@ -243,6 +379,11 @@ class StateStore:
         return pa.Table.from_pylist([dict(row) for row in rows], schema=ENROLLMENT_ARROW_SCHEMA)
 
 
+def launch_salt(job_name: str, at: datetime) -> str:
+    """The salt a job gets when it launches at ``at``; it fixes holdout assignment for good."""
+    return hashlib.sha256(f"{job_name}|{at.isoformat()}".encode()).hexdigest()[:16]
+
+
 # The published copy has exactly the warehouse's columns and types (data.tables.ENROLLMENTS).
 ENROLLMENT_ARROW_SCHEMA = ENROLLMENTS.ibis_schema().to_pyarrow()
 
@@ -253,3 +394,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.close()
+    # SQLAlchemy, not the driver, opens transactions (see _sqlite_begin_immediate).
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(connection: Connection) -> None:
+    """Every SQLite transaction takes the write lock when it begins.
+
+    A deferred transaction that read and then writes fails at once (SQLITE_BUSY) when another
+    writer committed in between; an immediate one waits its turn (up to the busy timeout), so
+    concurrent ticks and dispatchers serialise their writes instead of failing. Readers in WAL
+    mode are never blocked.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

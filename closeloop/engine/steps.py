@@ -1,13 +1,17 @@
-"""What an enrollment sends, and when: step schedules, recipients and outbox rows.
+"""What an enrollment does, and when: step schedules, render contexts and outbox rows.
 
-A job's sequence (``steps``, or a variant's) is laid out at enrollment: each email falls due at
-``entered_at`` plus the waits before it. An email after a wait is a reminder; it is cancelled if
+A job's sequence (``steps``, or a variant's) is laid out at enrollment: each action falls due at
+``entered_at`` plus the waits before it. An action after a wait is a reminder; it is cancelled if
 the enrollment ends before it falls due. ``on_completion`` and ``on_exit`` actions are written
 when the tick detects the end. Every row has a step index unique within its enrollment, so the
 idempotency key (job, version, enrollment, step) never collides:
 
 * sequence steps keep their position in the sequence (0, 1, 2, … including waits),
 * ``on_completion`` actions are ``COMPLETION_STEP + i``, ``on_exit`` actions ``EXIT_STEP + i``.
+
+Actions are generic here: each kind renders its own payload (closeloop.channels.registry). One
+unit's render failure is that row's failure alone (``dead`` with the reason, or ``skipped`` when
+there is nobody to send to); the tick goes on.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ from typing import Any
 import ibis
 import pyarrow as pa
 
-from closeloop.channels.email import EMAIL, EmailTemplates
+from closeloop.channels.base import RenderContext, Rendered
+from closeloop.channels.registry import action_kind
+from closeloop.channels.templates import TEMPLATES_DIR, TemplateSet
 from closeloop.data.warehouse import Warehouse
-from closeloop.definitions.models import EmailStep, Step, WaitStep
+from closeloop.definitions.models import ActionStep, Step, WaitStep
 from closeloop.definitions.project import LoadedJob, Project
 from closeloop.engine.assignment import HOLDOUT, idempotency_key
+from closeloop.errors import CloseloopError
 
 MAX_RECIPIENTS = 5
 COMPLETION_STEP = 1000
@@ -36,23 +43,26 @@ class OutboxStatus:
     PENDING = "pending"
     SENDING = "sending"
     SENT = "sent"
-    DEAD = "dead"
+    DEAD = "dead"  # failed for good: render error, permanent refusal, or out of retries
     GHOST = "ghost"  # holdout: logged as would-have-sent, never sent
-    SKIPPED = "skipped"  # treatment, but nobody to send to
+    SKIPPED = "skipped"  # treatment, but nobody to send to (or the account opted out)
     CANCELLED = "cancelled"  # a reminder whose enrollment ended before it fell due
+    NOT_SENT = "not_sent"  # written by a replay (backfill without --send): never dispatched
+
+    ALL = (PENDING, SENDING, SENT, DEAD, GHOST, SKIPPED, CANCELLED, NOT_SENT)
 
 
 @dataclass(frozen=True)
 class Scheduled:
-    """One email of a sequence: its step index and how long after entry it falls due."""
+    """One action of a sequence: its step index and how long after entry it falls due."""
 
     step_index: int
-    step: EmailStep
+    step: ActionStep
     delay: timedelta
 
 
 def schedule(steps: Sequence[Step]) -> list[Scheduled]:
-    """The emails of a sequence with their delays after entry (the sum of the waits before).
+    """The actions of a sequence with their delays after entry (the sum of the waits before).
 
     >>> from closeloop.definitions.models import EmailStep, WaitStep
     >>> email = EmailStep(send="email", subject="Hi", template="t")
@@ -85,7 +95,7 @@ class Planned:
 
     unit: Unit
     step_index: int
-    step: EmailStep
+    step: ActionStep
     due_at: datetime
 
 
@@ -99,7 +109,7 @@ def entry_plan(job: LoadedJob, units: Sequence[Unit], entered_at: datetime) -> l
 
 
 def end_plan(
-    actions: Sequence[EmailStep], base: int, units: Sequence[Unit], at: datetime
+    actions: Sequence[ActionStep], base: int, units: Sequence[Unit], at: datetime
 ) -> list[Planned]:
     """``on_completion`` or ``on_exit`` actions, due at the tick that detected the end."""
     return [
@@ -110,64 +120,81 @@ def end_plan(
 
 
 class Renderer:
-    """Builds outbox rows: recipients and rendered content from the warehouse and templates."""
+    """Builds outbox rows: each action rendered by its kind with the unit's data.
 
-    def __init__(self, project: Project, job: LoadedJob, warehouse: Warehouse) -> None:
+    ``replay`` marks rows that would be sent as ``not_sent`` (a backfill that does not send):
+    they record what the job did in the past and are never dispatched.
+    """
+
+    def __init__(
+        self, project: Project, job: LoadedJob, warehouse: Warehouse, *, replay: bool = False
+    ) -> None:
         self.project = project
         self.job = job
         self.warehouse = warehouse
-        self.templates = EmailTemplates(project.folder / "templates")
+        self.replay = replay
+        self.templates = TemplateSet(project.folder / TEMPLATES_DIR)
 
-    def rows(self, version: int, plan: Sequence[Planned], at: datetime) -> list[dict[str, Any]]:
+    def rows(
+        self,
+        version: int,
+        plan: Sequence[Planned],
+        at: datetime,
+        unsubscribe_url: Any = None,
+    ) -> list[dict[str, Any]]:
+        """Outbox rows for ``plan``; ``unsubscribe_url(account_id) -> str`` makes the link."""
         if not plan:
             return []
-        accounts, contacts = self._lookups({item.unit.account_id for item in plan})
+        treated = [item for item in plan if item.unit.arm != HOLDOUT]
+        accounts, contacts = self._lookups({item.unit.account_id for item in treated})
         rows: list[dict[str, Any]] = []
         for item in plan:
             unit = item.unit
-            people = contacts.get(unit.account_id, [])
-            if unit.person_id is not None:  # a person target writes to that person only
-                people = [p for p in people if p["person_id"] == unit.person_id]
-            recipients = [p["email"] for p in people][:MAX_RECIPIENTS]
-            unsubscribe = self.project.config.unsubscribe_url.format(account_id=unit.account_id)
+            key = idempotency_key(self.job.name, version, unit.enrollment_id, item.step_index)
+            kind = action_kind(item.step)
+            error: str | None = None
             if unit.arm == HOLDOUT:
-                payload: dict[str, Any] = {"to": recipients, "ghost": True}
+                payload: dict[str, Any] = {"ghost": True}
                 status = OutboxStatus.GHOST
             else:
-                context = {
-                    "account": accounts.get(unit.account_id, {"account_id": unit.account_id}),
-                    "contact": (people or [{}])[0],
-                    "job": {"name": self.job.name},
-                    "unsubscribe_url": unsubscribe,
-                }
-                rendered = self.templates.render(item.step.template, item.step.subject, context)
-                payload = {
-                    "to": recipients,
-                    "subject": rendered.subject,
-                    "text": rendered.text,
-                    "html": rendered.html,
-                    "unsubscribe_url": unsubscribe,
-                }
-                status = OutboxStatus.PENDING if recipients else OutboxStatus.SKIPPED
+                people = contacts.get(unit.account_id, [])
+                if unit.person_id is not None:  # a person target acts on that person only
+                    people = [p for p in people if p["person_id"] == unit.person_id]
+                context = RenderContext(
+                    job_name=self.job.name,
+                    step_index=item.step_index,
+                    enrollment_id=unit.enrollment_id,
+                    idempotency_key=key,
+                    arm=unit.arm,
+                    account=accounts.get(unit.account_id, {"account_id": unit.account_id}),
+                    contacts=people[:MAX_RECIPIENTS],
+                    person_id=unit.person_id,
+                    unsubscribe_url=unsubscribe_url(unit.account_id) if unsubscribe_url else "",
+                    at=item.due_at,
+                )
+                rendered, failure = _render(kind.render, item.step, context, self.templates)
+                payload = rendered.payload
+                if failure is not None:
+                    status, error = OutboxStatus.DEAD, failure
+                elif rendered.skip is not None:
+                    status, error = OutboxStatus.SKIPPED, rendered.skip
+                else:
+                    status = OutboxStatus.NOT_SENT if self.replay else OutboxStatus.PENDING
             rows.append(
                 {
-                    "idempotency_key": idempotency_key(
-                        self.job.name, version, unit.enrollment_id, item.step_index
-                    ),
+                    "idempotency_key": key,
                     "enrollment_id": unit.enrollment_id,
                     "job_name": self.job.name,
                     "account_id": unit.account_id,
                     "step_index": item.step_index,
-                    "channel": EMAIL,
-                    "payload": json.dumps(payload),
+                    "channel": kind.name,
+                    "payload": json.dumps(payload, default=str),
                     "status": status,
                     "attempts": 0,
                     "created_at": at,
                     "next_attempt_at": item.due_at,
                     "due_at": item.due_at,
-                    "last_error": "no contact with an email"
-                    if status == OutboxStatus.SKIPPED
-                    else None,
+                    "last_error": error,
                 }
             )
         return rows
@@ -192,3 +219,22 @@ class Renderer:
         for person in people:
             contacts.setdefault(person["account_id"], []).append(person)
         return {row["account_id"]: row for row in accounts}, contacts
+
+
+def _render(
+    render: Any, step: ActionStep, context: RenderContext, templates: TemplateSet
+) -> tuple[Rendered, str | None]:
+    """One unit's render, and the reason it failed (named with job, step and account) if it did.
+
+    A failure is that row's alone: the tick records it as dead and goes on with everyone else.
+    """
+    try:
+        rendered: Rendered = render(step, context, templates)
+    except CloseloopError as error:
+        reason = str(error)
+    except Exception as error:  # a kind's bug must not stop the tick for everyone else
+        reason = f"{type(error).__name__}: {error}"
+    else:
+        return rendered, None
+    where = context.where()
+    return Rendered(), reason if reason.startswith(where) else f"{where}: {reason}"

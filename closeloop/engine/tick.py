@@ -4,12 +4,20 @@ Everything a tick decides for a job — enrollments, completions, exits, the out
 actions, the cancellation of reminders that no longer apply and the ledger row that marks the tick
 done — is written in one transaction, so a crash at any point either leaves the tick undone (run
 it again) or done (running it again changes nothing).
+
+Two ticks of one job may run at the same time (two cron entries, a slow tick and the next one, a
+server and a CLI). A tick decides from what it read at the job's ``revision`` and records only if
+the revision is still the same (compare and set, in the recording transaction, which holds the
+job's row lock on PostgreSQL and the write lock on SQLite). If another tick recorded first, this
+one decides again from the new state; a tick older than the job's latest is refused. On top of
+that the store itself refuses a second active enrollment of one unit in one job (a partial unique
+index), so no interleaving can enroll a unit twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import ibis
@@ -25,8 +33,9 @@ from closeloop.definitions.project import LoadedJob, Project
 from closeloop.engine import schema
 from closeloop.engine.allocation import TickAllocation, thompson_tick_allocation
 from closeloop.engine.assignment import assign_variant, enrollment_id
+from closeloop.engine.optouts import opted_out_since
 from closeloop.engine.publish import publish_enrollments
-from closeloop.engine.state import JobRecord, StateStore, utc_now
+from closeloop.engine.state import JobRecord, StateStore, launch_salt, utc_now
 from closeloop.engine.steps import (
     COMPLETION_STEP,
     EXIT_STEP,
@@ -37,13 +46,32 @@ from closeloop.engine.steps import (
     end_plan,
     entry_plan,
 )
+from closeloop.errors import ConcurrencyError, NotFoundError
 
-__all__ = ["ExitReason", "OutboxStatus", "TickResult", "run_tick"]
+__all__ = ["ExitReason", "JobStatus", "OutboxStatus", "TickResult", "run_tick"]
+
+MAX_ATTEMPTS = 5  # decide-and-record rounds before a tick gives up to a busier writer
 
 
 class ExitReason:
     TIMEOUT = "timeout"
     NO_LONGER_ELIGIBLE = "no_longer_eligible"
+    OPTED_OUT = "opted_out"
+    REMOVED = "removed"
+    JOB_STOPPED = "job_stopped"
+
+
+class JobStatus:
+    DRAFT = "draft"  # defined, never launched: no record in the store
+    LIVE = "live"
+    PAUSED = "paused"  # enrolls nobody and sends nothing; completions are still detected
+    STOPPED = "stopped"  # ended for good: every active enrollment exited
+
+
+class StaleTickError(ConcurrencyError):
+    """A tick at a time before the job's latest tick."""
+
+    code = "stale_tick"
 
 
 @dataclass(frozen=True)
@@ -55,6 +83,9 @@ class TickResult:
     completed: int
     exited: int
     already_done: bool = False
+    status: str = JobStatus.LIVE
+    outbox: dict[str, int] = field(default_factory=dict)  # rows written, by status
+    problems: tuple[str, ...] = ()  # rows that failed to render, with job, step and account
 
 
 @dataclass(frozen=True)
@@ -64,6 +95,7 @@ class _Decisions:
     entering: list[Unit]
     active: dict[str, Unit]
     allocation: TickAllocation | None = None  # the split used, with adaptive allocation
+    referrals: tuple[str, ...] = ()  # referral keys this tick consumed
 
 
 def run_tick(
@@ -73,90 +105,260 @@ def run_tick(
     store: StateStore,
     at: datetime,
     author: str = "closeloop",
+    *,
+    launch: bool = False,
+    replay: bool = False,
+    unsubscribe_url: Callable[[str], str] | None = None,
 ) -> TickResult:
-    """Run job ``job`` at time ``at``; running the same tick again is a no-op."""
-    record = store.launch_or_update_job(job, at, author)
-    with store.engine.connect() as connection:
-        done = connection.execute(
-            sa.select(schema.ticks.c.job_version).where(
-                schema.ticks.c.job_name == job.name, schema.ticks.c.at == at
-            )
-        ).first()
-    if done is not None:
-        return TickResult(job.name, at, done[0], 0, 0, 0, already_done=True)
+    """Run job ``job`` at time ``at``; running the same tick again is a no-op.
 
-    # Reads happen before the transaction: they decide, the transaction records.
+    A draft job (never launched) is launched at ``at`` only with ``launch``; otherwise the tick
+    does nothing for it. ``replay`` records the actions it plans as ``not_sent`` (a backfill that
+    does not send). ``unsubscribe_url(account_id)`` makes each message's signed link.
+    """
+    record = store.sync_job(job, at, author, launch=launch)
+    if record is None:
+        return TickResult(job.name, at, 0, 0, 0, 0, status=JobStatus.DRAFT)
     if references_jobs(job):
         publish_enrollments(store, warehouse)
-    decisions = _decide(project, job, warehouse, store, record, at)
-    renderer = Renderer(project, job, warehouse)
-    active = decisions.active
-    plan: list[Planned] = entry_plan(job, decisions.entering, at)
-    plan += end_plan(
-        job.definition.on_completion,
-        COMPLETION_STEP,
-        [active[e] for e in decisions.completions],
-        at,
-    )
-    plan += end_plan(job.definition.on_exit, EXIT_STEP, [active[e] for e in decisions.exits], at)
-    outbox_rows = renderer.rows(record.version, plan, at)
-
-    with store.engine.begin() as connection:
-        for enrollment, completed_at in decisions.completions.items():
-            connection.execute(
-                schema.enrollments.update()
-                .where(schema.enrollments.c.enrollment_id == enrollment)
-                .values(completed_at=completed_at)
+    renderer = Renderer(project, job, warehouse, replay=replay)
+    for _ in range(MAX_ATTEMPTS):
+        state = _job_state(store, job.name, at)
+        if state.done_version is not None:
+            return TickResult(
+                job.name, at, state.done_version, 0, 0, 0, already_done=True, status=state.status
             )
-            _cancel_reminders(connection, enrollment, completed_at)
-        for enrollment, (exited_at, reason) in decisions.exits.items():
-            connection.execute(
-                schema.enrollments.update()
-                .where(schema.enrollments.c.enrollment_id == enrollment)
-                .values(exited_at=exited_at, exit_reason=reason)
+        if state.latest is not None and state.latest > at:
+            raise StaleTickError(
+                f"job {job.name!r} already ticked at {state.latest:%Y-%m-%d %H:%M:%S}, after "
+                f"{at:%Y-%m-%d %H:%M:%S}; ticks only move forward (tick at a later time)"
             )
-            _cancel_reminders(connection, enrollment, exited_at)
-        if decisions.entering:
-            connection.execute(
-                schema.enrollments.insert(),
-                [
-                    {
-                        "enrollment_id": unit.enrollment_id,
-                        "job_name": job.name,
-                        "job_version": record.version,
-                        "account_id": unit.account_id,
-                        "person_id": unit.person_id,
-                        "arm": unit.arm,
-                        "entered_at": at,
-                    }
-                    for unit in decisions.entering
-                ],
+        if state.status == JobStatus.STOPPED:
+            return TickResult(job.name, at, record.version, 0, 0, 0, status=state.status)
+        # Reads happen before the transaction: they decide, the transaction records.
+        decisions = _decide(project, job, warehouse, store, record, at, state.status)
+        plan: list[Planned] = []
+        if state.status == JobStatus.LIVE:
+            active = decisions.active
+            plan = entry_plan(job, decisions.entering, at)
+            plan += end_plan(
+                job.definition.on_completion,
+                COMPLETION_STEP,
+                [active[e] for e in decisions.completions],
+                at,
             )
-        if outbox_rows:
-            connection.execute(schema.outbox.insert(), outbox_rows)
-        if decisions.allocation is not None:
-            connection.execute(
-                schema.tick_allocations.insert(), decisions.allocation.rows(job.name, at)
+            plan += end_plan(
+                job.definition.on_exit, EXIT_STEP, [active[e] for e in decisions.exits], at
             )
-        connection.execute(
-            schema.ticks.insert().values(
-                job_name=job.name,
-                at=at,
-                job_version=record.version,
-                entered=len(decisions.entering),
-                completed=len(decisions.completions),
-                exited=len(decisions.exits),
-                processed_at=utc_now(),
-            )
+        outbox_rows = renderer.rows(record.version, plan, at, unsubscribe_url)
+        try:
+            with store.engine.begin() as connection:
+                if not _compare_and_set(connection, job.name, state.revision):
+                    continue  # another process changed the job since we read it: decide again
+                _record(connection, job, record, decisions, outbox_rows, at)
+        except sa.exc.IntegrityError as error:
+            raise ConcurrencyError(
+                f"job {job.name!r} at {at:%Y-%m-%d %H:%M:%S}: another process recorded the same "
+                f"enrollments first; nothing was recorded by this tick ({_first_line(error)})"
+            ) from None
+        counts: dict[str, int] = {}
+        for row in outbox_rows:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        return TickResult(
+            job.name,
+            at,
+            record.version,
+            len(decisions.entering),
+            len(decisions.completions),
+            len(decisions.exits),
+            status=state.status,
+            outbox=counts,
+            problems=tuple(
+                row["last_error"] for row in outbox_rows if row["status"] == OutboxStatus.DEAD
+            ),
         )
-    return TickResult(
+    raise ConcurrencyError(
+        f"job {job.name!r} was changed by other processes {MAX_ATTEMPTS} times while this tick "
+        f"at {at:%Y-%m-%d %H:%M:%S} decided; nothing was recorded, run it again"
+    )
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a tick at ``at`` would do, recorded nowhere (``closeloop dry-run``)."""
+
+    job_name: str
+    at: datetime
+    status: str
+    entering: list[Unit]
+    completing: list[str]  # enrollment ids
+    exiting: dict[str, str]  # enrollment id -> reason
+    outbox_rows: list[dict[str, object]]
+
+
+def preview_tick(
+    project: Project,
+    job: LoadedJob,
+    warehouse: Warehouse,
+    store: StateStore,
+    at: datetime,
+    *,
+    unsubscribe_url: Callable[[str], str] | None = None,
+) -> Preview:
+    """Who would enter, complete and exit at ``at`` and what each would receive; nothing is
+    written. A draft is previewed as if it launched at ``at`` (its arms are the ones that launch
+    would assign)."""
+    try:
+        record = store.job_record(job.name)
+        status = record.status
+    except NotFoundError:
+        record = JobRecord(
+            job.name,
+            launch_salt(job.name, at),
+            0,
+            job.content_hash,
+            job.definition.holdout,
+            at,
+            JobStatus.DRAFT,
+        )
+        status = JobStatus.DRAFT
+    deciding = JobStatus.LIVE if status == JobStatus.DRAFT else status
+    if status == JobStatus.STOPPED:
+        return Preview(job.name, at, status, [], [], {}, [])
+    if references_jobs(job):
+        publish_enrollments(store, warehouse)
+    decisions = _decide(project, job, warehouse, store, record, at, deciding)
+    plan: list[Planned] = []
+    if deciding == JobStatus.LIVE:
+        plan = entry_plan(job, decisions.entering, at)
+        plan += end_plan(
+            job.definition.on_completion,
+            COMPLETION_STEP,
+            [decisions.active[e] for e in decisions.completions],
+            at,
+        )
+        plan += end_plan(
+            job.definition.on_exit, EXIT_STEP, [decisions.active[e] for e in decisions.exits], at
+        )
+    rows = Renderer(project, job, warehouse).rows(record.version or 1, plan, at, unsubscribe_url)
+    return Preview(
         job.name,
         at,
-        record.version,
-        len(decisions.entering),
-        len(decisions.completions),
-        len(decisions.exits),
+        status,
+        decisions.entering,
+        sorted(decisions.completions),
+        {key: reason for key, (_, reason) in decisions.exits.items()},
+        rows,
     )
+
+
+@dataclass(frozen=True)
+class _JobState:
+    revision: int
+    status: str
+    latest: datetime | None  # the job's latest tick
+    done_version: int | None  # the version of the tick at ``at``, if it is done
+
+
+def _job_state(store: StateStore, job_name: str, at: datetime) -> _JobState:
+    """The job's revision and status, read before anything the tick decides from."""
+    j, t = schema.jobs, schema.ticks
+    with store.engine.connect() as connection:
+        row = connection.execute(
+            sa.select(j.c.revision, j.c.status).where(j.c.name == job_name)
+        ).one()
+        latest = connection.execute(
+            sa.select(sa.func.max(t.c.at)).where(t.c.job_name == job_name)
+        ).scalar()
+        done = connection.execute(
+            sa.select(t.c.job_version).where(t.c.job_name == job_name, t.c.at == at)
+        ).scalar()
+    return _JobState(row.revision, row.status, latest, done)
+
+
+def _compare_and_set(connection: Connection, job_name: str, revision: int) -> bool:
+    """Bump the job's revision if it is still ``revision`` (and so lock its row until commit)."""
+    j = schema.jobs
+    updated = connection.execute(
+        j.update()
+        .where(j.c.name == job_name, j.c.revision == revision)
+        .values(revision=j.c.revision + 1)
+    ).rowcount
+    return bool(updated)
+
+
+def bump_revision(connection: Connection, job_name: str) -> None:
+    """Every transaction that changes a job's enrollments outside a tick calls this, so a tick
+    that decided before it records nothing and decides again."""
+    j = schema.jobs
+    connection.execute(j.update().where(j.c.name == job_name).values(revision=j.c.revision + 1))
+
+
+def _record(
+    connection: Connection,
+    job: LoadedJob,
+    record: JobRecord,
+    decisions: _Decisions,
+    outbox_rows: list[dict[str, object]],
+    at: datetime,
+) -> None:
+    e = schema.enrollments
+    for enrollment, completed_at in decisions.completions.items():
+        connection.execute(
+            e.update().where(e.c.enrollment_id == enrollment).values(completed_at=completed_at)
+        )
+        cancel_reminders(connection, enrollment, completed_at)
+    for enrollment, (exited_at, reason) in decisions.exits.items():
+        connection.execute(
+            e.update()
+            .where(e.c.enrollment_id == enrollment)
+            .values(exited_at=exited_at, exit_reason=reason)
+        )
+        cancel_reminders(connection, enrollment, exited_at)
+    if decisions.entering:
+        connection.execute(
+            e.insert(),
+            [
+                {
+                    "enrollment_id": unit.enrollment_id,
+                    "job_name": job.name,
+                    "job_version": record.version,
+                    "account_id": unit.account_id,
+                    "person_id": unit.person_id,
+                    "arm": unit.arm,
+                    "entered_at": at,
+                }
+                for unit in decisions.entering
+            ],
+        )
+    if outbox_rows:
+        connection.execute(schema.outbox.insert(), outbox_rows)
+    if decisions.allocation is not None:
+        connection.execute(
+            schema.tick_allocations.insert(), decisions.allocation.rows(job.name, at)
+        )
+    if decisions.referrals:
+        r = schema.referrals
+        connection.execute(
+            r.update()
+            .where(r.c.idempotency_key.in_(decisions.referrals), r.c.consumed_at.is_(None))
+            .values(consumed_at=at)
+        )
+    connection.execute(
+        schema.ticks.insert().values(
+            job_name=job.name,
+            at=at,
+            job_version=record.version,
+            entered=len(decisions.entering),
+            completed=len(decisions.completions),
+            exited=len(decisions.exits),
+            processed_at=utc_now(),
+        )
+    )
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def references_jobs(job: LoadedJob) -> bool:
@@ -175,6 +377,7 @@ def _decide(
     store: StateStore,
     record: JobRecord,
     at: datetime,
+    status: str = JobStatus.LIVE,
 ) -> _Decisions:
     definition = job.definition
     target = Entity(definition.target)
@@ -187,7 +390,13 @@ def _decide(
         deadline = entered[unit.enrollment_id] + duration
         if unit.enrollment_id not in completions and deadline <= at:
             exits[unit.enrollment_id] = (deadline, ExitReason.TIMEOUT)
-    enrolling = definition.is_enrolling(at)
+    opted_out = opted_out_since(store, at)
+    for unit in active:
+        ended = unit.enrollment_id in completions or unit.enrollment_id in exits
+        if not ended and unit.account_id in opted_out:
+            moment = max(opted_out[unit.account_id], entered[unit.enrollment_id])
+            exits[unit.enrollment_id] = (moment, ExitReason.OPTED_OUT)
+    enrolling = definition.is_enrolling(at) and status == JobStatus.LIVE
     if not enrolling and not definition.exit_when_ineligible:
         return _Decisions(completions, exits, [], by_id)
     eligible = _eligible(project, job, warehouse, at)
@@ -198,8 +407,15 @@ def _decide(
                 exits[unit.enrollment_id] = (at, ExitReason.NO_LONGER_ELIGIBLE)
     if not enrolling:
         return _Decisions(completions, exits, [], by_id)
+    referred = _open_referrals(store, job.name, target, at)
+    # A referral stands in for the audience; the job's exclusions still apply to it.
+    excluded = _excluded(project, job, warehouse, at, {key for key, _ in referred.values()})
+    for key, account in referred.values():
+        if key not in excluded:
+            eligible.setdefault(key, account)
     blocked = _blocked_by_re_entry(store, job, target, at)
     capped = _capped_accounts(store, job.name, project.config.contact_policy, at)
+    capped |= set(opted_out)
     arms = [(variant.name, variant.weight) for variant in definition.variants] or [
         (definition.arms[0], 1.0)
     ]
@@ -221,7 +437,26 @@ def _decide(
         for key, account in sorted(eligible.items())
         if key not in blocked and account not in capped
     ]
-    return _Decisions(completions, exits, entering, by_id, allocation)
+    return _Decisions(completions, exits, entering, by_id, allocation, tuple(referred))
+
+
+def _open_referrals(
+    store: StateStore, job_name: str, target: Entity, at: datetime
+) -> dict[str, tuple[str, str]]:
+    """Units other jobs' ``enroll`` actions sent here by ``at``: referral key -> (unit, account)."""
+    r = schema.referrals
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(r.c.idempotency_key, r.c.account_id, r.c.person_id).where(
+                r.c.job_name == job_name, r.c.consumed_at.is_(None), r.c.referred_at <= at
+            )
+        ).all()
+    found = {}
+    for key, account, person in rows:
+        if target == Entity.PERSON and person is None:
+            continue  # a person job cannot enroll a whole account; the referral stays open
+        found[key] = (person if target == Entity.PERSON else account, account)
+    return found
 
 
 def _unit_key(unit: Unit, target: Entity) -> str:
@@ -300,6 +535,23 @@ def _eligible(
     return {row[key]: row["account_id"] for row in rows}
 
 
+def _excluded(
+    project: Project, job: LoadedJob, warehouse: Warehouse, at: datetime, keys: set[str]
+) -> set[str]:
+    """Which of ``keys`` (unit keys) match one of the job's exclusions as of ``at``."""
+    if not keys or not job.exclusions:
+        return set()
+    target = Entity(job.definition.target)
+    key = "person_id" if target == Entity.PERSON else "account_id"
+    wanted = ibis.memtable(pa.table({key: pa.array(sorted(keys), pa.string())}))
+    found: set[str] = set()
+    for exclusion in job.exclusions:
+        excluded = matching_units(exclusion, warehouse, at, project.catalog, target)
+        rows = excluded.select(key).semi_join(wanted, key).distinct().to_pyarrow()
+        found |= set(rows.column(key).to_pylist())
+    return found
+
+
 def _blocked_by_re_entry(
     store: StateStore, job: LoadedJob, target: Entity, at: datetime
 ) -> set[str]:
@@ -346,7 +598,7 @@ def _capped_accounts(
         return set(rows)
 
 
-def _cancel_reminders(connection: Connection, enrollment: str, ended_at: datetime) -> None:
+def cancel_reminders(connection: Connection, enrollment: str, ended_at: datetime) -> None:
     """Sequence messages (sent or ghost) that fall due after the enrollment ended never go out."""
     o = schema.outbox
     connection.execute(

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from closeloop.analysis.job_report import JobReport
-from closeloop.channels.email import EMAIL, SmtpEmailChannel
+from closeloop.channels.email import EMAIL, SmtpSender
 from closeloop.services.project import init_project, open_workspace
 from closeloop.services.reports import job_report, write_html_report
 from closeloop.services.simulation import Lockstep, job_truths, write_ground_truth
@@ -98,7 +98,7 @@ def run_demo(
     events = 0
     with SmtpSink() as sink, open_workspace(folder, environ=environment) as workspace:
         job = workspace.project.job(DEMO_JOB)
-        channel = SmtpEmailChannel(sink.host, sink.port, workspace.project.config.email_from)
+        channel = SmtpSender(sink.host, sink.port, workspace.project.config.email_from)
         lockstep = Lockstep(workspace, simulator, [job], {EMAIL: channel})
         try:
             for index, day in enumerate(config.dates()):

@@ -1,29 +1,82 @@
-"""Engine use cases: ticks, backfills and dispatching the outbox."""
+"""Engine use cases: ticks, backfills, dispatching, the daemon, dry runs and job lifecycle."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from closeloop.channels.base import Channel
-from closeloop.channels.email import EMAIL, SmtpEmailChannel
+from closeloop.channels.base import Sender
+from closeloop.channels.email import EMAIL, SmtpSender
+from closeloop.channels.enroll import ENROLL, EnrollSender, Referral
+from closeloop.channels.file import FILE, FileSender
+from closeloop.channels.registry import ACTION_KINDS
+from closeloop.channels.set_attribute import SET_ATTRIBUTE, AttributeSender, AttributeWrite
+from closeloop.channels.slack import DEFAULT_ROUTE, SLACK, SlackSender, route_key
+from closeloop.channels.webhook import WEBHOOK, WebhookSender
+from closeloop.data.tables import ATTRIBUTE_HISTORY
+from closeloop.engine import lifecycle
 from closeloop.engine.dispatcher import Dispatcher, DispatchResult
-from closeloop.engine.tick import TickResult, run_tick
-from closeloop.services.project import Workspace
+from closeloop.engine.optouts import UnsubscribeLinks
+from closeloop.engine.referrals import record_referral
+from closeloop.engine.state import StateStore, utc_now
+from closeloop.engine.tick import JobStatus, Preview, TickResult, preview_tick, run_tick
+from closeloop.errors import CloseloopError, NotFoundError, redact
+from closeloop.services.project import Workspace, open_workspace
+from closeloop.settings import load_settings
+
+__all__ = [
+    "BackfillResult",
+    "DispatchResult",
+    "JobStatus",
+    "Preview",
+    "TickResult",
+    "backfill",
+    "dispatch",
+    "dry_run",
+    "senders",
+    "tick",
+    "tick_times",
+]
 
 
-def tick(workspace: Workspace, at: datetime, job_name: str | None = None) -> list[TickResult]:
+def unsubscribe_links(workspace: Workspace) -> UnsubscribeLinks:
+    config = workspace.project.config
+    return UnsubscribeLinks(
+        workspace.settings.secret,
+        config.unsubscribe_url,
+        timedelta(days=config.unsubscribe_days),
+    )
+
+
+def _job_names(workspace: Workspace, job_name: str | None) -> list[str]:
+    jobs = workspace.project.jobs
+    if job_name is not None:
+        workspace.project.job(job_name)  # NotFoundError names the known jobs
+        return [job_name]
+    return sorted(jobs, key=lambda name: (-jobs[name].definition.priority, name))
+
+
+def tick(
+    workspace: Workspace,
+    at: datetime,
+    job_name: str | None = None,
+    *,
+    launch: bool = False,
+    replay: bool = False,
+) -> list[TickResult]:
     """Run one tick at ``at`` for one job or every job of the project.
 
     Jobs run in descending ``priority`` (then by name), each in its own transaction, so when the
-    contact policy must choose, a higher-priority job enrolls an account first.
+    contact policy must choose, a higher-priority job enrolls an account first. Drafts are
+    launched only with ``launch``; ``replay`` records planned sends as ``not_sent``.
     """
-    jobs = workspace.project.jobs
-    names = (
-        [job_name]
-        if job_name
-        else sorted(jobs, key=lambda name: (-jobs[name].definition.priority, name))
-    )
+    links = unsubscribe_links(workspace)
     return [
         run_tick(
             workspace.project,
@@ -32,8 +85,11 @@ def tick(workspace: Workspace, at: datetime, job_name: str | None = None) -> lis
             workspace.store,
             at,
             workspace.settings.author,
+            launch=launch,
+            replay=replay,
+            unsubscribe_url=links.url,
         )
-        for name in names
+        for name in _job_names(workspace, job_name)
     ]
 
 
@@ -47,24 +103,111 @@ def tick_times(start: datetime, end: datetime, every: timedelta) -> Iterator[dat
         moment += every
 
 
-def email_channels(workspace: Workspace) -> dict[str, Channel]:
-    settings = workspace.settings
+def senders(workspace: Workspace, *, deliver_to: Path | None = None) -> dict[str, Sender]:
+    """A sender for every action kind, from settings and closeloop.yaml.
+
+    ``deliver_to`` writes every message to files in that folder instead (dry runs): nothing
+    leaves the machine and nothing is written back to the warehouse or other jobs.
+    """
+    if deliver_to is not None:
+        override = FileSender(deliver_to, override=True)
+        return dict.fromkeys(ACTION_KINDS, override)
+    settings, config = workspace.settings, workspace.project.config
     return {
-        EMAIL: SmtpEmailChannel(
-            settings.smtp_host, settings.smtp_port, workspace.project.config.email_from
-        )
+        EMAIL: SmtpSender(
+            settings.smtp_host,
+            settings.smtp_port,
+            config.email_from,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+        ),
+        SLACK: SlackSender(slack_routes(workspace, os.environ)),
+        WEBHOOK: WebhookSender(settings.secret, timeout=settings.webhook_timeout),
+        SET_ATTRIBUTE: AttributeSender(_attribute_writer(workspace), utc_now),
+        ENROLL: EnrollSender(lambda referral: _refer(workspace, referral), utc_now),
+        FILE: FileSender(settings.project_dir),
     }
 
 
+def slack_routes(workspace: Workspace, environ: Mapping[str, str]) -> dict[str, str]:
+    """Route key (``default``, ``owner:<name>``) -> incoming-webhook URL, from the environment
+    variables closeloop.yaml's ``slack:`` names.
+
+    Variables that are unset are left out rather than refused, so a missing Slack secret fails
+    the Slack messages that need it (dead-lettered with the reason), never the emails.
+    """
+    routing = workspace.project.config.slack
+    routes = {}
+    if routing.default and environ.get(routing.default):
+        routes[DEFAULT_ROUTE] = environ[routing.default]
+    for owner, variable in routing.owners.items():
+        if environ.get(variable):
+            routes[route_key(owner)] = environ[variable]
+    return routes
+
+
+def _attribute_writer(workspace: Workspace) -> Callable[[AttributeWrite], None]:
+    warehouse = workspace.warehouse
+
+    def write(change: AttributeWrite) -> None:
+        table = warehouse.table(ATTRIBUTE_HISTORY.name)
+        if table.filter(table.write_id == change.idempotency_key).count().execute():
+            return  # a resend of a write that landed (the accept-before-record window)
+        warehouse.append(
+            ATTRIBUTE_HISTORY.name,
+            warehouse.arrow_for(
+                ATTRIBUTE_HISTORY.name,
+                {
+                    "write_id": [change.idempotency_key],
+                    "entity": [change.entity],
+                    "entity_id": [change.entity_id],
+                    "name": [change.name],
+                    "value": [change.value],
+                    "valid_from": [change.valid_from],
+                    "source": [change.source],
+                },
+            ),
+        )
+
+    return write
+
+
+def _refer(workspace: Workspace, referral: Referral) -> None:
+    if referral.job_name not in workspace.project.jobs:
+        raise NotFoundError(f"job {referral.job_name!r} is not in the project")
+    record_referral(workspace.store, referral)
+
+
 def dispatch(
-    workspace: Workspace, now: datetime, channels: dict[str, Channel] | None = None
+    workspace: Workspace,
+    now: datetime,
+    channels: Mapping[str, Sender] | None = None,
 ) -> DispatchResult:
     """Send everything in the outbox that is due at ``now``."""
-    dispatcher = Dispatcher(workspace.store, channels or email_channels(workspace))
+    dispatcher = Dispatcher(
+        workspace.store,
+        channels or senders(workspace),
+        rate_limits=workspace.project.config.rate_limits,
+    )
     try:
         return dispatcher.dispatch(now)
     finally:
         dispatcher.close()
+
+
+@dataclass
+class BackfillResult:
+    ticks: list[TickResult] = field(default_factory=list)
+    dispatched: DispatchResult = field(default_factory=DispatchResult)
+    sent: bool = False
+
+    def outbox(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for result in self.ticks:
+            for status, count in result.outbox.items():
+                counts[status] = counts.get(status, 0) + count
+        return counts
 
 
 def backfill(
@@ -74,21 +217,185 @@ def backfill(
     every: timedelta = timedelta(days=1),
     *,
     job_name: str | None = None,
-    send: bool = True,
+    send: bool = False,
+    launch: bool = False,
+    channels: Mapping[str, Sender] | None = None,
     on_tick: Callable[[datetime, list[TickResult], DispatchResult | None], None] | None = None,
-) -> list[TickResult]:
-    """Replay ticks from ``start`` to ``end`` in simulated time, dispatching after each if asked."""
-    results: list[TickResult] = []
-    channels = email_channels(workspace) if send else None
-    dispatcher = Dispatcher(workspace.store, channels) if channels is not None else None
+) -> BackfillResult:
+    """Replay ticks from ``start`` to ``end`` in simulated time.
+
+    Without ``send`` nothing is emailed: what the ticks plan is recorded as ``not_sent`` and never
+    dispatched later (the report then warns that the treated arm received nothing). With
+    ``send`` the outbox is dispatched after each tick, to real recipients.
+    """
+    result = BackfillResult(sent=send)
+    dispatcher = (
+        Dispatcher(
+            workspace.store,
+            channels or senders(workspace),
+            rate_limits=workspace.project.config.rate_limits,
+        )
+        if send
+        else None
+    )
     try:
         for moment in tick_times(start, end, every):
-            ticked = tick(workspace, moment, job_name)
+            ticked = tick(workspace, moment, job_name, launch=launch, replay=not send)
             sent = dispatcher.dispatch(moment) if dispatcher is not None else None
-            results.extend(ticked)
+            result.ticks.extend(ticked)
+            if sent is not None:
+                result.dispatched.add(sent)
             if on_tick is not None:
                 on_tick(moment, ticked, sent)
     finally:
         if dispatcher is not None:
             dispatcher.close()
-    return results
+    return result
+
+
+def dry_run(workspace: Workspace, job_name: str, at: datetime) -> DryRun:
+    """Who would enter ``job_name`` at ``at`` and what each would receive; nothing is recorded
+    or sent."""
+    preview = preview_tick(
+        workspace.project,
+        workspace.project.job(job_name),
+        workspace.warehouse,
+        workspace.store,
+        at,
+        unsubscribe_url=unsubscribe_links(workspace).url,
+    )
+    return dry_run_result(preview)
+
+
+@dataclass(frozen=True)
+class PreviewMessage:
+    account_id: str
+    step: int
+    channel: str
+    status: str
+    due_at: datetime | None
+    payload: dict[str, Any]
+    problem: str | None
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """``closeloop dry-run``: who would enter, complete and exit, and every message planned."""
+
+    job: str
+    at: datetime
+    status: str
+    entering: list[dict[str, str | None]]
+    entering_by_arm: dict[str, int]
+    completing: int
+    exiting: dict[str, str]
+    messages: list[PreviewMessage]
+
+
+def dry_run_result(preview: Preview) -> DryRun:
+    by_arm: dict[str, int] = {}
+    for unit in preview.entering:
+        by_arm[unit.arm] = by_arm.get(unit.arm, 0) + 1
+    return DryRun(
+        job=preview.job_name,
+        at=preview.at,
+        status=preview.status,
+        entering=[
+            {"account_id": u.account_id, "person_id": u.person_id, "arm": u.arm}
+            for u in preview.entering
+        ],
+        entering_by_arm=by_arm,
+        completing=len(preview.completing),
+        exiting=preview.exiting,
+        messages=[
+            PreviewMessage(
+                account_id=str(row["account_id"]),
+                step=int(str(row["step_index"])),
+                channel=str(row["channel"]),
+                status=str(row["status"]),
+                due_at=row["due_at"] if isinstance(row["due_at"], datetime) else None,
+                payload=json.loads(str(row["payload"])),
+                problem=str(row["last_error"]) if row["last_error"] else None,
+            )
+            for row in preview.outbox_rows
+        ],
+    )
+
+
+# -- lifecycle ------------------------------------------------------------------------------
+
+
+def launch_job(workspace: Workspace, job_name: str, at: datetime) -> TickResult | None:
+    """Launch a draft at ``at`` (its first tick): lock goal and hypothesis, enroll, plan sends."""
+    status = lifecycle.job_status(workspace.store, job_name)
+    if status != JobStatus.DRAFT:
+        return None
+    (result,) = tick(workspace, at, job_name, launch=True)
+    return result
+
+
+def set_job_status(workspace: Workspace, job_name: str, status: str, at: datetime) -> str:
+    workspace.project.job(job_name)
+    return lifecycle.set_status(workspace.store, job_name, status, workspace.settings.author, at)
+
+
+# -- the daemon -----------------------------------------------------------------------------
+
+
+@dataclass
+class Cycle:
+    """One round of ``closeloop run``: a tick of every job, then a dispatch."""
+
+    at: datetime
+    ticks: list[TickResult] = field(default_factory=list)
+    dispatched: DispatchResult = field(default_factory=DispatchResult)
+    error: str | None = None
+
+
+def run_cycle(
+    project_dir: Path | None, at: datetime, environ: Mapping[str, str] | None = None
+) -> Cycle:
+    """Open the project afresh (definitions may have changed), tick, dispatch, close.
+
+    The warehouse is open only during the cycle, so other commands can use a DuckDB file
+    between cycles. A closeloop error becomes the cycle's ``error``; the daemon goes on.
+    """
+    try:
+        with open_workspace(project_dir, environ=environ) as workspace:
+            ticks = tick(workspace, at)
+            dispatched = dispatch(workspace, at)
+        return Cycle(at, ticks, dispatched)
+    except CloseloopError as error:
+        return Cycle(at, error=redact(str(error)))
+
+
+def run_daemon(
+    project_dir: Path | None,
+    every: timedelta,
+    stop: threading.Event,
+    on_cycle: Callable[[Cycle], None],
+    *,
+    max_cycles: int | None = None,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> int:
+    """Tick and dispatch every ``every`` until ``stop`` is set (SIGTERM); return the cycles run.
+
+    One instance per project: a second ``closeloop run`` on the same state store is refused while
+    the first holds the runner lock (a PostgreSQL advisory lock, or a lock file next to the
+    SQLite file; both are released when the process ends, even by SIGKILL).
+    """
+    settings = load_settings(project_dir, environ)
+    store = StateStore.connect(settings.state_url)
+    cycles = 0
+    try:
+        with store.runner_lock():
+            while not stop.is_set():
+                on_cycle(run_cycle(settings.project_dir, clock(), environ))
+                cycles += 1
+                if max_cycles is not None and cycles >= max_cycles:
+                    break
+                stop.wait(every.total_seconds())
+    finally:
+        store.close()
+    return cycles

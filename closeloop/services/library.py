@@ -17,13 +17,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-import sqlalchemy as sa
-
 from closeloop.analysis.job_report import JobReport, build_job_report
 from closeloop.analysis.measurement import COMPLETION_RATE, SegmentLift
 from closeloop.definitions.models import EmailStep, JobDefinition, WaitStep
-from closeloop.engine import schema
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
+from closeloop.engine.lifecycle import JobOverview, jobs_overview
 from closeloop.engine.publish import publish_enrollments
 from closeloop.engine.versions import parse_text
 from closeloop.errors import CloseloopError
@@ -144,37 +142,14 @@ def library_entries(workspace: Workspace) -> Iterable[LibraryEntry]:
     an entry with ``status="error"`` and the reason, never a failure of the whole library.
     """
     store = workspace.store
-    j, v, t, e = schema.jobs, schema.definition_versions, schema.ticks, schema.enrollments
-    with store.engine.connect() as connection:
-        jobs = connection.execute(sa.select(j).order_by(j.c.name)).mappings().all()
-        version_rows = connection.execute(
-            sa.select(v.c.name, v.c.version, v.c.definition).where(v.c.kind == "job")
-        ).mappings()
-        history: dict[str, tuple[int, str, int]] = {}
-        for row in version_rows:
-            latest, text, count = history.get(row["name"], (0, "", 0))
-            if row["version"] > latest:
-                latest, text = row["version"], row["definition"]
-            history[row["name"]] = (latest, text, count + 1)
-        last_ticks: dict[str, datetime] = {
-            row[0]: row[1]
-            for row in connection.execute(
-                sa.select(t.c.job_name, sa.func.max(t.c.at)).group_by(t.c.job_name)
-            )
-        }
-        enrolled: dict[str, int] = {
-            row[0]: int(row[1])
-            for row in connection.execute(
-                sa.select(e.c.job_name, sa.func.count()).group_by(e.c.job_name)
-            )
-        }
+    jobs = jobs_overview(store)
     segment_by = (
         (SEGMENT_COLUMN,) if SEGMENT_COLUMN in workspace.warehouse.table("accounts").columns else ()
     )
     publish_enrollments(store, workspace.warehouse)  # once, for every job measured below
     for job in jobs:
-        name = str(job["name"])
-        _, stored_text, versions = history.get(name, (0, "", 0))
+        name = job.name
+        stored_text, versions = job.latest_definition, job.versions
         in_project = name in workspace.project.jobs
         source = "project" if in_project else "history"
         try:
@@ -184,24 +159,24 @@ def library_entries(workspace: Workspace) -> Iterable[LibraryEntry]:
                 else JobDefinition.model_validate(parse_text(stored_text))
             )
         except (ValueError, CloseloopError) as error:
-            yield _broken(job, versions, enrolled.get(name, 0), last_ticks.get(name), str(error))
+            yield _broken(job, str(error))
             continue
-        last_tick = last_ticks.get(name)
+        last_tick = job.last_tick
         entry = LibraryEntry(
             name=name,
             definition_source=source,
-            version=int(job["current_version"]),
+            version=job.version,
             versions=versions,
             target=str(definition.target),
             goal=definition.goal,
             audience=definition.audience,
             exclusions=list(definition.exclusions),
             horizon_days=horizon_of(definition),
-            holdout=float(job["holdout"]),
+            holdout=job.holdout,
             variants=variant_summaries(definition),
-            launched_at=job["launched_at"],
+            launched_at=job.launched_at,
             last_tick=last_tick,
-            enrolled=int(enrolled.get(name, 0)),
+            enrolled=job.enrolled,
             matured=0,
             status="not_measured",
             effect=None,
@@ -371,24 +346,22 @@ def _measured(entry: LibraryEntry, report: JobReport) -> LibraryEntry:
     )
 
 
-def _broken(
-    job: Any, versions: int, enrolled: int, last_tick: datetime | None, reason: str
-) -> LibraryEntry:
+def _broken(job: JobOverview, reason: str) -> LibraryEntry:
     return LibraryEntry(
-        name=str(job["name"]),
+        name=job.name,
         definition_source="history",
-        version=int(job["current_version"]),
-        versions=versions,
+        version=job.version,
+        versions=job.versions,
         target="",
         goal="",
         audience="",
         exclusions=[],
         horizon_days=math.nan,
-        holdout=float(job["holdout"]),
+        holdout=job.holdout,
         variants=[],
-        launched_at=job["launched_at"],
-        last_tick=last_tick,
-        enrolled=enrolled,
+        launched_at=job.launched_at,
+        last_tick=job.last_tick,
+        enrolled=job.enrolled,
         matured=0,
         status="error",
         effect=None,

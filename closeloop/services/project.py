@@ -69,26 +69,32 @@ def load_definitions(settings: Settings) -> Project:
 def open_workspace(
     project_dir: Path | str | None = None,
     *,
-    migrate: bool = True,
+    write: bool = True,
     environ: Mapping[str, str] | None = None,
 ) -> Iterator[Workspace]:
     """Open the project, connect its warehouse and state store, and close both afterwards.
 
-    ``environ`` overrides the process environment for settings (the demo pins its own files).
+    ``write`` is for commands that change state (ticks, dispatches, lifecycle): the store is
+    migrated and every definition that changed since the last open gets a new version, so each
+    definition's history is complete even when nothing ever runs it. A read-only open
+    (``write=False``: reports, lists) migrates and records nothing; it refuses a store that is not
+    migrated. ``environ`` overrides the process environment for settings.
     """
     settings = load_settings(project_dir, environ)
     project = load_definitions(settings)
-    warehouse = Warehouse.connect(settings.warehouse_url)
     store = StateStore.connect(settings.state_url)
+    if not write:
+        try:
+            store.check_migrated()
+        except BaseException:
+            store.close()
+            raise
+    warehouse = Warehouse.connect(settings.warehouse_url)
     try:
         warehouse.ensure_tables()
-        if migrate:
+        if write:
             store.migrate()
-        else:
-            store.check_migrated()
-        # Every open records what changed since the last one, so each definition's history is
-        # complete even when nothing ever runs it (cohorts, stages, attributes).
-        record_definitions(store, project, settings.author, utc_now())
+            record_definitions(store, project, settings.author, utc_now())
         yield Workspace(settings=settings, project=project, warehouse=warehouse, store=store)
     finally:
         store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from closeloop.analysis.job_report import (
     JobReport,
     ValueOutcome,
     build_job_report,
+    delivery_warnings,
+    version_warnings,
 )
 from closeloop.analysis.matching import eligible_comparison_units
 from closeloop.analysis.measure_output import matched_to_json, measurement_to_json, print_matched
@@ -38,6 +41,8 @@ from closeloop.data.compiler import cohort_members, goal_reached_at, matching_ac
 from closeloop.definitions.catalog import LoadedJob
 from closeloop.definitions.models import Allocation, JobDefinition
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
+from closeloop.engine.lifecycle import audit_entries, versions_in_use
+from closeloop.engine.outbox import deliveries_by_arm
 from closeloop.engine.publish import publish_enrollments
 from closeloop.errors import ConfigurationError, NotFoundError
 from closeloop.services.project import Workspace
@@ -98,7 +103,7 @@ def job_report(
         for name in segment_by
         if name.startswith(COHORT_PREFIX)
     }
-    return build_job_report(
+    report = build_job_report(
         workspace.warehouse,
         job_name,
         as_of=moment,
@@ -113,6 +118,24 @@ def job_report(
             _comparison_units(workspace, job, moment) if record.holdout == 0 else None
         ),
         match_on=tuple(match_on) if match_on else MATCH_ON,
+    )
+    deliveries = deliveries_by_arm(workspace.store, job_name)
+    versions = versions_in_use(workspace.store, job_name)
+    changes = [
+        f"{entry.action.removeprefix('job.').replace('_', ' ')} in v{entry.detail['to_version']}"
+        for entry in audit_entries(workspace.store, job_name)
+        if entry.action in ("job.goal_changed", "job.hypothesis_changed")
+        and isinstance(entry.detail, dict)
+    ]
+    return replace(
+        report,
+        deliveries=deliveries,
+        versions=versions,
+        warnings=[
+            *version_warnings(versions, changes),
+            *delivery_warnings(deliveries),
+            *report.warnings,
+        ],
     )
 
 
@@ -210,6 +233,17 @@ def report_to_dict(report: JobReport) -> dict[str, object]:
         "status": report.status.value,
         "warnings": report.warnings,
         "arms": {name: counts(summary) for name, summary in report.arms.items()},
+        "deliveries": {
+            arm: {
+                "units": deliveries.units,
+                "units_reached": deliveries.units_reached,
+                "messages": deliveries.by_status,
+            }
+            for arm, deliveries in report.deliveries.items()
+        },
+        "versions": [
+            {"version": version, "enrollments": count} for version, count in report.versions
+        ],
         "variants": {name: counts(summary) for name, summary in report.variants.items()},
         "srm": measurement["srm"],
         "measurement": measurement,

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from closeloop.channels.base import Channel, OutboundMessage
+from closeloop.channels.base import Channel, OutboundMessage, Receipt, Sender
 from closeloop.channels.email import EMAIL
+from closeloop.channels.registry import ACTION_KINDS
 from closeloop.data.tables import GROUND_TRUTH
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.catalog import LoadedJob
@@ -25,6 +26,7 @@ from closeloop.definitions.models import JobDefinition, WaitStep
 from closeloop.engine.dispatcher import Dispatcher
 from closeloop.engine.tick import run_tick
 from closeloop.errors import WarehouseNotEmptyError
+from closeloop.services.engine_runs import unsubscribe_links
 from closeloop.services.project import Workspace
 from closeloop.simulate import (
     SCENARIOS,
@@ -144,7 +146,8 @@ def simulate_into(
     events = 0
     days = config.dates()
     jobs = list(workspace.project.jobs.values()) if run_jobs else []
-    lockstep = Lockstep(workspace, simulator, jobs, {EMAIL: SimulatedInbox()}) if run_jobs else None
+    inboxes: dict[str, Sender] = {kind: SimulatedInbox(kind) for kind in ACTION_KINDS}
+    lockstep = Lockstep(workspace, simulator, jobs, inboxes) if run_jobs else None
     try:
         for index, day in enumerate(days, start=1):
             if lockstep is not None:  # the engine reads each day before the next one happens
@@ -250,8 +253,9 @@ class SimulatedInbox:
         self.name = name
         self.received = 0
 
-    def send(self, message: OutboundMessage) -> None:
+    def send(self, message: OutboundMessage) -> Receipt:
         self.received += 1
+        return Receipt()
 
     def close(self) -> None:
         return None
@@ -284,8 +288,18 @@ class Lockstep:
             if table.num_rows:
                 workspace.warehouse.append(name, table)
         at = datetime.combine(day + timedelta(days=1), datetime.min.time())
+        links = unsubscribe_links(workspace)
         for job in self.jobs:
-            run_tick(workspace.project, job, workspace.warehouse, workspace.store, at)
+            # The simulator runs the project's jobs: the first day launches them.
+            run_tick(
+                workspace.project,
+                job,
+                workspace.warehouse,
+                workspace.store,
+                at,
+                launch=True,
+                unsubscribe_url=links.url,
+            )
         for delivery in self.dispatcher.dispatch(at).sent:
             simulator.deliver(
                 delivery.account_id,

@@ -85,7 +85,7 @@ def test_a_project_from_init_to_report(
     assert "0 imported, 30 duplicate" in again.output
     assert runner.invoke(app, ["import", "people", "people.csv"]).exit_code == 0
 
-    ticked = runner.invoke(app, ["tick", "--at", DAY0.isoformat()])
+    ticked = runner.invoke(app, ["tick", "--launch", "--at", DAY0.isoformat()])
     assert ticked.exit_code == 0, ticked.output
     assert "Integration nudge @ 2024-05-01 00:00: 30 entered" in ticked.output
     # The first tick launches the job: closeloop says whether it can detect anything.

@@ -168,7 +168,7 @@ def test_power_for_a_job_that_ran_uses_its_enrollments_and_holdout(project: Proj
     first_tick = (last - timedelta(days=40)).replace(hour=0, minute=0, second=0, microsecond=0)
     last_tick = first_tick + timedelta(days=35)
     run("backfill", "--from", first_tick.isoformat(), "--to", last_tick.isoformat(),
-        "--no-send", "--project", str(project.folder), env=project.environ)  # fmt: skip
+        "--no-send", "--launch", "--project", str(project.folder), env=project.environ)  # fmt: skip
     payload = run("power", "--job", "Welcome", "--format", "json", "--project", str(project.folder),
                   env=project.environ)  # fmt: skip
     with open_workspace(project.folder, environ=project.environ) as workspace:

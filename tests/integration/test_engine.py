@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from closeloop.channels.email import EMAIL, SmtpEmailChannel
+from closeloop.channels.email import EMAIL, SmtpSender
 from closeloop.data.warehouse import Warehouse
 from closeloop.engine import schema
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
-from closeloop.engine.dispatcher import Dispatcher, RetryPolicy
-from closeloop.engine.tick import OutboxStatus, run_tick
+from closeloop.engine.dispatcher import Dispatcher, DispatchResult, RetryPolicy
+from closeloop.engine.state import utc_now
+from closeloop.engine.tick import OutboxStatus
 from closeloop.services.project import Workspace, init_project, open_workspace
 from closeloop.services.smtp_sink import SmtpSink, free_port
-from support import Backends
+from support import Backends, run_tick
 
 JOB = "Integration nudge"
 DAY0 = datetime(2024, 3, 1)
@@ -153,7 +154,7 @@ def test_dispatch_sends_over_smtp_with_the_idempotency_key(workspace: Workspace)
     run_tick(workspace.project, job, workspace.warehouse, workspace.store, DAY0)
     with SmtpSink() as sink:
         dispatcher = Dispatcher(
-            workspace.store, {EMAIL: SmtpEmailChannel(sink.host, sink.port, "cs@example.com")}
+            workspace.store, {EMAIL: SmtpSender(sink.host, sink.port, "cs@example.com")}
         )
         result = dispatcher.dispatch(DAY0)
         dispatcher.close()
@@ -163,7 +164,7 @@ def test_dispatch_sends_over_smtp_with_the_idempotency_key(workspace: Workspace)
     keys = {f"<{row['idempotency_key']}@closeloop>" for row in pending}
     assert {message["Message-ID"] for message in messages} == keys
     sample = messages[0]
-    assert sample["List-Unsubscribe"].startswith("<https://example.com/unsubscribe?account=acc-")
+    assert sample["List-Unsubscribe"].startswith("<https://example.com/unsubscribe?token=test-acc-")
     assert sample.is_multipart()  # plain text and HTML
     # Nothing is sent twice.
     assert Dispatcher(workspace.store, {}).dispatch(DAY0 + timedelta(days=1)).sent == []
@@ -173,7 +174,7 @@ def test_failed_sends_back_off_and_dead_letter(workspace: Workspace) -> None:
     job = workspace.project.job(JOB)
     run_tick(workspace.project, job, workspace.warehouse, workspace.store, DAY0)
     closed_port = free_port()  # nothing listens there
-    channel = SmtpEmailChannel("127.0.0.1", closed_port, "cs@example.com", timeout=2)
+    channel = SmtpSender("127.0.0.1", closed_port, "cs@example.com", timeout=2)
     policy = RetryPolicy(max_attempts=3, base_delay=timedelta(minutes=1))
     dispatcher = Dispatcher(workspace.store, {EMAIL: channel}, policy=policy)
     first = dispatcher.dispatch(DAY0)
@@ -193,14 +194,23 @@ def test_a_crash_after_claiming_resends_with_the_same_key(workspace: Workspace) 
     run_tick(workspace.project, job, workspace.warehouse, workspace.store, DAY0)
     lease = timedelta(minutes=10)
     with SmtpSink() as sink:
-        channel = SmtpEmailChannel(sink.host, sink.port, "cs@example.com")
+        channel = SmtpSender(sink.host, sink.port, "cs@example.com")
         crashed = Dispatcher(workspace.store, {EMAIL: channel}, lease=lease, batch_size=5)
-        claimed = crashed._claim(DAY0)  # the process "dies" here: claimed, never marked sent
+        # the process "dies" here: claimed, never marked sent
+        claimed = crashed._claim(DAY0, DispatchResult())
         keys = {message.idempotency_key for _, message, _ in claimed}
+        # The lease runs on the wall clock: a dispatcher whose simulated `now` is far later (a
+        # backfill) still leaves the claimed rows alone while the lease runs.
         survivor = Dispatcher(workspace.store, {EMAIL: channel}, lease=lease)
-        before_lease = survivor.dispatch(DAY0 + timedelta(minutes=1))
+        before_lease = survivor.dispatch(DAY0 + timedelta(days=30))
         assert keys.isdisjoint(d.idempotency_key for d in before_lease.sent)
-        after_lease = survivor.dispatch(DAY0 + lease + timedelta(minutes=1))
+        later = Dispatcher(
+            workspace.store,
+            {EMAIL: channel},
+            lease=lease,
+            wall_clock=lambda: utc_now() + lease + timedelta(minutes=1),
+        )
+        after_lease = later.dispatch(DAY0 + timedelta(days=30))
         survivor.close()
         assert {d.idempotency_key for d in after_lease.sent} == keys
         received = [m["Message-ID"] for m in sink.messages]

@@ -20,13 +20,12 @@ from closeloop.data.warehouse import Warehouse
 from closeloop.engine import schema
 from closeloop.engine.assignment import HOLDOUT, assign_variant, bucket
 from closeloop.engine.state import StateStore
-from closeloop.engine.tick import run_tick
 from closeloop.services.definitions import validate_project
 from closeloop.services.project import Workspace, init_project, open_workspace
 from closeloop.settings import load_settings
 from closeloop.stats import srm_test
 from closeloop.stats.bandit import MIN_VARIANT_SHARE
-from support import Backends
+from support import Backends, run_tick
 
 DAY0 = datetime(2024, 3, 1)
 DAYS = 12

@@ -130,7 +130,7 @@ def test_a_tick_launches_jobs_in_the_name_of_the_workspace_author(
 ) -> None:
     folder = _project(tmp_path / "project")
     with open_workspace(folder, environ=_environ(backends, "ada")) as workspace:
-        engine_runs.tick(workspace, datetime(2024, 5, 1))
+        engine_runs.tick(workspace, datetime(2024, 5, 1), launch=True)
         with workspace.store.engine.connect() as connection:
             actors = connection.execute(
                 sa.select(schema.audit_log.c.actor).where(
