@@ -325,6 +325,10 @@ def num_ci(ci: Interval) -> str:
     return f"[{num(ci.lower)}, {num(ci.upper)}]" if _ok(ci.lower) and _ok(ci.upper) else "—"
 
 
+DELIVERY_STATUSES = ("sent", "pending", "dead", "skipped", "not_sent", "ghost", "cancelled")
+"""The outbox statuses a report's deliveries table shows, in this order."""
+
+
 def render_job_report_html(report: JobReport, truths: Mapping[str, float] | None = None) -> str:
     rows = segment_rows(report, truths)
     chart_rows = [
@@ -352,6 +356,8 @@ def render_job_report_html(report: JobReport, truths: Mapping[str, float] | None
         segment_rows=rows,
         heterogeneity=heterogeneity_rows(report),
         revenue=revenue_rows(report),
+        deliveries=list(report.deliveries.values()),
+        delivery_statuses=DELIVERY_STATUSES,
         matched=matched_html(report.matched) if report.matched is not None else None,
         checkpoints=[t for t in CHECKPOINTS if t <= report.horizon_days],
         truths=bool(truths),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -31,7 +30,13 @@ from closeloop.cli.common import (
     parse_time,
     reports_errors,
 )
-from closeloop.cli.operate import print_backfill, print_dispatch, print_ticks
+from closeloop.cli.operate import (
+    launch_checks,
+    print_backfill,
+    print_dispatch,
+    print_launch_checks,
+    print_ticks,
+)
 from closeloop.cli.render import (
     print_definitions,
     print_history,
@@ -48,7 +53,7 @@ from closeloop.services import power as power_service
 from closeloop.services import simulation as simulation_service
 from closeloop.services.data import import_table
 from closeloop.services.definitions import Entity
-from closeloop.services.project import Workspace, init_project, open_workspace
+from closeloop.services.project import init_project, open_workspace
 from closeloop.settings import load_settings
 
 app = typer.Typer(
@@ -86,7 +91,12 @@ def init(
     """Create a project: closeloop.yaml, example attributes, cohorts, stages and a job."""
     for path in init_project(folder, name, force=force):
         console.print(f"created {path}")
-    console.print("next: `closeloop import accounts FILE`, then `closeloop tick --at NOW`")
+    with open_workspace(folder, write=True) as workspace:  # the state store, ready to read
+        console.print(f"state store at {workspace.store.url}")
+    console.print(
+        "next: `closeloop import accounts FILE`, `closeloop dry-run JOB`, "
+        "then `closeloop jobs launch JOB`"
+    )
 
 
 @app.command()
@@ -267,28 +277,12 @@ def tick(
     with open_workspace(project) as workspace:
         names = [job] if job else list(workspace.project.jobs)
         # A job's first tick is its launch: estimate, before it enrolls anyone, what it can detect.
-        launch_lines = _launch_checks(workspace, names, moment) if launch else []
+        launch_lines = launch_checks(workspace, names, moment) if launch else []
         results = engine_runs.tick(workspace, moment, job, launch=launch)
         print_ticks(console, results, moment)
-        _print_launch_checks(launch_lines)
+        print_launch_checks(launch_lines)
         if send:
             print_dispatch(console, engine_runs.dispatch(workspace, moment))
-
-
-def _launch_checks(workspace: Workspace, names: list[str], moment: datetime) -> list[str]:
-    """For jobs that have never ticked (this tick launches them): what they can detect."""
-    return [
-        line
-        for name in names
-        if workspace.store.last_tick(name) is None
-        for line in power_service.launch_check(workspace, name, moment)
-    ]
-
-
-def _print_launch_checks(lines: list[str]) -> None:
-    for line in lines:
-        style = "yellow" if "underpowered" in line or "not estimated" in line else "dim"
-        console.print(f"[{style}]launch check: {line}[/{style}]")
 
 
 @app.command()
@@ -314,7 +308,7 @@ def backfill(
     total = len(list(engine_runs.tick_times(first, last, step)))
     with open_workspace(project) as workspace, bar() as progress:
         names = [job] if job else list(workspace.project.jobs)
-        launch_lines = _launch_checks(workspace, names, first) if launch else []
+        launch_lines = launch_checks(workspace, names, first) if launch else []
         task = progress.add_task("ticking", total=total)
         result = engine_runs.backfill(
             workspace,
@@ -327,7 +321,7 @@ def backfill(
             on_tick=lambda *_: progress.advance(task),
         )
     print_backfill(console, result, total)
-    _print_launch_checks(launch_lines)
+    print_launch_checks(launch_lines)
 
 
 @app.command()
@@ -393,7 +387,7 @@ def report(
 ) -> None:
     """Measure a job: per arm and variant, lift vs holdout with CI, time to goal, segments."""
     outcome = reports.ValueOutcome(value_event, covariate_days) if value_event else None
-    with open_workspace(project) as workspace:
+    with open_workspace(project, write=False) as workspace:
         result = reports.job_report(
             workspace,
             job,
@@ -674,7 +668,7 @@ def power(
 
     planned_weeks = tuple(weeks or power_service.DEFAULT_WEEKS)
     if job is not None:
-        with open_workspace(project) as workspace:
+        with open_workspace(project, write=False) as workspace:
             plan = power_service.plan_job_power(
                 workspace,
                 job,
@@ -725,7 +719,7 @@ def library(
         sort_key = library_service.SortKey(sort)
     except ValueError:
         raise typer.BadParameter("--sort is effect, n, started or name") from None
-    with open_workspace(project) as workspace:
+    with open_workspace(project, write=False) as workspace:
         entries = library_service.library(
             workspace, goal=goal, segment=segment, status=status, sort=sort_key
         )

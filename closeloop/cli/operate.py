@@ -26,8 +26,10 @@ from closeloop.cli.common import (
     reports_errors,
 )
 from closeloop.services import engine_runs, operations
+from closeloop.services import power as power_service
 from closeloop.services.engine_runs import BackfillResult, DispatchResult, TickResult
-from closeloop.services.project import open_workspace
+from closeloop.services.project import Workspace, open_workspace
+from closeloop.services.reports import DELIVERY_STATUSES
 
 jobs_app = typer.Typer(help="Jobs and their lifecycle: draft → live → paused → stopped.")
 outbox_app = typer.Typer(help="Messages waiting, sent, failed: list, retry, purge.")
@@ -112,6 +114,22 @@ def print_backfill(out: Console, result: BackfillResult, total: int) -> None:
         out.print(f"[red]  cannot render:[/red] {problem}", highlight=False, soft_wrap=True)
 
 
+def launch_checks(workspace: Workspace, names: list[str], moment: datetime) -> list[str]:
+    """For jobs that have never ticked (this tick launches them): what they can detect."""
+    return [
+        line
+        for name in names
+        if workspace.store.last_tick(name) is None
+        for line in power_service.launch_check(workspace, name, moment)
+    ]
+
+
+def print_launch_checks(lines: list[str]) -> None:
+    for line in lines:
+        style = "yellow" if "underpowered" in line or "not estimated" in line else "dim"
+        console.print(f"[{style}]launch check: {line}[/{style}]")
+
+
 # -- jobs ----------------------------------------------------------------------------------------
 
 
@@ -170,13 +188,13 @@ def jobs_show(
         used = ", ".join(f"v{version}: {count:,}" for version, count in detail.versions_in_use)
         console.print(f"[yellow]edited while running: enrollments by version {used}[/yellow]")
     if detail.deliveries:
-        table = Table("arm", "units", "reached", *STATUSES)
+        table = Table("arm", "units", "reached", *DELIVERY_STATUSES)
         for arm in detail.deliveries.values():
             table.add_row(
                 arm.arm,
                 f"{arm.units:,}",
                 f"{arm.units_reached:,}",
-                *(f"{arm.by_status.get(status, 0):,}" for status in STATUSES),
+                *(f"{arm.by_status.get(status, 0):,}" for status in DELIVERY_STATUSES),
             )
         console.print(table)
     for entry in detail.audit:
@@ -188,20 +206,19 @@ def jobs_show(
         )
 
 
-STATUSES = ("sent", "pending", "dead", "skipped", "not_sent", "ghost", "cancelled")
-
-
 @jobs_app.command("launch")
 @reports_errors
 def jobs_launch(job: JobArgument, at: AtOption = None, project: ProjectOption = None) -> None:
     """Launch a draft: lock its goal and hypothesis, enroll and plan its first sends now."""
     moment = now_or(at)
     with open_workspace(project) as workspace:
+        checks = launch_checks(workspace, [job], moment)
         result = engine_runs.launch_job(workspace, job, moment)
         if result is None:
             console.print(f"{job} is already launched")
             return
         print_ticks(console, [result], moment)
+        print_launch_checks(checks)
         console.print("its messages go out with the next `closeloop dispatch` (or `run`)")
 
 

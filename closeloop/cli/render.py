@@ -18,6 +18,7 @@ from closeloop.services.definitions import (
     sample_columns,
 )
 from closeloop.services.reports import (
+    DELIVERY_STATUSES,
     JobReport,
     arm_rows,
     comparison_rows,
@@ -77,6 +78,18 @@ def print_job_report(
         "[dim]by day N and median days: Kaplan–Meier over everyone; "
         "* median among completers only (conditional)[/dim]"
     )
+    if report.deliveries:
+        deliveries = Table(title="Deliveries", title_justify="left")
+        for column in ("arm", "units", "reached", *DELIVERY_STATUSES):
+            deliveries.add_column(column, justify="left" if column == "arm" else "right")
+        for arm in report.deliveries.values():
+            deliveries.add_row(
+                arm.arm,
+                f"{arm.units:,}",
+                f"{arm.units_reached:,}",
+                *(f"{arm.by_status.get(status, 0):,}" for status in DELIVERY_STATUSES),
+            )
+        console.print(deliveries)
 
     lift = report.lift
     console.print(

@@ -48,6 +48,7 @@ from closeloop.definitions.models import (
     CohortDefinition,
     CohortsFile,
     ComputedAttribute,
+    EnrollStep,
     EventFunction,
     JobDefinition,
     JobsFile,
@@ -138,6 +139,7 @@ def load_project(
     cohorts = _cohorts(loader, cohort_items, vocabulary)
     stages = _stages(loader, stage_items, vocabulary)
     jobs = _jobs(loader, job_items, vocabulary)
+    _enroll_targets(loader, job_items)
     _no_cycles(loader, cohorts, stages, attributes)
 
     errors = [error for error in loader.errors if error.severity == "error"]
@@ -473,6 +475,31 @@ def _check_actions(loader: Loader, found: Found, definition: JobDefinition) -> N
                 f"templates live in {TEMPLATES_DIR}/ and may use account, contact, contacts, "
                 "job and unsubscribe_url; validation renders them for a sample account",
             )
+
+
+def _enroll_targets(loader: Loader, items: list[Found]) -> None:
+    """An ``enroll`` action names another job of the project."""
+    names = {found.model.name for found in items}
+    for found in items:
+        definition: JobDefinition = found.model
+        for key, _, _, step in _action_steps(definition):
+            if not isinstance(step, EnrollStep):
+                continue
+            if step.job == definition.name:
+                loader.fail(
+                    "a job cannot enroll units into itself",
+                    found,
+                    (*key, "job"),
+                    "name another job",
+                )
+            elif step.job not in names:
+                known = ", ".join(sorted(names - {definition.name})) or "none"
+                loader.fail(
+                    f"enroll names job {step.job!r}, which the project does not have",
+                    found,
+                    (*key, "job"),
+                    f"jobs: {known}",
+                )
 
 
 def _action_steps(definition: JobDefinition) -> Iterator[tuple[PathKey, str, int, StepModel]]:

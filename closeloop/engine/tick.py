@@ -119,8 +119,6 @@ def run_tick(
     record = store.sync_job(job, at, author, launch=launch)
     if record is None:
         return TickResult(job.name, at, 0, 0, 0, 0, status=JobStatus.DRAFT)
-    if references_jobs(job):
-        publish_enrollments(store, warehouse)
     renderer = Renderer(project, job, warehouse, replay=replay)
     for _ in range(MAX_ATTEMPTS):
         state = _job_state(store, job.name, at)
@@ -135,6 +133,8 @@ def run_tick(
             )
         if state.status == JobStatus.STOPPED:
             return TickResult(job.name, at, record.version, 0, 0, 0, status=state.status)
+        if references_jobs(job):
+            publish_enrollments(store, warehouse)
         # Reads happen before the transaction: they decide, the transaction records.
         decisions = _decide(project, job, warehouse, store, record, at, state.status)
         plan: list[Planned] = []

@@ -10,6 +10,7 @@ from pathlib import Path
 import ibis.expr.types as ir
 
 from closeloop.analysis.html_report import (
+    DELIVERY_STATUSES,
     arm_rows,
     comparison_rows,
     days,
@@ -49,6 +50,7 @@ from closeloop.services.project import Workspace
 
 # What the surfaces (cli, api, web) need to present a report, so they import services only.
 __all__ = [
+    "DELIVERY_STATUSES",
     "HOLDOUT",
     "TREATMENT",
     "JobReport",

@@ -1,0 +1,324 @@
+"""Real ``closeloop`` processes for the concurrency and crash tests: started together, killed at will.
+
+Importing ``closeloop.cli.main`` takes about four seconds of CPU on a small machine; a process
+killed "at a random point" would almost always die importing, and a hundred processes would not
+fit in the time the tests have. So the tests start one *fork server* (this file, run as a
+script) that imports closeloop once and forks a child per command. A child is a real process,
+with its own connections, that runs exactly what the installed ``closeloop`` script runs
+(``closeloop.cli.main:app`` with the command's arguments) with its output in two files.
+
+Each child waits for ``SIGUSR1`` before it starts (:meth:`EngineProcess.go`): a test forks the
+two or three processes of a round, then releases them within microseconds of each other, and a
+kill's delay counts from the moment the command really began. The server reaps its children and
+reports each exit status; ``SIGKILL`` goes straight to a child's own pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+GO = signal.SIGUSR1
+SERVER_START_SECONDS = 120.0
+# What a process that lost a race may say (exit 1): a stale tick, a job another process changed,
+# enrollments another process recorded, a store or warehouse busy with another process.
+RACE_MESSAGE = re.compile(
+    r"already ticked at|ticks only move forward|changed by other process|"
+    r"another process recorded|in use by another process|is locked|"
+    r"another process|already launched"
+)
+
+
+@dataclass
+class EngineProcess:
+    """One forked ``closeloop`` command (waiting for :meth:`go` until it is released)."""
+
+    server: EngineServer
+    name: str
+    argv: tuple[str, ...]
+    pid: int
+    stdout_path: Path
+    stderr_path: Path
+    started: float | None = None  # time.monotonic() at go()
+    killed: bool = False
+
+    def go(self) -> None:
+        self.started = time.monotonic()
+        os.kill(self.pid, GO)
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code (negative: the signal that ended it), or None while it runs."""
+        return self.server.exit_code(self.pid)
+
+    def wait(self, timeout: float) -> int:
+        """The exit code; a process still running after ``timeout`` seconds is killed and the
+        test fails with its output."""
+        code = self.server.wait_exit(self.pid, timeout)
+        if code is None:
+            self.kill()
+            self.server.wait_exit(self.pid, 10.0)
+            raise AssertionError(
+                f"{self.name} ({' '.join(self.argv)}) still ran after {timeout:.0f} s; "
+                f"stdout:\n{self.stdout()}\nstderr:\n{self.stderr()}"
+            )
+        return code
+
+    def kill(self) -> bool:
+        """SIGKILL the process if it still runs; whether this call killed it."""
+        if self.server.exit_code(self.pid) is not None:
+            return False
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        code = self.server.wait_exit(self.pid, 30.0)
+        self.killed = code == -signal.SIGKILL
+        return self.killed
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(encoding="utf-8", errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}: closeloop {' '.join(self.argv)} -> {self.returncode}\n"
+            f"stdout: {self.stdout().strip()}\nstderr: {self.stderr().strip()}"
+        )
+
+
+@dataclass
+class EngineServer:
+    """``with EngineServer(folder) as server:`` runs the fork server; ``server.spawn(...)`` forks."""
+
+    folder: Path
+    _process: subprocess.Popen[bytes] | None = None
+    _reader: threading.Thread | None = None
+    _log: IO[bytes] | None = None
+    _lock: threading.Condition = field(default_factory=threading.Condition)
+    _pids: list[int] = field(default_factory=list)
+    _exits: dict[int, int] = field(default_factory=dict)
+    _ready: bool = False
+    _closed: bool = False
+    _children: list[EngineProcess] = field(default_factory=list)
+    _count: int = 0
+
+    def __enter__(self) -> EngineServer:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._log = (self.folder / "server.log").open("wb")
+        environ = {**os.environ, "COLUMNS": "200"}
+        self._process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=environ,
+        )
+        self._reader = threading.Thread(target=self._read, name="engine-server", daemon=True)
+        self._reader.start()
+        with self._lock:
+            if not self._lock.wait_for(lambda: self._ready or self._closed, SERVER_START_SECONDS):
+                raise AssertionError("the closeloop fork server did not start")
+            if not self._ready:
+                raise AssertionError(f"the fork server failed:\n{self._server_log()}")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for child in self._children:
+            child.kill()
+        if self._process is not None:
+            assert self._process.stdin is not None
+            self._process.stdin.close()
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=30)
+            if self._reader is not None:
+                self._reader.join(timeout=30)
+            assert self._process.stdout is not None
+            self._process.stdout.close()
+            self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def spawn(
+        self, argv: Sequence[str], environ: Mapping[str, str], name: str | None = None
+    ) -> EngineProcess:
+        """Fork ``closeloop ARGV`` with ``environ`` as its whole environment; it waits for go()."""
+        assert self._process is not None and self._process.stdin is not None
+        self._count += 1
+        name = name or f"p{self._count:04d}"
+        stdout_path = self.folder / f"{name}.out"
+        stderr_path = self.folder / f"{name}.err"
+        request = {
+            "argv": list(argv),
+            "env": dict(environ),
+            "stdout": str(stdout_path),
+            "stderr": str(stderr_path),
+        }
+        with self._lock:
+            before = len(self._pids)
+            self._process.stdin.write(json.dumps(request).encode() + b"\n")
+            self._process.stdin.flush()
+            if not self._lock.wait_for(lambda: len(self._pids) > before or self._closed, 30):
+                raise AssertionError("the fork server did not answer")
+            if self._closed:
+                raise AssertionError(f"the fork server ended:\n{self._server_log()}")
+            pid = self._pids[before]
+        child = EngineProcess(self, name, tuple(argv), pid, stdout_path, stderr_path)
+        self._children.append(child)
+        return child
+
+    def exit_code(self, pid: int) -> int | None:
+        with self._lock:
+            return self._exits.get(pid)
+
+    def wait_exit(self, pid: int, timeout: float) -> int | None:
+        with self._lock:
+            self._lock.wait_for(lambda: pid in self._exits or self._closed, timeout)
+            return self._exits.get(pid)
+
+    def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
+            message = json.loads(line)
+            with self._lock:
+                if "ready" in message:
+                    self._ready = True
+                elif "pid" in message:
+                    self._pids.append(message["pid"])
+                elif "exit" in message:
+                    self._exits[message["exit"]] = message["code"]
+                self._lock.notify_all()
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+
+    def _server_log(self) -> str:
+        return (self.folder / "server.log").read_text(encoding="utf-8", errors="replace")
+
+
+def run_together(
+    server: EngineServer,
+    commands: Sequence[Sequence[str]],
+    environ: Mapping[str, str],
+    *,
+    timeout: float = 120.0,
+) -> list[EngineProcess]:
+    """Fork every command, release them all at once, wait for every one of them."""
+    children = [server.spawn(argv, environ) for argv in commands]
+    for child in children:
+        child.go()
+    for child in children:
+        child.wait(timeout)
+    return children
+
+
+def problems_in_output(child: EngineProcess) -> list[str]:
+    """What is wrong with how a process ended: a traceback, or a failure without a clear message."""
+    problems = []
+    stderr = child.stderr()
+    if "Traceback" in stderr or "Traceback" in child.stdout():
+        problems.append(f"a traceback:\n{child.describe()}")
+    code = child.returncode
+    if code not in (0, None) and not (code == 1 and RACE_MESSAGE.search(stderr)):
+        problems.append(f"exit {code} without a clear message:\n{child.describe()}")
+    return problems
+
+
+# -- the server (this file run as a script) -------------------------------------------------------
+
+
+def _serve() -> None:  # pragma: no cover - runs in the fork server process
+    # Everything a command needs is imported once, here; nothing is connected before a fork.
+    import closeloop.cli.main as cli
+    import ibis.backends.duckdb  # noqa: F401
+    import ibis.backends.postgres  # noqa: F401
+    import psycopg  # noqa: F401
+    import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+    import sqlalchemy.dialects.sqlite  # noqa: F401
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {GO})
+    children: set[int] = set()
+    _send({"ready": True})
+    stdin = sys.stdin.buffer.fileno()
+    pending = b""
+    open_input = True
+    while open_input or children:
+        readable, _, _ = select.select([stdin] if open_input else [], [], [], 0.01)
+        if readable:
+            chunk = os.read(stdin, 65536)
+            if not chunk:
+                open_input = False
+                for pid in children:  # the test is gone: so are its commands
+                    os.kill(pid, signal.SIGKILL)
+            pending += chunk
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                pid = _fork(json.loads(line), cli.app)
+                children.add(pid)
+                _send({"pid": pid})
+        for pid in list(children):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                children.discard(pid)
+                _send({"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+
+
+def _send(message: dict[str, Any]) -> None:
+    sys.stdout.buffer.write(json.dumps(message).encode() + b"\n")
+    sys.stdout.buffer.flush()
+
+
+def _fork(request: dict[str, Any], app: Any) -> int:  # pragma: no cover - fork server only
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 70
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
+            target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(target, fd)
+            os.close(target)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        signal.sigwait({GO})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {GO})
+        try:
+            app(request["argv"], prog_name="closeloop")
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    _serve()
