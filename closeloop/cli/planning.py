@@ -96,8 +96,12 @@ def print_library(console: Console, entries: list[LibraryEntry], segment: str | 
             "  audience: " + " ".join(entry.audience.split()), highlight=False, soft_wrap=True
         )
         for variant in entry.variants:
-            sends = "; ".join(f"day {send.day:g}: {send.subject!r}" for send in variant.sends)
-            console.print(f"  {variant.name}: {sends or 'no emails'}", highlight=False)
+            sends = "; ".join(
+                f"day {send.day:g}: {send.subject!r}"
+                + ("" if send.channel == "email" else f" ({send.channel})")
+                for send in variant.sends
+            )
+            console.print(f"  {variant.name}: {sends or 'no actions'}", highlight=False)
         console.print(
             f"  n={entry.enrolled:,} enrolled, {entry.matured:,} matured, "
             f"horizon {entry.horizon_days:g} days"

@@ -26,7 +26,7 @@ from closeloop.engine.optouts import UnsubscribeLinks
 from closeloop.engine.referrals import record_referral
 from closeloop.engine.state import StateStore, utc_now
 from closeloop.engine.tick import JobStatus, Preview, TickResult, preview_tick, run_tick
-from closeloop.errors import CloseloopError, NotFoundError, redact
+from closeloop.errors import CloseloopError, UndeliverableError, redact
 from closeloop.services.project import Workspace, open_workspace
 from closeloop.settings import load_settings
 
@@ -175,7 +175,9 @@ def _attribute_writer(workspace: Workspace) -> Callable[[AttributeWrite], None]:
 
 def _refer(workspace: Workspace, referral: Referral) -> None:
     if referral.job_name not in workspace.project.jobs:
-        raise NotFoundError(f"job {referral.job_name!r} is not in the project")
+        raise UndeliverableError(
+            f"enroll names job {referral.job_name!r}, which the project no longer has"
+        )
     record_referral(workspace.store, referral)
 
 

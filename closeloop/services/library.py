@@ -19,7 +19,17 @@ from typing import Any
 
 from closeloop.analysis.job_report import JobReport, build_job_report
 from closeloop.analysis.measurement import COMPLETION_RATE, SegmentLift
-from closeloop.definitions.models import EmailStep, JobDefinition, WaitStep
+from closeloop.definitions.models import (
+    ActionStep,
+    EmailStep,
+    EnrollStep,
+    FileStep,
+    JobDefinition,
+    SetAttributeStep,
+    SlackStep,
+    WaitStep,
+    WebhookStep,
+)
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
 from closeloop.engine.lifecycle import JobOverview, jobs_overview
 from closeloop.engine.publish import publish_enrollments
@@ -41,11 +51,13 @@ class SortKey(StrEnum):
 
 @dataclass(frozen=True)
 class Send:
-    """An email a variant sends, ``day`` days after entry (later sends only if not completed)."""
+    """An action a variant takes, ``day`` days after entry (later ones only if not completed):
+    an email's subject and template, or another kind's gist (a Slack text, a webhook URL, …)."""
 
     day: float
     subject: str
     template: str
+    channel: str = "email"
 
 
 @dataclass(frozen=True)
@@ -221,8 +233,25 @@ def variant_summaries(definition: JobDefinition) -> list[VariantSummary]:
                 day += step.wait_days
             elif isinstance(step, EmailStep):
                 sends.append(Send(day, step.subject, step.template))
+            else:
+                sends.append(Send(day, _gist(step), "", str(step.send)))
         summaries.append(VariantSummary(arm, weights.get(arm, 1.0), sends))
     return summaries
+
+
+def _gist(step: ActionStep) -> str:
+    """What a non-email action does, in a few words."""
+    if isinstance(step, SlackStep):
+        return step.text
+    if isinstance(step, WebhookStep):
+        return step.url
+    if isinstance(step, SetAttributeStep):
+        return f"{step.attribute} = {step.value}"
+    if isinstance(step, EnrollStep):
+        return f"enroll into {step.job}"
+    if isinstance(step, FileStep):
+        return f"files in {step.folder}/"
+    return str(step.send)
 
 
 def select_entries(

@@ -94,6 +94,7 @@ def test_every_job_is_listed_with_its_timing_counts_and_the_reports_effect(
         "day": 4.0,
         "subject": "Still time",
         "template": "integration_nudge",
+        "channel": "email",
     }
     assert payload[0]["segments"][0].keys() >= {"adjusted_lower", "p_value_bh", "small"}
 
