@@ -1,4 +1,4 @@
-"""Real ``closeloop`` processes for the concurrency and crash tests: started together, killed at will.
+"""Real ``closeloop`` processes for the concurrency and crash tests, and the projects they run on.
 
 Importing ``closeloop.cli.main`` takes about four seconds of CPU on a small machine; a process
 killed "at a random point" would almost always die importing, and a hundred processes would not
@@ -15,6 +15,7 @@ reports each exit status; ``SIGKILL`` goes straight to a child's own pid.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -25,12 +26,32 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+import sqlalchemy as sa
+
+from closeloop.data.warehouse import Warehouse
+from closeloop.engine import schema
+from closeloop.engine.state import StateStore
+from closeloop.services.project import init_project, open_workspace
+
 GO = signal.SIGUSR1
+# Imported by the server before it forks, so no command pays for them.
+PRELOADED = (
+    "ibis.backends.duckdb",
+    "ibis.backends.postgres",
+    "psycopg",
+    "sqlalchemy.dialects.postgresql.psycopg",
+    "sqlalchemy.dialects.sqlite",
+    "httpx",
+    "smtplib",
+)
 SERVER_START_SECONDS = 120.0
 # What a process that lost a race may say (exit 1): a stale tick, a job another process changed,
 # enrollments another process recorded, a store or warehouse busy with another process.
@@ -103,7 +124,7 @@ class EngineProcess:
 
 @dataclass
 class EngineServer:
-    """``with EngineServer(folder) as server:`` runs the fork server; ``server.spawn(...)`` forks."""
+    """``with EngineServer(folder) as server:`` runs the fork server; ``spawn(...)`` forks."""
 
     folder: Path
     _process: subprocess.Popen[bytes] | None = None
@@ -245,17 +266,169 @@ def problems_in_output(child: EngineProcess) -> list[str]:
     return problems
 
 
+# -- projects ------------------------------------------------------------------------------------
+
+DAY0 = datetime(2024, 3, 1)
+SECRET = "closeloop-concurrency-tests-secret-0123456789"
+FOREVER = datetime.max
+
+
+@dataclass
+class ProjectSetup:
+    """A project folder, the environment its commands run with, and its store (opened here)."""
+
+    folder: Path
+    environ: dict[str, str]
+    store: StateStore
+    state_kind: str  # sqlite or postgres
+
+
+def engine_environ(warehouse_url: str, state_url: str, smtp_port: int) -> dict[str, str]:
+    """This process's environment without closeloop settings, plus the given ones."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("CLOSELOOP_")}
+    return environ | {
+        "CLOSELOOP_WAREHOUSE_URL": warehouse_url,
+        "CLOSELOOP_STATE_URL": state_url,
+        "CLOSELOOP_SMTP_HOST": "127.0.0.1",
+        "CLOSELOOP_SMTP_PORT": str(smtp_port),
+        "CLOSELOOP_SECRET": SECRET,
+        "CLOSELOOP_AUTHOR": "tests",
+        "COLUMNS": "200",
+    }
+
+
+@contextmanager
+def project_setup(
+    folder: Path,
+    jobs_yaml: str,
+    warehouse_url: str,
+    state_url: str,
+    smtp_port: int,
+    *,
+    accounts: int = 40,
+    created_at: Sequence[datetime] | None = None,
+) -> Iterator[ProjectSetup]:
+    """A `closeloop init` project with ``jobs_yaml``, its warehouse seeded with ``accounts``
+    accounts (one person each) and its store migrated."""
+    init_project(folder, name=folder.name)
+    (folder / "jobs.yaml").write_text(jobs_yaml, encoding="utf-8")
+    environ = engine_environ(warehouse_url, state_url, smtp_port)
+    with open_workspace(folder, environ=environ) as workspace:
+        add_accounts(workspace.warehouse, 0, accounts, created_at or [DAY0 - timedelta(hours=6)])
+    store = StateStore.connect(state_url)
+    try:
+        kind = "sqlite" if state_url.startswith("sqlite") else "postgres"
+        yield ProjectSetup(folder, environ, store, kind)
+    finally:
+        store.close()
+
+
+def account_id(number: int) -> str:
+    return f"acc-{number:05d}"
+
+
+def add_accounts(
+    warehouse: Warehouse, first: int, count: int, created_at: Sequence[datetime]
+) -> None:
+    """Accounts ``first`` .. ``first + count - 1`` with one person each; ``created_at`` cycles."""
+    numbers = range(first, first + count)
+    ids = [account_id(number) for number in numbers]
+    created = [created_at[index % len(created_at)] for index in range(count)]
+    warehouse.append(
+        "accounts",
+        warehouse.arrow_for(
+            "accounts",
+            {
+                "account_id": ids,
+                "name": [f"Company {number}" for number in numbers],
+                "created_at": created,
+                "segment": ["enterprise" if number % 2 else "self_serve" for number in numbers],
+            },
+        ),
+    )
+    warehouse.append(
+        "people",
+        warehouse.arrow_for(
+            "people",
+            {
+                "person_id": [f"{account}-p0" for account in ids],
+                "account_id": ids,
+                "email": [f"admin@{account}.example" for account in ids],
+                "name": [f"Admin {number}" for number in numbers],
+                "created_at": created,
+            },
+        ),
+    )
+
+
+def add_goal_events(warehouse: Warehouse, accounts: Iterable[str], at: datetime) -> None:
+    """An ``integration_connected`` event at ``at`` for each account."""
+    accounts = list(accounts)
+    if not accounts:
+        return
+    warehouse.append(
+        "events",
+        warehouse.arrow_for(
+            "events",
+            {
+                "event_id": [f"{account}-connected-{at.isoformat()}" for account in accounts],
+                "account_id": accounts,
+                "person_id": [f"{account}-p0" for account in accounts],
+                "name": ["integration_connected"] * len(accounts),
+                "timestamp": [at] * len(accounts),
+            },
+        ),
+    )
+
+
+def active_accounts(store: StateStore, job_name: str) -> set[str]:
+    e = schema.enrollments
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(e.c.account_id).where(
+                e.c.job_name == job_name, e.c.completed_at.is_(None), e.c.exited_at.is_(None)
+            )
+        ).scalars()
+        return set(rows)
+
+
+def overlapping_enrollments(store: StateStore) -> list[tuple[str, str, str, str]]:
+    """Pairs of enrollments of one (job, unit) whose intervals ``[entered_at, end)`` overlap,
+    where ``end`` is ``coalesce(completed_at, exited_at)`` or never: (job, unit, id, id)."""
+    e = schema.enrollments
+    by_unit: dict[tuple[str, str], list[tuple[str, datetime, datetime]]] = defaultdict(list)
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(
+                e.c.job_name,
+                sa.func.coalesce(e.c.person_id, e.c.account_id),
+                e.c.enrollment_id,
+                e.c.entered_at,
+                e.c.completed_at,
+                e.c.exited_at,
+            )
+        ).all()
+    for job, unit, enrollment, entered, completed, exited in rows:
+        end = completed or exited or FOREVER
+        by_unit[(job, unit)].append((enrollment, entered, end))
+    overlaps = []
+    for (job, unit), intervals in by_unit.items():
+        for index, (first, start_a, end_a) in enumerate(intervals):
+            for second, start_b, end_b in intervals[index + 1 :]:
+                if start_a < end_b and start_b < end_a:
+                    overlaps.append((job, unit, first, second))
+    return overlaps
+
+
 # -- the server (this file run as a script) -------------------------------------------------------
 
 
 def _serve() -> None:  # pragma: no cover - runs in the fork server process
     # Everything a command needs is imported once, here; nothing is connected before a fork.
-    import closeloop.cli.main as cli
-    import ibis.backends.duckdb  # noqa: F401
-    import ibis.backends.postgres  # noqa: F401
-    import psycopg  # noqa: F401
-    import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
-    import sqlalchemy.dialects.sqlite  # noqa: F401
+    from closeloop.cli.main import app
+
+    for module in PRELOADED:
+        importlib.import_module(module)
 
     signal.pthread_sigmask(signal.SIG_BLOCK, {GO})
     children: set[int] = set()
@@ -274,7 +447,7 @@ def _serve() -> None:  # pragma: no cover - runs in the fork server process
             pending += chunk
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
-                pid = _fork(json.loads(line), cli.app)
+                pid = _fork(json.loads(line), app)
                 children.add(pid)
                 _send({"pid": pid})
         for pid in list(children):

@@ -76,6 +76,7 @@ def render(step: WebhookStep, context: RenderContext, templates: TemplateSet) ->
     account.setdefault("name", None)
     body = {
         "event": EVENT,
+        "idempotency_key": context.idempotency_key,
         "job": context.job_name,
         "step": context.step_index,
         "arm": context.arm,

@@ -108,7 +108,9 @@ def _seed(warehouse: Warehouse) -> None:
                 "account_id": [a for a, _, _ in people],
                 "name": [name for _, name, _ in people],
                 "email": [email for _, _, email in people],
-                "created_at": [DAY0 - timedelta(days=1) + timedelta(minutes=i) for i in range(len(people))],
+                "created_at": [
+                    DAY0 - timedelta(days=1) + timedelta(minutes=i) for i in range(len(people))
+                ],
             },
         ),
     )
@@ -150,7 +152,9 @@ def _outbox(workspace: Workspace) -> dict[str, dict[str, object]]:
         return {str(row["account_id"]): dict(row) for row in rows}
 
 
-def _dispatch_until_settled(workspace: Workspace, sink: SmtpSink) -> list[engine_runs.DispatchResult]:
+def _dispatch_until_settled(
+    workspace: Workspace, sink: SmtpSink
+) -> list[engine_runs.DispatchResult]:
     """Dispatch five times, an hour apart (the default policy's five attempts, each past its
     backoff); after every round no row may be left ``sending``."""
     results = []
@@ -168,7 +172,11 @@ def test_one_poison_message_never_stops_or_hijacks_the_others(workspace: Workspa
     (result,) = engine_runs.tick(workspace, DAY0, JOB, launch=True)
     assert result.entered == len(ACCOUNTS) == 13
     # One template error, one account with nobody to write to; the other 11 wait to be sent.
-    assert result.outbox == {OutboxStatus.PENDING: 11, OutboxStatus.DEAD: 1, OutboxStatus.SKIPPED: 1}
+    assert result.outbox == {
+        OutboxStatus.PENDING: 11,
+        OutboxStatus.DEAD: 1,
+        OutboxStatus.SKIPPED: 1,
+    }
     (problem,) = result.problems
     assert "'acc-null-plan'" in problem and f"job '{JOB}' step 0" in problem
     assert "'None' has no attribute 'upper'" in problem
@@ -359,9 +367,7 @@ def test_escapes_forced_past_validation_fail_safe_and_nothing_runs(
         forced = dataclasses.replace(
             job, definition=job.definition.model_copy(update={"steps": steps})
         )
-        result = run_tick(
-            workspace.project, forced, workspace.warehouse, workspace.store, DAY0
-        )
+        result = run_tick(workspace.project, forced, workspace.warehouse, workspace.store, DAY0)
         rows = _all_rows(workspace)
         with SmtpSink() as sink:
             dispatched = engine_runs.dispatch(

@@ -120,6 +120,7 @@ def test_a_webhook_body_carries_the_job_the_account_and_rendered_data() -> None:
     assert payload["url"] == "env:CRM_HOOK"  # resolved when sending: never stored
     assert payload["body"] == {
         "event": "closeloop.action",
+        "idempotency_key": "k" * 40,
         "job": "Integration nudge",
         "step": 1,
         "arm": "treatment",
