@@ -17,12 +17,14 @@ what goes out; retries resend the same bytes with the same idempotency key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
+
+from closeloop.errors import RenderError
 
 
 class StepModel(BaseModel):
@@ -113,6 +115,25 @@ class Sender(Protocol):
     def send(self, message: OutboundMessage) -> Receipt: ...
 
     def close(self) -> None: ...
+
+
+def render_problems(
+    render: Callable[[Any, RenderContext, Any], Rendered],
+    step: Any,
+    sample: RenderContext,
+    templates: Any,
+    *static: str | None,
+) -> list[str]:
+    """A kind's ``check``: its static problems (``None`` for none), then whether the step
+    renders for the ``sample`` context. A step with a static problem is not rendered."""
+    problems = [problem for problem in static if problem]
+    if problems:
+        return problems
+    try:
+        render(step, sample, templates)
+    except RenderError as error:
+        return [str(error)]
+    return []
 
 
 # Kept for callers that speak of channels: a channel is the sender of one action kind.

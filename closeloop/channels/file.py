@@ -20,10 +20,17 @@ from typing import Literal
 
 from pydantic import Field
 
-from closeloop.channels.base import OutboundMessage, Receipt, RenderContext, Rendered, StepModel
+from closeloop.channels.base import (
+    OutboundMessage,
+    Receipt,
+    RenderContext,
+    Rendered,
+    StepModel,
+    render_problems,
+)
 from closeloop.channels.templates import TemplateSet
 from closeloop.channels.webhook import render_data
-from closeloop.errors import ChannelError, RenderError, UndeliverableError
+from closeloop.errors import ChannelError, UndeliverableError
 
 FILE = "file"
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
@@ -51,15 +58,7 @@ def folder_problem(folder: str) -> str | None:
 
 
 def check(step: FileStep, templates: TemplateSet, sample: RenderContext) -> list[str]:
-    problems = []
-    problem = folder_problem(step.folder)
-    if problem:
-        problems.append(problem)
-    try:
-        render(step, sample, templates)
-    except RenderError as error:
-        problems.append(str(error))
-    return problems
+    return render_problems(render, step, sample, templates, folder_problem(step.folder))
 
 
 def render(step: FileStep, context: RenderContext, templates: TemplateSet) -> Rendered:

@@ -16,7 +16,14 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from closeloop.channels.base import OutboundMessage, Receipt, RenderContext, Rendered, StepModel
+from closeloop.channels.base import (
+    OutboundMessage,
+    Receipt,
+    RenderContext,
+    Rendered,
+    StepModel,
+    render_problems,
+)
 from closeloop.channels.templates import TemplateSet
 from closeloop.errors import UndeliverableError
 
@@ -40,11 +47,7 @@ class SetAttributeStep(StepModel):
 
 
 def check(step: SetAttributeStep, templates: TemplateSet, sample: RenderContext) -> list[str]:
-    try:
-        render(step, sample, templates)
-    except Exception as error:  # every render failure is a problem to report, not to raise
-        return [str(error)]
-    return []
+    return render_problems(render, step, sample, templates)
 
 
 def render(step: SetAttributeStep, context: RenderContext, templates: TemplateSet) -> Rendered:

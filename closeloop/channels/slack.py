@@ -20,7 +20,14 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field
 
-from closeloop.channels.base import OutboundMessage, Receipt, RenderContext, Rendered, StepModel
+from closeloop.channels.base import (
+    OutboundMessage,
+    Receipt,
+    RenderContext,
+    Rendered,
+    StepModel,
+    render_problems,
+)
 from closeloop.channels.signing import IDEMPOTENCY_HEADER
 from closeloop.channels.templates import TemplateSet
 from closeloop.channels.webhook import USER_AGENT, is_http_url, post_json
@@ -84,11 +91,7 @@ def routes_from_environment(
 
 
 def check(step: SlackStep, templates: TemplateSet, sample: RenderContext) -> list[str]:
-    try:
-        render(step, sample, templates)
-    except RenderError as error:
-        return [str(error)]
-    return []
+    return render_problems(render, step, sample, templates)
 
 
 def render(step: SlackStep, context: RenderContext, templates: TemplateSet) -> Rendered:

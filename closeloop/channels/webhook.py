@@ -31,10 +31,17 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field
 
-from closeloop.channels.base import OutboundMessage, Receipt, RenderContext, Rendered, StepModel
+from closeloop.channels.base import (
+    OutboundMessage,
+    Receipt,
+    RenderContext,
+    Rendered,
+    StepModel,
+    render_problems,
+)
 from closeloop.channels.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from closeloop.channels.templates import TemplateSet
-from closeloop.errors import ChannelError, ConfigurationError, RenderError, UndeliverableError
+from closeloop.errors import ChannelError, ConfigurationError, UndeliverableError
 
 WEBHOOK = "webhook"
 EVENT = "closeloop.action"
@@ -60,15 +67,7 @@ class WebhookStep(StepModel):
 
 
 def check(step: WebhookStep, templates: TemplateSet, sample: RenderContext) -> list[str]:
-    problems = []
-    problem = url_problem(step.url)
-    if problem:
-        problems.append(problem)
-    try:
-        render(step, sample, templates)
-    except RenderError as error:
-        problems.append(str(error))
-    return problems
+    return render_problems(render, step, sample, templates, url_problem(step.url))
 
 
 def render(step: WebhookStep, context: RenderContext, templates: TemplateSet) -> Rendered:
