@@ -29,6 +29,8 @@ _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 132
 console = Console(width=_WIDTH)
 errors = Console(stderr=True, width=_WIDTH)
 
+DATABASE_MODULES = ("sqlalchemy", "psycopg", "sqlite3", "duckdb", "_duckdb")
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -66,6 +68,18 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(1) from None
         except CloseloopError as error:
             errors.print(f"[red]error:[/red] {redact(str(error))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except Exception as error:
+            # A database that is down, locked past its timeout or out of space is a condition of
+            # the machine, not a bug: say so in one line (passwords masked), without a traceback.
+            if not type(error).__module__.startswith(DATABASE_MODULES):
+                raise
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            errors.print(
+                f"[red]error:[/red] the database refused: {redact(first) or type(error).__name__}",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(1) from None
 
     return wrapper

@@ -174,3 +174,20 @@ def test_a_bad_file_is_a_located_error(runner: CliRunner, tmp_path: Path) -> Non
     )
     assert result.exit_code == 1
     assert "missing.csv" in result.output
+
+
+def test_an_unreachable_state_store_is_one_line_without_the_password(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    project = tmp_path / "p"
+    assert runner.invoke(app, ["init", str(project)]).exit_code == 0
+    # Port 9 (discard) has no PostgreSQL server: connecting fails at once.
+    url = "postgresql://ada:s3cret-pw@127.0.0.1:9/cs"
+    for command in (["migrate"], ["tick", "--launch"], ["jobs", "list"]):
+        result = runner.invoke(
+            app, [*command, "--project", str(project)], env={"CLOSELOOP_STATE_URL": url}
+        )
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output
+        assert "s3cret-pw" not in result.output
+        assert "error:" in result.output
