@@ -148,22 +148,30 @@ def _treated(rows: list[dict[str, object]]) -> set[str]:
 
 
 def test_draft_live_paused_resumed_stopped(open_project: OpenProject) -> None:
-    workspace = open_project(_job("Life", "    holdout: 0.5", steps=REMINDER))
+    # Other, a live job beside it, shows that a pause holds back one job's messages only.
+    other = "    observational: true\n    holdout: 0"
+    workspace = open_project(
+        _job("Life", "    holdout: 0.5", audience='plan = "pro"', steps=REMINDER)
+        + _job("Other", other, audience='plan = "other"')
+    )
     first = [f"a{i}" for i in range(10)]
     _accounts(workspace.warehouse, first)
+    _accounts(workspace.warehouse, ["o0"], plan="other")
+    (other_launch,) = engine_runs.tick(workspace, DAY0, "Other", launch=True)
+    assert other_launch.entered == 1
 
     # Draft: a tick without launch enrolls nobody and says so; lifecycle commands refuse.
     (draft,) = engine_runs.tick(workspace, DAY0, "Life")
     assert (draft.status, draft.entered, draft.version) == (JobStatus.DRAFT, 0, 0)
     assert lifecycle.job_status(workspace.store, "Life") == JobStatus.DRAFT
-    assert _enrollments(workspace) == [] and _outbox(workspace) == []
+    assert _enrollments(workspace, "Life") == [] and _outbox(workspace, "Life") == []
     with pytest.raises(NotFoundError, match="has not been launched"):
         engine_runs.set_job_status(workspace, "Life", JobStatus.PAUSED, DAY0)
 
     # Live: the launch enrolls everyone; each treated unit gets an email now and a reminder.
     (live,) = engine_runs.tick(workspace, DAY0, "Life", launch=True)
     assert (live.status, live.entered) == (JobStatus.LIVE, 10)
-    treated = _treated(_enrollments(workspace))
+    treated = _treated(_enrollments(workspace, "Life"))
     assert 0 < len(treated) < 10
     assert live.outbox == {
         OutboxStatus.PENDING: 2 * len(treated),
@@ -179,7 +187,7 @@ def test_draft_live_paused_resumed_stopped(open_project: OpenProject) -> None:
     _accounts(workspace.warehouse, later, created=DAY0 + timedelta(days=1))
     done = sorted(treated)[0]
     _event(workspace.warehouse, done, DAY0 + timedelta(days=1, hours=2), "integration_connected")
-    rows_before = len(_outbox(workspace))
+    rows_before = len(_outbox(workspace, "Life"))
     (paused,) = engine_runs.tick(workspace, DAY0 + timedelta(days=2), "Life")
     assert (paused.status, paused.entered, paused.completed, paused.outbox) == (
         JobStatus.PAUSED,
@@ -187,16 +195,17 @@ def test_draft_live_paused_resumed_stopped(open_project: OpenProject) -> None:
         1,
         {},
     )
-    assert len(_outbox(workspace)) == rows_before
-    completed = {str(r["account_id"]): r["completed_at"] for r in _enrollments(workspace)}
+    assert len(_outbox(workspace, "Life")) == rows_before
+    completed = {str(r["account_id"]): r["completed_at"] for r in _enrollments(workspace, "Life")}
     assert completed[done] == DAY0 + timedelta(days=1, hours=2)
     with SmtpSink() as sink:
         held = _dispatch(workspace, sink, DAY0 + timedelta(days=2))
-        assert (held.sent, held.dead, len(sink.received)) == ([], 0, 0)
+        assert [(d.job_name, d.account_id) for d in held.sent] == [("Other", "o0")]
+        assert [m.recipients for m in sink.received] == [("admin@o0.test",)]
         # The completed unit's reminder (due day 5) is cancelled; the entry emails still wait.
         statuses = {
             (str(r["account_id"]), int(str(r["step_index"]))): r["status"]
-            for r in _outbox(workspace)
+            for r in _outbox(workspace, "Life")
         }
         assert statuses[done, 2] == OutboxStatus.CANCELLED
         assert {statuses[a, 0] for a in treated} == {OutboxStatus.PENDING}
@@ -208,25 +217,25 @@ def test_draft_live_paused_resumed_stopped(open_project: OpenProject) -> None:
         )
         (resumed,) = engine_runs.tick(workspace, DAY0 + timedelta(days=3), "Life")
         assert (resumed.status, resumed.entered) == (JobStatus.LIVE, 5)
-        treated_later = _treated(_enrollments(workspace)) - treated
+        treated_later = _treated(_enrollments(workspace, "Life")) - treated
         sent = _dispatch(workspace, sink, DAY0 + timedelta(days=3))
         assert sorted(d.account_id for d in sent.sent) == sorted(treated | treated_later)
-        assert len(sink.received) == len(treated) + len(treated_later)
+        assert len(sink.received) == 1 + len(treated) + len(treated_later)
 
         # Stopped: active enrollments exit (job_stopped), unsent reminders are cancelled.
-        pending = [r for r in _outbox(workspace) if r["status"] in ("pending", "ghost")]
+        pending = [r for r in _outbox(workspace, "Life") if r["status"] in ("pending", "ghost")]
         stopped_at = DAY0 + timedelta(days=4)
         assert (
             engine_runs.set_job_status(workspace, "Life", JobStatus.STOPPED, stopped_at)
             == JobStatus.LIVE
         )
-        enrollments = _enrollments(workspace)
+        enrollments = _enrollments(workspace, "Life")
         assert {
             str(r["account_id"]) for r in enrollments if r["exit_reason"] == ExitReason.JOB_STOPPED
         } == set(first + later) - {done}
         assert all(r["exited_at"] == stopped_at for r in enrollments if r["exit_reason"])
         cancelled = {
-            r["id"] for r in _outbox(workspace) if r["last_error"] == "the job was stopped"
+            r["id"] for r in _outbox(workspace, "Life") if r["last_error"] == "the job was stopped"
         }
         assert cancelled == {r["id"] for r in pending}
         # Every reminder but the completed unit's, and the holdout's entry ghosts.
@@ -243,8 +252,8 @@ def test_draft_live_paused_resumed_stopped(open_project: OpenProject) -> None:
             {},
         )
         assert _dispatch(workspace, sink, DAY0 + timedelta(days=20)).sent == []
-        assert len(sink.received) == len(treated) + len(treated_later)
-    assert len(_enrollments(workspace)) == 15
+        assert len(sink.received) == 1 + len(treated) + len(treated_later)
+    assert len(_enrollments(workspace, "Life")) == 15
 
     # A stopped job stays stopped; re-stopping is a no-op.
     for status in (JobStatus.LIVE, JobStatus.PAUSED):

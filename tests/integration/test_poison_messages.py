@@ -40,6 +40,7 @@ INJECTED = f"Evil\r\nBcc: {VICTIM}"
 SMUGGLED = f"Mallory\r\nBcc: {VICTIM}\r\n.\r\nMAIL FROM:<a@x.com>\r\nRCPT TO:<{VICTIM}>\r\nDATA"
 TEMPLATE_IN_DATA = "{{ cycler.__init__.__globals__.os.getpid() }}"
 
+SUBJECT = "{{ account.name }} ({{ account.plan.upper() }}): hi {{ contact.name }}"
 JOBS = f"""\
 jobs:
   - name: {JOB}
@@ -50,7 +51,7 @@ jobs:
     holdout: 0
     steps:
       - send: email
-        subject: "{{{{ account.name }}}} ({{{{ account.plan.upper() }}}}): hi {{{{ contact.name }}}}"
+        subject: "{SUBJECT}"
         template: poison
 """
 TEXT = "Hi {{ contact.name }},\n\nwelcome, {{ account.name }}.\n"
@@ -219,7 +220,7 @@ def test_one_poison_message_never_stops_or_hijacks_the_others(workspace: Workspa
     keys = {f"<{rows[a]['idempotency_key']}@closeloop>" for a in DELIVERED}
     assert {message.message["Message-ID"] for message in received} == keys
     for message in received:
-        headers = [name.lower() for name in message.message.keys()]
+        headers = [name.lower() for name in message.message]
         assert "bcc" not in headers and "cc" not in headers
         assert len(message.message.get_all("To")) == 1
         assert VICTIM not in str(message.message["To"])
