@@ -92,6 +92,9 @@ class OutboundMessage:
     account_id: str
     job_name: str
     payload: dict[str, Any]
+    # the time the dispatcher sends at: the wall clock when live, simulated time in a backfill
+    # (write-backs and referrals are recorded as of it, so replays stay honest about "as of")
+    sent_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ class EnrollSender:
                 account_id=str(payload["account_id"]),
                 person_id=payload.get("person_id"),
                 from_job=str(payload["from_job"]),
-                referred_at=self._clock(),
+                referred_at=message.sent_at or self._clock(),
                 idempotency_key=message.idempotency_key,
             )
         except KeyError as missing:

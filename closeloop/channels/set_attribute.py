@@ -96,7 +96,7 @@ class AttributeSender:
                 entity_id=str(payload["entity_id"]),
                 name=str(payload["attribute"]),
                 value=json.dumps(payload["value"]),
-                valid_from=self._clock(),
+                valid_from=message.sent_at or self._clock(),
                 idempotency_key=message.idempotency_key,
                 source=f"job:{message.job_name}",
             )

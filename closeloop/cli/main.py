@@ -332,15 +332,28 @@ def dispatch(
     ] = None,
     deliver_to: Annotated[
         Path | None,
-        typer.Option(help="Write every message to JSON files in this folder instead of sending."),
+        typer.Option(
+            help="Rehearse: write every due message to JSON files in this folder; nothing is sent "
+            "and the outbox is left unchanged."
+        ),
     ] = None,
     project: ProjectOption = None,
 ) -> None:
     """Send every due message in the outbox (retries with backoff, dead-letters after 5 tries)."""
     moment = now_or(at)
+    if deliver_to is not None:
+        with open_workspace(project, write=False) as workspace:
+            rehearsed = engine_runs.rehearse_dispatch(workspace, moment, deliver_to)
+        console.print(
+            f"rehearsal: wrote {len(rehearsed.sent)} message(s) to {deliver_to}, "
+            f"{rehearsed.dead} could not be written, {rehearsed.skipped} skipped (opted out); "
+            "nothing was sent and the outbox is unchanged"
+        )
+        for error in rehearsed.errors[:5]:
+            console.print(f"[yellow]  {error}[/yellow]", highlight=False, soft_wrap=True)
+        return
     with open_workspace(project) as workspace:
-        channels = engine_runs.senders(workspace, deliver_to=deliver_to) if deliver_to else None
-        print_dispatch(console, engine_runs.dispatch(workspace, moment, channels))
+        print_dispatch(console, engine_runs.dispatch(workspace, moment))
 
 
 @app.command()

@@ -13,7 +13,7 @@ closures to the joined frame.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -721,6 +721,31 @@ def matching_units(
     Columns: ``account_id`` for accounts; ``person_id`` and ``account_id`` for people.
     """
     return Compiler(warehouse, as_of, catalog).units(expression, target)
+
+
+def eligible_units(
+    audience: Expression,
+    exclusions: Sequence[Expression],
+    warehouse: Warehouse,
+    as_of: datetime,
+    catalog: Catalog | None = None,
+    target: Entity = Entity.ACCOUNT,
+) -> ir.Table:
+    """The units ``audience`` holds for and no exclusion holds for, as of ``as_of``.
+
+    The excluded keys are unioned and anti-joined once: sqlglot (< 28.6) rewrites only every
+    other anti-join of a chain for PostgreSQL, leaving a ``LEFT ANTI JOIN`` it cannot run.
+    """
+    key = "person_id" if target == Entity.PERSON else "account_id"
+    units = matching_units(audience, warehouse, as_of, catalog, target)
+    if not exclusions:
+        return units
+    parts = [
+        matching_units(exclusion, warehouse, as_of, catalog, target).select(key)
+        for exclusion in exclusions
+    ]
+    excluded = parts[0].union(*parts[1:], distinct=True) if len(parts) > 1 else parts[0]
+    return units.anti_join(excluded, key)
 
 
 def matching_accounts(

@@ -22,7 +22,7 @@ from closeloop.definitions.models import (
     ProjectConfig,
     StageDefinition,
 )
-from closeloop.errors import DefinitionError
+from closeloop.errors import DefinitionError, NotFoundError
 
 TEMPLATES_DIR = "templates"
 
@@ -191,6 +191,6 @@ def _named(items: Mapping[str, N], name: str, kind: str) -> N:
         return items[name]
     except KeyError:
         known = ", ".join(sorted(items)) or "none"
-        raise DefinitionError(
+        raise NotFoundError(
             f"no {kind} named {name!r} in this project ({kind}s: {known})"
         ) from None

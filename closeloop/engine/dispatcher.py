@@ -104,6 +104,16 @@ class RateLimiter:
         self._next[channel] = now + 1.0 / rate
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A message this dispatcher claimed: the outbox row, the message, its arm and step."""
+
+    outbox_id: int
+    message: OutboundMessage
+    arm: str | None
+    step_index: int
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -134,12 +144,82 @@ class Dispatcher:
             claimed = self._claim(now, result)
             if not claimed:
                 return result
-            for message_id, message, arm in claimed:
-                self._send_one(message_id, message, arm, now, result)
+            for claim in claimed:
+                self._send_one(claim, now, result)
 
-    def _claim(
-        self, now: datetime, result: DispatchResult
-    ) -> list[tuple[int, OutboundMessage, str | None]]:
+    def rehearse(self, now: datetime) -> DispatchResult:
+        """Hand every message due at ``now`` to the channels without claiming or recording
+        anything (``dispatch --deliver-to``: the channels are file writers). The outbox is left
+        exactly as it was, so a real dispatch later sends the same messages."""
+        o, e, j, optouts = schema.outbox, schema.enrollments, schema.jobs, schema.optouts
+        live = sa.select(j.c.name).where(j.c.name == o.c.job_name, j.c.status == LIVE).exists()
+        opted_out = sa.select(optouts.c.account_id).where(optouts.c.account_id == o.c.account_id)
+        ended = e.alias("ended")
+        ended_before_due = (
+            sa.select(ended.c.enrollment_id)
+            .where(
+                ended.c.enrollment_id == o.c.enrollment_id,
+                o.c.step_index < COMPLETION_STEP,
+                sa.or_(ended.c.completed_at < o.c.due_at, ended.c.exited_at < o.c.due_at),
+            )
+            .exists()
+        )
+        query = (
+            sa.select(o, e.c.arm)
+            .select_from(o.outerjoin(e, e.c.enrollment_id == o.c.enrollment_id))
+            .where(
+                o.c.status == OutboxStatus.PENDING,
+                o.c.next_attempt_at <= now,
+                live,
+                ~ended_before_due,
+            )
+            .order_by(o.c.next_attempt_at, o.c.id)
+        )
+        result = DispatchResult()
+        with self.store.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+            skipped = {
+                row[0]
+                for row in connection.execute(
+                    sa.select(o.c.id).where(o.c.status == OutboxStatus.PENDING, opted_out.exists())
+                )
+            }
+        for row in rows:
+            if row["id"] in skipped:
+                result.skipped += 1
+                continue
+            message = OutboundMessage(
+                row["idempotency_key"],
+                row["channel"],
+                row["account_id"],
+                row["job_name"],
+                json.loads(row["payload"]),
+                now,
+            )
+            channel = self.channels.get(message.channel)
+            try:
+                if channel is None:
+                    raise ChannelError(f"no {message.channel!r} channel is configured")
+                receipt = channel.send(message)
+            except Exception as error:  # reported, never recorded: the outbox stays as it was
+                result.dead += 1
+                result.errors.append(f"{message.job_name} / {message.account_id}: {error}")
+                continue
+            result.sent.append(
+                Delivery(
+                    row["id"],
+                    message.idempotency_key,
+                    message.job_name,
+                    message.account_id,
+                    message.channel,
+                    now,
+                    row["arm"],
+                    receipt.detail,
+                )
+            )
+        return result
+
+    def _claim(self, now: datetime, result: DispatchResult) -> list[Claim]:
         o, e, j = schema.outbox, schema.enrollments, schema.jobs
         claimed_at = self.wall_clock()
         due = sa.or_(
@@ -159,6 +239,7 @@ class Dispatcher:
                         o.c.account_id,
                         o.c.job_name,
                         o.c.payload,
+                        o.c.step_index,
                         e.c.arm,
                     )
                     .select_from(o.outerjoin(e, e.c.enrollment_id == o.c.enrollment_id))
@@ -188,7 +269,7 @@ class Dispatcher:
                     result.dead += 1
                     continue
                 claimed.append(
-                    (
+                    Claim(
                         row["id"],
                         OutboundMessage(
                             idempotency_key=row["idempotency_key"],
@@ -196,8 +277,10 @@ class Dispatcher:
                             account_id=row["account_id"],
                             job_name=row["job_name"],
                             payload=payload,
+                            sent_at=now,
                         ),
                         row["arm"],
+                        row["step_index"],
                     )
                 )
         return claimed
@@ -247,14 +330,8 @@ class Dispatcher:
             )
         )
 
-    def _send_one(
-        self,
-        message_id: int,
-        message: OutboundMessage,
-        arm: str | None,
-        now: datetime,
-        result: DispatchResult,
-    ) -> None:
+    def _send_one(self, claim: Claim, now: datetime, result: DispatchResult) -> None:
+        message_id, message, arm = claim.outbox_id, claim.message, claim.arm
         channel = self.channels.get(message.channel)
         permanent = False
         try:
@@ -286,15 +363,15 @@ class Dispatcher:
                 )
             )
             return
-        reason = redact(reason)
+        reason = (
+            f"job {message.job_name!r} step {claim.step_index}, account "
+            f"{message.account_id!r}, {message.channel}: {redact(reason)}"
+        )
         dead = self._mark_failed(message_id, now, reason, permanent)
         if dead:
             result.dead += 1
             if len(result.errors) < MAX_ERRORS:
-                result.errors.append(
-                    f"{message.job_name} / account {message.account_id} / {message.channel}: "
-                    f"{reason}"
-                )
+                result.errors.append(reason)
         else:
             result.retried += 1
 

@@ -142,10 +142,7 @@ def set_status(store: StateStore, name: str, status: str, actor: str, at: dateti
             ).rowcount
             detail["cancelled"] = connection.execute(
                 o.update()
-                .where(
-                    o.c.job_name == name,
-                    o.c.status.in_([OutboxStatus.PENDING, OutboxStatus.GHOST]),
-                )
+                .where(o.c.job_name == name, _unsent(at))
                 .values(status=OutboxStatus.CANCELLED, last_error="the job was stopped")
             ).rowcount
         store.audit(connection, actor, f"job.{VERBS[status]}", name, _jsonable(detail))
@@ -180,10 +177,7 @@ def remove_account(
         )
         connection.execute(
             o.update()
-            .where(
-                o.c.enrollment_id.in_(ids),
-                o.c.status.in_([OutboxStatus.PENDING, OutboxStatus.GHOST]),
-            )
+            .where(o.c.enrollment_id.in_(ids), _unsent(at))
             .values(status=OutboxStatus.CANCELLED, last_error="the account was removed")
         )
         bump_revision(connection, job_name)
@@ -195,6 +189,16 @@ def remove_account(
             {"account_id": account_id, "enrollments": list(ids), "at": at.isoformat()},
         )
     return len(ids)
+
+
+def _unsent(at: datetime) -> sa.ColumnElement[bool]:
+    """Messages an ended enrollment will never get: every pending one, and the holdout's ghosts
+    that fall due after ``at`` (earlier ghosts stay: they are the holdout's timing record)."""
+    o = schema.outbox
+    return sa.or_(
+        o.c.status == OutboxStatus.PENDING,
+        sa.and_(o.c.status == OutboxStatus.GHOST, o.c.due_at > at),
+    )
 
 
 def audit_entries(store: StateStore, subject: str | None = None) -> list[AuditEntry]:

@@ -177,7 +177,7 @@ class Renderer:
                 if failure is not None:
                     status, error = OutboxStatus.DEAD, failure
                 elif rendered.skip is not None:
-                    status, error = OutboxStatus.SKIPPED, rendered.skip
+                    status, error = OutboxStatus.SKIPPED, f"{context.where()}: {rendered.skip}"
                 else:
                     status = OutboxStatus.NOT_SENT if self.replay else OutboxStatus.PENDING
             rows.append(

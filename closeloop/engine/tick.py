@@ -25,7 +25,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from closeloop.data.compiler import goal_reached_at, matching_units
+from closeloop.data.compiler import eligible_units, goal_reached_at, matching_units
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, MembershipKind, memberships
 from closeloop.definitions.models import Allocation, ContactPolicy
@@ -526,10 +526,7 @@ def _eligible(
     """Units in the audience and in no exclusion as of ``at``: unit key -> account id."""
     target = Entity(job.definition.target)
     key = "person_id" if target == Entity.PERSON else "account_id"
-    audience = matching_units(job.audience, warehouse, at, project.catalog, target)
-    for exclusion in job.exclusions:
-        excluded = matching_units(exclusion, warehouse, at, project.catalog, target)
-        audience = audience.anti_join(excluded.select(key), key)
+    audience = eligible_units(job.audience, job.exclusions, warehouse, at, project.catalog, target)
     columns = [key] if key == "account_id" else [key, "account_id"]
     rows = audience.select(*columns).distinct().to_pyarrow().to_pylist()
     return {row[key]: row["account_id"] for row in rows}

@@ -181,6 +181,16 @@ def _refer(workspace: Workspace, referral: Referral) -> None:
     record_referral(workspace.store, referral)
 
 
+def rehearse_dispatch(workspace: Workspace, now: datetime, folder: Path) -> DispatchResult:
+    """Write every message due at ``now`` to JSON files in ``folder``; the outbox is untouched,
+    so the next real dispatch sends the same messages."""
+    dispatcher = Dispatcher(workspace.store, senders(workspace, deliver_to=folder))
+    try:
+        return dispatcher.rehearse(now)
+    finally:
+        dispatcher.close()
+
+
 def dispatch(
     workspace: Workspace,
     now: datetime,

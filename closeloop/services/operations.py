@@ -168,10 +168,11 @@ def optout_import(workspace: Workspace, file: Path, at: datetime | None = None) 
             if reader.fieldnames is None or "account_id" not in reader.fieldnames:
                 raise DataImportError(f"{file}: the file needs an account_id column")
             accounts = []
-            for number, row in enumerate(reader, start=2):
+            for row in reader:
                 account = (row.get("account_id") or "").strip()
                 if not account:
-                    raise DataImportError(f"{file}:{number}: account_id is empty")
+                    # line_num: the line the row ended on, blank lines included
+                    raise DataImportError(f"{file}:{reader.line_num}: account_id is empty")
                 accounts.append(account)
     except OSError as error:
         raise DataImportError(f"cannot read {file}: {error.strerror}") from None

@@ -28,7 +28,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow.compute as pc
 
-from closeloop.data.compiler import goal_reached_at, matching_units
+from closeloop.data.compiler import eligible_units, goal_reached_at
 from closeloop.data.frame import unit_key
 from closeloop.definitions.expressions import Entity
 from closeloop.definitions.project import LoadedJob
@@ -284,10 +284,9 @@ def _eligible(workspace: Workspace, job: LoadedJob, at: datetime) -> ir.Table:
     target = Entity(job.definition.target)
     key = unit_key(target)
     catalog = workspace.project.catalog
-    units = matching_units(job.audience, workspace.warehouse, at, catalog, target).select(key)
-    for exclusion in job.exclusions:
-        excluded = matching_units(exclusion, workspace.warehouse, at, catalog, target)
-        units = units.anti_join(excluded.select(key), key)
+    units = eligible_units(
+        job.audience, job.exclusions, workspace.warehouse, at, catalog, target
+    ).select(key)
     return units.distinct()
 
 

@@ -38,7 +38,11 @@ from closeloop.analysis.job_report import (
 from closeloop.analysis.matching import eligible_comparison_units
 from closeloop.analysis.measure_output import matched_to_json, measurement_to_json, print_matched
 from closeloop.analysis.revenue_value import revenue_value_to_json
-from closeloop.data.compiler import cohort_members, goal_reached_at, matching_accounts
+from closeloop.data.compiler import (
+    cohort_members,
+    eligible_units,
+    goal_reached_at,
+)
 from closeloop.definitions.catalog import LoadedJob
 from closeloop.definitions.models import Allocation, JobDefinition
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
@@ -167,13 +171,7 @@ def _comparison_units(workspace: Workspace, job: LoadedJob, as_of: datetime) -> 
     times = [start + timedelta(days=index) for index in range(days + 1)]
 
     def eligible_at(moment: datetime) -> ir.Table:
-        audience = matching_accounts(job.audience, warehouse, moment, catalog)
-        for exclusion in job.exclusions:
-            audience = audience.anti_join(
-                matching_accounts(exclusion, warehouse, moment, catalog).select("account_id"),
-                "account_id",
-            )
-        return audience
+        return eligible_units(job.audience, job.exclusions, warehouse, moment, catalog)
 
     def reached(candidates: ir.Table) -> ir.Table:
         return goal_reached_at(job.goal, warehouse, as_of, candidates, catalog)

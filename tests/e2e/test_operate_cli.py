@@ -193,7 +193,8 @@ def test_tick_and_dispatch_print_their_counts_and_the_outbox_is_operable(
     assert "warning: 1 message(s) dead-lettered; see `closeloop outbox list --status dead`" in (
         dispatched
     )
-    assert "Nudge / account a3 / email:" in dispatched and "550 5.1.1 no such user" in dispatched
+    assert "job 'Nudge' step 0, account 'a3', email:" in dispatched
+    assert "550 5.1.1 no such user" in dispatched
     assert sorted(m.recipients for m in sink.received) == [
         ("admin@a0.test",),
         ("admin@a1.test",),

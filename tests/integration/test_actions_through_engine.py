@@ -189,12 +189,12 @@ def test_every_action_kind_reaches_its_receiver_with_its_idempotency_key(setup: 
     assert (ticked["Actions"].entered, ticked["Followup"].entered) == (6, 0)
     assert ticked["Actions"].outbox == {OutboxStatus.PENDING: 30}
 
-    wall_before = utc_now()
     started = time.monotonic()
-    # Simulated time an hour ahead: what is due is decided by it, write-back times are not.
-    result = engine_runs.dispatch(workspace, now + timedelta(hours=1))
+    # Simulated time an hour ahead: it decides what is due, and write-backs are recorded as of it
+    # (a backfill that sends writes its attributes in the past it replays, not today).
+    dispatched_at = now + timedelta(hours=1)
+    result = engine_runs.dispatch(workspace, dispatched_at)
     elapsed = time.monotonic() - started
-    wall_after = utc_now()
     assert (len(result.sent), result.retried, result.dead, result.skipped) == (30, 0, 0, 0)
     # Six webhooks at most RATE per second: the sends span at least five intervals.
     assert elapsed >= (len(ACCOUNTS) - 1) / RATE
@@ -246,7 +246,7 @@ def test_every_action_kind_reaches_its_receiver_with_its_idempotency_key(setup: 
         ("account", account, "nudged_by", '"Actions"', "job:Actions") for account in ACCOUNTS
     ]
     assert {str(r["entity_id"]): r["write_id"] for r in rows} == attribute_keys
-    assert all(wall_before <= r["valid_from"] <= wall_after for r in rows)
+    assert all(r["valid_from"] == dispatched_at for r in rows)
 
     # enroll: a referral per account, keyed by the delivery, open until Followup ticks.
     referrals = _referrals(workspace)
@@ -328,17 +328,15 @@ def test_deliver_to_writes_every_message_to_files_and_sends_nothing(
 ) -> None:
     workspace, now = setup.workspace, setup.now
     engine_runs.tick(workspace, now, launch=True)
+    before = _outbox(workspace)
     dry = tmp_path / "dry"
-    result = engine_runs.dispatch(
-        workspace, now + timedelta(hours=1), engine_runs.senders(workspace, deliver_to=dry)
-    )
+    result = engine_runs.rehearse_dispatch(workspace, now + timedelta(hours=1), dry)
     assert (len(result.sent), result.dead) == (30, 0)
-    rows = _outbox(workspace)
+    # A rehearsal records nothing: the outbox is exactly as it was, ready for the real dispatch.
+    assert _outbox(workspace) == before
+    pending = [row for row in before if row["status"] == OutboxStatus.PENDING]
     written = {(path.parent.name, path.stem) for path in dry.rglob("*.json")}
-    assert written == {(str(row["channel"]), str(row["idempotency_key"])) for row in rows}
-    assert {str(row["detail"]) for row in rows} == {
-        f"wrote {row['channel']}/{row['idempotency_key']}.json" for row in rows
-    }
+    assert written == {(str(row["channel"]), str(row["idempotency_key"])) for row in pending}
     for path in dry.rglob("*.json"):
         assert json.loads(path.read_text())["idempotency_key"] == path.stem
     # Nothing left the machine, nothing was written back or referred, no project files.
@@ -348,6 +346,9 @@ def test_deliver_to_writes_every_message_to_files_and_sends_nothing(
     assert _attribute_rows(workspace) == []
     assert _referrals(workspace) == []
     assert not (workspace.settings.project_dir / "handoff").exists()
+    # The real dispatch afterwards sends all of them.
+    sent = engine_runs.dispatch(workspace, now + timedelta(hours=1))
+    assert len(sent.sent) == len(pending)
 
 
 def test_an_enroll_action_in_a_sending_backfill_reaches_the_other_job(setup: Setup) -> None:

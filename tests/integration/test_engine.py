@@ -198,7 +198,7 @@ def test_a_crash_after_claiming_resends_with_the_same_key(workspace: Workspace) 
         crashed = Dispatcher(workspace.store, {EMAIL: channel}, lease=lease, batch_size=5)
         # the process "dies" here: claimed, never marked sent
         claimed = crashed._claim(DAY0, DispatchResult())
-        keys = {message.idempotency_key for _, message, _ in claimed}
+        keys = {claim.message.idempotency_key for claim in claimed}
         # The lease runs on the wall clock: a dispatcher whose simulated `now` is far later (a
         # backfill) still leaves the claimed rows alone while the lease runs.
         survivor = Dispatcher(workspace.store, {EMAIL: channel}, lease=lease)

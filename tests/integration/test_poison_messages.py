@@ -192,8 +192,8 @@ def test_one_poison_message_never_stops_or_hijacks_the_others(workspace: Workspa
     assert [(r.sent, r.retried, r.dead) for r in retries] == [([], 2, 0)] * 3
     assert (last.sent, last.retried, last.dead) == ([], 0, 2)
     assert sorted(error.split(":")[0] for error in last.errors) == [
-        f"{JOB} / account acc-runtime / email",
-        f"{JOB} / account acc-value / email",
+        f"job {JOB!r} step 0, account 'acc-runtime', email",
+        f"job {JOB!r} step 0, account 'acc-value', email",
     ]
 
     rows = _outbox(workspace)
@@ -206,11 +206,17 @@ def test_one_poison_message_never_stops_or_hijacks_the_others(workspace: Workspa
     assert all(rows[a]["status"] == OutboxStatus.SENT for a in DELIVERED)
     assert rows["acc-runtime"]["attempts"] == rows["acc-value"]["attempts"] == 5
     assert rows["acc-runtime"]["last_error"] == (
+        f"job {JOB!r} step 0, account 'acc-runtime', email: "
         "unexpected RuntimeError in the email channel: sender bug while sending to acc-runtime"
     )
-    assert str(rows["acc-value"]["last_error"]).startswith("unexpected ValueError")
+    assert str(rows["acc-value"]["last_error"]).startswith(
+        f"job {JOB!r} step 0, account 'acc-value', email: unexpected ValueError"
+    )
     skipped = str(rows["acc-bad-address"]["last_error"])
-    assert skipped.startswith("no contact with a usable email address (dropped:")
+    assert skipped.startswith(
+        f"job {JOB!r} step 0, account 'acc-bad-address': "
+        "no contact with a usable email address (dropped:"
+    )
 
     # The SMTP envelope: exactly one message per delivered account, to its one address.
     assert len(received) == len(DELIVERED)
