@@ -11,6 +11,11 @@ Each child waits for ``SIGUSR1`` before it starts (:meth:`EngineProcess.go`): a 
 two or three processes of a round, then releases them within microseconds of each other, and a
 kill's delay counts from the moment the command really began. The server reaps its children and
 reports each exit status; ``SIGKILL`` goes straight to a child's own pid.
+:func:`run_installed_together` runs full ``python -m closeloop.cli.main`` processes instead, for
+a check that the fork server changes nothing.
+
+Below them: a project to run on (:func:`project_setup`, accounts with one person each, goal
+events) and the invariant every test checks, :func:`overlapping_enrollments`.
 """
 
 from __future__ import annotations
@@ -53,12 +58,12 @@ PRELOADED = (
     "smtplib",
 )
 SERVER_START_SECONDS = 120.0
-# What a process that lost a race may say (exit 1): a stale tick, a job another process changed,
-# enrollments another process recorded, a store or warehouse busy with another process.
+# What a process that lost a race may say (exit 1, ``error: ...``): a stale tick, a job other
+# processes kept changing, enrollments another process recorded first, a warehouse in use.
 RACE_MESSAGE = re.compile(
-    r"already ticked at|ticks only move forward|changed by other process|"
-    r"another process recorded|in use by another process|is locked|"
-    r"another process|already launched"
+    r"^error: .*(ticks only move forward|was changed by other processes|"
+    r"another process recorded the same enrollments|is in use by another process)",
+    re.MULTILINE,
 )
 
 
@@ -80,6 +85,12 @@ class EngineProcess:
         os.kill(self.pid, GO)
 
     @property
+    def seconds(self) -> float | None:
+        """How long it ran from go() to its exit (None before both)."""
+        ended = self.server.ended(self.pid)
+        return None if ended is None or self.started is None else ended - self.started
+
+    @property
     def returncode(self) -> int | None:
         """The exit code (negative: the signal that ended it), or None while it runs."""
         return self.server.exit_code(self.pid)
@@ -96,6 +107,14 @@ class EngineProcess:
                 f"stdout:\n{self.stdout()}\nstderr:\n{self.stderr()}"
             )
         return code
+
+    def run_for(self, seconds: float) -> bool:
+        """Release the process, let it run ``seconds`` and SIGKILL it if it still runs then;
+        whether it was killed."""
+        self.go()
+        if self.server.wait_exit(self.pid, seconds) is not None:
+            return False
+        return self.kill()
 
     def kill(self) -> bool:
         """SIGKILL the process if it still runs; whether this call killed it."""
@@ -133,6 +152,7 @@ class EngineServer:
     _lock: threading.Condition = field(default_factory=threading.Condition)
     _pids: list[int] = field(default_factory=list)
     _exits: dict[int, int] = field(default_factory=dict)
+    _ended: dict[int, float] = field(default_factory=dict)  # time.monotonic() at each exit
     _ready: bool = False
     _closed: bool = False
     _children: list[EngineProcess] = field(default_factory=list)
@@ -151,11 +171,17 @@ class EngineServer:
         )
         self._reader = threading.Thread(target=self._read, name="engine-server", daemon=True)
         self._reader.start()
-        with self._lock:
-            if not self._lock.wait_for(lambda: self._ready or self._closed, SERVER_START_SECONDS):
-                raise AssertionError("the closeloop fork server did not start")
-            if not self._ready:
-                raise AssertionError(f"the fork server failed:\n{self._server_log()}")
+        try:
+            with self._lock:
+                self._lock.wait_for(lambda: self._ready or self._closed, SERVER_START_SECONDS)
+                ready = self._ready
+            if not ready:
+                raise AssertionError(
+                    f"the closeloop fork server did not start:\n{self._log_text()}"
+                )
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -203,7 +229,7 @@ class EngineServer:
             if not self._lock.wait_for(lambda: len(self._pids) > before or self._closed, 30):
                 raise AssertionError("the fork server did not answer")
             if self._closed:
-                raise AssertionError(f"the fork server ended:\n{self._server_log()}")
+                raise AssertionError(f"the fork server ended:\n{self._log_text()}")
             pid = self._pids[before]
         child = EngineProcess(self, name, tuple(argv), pid, stdout_path, stderr_path)
         self._children.append(child)
@@ -212,6 +238,10 @@ class EngineServer:
     def exit_code(self, pid: int) -> int | None:
         with self._lock:
             return self._exits.get(pid)
+
+    def ended(self, pid: int) -> float | None:
+        with self._lock:
+            return self._ended.get(pid)
 
     def wait_exit(self, pid: int, timeout: float) -> int | None:
         with self._lock:
@@ -229,12 +259,13 @@ class EngineServer:
                     self._pids.append(message["pid"])
                 elif "exit" in message:
                     self._exits[message["exit"]] = message["code"]
+                    self._ended[message["exit"]] = time.monotonic()
                 self._lock.notify_all()
         with self._lock:
             self._closed = True
             self._lock.notify_all()
 
-    def _server_log(self) -> str:
+    def _log_text(self) -> str:
         return (self.folder / "server.log").read_text(encoding="utf-8", errors="replace")
 
 
@@ -254,7 +285,7 @@ def run_together(
     return children
 
 
-def problems_in_output(child: EngineProcess) -> list[str]:
+def problems_in_output(child: EngineProcess | InstalledProcess) -> list[str]:
     """What is wrong with how a process ended: a traceback, or a failure without a clear message."""
     problems = []
     stderr = child.stderr()
@@ -264,6 +295,65 @@ def problems_in_output(child: EngineProcess) -> list[str]:
     if code not in (0, None) and not (code == 1 and RACE_MESSAGE.search(stderr)):
         problems.append(f"exit {code} without a clear message:\n{child.describe()}")
     return problems
+
+
+@dataclass(frozen=True)
+class InstalledProcess:
+    """A finished ``python -m closeloop.cli.main`` process (no fork server)."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout_path: Path
+    stderr_path: Path
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(encoding="utf-8", errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def describe(self) -> str:
+        return (
+            f"closeloop {' '.join(self.argv)} -> {self.returncode}\n"
+            f"stdout: {self.stdout().strip()}\nstderr: {self.stderr().strip()}"
+        )
+
+
+def run_installed_together(
+    folder: Path,
+    commands: Sequence[Sequence[str]],
+    environ: Mapping[str, str],
+    *,
+    timeout: float = 180.0,
+) -> list[InstalledProcess]:
+    """Start ``python -m closeloop.cli.main`` once per command at the same moment and wait for
+    all. Each imports closeloop for a few seconds first, so their work overlaps only roughly."""
+    folder.mkdir(parents=True, exist_ok=True)
+    started: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
+    try:
+        for index, argv in enumerate(commands):
+            out, err = folder / f"installed{index}.out", folder / f"installed{index}.err"
+            with out.open("wb") as stdout, err.open("wb") as stderr:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "closeloop.cli.main", *argv],
+                    stdin=subprocess.DEVNULL,
+                    stdout=stdout,
+                    stderr=stderr,
+                    env=dict(environ),
+                )
+            started.append((process, out, err))
+        deadline = time.monotonic() + timeout
+        for process, _, _ in started:
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+    finally:
+        for process, _, _ in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+    return [
+        InstalledProcess(tuple(argv), process.returncode, out, err)
+        for argv, (process, out, err) in zip(commands, started, strict=True)
+    ]
 
 
 # -- projects ------------------------------------------------------------------------------------
@@ -314,7 +404,9 @@ def project_setup(
     (folder / "jobs.yaml").write_text(jobs_yaml, encoding="utf-8")
     environ = engine_environ(warehouse_url, state_url, smtp_port)
     with open_workspace(folder, environ=environ) as workspace:
-        add_accounts(workspace.warehouse, 0, accounts, created_at or [DAY0 - timedelta(hours=6)])
+        if accounts:
+            arriving = created_at or [DAY0 - timedelta(hours=6)]
+            add_accounts(workspace.warehouse, 0, accounts, arriving)
     store = StateStore.connect(state_url)
     try:
         kind = "sqlite" if state_url.startswith("sqlite") else "postgres"
@@ -361,21 +453,21 @@ def add_accounts(
     )
 
 
-def add_goal_events(warehouse: Warehouse, accounts: Iterable[str], at: datetime) -> None:
-    """An ``integration_connected`` event at ``at`` for each account."""
-    accounts = list(accounts)
-    if not accounts:
+def add_goal_events(warehouse: Warehouse, reached: Iterable[tuple[str, datetime]]) -> None:
+    """An ``integration_connected`` event for each (account, time)."""
+    pairs = list(reached)
+    if not pairs:
         return
     warehouse.append(
         "events",
         warehouse.arrow_for(
             "events",
             {
-                "event_id": [f"{account}-connected-{at.isoformat()}" for account in accounts],
-                "account_id": accounts,
-                "person_id": [f"{account}-p0" for account in accounts],
-                "name": ["integration_connected"] * len(accounts),
-                "timestamp": [at] * len(accounts),
+                "event_id": [f"{account}-connected-{at.isoformat()}" for account, at in pairs],
+                "account_id": [account for account, _ in pairs],
+                "person_id": [f"{account}-p0" for account, _ in pairs],
+                "name": ["integration_connected"] * len(pairs),
+                "timestamp": [at for _, at in pairs],
             },
         ),
     )
@@ -484,7 +576,7 @@ def _fork(request: dict[str, Any], app: Any) -> int:  # pragma: no cover - fork 
             app(request["argv"], prog_name="closeloop")
             code = 0
         except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
+            code = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
     except BaseException:
         traceback.print_exc()
     finally:
