@@ -99,8 +99,15 @@ class Warehouse:
         """Create every canonical table (and quarantine, enrollments) that does not exist yet."""
         existing = set(self.backend.list_tables())
         for spec in (*CANONICAL_TABLES.values(), QUARANTINE, ENROLLMENTS, ATTRIBUTE_HISTORY):
-            if spec.name not in existing:
+            if spec.name in existing:
+                continue
+            try:
                 self.backend.create_table(spec.name, schema=spec.ibis_schema())
+            except Exception:
+                # Another process created it between our listing and our create (two commands
+                # starting on a new warehouse): that is the table we wanted.
+                if spec.name not in self.backend.list_tables():
+                    raise
 
     def spec(self, name: str) -> TableSpec:
         if name == QUARANTINE.name:

@@ -29,11 +29,18 @@ from sqlalchemy.engine import Connection, Engine
 from closeloop.data.tables import ENROLLMENTS
 from closeloop.definitions.project import LoadedJob
 from closeloop.engine import schema
-from closeloop.engine.versions import parse_text, record_definition
-from closeloop.errors import ConfigurationError, NotFoundError, StateError, redact
+from closeloop.engine.versions import latest_version, parse_text, record_definition
+from closeloop.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    NotFoundError,
+    StateError,
+    redact,
+)
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 60.0
 RUNNER_LOCK_KEY = 0x636C6F73  # "clos": the advisory lock `closeloop run` holds on PostgreSQL
+MIGRATION_LOCK_KEY = 0x636C6D67  # "clmg": held while migrating a PostgreSQL state store
 
 
 def utc_now() -> datetime:
@@ -166,6 +173,12 @@ class StateStore:
                     "PRAGMA foreign_keys = OFF"
                 )
             with connection.begin():
+                if self.engine.dialect.name == "postgresql":
+                    # Two processes starting on a new database would both create the tables;
+                    # the second waits here and then finds the store up to date.
+                    connection.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    )
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
                 if sqlite:
@@ -195,80 +208,38 @@ class StateStore:
 
     # -- jobs and versions -------------------------------------------------------------------
 
-    def launch_or_update_job(
-        self, job: LoadedJob, at: datetime, author: str = "closeloop"
-    ) -> JobRecord:
-        """Launch ``job`` if it is a draft, else record a changed definition (see sync_job)."""
-        record = self.sync_job(job, at, author, launch=True)
-        assert record is not None  # launch=True always leaves a record
-        return record
-
-    def sync_job(
-        self, job: LoadedJob, at: datetime, author: str = "closeloop", *, launch: bool = False
-    ) -> JobRecord | None:
+    def sync_job(self, job: LoadedJob, author: str = "closeloop") -> JobRecord | None:
         """The job's record, with a changed definition recorded as a new version.
 
-        A job with no record is a draft: with ``launch`` it is launched at ``at`` (status live),
-        otherwise None is returned and nothing is written. The version comes from
-        ``definition_versions`` (the same rows every definition gets when a workspace opens), so
-        one change never makes two versions and ``current_version`` is the latest recorded one.
-        The salt that drives holdout assignment is fixed at launch, so assignment stays stable
-        across versions; the hypothesis recorded at launch stays locked, and a later change of
-        goal or hypothesis is written to the audit log. Two processes doing this at once collide
-        on a unique key; the loser reads what the winner wrote.
+        A job with no record is a draft: None is returned and nothing is written (a tick launches
+        a draft in its own recording transaction: :meth:`planned_launch`, :meth:`record_launch`).
+        The version comes from ``definition_versions`` (the rows every definition gets when a
+        workspace opens), so one change never makes two versions and ``current_version`` is the
+        latest recorded one. The salt that drives holdout assignment is fixed at launch, so
+        assignment stays stable across versions; the hypothesis recorded at launch stays locked,
+        and a later change of goal or hypothesis is written to the audit log. Two processes doing
+        this at once collide on a unique key; the loser reads what the winner wrote.
         """
         for attempt in range(3):
             try:
-                return self._sync_job(job, at, author, launch)
-            except sa.exc.IntegrityError:
+                return self._sync_job(job, author)
+            except (sa.exc.IntegrityError, ConcurrencyError):
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    def _sync_job(
-        self, job: LoadedJob, at: datetime, author: str, launch: bool
-    ) -> JobRecord | None:
+    def _sync_job(self, job: LoadedJob, author: str) -> JobRecord | None:
         with self.engine.begin() as connection:
             row = (
                 connection.execute(sa.select(schema.jobs).where(schema.jobs.c.name == job.name))
                 .mappings()
                 .first()
             )
-            if row is None and not launch:
+            if row is None:
                 return None
             version, _ = record_definition(
                 connection, "job", job.name, job.content_hash, job.definition, author, utc_now()
             )
-            if row is None:
-                salt = launch_salt(job.name, at)
-                connection.execute(
-                    schema.jobs.insert().values(
-                        name=job.name,
-                        salt=salt,
-                        current_version=version,
-                        content_hash=job.content_hash,
-                        holdout=job.definition.holdout,
-                        launched_at=at,
-                        hypothesis=json.dumps(
-                            job.definition.hypothesis.model_dump(mode="json")
-                            if job.definition.hypothesis
-                            else None
-                        ),
-                        status="live",
-                        status_changed_at=at,
-                        revision=0,
-                    )
-                )
-                self.audit(
-                    connection,
-                    author,
-                    "job.launched",
-                    job.name,
-                    {"version": version, "at": at.isoformat()},
-                )
-                return JobRecord(
-                    job.name, salt, version, job.content_hash, job.definition.holdout, at
-                )
             if row["current_version"] != version or row["content_hash"] != job.content_hash:
                 connection.execute(
                     schema.jobs.update()
@@ -297,6 +268,65 @@ class StateStore:
                 row["status"],
                 row["revision"],
             )
+
+    def planned_launch(self, job: LoadedJob, at: datetime) -> JobRecord:
+        """The record a draft gets if it launches at ``at``; nothing is written.
+
+        The version is the job's latest recorded one when its content is unchanged, else the
+        next; :meth:`record_launch` checks that it still is when it writes.
+        """
+        with self.engine.connect() as connection:
+            latest = latest_version(connection, "job", job.name)
+        version = 1 if latest is None else int(latest["version"])
+        if latest is not None and latest["content_hash"] != job.content_hash:
+            version += 1
+        return JobRecord(
+            job.name,
+            launch_salt(job.name, at),
+            version,
+            job.content_hash,
+            job.definition.holdout,
+            at,
+            "live",
+            revision=1,
+        )
+
+    def record_launch(
+        self, connection: Connection, job: LoadedJob, record: JobRecord, author: str
+    ) -> JobRecord:
+        """Write a launch in the caller's transaction (the first tick's, so a launch and its first
+        tick are one). Two launchers collide on the job's primary key; a definition recorded
+        meanwhile under another version number is a :class:`ConcurrencyError`."""
+        version, _ = record_definition(
+            connection, "job", job.name, job.content_hash, job.definition, author, utc_now()
+        )
+        if version != record.version:
+            raise ConcurrencyError(
+                f"job {job.name!r} got version {version} while launching as {record.version}"
+            )
+        at = record.launched_at
+        connection.execute(
+            schema.jobs.insert().values(
+                name=job.name,
+                salt=record.salt,
+                current_version=version,
+                content_hash=job.content_hash,
+                holdout=job.definition.holdout,
+                launched_at=at,
+                hypothesis=json.dumps(
+                    job.definition.hypothesis.model_dump(mode="json")
+                    if job.definition.hypothesis
+                    else None
+                ),
+                status="live",
+                status_changed_at=at,
+                revision=record.revision,
+            )
+        )
+        self.audit(
+            connection, author, "job.launched", job.name, {"version": version, "at": at.isoformat()}
+        )
+        return record
 
     def _audit_locked_fields(
         self, connection: Connection, author: str, job: LoadedJob, before: int, after: int

@@ -116,12 +116,19 @@ def run_tick(
     does nothing for it. ``replay`` records the actions it plans as ``not_sent`` (a backfill that
     does not send). ``unsubscribe_url(account_id)`` makes each message's signed link.
     """
-    record = store.sync_job(job, at, author, launch=launch)
-    if record is None:
-        return TickResult(job.name, at, 0, 0, 0, 0, status=JobStatus.DRAFT)
     renderer = Renderer(project, job, warehouse, replay=replay)
     for _ in range(MAX_ATTEMPTS):
-        state = _job_state(store, job.name, at)
+        record = store.sync_job(job, author)
+        launching = record is None
+        if record is None:
+            if not launch:
+                return TickResult(job.name, at, 0, 0, 0, 0, status=JobStatus.DRAFT)
+            # The launch is written in this tick's transaction: a launch and its first tick
+            # happen together or not at all.
+            record = store.planned_launch(job, at)
+            state = _JobState(revision=0, status=JobStatus.LIVE, latest=None, done_version=None)
+        else:
+            state = _job_state(store, job.name, at)
         if state.done_version is not None:
             return TickResult(
                 job.name, at, state.done_version, 0, 0, 0, already_done=True, status=state.status
@@ -153,10 +160,14 @@ def run_tick(
         outbox_rows = renderer.rows(record.version, plan, at, unsubscribe_url)
         try:
             with store.engine.begin() as connection:
-                if not _compare_and_set(connection, job.name, state.revision):
+                if launching:
+                    store.record_launch(connection, job, record, author)
+                elif not _compare_and_set(connection, job.name, state.revision):
                     continue  # another process changed the job since we read it: decide again
                 _record(connection, job, record, decisions, outbox_rows, at)
-        except sa.exc.IntegrityError as error:
+        except (sa.exc.IntegrityError, ConcurrencyError) as error:
+            if launching:
+                continue  # another process launched the job first: this tick decides again
             raise ConcurrencyError(
                 f"job {job.name!r} at {at:%Y-%m-%d %H:%M:%S}: another process recorded the same "
                 f"enrollments first; nothing was recorded by this tick ({_first_line(error)})"

@@ -40,6 +40,7 @@ from engine_processes import (
 from closeloop.data.warehouse import Warehouse
 from closeloop.engine import schema
 from closeloop.engine.state import launch_salt
+from closeloop.engine.tick import StaleTickError
 from closeloop.services import engine_runs
 from closeloop.services.project import init_project, open_workspace
 from closeloop.services.smtp_sink import SmtpSink
@@ -245,29 +246,41 @@ def test_racing_launches_launch_once(setup: ProjectSetup) -> None:
                 ).scalar_one()
             assert len(launched) == 1 and launches == 1
             assert launched[0]["salt"] == launch_salt(job, launched[0]["launched_at"])
-            assert first_tick is not None
+            # A launch and its first tick are one transaction: nothing ticks before the launch.
+            assert first_tick == launched[0]["launched_at"]
 
 
 def test_the_first_tick_is_the_launch_when_launches_interleave(tmp_path: Path) -> None:
-    """Two launches at different times interleave: A (``jobs launch --at T+1h``) records the job,
-    then B (``tick --at T --launch``) finds it live and ticks at T before A's launch tick. The
-    job's launch time must still be its first tick: nothing may enroll before the job launched.
-    The interleaving is placed exactly, in one process, with the engine's own calls."""
-    folder = tmp_path / "project"
-    warehouse, state = f"duckdb:///{tmp_path / 'warehouse.duckdb'}", f"sqlite:///{tmp_path / 's'}"
-    with (
-        project_setup(folder, JOBS, warehouse, state, 1) as setup,
-        open_workspace(folder, environ=setup.environ) as workspace,
-    ):
-        store, job = workspace.store, workspace.project.job(NUDGE)
-        store.sync_job(job, DAY0 + timedelta(hours=1), launch=True)  # A's first transaction
-        engine_runs.tick(workspace, DAY0, NUDGE, launch=True)  # B, all of it
-        engine_runs.tick(workspace, DAY0 + timedelta(hours=1), NUDGE, launch=True)  # A's tick
-        first_entry = min(row["entered_at"] for row in store.enrollments_table().to_pylist())
-        launched_at = store.job_record(NUDGE).launched_at
-    assert first_entry >= launched_at, (
-        f"units enrolled at {first_entry}, before the job's launch at {launched_at}"
-    )
+    """Two launches at different times: A (``jobs launch --at T+1h``) and B (``tick --at T
+    --launch``). A launch is written in its first tick's transaction, so whichever records first
+    is the launch, and nothing may enroll before the job launched: after A, B's earlier tick is
+    refused as stale; B first, and A's tick is the job's second."""
+    for order in ("A first", "B first"):
+        folder = tmp_path / order.replace(" ", "_")
+        warehouse = f"duckdb:///{folder.with_suffix('.duckdb')}"
+        state = f"sqlite:///{folder.with_suffix('.sqlite')}"
+        with (
+            project_setup(folder, JOBS, warehouse, state, 1) as setup,
+            open_workspace(folder, environ=setup.environ) as workspace,
+        ):
+            store = workspace.store
+            later = DAY0 + timedelta(hours=1)
+            if order == "A first":
+                engine_runs.tick(workspace, later, NUDGE, launch=True)
+                with pytest.raises(StaleTickError):
+                    engine_runs.tick(workspace, DAY0, NUDGE, launch=True)
+                expected_launch = later
+            else:
+                engine_runs.tick(workspace, DAY0, NUDGE, launch=True)
+                (second,) = engine_runs.tick(workspace, later, NUDGE, launch=True)
+                assert not second.already_done
+                expected_launch = DAY0
+            entries = [row["entered_at"] for row in store.enrollments_table(NUDGE).to_pylist()]
+            launched_at = store.job_record(NUDGE).launched_at
+        assert launched_at == expected_launch
+        assert entries and min(entries) >= launched_at, (
+            f"{order}: units enrolled at {min(entries)}, before the job's launch at {launched_at}"
+        )
 
 
 @pytest.mark.postgres

@@ -43,10 +43,12 @@ from engine_processes import (
     project_setup,
 )
 
-from closeloop.engine import schema
+from closeloop.engine import lifecycle, schema
+from closeloop.engine import tick as tick_module
 from closeloop.engine.dispatcher import Dispatcher
 from closeloop.engine.state import StateStore, utc_now
 from closeloop.engine.steps import OutboxStatus
+from closeloop.engine.tick import JobStatus
 from closeloop.services import engine_runs
 from closeloop.services.http_sink import HttpSink
 from closeloop.services.project import init_project, open_workspace
@@ -383,21 +385,29 @@ def _ticks(store: StateStore) -> list[datetime]:
         return list(connection.execute(sa.select(t.c.at).order_by(t.c.at)).scalars())
 
 
-def test_a_launch_cut_short_is_finished_by_launching_again(tmp_path: Path) -> None:
-    """A launch is two transactions: the job's record (``StateStore.sync_job``), then its first
-    tick. A ``closeloop jobs launch`` killed between them must be finished by running it again,
-    as a tick killed anywhere is. Here the kill is placed exactly: the first transaction runs,
-    the second never does."""
+def test_a_launch_cut_short_is_finished_by_launching_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A launch is written in its first tick's transaction: a ``closeloop jobs launch`` that dies
+    after the job's row was written but before the tick was recorded leaves nothing, and running
+    it again launches the job. The death is placed exactly: the recording raises after the launch
+    was written in the same transaction (the SIGKILL tests above hit it at random)."""
     folder = tmp_path / "project"
     warehouse, state = f"duckdb:///{tmp_path / 'warehouse.duckdb'}", f"sqlite:///{tmp_path / 's'}"
     with (
         project_setup(folder, _jobs("http://127.0.0.1:9"), warehouse, state, 1) as setup,
         open_workspace(folder, environ=setup.environ) as workspace,
     ):
-        workspace.store.sync_job(workspace.project.job(JOB), DAY0, launch=True)
-        # ... the process dies here. The operator runs the same command again:
-        engine_runs.launch_job(workspace, JOB, DAY0)
-        assert workspace.store.last_tick(JOB) == DAY0, (
-            "`jobs launch` run again after a launch was killed reports the job as already "
-            "launched and never runs its launch tick"
-        )
+
+        def dies(*_args: object, **_kwargs: object) -> None:
+            raise KeyboardInterrupt("the process dies here")
+
+        monkeypatch.setattr(tick_module, "_record", dies)
+        with pytest.raises(KeyboardInterrupt):
+            engine_runs.launch_job(workspace, JOB, DAY0)
+        assert lifecycle.job_status(workspace.store, JOB) == JobStatus.DRAFT
+        monkeypatch.undo()
+        # The operator runs the same command again:
+        assert engine_runs.launch_job(workspace, JOB, DAY0) is not None
+        assert workspace.store.last_tick(JOB) == DAY0
+        assert workspace.store.job_record(JOB).launched_at == DAY0

@@ -12,7 +12,7 @@ from closeloop.engine import schema
 from closeloop.engine.versions import history, latest_versions, record_definitions
 from closeloop.services import engine_runs
 from closeloop.services.project import init_project, open_workspace
-from support import Backends
+from support import Backends, run_tick
 
 COHORTS = """\
 cohorts:
@@ -74,16 +74,25 @@ def test_job_versions_come_from_definition_versions_and_goal_changes_are_audited
     folder = _project(tmp_path / "project")
     with open_workspace(folder, environ=_environ(backends, "ada")) as workspace:
         job = workspace.project.job("Integration nudge")
-        record = workspace.store.launch_or_update_job(job, datetime(2024, 5, 1), "ada")
+        record = run_tick(
+            workspace.project, job, workspace.warehouse, workspace.store, datetime(2024, 5, 1),
+            "ada",
+        )  # fmt: skip
     assert record.version == 1
 
     _edit(folder / "jobs.yaml", '"integration_connected") >= 1', '"integration_connected") >= 2')
     _edit(folder / "jobs.yaml", "connect an integration sooner", "connect integrations sooner")
     with open_workspace(folder, environ=_environ(backends, "grace")) as workspace:
         job = workspace.project.job("Integration nudge")
-        record = workspace.store.launch_or_update_job(job, datetime(2024, 5, 2), "grace")
-        # A second call for the same definition is not a second change.
-        workspace.store.launch_or_update_job(job, datetime(2024, 5, 3), "grace")
+        record = run_tick(
+            workspace.project, job, workspace.warehouse, workspace.store, datetime(2024, 5, 2),
+            "grace",
+        )  # fmt: skip
+        # A second tick of the same definition is not a second change.
+        run_tick(
+            workspace.project, job, workspace.warehouse, workspace.store, datetime(2024, 5, 3),
+            "grace",
+        )  # fmt: skip
         stored = workspace.store.job_record("Integration nudge")
         with workspace.store.engine.connect() as connection:
             rows = connection.execute(
