@@ -99,9 +99,9 @@ def parse_time(text: str) -> datetime:
 
 
 def parse_interval(text: str) -> timedelta:
-    units = {"d": "days", "h": "hours", "m": "minutes"}
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
     if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
-        raise typer.BadParameter(f"{text!r} is not an interval like 1d, 6h or 30m")
+        raise typer.BadParameter(f"{text!r} is not an interval like 1d, 6h, 30m or 10s")
     return timedelta(**{units[text[-1]]: int(text[:-1])})
 
 

@@ -272,7 +272,7 @@ def jobs_remove_account(
 
 
 def run(
-    every: Annotated[str, typer.Option(help="Interval between cycles: 5m, 1h, 1d.")] = "15m",
+    every: Annotated[str, typer.Option(help="Interval between cycles: 30s, 5m, 1h, 1d.")] = "15m",
     cycles: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many cycles (default: never).")
     ] = None,

@@ -214,7 +214,14 @@ def test_library_lists_filters_and_prints_jobs(tmp_path: Path) -> None:
         {
             "name": "treatment",
             "weight": 1.0,
-            "sends": [{"day": 0.0, "subject": "Welcome", "template": "integration_nudge"}],
+            "sends": [
+                {
+                    "day": 0.0,
+                    "subject": "Welcome",
+                    "template": "integration_nudge",
+                    "channel": "email",
+                }
+            ],
         }
     ]
     segment = run("library", "--segment", "self_serve", "--goal", "integration",
