@@ -391,10 +391,6 @@ class SmtpSender:
         return text.replace(self._password, "***") if self._password else text
 
 
-# Kept for callers that still say channel.
-SmtpEmailChannel = SmtpSender
-
-
 def sender_address(sender: str) -> Address:
     """The From address, parsed once: ``ada@example.com`` or ``Success team <ada@example.com>``.
 

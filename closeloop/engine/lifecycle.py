@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from closeloop.engine import schema
-from closeloop.engine.state import StateStore, utc_now
+from closeloop.engine.state import StateStore
 from closeloop.engine.steps import OutboxStatus
 from closeloop.engine.tick import ExitReason, JobStatus, bump_revision
 from closeloop.errors import NotFoundError, StateError
@@ -232,10 +232,6 @@ def versions_in_use(store: StateStore, job_name: str) -> list[tuple[int, int]]:
             .order_by(e.c.job_version)
         ).all()
     return [(int(version), int(count)) for version, count in rows]
-
-
-def now_or(at: datetime | None) -> datetime:
-    return at or utc_now()
 
 
 def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:

@@ -58,7 +58,7 @@ JOB = "Onboarding"
 EVERY = timedelta(hours=6)
 SCHEDULE = [DAY0 + EVERY * index for index in range(41)]  # 10 days of ticks every 6 hours
 END = SCHEDULE[-1]
-KILLS = 55  # per state store: 110 in all
+KILLS = 100  # per state store: 200 in all
 FIRST_DELAY_SECONDS = 1.0
 ACCOUNTS_PER_TICK = 12
 SEEDS = {"sqlite": 1, "postgres": 2}  # of the commands and kill delays
