@@ -35,6 +35,7 @@ from closeloop.engine.steps import OutboxStatus, Renderer, Unit, entry_plan
 from closeloop.services.http_sink import HttpSink
 from closeloop.services.project import open_workspace
 from closeloop.services.smtp_sink import free_port
+from support import run_tick
 
 pytestmark = pytest.mark.postgres
 
@@ -76,7 +77,9 @@ def _fill_outbox(setup: ProjectSetup, first: int, count: int, at: datetime) -> N
     """``count`` enrollments entered at ``at`` and their webhook messages, due at ``at``."""
     with open_workspace(setup.folder, environ=setup.environ) as workspace:
         job = workspace.project.job(JOB)
-        record = workspace.store.launch_or_update_job(job, DAY0)
+        # Launched by its first tick (no accounts yet, so nobody enters), then filled directly.
+        run_tick(workspace.project, job, workspace.warehouse, workspace.store, DAY0)
+        record = workspace.store.job_record(JOB)
         accounts = [f"acc-{number:05d}" for number in range(first, first + count)]
         units = [
             Unit(enrollment_id(JOB, account, at.isoformat()), account, None, TREATMENT)
