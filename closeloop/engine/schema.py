@@ -122,6 +122,16 @@ optouts = Table(
     Column("reason", Text),
 )
 
+# Revisions shared by every job: ``contacts`` is bumped by every tick that enrolls anyone, so
+# ticks of different jobs that decide under the contact policy record one after the other
+# (engine.tick). One row per counter, created by the migration.
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
 # ``send: enroll`` actions: the target job's next tick enrolls the referred unit.
 referrals = Table(
     "referrals",

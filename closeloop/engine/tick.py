@@ -74,6 +74,10 @@ class StaleTickError(ConcurrencyError):
     code = "stale_tick"
 
 
+class _Again(Exception):  # noqa: N818 (control flow, never escapes run_tick)
+    """Raised inside the recording transaction to roll it back and decide again."""
+
+
 @dataclass(frozen=True)
 class TickResult:
     job_name: str
@@ -126,7 +130,7 @@ def run_tick(
             # The launch is written in this tick's transaction: a launch and its first tick
             # happen together or not at all.
             record = store.planned_launch(job, at)
-            state = _JobState(revision=0, status=JobStatus.LIVE, latest=None, done_version=None)
+            state = _JobState(0, JobStatus.LIVE, None, None, _contacts_revision(store))
         else:
             state = _job_state(store, job.name, at)
         if state.done_version is not None:
@@ -164,7 +168,12 @@ def run_tick(
                     store.record_launch(connection, job, record, author)
                 elif not _compare_and_set(connection, job.name, state.revision):
                     continue  # another process changed the job since we read it: decide again
+                capped = project.config.contact_policy is not None and decisions.entering
+                if capped and not _contacts_unchanged(connection, state.contacts):
+                    raise _Again  # another job enrolled meanwhile: the cap may have changed
                 _record(connection, job, record, decisions, outbox_rows, at)
+        except _Again:
+            continue  # the transaction rolled back; decide again from the new state
         except (sa.exc.IntegrityError, ConcurrencyError) as error:
             if launching:
                 continue  # another process launched the job first: this tick decides again
@@ -269,11 +278,13 @@ class _JobState:
     status: str
     latest: datetime | None  # the job's latest tick
     done_version: int | None  # the version of the tick at ``at``, if it is done
+    contacts: int = 0  # the shared contact revision (see _contacts_unchanged)
 
 
 def _job_state(store: StateStore, job_name: str, at: datetime) -> _JobState:
     """The job's revision and status, read before anything the tick decides from."""
     j, t = schema.jobs, schema.ticks
+    contacts = _contacts_revision(store)
     with store.engine.connect() as connection:
         row = connection.execute(
             sa.select(j.c.revision, j.c.status).where(j.c.name == job_name)
@@ -284,7 +295,31 @@ def _job_state(store: StateStore, job_name: str, at: datetime) -> _JobState:
         done = connection.execute(
             sa.select(t.c.job_version).where(t.c.job_name == job_name, t.c.at == at)
         ).scalar()
-    return _JobState(row.revision, row.status, latest, done)
+    return _JobState(row.revision, row.status, latest, done, contacts)
+
+
+CONTACTS = "contacts"
+
+
+def _contacts_revision(store: StateStore) -> int:
+    c = schema.counters
+    with store.engine.connect() as connection:
+        value = connection.execute(sa.select(c.c.value).where(c.c.name == CONTACTS)).scalar()
+    return int(value or 0)
+
+
+def _contacts_unchanged(connection: Connection, revision: int) -> bool:
+    """Bump the shared contact revision if it is still ``revision``.
+
+    Under a contact policy a tick's enrollments depend on other jobs' (the cap counts them), so a
+    tick that enrolls anyone also compares and sets this revision: two jobs ticking at once
+    cannot both take an account's last free slot.
+    """
+    c = schema.counters
+    updated = connection.execute(
+        c.update().where(c.c.name == CONTACTS, c.c.value == revision).values(value=c.c.value + 1)
+    ).rowcount
+    return bool(updated)
 
 
 def _compare_and_set(connection: Connection, job_name: str, revision: int) -> bool:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from closeloop.channels.email import EMAIL, SmtpSender
 from closeloop.data.warehouse import Warehouse
 from closeloop.engine import schema
+from closeloop.engine import tick as tick_module
 from closeloop.engine.assignment import HOLDOUT
 from closeloop.engine.dispatcher import Dispatcher
 from closeloop.engine.steps import COMPLETION_STEP, OutboxStatus
@@ -326,6 +327,33 @@ def test_contact_policy_caps_jobs_per_account_in_priority_order(
     engine_runs.tick(workspace, DAY0, launch=True)
     by_job = Counter(str(row["job_name"]) for row in _enrollments(workspace))
     assert by_job == {"High": 20}  # holdout included: the cap is about assignment
+
+
+def test_two_jobs_ticking_at_once_never_exceed_the_contact_cap(
+    open_project: OpenProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Job Low decides who enters; before it records, job High (another process) enrolls every
+    account. Low's recording then fails the shared contact revision and decides again: the
+    accounts are capped, and nobody is in two jobs. The interleaving is placed exactly."""
+    jobs = "jobs:" + _job("Low", "") + _job("High", "")
+    workspace = open_project(
+        jobs, accounts=20, config="contact_policy: {max_jobs: 1, per_days: 30}"
+    )
+    decide = tick_module._decide
+    interleaved: list[int] = []
+
+    def decide_while_high_ticks(*args: object, **kwargs: object) -> object:
+        decisions = decide(*args, **kwargs)  # type: ignore[arg-type]
+        if args[1] is workspace.project.job("Low") and not interleaved:
+            interleaved.append(len(decisions.entering))
+            _tick(workspace, "High", DAY0)  # the other process records first
+        return decisions
+
+    monkeypatch.setattr(tick_module, "_decide", decide_while_high_ticks)
+    _tick(workspace, "Low", DAY0)
+    assert interleaved == [20]  # Low had decided to enroll everyone
+    by_job = Counter(str(row["job_name"]) for row in _enrollments(workspace))
+    assert by_job == {"High": 20}
 
 
 def test_job_membership_sees_this_ticks_enrollments(open_project: OpenProject) -> None:

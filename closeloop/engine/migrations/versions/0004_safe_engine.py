@@ -8,7 +8,8 @@ per unit, outbox details, opt-outs and referrals.
   later duplicates are exited at their own entry time with reason ``duplicate``, so they are
   visible, not deleted, and reports stop counting them twice;
 * ``outbox.detail`` and an index on ``outbox.enrollment_id``;
-* ``optouts`` and ``referrals``.
+* ``optouts``, ``referrals`` and ``counters`` (with its ``contacts`` row: the revision ticks of
+  different jobs compare and set under the contact policy).
 
 Revision ID: 0004
 """
@@ -77,9 +78,16 @@ def upgrade() -> None:
         sa.Column("consumed_at", sa.DateTime),
     )
     op.create_index("ix_referrals_open", "referrals", ["job_name", "consumed_at"])
+    counters = op.create_table(
+        "counters",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.Integer, nullable=False),
+    )
+    op.bulk_insert(counters, [{"name": "contacts", "value": 0}])
 
 
 def downgrade() -> None:
+    op.drop_table("counters")
     op.drop_index("ix_referrals_open", "referrals")
     op.drop_table("referrals")
     op.drop_table("optouts")
