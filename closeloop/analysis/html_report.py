@@ -69,11 +69,24 @@ def headline(report: JobReport) -> str:
     sooner = ""
     difference = report.time_to_goal.absolute
     if _ok(difference.estimate) and _ok(difference.ci.lower):
-        faster = -difference.estimate
+        # Words and interval in one direction: days sooner, or days later.
+        if difference.estimate <= 0:
+            amount, low, high, word = (
+                -difference.estimate,
+                -difference.ci.upper,
+                -difference.ci.lower,
+                "sooner",
+            )
+        else:
+            amount, low, high, word = (
+                difference.estimate,
+                difference.ci.lower,
+                difference.ci.upper,
+                "later",
+            )
         sooner = (
-            f"; over {report.horizon_days:g} days they reached it {abs(faster):.1f} days "
-            f"{'sooner' if faster >= 0 else 'later'} on average "
-            f"[{-difference.ci.upper:.1f}, {-difference.ci.lower:.1f}]"
+            f"; over {report.horizon_days:g} days they reached it {amount:.1f} days {word} on "
+            f"average [{low:.1f}, {high:.1f}]"
         )
     if report.matched is not None:
         return _observational_headline(report, sooner="")

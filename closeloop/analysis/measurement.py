@@ -49,6 +49,8 @@ from closeloop.stats import (
     cuped_test,
     kaplan_meier,
     logrank_test,
+    lower_is_better,
+    proportion_test,
     restricted_mean,
     rmst_difference,
     srm_test,
@@ -410,8 +412,8 @@ def _completion(
         arm.arm,
         base.arm,
         COMPLETION_RATE,
-        welch_test(b, a, difference="absolute", alpha=alpha),
-        welch_test(b, a, difference="relative", alpha=alpha),
+        proportion_test(b, a, difference="absolute", alpha=alpha),
+        proportion_test(b, a, difference="relative", alpha=alpha),
         sequential=sequential,
     )
 
@@ -474,8 +476,9 @@ def _time_to_goal(arm: ArmResult, base: ArmResult, options: MeasureOptions) -> C
             TIME_TO_GOAL,
             ComparisonResult.insufficient("absolute", options.alpha, problem),
         )
-    difference = rmst_difference(
-        arm.risk_table, base.risk_table, options.horizon_days, alpha=options.alpha
+    # A shorter restricted mean time to goal is the treatment helping: positive (see stats).
+    difference = lower_is_better(
+        rmst_difference(arm.risk_table, base.risk_table, options.horizon_days, alpha=options.alpha)
     )
     logrank = (
         logrank_test(arm.risk_table, base.risk_table)
@@ -583,7 +586,13 @@ def _segments(
                     continue
                 treated = cells[segment].get(arm, empty)
                 raw.append(
-                    (segment, arm, base, treated, welch_test(base, treated, alpha=options.alpha))
+                    (
+                        segment,
+                        arm,
+                        base,
+                        treated,
+                        proportion_test(base, treated, alpha=options.alpha),
+                    )
                 )
         p_values = [lift.p_value for *_, lift in raw]
         bh = adjust_p_values(p_values, method="benjamini_hochberg") if raw else ()
@@ -603,7 +612,11 @@ def _segments(
                     lift=lift,
                     p_value_bh=bh[index],
                     p_value_holm=holm[index],
-                    adjusted_ci=_widened(lift, fcr_alpha),
+                    adjusted_ci=(
+                        proportion_test(base, treated, alpha=fcr_alpha).ci
+                        if math.isfinite(lift.se)
+                        else Interval.undefined()
+                    ),
                     small=min(base.n, treated.n) < SMALL_SEGMENT,
                     sequential=(
                         confidence_sequence(base, treated, alpha=fcr_alpha, tuning=tuning)
@@ -615,18 +628,14 @@ def _segments(
         for arm in arms:
             if arm == options.control:
                 continue
-            lifts = [lift for _, a, _, _, lift in raw if a == arm and math.isfinite(lift.se)]
+            lifts = [
+                lift
+                for _, a, _, _, lift in raw
+                if a == arm and math.isfinite(lift.se) and lift.se > 0
+            ]
             if len(lifts) >= 2:
                 heterogeneity.append(_cochran_q(column, arm, lifts))
     return segments, heterogeneity
-
-
-def _widened(lift: ComparisonResult, alpha: float) -> Interval:
-    """The lift's interval at level 1 - alpha (the same estimate and standard error)."""
-    if not math.isfinite(lift.se):
-        return Interval.undefined()
-    quantile = float(sps.t.isf(alpha / 2, lift.df))
-    return Interval(lift.estimate - quantile * lift.se, lift.estimate + quantile * lift.se)
 
 
 def _cochran_q(column: str, arm: str, lifts: Sequence[ComparisonResult]) -> Heterogeneity:

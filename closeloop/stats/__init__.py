@@ -27,7 +27,8 @@ from closeloop.stats.power import (
     plan_enrollment,
     required_sample_size,
 )
-from closeloop.stats.results import ComparisonResult, Interval, Status
+from closeloop.stats.proportions import proportion_test
+from closeloop.stats.results import ComparisonResult, Interval, Status, lower_is_better
 from closeloop.stats.sequential import confidence_sequence
 from closeloop.stats.statistics import (
     ProportionStatistic,
@@ -79,6 +80,7 @@ __all__ = [
     "cuped_test",
     "kaplan_meier",
     "logrank_test",
+    "lower_is_better",
     "match_counts",
     "minimum_detectable_effect",
     "nps",
@@ -86,6 +88,7 @@ __all__ = [
     "plan_duration",
     "plan_enrollment",
     "pooled_theta",
+    "proportion_test",
     "required_sample_size",
     "restricted_mean",
     "rmst_difference",

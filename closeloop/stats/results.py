@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -73,3 +73,14 @@ def status_of(ci: Interval) -> Status:
     if ci.upper < 0:
         return Status.NEGATIVE
     return Status.INCONCLUSIVE
+
+
+def lower_is_better(result: ComparisonResult) -> ComparisonResult:
+    """``result`` with its status read from the goal's side for a metric where lower is better.
+
+    Every status says whether the treatment *helped* (``positive``): for time to goal an interval
+    below 0 means the goal was reached sooner, so it is positive. The signed estimate and interval
+    stay as they are.
+    """
+    mirrored = {Status.POSITIVE: Status.NEGATIVE, Status.NEGATIVE: Status.POSITIVE}
+    return replace(result, status=mirrored.get(result.status, result.status))

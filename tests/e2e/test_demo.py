@@ -9,6 +9,7 @@ import pytest
 
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
 from closeloop.services.demo import run_demo
+from closeloop.services.reports import headline
 from closeloop.stats import Status
 
 
@@ -47,6 +48,14 @@ def test_the_demo_recovers_the_true_effects(tmp_path: Path) -> None:
     assert result.emails_received == result.unique_message_ids == arms[TREATMENT].entered
     # Time to goal: treatment reaches the goal sooner (negative difference in restricted mean).
     assert report.time_to_goal.absolute.ci.upper < 0
+    # ... which helps, so its status is positive (every status is from the goal's side), and the
+    # headline's words and interval say it one way: days sooner, with the interval in days sooner.
+    assert report.time_to_goal.absolute.status is Status.POSITIVE
+    difference = report.time_to_goal.absolute
+    assert (
+        f"{-difference.estimate:.1f} days sooner on average "
+        f"[{-difference.ci.upper:.1f}, {-difference.ci.lower:.1f}]"
+    ) in headline(report)
     # Revenue at 90 days after entry, from the simulated subscriptions, both arms.
     assert report.revenue is not None
     ninety = report.revenue.horizon(90)
