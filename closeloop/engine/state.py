@@ -10,6 +10,8 @@ import fcntl
 import hashlib
 import json
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -421,7 +423,17 @@ ENROLLMENT_ARROW_SCHEMA = ENROLLMENTS.ibis_schema().to_pyarrow()
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.execute("PRAGMA journal_mode = WAL")
+    # Switching a new database to WAL needs it to itself: when several processes open a new
+    # store at once, SQLite answers "locked" at once instead of waiting, so wait here.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.close()
     # SQLAlchemy, not the driver, opens transactions (see _sqlite_begin_immediate).
