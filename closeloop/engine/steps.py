@@ -17,7 +17,7 @@ there is nobody to send to); the tick goes on.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -140,7 +140,7 @@ class Renderer:
         version: int,
         plan: Sequence[Planned],
         at: datetime,
-        unsubscribe_url: Any = None,
+        unsubscribe_url: Callable[[str], str] | None = None,
     ) -> list[dict[str, Any]]:
         """Outbox rows for ``plan``; ``unsubscribe_url(account_id) -> str`` makes the link."""
         if not plan:
@@ -202,6 +202,8 @@ class Renderer:
     def _lookups(
         self, account_ids: set[str]
     ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        if not account_ids:  # only holdout units: nothing is rendered
+            return {}, {}
         keys = ibis.memtable(pa.table({"account_id": pa.array(sorted(account_ids), pa.string())}))
         accounts = (
             self.warehouse.table("accounts").semi_join(keys, "account_id").to_pyarrow().to_pylist()
