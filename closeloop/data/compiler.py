@@ -740,12 +740,24 @@ def eligible_units(
     units = matching_units(audience, warehouse, as_of, catalog, target)
     if not exclusions:
         return units
+    return units.anti_join(excluded_units(exclusions, warehouse, as_of, catalog, target), key)
+
+
+def excluded_units(
+    exclusions: Sequence[Expression],
+    warehouse: Warehouse,
+    as_of: datetime,
+    catalog: Catalog | None = None,
+    target: Entity = Entity.ACCOUNT,
+) -> ir.Table:
+    """The unit keys (one column) any of ``exclusions`` holds for as of ``as_of``: one union,
+    so callers anti-join or semi-join it once. ``exclusions`` must not be empty."""
+    key = "person_id" if target == Entity.PERSON else "account_id"
     parts = [
         matching_units(exclusion, warehouse, as_of, catalog, target).select(key)
         for exclusion in exclusions
     ]
-    excluded = parts[0].union(*parts[1:], distinct=True) if len(parts) > 1 else parts[0]
-    return units.anti_join(excluded, key)
+    return parts[0].union(*parts[1:], distinct=True) if len(parts) > 1 else parts[0]
 
 
 def matching_accounts(

@@ -151,41 +151,18 @@ class Dispatcher:
         """Hand every message due at ``now`` to the channels without claiming or recording
         anything (``dispatch --deliver-to``: the channels are file writers). The outbox is left
         exactly as it was, so a real dispatch later sends the same messages."""
-        o, e, j, optouts = schema.outbox, schema.enrollments, schema.jobs, schema.optouts
-        live = sa.select(j.c.name).where(j.c.name == o.c.job_name, j.c.status == LIVE).exists()
-        opted_out = sa.select(optouts.c.account_id).where(optouts.c.account_id == o.c.account_id)
-        ended = e.alias("ended")
-        ended_before_due = (
-            sa.select(ended.c.enrollment_id)
-            .where(
-                ended.c.enrollment_id == o.c.enrollment_id,
-                o.c.step_index < COMPLETION_STEP,
-                sa.or_(ended.c.completed_at < o.c.due_at, ended.c.exited_at < o.c.due_at),
-            )
-            .exists()
-        )
+        o, e = schema.outbox, schema.enrollments
         query = (
-            sa.select(o, e.c.arm)
+            sa.select(o, e.c.arm, _account_opted_out().label("opted_out"))
             .select_from(o.outerjoin(e, e.c.enrollment_id == o.c.enrollment_id))
-            .where(
-                o.c.status == OutboxStatus.PENDING,
-                o.c.next_attempt_at <= now,
-                live,
-                ~ended_before_due,
-            )
+            .where(_pending_and_due(now), _job_is_live(), ~_reminder_ended_before_due())
             .order_by(o.c.next_attempt_at, o.c.id)
         )
         result = DispatchResult()
         with self.store.engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
-            skipped = {
-                row[0]
-                for row in connection.execute(
-                    sa.select(o.c.id).where(o.c.status == OutboxStatus.PENDING, opted_out.exists())
-                )
-            }
         for row in rows:
-            if row["id"] in skipped:
+            if row["opted_out"]:
                 result.skipped += 1
                 continue
             message = OutboundMessage(
@@ -220,13 +197,12 @@ class Dispatcher:
         return result
 
     def _claim(self, now: datetime, result: DispatchResult) -> list[Claim]:
-        o, e, j = schema.outbox, schema.enrollments, schema.jobs
+        o, e = schema.outbox, schema.enrollments
         claimed_at = self.wall_clock()
         due = sa.or_(
-            sa.and_(o.c.status == OutboxStatus.PENDING, o.c.next_attempt_at <= now),
+            _pending_and_due(now),
             sa.and_(o.c.status == OutboxStatus.SENDING, o.c.claimed_at <= claimed_at - self.lease),
         )
-        live = sa.select(j.c.name).where(j.c.name == o.c.job_name, j.c.status == LIVE).exists()
         with self.store.engine.begin() as connection:
             self._cancel_stale_reminders(connection, now)
             result.skipped += self._skip_opted_out(connection, now)
@@ -243,7 +219,7 @@ class Dispatcher:
                         e.c.arm,
                     )
                     .select_from(o.outerjoin(e, e.c.enrollment_id == o.c.enrollment_id))
-                    .where(due, live)
+                    .where(due, _job_is_live())
                     .order_by(o.c.next_attempt_at, o.c.id)
                     .limit(self.batch_size)
                     # PostgreSQL: concurrent dispatchers skip each other's rows; SQLite
@@ -287,16 +263,11 @@ class Dispatcher:
 
     def _skip_opted_out(self, connection: Connection, now: datetime) -> int:
         """Due messages of accounts that opted out are skipped, on every channel."""
-        o, optouts = schema.outbox, schema.optouts
-        opted_out = sa.select(optouts.c.account_id).where(optouts.c.account_id == o.c.account_id)
+        o = schema.outbox
         return int(
             connection.execute(
                 o.update()
-                .where(
-                    o.c.status == OutboxStatus.PENDING,
-                    o.c.next_attempt_at <= now,
-                    opted_out.exists(),
-                )
+                .where(_pending_and_due(now), _account_opted_out())
                 .values(status=OutboxStatus.SKIPPED, last_error="the account opted out")
             ).rowcount
         )
@@ -307,23 +278,10 @@ class Dispatcher:
         The tick cancels these when it detects the end; this guard covers rows it could not see,
         such as a retry of a reminder (its due time stays, its next attempt moves).
         """
-        o, e = schema.outbox, schema.enrollments
-        ended_before_due = (
-            sa.select(e.c.enrollment_id)
-            .where(
-                e.c.enrollment_id == o.c.enrollment_id,
-                sa.or_(e.c.completed_at < o.c.due_at, e.c.exited_at < o.c.due_at),
-            )
-            .exists()
-        )
+        o = schema.outbox
         connection.execute(
             o.update()
-            .where(
-                o.c.status == OutboxStatus.PENDING,
-                o.c.next_attempt_at <= now,
-                o.c.step_index < COMPLETION_STEP,
-                ended_before_due,
-            )
+            .where(_pending_and_due(now), _reminder_ended_before_due())
             .values(
                 status=OutboxStatus.CANCELLED,
                 last_error="the enrollment ended before it fell due",
@@ -414,6 +372,43 @@ class Dispatcher:
     def close(self) -> None:
         for channel in self.channels.values():
             channel.close()
+
+
+# -- the conditions every pass over the outbox shares (claim, sweeps, rehearsal) --------------
+
+
+def _pending_and_due(now: datetime) -> sa.ColumnElement[bool]:
+    o = schema.outbox
+    return sa.and_(o.c.status == OutboxStatus.PENDING, o.c.next_attempt_at <= now)
+
+
+def _job_is_live() -> sa.ColumnElement[bool]:
+    """The message's job is live (a paused job's messages wait; a stopped job's are cancelled)."""
+    o, j = schema.outbox, schema.jobs
+    return sa.select(j.c.name).where(j.c.name == o.c.job_name, j.c.status == LIVE).exists()
+
+
+def _account_opted_out() -> sa.Exists:
+    o, optouts = schema.outbox, schema.optouts
+    return sa.select(optouts.c.account_id).where(optouts.c.account_id == o.c.account_id).exists()
+
+
+def _reminder_ended_before_due() -> sa.Exists:
+    """A sequence message whose enrollment ended before it fell due: it must never go out.
+
+    The enrollments are aliased so the subquery stays correlated to the outbox alone, also in
+    queries that join the enrollments themselves.
+    """
+    o, ended = schema.outbox, schema.enrollments.alias("ended")
+    return (
+        sa.select(ended.c.enrollment_id)
+        .where(
+            ended.c.enrollment_id == o.c.enrollment_id,
+            o.c.step_index < COMPLETION_STEP,
+            sa.or_(ended.c.completed_at < o.c.due_at, ended.c.exited_at < o.c.due_at),
+        )
+        .exists()
+    )
 
 
 def _dead_now(connection: Connection, message_id: int, reason: str) -> None:

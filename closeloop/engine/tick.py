@@ -25,7 +25,11 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from closeloop.data.compiler import eligible_units, goal_reached_at, matching_units
+from closeloop.data.compiler import (
+    eligible_units,
+    excluded_units,
+    goal_reached_at,
+)
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, MembershipKind, memberships
 from closeloop.definitions.models import Allocation, ContactPolicy
@@ -35,7 +39,7 @@ from closeloop.engine.allocation import TickAllocation, thompson_tick_allocation
 from closeloop.engine.assignment import assign_variant, enrollment_id
 from closeloop.engine.optouts import opted_out_since
 from closeloop.engine.publish import publish_enrollments
-from closeloop.engine.state import JobRecord, StateStore, launch_salt, utc_now
+from closeloop.engine.state import JobRecord, StateStore, utc_now
 from closeloop.engine.steps import (
     COMPLETION_STEP,
     EXIT_STEP,
@@ -148,19 +152,7 @@ def run_tick(
             publish_enrollments(store, warehouse)
         # Reads happen before the transaction: they decide, the transaction records.
         decisions = _decide(project, job, warehouse, store, record, at, state.status)
-        plan: list[Planned] = []
-        if state.status == JobStatus.LIVE:
-            active = decisions.active
-            plan = entry_plan(job, decisions.entering, at)
-            plan += end_plan(
-                job.definition.on_completion,
-                COMPLETION_STEP,
-                [active[e] for e in decisions.completions],
-                at,
-            )
-            plan += end_plan(
-                job.definition.on_exit, EXIT_STEP, [active[e] for e in decisions.exits], at
-            )
+        plan = _plan(job, decisions, at) if state.status == JobStatus.LIVE else []
         outbox_rows = renderer.rows(record.version, plan, at, unsubscribe_url)
         try:
             with store.engine.begin() as connection:
@@ -232,35 +224,15 @@ def preview_tick(
         record = store.job_record(job.name)
         status = record.status
     except NotFoundError:
-        record = JobRecord(
-            job.name,
-            launch_salt(job.name, at),
-            0,
-            job.content_hash,
-            job.definition.holdout,
-            at,
-            JobStatus.DRAFT,
-        )
-        status = JobStatus.DRAFT
+        record, status = store.planned_launch(job, at), JobStatus.DRAFT
     deciding = JobStatus.LIVE if status == JobStatus.DRAFT else status
     if status == JobStatus.STOPPED:
         return Preview(job.name, at, status, [], [], {}, [])
     if references_jobs(job):
         publish_enrollments(store, warehouse)
     decisions = _decide(project, job, warehouse, store, record, at, deciding)
-    plan: list[Planned] = []
-    if deciding == JobStatus.LIVE:
-        plan = entry_plan(job, decisions.entering, at)
-        plan += end_plan(
-            job.definition.on_completion,
-            COMPLETION_STEP,
-            [decisions.active[e] for e in decisions.completions],
-            at,
-        )
-        plan += end_plan(
-            job.definition.on_exit, EXIT_STEP, [decisions.active[e] for e in decisions.exits], at
-        )
-    rows = Renderer(project, job, warehouse).rows(record.version or 1, plan, at, unsubscribe_url)
+    plan = _plan(job, decisions, at) if deciding == JobStatus.LIVE else []
+    rows = Renderer(project, job, warehouse).rows(record.version, plan, at, unsubscribe_url)
     return Preview(
         job.name,
         at,
@@ -270,6 +242,23 @@ def preview_tick(
         {key: reason for key, (_, reason) in decisions.exits.items()},
         rows,
     )
+
+
+def _plan(job: LoadedJob, decisions: _Decisions, at: datetime) -> list[Planned]:
+    """The actions a live job's tick writes: entrants' sequences, then the completion and exit
+    actions of the enrollments that ended."""
+    active = decisions.active
+    definition = job.definition
+    return [
+        *entry_plan(job, decisions.entering, at),
+        *end_plan(
+            definition.on_completion,
+            COMPLETION_STEP,
+            [active[e] for e in decisions.completions],
+            at,
+        ),
+        *end_plan(definition.on_exit, EXIT_STEP, [active[e] for e in decisions.exits], at),
+    ]
 
 
 @dataclass(frozen=True)
@@ -587,12 +576,9 @@ def _excluded(
     target = Entity(job.definition.target)
     key = "person_id" if target == Entity.PERSON else "account_id"
     wanted = ibis.memtable(pa.table({key: pa.array(sorted(keys), pa.string())}))
-    found: set[str] = set()
-    for exclusion in job.exclusions:
-        excluded = matching_units(exclusion, warehouse, at, project.catalog, target)
-        rows = excluded.select(key).semi_join(wanted, key).distinct().to_pyarrow()
-        found |= set(rows.column(key).to_pylist())
-    return found
+    excluded = excluded_units(job.exclusions, warehouse, at, project.catalog, target)
+    rows = excluded.semi_join(wanted, key).distinct().to_pyarrow()
+    return set(rows.column(key).to_pylist())
 
 
 def _blocked_by_re_entry(
