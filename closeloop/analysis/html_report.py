@@ -64,8 +64,8 @@ def num(value: float | None) -> str:
 
 def headline(report: JobReport) -> str:
     """One sentence a CS leader can repeat to the board, honest about uncertainty."""
-    comparison = report.sequential_lift or report.lift
-    running = report.sequential_lift is not None
+    comparison = report.decisive_lift
+    always_valid = comparison is report.sequential_lift
     sooner = ""
     difference = report.time_to_goal.absolute
     if _ok(difference.estimate) and _ok(difference.ci.lower):
@@ -97,7 +97,13 @@ def headline(report: JobReport) -> str:
         f"{comparison.estimate * 100:+.1f} percentage points "
         f"[{comparison.ci.lower * 100:+.1f}, {comparison.ci.upper * 100:+.1f}]"
     )
-    so_far = " so far (always-valid interval; enrollments are still maturing)" if running else ""
+    so_far = ""
+    if always_valid:
+        so_far = (
+            " so far (always-valid interval; enrollments are still maturing)"
+            if report.measurement.running
+            else " (always-valid interval: called while the job ran)"
+        )
     if report.status is Status.POSITIVE:
         return f"The job worked: completion rose {effect} versus the holdout{so_far}{sooner}."
     if report.status is Status.NEGATIVE:
@@ -106,6 +112,39 @@ def headline(report: JobReport) -> str:
         f"Inconclusive: completion changed {effect} versus the holdout{so_far}; the interval "
         f"includes no effect{sooner}."
     )
+
+
+def impact_line(report: JobReport) -> str | None:
+    """The job's value in money, with its interval: the added ARR of its matured treated units.
+
+    From the longest revenue horizon at which the MRR change could be compared: the difference
+    in MRR change per account, times the treated accounts, times 12.
+    """
+    if report.revenue is None:
+        return None
+    for horizon in sorted(report.revenue.horizons, key=lambda h: -h.days):
+        comparison = horizon.comparison
+        if not (_ok(comparison.mrr_change.estimate) and _ok(comparison.mrr_change.ci.lower)):
+            continue
+        ci = comparison.added_arr_ci
+        return (
+            f"{compact_money(comparison.added_arr)} ARR a year "
+            f"[{compact_money(ci.lower)}, {compact_money(ci.upper)}] "
+            f"from {comparison.treated_accounts:,} treated accounts over {horizon.days} days "
+            f"({comparison.status.value}; in the subscriptions' currency)"
+        )
+    return None
+
+
+def compact_money(value: float) -> str:
+    """A signed amount, compact: +41k, -1.2M, +950."""
+    sign = "+" if value >= 0 else "-"
+    amount = abs(value)
+    for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if amount >= limit:
+            scaled = amount / limit
+            return f"{sign}{scaled:.{0 if scaled >= 100 else 1}f}{suffix}"
+    return f"{sign}{amount:,.0f}"
 
 
 def _observational_headline(report: JobReport, sooner: str) -> str:
@@ -221,7 +260,19 @@ def _comparison_row(scope: str, comparison: Comparison, horizon_days: float) -> 
     else:
         estimate, interval = num(absolute.estimate), num_ci(absolute.ci)
     sequential = comparison.sequential
+    adjusted = comparison.covariate_adjusted
     return {
+        "adjusted": (
+            f"{pp(adjusted.result.estimate)} {pp_ci(adjusted.result.ci)}"
+            if adjusted is not None and _ok(adjusted.result.estimate)
+            else ""
+        ),
+        "holm": pval(comparison.adjusted.p_value) if comparison.adjusted is not None else "",
+        "bayesian": (
+            f"{comparison.bayesian.probability_better:.1%}"
+            if comparison.bayesian is not None and comparison.bayesian.is_defined
+            else ""
+        ),
         "scope": scope,
         "versus": f"{comparison.arm} − {comparison.control}",
         "metric": label,
@@ -279,7 +330,14 @@ def heterogeneity_rows(report: JobReport) -> list[dict[str, Any]]:
     if report.variant_measurement is not None:
         measurements.append(report.variant_measurement)
     return [
-        {"column": h.column, "arm": h.arm, "q": h.q, "df": h.df, "p": pval(h.p_value)}
+        {
+            "column": h.column,
+            "arm": h.arm,
+            "scale": h.scale,
+            "q": h.q,
+            "df": h.df,
+            "p": pval(h.p_value),
+        }
         for measurement in measurements
         for h in measurement.heterogeneity
         if not (measurement is report.variant_measurement and h.arm == TREATMENT)
@@ -342,6 +400,28 @@ DELIVERY_STATUSES = ("sent", "pending", "dead", "skipped", "not_sent", "ghost", 
 """The outbox statuses a report's deliveries table shows, in this order."""
 
 
+def level(alpha: float) -> str:
+    """A confidence level for a header: 0.025 -> "97.5%"."""
+    return f"{(1 - alpha) * 100:g}%"
+
+
+def verdict_view(report: JobReport) -> dict[str, Any] | None:
+    """The verdict block the report opens with: decision, summary, reasons, guardrails, money."""
+    verdict = report.verdict
+    if verdict is None:
+        return None
+    return {
+        "decision": verdict.decision.value,
+        "words": verdict.words,
+        "summary": verdict.summary,
+        "reasons": verdict.reasons,
+        "guardrails": [
+            {"name": g.name, "state": g.state.value, "detail": g.detail} for g in verdict.guardrails
+        ],
+        "impact": impact_line(report),
+    }
+
+
 def render_job_report_html(report: JobReport, truths: Mapping[str, float] | None = None) -> str:
     rows = segment_rows(report, truths)
     chart_rows = [
@@ -362,6 +442,12 @@ def render_job_report_html(report: JobReport, truths: Mapping[str, float] | None
     return _ENV.get_template("job_report.html.j2").render(
         report=report,
         headline=headline(report),
+        verdict=verdict_view(report),
+        final_level=level(report.measurement.options.final_alpha),
+        running_level=level(report.measurement.options.running_alpha),
+        weeks=report.measurement.by_entry_week,
+        competing=report.measurement.competing,
+        value_cap=report.measurement.value_cap,
         arms=arm_rows(report),
         comparisons=comparison_rows(report),
         curves_svg=to_svg(completion_curves(curves, report.horizon_days)) if curves else "",

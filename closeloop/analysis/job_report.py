@@ -15,8 +15,9 @@ confidence sequences.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import ibis
 import ibis.expr.types as ir
@@ -37,11 +38,20 @@ from closeloop.analysis.revenue_value import RevenueValue, revenue_value
 from closeloop.data.warehouse import ENROLLMENTS_TABLE, Warehouse
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
 from closeloop.engine.outbox import ArmDeliveries
+from closeloop.engine.state import LaunchPlan
+
+if TYPE_CHECKING:
+    from closeloop.analysis.verdict import Verdict
 from closeloop.errors import NotFoundError
 from closeloop.stats import ComparisonResult, SrmResult, Status
 
 SECONDS_PER_DAY = 86_400.0
 MAX_COHORT_TIMES = 400
+FALLBACK_TUNING = 1_000  # N* for jobs launched without a power plan
+CHURN_TABLE = "churn_reasons"
+PRIOR_DAYS = 30  # the pre-entry window of the activity the completion lift is adjusted for
+ADJUST_FOR = ("segment", "plan")  # account attributes the completion lift is adjusted for
+CAP_PERCENTILE = 0.99  # a job's value outcome is winsorized here
 MATCH_ON = ("segment", "plan", "tenure_days")
 """Pre-entry attributes an observational job's enrollments are matched on by default."""
 COMPARISON = "comparison"
@@ -90,6 +100,8 @@ class JobReport:
     matched: MatchedComparison | None = None  # jobs without a holdout: the observational estimate
     deliveries: dict[str, ArmDeliveries] = field(default_factory=dict)  # messages per arm
     versions: list[tuple[int, int]] = field(default_factory=list)  # (version, enrollments)
+    verdict: Verdict | None = None  # ship / keep running / stop / review (analysis.verdict)
+    plan: LaunchPlan | None = None  # stored at launch: what the always-valid results are tuned for
 
     @property
     def lift(self) -> ComparisonResult:
@@ -103,8 +115,18 @@ class JobReport:
         return relative
 
     @property
+    def completion(self) -> Comparison:
+        """The job as a whole (variants pooled) against the holdout on completion."""
+        return self._comparison(COMPLETION_RATE)
+
+    @property
+    def decisive_lift(self) -> ComparisonResult:
+        """The completion lift the status is read from (see ``Comparison.decisive``)."""
+        return self._comparison(COMPLETION_RATE).decisive
+
+    @property
     def sequential_lift(self) -> ComparisonResult | None:
-        """The always-valid interval while enrollments are still maturing."""
+        """The always-valid result (computed while the job runs and, once shown, after)."""
         return self._comparison(COMPLETION_RATE).sequential
 
     @property
@@ -140,6 +162,8 @@ def job_units(
     value_outcome: ValueOutcome | None = None,
     horizon_days: float | None = None,
     cohorts: Mapping[str, CohortAsOf] | None = None,
+    churn: bool = False,
+    prior_days: int = 0,
 ) -> ir.Table:
     """The job's enrollments up to ``as_of`` as measurement units, computed in the warehouse.
 
@@ -148,7 +172,9 @@ def job_units(
     ``exited_at``, ``exit_reason``, the account's ``attributes`` (taken as they are now; they are
     meant to be fixed at entry, such as segment or plan) and, with a value outcome, ``value``
     (the event's value summed over ``[entered_at, entered_at + horizon]``) and ``covariate``
-    (its value summed over the days before entry). Each of ``cohorts`` adds a column
+    (its value summed over the days before entry). ``churn`` adds ``churned_at`` (the first
+    churn at or after entry, by ``as_of``), ``prior_days`` adds ``prior_events`` (the account's
+    events in that many days before entry). Each of ``cohorts`` adds a column
     ``cohort:NAME`` saying whether the account was ``in`` or ``not in`` the cohort when it entered
     (membership evaluated as of every distinct entry time, or the start of every entry day when
     there are more than MAX_COHORT_TIMES of them).
@@ -183,7 +209,58 @@ def job_units(
         if horizon_days is None:
             raise ValueError("a value outcome needs the horizon it is summed over")
         units = _with_value(warehouse, units, value_outcome, horizon_days, as_of)
+    if churn:
+        units = _with_churn(warehouse, units, as_of)
+    if prior_days:
+        units = _with_prior_events(warehouse, units, prior_days, as_of)
     return units
+
+
+def _with_churn(warehouse: Warehouse, units: ir.Table, as_of: datetime) -> ir.Table:
+    """Add ``churned_at``: the account's first churn (``churn_reasons``) at or after entry."""
+    if not warehouse.has_table(CHURN_TABLE):
+        return units.mutate(churned_at=ibis.null("timestamp"))
+    churns = warehouse.table(CHURN_TABLE)
+    churns = churns.filter(churns.churned_at <= as_of).select("account_id", "churned_at")
+    joined = units.select("unit_id", "account_id", "entered_at").inner_join(churns, "account_id")
+    first = (
+        joined.filter(joined.churned_at >= joined.entered_at)
+        .group_by("unit_id")
+        .aggregate(first_churn=lambda t: t.churned_at.min())
+    )
+    return _left_join_on_unit(units, first, churned_at="first_churn")
+
+
+def _with_prior_events(
+    warehouse: Warehouse, units: ir.Table, days: int, as_of: datetime
+) -> ir.Table:
+    """Add ``prior_events``: the account's events in the ``days`` days before entry."""
+    events = warehouse.table("events")
+    events = events.filter(events.timestamp <= as_of).select("account_id", "timestamp")
+    joined = units.select("unit_id", "account_id", "entered_at").inner_join(events, "account_id")
+    start = joined.entered_at - ibis.interval(days=days)
+    counted = (
+        joined.filter((joined.timestamp >= start) & (joined.timestamp < joined.entered_at))
+        .group_by("unit_id")
+        .aggregate(events_before=lambda t: t.count())
+    )
+    joined = _left_join_on_unit(units, counted, prior_events="events_before")
+    return joined.mutate(prior_events=joined.prior_events.fill_null(0).cast("float64"))
+
+
+def _left_join_on_unit(units: ir.Table, per_unit: ir.Table, **columns: str) -> ir.Table:
+    """``units`` with ``columns`` (new name: name in ``per_unit``) joined on ``unit_id``.
+
+    The per-unit table's key is renamed first: Ibis resolves a shared key name of a join whose
+    left side is itself a join to the right side's column, which is null where nothing matched.
+    """
+    keyed = per_unit.rename(_unit_key="unit_id")
+    left = units.mutate(_left_key=units.unit_id)
+    joined = left.left_join(keyed, left._left_key == keyed._unit_key)
+    return joined.select(
+        *(joined[name] for name in units.columns),
+        **{new: joined[old] for new, old in columns.items()},
+    )
 
 
 def _with_cohort(units: ir.Table, name: str, members_as_of: CohortAsOf) -> ir.Table:
@@ -230,11 +307,9 @@ def _with_value(
         value=ibis.ifelse(in_window, amount, 0.0).sum(),
         covariate=ibis.ifelse(before, amount, 0.0).sum(),
     )
-    with_sums = units.left_join(sums, "unit_id")
-    return with_sums.select(
-        units,
-        value=with_sums.value.fill_null(0.0),
-        covariate=with_sums.covariate.fill_null(0.0),
+    joined = _left_join_on_unit(units, sums, value="value", covariate="covariate")
+    return joined.mutate(
+        value=joined.value.fill_null(0.0), covariate=joined.covariate.fill_null(0.0)
     )
 
 
@@ -304,21 +379,28 @@ def build_job_report(
     revenue_horizons: Sequence[int] | None = REVENUE_HORIZONS,
     comparison_units: ir.Table | None = None,
     match_on: Sequence[str] = MATCH_ON,
+    plan: LaunchPlan | None = None,
 ) -> JobReport:
     """Measure a job from the enrollments published to the warehouse (``publish_enrollments``).
 
     ``variants`` are the job's ``(name, weight)`` pairs (none: one ``treatment`` arm);
     ``adaptive`` says their shares moved over time (Thompson allocation), so the variants' split
-    is not checked against the weights and their comparisons carry a warning.
+    is not checked against the weights and their comparisons carry a warning. A job's report may
+    be read while it runs, so alpha is split between the always-valid results (tuned for ``plan``,
+    stored at launch; without one, for FALLBACK_TUNING units) and the fixed-horizon result.
     """
+    account_columns = warehouse.table("accounts").columns
+    adjust_for = [name for name in ADJUST_FOR if name in account_columns]
     units = job_units(
         warehouse,
         job_name,
         as_of=as_of,
-        attributes=tuple(segment_by),
+        attributes=tuple(dict.fromkeys([*segment_by, *adjust_for])),
         value_outcome=value_outcome,
         horizon_days=horizon_days,
         cohorts=cohorts,
+        churn=True,
+        prior_days=PRIOR_DAYS,
     )
     segment_by = (*segment_by, *(f"cohort:{name}" for name in cohorts or {}))
     by_arm = _arm_summaries(units)
@@ -332,25 +414,33 @@ def build_job_report(
         segment_by=tuple(segment_by),
         value=value_outcome is not None,
         covariate="covariate" if value_outcome and value_outcome.covariate_days else None,
+        looks_while_running=True,
+        adjust_for=(*adjust_for, "prior_events"),
+        competing=True,
+        cap_percentile=CAP_PERCENTILE,
+        sequential_tuning=plan.units if plan is not None else FALLBACK_TUNING,
+        planned_baseline=plan.baseline if plan is not None else None,
+        planned_effect=plan.relative_effect if plan is not None else None,
     )
     measurement = measure_units(pooled_units, options)
     variant_measurement = None
     variant_summaries: dict[str, ArmSummary] = {}
     warnings = list(measurement.warnings)
+    if plan is None and comparison_units is None:
+        warnings.append(
+            "no power plan was stored when this job launched: its always-valid results are "
+            f"tuned for {FALLBACK_TUNING:,} units (valid, but widest far from that size)"
+        )
     if len(variants) > 1:
         total = sum(weight for _, weight in variants)
         weights = {HOLDOUT: holdout_fraction}
         weights.update(
             {name: (1.0 - holdout_fraction) * weight / total for name, weight in variants}
         )
-        variant_options = MeasureOptions(
-            horizon_days=horizon_days,
-            control=HOLDOUT,
-            as_of=as_of,
+        variant_options = replace(
+            options,
             weights=None if adaptive else weights,
-            segment_by=tuple(segment_by),
-            value=options.value,
-            covariate=options.covariate,
+            pooled_headline=False,  # the job as a whole is the measurement above
         )
         variant_measurement = measure_units(units, variant_options)
         variant_summaries = {name: summary for name, summary in by_arm.items() if name != HOLDOUT}
@@ -409,6 +499,7 @@ def build_job_report(
         warnings=warnings,
         revenue=revenue,
         matched=matched,
+        plan=plan,
     )
 
 

@@ -23,6 +23,7 @@ from closeloop.analysis.html_report import days, matched_html, num, pct, pp, pp_
 from closeloop.analysis.matching import MatchedComparison
 from closeloop.analysis.measurement import (
     COMPLETION_RATE,
+    POOLED,
     TIME_TO_GOAL,
     VALUE,
     ArmResult,
@@ -64,9 +65,13 @@ def measurement_to_json(
         "as_of": options.as_of.isoformat() if options.as_of is not None else None,
         "running": measurement.running,
         "alpha": options.alpha,
+        "looks_while_running": options.looks_while_running,
+        "running_alpha": options.running_alpha,
+        "final_alpha": options.final_alpha,
         "status": measurement.status.value,
         "source": dict(source) if source is not None else None,
         "arms": {name: _arm(arm) for name, arm in measurement.arms.items()},
+        "pooled": _arm(measurement.pooled) if measurement.pooled is not None else None,
         "comparisons": [_comparison(comparison) for comparison in measurement.comparisons],
         "srm": (
             {
@@ -90,7 +95,11 @@ def measurement_to_json(
                 "lift": _result(segment.lift),
                 "p_value_bh": _number(segment.p_value_bh),
                 "p_value_holm": _number(segment.p_value_holm),
-                "adjusted_ci": _interval(segment.adjusted_ci),
+                "adjusted_ci": (
+                    _interval(segment.adjusted_ci) if segment.adjusted_ci is not None else None
+                ),
+                "in_family": segment.in_family,
+                "selected": segment.selected,
                 "sequential": (
                     _result(segment.sequential) if segment.sequential is not None else None
                 ),
@@ -105,10 +114,56 @@ def measurement_to_json(
                 "q": _number(test.q),
                 "df": test.df,
                 "p_value": _number(test.p_value),
+                "scale": test.scale,
             }
             for test in measurement.heterogeneity
         ],
+        "value_cap": (
+            {
+                "percentile": measurement.value_cap.percentile,
+                "cap": _number(measurement.value_cap.cap),
+                "capped_units": measurement.value_cap.capped,
+            }
+            if measurement.value_cap is not None
+            else None
+        ),
+        "by_entry_week": _entry_weeks(measurement),
+        "competing": [
+            {
+                "arm": outcome.arm,
+                "control": outcome.control,
+                "goal": _result(outcome.goal),
+                "goal_status": outcome.goal.status.value,
+                "churn": _result(outcome.churn),
+                "churn_status": outcome.churn.status.value,
+                "goal_incidence": {k: _number(v) for k, v in outcome.goal_incidence.items()},
+                "churn_incidence": {k: _number(v) for k, v in outcome.churn_incidence.items()},
+            }
+            for outcome in measurement.competing
+        ],
         "warnings": [*warnings, *measurement.warnings],
+    }
+
+
+def _entry_weeks(measurement: Measurement) -> dict[str, Any] | None:
+    weeks = measurement.by_entry_week
+    if weeks is None:
+        return None
+    return {
+        "arm": weeks.arm,
+        "weeks": [
+            {
+                "week": week.week.date().isoformat(),
+                "n_control": week.control.n,
+                "n_arm": week.treated.n,
+                "rate_control": _rate(week.control.n, week.control.successes),
+                "rate_arm": _rate(week.treated.n, week.treated.successes),
+                "lift": _result(week.lift),
+                "status": week.lift.status.value,
+            }
+            for week in weeks.weeks
+        ],
+        "trend": _result(weeks.trend) if weeks.trend is not None else None,
     }
 
 
@@ -144,6 +199,44 @@ def _comparison(comparison: Comparison) -> dict[str, Any]:
             _result(comparison.sequential) if comparison.sequential is not None else None
         ),
         "cuped": comparison.cuped if comparison.metric == VALUE else None,
+        "running": comparison.running,
+        "family": comparison.family,
+        "p_value_holm": (
+            _number(comparison.adjusted.p_value) if comparison.adjusted is not None else None
+        ),
+        "bayesian": (
+            {
+                "probability_better": _number(comparison.bayesian.probability_better),
+                "expected_loss_treatment": _number(comparison.bayesian.expected_loss_treatment),
+                "expected_loss_control": _number(comparison.bayesian.expected_loss_control),
+                "credible_interval": _interval(comparison.bayesian.credible_interval),
+                "prior": comparison.bayesian.prior,
+            }
+            if comparison.bayesian is not None
+            else None
+        ),
+        "two_part": (
+            {
+                "share": _result(comparison.two_part.share),
+                "mean_among_positive": _result(comparison.two_part.mean_among_positive),
+                "overall": _result(comparison.two_part.overall),
+            }
+            if comparison.two_part is not None
+            else None
+        ),
+        "covariate_adjusted": (
+            {
+                **_result(comparison.covariate_adjusted.result),
+                "variance_ratio": _number(comparison.covariate_adjusted.variance_ratio),
+                "covariates": [
+                    comparison.covariate_names[index]
+                    for index in comparison.covariate_adjusted.kept
+                ],
+                "message": comparison.covariate_adjusted.result.message,
+            }
+            if comparison.covariate_adjusted is not None
+            else None
+        ),
         "rmst_difference": _result(comparison.absolute) if time_to_goal else None,
         "logrank": (
             {
@@ -180,11 +273,11 @@ def _number(value: float | None) -> float | None:
 
 
 def headline(measurement: Measurement) -> str:
-    """One sentence on the first treated arm's completion against the control."""
+    """One sentence on the treated arm's completion against the control (several: pooled)."""
     control = measurement.options.control
     if not measurement.treated_arms:
         return f"Only the control arm {control!r} has units: nothing to compare."
-    arm = measurement.treated_arms[0]
+    arm = POOLED if measurement.pooled is not None else measurement.treated_arms[0]
     comparison = measurement.comparison(arm, COMPLETION_RATE)
     if comparison is None or measurement.status is Status.INSUFFICIENT_DATA:
         reason = comparison.decisive.message if comparison is not None else ""
@@ -311,7 +404,7 @@ def _segment_cells(segment: SegmentLift) -> list[str]:
         pct(_rate(segment.arm_stat.n, segment.arm_stat.successes)),
         pp(segment.lift.estimate),
         pp_ci(segment.lift.ci),
-        pp_ci(segment.adjusted_ci),
+        pp_ci(segment.adjusted_ci) if segment.adjusted_ci is not None else "marginal only",
         pval(segment.p_value_bh),
         pval(segment.p_value_holm),
     ]

@@ -74,6 +74,18 @@ def print_power_plan(console: Console, plan: PowerPlan) -> None:
             f"{_days(duration.enrollment_days)} days of enrollment ({duration.weeks:.1f} weeks), "
             f"result after {_days(duration.days_until_result)} days"
         )
+    if plan.sequential is not None:
+        cost = plan.sequential
+        console.print(
+            f"Looking while it runs: the report is always-valid at alpha {cost.running_alpha:g} "
+            f"and final at alpha {cost.final_alpha:g}. At the planned {cost.units:,.0f} units "
+            f"the always-valid interval is {cost.width_ratio:.2f}x as wide as a one-look "
+            f"interval (as wide as one look at {cost.units_implied:,.0f} units); the final "
+            f"look's is {cost.final_ratio:.2f}x, so the job detects {_pp(cost.mde_final)} at "
+            f"maturity ({_pp(plan.planned.mde_absolute) if plan.planned else '—'} if nobody "
+            "looked before)",
+            highlight=False,
+        )
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 

@@ -19,12 +19,15 @@ from closeloop.services.definitions import (
 )
 from closeloop.services.reports import (
     DELIVERY_STATUSES,
+    GUARD_STYLE,
+    VERDICT_STYLE,
     JobReport,
     arm_rows,
     comparison_rows,
     days,
     headline,
     heterogeneity_rows,
+    level,
     num,
     pct,
     pp,
@@ -33,6 +36,7 @@ from closeloop.services.reports import (
     pval,
     revenue_rows,
     segment_rows,
+    verdict_view,
 )
 
 STATUS_STYLE = {
@@ -48,6 +52,19 @@ def print_job_report(
 ) -> None:
     style = STATUS_STYLE.get(report.status.value, "white")
     console.print(f"\n[bold]{report.job_name}[/bold] — as of {report.as_of:%Y-%m-%d %H:%M} UTC")
+    decision = verdict_view(report)
+    if decision is not None:
+        colour = VERDICT_STYLE[decision["decision"]]
+        console.print(f"[bold {colour}]{decision['words']}[/bold {colour}]: {decision['summary']}")
+        for reason in decision["reasons"]:
+            console.print(f"  · {reason}", highlight=False)
+        if decision["impact"]:
+            console.print(f"  Worth: {decision['impact']}", highlight=False)
+        guards = " · ".join(
+            f"{g['name']} [{GUARD_STYLE[g['state']]}]{g['state']}[/{GUARD_STYLE[g['state']]}]"
+            for g in decision["guardrails"]
+        )
+        console.print(f"  Guardrails: {guards}")
     console.print(f"[{style}]{headline(report)}[/{style}]")
     for warning in report.warnings:
         console.print(f"[yellow]⚠ {warning}[/yellow]")
@@ -93,13 +110,41 @@ def print_job_report(
 
     lift = report.lift
     console.print(
-        f"Lift in completion: [bold]{pp(lift.estimate)}[/bold] 95% CI {pp_ci(lift.ci)}, "
-        f"p = {pval(lift.p_value)} · relative {pct(report.relative_lift.estimate)}"
+        f"Lift in completion: [bold]{pp(lift.estimate)}[/bold] {level(lift.alpha)} CI "
+        f"{pp_ci(lift.ci)}, p = {pval(lift.p_value)} · relative "
+        f"{pct(report.relative_lift.estimate)}"
     )
     if report.sequential_lift is not None:
+        sequential = report.sequential_lift
         console.print(
-            f"Always-valid 95% interval while enrollments mature: "
-            f"{pp_ci(report.sequential_lift.ci)}"
+            f"Always-valid {level(sequential.alpha)} interval (safe to read every day): "
+            f"{pp_ci(sequential.ci)}, anytime-valid p = {pval(sequential.p_value)}"
+        )
+    adjusted = report.completion.covariate_adjusted
+    if adjusted is not None and adjusted.result.status.value != "insufficient_data":
+        console.print(
+            f"Adjusted for pre-entry covariates: {pp(adjusted.result.estimate)} "
+            f"{pp_ci(adjusted.result.ci)} (variance {adjusted.variance_ratio:.0%} of "
+            "unadjusted)"
+        )
+    bayesian = report.completion.bayesian
+    if bayesian is not None and bayesian.is_defined:
+        console.print(
+            f"Bayesian read-out ({bayesian.prior}): P(treatment better) = "
+            f"{bayesian.probability_better:.1%}, expected loss if shipped "
+            f"{pp(bayesian.expected_loss_treatment)}"
+        )
+    for outcome in report.measurement.competing[:1]:  # the job as a whole
+        console.print(
+            f"Churn before the goal: {pp(outcome.churn.estimate)} {pp_ci(outcome.churn.ci)} "
+            f"({outcome.churn.status.value}); goal incidence {pp(outcome.goal.estimate)} "
+            f"{pp_ci(outcome.goal.ci)}"
+        )
+    weeks = report.measurement.by_entry_week
+    if weeks is not None and weeks.trend is not None:
+        console.print(
+            f"Lift by entry week: {len(weeks.weeks)} weeks, trend {pp(weeks.trend.estimate)} "
+            f"per week {pp_ci(weeks.trend.ci)} (exploratory; negative: the effect fades)"
         )
     if truths and "all" in truths:
         truth = truths["all"]
@@ -158,7 +203,7 @@ def print_job_report(
             pct(row["treatment_rate"]),
             pp(row["lift"]),
             pp_ci(row["ci"]),
-            pp_ci(row["adjusted_ci"]),
+            pp_ci(row["adjusted_ci"]) if row["adjusted_ci"] is not None else "marginal",
             pval(row["p_bh"]),
             *([pp_ci(row["sequential_ci"]) if row["sequential_ci"] else "—"] if running else []),
         ]
@@ -176,7 +221,8 @@ def print_job_report(
     )
     for row in heterogeneity_rows(report):
         console.print(
-            f"Heterogeneity across {row['column']} ({row['arm']}): Cochran's Q = {row['q']:.2f}, "
+            f"Heterogeneity across {row['column']} ({row['arm']}, {row['scale']} scale): "
+            f"Cochran's Q = {row['q']:.2f}, "
             f"df = {row['df']}, p = {row['p']}"
         )
     revenue = revenue_rows(report)

@@ -139,3 +139,28 @@ def opted_out_since(store: StateStore, at: datetime) -> dict[str, datetime]:
             sa.select(o.c.account_id, o.c.opted_out_at).where(o.c.opted_out_at <= at)
         ).all()
     return {row[0]: row[1] for row in rows}
+
+
+def optouts_by_arm(store: StateStore, job_name: str, as_of: datetime) -> dict[str, tuple[int, int]]:
+    """Per arm of ``job_name``: (units enrolled by ``as_of``, of them opted out after entering).
+
+    An account counts once per enrollment, when it opted out between entering and ``as_of``; the
+    holdout's rate is what other messages and chance cause, the guardrail a job is held to.
+    """
+    o, e = schema.optouts, schema.enrollments
+    opted = sa.case((o.c.opted_out_at.is_not(None), 1), else_=0)
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(e.c.arm, sa.func.count(), sa.func.sum(opted))
+            .select_from(
+                e.outerjoin(
+                    o,
+                    (o.c.account_id == e.c.account_id)
+                    & (o.c.opted_out_at >= e.c.entered_at)
+                    & (o.c.opted_out_at <= as_of),
+                )
+            )
+            .where(e.c.job_name == job_name, e.c.entered_at <= as_of)
+            .group_by(e.c.arm)
+        ).all()
+    return {str(arm): (int(units), int(out or 0)) for arm, units, out in rows}

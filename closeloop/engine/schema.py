@@ -54,6 +54,10 @@ jobs = Table(
     # bumped by every transaction that changes the job's enrollments: a tick decides from what it
     # read at one revision and records only if the revision is still the same (engine.tick)
     Column("revision", Integer, nullable=False, server_default="0"),
+    # the plan the always-valid results are tuned for, fixed at launch (None: none was made)
+    Column("planned_units", Float),
+    Column("planned_baseline", Float),
+    Column("planned_effect", Float),
 )
 
 enrollments = Table(

@@ -60,6 +60,20 @@ class JobRecord:
     launched_at: datetime
     status: str = "live"
     revision: int = 0
+    plan: LaunchPlan | None = None
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What a job was planned to detect, fixed at launch: it tunes the always-valid results.
+
+    ``units`` is N*, the units the job should enroll over its planned duration; ``baseline`` the
+    completion rate assumed; ``relative_effect`` the lift (treated / holdout - 1) to detect.
+    """
+
+    units: float
+    baseline: float | None = None
+    relative_effect: float | None = None
 
 
 class StateStore:
@@ -323,6 +337,9 @@ class StateStore:
                 status="live",
                 status_changed_at=at,
                 revision=record.revision,
+                planned_units=record.plan.units if record.plan else None,
+                planned_baseline=record.plan.baseline if record.plan else None,
+                planned_effect=record.plan.relative_effect if record.plan else None,
             )
         )
         self.audit(
@@ -377,6 +394,11 @@ class StateStore:
             row["launched_at"],
             row["status"],
             row["revision"],
+            (
+                LaunchPlan(row["planned_units"], row["planned_baseline"], row["planned_effect"])
+                if row["planned_units"] is not None
+                else None
+            ),
         )
 
     def last_tick(self, job_name: str) -> datetime | None:

@@ -17,8 +17,9 @@ index), so no interleaving can enroll a unit twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cache
 
 import ibis
 import pyarrow as pa
@@ -39,7 +40,7 @@ from closeloop.engine.allocation import TickAllocation, thompson_tick_allocation
 from closeloop.engine.assignment import assign_variant, enrollment_id
 from closeloop.engine.optouts import opted_out_since
 from closeloop.engine.publish import publish_enrollments
-from closeloop.engine.state import JobRecord, StateStore, utc_now
+from closeloop.engine.state import JobRecord, LaunchPlan, StateStore, utc_now
 from closeloop.engine.steps import (
     COMPLETION_STEP,
     EXIT_STEP,
@@ -117,14 +118,17 @@ def run_tick(
     launch: bool = False,
     replay: bool = False,
     unsubscribe_url: Callable[[str], str] | None = None,
+    launch_plan: Callable[[], LaunchPlan | None] | None = None,
 ) -> TickResult:
     """Run job ``job`` at time ``at``; running the same tick again is a no-op.
 
     A draft job (never launched) is launched at ``at`` only with ``launch``; otherwise the tick
     does nothing for it. ``replay`` records the actions it plans as ``not_sent`` (a backfill that
     does not send). ``unsubscribe_url(account_id)`` makes each message's signed link.
+    ``launch_plan()``, called only when the tick launches, gives the plan stored with the launch.
     """
     renderer = Renderer(project, job, warehouse, replay=replay)
+    planned = cache(launch_plan) if launch_plan is not None else None  # once, however many tries
     for _ in range(MAX_ATTEMPTS):
         record = store.sync_job(job, author)
         launching = record is None
@@ -134,6 +138,8 @@ def run_tick(
             # The launch is written in this tick's transaction: a launch and its first tick
             # happen together or not at all.
             record = store.planned_launch(job, at)
+            if planned is not None:
+                record = replace(record, plan=planned())
             state = _JobState(0, JobStatus.LIVE, None, None, _contacts_revision(store))
         else:
             state = _job_state(store, job.name, at)

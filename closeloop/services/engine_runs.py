@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from closeloop.engine.referrals import record_referral
 from closeloop.engine.state import StateStore, utc_now
 from closeloop.engine.tick import JobStatus, Preview, TickResult, preview_tick, run_tick
 from closeloop.errors import CloseloopError, UndeliverableError, redact
+from closeloop.services.power import launch_plan
 from closeloop.services.project import Workspace, open_workspace
 from closeloop.settings import load_settings
 
@@ -88,6 +90,7 @@ def tick(
             launch=launch,
             replay=replay,
             unsubscribe_url=links.url,
+            launch_plan=partial(launch_plan, workspace, name, at),
         )
         for name in _job_names(workspace, job_name)
     ]

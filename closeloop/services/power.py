@@ -33,10 +33,19 @@ from closeloop.data.frame import unit_key
 from closeloop.definitions.expressions import Entity
 from closeloop.definitions.project import LoadedJob
 from closeloop.engine.assignment import HOLDOUT
+from closeloop.engine.state import LaunchPlan
 from closeloop.errors import CloseloopError, ConfigurationError, NotFoundError
 from closeloop.services.project import Workspace
 from closeloop.services.reports import horizon_of
-from closeloop.stats.power import DurationPlan, EnrollmentPlan, plan_duration, plan_enrollment
+from closeloop.stats.anytime import SEQUENTIAL_SHARE
+from closeloop.stats.power import (
+    DurationPlan,
+    EnrollmentPlan,
+    SequentialCost,
+    plan_duration,
+    plan_enrollment,
+    sequential_cost,
+)
 
 DEFAULT_WEEKS = (2, 4, 8, 12)
 DEFAULT_PLANNED_WEEKS = 8.0
@@ -89,6 +98,7 @@ class PowerPlan:
     planned: EnrollmentPlan | None = None  # at the job's planned duration
     underpowered: bool | None = None  # planned MDE above the target effect
     warnings: list[str] = field(default_factory=list)
+    sequential: SequentialCost | None = None  # a job's: what looking at it while it runs costs
 
 
 def plan_power(request: PowerRequest) -> PowerPlan:
@@ -198,6 +208,16 @@ def plan_job_power(
             "pass --baseline if you know better"
         )
     estimates = JobEstimates(job_name, moment, volume, baseline, planned_weeks, effect_source)
+    cost = None
+    if not math.isnan(planned.mde_absolute):
+        cost = sequential_cost(
+            planned.units,
+            baseline.value,
+            holdout_fraction=definition.holdout,
+            alpha=alpha,
+            running_share=SEQUENTIAL_SHARE,
+            power=power,
+        )
     return PowerPlan(
         request,
         plan.plans,
@@ -206,7 +226,31 @@ def plan_job_power(
         planned=planned,
         underpowered=underpowered,
         warnings=warnings,
+        sequential=cost,
     )
+
+
+def launch_plan(workspace: Workspace, job_name: str, at: datetime) -> LaunchPlan | None:
+    """The plan stored with a job's launch (N*, baseline, effect), or None when none can be made.
+
+    N* is the units the job should enroll over its planned duration at the volume seen as of
+    ``at``; the effect is the hypothesis' ``minimum_effect`` relative to the baseline, else the
+    lift the plan can detect.
+    """
+    definition = workspace.project.job(job_name).definition
+    if definition.holdout <= 0:
+        return None
+    try:
+        plan = plan_job_power(workspace, job_name, as_of=at)
+    except CloseloopError:
+        return None
+    planned, job = plan.planned, plan.job
+    if planned is None or job is None or math.isnan(planned.mde_absolute) or planned.units < 1:
+        return None
+    baseline = job.baseline_rate.value
+    target = definition.hypothesis.minimum_effect if definition.hypothesis else None
+    effect = target / baseline if target is not None else planned.mde_relative
+    return LaunchPlan(planned.units, baseline, effect)
 
 
 def _check(request: PowerRequest) -> None:
@@ -354,6 +398,7 @@ def plan_to_dict(plan: PowerPlan) -> dict[str, Any]:
         "planned": enrollment(plan.planned) if plan.planned is not None else None,
         "underpowered": plan.underpowered,
         "warnings": plan.warnings,
+        "sequential": asdict(plan.sequential) if plan.sequential is not None else None,
     }
     if plan.job is not None:
         payload["job"] = {**asdict(plan.job), "as_of": plan.job.as_of.isoformat()}

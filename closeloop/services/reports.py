@@ -16,6 +16,7 @@ from closeloop.analysis.html_report import (
     days,
     headline,
     heterogeneity_rows,
+    level,
     num,
     pct,
     pp,
@@ -24,6 +25,7 @@ from closeloop.analysis.html_report import (
     render_job_report_html,
     revenue_rows,
     segment_rows,
+    verdict_view,
 )
 from closeloop.analysis.job_report import (
     MATCH_ON,
@@ -38,6 +40,7 @@ from closeloop.analysis.job_report import (
 from closeloop.analysis.matching import eligible_comparison_units
 from closeloop.analysis.measure_output import matched_to_json, measurement_to_json, print_matched
 from closeloop.analysis.revenue_value import revenue_value_to_json
+from closeloop.analysis.verdict import job_verdict
 from closeloop.data.compiler import (
     cohort_members,
     eligible_units,
@@ -47,6 +50,7 @@ from closeloop.definitions.catalog import LoadedJob
 from closeloop.definitions.models import Allocation, JobDefinition
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
 from closeloop.engine.lifecycle import audit_entries, versions_in_use
+from closeloop.engine.optouts import optouts_by_arm
 from closeloop.engine.outbox import deliveries_by_arm
 from closeloop.engine.publish import publish_enrollments
 from closeloop.errors import ConfigurationError, NotFoundError
@@ -55,8 +59,10 @@ from closeloop.services.project import Workspace
 # What the surfaces (cli, api, web) need to present a report, so they import services only.
 __all__ = [
     "DELIVERY_STATUSES",
+    "GUARD_STYLE",
     "HOLDOUT",
     "TREATMENT",
+    "VERDICT_STYLE",
     "JobReport",
     "ValueOutcome",
     "arm_rows",
@@ -66,6 +72,7 @@ __all__ = [
     "heterogeneity_rows",
     "horizon_of",
     "job_report",
+    "level",
     "num",
     "pct",
     "pp",
@@ -75,8 +82,13 @@ __all__ = [
     "report_to_dict",
     "revenue_rows",
     "segment_rows",
+    "verdict_view",
     "write_html_report",
 ]
+
+
+VERDICT_STYLE = {"ship": "green", "stop": "red", "keep_running": "blue", "review": "yellow"}
+GUARD_STYLE = {"ok": "green", "harmed": "red", "unknown": "dim"}
 
 
 def job_report(
@@ -124,6 +136,7 @@ def job_report(
             _comparison_units(workspace, job, moment) if record.holdout == 0 else None
         ),
         match_on=tuple(match_on) if match_on else MATCH_ON,
+        plan=record.plan,
     )
     deliveries = deliveries_by_arm(workspace.store, job_name)
     versions = versions_in_use(workspace.store, job_name)
@@ -133,9 +146,11 @@ def job_report(
         if entry.action in ("job.goal_changed", "job.hypothesis_changed")
         and isinstance(entry.detail, dict)
     ]
+    report = replace(report, deliveries=deliveries)
+    verdict = job_verdict(report, report.plan, optouts_by_arm(workspace.store, job_name, moment))
     return replace(
         report,
-        deliveries=deliveries,
+        verdict=verdict,
         versions=versions,
         warnings=[
             *version_warnings(versions, changes),
@@ -231,6 +246,16 @@ def report_to_dict(report: JobReport) -> dict[str, object]:
         "horizon_days": report.horizon_days,
         "holdout_fraction": report.holdout_fraction,
         "status": report.status.value,
+        "verdict": verdict_view(report),
+        "plan": (
+            {
+                "units": record_plan.units,
+                "baseline": record_plan.baseline,
+                "relative_effect": record_plan.relative_effect,
+            }
+            if (record_plan := report.plan) is not None
+            else None
+        ),
         "warnings": report.warnings,
         "arms": {name: counts(summary) for name, summary in report.arms.items()},
         "deliveries": {

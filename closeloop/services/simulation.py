@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,6 +28,7 @@ from closeloop.engine.dispatcher import Dispatcher
 from closeloop.engine.tick import run_tick
 from closeloop.errors import WarehouseNotEmptyError
 from closeloop.services.engine_runs import unsubscribe_links
+from closeloop.services.power import launch_plan
 from closeloop.services.project import Workspace
 from closeloop.simulate import (
     SCENARIOS,
@@ -299,6 +301,7 @@ class Lockstep:
                 at,
                 launch=True,
                 unsubscribe_url=links.url,
+                launch_plan=partial(launch_plan, workspace, job.name, at),
             )
         for delivery in self.dispatcher.dispatch(at).sent:
             simulator.deliver(

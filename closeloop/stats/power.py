@@ -153,3 +153,59 @@ def plan_duration(
         return DurationPlan(effect, units, math.inf, math.inf, "no_volume")
     enrollment_days = float(math.ceil(DAYS_PER_WEEK * units / weekly_volume))
     return DurationPlan(effect, units, enrollment_days, enrollment_days + horizon_days)
+
+
+# -- the price of looking early ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SequentialCost:
+    """What looking at a running job costs, at its planned size (N* = ``units``).
+
+    A job's report may be read every day, so its alpha is split: ``running_alpha`` for the
+    always-valid results, ``final_alpha`` for the fixed-horizon result at maturity.
+    ``width_ratio`` is the always-valid interval's width at N* over the one-look fixed-horizon
+    interval's at ``alpha``; ``units_implied`` the units a one-look analysis would need for an
+    interval as wide (N* × ratio²). ``final_ratio`` is the same for the final look at
+    ``final_alpha``, and ``mde_final`` the lift detectable there with the planned power.
+    """
+
+    units: float
+    running_alpha: float
+    final_alpha: float
+    width_ratio: float
+    units_implied: float
+    final_ratio: float
+    mde_final: float
+
+
+def sequential_cost(
+    units: float,
+    baseline_rate: float,
+    *,
+    holdout_fraction: float,
+    alpha: float = 0.05,
+    running_share: float = 0.5,
+    power: float = 0.8,
+) -> SequentialCost:
+    """The cost of looking early for a plan of ``units`` (see :class:`SequentialCost`)."""
+    running_alpha, final_alpha = alpha * running_share, alpha * (1 - running_share)
+    n = max(units, 1.0)
+    rho2 = (-2 * math.log(running_alpha) + math.log(-2 * math.log(running_alpha) + 1)) / n
+    # The half-width of the asymptotic sequence at its tuning size, per standard error.
+    per_se = math.sqrt(
+        n * 2 * (n * rho2 + 1) / (n * n * rho2) * math.log(math.sqrt(n * rho2 + 1) / running_alpha)
+    )
+    z = float(sps.norm.isf(alpha / 2))
+    ratio = per_se / z
+    final_ratio = float(sps.norm.isf(final_alpha / 2)) / z
+    mde = minimum_detectable_effect(
+        units * holdout_fraction,
+        units * (1 - holdout_fraction),
+        baseline_rate,
+        alpha=final_alpha,
+        power=power,
+    )
+    return SequentialCost(
+        units, running_alpha, final_alpha, ratio, units * ratio * ratio, final_ratio, mde
+    )

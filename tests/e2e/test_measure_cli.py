@@ -240,7 +240,10 @@ def test_completion_lift_weights_segments_and_cuped(runner: CliRunner, tmp_path:
         ("pro", 10, 10),
     }
     assert all(s["small"] for s in payload["segments"])
-    assert payload["heterogeneity"][0]["column"] == "plan"
+    # 10 units per arm is under the minimum: shown, but out of the family and of Cochran's Q.
+    assert not any(s["in_family"] for s in payload["segments"])
+    assert all(s["adjusted_ci"] is None and s["p_value_bh"] is None for s in payload["segments"])
+    assert payload["heterogeneity"] == []
 
 
 @pytest.mark.parametrize(

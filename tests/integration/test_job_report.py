@@ -109,8 +109,12 @@ def test_arms_variants_and_exits_are_counted_by_hand(warehouse: Warehouse) -> No
     assert holdout.exited_by_reason == {"no_longer_eligible": 15, "timeout": 15}
     assert (treatment.entered, treatment.completed) == (80, 15 + 20)
     assert report.variants["long"].exited_by_reason == {"no_longer_eligible": 10, "timeout": 10}
-    # The pooled lift is the job as a whole: 35/80 against 10/40.
-    expected = proportion_test(ProportionStatistic(40, 10), ProportionStatistic(80, 35))
+    # The pooled lift is the job as a whole: 35/80 against 10/40, at the report's final alpha
+    # (half of 0.05: the other half is for the always-valid results a running job shows).
+    assert report.measurement.options.final_alpha == 0.025
+    expected = proportion_test(
+        ProportionStatistic(40, 10), ProportionStatistic(80, 35), alpha=0.025
+    )
     assert report.lift.estimate == pytest.approx(expected.estimate, abs=1e-12)
     assert report.lift.ci.lower == pytest.approx(expected.ci.lower, abs=1e-12)
     assert not report.srm.mismatch
@@ -171,10 +175,18 @@ def test_value_outcome_with_cuped_on_the_pre_entry_value(warehouse: Warehouse) -
 
     value = plain.value
     assert value is not None and not value.cuped
-    treated = [v for v, a in zip(after, arms, strict=True) if a != HOLDOUT]
-    control = [v for v, a in zip(after, arms, strict=True) if a == HOLDOUT]
-    expected = welch_test(_sample(control), _sample(treated))
+    # A job's value is winsorized at the 99th percentile of all matured units' values.
+    cap = float(np.quantile(after, 0.99))
+    assert plain.measurement.value_cap is not None
+    assert plain.measurement.value_cap.cap == pytest.approx(cap, rel=1e-9)
+    assert plain.measurement.value_cap.capped == int((after > cap).sum())
+    capped = np.minimum(after, cap)
+    treated = [v for v, a in zip(capped, arms, strict=True) if a != HOLDOUT]
+    control = [v for v, a in zip(capped, arms, strict=True) if a == HOLDOUT]
+    expected = welch_test(_sample(control), _sample(treated), alpha=0.025)
     assert value.absolute.estimate == pytest.approx(expected.estimate, rel=1e-9)
+    assert value.absolute.ci.lower == pytest.approx(expected.ci.lower, rel=1e-9)
+    assert value.two_part is not None and value.bayesian is not None
     cuped = adjusted.measurement.comparison(TREATMENT, VALUE)
     assert cuped is not None and cuped.cuped
     assert cuped.absolute.estimate == pytest.approx(6, abs=3)
