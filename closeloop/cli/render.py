@@ -163,7 +163,8 @@ def print_job_report(
     comparisons = [row for row in comparison_rows(report) if row["scope"] == "variant"]
     if comparisons:
         table = Table(title="Variants", title_justify="left")
-        for column in ("comparison", "measure", "estimate", "95% CI", "p", "always-valid CI"):
+        final = level(report.measurement.options.final_alpha)
+        for column in ("comparison", "measure", "estimate", f"{final} CI", "p", "always-valid CI"):
             table.add_column(
                 column, justify="left" if column in ("comparison", "measure") else "right"
             )
@@ -183,7 +184,7 @@ def print_job_report(
     several = len({row["column"] for row in rows}) > 1
     segments = Table(title="Lift by segment (matured enrollments)", title_justify="left")
     columns = ["segment", *(["arm"] if by_arm else []), "holdout n", "n", "holdout", "treated"]
-    columns += ["lift", "95% CI", "FCR CI", "BH p"]
+    columns += ["lift", f"{level(report.measurement.options.final_alpha)} CI", "FCR CI", "BH p"]
     running = any(row["sequential_ci"] is not None for row in rows)
     if running:
         columns.append("always-valid CI")

@@ -117,6 +117,14 @@ def test_a_project_from_init_to_report(
     assert sum(arm["completed"] for arm in arms.values()) == 10
     assert report["srm"]["p_value"] is not None
     assert [h["days"] for h in report["revenue_value"]["horizons"]] == [90, 180]
+    verdict = report["verdict"]
+    assert verdict["decision"] in {"ship", "keep_running", "stop", "review"}
+    assert [g["name"] for g in verdict["guardrails"]] == [
+        "logo retention",
+        "opt-outs",
+        "deliveries",
+    ]
+    assert report["measurement"]["final_alpha"] == 0.025
     by_cohort = runner.invoke(
         app,
         [
@@ -135,7 +143,15 @@ def test_a_project_from_init_to_report(
     table = runner.invoke(app, ["report", "Integration nudge", "--html", str(html)])
     assert table.exit_code == 0, table.output
     assert "Lift in completion" in table.output
+    assert (
+        table.output.lstrip()
+        .splitlines()[1]
+        .startswith(  # the verdict comes first
+            ("Ship it", "Keep running", "Stop", "Review before deciding")
+        )
+    )
     page = html.read_text()
+    assert 'id="verdict"' in page and page.index('id="verdict"') < page.index("<h2>Arms</h2>")
     assert "<svg" in page
     assert "Integration nudge" in page
 
