@@ -10,8 +10,9 @@ One rule, applied in this order (docs/methods.md, "The verdict"):
 2. **ship** when the primary metric (completion within the horizon, the job's arms pooled) is
    positive: the treatment helped.
 3. **stop** when it is negative, or when the planned sample is in (the matured units reached the
-   N* planned at launch, or, without a plan, every enrolled unit has matured) and the lift is
-   still not called: no lift of the size planned for.
+   N* planned at launch, or, without a plan, every enrolled unit has matured; or the job can no
+   longer enroll and every unit has matured) and the lift is still not called: no lift of the size
+   planned for. With too little data to call anything by then: **review** instead.
 4. **keep running** otherwise: not called yet, and the planned sample is not in.
 
 Every status is read from the goal's side and, while the job runs, from its always-valid result.
@@ -73,10 +74,14 @@ class PlannedSample:
 
     planned_units: float | None  # N* stored at launch; None without a plan
     matured_units: int
-    running: bool
+    running: bool  # some enrolled units are still maturing
+    enrolling: bool = True  # the job can still enroll (live, before its end)
 
     @property
     def reached(self) -> bool:
+        """The planned units have matured, or no more units can come (ended and all matured)."""
+        if not self.enrolling and not self.running:
+            return True
         if self.planned_units is not None:
             return self.matured_units >= self.planned_units
         return not self.running
@@ -122,6 +127,11 @@ def decide(
         summary = "The job hurt: fewer accounts reached the goal than in the holdout."
         return Verdict(Decision.STOP, summary, [_lift_reason(primary)], guardrails, sample)
     why = primary.message if status is Status.INSUFFICIENT_DATA else _lift_reason(primary)
+    if sample.reached and status is Status.INSUFFICIENT_DATA:
+        summary = (
+            "Too little data to measure, and no more is coming: widen the audience or rethink."
+        )
+        return Verdict(Decision.REVIEW, summary, [why, _sample_reason(sample)], guardrails, sample)
     if sample.reached:
         summary = "No lift of the size planned for: the planned sample is in and it is not called."
         return Verdict(Decision.STOP, summary, [why, _sample_reason(sample)], guardrails, sample)
@@ -206,7 +216,11 @@ def delivery_guardrail(report: JobReport) -> Guardrail:
 
 
 def job_verdict(
-    report: JobReport, plan: LaunchPlan | None, optouts: Mapping[str, tuple[int, int]]
+    report: JobReport,
+    plan: LaunchPlan | None,
+    optouts: Mapping[str, tuple[int, int]],
+    *,
+    enrolling: bool = True,
 ) -> Verdict:
     """The verdict of a job report (module docstring), its guardrails and planned sample."""
     measurement = report.measurement
@@ -220,6 +234,7 @@ def job_verdict(
         plan.units if plan is not None else None,
         sum(arm.matured for arm in measurement.arms.values()),
         measurement.running,
+        enrolling,
     )
     guardrails = [
         retention_guardrail(report),

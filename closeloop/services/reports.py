@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import ibis.expr.types as ir
@@ -147,7 +147,10 @@ def job_report(
         and isinstance(entry.detail, dict)
     ]
     report = replace(report, deliveries=deliveries)
-    verdict = job_verdict(report, report.plan, optouts_by_arm(workspace.store, job_name, moment))
+    ends_at = definition.ends_at
+    enrolling = record.status == "live" and (ends_at is None or _naive(ends_at) > moment)
+    optouts = optouts_by_arm(workspace.store, job_name, moment)
+    verdict = job_verdict(report, report.plan, optouts, enrolling=enrolling)
     return replace(
         report,
         verdict=verdict,
@@ -158,6 +161,11 @@ def job_report(
             *report.warnings,
         ],
     )
+
+
+def _naive(moment: datetime) -> datetime:
+    """``moment`` as naive UTC (the store's convention)."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 COMPARISON_LOOKBACK_DAYS = 60

@@ -135,6 +135,9 @@ def test_insufficient_data_short_of_the_plan_keeps_running_and_says_why() -> Non
         (PlannedSample(1_199.5, 1_200, running=True), True),
         (PlannedSample(None, 10, running=False), True),
         (PlannedSample(None, 10_000, running=True), False),
+        # A job that can no longer enroll, all matured: nothing more is coming.
+        (PlannedSample(1_200.0, 1_199, running=False, enrolling=False), True),
+        (PlannedSample(1_200.0, 1_199, running=True, enrolling=False), False),
     ],
 )
 def test_planned_sample_reached(sample: PlannedSample, reached: bool) -> None:
@@ -174,3 +177,17 @@ def test_opt_outs_without_treated_units_are_unknown() -> None:
         guard = optout_guardrail(counts, alpha=0.05)
         assert guard.state is GuardrailState.UNKNOWN
         assert guard.detail == "no treated unit yet"
+
+
+def test_an_ended_job_short_of_its_plan_stops_instead_of_running_on() -> None:
+    ended = PlannedSample(planned_units=1_000, matured_units=600, running=False, enrolling=False)
+    verdict = decide(INCONCLUSIVE, sample=ended, guardrails=OK_GUARDS)
+    assert verdict.decision is Decision.STOP
+    assert verdict.reasons[-1] == "600 of the 1,000 planned units matured"
+
+
+def test_too_little_data_when_no_more_is_coming_is_for_review() -> None:
+    ended = PlannedSample(planned_units=1_000, matured_units=30, running=False, enrolling=False)
+    verdict = decide(INSUFFICIENT, sample=ended, guardrails=OK_GUARDS)
+    assert verdict.decision is Decision.REVIEW
+    assert verdict.reasons[0] == "an arm has fewer than 20 units"
