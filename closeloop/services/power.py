@@ -3,9 +3,9 @@
 ``closeloop power --weekly N --baseline P`` plans from numbers a person gives. ``--job NAME``
 estimates both from data:
 
-- **weekly volume**: if the job has enrolled anyone, its enrollments per week so far (enrollments
-  divided by the days from its first enrollment to its latest tick, plus one day, times 7).
-  Otherwise the audience's *new entrants* per week over the last four weeks: the units that match
+- **weekly volume**: if the job has enrolled anyone after its launch tick and has ticked for at
+  least a day, those enrollments per week (divided by the days from the launch to the latest
+  tick, times 7; the launch's backlog is not counted). Otherwise the audience's *new entrants* per week over the last four weeks: the units that match
   the audience (and no exclusion) at each of the weekly points T−21d, T−14d, T−7d and T that did
   not match one week earlier, averaged over the four weeks. A unit that enters and leaves the
   audience within one week is missed, and units the engine would block (re-entry, contact policy)
@@ -297,14 +297,18 @@ def _weekly_volume(workspace: Workspace, job: LoadedJob, moment: datetime) -> Es
     enrollments = workspace.store.enrollments_table(job.name)
     last_tick = workspace.store.last_tick(job.name)
     if enrollments.num_rows and last_tick is not None:
+        # The launch tick enrolls the audience's backlog at once: the volume is what entered after.
         first = pc.min(enrollments["entered_at"]).as_py()
-        days = (last_tick - first).total_seconds() / 86_400 + 1
-        return Estimate(
-            enrollments.num_rows / days * 7,
-            "enrollments",
-            f"{enrollments.num_rows} enrollments over {days:g} days "
-            f"({first:%Y-%m-%d} to {last_tick:%Y-%m-%d})",
-        )
+        later = int(pc.sum(pc.greater(enrollments["entered_at"], first)).as_py() or 0)
+        days = (last_tick - first).total_seconds() / 86_400
+        if later and days >= 1:
+            return Estimate(
+                later / days * 7,
+                "enrollments",
+                f"{later} enrollments after the launch's over {days:g} days "
+                f"({first:%Y-%m-%d} to {last_tick:%Y-%m-%d}; the launch's backlog of "
+                f"{enrollments.num_rows - later} not counted)",
+            )
     points = [moment - timedelta(weeks=k) for k in range(LOOKBACK_WEEKS, -1, -1)]
     entrants = []
     previous = _eligible(workspace, job, points[0])
