@@ -99,8 +99,9 @@ def segment_checks(folder: Path, seed: int) -> list[SegmentCheck]:
             lift.segment,
             truths[(lift.arm, lift.segment)],
             lift.lift.estimate,
-            lift.adjusted_ci.lower,
-            lift.adjusted_ci.upper,
+            # FCR-adjusted where BH selected the segment, else its marginal interval.
+            (lift.adjusted_ci or lift.lift.ci).lower,
+            (lift.adjusted_ci or lift.lift.ci).upper,
             lift.small,
         )
         for lift in measurement.segments
@@ -111,7 +112,8 @@ def segment_checks(folder: Path, seed: int) -> list[SegmentCheck]:
 
 
 @pytest.mark.slow
-def test_segment_truths_lie_inside_the_fcr_adjusted_intervals(tmp_path: Path) -> None:
+def test_segment_truths_lie_inside_their_intervals(tmp_path: Path) -> None:
+    """Each truth inside its FCR-adjusted interval (selected segments) or marginal one (others)."""
     checks = segment_checks(tmp_path / "project", SEED)
     assert len(checks) == 6  # two variants by three segments
     assert not any(check.small for check in checks)
