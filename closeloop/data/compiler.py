@@ -39,6 +39,7 @@ from closeloop.definitions.expressions import (
     InList,
     Literal,
     LiteralKind,
+    Lower,
     Membership,
     MembershipKind,
     MembershipVerb,
@@ -274,6 +275,10 @@ class Compiler:
     # -- operands ---------------------------------------------------------------------------
 
     def operand(self, operand: Operand, frame: Frame) -> ValueFn:
+        if isinstance(operand, Lower):
+            # SQL lower(): Unicode-aware on DuckDB and PostgreSQL (UTF-8); NULL stays NULL.
+            text = self.operand(operand.operand, frame)
+            return lambda t: text(t).lower()
         if isinstance(operand, Literal):
             value = _literal(operand)
             return lambda _table: value

@@ -20,6 +20,7 @@ from closeloop.definitions.expressions.ast import (
     InList,
     Literal,
     LiteralKind,
+    Lower,
     Membership,
     MembershipKind,
     MembershipVerb,
@@ -34,8 +35,10 @@ from closeloop.definitions.expressions.ast import (
     WithinLast,
     WithinNext,
     memberships,
+    operands,
     referenced_attributes,
     referenced_events,
+    unwrap,
     walk,
 )
 from closeloop.definitions.expressions.checker import (
@@ -63,6 +66,7 @@ __all__ = [
     "InList",
     "Literal",
     "LiteralKind",
+    "Lower",
     "Membership",
     "MembershipKind",
     "MembershipVerb",
@@ -81,8 +85,10 @@ __all__ = [
     "format_expression",
     "memberships",
     "mentions_person",
+    "operands",
     "parse_expression",
     "referenced_attributes",
     "referenced_events",
+    "unwrap",
     "walk",
 ]

@@ -112,7 +112,18 @@ class PeopleCount:
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
-Operand = Attribute | Literal | EventCount | EventTime | PeopleCount
+@dataclass(frozen=True)
+class Lower:
+    """``lower(x)``: text in lower case, for comparing without regard to case.
+
+    Missing stays missing; ``x`` is text (an attribute, a string or another ``lower``).
+    """
+
+    operand: Operand
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+Operand = Attribute | Literal | EventCount | EventTime | PeopleCount | Lower
 
 
 @dataclass(frozen=True)
@@ -257,11 +268,22 @@ def children(node: Expression) -> tuple[Expression, ...]:
 
 
 def operands(node: Expression) -> tuple[Operand, ...]:
+    """The operands a predicate compares, looking through functions (``lower(plan)`` is
+    ``plan``)."""
     if isinstance(node, Comparison):
-        return (node.left, node.right)
-    if isinstance(node, InList | Contains | HasValue | WithinLast | WithinNext | MoreThanAgo):
-        return (node.operand,)
-    return ()
+        found: tuple[Operand, ...] = (node.left, node.right)
+    elif isinstance(node, InList | Contains | HasValue | WithinLast | WithinNext | MoreThanAgo):
+        found = (node.operand,)
+    else:
+        return ()
+    return tuple(unwrap(operand) for operand in found)
+
+
+def unwrap(operand: Operand) -> Operand:
+    """The operand a function is applied to (the operand itself when it is no function)."""
+    while isinstance(operand, Lower):
+        operand = operand.operand
+    return operand
 
 
 def walk(node: Expression) -> list[Expression]:

@@ -8,6 +8,7 @@ attribute if there is one, else the person's account's. ``account.x`` and ``pers
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from difflib import get_close_matches
@@ -28,6 +29,7 @@ from closeloop.definitions.expressions.ast import (
     InList,
     Literal,
     LiteralKind,
+    Lower,
     Membership,
     MembershipKind,
     MembershipVerb,
@@ -163,6 +165,15 @@ class _Checker:
     def type_of(self, operand: Operand, scope: Entity) -> AttributeType:
         if isinstance(operand, Literal):
             return _LITERAL_TYPES[operand.kind]
+        if isinstance(operand, Lower):
+            inner = self.type_of(operand.operand, scope)
+            if inner != AttributeType.STRING:
+                raise self.fail(
+                    f"lower(…) takes text, but {_describe(operand.operand)} is a {inner}",
+                    operand.span,
+                    'use it on a text attribute, e.g. lower(segment) = "enterprise"',
+                )
+            return AttributeType.STRING
         if isinstance(operand, EventCount):
             self.window(operand.window_days, operand.span, "a count")
             self.filters(operand.filters)
@@ -221,6 +232,7 @@ class _Checker:
                         value.span,
                         f"list {kind} values",
                     )
+                self.lowered(node.operand, value)
         elif isinstance(node, Contains):
             kind = self.type_of(node.operand, scope)
             if kind != AttributeType.STRING or node.value.kind != LiteralKind.STRING:
@@ -229,6 +241,7 @@ class _Checker:
                     node.span,
                     f'e.g. name contains "acme" ({_describe(node.operand)} is a {kind})',
                 )
+            self.lowered(node.operand, node.value)
         elif isinstance(node, HasValue):
             if not isinstance(node.operand, Attribute | EventTime):
                 raise self.fail(
@@ -298,6 +311,20 @@ class _Checker:
             raise self.fail(
                 f"`{node.op}` does not apply to {left} values", node.span, "use = or !="
             )
+        self.lowered(node.left, node.right)
+        self.lowered(node.right, node.left)
+
+    def lowered(self, operand: Operand, other: Operand) -> None:
+        """``lower(x) = "Pro"`` can never hold: the text compared with lower(…) has capitals."""
+        if not (isinstance(operand, Lower) and isinstance(other, Literal)):
+            return
+        text = other.value
+        if isinstance(text, str) and text != text.lower():
+            raise self.fail(
+                f"{_describe(operand)} has no capitals, so it never matches {text!r}",
+                other.span,
+                f"write it in lower case: {json.dumps(text.lower(), ensure_ascii=False)}",
+            )
 
 
 def _compatible(kind: AttributeType, literal: LiteralKind) -> bool:
@@ -315,6 +342,8 @@ def _example(kind: AttributeType) -> str:
 
 
 def _describe(operand: Operand) -> str:
+    if isinstance(operand, Lower):
+        return f"lower({_describe(operand.operand)})"
     if isinstance(operand, Attribute):
         return f"{operand.entity}.{operand.name}" if operand.entity else operand.name
     if isinstance(operand, EventCount):

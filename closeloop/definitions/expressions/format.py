@@ -18,6 +18,7 @@ from closeloop.definitions.expressions.ast import (
     InList,
     Literal,
     LiteralKind,
+    Lower,
     Membership,
     MembershipVerb,
     MoreThanAgo,
@@ -72,6 +73,8 @@ def _filters(filters: tuple[EventFilter, ...]) -> str:
 
 
 def _operand(operand: Operand) -> str:
+    if isinstance(operand, Lower):
+        return f"lower({_operand(operand.operand)})"
     if isinstance(operand, Attribute):
         return f"{operand.entity}.{operand.name}" if operand.entity else operand.name
     if isinstance(operand, Literal):

@@ -33,6 +33,7 @@ from closeloop.definitions.expressions.ast import (
     InList,
     Literal,
     LiteralKind,
+    Lower,
     Membership,
     MembershipKind,
     MembershipVerb,
@@ -100,6 +101,8 @@ _TOKEN_WORDS = {
 
 
 _UNITS = ("DAY", "WEEK", "HOUR")
+# Functions are names followed by "(" (not reserved words: an attribute may be called `lower`).
+FUNCTIONS = ("lower",)
 
 
 @cache
@@ -155,10 +158,14 @@ def _text(token: str) -> str:
     return value
 
 
+_LITERAL_HINT = 'check the value; strings escape \\ and " with a backslash'
+
+
 class _BadLiteralError(ValueError):
-    def __init__(self, message: str, span: Span) -> None:
+    def __init__(self, message: str, span: Span, hint: str = _LITERAL_HINT) -> None:
         super().__init__(message)
         self.span = span
+        self.hint = hint
 
 
 def _convert(token: Token, kind: str, convert: Any) -> Any:
@@ -280,6 +287,17 @@ class _ToAst(Transformer[Token, Expression]):
     def people_count(self, meta: Any, items: list[Expression]) -> PeopleCount:
         return PeopleCount(items[0] if items else None, _span(meta))
 
+    def function_call(self, meta: Any, items: list[Any]) -> Lower:
+        name, operand = items
+        if str(name).lower() not in FUNCTIONS:
+            raise _BadLiteralError(
+                f"unknown function {str(name)!r}",
+                _token_span(name),
+                f"functions: {', '.join(f'{f}(…)' for f in FUNCTIONS)}, e.g. "
+                'lower(segment) = "enterprise" compares without regard to case',
+            )
+        return Lower(operand, _span(meta))
+
     def event_filter(self, meta: Any, items: list[EventFilter]) -> tuple[EventFilter, ...]:
         return tuple(items)
 
@@ -366,7 +384,7 @@ def parse_expression(
         raise ExpressionError(
             str(cause),
             locate(text, span.line, span.column, file=file, first_line=line, first_column=column),
-            'check the value; strings escape \\ and " with a backslash',
+            cause.hint if isinstance(cause, _BadLiteralError) else _LITERAL_HINT,
         ) from None
     except RecursionError:
         raise ExpressionError(
