@@ -1,13 +1,17 @@
 """The analytics warehouse: an Ibis backend chosen by one URL, holding the canonical tables.
 
 The default is an embedded DuckDB file in the project folder; the same code runs on PostgreSQL,
-PySpark or any Ibis backend by changing ``CLOSELOOP_WAREHOUSE_URL``.
+PySpark or any Ibis backend by changing ``CLOSELOOP_WAREHOUSE_URL``. Canonical tables that
+closeloop.yaml maps with ``sources:`` are read in place from the warehouse's own tables
+(``closeloop.data.sources``); closeloop's own tables (quarantine, enrollments, attribute history)
+are always closeloop's.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -15,6 +19,14 @@ import ibis
 import pyarrow as pa
 from ibis.backends import BaseBackend
 
+from closeloop.data.sources import (
+    SourceProblem,
+    data_problems,
+    extra_attributes,
+    find_source,
+    read_in_place,
+    structure_problems,
+)
 from closeloop.data.tables import (
     ATTRIBUTE_HISTORY,
     CANONICAL_TABLES,
@@ -22,7 +34,9 @@ from closeloop.data.tables import (
     QUARANTINE,
     TableSpec,
 )
-from closeloop.errors import ConfigurationError, NotFoundError, redact
+from closeloop.definitions.expressions import AttributeType
+from closeloop.definitions.sources import SourceMapping, unknown_table_message
+from closeloop.errors import ConfigurationError, DataImportError, NotFoundError, redact
 
 ENROLLMENTS_TABLE = ENROLLMENTS.name
 DUCKDB_LOCK_TIMEOUT_SECONDS = 120.0
@@ -37,15 +51,32 @@ class Warehouse:
     0
     """
 
-    def __init__(self, backend: BaseBackend, url: str) -> None:
+    def __init__(
+        self,
+        backend: BaseBackend,
+        url: str,
+        sources: Mapping[str, SourceMapping] | None = None,
+    ) -> None:
         self.backend = backend
         self.url = url
+        self.sources = dict(sources or {})
+        unknown = [name for name in self.sources if name not in CANONICAL_TABLES]
+        if unknown:
+            raise ConfigurationError(f"sources: {unknown_table_message(unknown[0])}")
+        self._views: dict[str, ibis.Table] = {}  # mapped tables, each looked up once
 
     @classmethod
-    def connect(cls, url: str, *, lock_timeout: float = DUCKDB_LOCK_TIMEOUT_SECONDS) -> Warehouse:
+    def connect(
+        cls,
+        url: str,
+        *,
+        lock_timeout: float = DUCKDB_LOCK_TIMEOUT_SECONDS,
+        sources: Mapping[str, SourceMapping] | None = None,
+    ) -> Warehouse:
         """Connect by Ibis URL. A DuckDB file admits one process at a time: another closeloop
         process holding it (a tick while a dispatch runs) is waited for, up to ``lock_timeout``
-        seconds, then refused with a clear message."""
+        seconds, then refused with a clear message. ``sources`` (closeloop.yaml's) names the
+        canonical tables read in place from the warehouse's own tables."""
         deadline = time.monotonic() + lock_timeout
         while True:
             try:
@@ -69,7 +100,7 @@ class Warehouse:
         if backend.name == "duckdb":
             # Timestamps are UTC by contract; make casts of zoned text agree with it.
             backend.raw_sql("SET TimeZone = 'UTC'")
-        return cls(backend, url)
+        return cls(backend, url, sources)
 
     @property
     def dialect(self) -> str:
@@ -96,10 +127,11 @@ class Warehouse:
             disconnect()
 
     def ensure_tables(self) -> None:
-        """Create every canonical table (and quarantine, enrollments) that does not exist yet."""
+        """Create every canonical table (and quarantine, enrollments) that does not exist yet;
+        a table read in place (``sources:``) is never created."""
         existing = set(self.backend.list_tables())
         for spec in (*CANONICAL_TABLES.values(), QUARANTINE, ENROLLMENTS, ATTRIBUTE_HISTORY):
-            if spec.name in existing:
+            if spec.name in existing or spec.name in self.sources:
                 continue
             try:
                 self.backend.create_table(spec.name, schema=spec.ibis_schema())
@@ -123,10 +155,70 @@ class Warehouse:
             raise NotFoundError(f"unknown table {name!r}; canonical tables are: {known}") from None
 
     def table(self, name: str) -> ibis.Table:
-        return self.backend.table(name)
+        """Table ``name``; a mapped canonical table is its source seen through the canonical
+        schema (the canonical columns, then the source's other columns as attributes)."""
+        mapping = self.sources.get(name)
+        if mapping is None:
+            return self.backend.table(name)
+        if name not in self._views:
+            self._views[name] = read_in_place(self.backend, CANONICAL_TABLES[name], mapping)
+        return self._views[name]
 
     def has_table(self, name: str) -> bool:
-        return name in self.backend.list_tables()
+        return name in self.sources or name in self.backend.list_tables()
+
+    def refuse_if_mapped(self, name: str) -> None:
+        """Refuse to write into a table read in place: its rows belong to the source system
+        (an importer can call this before reading a file, to refuse it before any work)."""
+        mapping = self.sources.get(name)
+        if mapping is not None:
+            raise DataImportError(
+                f"{name} is read in place from {mapping.table} (sources: in closeloop.yaml); "
+                "import into the source system instead"
+            )
+
+    def extra_attributes(self, name: str) -> dict[str, AttributeType]:
+        """The attributes mapped table ``name`` has beyond the canonical columns (its source's
+        other columns); none for an imported table or a mapping that cannot be read."""
+        if name not in self.sources:
+            return {}
+        try:
+            view = self.table(name)
+        except ConfigurationError:
+            return {}  # `closeloop validate` reports why
+        return extra_attributes(view, CANONICAL_TABLES[name])
+
+    def check_sources(self) -> list[tuple[str, SourceProblem]]:
+        """Every problem of every mapping, by canonical table: the source table and each mapped
+        column exist and have usable types, text times parse, ids are not repeated."""
+        problems: list[tuple[str, SourceProblem]] = []
+        existing = set(self.backend.list_tables())
+        for name, mapping in self.sources.items():
+            spec = CANONICAL_TABLES[name]
+            found = find_source(self.backend, mapping)
+            if isinstance(found, SourceProblem):
+                problems.append((name, found))
+                continue
+            structure = structure_problems(spec, mapping, found.schema())
+            problems += [(name, problem) for problem in structure]
+            if not any(problem.severity == "error" for problem in structure):
+                view = self.table(name)
+                problems += [
+                    (name, problem) for problem in data_problems(spec, mapping, found, view)
+                ]
+            if name in existing and mapping.parts != (name,):
+                problems.append(
+                    (
+                        name,
+                        SourceProblem(
+                            ("table",),
+                            f"the warehouse also holds an imported {name} table; it is ignored "
+                            f"while {name} is read from {mapping.table}",
+                            severity="warning",
+                        ),
+                    )
+                )
+        return problems
 
     def append(self, name: str, data: pa.Table | ibis.Table) -> None:
         """Append rows (an Arrow table, or an expression on this backend) to a table.
@@ -134,7 +226,9 @@ class Warehouse:
         On DuckDB an Arrow table is scanned in place by the connection and released right after
         the insert; Ibis' in-memory tables stay registered, which held every appended batch in
         memory for the life of the connection (1.9 GB for 10 million events instead of 1 GB).
+        A table read in place is refused (:meth:`refuse_if_mapped`).
         """
+        self.refuse_if_mapped(name)
         if isinstance(data, pa.Table) and self.dialect == "duckdb":
             connection = self.backend.con
             view = f"_closeloop_append_{next(_APPEND_VIEWS)}"
@@ -147,7 +241,9 @@ class Warehouse:
         self.backend.insert(name, data)
 
     def replace(self, name: str, data: pa.Table, schema: Any = None) -> None:
-        """Create or overwrite a table with ``data`` (for derived facts such as enrollments)."""
+        """Create or overwrite a table with ``data`` (for derived facts such as enrollments);
+        a table read in place is refused."""
+        self.refuse_if_mapped(name)
         self.backend.create_table(name, data, schema=schema, overwrite=True)
 
     def arrow_for(self, name: str, rows: dict[str, list[Any]]) -> pa.Table:

@@ -31,6 +31,8 @@ from closeloop.channels.slack import SlackStep as SlackStep
 from closeloop.channels.webhook import WebhookStep as WebhookStep
 from closeloop.definitions.expressions.ast import PROPERTY_NAME
 from closeloop.definitions.expressions.parser import keywords
+from closeloop.definitions.sources import SourceMapping as SourceMapping
+from closeloop.definitions.sources import Sources
 
 MIN_HOLDOUT = 0.05
 MAX_HOLDOUT = 0.5
@@ -524,6 +526,7 @@ class ProjectConfig(Frozen):
         default_factory=dict,
         description="most messages per second per channel, e.g. {email: 5, slack: 1}",
     )
+    sources: Sources
 
     @field_validator("unsubscribe_url")
     @classmethod

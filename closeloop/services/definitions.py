@@ -19,8 +19,8 @@ from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, check_expression, parse_expression
 from closeloop.definitions.json_schema import write_schemas
 from closeloop.engine.versions import Latest, Version, history, latest_versions
-from closeloop.errors import DefinitionError, DefinitionErrors
-from closeloop.services.project import Workspace, load_definitions
+from closeloop.errors import ConfigurationError, DefinitionError, DefinitionErrors
+from closeloop.services.project import Workspace, configured_sources, load_definitions
 from closeloop.settings import Settings
 
 # What a sample row shows next to the id, so a person recognises the unit.
@@ -91,12 +91,48 @@ def validate_project(settings: Settings) -> Validation:
     try:
         project = load_definitions(settings)
     except DefinitionErrors as problems:
-        return Validation(tuple(problems.errors))
+        return Validation(tuple(problems.errors) + source_problems(settings))
     return Validation(
-        tuple(project.warnings),
+        tuple(project.warnings) + source_problems(settings),
         jobs=len(project.jobs),
         definitions=len(list(project.definitions())),
     )
+
+
+def source_problems(settings: Settings) -> tuple[DefinitionError, ...]:
+    """Every problem of closeloop.yaml's ``sources:`` against the warehouse, located in
+    closeloop.yaml: each mapped table and column exists and has a usable type, text that must
+    be a time parses; repeated ids and rows missing a required value are warnings. A project
+    without ``sources:`` connects to nothing."""
+    document, sources = configured_sources(settings.project_dir)
+    if not sources:
+        return ()
+    try:
+        warehouse = Warehouse.connect(settings.warehouse_url, sources=sources)
+    except ConfigurationError as error:
+        return (
+            DefinitionError(
+                f"sources: cannot check the tables read in place: {error}",
+                document.location(("sources",), key=True),
+            ),
+        )
+    with warehouse:
+        found = warehouse.check_sources()
+    problems = [
+        DefinitionError(
+            f"{'.'.join(('sources', table, *problem.path))}: {problem.message}",
+            document.location(("sources", table, *problem.path), key=problem.at_key),
+            hint=problem.hint,
+            severity=problem.severity,
+        )
+        for table, problem in found
+    ]
+    return tuple(sorted(problems, key=_position))
+
+
+def _position(problem: DefinitionError) -> tuple[int, int]:
+    where = problem.location
+    return (where.line, where.column) if where is not None else (0, 0)
 
 
 def explain(
@@ -239,6 +275,7 @@ __all__ = [
     "export_schemas",
     "list_definitions",
     "sample_columns",
+    "source_problems",
     "stage",
     "validate_project",
 ]

@@ -11,7 +11,10 @@ from pathlib import Path
 
 from closeloop.data.compiler import account_attributes, person_attributes
 from closeloop.data.warehouse import Warehouse
+from closeloop.definitions.expressions import AttributeType
 from closeloop.definitions.json_schema import write_schemas
+from closeloop.definitions.located_yaml import LocatedDocument, load_located_yaml
+from closeloop.definitions.models import ProjectConfig, SourceMapping
 from closeloop.definitions.project import Project, load_project
 from closeloop.engine.state import StateStore, utc_now
 from closeloop.engine.versions import record_definitions
@@ -62,7 +65,35 @@ def init_project(folder: Path, name: str | None = None, *, force: bool = False) 
 
 def load_definitions(settings: Settings) -> Project:
     """Load and validate the project's definitions (raises DefinitionErrors with every problem)."""
-    return load_project(settings.project_dir, account_attributes(), person_attributes())
+    return load_project(settings.project_dir, *stored_attributes(settings))
+
+
+def configured_sources(project_dir: Path) -> tuple[LocatedDocument, dict[str, SourceMapping]]:
+    """closeloop.yaml as located YAML and its ``sources:``; none when the file does not load
+    (the project loader reports why)."""
+    try:
+        document = load_located_yaml(project_dir / PROJECT_FILE)
+        return document, dict(ProjectConfig.model_validate(document.data).sources)
+    except (ValueError, OSError, RecursionError):  # YAML, validation and decoding errors
+        return LocatedDocument(data=None, file=str(project_dir / PROJECT_FILE), lines=[]), {}
+
+
+def stored_attributes(
+    settings: Settings,
+) -> tuple[dict[str, AttributeType], dict[str, AttributeType]]:
+    """The stored account and person attributes expressions may use: the canonical columns,
+    plus the other columns of accounts and people read in place (``sources:``), which are
+    looked up in the warehouse (so only a project that maps those tables connects here)."""
+    accounts, people = account_attributes(), person_attributes()
+    _, sources = configured_sources(settings.project_dir)
+    if "accounts" not in sources and "people" not in sources:
+        return accounts, people
+    with Warehouse.connect(settings.warehouse_url, sources=sources) as warehouse:
+        # Canonical names (and aliases such as signup_date) win over a source column's.
+        return (
+            {**warehouse.extra_attributes("accounts"), **accounts},
+            {**warehouse.extra_attributes("people"), **people},
+        )
 
 
 @contextmanager
@@ -89,7 +120,7 @@ def open_workspace(
         except BaseException:
             store.close()
             raise
-    warehouse = Warehouse.connect(settings.warehouse_url)
+    warehouse = Warehouse.connect(settings.warehouse_url, sources=project.config.sources)
     try:
         warehouse.ensure_tables()
         if write:
