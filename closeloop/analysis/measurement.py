@@ -588,7 +588,7 @@ def _arms(facts: ir.Table, options: MeasureOptions) -> dict[str, ArmResult]:
     for row in sorted(rows, key=lambda r: _arm_order(r["arm"], options.control)):
         arm = str(row["arm"])
         table = RiskTable.from_counts(counts.get(arm, []))
-        curve = kaplan_meier(table, alpha=options.alpha)
+        curve = kaplan_meier(table, alpha=options.final_alpha)
         rmst = restricted_mean(table, options.horizon_days) if table.times else None
         matured_n = int(row["matured"] or 0)
         value = (

@@ -459,6 +459,12 @@ def measure(
         list[str] | None,
         typer.Option(help="ARM=W, the planned split for the sample-ratio check (repeatable)."),
     ] = None,
+    alpha: Annotated[
+        float,
+        typer.Option(
+            min=0.0001, max=0.5, help="Two-sided significance of every interval and test."
+        ),
+    ] = 0.05,
     output_format: Annotated[
         MeasureFormat, typer.Option("--format", help="table, json or html.")
     ] = MeasureFormat.TABLE,
@@ -484,6 +490,7 @@ def measure(
             segment_by=tuple(segment_by or ()),
             weights=measure_service.parse_weights(weights or []),
             match_on=tuple(match_on or ()),
+            alpha=alpha,
         )
     )
     if output_format == MeasureFormat.JSON:

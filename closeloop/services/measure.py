@@ -72,6 +72,7 @@ class MeasureRequest:
     segment_by: tuple[str, ...] = ()
     weights: Mapping[str, float] | None = None
     match_on: tuple[str, ...] = ()  # no randomization: coarsened exact matching on these
+    alpha: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ def measure_files(request: MeasureRequest) -> MeasureResult:
                 segment_by=request.segment_by,
                 value=request.value_event is not None,
                 covariate=request.covariate,
+                alpha=request.alpha,
             ),
         )
         matched = (
