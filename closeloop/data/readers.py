@@ -1,185 +1,746 @@
 """Read CSV, JSON Lines and Parquet files into batches of text columns with their row numbers.
 
 Every value is read as text; typing happens afterwards in one place (the importer), so all three
-formats get the same checks and the same located errors. Rows that cannot even be read (a CSV line
-with the wrong number of fields, a JSON line that is not an object) are handed back as rejects.
+formats get the same checks and the same located errors. Rows that cannot even be read are handed
+back as rejects with their line and a reason, and reading goes on with the next row:
+
+- a CSV line whose quote never closes is rejected alone and reading resumes on the next line (a
+  stray quote must not swallow the rest of the file into one value);
+- a line that is not valid in the file's encoding (UTF-8 unless told otherwise) is rejected with
+  the encoding it looks like, so ``--encoding`` can repair it on a re-run;
+- a row whose repeated header column holds two different values is rejected (which one is meant
+  cannot be known);
+- a JSON line that is not an object, and Parquet strings that are not UTF-8, likewise.
+
+Only what makes the whole file unreadable (no header, a binary file, an unknown encoding) raises
+:class:`DataImportError`, with ``file:line:column`` where there is one.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import gzip
+import io
 import json
+import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from closeloop.definitions.text_encoding import guess_encoding, not_utf8_message
 from closeloop.errors import DataImportError
 
 FORMATS = {
     ".csv": "csv",
+    ".tsv": "csv",
+    ".tab": "csv",
     ".parquet": "parquet",
+    ".pq": "parquet",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
-    ".json": "jsonl",
 }
+"""Extensions that say the format outright; others (.json, .txt, .gz, none) are sniffed."""
+FORMAT_NAMES = ("csv", "jsonl", "parquet")
+DELIMITERS = (",", ";", "\t", "|")
+SAMPLE_BYTES = 64 * 1024
+SHOWN_CHARACTERS = 80  # of a value or line quoted in a reason
+
+# Undecodable bytes survive decoding as lone surrogates (U+DC00 + the byte, like Python's
+# "surrogateescape", which cannot escape bytes below 0x80 as a UTF-16 decoder needs), so a bad
+# line is found, located and rejected while the lines around it are read as usual.
+_ESCAPE = "closeloop-escape-bytes"
+_UNDECODABLE = re.compile("[\udc00-\udcff]")
+
+
+def _escape_bytes(error: UnicodeError) -> tuple[str | bytes, int]:
+    if isinstance(error, UnicodeDecodeError):
+        bad = error.object[error.start : error.end]
+        return "".join(chr(0xDC00 + byte) for byte in bad), error.end
+    if isinstance(error, UnicodeEncodeError):
+        text = error.object[error.start : error.end]
+        if all(0xDC00 <= ord(char) <= 0xDCFF for char in text):
+            return bytes(ord(char) - 0xDC00 for char in text), error.end
+    raise error
+
+
+codecs.register_error(_ESCAPE, _escape_bytes)
+
+
+def _original_bytes(text: str) -> bytes:
+    """The bytes of text read with escaped undecodable bytes (valid characters as UTF-8)."""
+    return text.encode("utf-8", _ESCAPE)
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_PARQUET_MAGIC = b"PAR1"
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0"
 
 
 @dataclass
 class Reject:
+    """A row that could not be read, with the reason; ``line`` is the file line it starts on."""
+
     row_number: int
     reason: str
     raw: str
     column: str | None = None
+    line: int | None = None
+    code: str = "unreadable"  # machine-readable: not_utf8, stray_quote, field_count, ...
 
 
 @dataclass
 class TextBatch:
-    """Rows of one file as text: ``rows[i]`` maps column to text or None, for ``row_numbers[i]``."""
+    """Rows of one file as text: ``rows[i]`` maps column to text or None, for ``row_numbers[i]``.
+
+    ``position`` is the share of the file read once this batch is done (for progress bars).
+    """
 
     row_numbers: list[int] = field(default_factory=list)
     rows: list[dict[str, str | None]] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
+    position: float | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.rows) + len(self.rejects)
 
 
-def detect_format(path: Path) -> str:
-    try:
-        return FORMATS[path.suffix.lower()]
-    except KeyError:
-        raise DataImportError(
-            f"{path}: cannot tell the format from the extension {path.suffix!r}; "
-            "use .csv, .parquet or .jsonl"
-        ) from None
+def detect_format(path: Path, declared: str | None = None) -> str:
+    """csv, jsonl or parquet: as declared, else from a clear extension, else from the content."""
+    if declared is not None:
+        if declared not in FORMAT_NAMES:
+            raise DataImportError(
+                f"unknown format {declared!r}; use one of {', '.join(FORMAT_NAMES)}"
+            )
+        return declared
+    head = _sample(path)
+    if head.startswith(_PARQUET_MAGIC):
+        return "parquet"
+    _refuse_binary(path, head)
+    suffixes = [suffix.lower() for suffix in path.suffixes[-2:]]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    if suffixes and suffixes[-1] in FORMATS:
+        return FORMATS[suffixes[-1]]
+    return _sniff_text_format(path, _decompressed_sample(path, head))
 
 
-def read_header(path: Path) -> list[str] | None:
-    """Column names declared up front (CSV header, Parquet schema); None for JSON Lines."""
-    kind = detect_format(path)
-    if kind == "csv":
-        with _open_text(path) as handle:
-            header = next(csv.reader(handle), None)
-        if header is None:
-            raise DataImportError(f"{path}:1: the file is empty; expected a header row")
-        return [name.strip() for name in header]
-    if kind == "parquet":
-        return list(pq.ParquetFile(path).schema_arrow.names)
+def read_header(
+    path: Path, *, format: str | None = None, encoding: str | None = None
+) -> list[str] | None:
+    """Column names declared up front (CSV header, Parquet schema); None for JSON Lines.
+
+    A column named twice appears twice; an unnamed one is called ``column_N`` (its position).
+    """
+    return SourceFile(path, format=format, encoding=encoding).header()
+
+
+def read_batches(
+    path: Path, batch_size: int, *, format: str | None = None, encoding: str | None = None
+) -> Iterator[TextBatch]:
+    yield from SourceFile(path, format=format, encoding=encoding).batches(batch_size)
+
+
+class SourceFile:
+    """One input file: its format and encoding settled once, read as header and text batches."""
+
+    def __init__(
+        self, path: Path, *, format: str | None = None, encoding: str | None = None
+    ) -> None:
+        if not path.is_file():
+            raise DataImportError(f"{path}: no such file")
+        self.path = path
+        self.format = detect_format(path, format)
+        self.compressed = _sample(path).startswith(_GZIP_MAGIC)
+        if self.format == "parquet" and self.compressed:
+            raise DataImportError(f"{path}: a gzip-compressed Parquet file; decompress it first")
+        if encoding is not None and self.format == "parquet":
+            raise DataImportError(
+                f"{path}: --encoding applies to CSV and JSON Lines; Parquet text is always UTF-8"
+            )
+        self.encoding = self._encoding(encoding) if self.format != "parquet" else "utf-8"
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def header(self) -> list[str] | None:
+        if self.format == "csv":
+            with self._text() as stream:
+                return _CsvRows(self, stream).header
+        if self.format == "parquet":
+            return _parquet_names(self._parquet())
+        return None
+
+    def batches(self, batch_size: int) -> Iterator[TextBatch]:
+        if self.format == "csv":
+            yield from self._csv_batches(batch_size)
+        elif self.format == "parquet":
+            yield from self._parquet_batches(batch_size)
+        else:
+            yield from self._jsonl_batches(batch_size)
+
+    # -- text files -----------------------------------------------------------------------------
+
+    def _encoding(self, declared: str | None) -> str:
+        if declared is not None:
+            try:
+                name = codecs.lookup(declared).name
+            except LookupError:
+                raise DataImportError(
+                    f"unknown encoding {declared!r}; e.g. utf-8, latin-1, cp1252, utf-16"
+                ) from None
+            return "utf-8-sig" if name == "utf-8" else declared  # a BOM is never data
+        head = _decompressed_sample(self.path, _sample(self.path))
+        if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+            return "utf-32"
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return "utf-16"
+        if head and head.count(b"\x00") * 10 >= len(head):
+            raise DataImportError(
+                f"{self.path}:1: NUL bytes between the characters: this looks like UTF-16 "
+                "text without a byte-order mark; pass --encoding utf-16 (or utf-16-le/utf-16-be)"
+            )
+        return "utf-8-sig"
+
+    def _binary(self) -> tuple[IO[bytes], IO[bytes]]:
+        """The file's bytes (decompressed when gzip) and the raw file, whose position is
+        progress."""
+        raw: IO[bytes] = self.path.open("rb")
+        if self.compressed:
+            return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")), raw
+        return raw, raw
+
+    def _text(self, newline: str = "") -> _TextStream:
+        binary, raw = self._binary()
+        return _TextStream(binary, raw, self.encoding, newline, self.path)
+
+    def _csv_batches(self, batch_size: int) -> Iterator[TextBatch]:
+        with self._text() as stream:
+            rows = _CsvRows(self, stream)
+            batch = TextBatch()
+            for row_number, item in rows:
+                if isinstance(item, Reject):
+                    batch.rejects.append(item)
+                else:
+                    batch.row_numbers.append(row_number)
+                    batch.rows.append(item)
+                if batch.size >= batch_size:
+                    batch.position = stream.position()
+                    yield batch
+                    batch = TextBatch()
+            batch.position = 1.0
+            yield batch
+            stream.check()
+
+    def _jsonl_batches(self, batch_size: int) -> Iterator[TextBatch]:
+        with self._text(newline="\n") as stream:
+            batch = TextBatch()
+            # A row's number is its line's (blank lines hold no row but keep their number).
+            for row_number, line in enumerate(stream.lines(), start=1):
+                if not line.strip():
+                    continue
+                row = self._json_row(line, row_number, row_number)
+                if isinstance(row, Reject):
+                    batch.rejects.append(row)
+                else:
+                    batch.row_numbers.append(row_number)
+                    batch.rows.append(row)
+                if batch.size >= batch_size:
+                    batch.position = stream.position()
+                    yield batch
+                    batch = TextBatch()
+            batch.position = 1.0
+            yield batch
+            stream.check()
+
+    def _json_row(
+        self, line: str, line_number: int, row_number: int
+    ) -> dict[str, str | None] | Reject:
+        text = line.rstrip("\r\n")
+        bad = _UNDECODABLE.search(text)
+        if bad is not None:
+            return self._not_decodable(row_number, line_number, text, bad.start())
+        try:
+            value = json.loads(text, object_pairs_hook=_object_without_conflicts)
+        except json.JSONDecodeError as error:
+            return Reject(
+                row_number,
+                f"invalid JSON at column {error.colno}: {error.msg}",
+                text,
+                line=line_number,
+                code="invalid_json",
+            )
+        except _RepeatedKeyError as repeated:
+            return Reject(
+                row_number,
+                f"key {repeated.key!r} appears twice in one object with "
+                f"different values ({_shown(repeated.first)} / {_shown(repeated.second)})",
+                text,
+                column=repeated.key,
+                line=line_number,
+                code="repeated_column",
+            )
+        except RecursionError:
+            return Reject(
+                row_number,
+                "JSON nested too deeply to read",
+                text[:1000],
+                line=line_number,
+                code="invalid_json",
+            )
+        if not isinstance(value, dict):
+            return Reject(
+                row_number,
+                "a JSON Lines row must be an object",
+                text,
+                line=line_number,
+                code="not_an_object",
+            )
+        return {str(key): _to_text(item) for key, item in value.items()}
+
+    def _not_decodable(self, row_number: int, line_number: int, text: str, index: int) -> Reject:
+        data = _original_bytes(text)
+        guess = guess_encoding(data)
+        return Reject(
+            row_number,
+            f"line {line_number}, column {index + 1}: {not_utf8_message(self.encoding, guess)}",
+            data.decode(guess, "replace"),
+            line=line_number,
+            code="not_utf8",
+        )
+
+    # -- Parquet --------------------------------------------------------------------------------
+
+    def _parquet(self) -> pq.ParquetFile:
+        try:
+            return pq.ParquetFile(self.path)
+        except (pa.ArrowException, OSError) as error:
+            raise DataImportError(
+                f"{self.path}: not a readable Parquet file ({_first_line(error)}); re-export it"
+            ) from None
+
+    def _parquet_batches(self, batch_size: int) -> Iterator[TextBatch]:
+        parquet = self._parquet()
+        names = _parquet_names(parquet)
+        total = max(parquet.metadata.num_rows, 1)
+        row_number = 0
+        for group in range(parquet.num_row_groups):
+            group_rows = parquet.metadata.row_group(group).num_rows
+            try:
+                table = parquet.read_row_group(group)
+            except (pa.ArrowException, OSError) as error:
+                # The rows are counted in the file's metadata, so each is quarantined, not lost.
+                first = row_number + 1
+                reason = (
+                    f"row group {group + 1} (rows {first}-{row_number + group_rows}) cannot be "
+                    f"read: {_first_line(error)}"
+                )
+                rejects = [
+                    Reject(row_number + offset, reason, "", code="unreadable")
+                    for offset in range(1, group_rows + 1)
+                ]
+                row_number += group_rows
+                for start in range(0, len(rejects), batch_size):
+                    yield TextBatch(
+                        rejects=rejects[start : start + batch_size],
+                        position=row_number / total,
+                    )
+                continue
+            for record_batch in table.to_batches(max_chunksize=batch_size):
+                batch = _parquet_text_batch(record_batch, names, row_number)
+                row_number += record_batch.num_rows
+                batch.position = row_number / total
+                yield batch
+
+
+class _TextStream:
+    """A decoded text stream over a (possibly gzip) file, closed with it."""
+
+    def __init__(
+        self, binary: IO[bytes], raw: IO[bytes], encoding: str, newline: str, path: Path
+    ) -> None:
+        self.raw = raw
+        self.path = path
+        self.size = max(path.stat().st_size, 1)
+        self.text = io.TextIOWrapper(binary, encoding=encoding, errors=_ESCAPE, newline=newline)
+        self.damage: str | None = None
+
+    def __enter__(self) -> _TextStream:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.text.close()
+        self.raw.close()
+
+    def position(self) -> float:
+        return min(self.raw.tell() / self.size, 1.0)
+
+    def lines(self) -> Iterator[str]:
+        """The lines; damaged compressed data ends them (``damage`` says so) instead of
+        raising, so the rows before the damage are imported before the error is raised."""
+        try:
+            yield from self.text
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            self.damage = (
+                f"{self.path}: the compressed data is damaged ({error}); the rows before the "
+                "damage were read; re-export or download the file again"
+            )
+
+    def check(self) -> None:
+        """Raise when the lines ended at damaged data."""
+        if self.damage is not None:
+            raise DataImportError(self.damage)
+
+
+class _Lines:
+    """Numbered lines with push-back, so a record that ran past a bad line can be re-read."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._next_number = 1
+        self._pending: list[tuple[int, str]] = []  # pushed back, last first
+        self.taken: list[tuple[int, str]] = []  # lines handed out for the current record
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self._pending:
+            number, line = self._pending.pop()
+        else:
+            line = next(self._lines)
+            number = self._next_number
+            self._next_number += 1
+        self.taken.append((number, line))
+        return line
+
+    def push_back(self, lines: list[tuple[int, str]]) -> None:
+        self._pending.extend(reversed(lines))
+
+
+class _CsvRows:
+    """The header and then ``(row_number, row or Reject)`` for every record of a CSV file."""
+
+    def __init__(self, source: SourceFile, stream: _TextStream) -> None:
+        self.source = source
+        self.path = source.path
+        self.lines = _Lines(stream.lines())
+        self.delimiter = self._delimiter()
+        self.reader = csv.reader(self.lines, delimiter=self.delimiter, strict=True)
+        self.header = self._header()
+        self.width = len(self.header)
+        # Positions of every name the header repeats: their values must agree on each row.
+        positions: dict[str, list[int]] = {}
+        for index, name in enumerate(self.header):
+            positions.setdefault(name, []).append(index)
+        self.repeated = {name: found for name, found in positions.items() if len(found) > 1}
+
+    def _delimiter(self) -> str:
+        """The delimiter: an Excel ``sep=;`` line, else ``.tsv``, else the header's commonest."""
+        first = self._peek()
+        if first is None:
+            return ","
+        stripped = first.strip().lstrip("\ufeff")
+        if stripped.lower().startswith("sep=") and len(stripped) == 5:
+            self.lines.taken.clear()
+            next(self.lines)  # consumed: it is a hint, not the header
+            self.lines.taken.clear()
+            return stripped[4]
+        if self.path.suffix.lower() in (".tsv", ".tab"):
+            return "\t"
+        outside = re.sub(r'"[^"]*"', "", first)  # delimiters inside quoted names do not count
+        counts = {delimiter: outside.count(delimiter) for delimiter in DELIMITERS}
+        best = max(DELIMITERS, key=lambda delimiter: counts[delimiter])
+        return best if counts[best] > counts[","] else ","
+
+    def _peek(self) -> str | None:
+        try:
+            line = next(self.lines)
+        except StopIteration:
+            return None
+        self.lines.push_back(list(self.lines.taken))
+        self.lines.taken.clear()
+        return line
+
+    def _header(self) -> list[str]:
+        while True:
+            self.lines.taken.clear()
+            try:
+                record = next(self.reader)
+            except StopIteration:
+                raise DataImportError(
+                    f"{self.path}:1: the file is empty; expected a header row"
+                ) from None
+            except csv.Error as error:
+                line = self.lines.taken[0][0] if self.lines.taken else 1
+                raise DataImportError(
+                    f"{self.path}:{line}: the header row is not valid CSV ({error})"
+                ) from None
+            if record:  # blank lines before the header are skipped
+                break
+        for number, text in self.lines.taken:
+            bad = _UNDECODABLE.search(text)
+            if bad is not None:
+                data = _original_bytes(text)
+                message = not_utf8_message(self.source.encoding, guess_encoding(data))
+                raise DataImportError(f"{self.path}:{number}:{bad.start() + 1}: {message}")
+        return [
+            name.strip().lstrip("\ufeff") or f"column_{index}"
+            for index, name in enumerate(record, start=1)
+        ]
+
+    def __iter__(self) -> Iterator[tuple[int, dict[str, str | None] | Reject]]:
+        row_number = 0
+        lines = self.lines
+        while True:
+            lines.taken.clear()
+            try:
+                record = next(self.reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                taken = list(lines.taken)
+                if not taken:
+                    return
+                row_number += 1
+                yield row_number, self._broken(row_number, taken, str(error))
+                lines.push_back(taken[1:])
+                continue
+            row_number += 1
+            if not record:
+                continue  # a blank line: counted as a row number, holds no row
+            taken = lines.taken
+            if len(taken) > 1 and len(record) != self.width:
+                # A quote opened on the first line and closed somewhere that does not fit: only
+                # that line is the bad row; the lines after it are read again as rows.
+                yield row_number, self._broken(row_number, list(taken), None)
+                lines.push_back(list(taken[1:]))
+                continue
+            undecodable = self._undecodable(row_number, taken)
+            if undecodable is not None:
+                yield row_number, undecodable
+            elif len(record) != self.width:
+                first = taken[0][0]
+                yield (
+                    row_number,
+                    Reject(
+                        row_number,
+                        f"expected {self.width} fields, found {len(record)} (line {first})",
+                        json.dumps(record, ensure_ascii=False),
+                        line=first,
+                        code="field_count",
+                    ),
+                )
+            elif self.repeated:
+                yield row_number, self._with_repeats(row_number, record, taken[0][0])
+            else:
+                yield row_number, dict(zip(self.header, record, strict=True))
+
+    def _undecodable(self, row_number: int, taken: list[tuple[int, str]]) -> Reject | None:
+        for number, text in taken:
+            bad = _UNDECODABLE.search(text)
+            if bad is not None:
+                record_text = "".join(line for _, line in taken).rstrip("\r\n")
+                reject = self.source._not_decodable(row_number, number, text, bad.start())
+                data = _original_bytes(record_text)
+                reject.raw = data.decode(guess_encoding(data), "replace")
+                return reject
+        return None
+
+    def _broken(self, row_number: int, taken: list[tuple[int, str]], error: str | None) -> Reject:
+        number, text = taken[0]
+        text = text.rstrip("\r\n")
+        raw = _original_bytes(text).decode("utf-8", "replace")
+        opened = _open_quote_column(text, self.delimiter)
+        if opened is not None:
+            reason = (
+                f"line {number}, column {opened}: a quote opens a value that does not end on "
+                f"this line (a stray quote?); reading goes on at line {number + 1}"
+            )
+            code = "stray_quote"
+        else:
+            reason = f"line {number}: malformed CSV ({error or 'unbalanced quotes'})"
+            code = "malformed_csv"
+        return Reject(row_number, reason, raw, line=number, code=code)
+
+    def _with_repeats(
+        self, row_number: int, record: list[str], line: int
+    ) -> dict[str, str | None] | Reject:
+        for name, positions in self.repeated.items():
+            values = {record[index].strip() for index in positions}
+            if len(values) > 1:
+                shown = " / ".join(_shown(record[index]) for index in positions)
+                fields = ", ".join(str(index + 1) for index in positions)
+                return Reject(
+                    row_number,
+                    f"column {name!r} appears {len(positions)} times in the header (fields "
+                    f"{fields}) and this row's values differ ({shown}); rename or drop the "
+                    "copies in the file",
+                    json.dumps(record, ensure_ascii=False),
+                    column=name,
+                    line=line,
+                    code="repeated_column",
+                )
+        return dict(zip(self.header, record, strict=True))
+
+
+def _open_quote_column(line: str, delimiter: str) -> int | None:
+    """The 1-based column of a quote that opens a value and is still open at the line's end."""
+    in_quotes = False
+    at_field_start = True
+    opened = 0
+    index = 0
+    while index < len(line):
+        char = line[index]
+        if in_quotes:
+            if char == '"':
+                if index + 1 < len(line) and line[index + 1] == '"':
+                    index += 1
+                else:
+                    in_quotes = False
+        elif at_field_start and char == '"':
+            in_quotes, opened = True, index + 1
+        at_field_start = not in_quotes and char == delimiter
+        index += 1
+    return opened if in_quotes else None
+
+
+class _RepeatedKeyError(ValueError):
+    def __init__(self, key: str, first: Any, second: Any) -> None:
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+def _object_without_conflicts(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a key given twice with different values is an error (not "last wins")."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen and seen[key] != value:
+                raise _RepeatedKeyError(key, seen[key], value)
+            seen[key] = value
+    return result
+
+
+def _parquet_names(parquet: pq.ParquetFile) -> list[str]:
+    return [
+        name.strip() or f"column_{index}"
+        for index, name in enumerate(parquet.schema_arrow.names, start=1)
+    ]
+
+
+def _parquet_text_batch(
+    record_batch: pa.RecordBatch, names: list[str], rows_before: int
+) -> TextBatch:
+    batch = TextBatch()
+    size = record_batch.num_rows
+    columns: list[list[str | None]] = []
+    bad: dict[int, tuple[str, str]] = {}  # row index: (column, reason)
+    for name, column in zip(names, record_batch.columns, strict=True):
+        values, problems = _arrow_to_text(column)
+        columns.append(values)
+        for index, reason in problems.items():
+            bad.setdefault(index, (name, reason))
+    positions: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        positions.setdefault(name, []).append(index)
+    repeated = {name: found for name, found in positions.items() if len(found) > 1}
+    for index in range(size):
+        row_number = rows_before + index + 1
+        row = {name: columns[position][index] for position, name in enumerate(names)}
+        problem = bad.get(index)
+        if problem is None:
+            problem = _repeated_problem(repeated, columns, index)
+        if problem is not None:
+            column, reason = problem
+            raw = json.dumps(row, ensure_ascii=False, default=str)
+            batch.rejects.append(Reject(row_number, reason, raw, column=column, code="value"))
+            continue
+        batch.row_numbers.append(row_number)
+        batch.rows.append(row)
+    return batch
+
+
+def _repeated_problem(
+    repeated: dict[str, list[int]], columns: list[list[str | None]], index: int
+) -> tuple[str, str] | None:
+    for name, positions in repeated.items():
+        values = [columns[position][index] for position in positions]
+        if len(set(values)) > 1:
+            shown = " / ".join(_shown(value) for value in values)
+            return name, (
+                f"column {name!r} appears {len(positions)} times in the file and this row's "
+                f"values differ ({shown}); rename or drop the copies"
+            )
     return None
 
 
-def read_batches(path: Path, batch_size: int) -> Iterator[TextBatch]:
-    kind = detect_format(path)
-    if kind == "csv":
-        yield from _read_csv(path, batch_size)
-    elif kind == "parquet":
-        yield from _read_parquet(path, batch_size)
-    else:
-        yield from _read_jsonl(path, batch_size)
-
-
-def _open_text(path: Path) -> Any:
-    return path.open("r", encoding="utf-8-sig", newline="")
-
-
-def _read_csv(path: Path, batch_size: int) -> Iterator[TextBatch]:
-    batch = TextBatch()
-    with _open_text(path) as handle:
-        reader = csv.reader(handle)
+def _arrow_to_text(column: pa.Array) -> tuple[list[str | None], dict[int, str]]:
+    """The column as text, and the rows whose value cannot be text (invalid UTF-8), with why."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = column.dictionary_decode()
+        kind = column.type
+    if pa.types.is_timestamp(kind):
+        # ISO text (%S includes the fraction) with a zone when the column has one, so the
+        # importer converts it to UTC.
+        text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S%z" if kind.tz else "%Y-%m-%dT%H:%M:%S")
+        return text.to_pylist(), {}
+    if pa.types.is_struct(kind) or pa.types.is_list(kind) or pa.types.is_map(kind):
+        return _nested_to_text(column)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         try:
-            header = [name.strip() for name in next(reader)]
-            row_number = 0
-            for record in reader:
-                row_number += 1
-                if not record or record == [""]:
-                    continue  # blank line
-                if len(record) != len(header):
-                    batch.rejects.append(
-                        Reject(
-                            row_number,
-                            f"expected {len(header)} fields, found {len(record)} "
-                            f"(line {reader.line_num})",
-                            json.dumps(record),
-                        )
-                    )
-                else:
-                    batch.row_numbers.append(row_number)
-                    batch.rows.append(dict(zip(header, record, strict=True)))
-                if len(batch.rows) + len(batch.rejects) >= batch_size:
-                    yield batch
-                    batch = TextBatch()
+            column.validate(full=True)
+        except pa.ArrowInvalid:
+            return _bytes_to_text(column.cast(pa.large_binary()))
+        return column.to_pylist(), {}
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return _bytes_to_text(column)
+    return pc.cast(column, pa.string()).to_pylist(), {}
+
+
+def _bytes_to_text(column: pa.Array) -> tuple[list[str | None], dict[int, str]]:
+    values: list[str | None] = []
+    problems: dict[int, str] = {}
+    for index, data in enumerate(column.to_pylist()):
+        if data is None:
+            values.append(None)
+            continue
+        try:
+            values.append(data.decode("utf-8"))
         except UnicodeDecodeError as error:
-            raise DataImportError(
-                f"{path}: not UTF-8 text after line {reader.line_num}: {error.reason}; "
-                "re-export the file as UTF-8"
-            ) from None
-        except csv.Error as error:
-            raise DataImportError(f"{path}:{reader.line_num}: malformed CSV: {error}") from None
-    yield batch
+            guess = guess_encoding(data)
+            problems[index] = (
+                f"byte {error.start + 1} of the value: not UTF-8 (looks like {guess}); "
+                "re-export the strings as UTF-8"
+            )
+            values.append(data.decode(guess, "replace"))
+    return values, problems
 
 
-def _read_jsonl(path: Path, batch_size: int) -> Iterator[TextBatch]:
-    batch = TextBatch()
-    with path.open("r", encoding="utf-8-sig") as handle:
-        for row_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as error:
-                batch.rejects.append(
-                    Reject(
-                        row_number,
-                        f"invalid JSON at column {error.colno}: {error.msg}",
-                        line.rstrip("\n"),
-                    )
-                )
-                continue
-            if not isinstance(value, dict):
-                batch.rejects.append(
-                    Reject(row_number, "a JSON Lines row must be an object", line.rstrip("\n"))
-                )
-                continue
-            batch.row_numbers.append(row_number)
-            batch.rows.append({key: _to_text(item) for key, item in value.items()})
-            if len(batch.rows) + len(batch.rejects) >= batch_size:
-                yield batch
-                batch = TextBatch()
-    yield batch
-
-
-def _read_parquet(path: Path, batch_size: int) -> Iterator[TextBatch]:
-    row_number = 0
-    for record_batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-        columns: dict[str, list[Any]] = {}
-        for name, column in zip(record_batch.schema.names, record_batch.columns, strict=True):
-            columns[name] = _arrow_to_text(column).to_pylist()
-        batch = TextBatch()
-        for index in range(record_batch.num_rows):
-            row_number += 1
-            batch.row_numbers.append(row_number)
-            batch.rows.append({name: values[index] for name, values in columns.items()})
-        yield batch
-
-
-def _arrow_to_text(column: pa.Array) -> pa.Array:
-    if pa.types.is_timestamp(column.type):
-        # ISO text (%S includes the fraction) with a zone when the column has one, so the importer
-        # converts it to UTC.
-        return pc.strftime(
-            column, format="%Y-%m-%dT%H:%M:%S%z" if column.type.tz else "%Y-%m-%dT%H:%M:%S"
-        )
-    if (
-        pa.types.is_struct(column.type)
-        or pa.types.is_list(column.type)
-        or pa.types.is_map(column.type)
-    ):
-        return pa.array(
-            [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()]
-        )
-    return pc.cast(column, pa.string())
+def _nested_to_text(column: pa.Array) -> tuple[list[str | None], dict[int, str]]:
+    try:
+        return [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()], {}
+    except (UnicodeDecodeError, pa.ArrowException):
+        pass  # find the rows that cannot be read, one by one
+    values: list[str | None] = []
+    problems: dict[int, str] = {}
+    for index in range(len(column)):
+        try:
+            value = column[index].as_py()
+            values.append(None if value is None else json.dumps(value, default=str))
+        except (UnicodeDecodeError, pa.ArrowException) as error:
+            problems[index] = f"a nested value cannot be read as UTF-8 text ({error})"
+            values.append(None)
+    return values, problems
 
 
 def _to_text(value: Any) -> str | None:
@@ -190,3 +751,62 @@ def _to_text(value: Any) -> str | None:
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True)
     return str(value)
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if len(text) > SHOWN_CHARACTERS:
+        text = text[: SHOWN_CHARACTERS - 1] + "…"
+    return repr(text)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _sample(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(SAMPLE_BYTES)
+    except OSError as error:
+        raise DataImportError(f"{path}: cannot read the file ({error.strerror})") from None
+
+
+def _decompressed_sample(path: Path, head: bytes) -> bytes:
+    """The start of the file's content: ``head`` itself, or as much of it as decompresses
+    (a damaged gzip file is read up to the damage; reading it reports the damage)."""
+    if not head.startswith(_GZIP_MAGIC):
+        return head
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, SAMPLE_BYTES)
+    except zlib.error as error:
+        raise DataImportError(f"{path}: a damaged gzip file ({error})") from None
+
+
+def _refuse_binary(path: Path, head: bytes) -> None:
+    if head.startswith(_ZIP_MAGIC):
+        raise DataImportError(
+            f"{path}: a zip archive (an Excel .xlsx workbook?); save the sheet as CSV (UTF-8)"
+        )
+    if head.startswith(_OLE_MAGIC):
+        raise DataImportError(f"{path}: an old Excel .xls workbook; save the sheet as CSV (UTF-8)")
+
+
+def _sniff_text_format(path: Path, head: bytes) -> str:
+    """JSON Lines when the content starts with ``{``, CSV otherwise; a JSON array is refused."""
+    text = head.decode("utf-8", "replace").lstrip("\ufeff\ufffe \t\r\n\x00")
+    if text.startswith("["):
+        raise DataImportError(
+            f"{path}:1: a JSON array, not JSON Lines; write one object per line (for example "
+            f"`jq -c '.[]' {path.name} > {path.stem}.jsonl`) and import that"
+        )
+    if text.startswith("{"):
+        first_line = text.split("\n", 1)[0].strip()
+        if first_line == "{":
+            raise DataImportError(
+                f"{path}:1: a pretty-printed JSON document, not JSON Lines; write one object "
+                f"per line (for example `jq -c . {path.name} > {path.stem}.jsonl`)"
+            )
+        return "jsonl"
+    return "csv"

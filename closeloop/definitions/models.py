@@ -500,6 +500,48 @@ class SlackRouting(Frozen):
         return value
 
 
+ImportTable = Literal[
+    "accounts",
+    "people",
+    "events",
+    "subscriptions",
+    "survey_responses",
+    "activities",
+    "opportunities",
+    "churn_reasons",
+]
+
+
+class ColumnNormalization(Frozen):
+    """How the values of one column are cleaned by ``closeloop import`` before they are checked:
+    trim, then casefold, then aliases (docs/import.md)."""
+
+    trim: bool = Field(
+        default=True,
+        description="collapse runs of whitespace inside a value to one space (surrounding "
+        "whitespace is always removed)",
+    )
+    casefold: bool = Field(
+        default=False, description="lower-case the value; aliases then match in any case"
+    )
+    aliases: dict[str, str | None] = Field(
+        default_factory=dict,
+        description='replace a value by another, e.g. {"Mid Market": mid_market}; null empties it',
+    )
+
+
+class TableImport(Frozen):
+    """How files for one canonical table are imported (``imports:`` in closeloop.yaml)."""
+
+    map: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical column -> the file's column, e.g. {name: event_name, timestamp: ts}",
+    )
+    normalize: dict[str, ColumnNormalization] = Field(
+        default_factory=dict, description="canonical column -> how its values are cleaned"
+    )
+
+
 class ProjectConfig(Frozen):
     """``closeloop.yaml``: the project's name and where its definitions live.
 
@@ -527,6 +569,11 @@ class ProjectConfig(Frozen):
         description="most messages per second per channel, e.g. {email: 5, slack: 1}",
     )
     sources: Sources
+    imports: dict[ImportTable, TableImport] = Field(
+        default_factory=dict,
+        description="per canonical table: the column mapping and value normalisation that "
+        "`closeloop import` applies (the command's --map adds to and overrides the map)",
+    )
 
     @field_validator("unsubscribe_url")
     @classmethod

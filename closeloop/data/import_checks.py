@@ -1,0 +1,311 @@
+"""The typed checks of an import, as SQL for the staging DuckDB, and the file's repeated ids.
+
+Every value arrives as text. One SELECT per batch casts each column and names the first problem
+of each row (column and reason); everything here is set-based, so a batch of 50,000 rows costs a
+few queries, never a Python loop per row. What is refused, beyond "not a number" and friends:
+
+- numbers that are not finite (``NaN``, ``inf``, ``1e400``) and whole numbers with a fraction
+  (``12.7`` employees would be rounded silently);
+- timestamps and dates that are not ISO 8601 (``01/02/2024`` could be January or February;
+  ``epoch``, ``infinity`` and ``now`` are keywords, not times), whose UTC offset is not a real one
+  (``+25:00``), or whose year is outside 1900-2199 (``0001-01-01`` and ``9999-12-31`` are
+  placeholders for "none");
+- text with a NUL character (PostgreSQL cannot store it), JSON that is not an object or holds
+  ``NaN``/``Infinity``;
+- an id the same file already used with different values (:class:`InFileIds`): the first row
+  is kept, the later one quarantined with the row it clashes with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from closeloop.data.readers import SHOWN_CHARACTERS, Reject
+from closeloop.data.tables import CANONICAL_TABLES, ColumnType, TableSpec
+
+FIRST_YEAR = 1900
+LAST_YEAR = 2199
+TIMESTAMP_EXAMPLE = "2024-03-31T14:05:00Z"
+DATE_EXAMPLE = "2024-03-31"
+MAY_BE_FUTURE = frozenset({"closed_at"})
+"""Timestamp columns that may rightly lie ahead (an opportunity's expected close)."""
+
+_ISO = (
+    r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+    r"([T ][0-9]{1,2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?)?"
+    r" ?(Z|UTC|GMT|[+-][0-9]{2}(:?[0-9]{2})?|[A-Za-z]+/[A-Za-z_/+-]+)?"
+)
+_OFFSET = r"[0-9]:[0-9]{2}(?::[0-9]{2}(?:[.][0-9]+)?)? ?[+-]([0-9]{2}):?([0-9]{2})?$"
+_DAY_MONTH = r"[0-9]{1,2}[/.][0-9]{1,2}[/.][0-9]{2,4}.*"
+_NAN_TOKEN = r"(^|[:,\[])\s*-?(NaN|Infinity)\s*([,}\]]|$)"
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def shown(value: str) -> str:
+    """SQL: the value as a reason quotes it (shortened; a NUL written as \\0)."""
+    cut = SHOWN_CHARACTERS - 1
+    return (
+        f"replace(CASE WHEN length({value}) > {SHOWN_CHARACTERS} "
+        f"THEN left({value}, {cut}) || '…' ELSE {value} END, chr(0), '\\0')"
+    )
+
+
+@dataclass(frozen=True)
+class _Problem:
+    condition: str
+    column: str
+    reason: str  # SQL text expression
+
+
+def _time_checks(value: str, cast: str, column: str, expected: str) -> tuple[str, list[_Problem]]:
+    """The typed value (null unless it passes every check) and the problems, in order."""
+    iso = f"regexp_full_match({value}, {_text(_ISO)})"
+    hours = f"TRY_CAST(regexp_extract({value}, {_text(_OFFSET)}, 1) AS INTEGER)"
+    minutes = f"TRY_CAST(regexp_extract({value}, {_text(_OFFSET)}, 2) AS INTEGER)"
+    bad_offset = f"(coalesce({hours} > 14, FALSE) OR coalesce({minutes} >= 60, FALSE))"
+    in_range = f"year({cast}) BETWEEN {FIRST_YEAR} AND {LAST_YEAR}"
+    typed = f"CASE WHEN {iso} AND NOT {bad_offset} AND {in_range} THEN {cast} END"
+    ambiguous = (
+        f"CASE WHEN regexp_full_match({value}, {_text(_DAY_MONTH)}) "
+        "THEN ' (day and month order is ambiguous; write YYYY-MM-DD)' ELSE '' END"
+    )
+    not_iso = f"'not {expected}: ' || {shown(value)} || {ambiguous}"
+    problems = [
+        _Problem(f"NOT {iso}", column, not_iso),
+        _Problem(
+            bad_offset,
+            column,
+            f"'UTC offset out of range (-14:00 to +14:00): ' || {shown(value)}",
+        ),
+        _Problem(f"({cast}) IS NULL", column, f"'not {expected}: ' || {shown(value)}"),
+        _Problem(
+            f"NOT ({in_range})",
+            column,
+            f"'year ' || year({cast}) || ' is out of range ({FIRST_YEAR} to {LAST_YEAR}): ' || "
+            f"{shown(value)} || ' (a placeholder? leave the value empty when there is none)'",
+        ),
+    ]
+    return typed, problems
+
+
+def _column_checks(spec: TableSpec, name: str) -> tuple[str, list[_Problem]]:
+    """The typed SQL of column ``name`` and the problems its text can have (after "missing")."""
+    column = spec.column(name)
+    value = quote(name)
+    label = name
+    if column.type is ColumnType.INTEGER:
+        number = f"TRY_CAST({value} AS DOUBLE)"
+        whole = f"TRY_CAST({value} AS BIGINT)"
+        return f"CASE WHEN {number} = {whole} THEN {whole} END", [
+            _Problem(
+                f"({number} = {whole}) IS NOT TRUE",
+                label,
+                f"'not a whole number: ' || {shown(value)}",
+            )
+        ]
+    if column.type is ColumnType.FLOAT:
+        number = f"TRY_CAST({value} AS DOUBLE)"
+        return f"CASE WHEN isfinite({number}) THEN {number} END", [
+            _Problem(f"{number} IS NULL", label, f"'not a number: ' || {shown(value)}"),
+            _Problem(
+                f"NOT isfinite({number})",
+                label,
+                f"'not a finite number: ' || {shown(value)} || "
+                "' (leave the value empty when there is none)'",
+            ),
+        ]
+    if column.type is ColumnType.BOOLEAN:
+        cast = f"TRY_CAST({value} AS BOOLEAN)"
+        return cast, [
+            _Problem(f"{cast} IS NULL", label, f"'not true or false: ' || {shown(value)}")
+        ]
+    if column.type is ColumnType.TIMESTAMP:
+        cast = f"CAST(TRY_CAST({value} AS TIMESTAMPTZ) AS TIMESTAMP)"
+        return _time_checks(value, cast, label, f"a timestamp like {TIMESTAMP_EXAMPLE}")
+    if column.type is ColumnType.DATE:
+        return _time_checks(
+            value, f"TRY_CAST({value} AS DATE)", label, f"a date like {DATE_EXAMPLE}"
+        )
+    if column.type is ColumnType.JSON:
+        is_object = f"(CASE WHEN json_valid({value}) THEN json_type({value}) END = 'OBJECT')"
+        has_nan = f"regexp_matches({value}, {_text(_NAN_TOKEN)})"
+        escaped_nul = f"contains({value}, '\\u0000')"
+        return f"CASE WHEN {is_object} AND NOT {has_nan} AND NOT {escaped_nul} THEN {value} END", [
+            _Problem(f"{is_object} IS NOT TRUE", label, f"'not a JSON object: ' || {shown(value)}"),
+            _Problem(
+                has_nan,
+                label,
+                f"'NaN and Infinity are not valid JSON numbers: ' || {shown(value)}",
+            ),
+            _Problem(
+                escaped_nul,
+                label,
+                f"'contains an escaped NUL character (\\u0000): ' || {shown(value)}",
+            ),
+        ]
+    return value, []
+
+
+def check_sql(spec: TableSpec, table: str) -> str:
+    """SELECT over ``table`` (text columns of ``spec`` plus ``_row``, ``_raw``): each row's
+    first problem (``_problem_column``, ``_problem_reason``) and its typed columns."""
+    typed = []
+    problems: list[_Problem] = []
+    for column in spec.columns:
+        value = quote(column.name)
+        cast, checks = _column_checks(spec, column.name)
+        typed.append(f"{cast} AS {value}")
+        problems.append(
+            _Problem(
+                f"strpos({value}, chr(0)) > 0",
+                column.name,
+                f"'contains a NUL character at position ' || strpos({value}, chr(0)) || "
+                "' (a binary or corrupted export?)'",
+            )
+        )
+        if column.required:
+            problems.append(_Problem(f"{value} IS NULL", column.name, "'missing required value'"))
+        problems += [
+            _Problem(f"{value} IS NOT NULL AND {p.condition}", p.column, p.reason) for p in checks
+        ]
+        if column.references is not None:
+            parent_key = quote(CANONICAL_TABLES[column.references].key)
+            problems.append(
+                _Problem(
+                    f"{value} IS NOT NULL AND {value} NOT IN "
+                    f"(SELECT {parent_key} FROM known_{column.name})",
+                    column.name,
+                    f"'unknown {column.name} ' || {shown(value)} || "
+                    f"' (import {column.references} first)'",
+                )
+            )
+    column_case = " ".join(f"WHEN {p.condition} THEN {_text(p.column)}" for p in problems)
+    reason_case = " ".join(f"WHEN {p.condition} THEN {p.reason}" for p in problems)
+    column_expr = f"CASE {column_case} END" if problems else "NULL"
+    reason_expr = f"CASE {reason_case} END" if problems else "NULL"
+    return (
+        f"SELECT _row, _raw, {column_expr} AS _problem_column, {reason_expr} AS _problem_reason, "
+        f"{', '.join(typed)} FROM {table} ORDER BY _row"
+    )
+
+
+class InFileIds:
+    """The ids a file has used so far (with a hash of each first row's values), so a repeated id
+    is told apart: the same values again is a duplicate, different values a conflict."""
+
+    def __init__(self, staging: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
+        self.staging = staging
+        self.spec = spec
+        staging.execute(
+            "CREATE OR REPLACE TEMP TABLE _seen_ids (id VARCHAR PRIMARY KEY, _row BIGINT, "
+            "_hash UBIGINT)"
+        )
+
+    def classify(self, good: pa.Table) -> tuple[pa.Table, int, list[Reject]]:
+        """Of rows that passed every check: the first of each id (the rows to store), how many
+        repeat an earlier row exactly, and the rejects of ids repeated with other values."""
+        if good.num_rows == 0:
+            return good, 0, []
+        key = quote(self.spec.key)
+        values = ", ".join(quote(name) for name in self.spec.column_names)
+        self.staging.register("_good_rows", good)
+        try:
+            self.staging.execute(
+                "CREATE OR REPLACE TEMP TABLE _classified AS "
+                f"WITH hashed AS (SELECT *, hash({values}) AS _hash FROM _good_rows), "
+                "ranked AS (SELECT *, first_value(_hash) OVER w AS _first_hash, "
+                "first_value(_row) OVER w AS _first_row FROM hashed "
+                f"WINDOW w AS (PARTITION BY {key} ORDER BY _row)) "
+                "SELECT r.*, s._row AS _seen_row, CASE "
+                "WHEN s._row IS NOT NULL AND s._hash = r._hash THEN 'duplicate' "
+                "WHEN s._row IS NOT NULL THEN 'conflict' "
+                "WHEN r._row = r._first_row THEN 'first' "
+                "WHEN r._hash = r._first_hash THEN 'duplicate' ELSE 'conflict' END AS _fate "
+                f"FROM ranked AS r LEFT JOIN _seen_ids AS s ON r.{key} = s.id"
+            )
+        finally:
+            self.staging.unregister("_good_rows")
+        self.staging.execute(
+            f"INSERT INTO _seen_ids SELECT {key}, _row, _hash FROM _classified "
+            "WHERE _fate = 'first'"
+        )
+        helpers = "_hash, _first_hash, _first_row, _seen_row, _fate"
+        firsts = self.staging.execute(
+            f"SELECT * EXCLUDE ({helpers}) FROM _classified WHERE _fate = 'first' ORDER BY _row"
+        ).fetch_arrow_table()
+        (duplicates,) = self.staging.execute(
+            "SELECT count(*) FROM _classified WHERE _fate = 'duplicate'"
+        ).fetchone() or (0,)
+        conflicts = self.staging.execute(
+            f"SELECT _row, {key}, coalesce(_seen_row, _first_row), _raw FROM _classified "
+            "WHERE _fate = 'conflict' ORDER BY _row"
+        ).fetchall()
+        self.staging.execute("DROP TABLE _classified")
+        name = self.spec.key
+        rejects = [
+            Reject(
+                row,
+                f"{name} {identifier!r} is repeated with different values (first at row "
+                f"{first}, which is kept); give each row its own {name} or drop the stale copy",
+                raw,
+                column=name,
+                code="conflicting_id",
+            )
+            for row, identifier, first, raw in conflicts
+        ]
+        return firsts, int(duplicates), rejects
+
+
+@dataclass
+class FutureRows:
+    """Rows dated more than a day after the import (kept, and counted for a warning)."""
+
+    cutoff: datetime
+    count: int = 0
+    latest: datetime | None = None
+    latest_row: int | None = None
+    latest_column: str | None = None
+
+    def add(self, spec: TableSpec, rows: pa.Table) -> None:
+        columns = [
+            c.name
+            for c in spec.columns
+            if c.type is ColumnType.TIMESTAMP and c.name not in MAY_BE_FUTURE
+        ]
+        if not columns or rows.num_rows == 0:
+            return
+        cutoff = pa.scalar(self.cutoff, pa.timestamp("us"))
+        ahead = None
+        for name in columns:
+            column = rows.column(name).cast(pa.timestamp("us"))
+            later = pc.fill_null(pc.greater(column, cutoff), False)
+            ahead = later if ahead is None else pc.or_(ahead, later)
+            if pc.any(later).as_py():
+                index = pc.index(column, pc.max(column)).as_py()
+                value = column[index].as_py()
+                if self.latest is None or value > self.latest:
+                    self.latest, self.latest_column = value, name
+                    self.latest_row = rows.column("_row")[index].as_py()
+        if ahead is not None:
+            self.count += int(pc.sum(ahead).as_py() or 0)
+
+    def warning(self) -> str | None:
+        if not self.count or self.latest is None:
+            return None
+        return (
+            f"{self.count:,} row{'s are' if self.count != 1 else ' is'} dated more than a day "
+            f"after now (the latest: {self.latest_column} {self.latest.isoformat()} at row "
+            f"{self.latest_row}); they were imported — check the export's clock or time zone"
+        )
