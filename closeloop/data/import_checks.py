@@ -35,11 +35,6 @@ DATE_EXAMPLE = "2024-03-31"
 MAY_BE_FUTURE = frozenset({"closed_at"})
 """Timestamp columns that may rightly lie ahead (an opportunity's expected close)."""
 
-_ISO = (
-    r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
-    r"([T ][0-9]{1,2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?)?"
-    r" ?(Z|UTC|GMT|[+-][0-9]{2}(:?[0-9]{2})?|[A-Za-z]+/[A-Za-z_/+-]+)?"
-)
 _OFFSET = r"[0-9]:[0-9]{2}(?::[0-9]{2}(?:[.][0-9]+)?)? ?[+-]([0-9]{2}):?([0-9]{2})?$"
 _DAY_MONTH = r"[0-9]{1,2}[/.][0-9]{1,2}[/.][0-9]{2,4}.*"
 _NAN_TOKEN = r"(^|[:,\[])\s*-?(NaN|Infinity)\s*([,}\]]|$)"
@@ -64,112 +59,154 @@ def shown(value: str) -> str:
 
 @dataclass(frozen=True)
 class _Problem:
-    condition: str
+    condition: str  # over the first stage's columns
     column: str
-    reason: str  # SQL text expression
+    reason: str  # SQL text expression, evaluated only for the rows it is the first problem of
 
 
-def _time_checks(value: str, cast: str, column: str, expected: str) -> tuple[str, list[_Problem]]:
-    """The typed value (null unless it passes every check) and the problems, in order."""
-    iso = f"regexp_full_match({value}, {_text(_ISO)})"
-    hours = f"TRY_CAST(regexp_extract({value}, {_text(_OFFSET)}, 1) AS INTEGER)"
-    minutes = f"TRY_CAST(regexp_extract({value}, {_text(_OFFSET)}, 2) AS INTEGER)"
-    bad_offset = f"(coalesce({hours} > 14, FALSE) OR coalesce({minutes} >= 60, FALSE))"
-    in_range = f"year({cast}) BETWEEN {FIRST_YEAR} AND {LAST_YEAR}"
-    typed = f"CASE WHEN {iso} AND NOT {bad_offset} AND {in_range} THEN {cast} END"
+@dataclass
+class _Checks:
+    """One column's checks: helper values computed once per row (first stage), its typed value
+    and its problems in order (both over the first stage)."""
+
+    helpers: list[tuple[str, str]]
+    typed: str
+    problems: list[_Problem]
+
+
+def _time_checks(value: str, index: int, cast: str, name: str, expected: str) -> _Checks:
+    typed = f"__cast_{index}"
+    offset = f"__offset_{index}"
+    # Only a value with a sign after its date can have an offset; the regex runs for those only.
+    signed = f"(contains(substr({value}, 11), '+') OR contains(substr({value}, 11), '-'))"
+    extract = f"regexp_extract({value}, {_text(_OFFSET)}, ['hours', 'minutes'])"
+    bad_offset = (
+        f"coalesce(TRY_CAST({offset}.hours AS INTEGER) > 14 "
+        f"OR TRY_CAST({offset}.minutes AS INTEGER) >= 60, FALSE)"
+    )
     ambiguous = (
         f"CASE WHEN regexp_full_match({value}, {_text(_DAY_MONTH)}) "
         "THEN ' (day and month order is ambiguous; write YYYY-MM-DD)' ELSE '' END"
     )
     not_iso = f"'not {expected}: ' || {shown(value)} || {ambiguous}"
-    problems = [
-        _Problem(f"NOT {iso}", column, not_iso),
-        _Problem(
-            bad_offset,
-            column,
-            f"'UTC offset out of range (-14:00 to +14:00): ' || {shown(value)}",
-        ),
-        _Problem(f"({cast}) IS NULL", column, f"'not {expected}: ' || {shown(value)}"),
-        _Problem(
-            f"NOT ({in_range})",
-            column,
-            f"'year ' || year({cast}) || ' is out of range ({FIRST_YEAR} to {LAST_YEAR}): ' || "
-            f"{shown(value)} || ' (a placeholder? leave the value empty when there is none)'",
-        ),
-    ]
-    return typed, problems
-
-
-def _column_checks(spec: TableSpec, name: str) -> tuple[str, list[_Problem]]:
-    """The typed SQL of column ``name`` and the problems its text can have (after "missing")."""
-    column = spec.column(name)
-    value = quote(name)
-    label = name
-    if column.type is ColumnType.INTEGER:
-        number = f"TRY_CAST({value} AS DOUBLE)"
-        whole = f"TRY_CAST({value} AS BIGINT)"
-        return f"CASE WHEN {number} = {whole} THEN {whole} END", [
+    return _Checks(
+        helpers=[(typed, cast), (offset, f"CASE WHEN {signed} THEN {extract} END")],
+        typed=typed,
+        problems=[
+            # Keywords DuckDB would read (epoch, infinity) and negative years start otherwise.
+            _Problem(f"NOT (substr({value}, 1, 1) BETWEEN '0' AND '9')", name, not_iso),
             _Problem(
-                f"({number} = {whole}) IS NOT TRUE",
-                label,
-                f"'not a whole number: ' || {shown(value)}",
-            )
-        ]
-    if column.type is ColumnType.FLOAT:
-        number = f"TRY_CAST({value} AS DOUBLE)"
-        return f"CASE WHEN isfinite({number}) THEN {number} END", [
-            _Problem(f"{number} IS NULL", label, f"'not a number: ' || {shown(value)}"),
-            _Problem(
-                f"NOT isfinite({number})",
-                label,
-                f"'not a finite number: ' || {shown(value)} || "
-                "' (leave the value empty when there is none)'",
+                bad_offset,
+                name,
+                f"'UTC offset out of range (-14:00 to +14:00): ' || {shown(value)}",
             ),
-        ]
+            _Problem(f"{typed} IS NULL", name, not_iso),
+            _Problem(
+                f"year({typed}) NOT BETWEEN {FIRST_YEAR} AND {LAST_YEAR}",
+                name,
+                f"'year ' || year({typed}) || ' is out of range ({FIRST_YEAR} to {LAST_YEAR}): ' "
+                f"|| {shown(value)} || "
+                "' (a placeholder? leave the value empty when there is none)'",
+            ),
+        ],
+    )
+
+
+def _column_checks(spec: TableSpec, index: int) -> _Checks:
+    """The checks of the ``index``-th column of ``spec`` beyond "missing" and NUL characters."""
+    column = spec.columns[index]
+    value, name = quote(column.name), column.name
+    typed = f"__cast_{index}"
+    if column.type is ColumnType.INTEGER:
+        number = f"__number_{index}"
+        return _Checks(
+            helpers=[
+                (typed, f"TRY_CAST({value} AS BIGINT)"),
+                (number, f"TRY_CAST({value} AS DOUBLE)"),
+            ],
+            typed=typed,
+            problems=[
+                # "12.7" would be rounded to 13 by the cast: a whole number must be one.
+                _Problem(
+                    f"({number} = {typed}) IS NOT TRUE",
+                    name,
+                    f"'not a whole number: ' || {shown(value)}",
+                )
+            ],
+        )
+    if column.type is ColumnType.FLOAT:
+        return _Checks(
+            helpers=[(typed, f"TRY_CAST({value} AS DOUBLE)")],
+            typed=typed,
+            problems=[
+                _Problem(f"{typed} IS NULL", name, f"'not a number: ' || {shown(value)}"),
+                _Problem(
+                    f"NOT isfinite({typed})",
+                    name,
+                    f"'not a finite number: ' || {shown(value)} || "
+                    "' (leave the value empty when there is none)'",
+                ),
+            ],
+        )
     if column.type is ColumnType.BOOLEAN:
-        cast = f"TRY_CAST({value} AS BOOLEAN)"
-        return cast, [
-            _Problem(f"{cast} IS NULL", label, f"'not true or false: ' || {shown(value)}")
-        ]
+        return _Checks(
+            helpers=[(typed, f"TRY_CAST({value} AS BOOLEAN)")],
+            typed=typed,
+            problems=[
+                _Problem(f"{typed} IS NULL", name, f"'not true or false: ' || {shown(value)}")
+            ],
+        )
     if column.type is ColumnType.TIMESTAMP:
         cast = f"CAST(TRY_CAST({value} AS TIMESTAMPTZ) AS TIMESTAMP)"
-        return _time_checks(value, cast, label, f"a timestamp like {TIMESTAMP_EXAMPLE}")
+        return _time_checks(value, index, cast, name, f"a timestamp like {TIMESTAMP_EXAMPLE}")
     if column.type is ColumnType.DATE:
-        return _time_checks(
-            value, f"TRY_CAST({value} AS DATE)", label, f"a date like {DATE_EXAMPLE}"
-        )
+        cast = f"TRY_CAST({value} AS DATE)"
+        return _time_checks(value, index, cast, name, f"a date like {DATE_EXAMPLE}")
     if column.type is ColumnType.JSON:
-        is_object = f"(CASE WHEN json_valid({value}) THEN json_type({value}) END = 'OBJECT')"
-        has_nan = f"regexp_matches({value}, {_text(_NAN_TOKEN)})"
-        escaped_nul = f"contains({value}, '\\u0000')"
-        return f"CASE WHEN {is_object} AND NOT {has_nan} AND NOT {escaped_nul} THEN {value} END", [
-            _Problem(f"{is_object} IS NOT TRUE", label, f"'not a JSON object: ' || {shown(value)}"),
-            _Problem(
-                has_nan,
-                label,
-                f"'NaN and Infinity are not valid JSON numbers: ' || {shown(value)}",
-            ),
-            _Problem(
-                escaped_nul,
-                label,
-                f"'contains an escaped NUL character (\\u0000): ' || {shown(value)}",
-            ),
-        ]
-    return value, []
+        # Valid JSON that starts with "{" is an object; NaN is looked for only where it can be.
+        is_object = f"(json_valid({value}) AND starts_with(ltrim({value}), '{{'))"
+        has_nan = (
+            f"((contains({value}, 'NaN') OR contains({value}, 'Infinity')) "
+            f"AND regexp_matches({value}, {_text(_NAN_TOKEN)}))"
+        )
+        return _Checks(
+            helpers=[],
+            typed=value,
+            problems=[
+                _Problem(f"NOT {is_object}", name, f"'not a JSON object: ' || {shown(value)}"),
+                _Problem(
+                    has_nan,
+                    name,
+                    f"'NaN and Infinity are not valid JSON numbers: ' || {shown(value)}",
+                ),
+                _Problem(
+                    f"contains({value}, '\\u0000')",
+                    name,
+                    f"'contains an escaped NUL character (\\u0000): ' || {shown(value)}",
+                ),
+            ],
+        )
+    return _Checks(helpers=[], typed=value, problems=[])
 
 
 def check_sql(spec: TableSpec, table: str) -> str:
     """SELECT over ``table`` (text columns of ``spec`` plus ``_row``, ``_raw``): each row's
-    first problem (``_problem_column``, ``_problem_reason``) and its typed columns."""
-    typed = []
+    first problem (``_problem_column``, ``_problem_reason``) and its typed columns.
+
+    Casts and the like are computed once per row in a first stage; the second finds the first
+    problem by its number, and only that problem's reason is built.
+    """
+    helpers: list[str] = []
+    typed: list[str] = []
     problems: list[_Problem] = []
-    for column in spec.columns:
+    for index, column in enumerate(spec.columns):
         value = quote(column.name)
-        cast, checks = _column_checks(spec, column.name)
-        typed.append(f"{cast} AS {value}")
+        checks = _column_checks(spec, index)
+        helpers += [f"{sql} AS {helper}" for helper, sql in checks.helpers]
+        typed.append(f"{checks.typed} AS {value}")
         problems.append(
             _Problem(
-                f"strpos({value}, chr(0)) > 0",
+                f"contains({value}, chr(0))",
                 column.name,
                 f"'contains a NUL character at position ' || strpos({value}, chr(0)) || "
                 "' (a binary or corrupted export?)'",
@@ -178,7 +215,8 @@ def check_sql(spec: TableSpec, table: str) -> str:
         if column.required:
             problems.append(_Problem(f"{value} IS NULL", column.name, "'missing required value'"))
         problems += [
-            _Problem(f"{value} IS NOT NULL AND {p.condition}", p.column, p.reason) for p in checks
+            _Problem(f"{value} IS NOT NULL AND {p.condition}", p.column, p.reason)
+            for p in checks.problems
         ]
         if column.references is not None:
             parent_key = quote(CANONICAL_TABLES[column.references].key)
@@ -191,13 +229,16 @@ def check_sql(spec: TableSpec, table: str) -> str:
                     f"' (import {column.references} first)'",
                 )
             )
-    column_case = " ".join(f"WHEN {p.condition} THEN {_text(p.column)}" for p in problems)
-    reason_case = " ".join(f"WHEN {p.condition} THEN {p.reason}" for p in problems)
-    column_expr = f"CASE {column_case} END" if problems else "NULL"
-    reason_expr = f"CASE {reason_case} END" if problems else "NULL"
+    which = " ".join(f"WHEN {p.condition} THEN {i}" for i, p in enumerate(problems))
+    columns = " ".join(f"WHEN {i} THEN {_text(p.column)}" for i, p in enumerate(problems))
+    reasons = " ".join(f"WHEN {i} THEN {p.reason}" for i, p in enumerate(problems))
+    first_stage = ", ".join(["*", *helpers]) if helpers else "*"
     return (
-        f"SELECT _row, _raw, {column_expr} AS _problem_column, {reason_expr} AS _problem_reason, "
-        f"{', '.join(typed)} FROM {table} ORDER BY _row"
+        f"WITH staged AS MATERIALIZED (SELECT {first_stage} FROM {table}), "
+        f"numbered AS (SELECT *, CASE {which} END AS _problem FROM staged) "
+        f"SELECT _row, _raw, CASE _problem {columns} END AS _problem_column, "
+        f"CASE _problem {reasons} END AS _problem_reason, {', '.join(typed)} "
+        "FROM numbered ORDER BY _row"
     )
 
 
@@ -209,8 +250,7 @@ class InFileIds:
         self.staging = staging
         self.spec = spec
         staging.execute(
-            "CREATE OR REPLACE TEMP TABLE _seen_ids (id VARCHAR PRIMARY KEY, _row BIGINT, "
-            "_hash UBIGINT)"
+            "CREATE OR REPLACE TEMP TABLE _seen_ids (id VARCHAR, _row BIGINT, _hash UBIGINT)"
         )
 
     def classify(self, good: pa.Table) -> tuple[pa.Table, int, list[Reject]]:
