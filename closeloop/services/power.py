@@ -4,12 +4,13 @@
 estimates both from data:
 
 - **weekly volume**: if the job has enrolled anyone after its launch tick and has ticked for at
-  least a day, those enrollments per week (divided by the days from the launch to the latest
-  tick, times 7; the launch's backlog is not counted). Otherwise the audience's *new entrants* per week over the last four weeks: the units that match
-  the audience (and no exclusion) at each of the weekly points T−21d, T−14d, T−7d and T that did
-  not match one week earlier, averaged over the four weeks. A unit that enters and leaves the
-  audience within one week is missed, and units the engine would block (re-entry, contact policy)
-  are counted. T is ``as_of``, else the latest event in the warehouse.
+  least a day, those enrollments per week (divided by the days from the launch to the latest tick,
+  times 7; the launch's backlog is not counted). Otherwise the audience's *new entrants* per week
+  over the last four weeks: the units that match the audience (and no exclusion) at each of the
+  weekly points T−21d, T−14d, T−7d and T that did not match one week earlier, averaged over the four
+  weeks. A unit that enters and leaves the audience within one week is missed, and units the engine
+  would block (re-entry, contact policy) are counted. T is ``as_of``, else the latest event in the
+  warehouse.
 - **baseline completion rate**: if the job has holdout enrollments whose horizon has passed by its
   latest tick, the share of them that completed within the horizon. Otherwise the share of units
   in the audience at T−horizon whose goal held, as the engine would see it, by T (every member of
