@@ -16,8 +16,10 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 from rich.text import Text
 
+from closeloop.cli import data as data_cli
 from closeloop.cli import operate
 from closeloop.cli.common import (
     FormatOption,
@@ -46,9 +48,10 @@ from closeloop.cli.render import (
     problem_text,
     problems_summary,
 )
+from closeloop.services import data as data_service
 from closeloop.services import definitions as definitions_service
 from closeloop.services import demo as demo_service
-from closeloop.services import engine_runs, reports
+from closeloop.services import engine_runs, operations, reports
 from closeloop.services import power as power_service
 from closeloop.services import simulation as simulation_service
 from closeloop.services.data import import_table
@@ -73,6 +76,7 @@ app.add_typer(definitions_app, name="definitions")
 app.add_typer(operate.jobs_app, name="jobs", no_args_is_help=True)
 app.add_typer(operate.outbox_app, name="outbox", no_args_is_help=True)
 app.add_typer(operate.optout_app, name="optout", no_args_is_help=True)
+app.add_typer(data_cli.quarantine_app, name="quarantine", no_args_is_help=True)
 app.command("run")(reports_errors(operate.run))
 app.command("dry-run")(reports_errors(operate.dry_run))
 
@@ -142,7 +146,9 @@ def _target(value: str) -> Entity:
 @reports_errors
 def explain(
     expression: Annotated[str, typer.Argument(help="An expression (docs/expressions.md).")],
-    at: Annotated[str, typer.Option(help="Evaluate as of this time (ISO, UTC).")],
+    at: Annotated[
+        str | None, typer.Option(help="Evaluate as of this time (ISO, UTC); default now.")
+    ] = None,
     target: Annotated[str, typer.Option(help="account or person.")] = "account",
     sample: Annotated[int, typer.Option(min=0, help="How many matching ids to show.")] = 10,
     output_format: FormatOption = OutputFormat.TABLE,
@@ -151,7 +157,7 @@ def explain(
     """Check an expression, count who matches as of a time, show a sample and the SQL."""
     with open_workspace(project) as workspace:
         matches = definitions_service.explain(
-            workspace, expression, parse_time(at), _target(target), sample
+            workspace, expression, now_or(at), _target(target), sample
         )
     if output_format == OutputFormat.JSON:
         payload = {
@@ -160,10 +166,12 @@ def explain(
             "count": matches.count,
             "sample": matches.sample,
             "sql": matches.sql,
+            "warnings": matches.warnings,
         }
         typer.echo(json.dumps(payload, indent=2, default=str))
     else:
         print_matches(console, "the expression", matches)
+        data_cli.print_warnings(matches.warnings)
 
 
 @app.command()
@@ -175,9 +183,12 @@ def cohort(
     project: ProjectOption = None,
 ) -> None:
     """How many members a cohort has as of a time, and a sample of them."""
+    moment = parse_time(at)
     with open_workspace(project) as workspace:
-        matches = definitions_service.cohort(workspace, name, parse_time(at), sample)
+        matches = definitions_service.cohort(workspace, name, moment, sample)
+        fresh = data_service.freshness(workspace.warehouse, moment)
     print_matches(console, f"cohort {name!r}", matches)
+    data_cli.print_warnings(fresh.warnings)
 
 
 @app.command()
@@ -188,9 +199,12 @@ def stage(
     project: ProjectOption = None,
 ) -> None:
     """Accounts in a stage as of a time: entered, completed, exited, objectives and markers."""
+    moment = parse_time(at)
     with open_workspace(project) as workspace:
-        summary = definitions_service.stage(workspace, name, parse_time(at))
+        summary = definitions_service.stage(workspace, name, moment)
+        fresh = data_service.freshness(workspace.warehouse, moment)
     print_stage(console, summary)
+    data_cli.print_warnings(fresh.warnings)
 
 
 @definitions_app.command("list")
@@ -281,6 +295,7 @@ def tick(
         results = engine_runs.tick(workspace, moment, job, launch=launch)
         print_ticks(console, results, moment)
         print_launch_checks(launch_lines)
+        data_cli.print_warnings(data_service.freshness(workspace.warehouse, moment).warnings)
         if send:
             print_dispatch(console, engine_runs.dispatch(workspace, moment))
 
@@ -359,7 +374,9 @@ def dispatch(
 @app.command()
 @reports_errors
 def report(
-    job: Annotated[str, typer.Argument(help="Job name.")],
+    job: Annotated[
+        str | None, typer.Argument(help="Job name (none: list the jobs to report on).")
+    ] = None,
     as_of: Annotated[
         str | None, typer.Option(help="Measure as of this time (default: last tick).")
     ] = None,
@@ -398,7 +415,13 @@ def report(
     output_format: FormatOption = OutputFormat.TABLE,
     project: ProjectOption = None,
 ) -> None:
-    """Measure a job: per arm and variant, lift vs holdout with CI, time to goal, segments."""
+    """Measure a job: per arm and variant, lift vs holdout with CI, time to goal, segments.
+
+    Without a job: the jobs there are to report on (status, launch, enrollments).
+    """
+    if job is None:
+        _list_jobs_to_report(output_format, project)
+        return
     outcome = reports.ValueOutcome(value_event, covariate_days) if value_event else None
     with open_workspace(project, write=False) as workspace:
         result = reports.job_report(
@@ -409,13 +432,41 @@ def report(
             value_outcome=outcome,
             match_on=match_on,
         )
+        option = "--as-of" if as_of else "the last tick"
+        fresh = data_service.freshness(workspace.warehouse, result.as_of, option=option)
     if output_format == OutputFormat.JSON:
-        typer.echo(json.dumps(reports.report_to_dict(result), indent=2))
+        payload = reports.report_to_dict(result)
+        payload["warnings"] = [*result.warnings, *fresh.warnings]
+        typer.echo(json.dumps(payload, indent=2))
     else:
         print_job_report(console, result)
+        data_cli.print_warnings(fresh.warnings)
     if html is not None:
         reports.write_html_report(result, html)
         console.print(f"HTML report: {html}")
+
+
+def _list_jobs_to_report(output_format: OutputFormat, project: Path | None) -> None:
+    with open_workspace(project, write=False) as workspace:
+        jobs = operations.list_jobs(workspace)
+    if output_format == OutputFormat.JSON:
+        typer.echo(json.dumps({"count": len(jobs), "jobs": operations.to_jsonable(jobs)}, indent=2))
+        return
+    if not jobs:
+        console.print("no jobs: define one in jobs.yaml (docs/jobs.md)")
+        return
+    table = Table("job", "status", "launched", "enrolled", "active", "last tick")
+    for summary in jobs:
+        table.add_row(
+            summary.name + ("" if summary.in_project else " (removed)"),
+            summary.status,
+            f"{summary.launched_at:%Y-%m-%d %H:%M}" if summary.launched_at else "",
+            f"{summary.enrolled:,}",
+            f"{summary.active:,}",
+            f"{summary.last_tick:%Y-%m-%d %H:%M}" if summary.last_tick else "",
+        )
+    console.print(table)
+    console.print("report on one: closeloop report JOB", highlight=False)
 
 
 class MeasureFormat(StrEnum):

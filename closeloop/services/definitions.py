@@ -7,7 +7,7 @@ is fetched, so these work the same on a million accounts as on five.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from closeloop.definitions.expressions import Entity, check_expression, parse_ex
 from closeloop.definitions.json_schema import write_schemas
 from closeloop.engine.versions import Latest, Version, history, latest_versions
 from closeloop.errors import ConfigurationError, DefinitionError, DefinitionErrors
+from closeloop.services.data import freshness
+from closeloop.services.data_checks import event_findings, project_data_problems, value_findings
 from closeloop.services.project import Workspace, configured_sources, load_definitions
 from closeloop.settings import Settings
 
@@ -54,6 +56,7 @@ class Matches:
     count: int
     sample: list[dict[str, Any]]
     sql: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,9 @@ def validate_project(settings: Settings) -> Validation:
     except DefinitionErrors as problems:
         return Validation(tuple(problems.errors) + source_problems(settings))
     return Validation(
-        tuple(project.warnings) + source_problems(settings),
+        tuple(project.warnings)
+        + source_problems(settings)
+        + project_data_problems(settings, project),
         jobs=len(project.jobs),
         definitions=len(list(project.definitions())),
     )
@@ -145,14 +150,22 @@ def explain(
     """Parse and check ``text`` against the project's vocabulary, then count and sample matches.
 
     Raises :class:`~closeloop.errors.ExpressionError` (with a caret position) when the text does
-    not parse or names something the project does not have.
+    not parse or names something the project does not have. Warns (``Matches.warnings``) about
+    event names and compared values the data does not have, with the closest that it does, and
+    about data that looks stale for ``as_of``.
     """
     expression = parse_expression(text)
     catalog = workspace.project.catalog
     check_expression(expression, catalog.vocabulary, text=text, scope=target)
     warehouse = workspace.warehouse
     units = matching_units(expression, warehouse, as_of, catalog, target)
-    return _matches(warehouse, units, target, as_of, sample, warehouse.sql(units))
+    matches = _matches(warehouse, units, target, as_of, sample, warehouse.sql(units))
+    fresh = freshness(warehouse, as_of)
+    findings = value_findings(warehouse, catalog, [(expression, target)])
+    if fresh.newest_event is not None:  # without events every name is missing: say that instead
+        findings = event_findings(warehouse, [expression]) + findings
+    warnings = [finding.message for _, finding in findings] + list(fresh.warnings)
+    return replace(matches, warnings=list(dict.fromkeys(warnings)))
 
 
 def cohort(workspace: Workspace, name: str, as_of: datetime, sample: int = 10) -> Matches:

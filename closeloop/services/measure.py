@@ -32,6 +32,7 @@ from closeloop.analysis.measure_output import (
 from closeloop.analysis.measurement import Measurement, MeasureOptions, measure_units
 from closeloop.data.readers import read_batches, read_header
 from closeloop.errors import ConfigurationError, DataImportError, NotFoundError
+from closeloop.services.data import missing_event_warnings
 
 # What the CLI needs to present a measurement, so it imports services only.
 __all__ = [
@@ -158,7 +159,9 @@ def measure_files(request: MeasureRequest) -> MeasureResult:
         _check_arms(units, request)
         table = con.create_table("measured_units", _units_with_outcomes(units, events, request))
         unknown = int(events.anti_join(units, "unit_id").count().to_pyarrow().as_py())
-        warnings = []
+        # A goal (or value event) no row has measures nothing: say so, with the likely name.
+        wanted = [name for name in (request.goal, request.value_event) if name is not None]
+        warnings = missing_event_warnings(events, wanted, str(request.events))
         if unknown:
             warnings.append(
                 f"{unknown} event(s) in {request.events} belong to no unit in {request.units} "
