@@ -35,6 +35,7 @@ from closeloop.analysis.measurement import (
 )
 from closeloop.analysis.revenue_value import HORIZONS as REVENUE_HORIZONS
 from closeloop.analysis.revenue_value import RevenueValue, revenue_value
+from closeloop.data import history
 from closeloop.data.warehouse import ENROLLMENTS_TABLE, Warehouse
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
 from closeloop.engine.outbox import ArmDeliveries
@@ -169,10 +170,11 @@ def job_units(
 
     Columns: ``unit_id`` (the enrollment id), ``arm`` (the assigned arm or variant),
     ``entered_at``, ``goal_at`` (the engine's completion time, if it happened by ``as_of``),
-    ``exited_at``, ``exit_reason``, the account's ``attributes`` (taken as they are now; they are
-    meant to be fixed at entry, such as segment or plan) and, with a value outcome, ``value``
-    (the event's value summed over ``[entered_at, entered_at + horizon]``) and ``covariate``
-    (its value summed over the days before entry). ``churn`` adds ``churned_at`` (the first
+    ``exited_at``, ``exit_reason``, the account's ``attributes`` (as they were when the unit
+    entered: the value of the attribute history valid at ``entered_at``, else the stored one)
+    and, with a value outcome, ``value`` (the event's value summed over
+    ``[entered_at, entered_at + horizon]``) and ``covariate`` (its value summed over the days
+    before entry). ``churn`` adds ``churned_at`` (the first
     churn at or after entry, by ``as_of``), ``prior_days`` adds ``prior_events`` (the account's
     events in that many days before entry). Each of ``cohorts`` adds a column
     ``cohort:NAME`` saying whether the account was ``in`` or ``not in`` the cohort when it entered
@@ -202,6 +204,16 @@ def job_units(
         chosen = accounts.select("account_id", *attributes)
         units = units.left_join(chosen, "account_id").select(
             units, *(chosen[name] for name in attributes)
+        )
+        # Segments are pre-entry: each unit reads the values its account had when it entered.
+        units = history.as_of_each(
+            warehouse,
+            "account",
+            units,
+            row_key="unit_id",
+            entity_key="account_id",
+            at="entered_at",
+            names=attributes,
         )
     for name, members_as_of in (cohorts or {}).items():
         units = _with_cohort(units, name, members_as_of)

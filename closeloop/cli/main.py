@@ -248,7 +248,8 @@ def import_(
     file: Annotated[Path, typer.Argument(help="A .csv, .parquet or .jsonl file.", exists=False)],
     project: ProjectOption = None,
 ) -> None:
-    """Import a file; bad rows go to the quarantine table, re-imports add no duplicates."""
+    """Import a file; bad rows go to the quarantine table, re-imports add no duplicates
+    (accounts and people: changed rows are updated, each change kept in attribute history)."""
     with (
         open_workspace(project) as workspace,
         Progress(
@@ -263,8 +264,8 @@ def import_(
         task = progress.add_task(f"importing {file.name}", total=None)
         result = import_table(workspace, table, file, progress=lambda n: progress.advance(task, n))
     console.print(
-        f"{result.table}: {result.rows_read:,} read, [green]{result.imported:,} imported[/green], "
-        f"{result.duplicates:,} duplicate, "
+        f"{result.table}: {result.rows_read:,} read, [green]{result.imported:,} inserted[/green], "
+        f"{result.updated:,} updated, {result.unchanged:,} unchanged, "
         + (
             f"[yellow]{result.quarantined:,} quarantined[/yellow]"
             if result.quarantined

@@ -1,9 +1,11 @@
 """Expressions to Ibis: audiences, goals, cohorts and stages evaluated in the warehouse, as of T.
 
 Point in time: only events with ``timestamp <= T`` and units created by T exist; relative times
-("within last 14 days") count from T. Missing values never match a comparison (a NULL ``plan`` is
-neither ``= "pro"`` nor ``!= "pro"``), so ``not (plan = "pro")`` does match it; ``has no value``
-asks for missing values explicitly. Literals reach SQL only as escaped literals produced by
+("within last 14 days") count from T; stored attributes have the value valid at T (changes from
+re-imports and write-backs are kept in ``attribute_history``, see ``closeloop.data.history``).
+Missing values never match a comparison (a NULL ``plan`` is neither ``= "pro"`` nor
+``!= "pro"``), so ``not (plan = "pro")`` does match it; ``has no value`` asks for missing values
+explicitly. Literals reach SQL only as escaped literals produced by
 Ibis/sqlglot, never by string concatenation.
 
 Compilation has two passes over the tree: the first registers the per-unit tables a predicate
@@ -20,6 +22,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
+from closeloop.data import history
 from closeloop.data.frame import ACCOUNT_PREFIX, Frame, unit_key
 from closeloop.data.tables import ACCOUNTS, ENROLLMENTS, PEOPLE, ColumnType
 from closeloop.data.warehouse import Warehouse
@@ -155,13 +158,16 @@ class Compiler:
     # -- units and events as of T -----------------------------------------------------------
 
     def accounts(self) -> ir.Table:
+        """Accounts as of T, each stored attribute as it was then (``closeloop.data.history``)."""
         accounts = self.warehouse.table("accounts")
-        return accounts.filter(accounts.created_at <= self.now)
+        accounts = accounts.filter(accounts.created_at <= self.now)
+        return history.as_of(self.warehouse, "account", accounts, self.as_of, key="account_id")
 
     def people(self) -> ir.Table:
         """People as of T (those without a creation time always), with their account's columns."""
         people = self.warehouse.table("people")
         people = people.filter(people.created_at.isnull() | (people.created_at <= self.now))
+        people = history.as_of(self.warehouse, "person", people, self.as_of, key="person_id")
         accounts = self.accounts()
         renamed = accounts.select(
             _account_key=accounts.account_id,

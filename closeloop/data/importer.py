@@ -21,6 +21,7 @@ import duckdb
 import ibis
 import pyarrow as pa
 
+from closeloop.data import history
 from closeloop.data.readers import Reject, TextBatch, read_batches, read_header
 from closeloop.data.tables import CANONICAL_TABLES, QUARANTINE, ColumnType, TableSpec
 from closeloop.data.warehouse import Warehouse
@@ -53,9 +54,15 @@ class ImportResult:
     table: str
     file: str
     rows_read: int
-    imported: int
+    imported: int  # inserted: ids not stored before
     duplicates: int
     quarantined: int
+    updated: int = 0  # stored accounts/people whose values changed (closeloop.data.history)
+
+    @property
+    def unchanged(self) -> int:
+        """Rows that changed nothing: stored already as they are, or an id repeated in the file."""
+        return self.duplicates
 
 
 ProgressCallback = Callable[[int], None]
@@ -79,7 +86,7 @@ def import_file(
     warehouse.ensure_tables()
     staging = duckdb.connect()
     staging.execute("SET TimeZone = 'UTC'")
-    totals = {"read": 0, "imported": 0, "duplicates": 0, "quarantined": 0}
+    totals = {"read": 0, "imported": 0, "updated": 0, "duplicates": 0, "quarantined": 0}
     try:
         for batch in read_batches(path, batch_size):
             counts = _import_batch(warehouse, staging, spec, path, batch)
@@ -96,6 +103,7 @@ def import_file(
         imported=totals["imported"],
         duplicates=totals["duplicates"],
         quarantined=totals["quarantined"],
+        updated=totals["updated"],
     )
 
 
@@ -123,7 +131,7 @@ def _import_batch(
 ) -> dict[str, int]:
     rejects = list(batch.rejects)
     read = len(batch.rows) + len(batch.rejects)
-    imported = duplicates = 0
+    imported = duplicates = updated = 0
     if batch.rows:
         staging.register("batch", _text_table(spec, batch))
         _register_known_references(warehouse, staging, spec, batch)
@@ -135,18 +143,32 @@ def _import_batch(
             rejects.append(
                 Reject(row["_row"], row["_problem_reason"], row["_raw"], row["_problem_column"])
             )
-        good = checked.filter(problem.is_null()).select(list(spec.column_names))
-        unique = _first_per_key(good, spec.key)
-        duplicates += good.num_rows - unique.num_rows
-        new_rows = _not_yet_stored(warehouse, spec, unique)
-        duplicates += unique.num_rows - new_rows.num_rows
-        if new_rows.num_rows:
-            warehouse.append(spec.name, new_rows)
-            imported = new_rows.num_rows
+        if history.tracks_history(spec.name):
+            # Accounts and people: changed rows are updated and their changes recorded.
+            upsert = history.upsert(
+                warehouse,
+                staging,
+                spec,
+                checked.filter(problem.is_null()),
+                given=history.given_columns(spec, {name for row in batch.rows for name in row}),
+                source=f"import:{path.name}",
+            )
+            rejects += [Reject(r.row_number, r.reason, r.raw, r.column) for r in upsert.rejected]
+            imported, updated, duplicates = upsert.inserted, upsert.updated, upsert.unchanged
+        else:
+            good = checked.filter(problem.is_null()).select(list(spec.column_names))
+            unique = _first_per_key(good, spec.key)
+            duplicates += good.num_rows - unique.num_rows
+            new_rows = _not_yet_stored(warehouse, spec, unique)
+            duplicates += unique.num_rows - new_rows.num_rows
+            if new_rows.num_rows:
+                warehouse.append(spec.name, new_rows)
+                imported = new_rows.num_rows
     quarantined = _quarantine(warehouse, spec, path, rejects)
     return {
         "read": read,
         "imported": imported,
+        "updated": updated,
         "duplicates": duplicates,
         "quarantined": quarantined,
     }

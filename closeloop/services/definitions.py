@@ -15,6 +15,7 @@ from typing import Any
 import ibis.expr.types as ir
 
 from closeloop.data.compiler import cohort_members, matching_units, stage_status
+from closeloop.data.history import as_of as attributes_as_of
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, check_expression, parse_expression
 from closeloop.definitions.json_schema import write_schemas
@@ -243,16 +244,18 @@ def _matches(
     sql: str,
 ) -> Matches:
     count = int(units.count().execute())
-    return Matches(target, as_of, count, _sample(warehouse, units, target, sample), sql)
+    return Matches(target, as_of, count, _sample(warehouse, units, target, sample, as_of), sql)
 
 
 def _sample(
-    warehouse: Warehouse, units: ir.Table, target: Entity, size: int
+    warehouse: Warehouse, units: ir.Table, target: Entity, size: int, as_of: datetime
 ) -> list[dict[str, Any]]:
     if size <= 0:
         return []
     key, *details = sample_columns(target)
     source = warehouse.table("people" if target == Entity.PERSON else "accounts")
+    # The details as they were at T, the values the expression was evaluated on.
+    source = attributes_as_of(warehouse, str(target), source, as_of, key=key)
     # Details are looked up for the sampled ids only; a unit missing there still shows its id.
     picked = units.select(key).distinct().order_by(key).limit(size)
     joined = picked.left_join(source.select(key, *details), picked[key] == source[key])

@@ -79,10 +79,10 @@ def test_a_project_from_init_to_report(
     imported = runner.invoke(app, ["import", "accounts", "accounts.csv"])
     assert imported.exit_code == 0, imported.output
     assert "31 read" in imported.output
-    assert "30 imported" in imported.output
+    assert "30 inserted" in imported.output
     assert "1 quarantined" in imported.output
     again = runner.invoke(app, ["import", "accounts", "accounts.csv"])
-    assert "0 imported, 30 duplicate" in again.output
+    assert "0 inserted, 0 updated, 30 unchanged" in again.output
     assert runner.invoke(app, ["import", "people", "people.csv"]).exit_code == 0
 
     ticked = runner.invoke(app, ["tick", "--launch", "--at", DAY0.isoformat()])
