@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import (
+    BarColumn,
     Progress,
     SpinnerColumn,
     Task,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -54,7 +56,7 @@ from closeloop.services import demo as demo_service
 from closeloop.services import engine_runs, operations, reports
 from closeloop.services import power as power_service
 from closeloop.services import simulation as simulation_service
-from closeloop.services.data import import_table
+from closeloop.services.data import IMPORT_TABLES, ImportProgress, import_table
 from closeloop.services.definitions import Entity
 from closeloop.services.project import init_project, open_workspace
 from closeloop.settings import load_settings
@@ -239,30 +241,83 @@ def migrate(project: ProjectOption = None) -> None:
         console.print(f"state store at {workspace.store.url} is up to date")
 
 
+class ImportFormat(StrEnum):
+    CSV = "csv"
+    JSONL = "jsonl"
+    PARQUET = "parquet"
+
+
 @app.command("import")
 @reports_errors
 def import_(
-    table: Annotated[
-        str, typer.Argument(help="Canonical table: accounts, people, events, subscriptions.")
+    table: Annotated[str, typer.Argument(help=f"Canonical table: {', '.join(IMPORT_TABLES)}.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A CSV, JSON Lines or Parquet file (CSV and JSON Lines may be gzip-compressed).",
+            exists=False,
+        ),
     ],
-    file: Annotated[Path, typer.Argument(help="A .csv, .parquet or .jsonl file.", exists=False)],
+    map_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            metavar="CANONICAL=SOURCE",
+            help="Read a canonical column from the file's column SOURCE, e.g. "
+            "--map name=event_name (repeatable; adds to imports.<table>.map in closeloop.yaml).",
+        ),
+    ] = None,
+    format_: Annotated[
+        ImportFormat | None,
+        typer.Option(
+            "--format",
+            help="csv, jsonl or parquet (default: from the extension, else the content).",
+        ),
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="Text encoding of a CSV or JSON Lines file, e.g. latin-1, cp1252, utf-16 "
+            "(default UTF-8; a byte-order mark is honoured)."
+        ),
+    ] = None,
     project: ProjectOption = None,
 ) -> None:
     """Import a file; bad rows go to the quarantine table, re-imports add no duplicates
-    (accounts and people: changed rows are updated, each change kept in attribute history)."""
+    (accounts and people: changed rows are updated, each change kept in attribute history).
+
+    Columns are matched by name, or by --map / imports.<table>.map in closeloop.yaml; other
+    columns are kept in properties. Values are normalised by imports.<table>.normalize
+    (docs/import.md).
+    """
+    columns = dict(_column_mapping(item) for item in map_ or [])
     with (
         open_workspace(project) as workspace,
         Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
-            TextColumn("{task.completed:,} rows"),
+            BarColumn(),
+            TaskProgressColumn(),
+            _RateColumn("rows", "rows"),
             TimeElapsedColumn(),
             console=console,
             transient=True,
         ) as progress,
     ):
-        task = progress.add_task(f"importing {file.name}", total=None)
-        result = import_table(workspace, table, file, progress=lambda n: progress.advance(task, n))
+        task = progress.add_task(f"importing {file.name}", total=1.0, rows=0)
+
+        def on_progress(update: ImportProgress) -> None:
+            progress.update(task, rows=update.rows, completed=update.fraction or 0.0)
+
+        result = import_table(
+            workspace,
+            table,
+            file,
+            columns=columns,
+            format=format_.value if format_ is not None else None,
+            encoding=encoding,
+            progress=on_progress,
+        )
     console.print(
         f"{result.table}: {result.rows_read:,} read, [green]{result.imported:,} inserted[/green], "
         f"{result.updated:,} updated, {result.unchanged:,} unchanged, "
@@ -272,8 +327,22 @@ def import_(
             else "0 quarantined"
         )
     )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     if result.quarantined:
-        console.print("see the `quarantine` table for each bad row's file, row, column and reason")
+        console.print(
+            f"see `closeloop quarantine list --table {result.table}` for each bad row's file, "
+            "row, column and reason"
+        )
+
+
+def _column_mapping(item: str) -> tuple[str, str]:
+    canonical, equals, source = item.partition("=")
+    if not equals or not canonical.strip() or not source.strip():
+        raise typer.BadParameter(
+            f"{item!r} is not CANONICAL=SOURCE (e.g. --map name=event_name)", param_hint="--map"
+        )
+    return canonical.strip(), source.strip()
 
 
 @app.command()
@@ -322,10 +391,20 @@ def backfill(
     """Replay ticks over a past period in simulated time (nothing is emailed without --send)."""
     first, last, step = parse_time(start), parse_time(end), parse_interval(every)
     total = len(list(engine_runs.tick_times(first, last, step)))
-    with open_workspace(project) as workspace, bar() as progress:
+    with open_workspace(project) as workspace, bar(_RateColumn("rows", "rows")) as progress:
         names = [job] if job else list(workspace.project.jobs)
         launch_lines = launch_checks(workspace, names, first) if launch else []
-        task = progress.add_task("ticking", total=total)
+        task = progress.add_task("ticking", total=total, rows=0)
+        written = 0
+
+        def on_tick(moment: object, ticked: list[Any], sent: object) -> None:
+            # Rows the ticks wrote: enrollments, completions, exits and outbox rows.
+            nonlocal written
+            written += sum(
+                r.entered + r.completed + r.exited + sum(r.outbox.values()) for r in ticked
+            )
+            progress.update(task, advance=1, rows=written)
+
         result = engine_runs.backfill(
             workspace,
             first,
@@ -334,7 +413,7 @@ def backfill(
             job_name=job,
             send=send,
             launch=launch,
-            on_tick=lambda *_: progress.advance(task),
+            on_tick=on_tick,
         )
     print_backfill(console, result, total)
     print_launch_checks(launch_lines)
@@ -672,11 +751,16 @@ def simulate(
         f"Simulating {config.n_accounts:,} accounts over {config.days:,} days "
         f"(scenario {config.name!r}, seed {config.seed}, sign-ups over {config.arrival_days} days)"
     )
-    with open_workspace(project) as workspace, bar(_EventsColumn()) as progress:
-        task = progress.add_task("simulated days", total=config.days, events=0)
+    with (
+        open_workspace(project) as workspace,
+        bar(_RateColumn("rows", "rows"), _RateColumn("events", "events")) as progress,
+    ):
+        task = progress.add_task("simulated days", total=config.days, rows=0, events=0)
 
         def on_progress(update: simulation_service.SimulationProgress) -> None:
-            progress.update(task, completed=update.days_done, events=update.events)
+            progress.update(
+                task, completed=update.days_done, rows=update.rows, events=update.events
+            )
 
         result = simulation_service.simulate_into(
             workspace, config, append=force, run_jobs=run_jobs, on_progress=on_progress
@@ -805,17 +889,19 @@ def library(
         print_library(console, entries, segment)
 
 
-class _EventsColumn(TextColumn):
-    """The task's ``events`` field and its rate over the elapsed time: "12,345 events, 6,789/s"."""
+class _RateColumn(TextColumn):
+    """A count kept in the task's field ``name`` and its rate over the elapsed time:
+    "12,345 rows, 6,789 rows/s"."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, unit: str) -> None:
         super().__init__("")
+        self.name, self.unit = name, unit
 
     def render(self, task: Task) -> Text:
-        events = int(task.fields.get("events", 0))
+        count = int(task.fields.get(self.name, 0))
         elapsed = task.elapsed or 0.0
-        rate = events / elapsed if elapsed > 0 else 0.0
-        return Text(f"{events:,} events, {rate:,.0f} events/s")
+        rate = count / elapsed if elapsed > 0 else 0.0
+        return Text(f"{count:,} {self.unit}, {rate:,.0f} {self.unit}/s")
 
 
 if __name__ == "__main__":

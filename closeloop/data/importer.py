@@ -1,52 +1,54 @@
 """Import CSV, Parquet and JSON Lines files into the canonical tables.
 
-Checks run inside a DuckDB staging connection (typed casts, required values, references); rows that
-fail go to the ``quarantine`` table with file, row number, column and reason — nothing vanishes.
-Import is idempotent on each table's natural id: importing the same file twice adds nothing, and a
-crash part-way is repaired by importing the file again.
+The file's columns reach the canonical ones by name or by a mapping, and values are normalised
+(:mod:`closeloop.data.import_columns`); checks run inside a DuckDB staging connection (typed
+casts, required values, references, ids repeated in the file: :mod:`closeloop.data.import_checks`);
+rows that fail go to the ``quarantine`` table with file, row number, column and reason — nothing
+vanishes, and one bad row never stops the others. Import is idempotent on each table's natural id:
+importing the same file twice adds nothing, and a crash part-way is repaired by importing the file
+again (the error says how many rows were committed before it).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import itertools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from difflib import get_close_matches
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import ibis
 import pyarrow as pa
 
 from closeloop.data import history
-from closeloop.data.readers import Reject, TextBatch, read_batches, read_header
-from closeloop.data.tables import CANONICAL_TABLES, QUARANTINE, ColumnType, TableSpec
+from closeloop.data.import_checks import FutureRows, InFileIds, check_sql
+from closeloop.data.import_columns import ColumnPlan
+from closeloop.data.readers import Reject, SourceFile, TextBatch
+from closeloop.data.tables import QUARANTINE, TableSpec
 from closeloop.data.warehouse import Warehouse
-from closeloop.errors import DataImportError
+from closeloop.definitions.models import ColumnNormalization
+from closeloop.errors import CloseloopError, DataImportError
 
 DEFAULT_BATCH_SIZE = 50_000
+FUTURE_MARGIN = timedelta(days=1)
+"""Rows dated further than this after the import are counted in a warning."""
+# Failures of the machine (a database that went away, a full disk), reported with what was
+# committed; anything else is a bug and keeps its traceback (with the same note added).
+_CONDITION_MODULES = ("duckdb", "_duckdb", "psycopg", "sqlalchemy", "sqlite3", "pyarrow", "ibis")
 
-_CASTS: dict[ColumnType, str] = {
-    ColumnType.STRING: "{v}",
-    ColumnType.INTEGER: "TRY_CAST({v} AS BIGINT)",
-    ColumnType.FLOAT: "TRY_CAST({v} AS DOUBLE)",
-    ColumnType.BOOLEAN: "TRY_CAST({v} AS BOOLEAN)",
-    ColumnType.DATE: "TRY_CAST({v} AS DATE)",
-    # Text with a zone is converted to UTC; text without one is taken as UTC (the session zone).
-    ColumnType.TIMESTAMP: "CAST(TRY_CAST({v} AS TIMESTAMPTZ) AS TIMESTAMP)",
-    ColumnType.JSON: "CASE WHEN json_valid({v}) THEN {v} END",
-}
-_EXPECTED: dict[ColumnType, str] = {
-    ColumnType.INTEGER: "a whole number",
-    ColumnType.FLOAT: "a number",
-    ColumnType.BOOLEAN: "true or false",
-    ColumnType.DATE: "a date like 2024-03-31",
-    ColumnType.TIMESTAMP: "a timestamp like 2024-03-31T14:05:00Z",
-    ColumnType.JSON: "a JSON object",
-}
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to read one file: column mapping, normalisation, format and encoding."""
+
+    columns: Mapping[str, str] = field(default_factory=dict)  # canonical column -> file column
+    normalize: Mapping[str, ColumnNormalization] = field(default_factory=dict)
+    format: str | None = None  # csv, jsonl or parquet; None detects it
+    encoding: str | None = None  # CSV and JSON Lines; None is UTF-8 (a byte-order mark is honoured)
+    now: datetime | None = None  # the import time (future-dated rows); default the wall clock
+    origin: str = "--map"  # where ``columns`` came from, for messages
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class ImportResult:
     duplicates: int
     quarantined: int
     updated: int = 0  # stored accounts/people whose values changed (closeloop.data.history)
+    warnings: tuple[str, ...] = ()  # future-dated rows, a file that is not UTF-8, unused columns
+    future_dated: int = 0  # rows dated more than a day after the import (imported all the same)
 
     @property
     def unchanged(self) -> int:
@@ -65,7 +69,15 @@ class ImportResult:
         return self.duplicates
 
 
-ProgressCallback = Callable[[int], None]
+@dataclass(frozen=True)
+class ImportProgress:
+    """How far an import is: rows read so far, and the share of the file read (when known)."""
+
+    rows: int
+    fraction: float | None
+
+
+ProgressCallback = Callable[[ImportProgress], None]
 
 
 def import_file(
@@ -75,27 +87,50 @@ def import_file(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
+    options: ImportOptions | None = None,
 ) -> ImportResult:
-    """Import ``path`` into canonical table ``table``; return counts of what became of each row."""
+    """Import ``path`` into canonical table ``table``; return counts of what became of each row.
+
+    Each batch is committed on its own. When the import stops part-way (the database goes away,
+    the process is interrupted), :class:`DataImportError` says how many rows were committed;
+    importing the same file again repairs it.
+    """
+    options = options or ImportOptions()
     spec = warehouse.spec(table)
-    if not path.is_file():
-        raise DataImportError(f"{path}: no such file")
-    header = read_header(path)
-    if header is not None:
-        _check_header(spec, header, path)
+    plan = ColumnPlan(spec, options.columns, options.normalize, options.origin)
+    source = SourceFile(path, format=options.format, encoding=options.encoding)
+    header = source.header()
+    warnings = plan.check_columns(path, header) if header is not None else []
+    now = (options.now or datetime.now(UTC)).replace(tzinfo=None)
+    batches = source.batches(batch_size)
+    first = next(batches, TextBatch())
+    if header is None and first.rows:
+        # JSON Lines declare no header: the keys of the first batch stand for one.
+        keys = list(dict.fromkeys(name for row in first.rows for name in row))
+        warnings += plan.check_columns(path, keys, where=str(first.row_numbers[0]))
     warehouse.ensure_tables()
     staging = duckdb.connect()
     staging.execute("SET TimeZone = 'UTC'")
-    totals = {"read": 0, "imported": 0, "updated": 0, "duplicates": 0, "quarantined": 0}
+    run = _Run(
+        warehouse, staging, plan, path, InFileIds(staging, spec), FutureRows(now + FUTURE_MARGIN)
+    )
     try:
-        for batch in read_batches(path, batch_size):
-            counts = _import_batch(warehouse, staging, spec, path, batch)
-            for key, value in counts.items():
-                totals[key] += value
+        for batch in itertools.chain([first], batches):
+            run.add(batch)
             if progress is not None:
-                progress(counts["read"])
+                progress(ImportProgress(run.totals["read"], batch.position))
+    except (Exception, KeyboardInterrupt) as error:
+        stopped = run.stopped(error)
+        if isinstance(error, CloseloopError | OSError | MemoryError | KeyboardInterrupt) or (
+            type(error).__module__.startswith(_CONDITION_MODULES)
+        ):
+            raise DataImportError(stopped) from error
+        error.add_note(stopped)
+        raise
     finally:
         staging.close()
+    totals = run.totals
+    warnings += run.warnings()
     return ImportResult(
         table=table,
         file=str(path),
@@ -104,61 +139,126 @@ def import_file(
         duplicates=totals["duplicates"],
         quarantined=totals["quarantined"],
         updated=totals["updated"],
+        warnings=tuple(warnings),
+        future_dated=run.future.count,
     )
 
 
-def _check_header(spec: TableSpec, header: list[str], path: Path) -> None:
-    missing = [name for name in spec.required if name not in header]
-    if not missing:
-        return
-    hints = []
-    for name in missing:
-        close = get_close_matches(name, header, n=1)
-        if close:
-            hints.append(f"{close[0]!r} → {name!r}?")
-    raise DataImportError(
-        f"{path}:1: {spec.name} needs column(s) {', '.join(missing)}; the header has "
-        f"{', '.join(header)}" + (f" (rename {'; '.join(hints)})" if hints else "")
-    )
+class _Run:
+    """One import under way: its totals, the ids seen so far, what to warn about."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        staging: duckdb.DuckDBPyConnection,
+        plan: ColumnPlan,
+        path: Path,
+        ids: InFileIds,
+        future: FutureRows,
+    ) -> None:
+        self.warehouse, self.staging, self.plan, self.path = warehouse, staging, plan, path
+        self.ids, self.future = ids, future
+        self.totals = {"read": 0, "imported": 0, "updated": 0, "duplicates": 0, "quarantined": 0}
+        self.not_utf8: list[Reject] = []
+        self.not_utf8_count = 0
+        self.last_row = 0
+
+    def add(self, batch: TextBatch) -> None:
+        rows = [*batch.row_numbers, *(reject.row_number for reject in batch.rejects)]
+        counts = _import_batch(self.warehouse, self.staging, self.plan, self.path, batch, self)
+        for key, value in counts.items():
+            self.totals[key] += value
+        self.last_row = max([self.last_row, *rows])
+        encoding = [reject for reject in batch.rejects if reject.code == "not_utf8"]
+        self.not_utf8_count += len(encoding)
+        self.not_utf8 = self.not_utf8 or encoding[:1]
+
+    def warnings(self) -> list[str]:
+        found = []
+        if self.not_utf8:
+            first = self.not_utf8[0]
+            location, _, message = first.reason.partition(": ")
+            column = location.rpartition("column ")[2]
+            count = self.not_utf8_count
+            found.append(
+                f"{self.path}:{first.line}:{column}: {message} ({count:,} "
+                f"row{'s' if count != 1 else ''} quarantined for this)"
+            )
+        future = self.future.warning()
+        if future is not None:
+            found.append(future)
+        return found
+
+    def stopped(self, error: BaseException) -> str:
+        """What to tell when the import stops part-way: what was committed, how to repair."""
+        totals = self.totals
+        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else _first_line(error)
+        reason = reason.removeprefix(f"{self.path}: ")
+        return (
+            f"{self.path}: the import stopped ({reason}) after committing {totals['read']:,} "
+            f"rows, up to row {self.last_row:,} ({totals['imported']:,} imported, "
+            f"{totals['updated']:,} updated, {totals['duplicates']:,} unchanged, "
+            f"{totals['quarantined']:,} quarantined); the rows after them were not imported. "
+            "Importing the same file again repairs it: committed rows are not added twice"
+        )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _import_batch(
     warehouse: Warehouse,
     staging: duckdb.DuckDBPyConnection,
-    spec: TableSpec,
+    plan: ColumnPlan,
     path: Path,
     batch: TextBatch,
+    run: _Run,
 ) -> dict[str, int]:
+    spec = plan.spec
     rejects = list(batch.rejects)
-    read = len(batch.rows) + len(batch.rejects)
+    read = batch.size
     imported = duplicates = updated = 0
     if batch.rows:
-        staging.register("batch", _text_table(spec, batch))
-        _register_known_references(warehouse, staging, spec, batch)
-        checked = staging.execute(_check_sql(spec)).fetch_arrow_table()
-        staging.unregister("batch")
+        text = plan.text_table(batch)
+        normalizing = plan.normalize_sql("_batch")
+        staging.register("_batch", text)
+        if normalizing is not None:
+            text = staging.execute(normalizing).fetch_arrow_table()
+            staging.unregister("_batch")
+            staging.register("_batch", text)
+        try:
+            _register_known_references(warehouse, staging, spec)
+            checked = staging.execute(check_sql(spec, "_batch")).fetch_arrow_table()
+        finally:
+            staging.unregister("_batch")
         problem = checked.column("_problem_reason")
         bad = checked.filter(problem.is_valid())
         for row in bad.select(["_row", "_problem_column", "_problem_reason", "_raw"]).to_pylist():
             rejects.append(
                 Reject(row["_row"], row["_problem_reason"], row["_raw"], row["_problem_column"])
             )
+        # The first row of each id goes on; a repeat with other values is quarantined.
+        good, repeated, conflicts = run.ids.classify(checked.filter(problem.is_null()))
+        rejects += conflicts
+        duplicates += repeated
+        run.future.add(spec, good)
         if history.tracks_history(spec.name):
             # Accounts and people: changed rows are updated and their changes recorded.
             upsert = history.upsert(
                 warehouse,
                 staging,
                 spec,
-                checked.filter(problem.is_null()),
-                given=history.given_columns(spec, {name for row in batch.rows for name in row}),
+                good,
+                given=history.given_columns(spec, plan.given(batch)),
                 source=f"import:{path.name}",
             )
             rejects += [Reject(r.row_number, r.reason, r.raw, r.column) for r in upsert.rejected]
-            imported, updated, duplicates = upsert.inserted, upsert.updated, upsert.unchanged
+            imported, updated = upsert.inserted, upsert.updated
+            duplicates += upsert.unchanged
         else:
-            good = checked.filter(problem.is_null()).select(list(spec.column_names))
-            unique = _first_per_key(good, spec.key)
-            duplicates += good.num_rows - unique.num_rows
+            unique = good.select(list(spec.column_names))
             new_rows = _not_yet_stored(warehouse, spec, unique)
             duplicates += unique.num_rows - new_rows.num_rows
             if new_rows.num_rows:
@@ -174,123 +274,23 @@ def _import_batch(
     }
 
 
-def _text_table(spec: TableSpec, batch: TextBatch) -> pa.Table:
-    known = set(spec.column_names)
-    columns: dict[str, list[str | None]] = {name: [] for name in spec.column_names}
-    raws: list[str] = []
-    for row in batch.rows:
-        extras = {
-            key: value for key, value in row.items() if key not in known and value not in (None, "")
-        }
-        for name in spec.column_names:
-            value = row.get(name)
-            columns[name].append(None if value is None or value.strip() == "" else value.strip())
-        if extras and "properties" in columns:
-            columns["properties"][-1] = _merge_properties(columns["properties"][-1], extras)
-        raws.append(json.dumps(row, ensure_ascii=False))
-    data: dict[str, list[Any]] = {"_row": list(batch.row_numbers), "_raw": list(raws)}
-    data.update(columns)
-    return pa.table(
-        data,
-        schema=pa.schema(
-            [("_row", pa.int64()), ("_raw", pa.string())]
-            + [(n, pa.string()) for n in spec.column_names]
-        ),
-    )
-
-
-def _merge_properties(existing: str | None, extras: Mapping[str, str | None]) -> str:
-    merged: dict[str, object] = {}
-    if existing:
-        try:
-            parsed = json.loads(existing)
-        except json.JSONDecodeError:
-            return (
-                existing  # left as is, so the JSON check quarantines the row with its real reason
-            )
-        if not isinstance(parsed, dict):
-            return existing
-        merged.update(parsed)
-    for key, value in extras.items():
-        merged[key] = _structured(value)
-    return json.dumps(merged, ensure_ascii=False, sort_keys=True)
-
-
-def _structured(value: str | None) -> object:
-    """Nested JSON (an object or array from a JSON Lines row) stays structured in properties."""
-    if value is not None and value[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
 def _register_known_references(
-    warehouse: Warehouse, staging: duckdb.DuckDBPyConnection, spec: TableSpec, batch: TextBatch
+    warehouse: Warehouse, staging: duckdb.DuckDBPyConnection, spec: TableSpec
 ) -> None:
+    """``known_<column>``: the batch's values of each reference column that the parent table
+    holds (one semi-join in the warehouse per column)."""
     for column in spec.columns:
         if column.references is None:
             continue
-        wanted = sorted({value.strip() for row in batch.rows if (value := row.get(column.name))})
+        name = '"' + column.name.replace('"', '""') + '"'
+        wanted = staging.execute(
+            f"SELECT DISTINCT {name} FROM _batch WHERE {name} IS NOT NULL"
+        ).fetch_arrow_table()
         target = warehouse.spec(column.references)
         parent = warehouse.table(target.name)
-        keys = ibis.memtable(pa.table({target.key: pa.array(wanted, pa.string())}))
+        keys = ibis.memtable(pa.table({target.key: wanted.column(0).cast(pa.string())}))
         found = parent.semi_join(keys, target.key).select(target.key).distinct().to_pyarrow()
         staging.register(f"known_{column.name}", found)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _check_sql(spec: TableSpec) -> str:
-    typed = []
-    problems = []
-    for column in spec.columns:
-        value = _quote(column.name)
-        cast = _CASTS[column.type].format(v=value)
-        typed.append(f"{cast} AS {value}")
-        label = column.name.replace("'", "''")
-        if column.required:
-            problems.append((f"{value} IS NULL", label, "'missing required value'"))
-        if column.type is not ColumnType.STRING:
-            expected = _EXPECTED[column.type]
-            problems.append(
-                (
-                    f"{value} IS NOT NULL AND ({cast}) IS NULL",
-                    label,
-                    f"'not {expected}: ' || {value}",
-                )
-            )
-        if column.references is not None:
-            problems.append(
-                (
-                    f"{value} IS NOT NULL AND {value} NOT IN "
-                    f"(SELECT {_quote(CANONICAL_TABLES[column.references].key)} "
-                    f"FROM known_{column.name})",
-                    label,
-                    f"'unknown {column.name} ' || {value} || ' (import {column.references} first)'",
-                )
-            )
-    column_case = " ".join(f"WHEN {cond} THEN '{label}'" for cond, label, _ in problems)
-    reason_case = " ".join(f"WHEN {cond} THEN {reason}" for cond, _, reason in problems)
-    column_expr = f"CASE {column_case} END" if problems else "NULL"
-    reason_expr = f"CASE {reason_case} END" if problems else "NULL"
-    return (
-        f"SELECT _row, _raw, {column_expr} AS _problem_column, {reason_expr} AS _problem_reason, "
-        f"{', '.join(typed)} FROM batch ORDER BY _row"
-    )
-
-
-def _first_per_key(table: pa.Table, key: str) -> pa.Table:
-    seen: set[str] = set()
-    keep = []
-    for index, value in enumerate(table.column(key).to_pylist()):
-        if value not in seen:
-            seen.add(value)
-            keep.append(index)
-    return table if len(keep) == table.num_rows else table.take(keep)
 
 
 def _not_yet_stored(warehouse: Warehouse, spec: TableSpec, rows: pa.Table) -> pa.Table:
@@ -324,9 +324,9 @@ def _quarantine(warehouse: Warehouse, spec: TableSpec, path: Path, rejects: list
             "table_name": [spec.name] * len(rejects),
             "file": [file] * len(rejects),
             "row_number": [r.row_number for r in rejects],
-            "column_name": [r.column for r in rejects],
-            "reason": [r.reason for r in rejects],
-            "raw": [r.raw for r in rejects],
+            "column_name": [_storable(r.column) for r in rejects],
+            "reason": [_storable(r.reason) for r in rejects],
+            "raw": [_storable(r.raw) for r in rejects],
             "quarantined_at": [now] * len(rejects),
         },
     )
@@ -334,3 +334,8 @@ def _quarantine(warehouse: Warehouse, spec: TableSpec, path: Path, rejects: list
     if new_rows.num_rows:
         warehouse.append(QUARANTINE.name, new_rows)
     return len(rejects)
+
+
+def _storable(text: str | None) -> str | None:
+    """Text every warehouse can store: PostgreSQL refuses NUL characters, so they are escaped."""
+    return None if text is None else text.replace("\x00", "\\u0000")

@@ -19,18 +19,47 @@ import ibis
 import ibis.expr.types as ir
 import sqlglot.expressions as sge
 
-from closeloop.data.importer import ImportResult, ProgressCallback, import_file
+from closeloop.data.importer import ImportOptions, ImportResult, ProgressCallback, import_file
+from closeloop.data.importer import ImportProgress as ImportProgress
 from closeloop.data.tables import CANONICAL_TABLES, QUARANTINE
 from closeloop.data.warehouse import Warehouse
 from closeloop.engine.state import utc_now
 from closeloop.errors import ConfigurationError, NotFoundError
 from closeloop.services.project import Workspace
 
+IMPORT_TABLES = tuple(CANONICAL_TABLES)
+"""The tables ``closeloop import`` fills, parents first."""
+
 
 def import_table(
-    workspace: Workspace, table: str, path: Path, *, progress: ProgressCallback | None = None
+    workspace: Workspace,
+    table: str,
+    path: Path,
+    *,
+    columns: dict[str, str] | None = None,
+    format: str | None = None,
+    encoding: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ImportResult:
-    return import_file(workspace.warehouse, table, path, progress=progress)
+    """Import ``path`` into ``table`` with the project's ``imports.<table>`` rules; ``columns``
+    (``--map``) adds to and overrides the mapping of closeloop.yaml."""
+    imports = workspace.project.config.imports
+    rules = next((rule for name, rule in imports.items() if name == table), None)
+    configured = dict(rules.map) if rules is not None else {}
+    given = dict(columns or {})
+    origin = " / ".join(
+        part
+        for part, used in (("--map", given), (f"imports.{table}.map in closeloop.yaml", configured))
+        if used
+    )
+    options = ImportOptions(
+        columns={**configured, **given},
+        normalize=dict(rules.normalize) if rules is not None else {},
+        format=format,
+        encoding=encoding,
+        origin=origin or "--map",
+    )
+    return import_file(workspace.warehouse, table, path, progress=progress, options=options)
 
 
 # -- how current the data is ------------------------------------------------------------------
