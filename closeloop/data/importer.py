@@ -97,6 +97,7 @@ def import_file(
     """
     options = options or ImportOptions()
     spec = warehouse.spec(table)
+    warehouse.refuse_if_mapped(table)  # before any work: its rows belong to the source system
     plan = ColumnPlan(spec, options.columns, options.normalize, options.origin)
     source = SourceFile(path, format=options.format, encoding=options.encoding)
     header = source.header()

@@ -31,6 +31,7 @@ import yaml
 from psycopg import sql
 
 from closeloop.data.compiler import cohort_members, matching_units
+from closeloop.data.importer import import_file
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, parse_expression
 from closeloop.definitions.models import ProjectConfig, SourceMapping
@@ -440,6 +441,10 @@ def test_writes_into_a_mapped_table_are_refused(pair: Pair) -> None:
                 "accounts is read in place from crm_accounts (sources: in closeloop.yaml); "
                 "import into the source system instead"
             )
+        # An import is refused before the file is even read: nothing quarantined, no work done.
+        missing = pair.mapped / "no-such-file.csv"
+        with pytest.raises(DataImportError, match="read in place from crm_accounts"):
+            import_file(warehouse, "accounts", missing)
         assert warehouse.table("accounts").count().execute() == ACCOUNTS
         # Imported tables beside the mapped ones still take rows.
         warehouse.append(
@@ -517,11 +522,6 @@ def test_validate_points_at_a_missing_table_or_column(pair: Pair) -> None:
     assert "sources.people.table" in str(refused.value)
 
 
-@pytest.mark.xfail(
-    strict=False,  # passes without the data checks; remove the mark once they skip such tables
-    reason="services.data_checks.project_data_problems reads a mapped table whose mapping cannot "
-    "work (Warehouse.table raises ConfigurationError) instead of leaving it to source_problems",
-)
 def test_validate_lists_the_mapping_problems_with_the_others(pair: Pair) -> None:
     settings = load_settings(pair.mapped, pair.mapped_backends.environ())
     _break_mapping(pair.mapped)
