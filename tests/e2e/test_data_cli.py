@@ -1,5 +1,5 @@
 """The command line and the data: warnings about names the data lacks and about stale data,
-`explain` as of now, and `report` without a job."""
+`explain` as of now, `report` without a job, and `import --help`."""
 
 from __future__ import annotations
 
@@ -135,6 +135,21 @@ def test_report_without_a_job_lists_the_jobs(runner: CliRunner, project: Path) -
         "--as-of 2024-06-01 00:00 is 28 days after the newest event (2024-05-04 00:00): the data "
         "may not reach that time; import newer events or pick an earlier --as-of"
     ) in measured["warnings"]
+
+
+def test_import_help_lists_all_eight_tables(runner: CliRunner) -> None:
+    output = _ok(runner, "import", "--help")
+    for table in (
+        "accounts",
+        "people",
+        "events",
+        "subscriptions",
+        "survey_responses",
+        "activities",
+        "opportunities",
+        "churn_reasons",
+    ):
+        assert table in output, table
 
 
 def test_measure_says_the_goal_event_never_occurs(runner: CliRunner, tmp_path: Path) -> None:
