@@ -34,6 +34,7 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from closeloop.data.import_checks import FIRST_YEAR, LAST_YEAR, OFFSET_PATTERN
 from closeloop.data.tables import ACCOUNTS, ATTRIBUTE_HISTORY, PEOPLE, ColumnType, TableSpec
 from closeloop.data.warehouse import Warehouse
 
@@ -41,6 +42,19 @@ ENTITIES = {ACCOUNTS.name: "account", PEOPLE.name: "person"}
 """Tables whose re-imports update rows, and the entity their history is recorded under."""
 
 VALID_FROM_COLUMNS = ("valid_from", "updated_at")
+
+# A valid-from time passes the import's own timestamp checks (closeloop.data.import_checks): it
+# starts with a digit (not `epoch`, `infinity` or a negative year), its UTC offset is within
+# -14:00..+14:00 and its year within FIRST_YEAR..LAST_YEAR; anything else is a rejected row.
+_VALID_CAST = "CAST(TRY_CAST(_valid_text AS TIMESTAMPTZ) AS TIMESTAMP)"
+_VALID_OFFSET = f"regexp_extract(_valid_text, '{OFFSET_PATTERN}', ['hours', 'minutes'])"
+_VALID_AT = (
+    "CASE WHEN substr(_valid_text, 1, 1) BETWEEN '0' AND '9' "
+    f"AND NOT coalesce(TRY_CAST({_VALID_OFFSET}.hours AS INTEGER) > 14 "
+    f"OR TRY_CAST({_VALID_OFFSET}.minutes AS INTEGER) >= 60, FALSE) "
+    f"AND year({_VALID_CAST}) BETWEEN {FIRST_YEAR} AND {LAST_YEAR} "
+    f"THEN {_VALID_CAST} END"
+)
 """Extra columns of a file that say since when a row's values hold (the first one present wins)."""
 
 BASELINE_SOURCE = "stored"
@@ -135,7 +149,13 @@ def upsert(
         try:
             staging.execute(plan.parse_sql())
             rejected = tuple(
-                Rejected(row, column, f"not a timestamp like 2024-03-31T14:05:00Z: {text}", raw)
+                Rejected(
+                    row,
+                    column,
+                    f"not a timestamp like 2024-03-31T14:05:00Z with a UTC offset within ±14:00 "
+                    f"and a year from {FIRST_YEAR} to {LAST_YEAR}: {text}",
+                    raw,
+                )
                 for row, column, text, raw in staging.execute(plan.rejects_sql()).fetchall()
             )
             staging.execute(plan.rows_sql(), [recorded])
@@ -230,7 +250,7 @@ class _Plan:
             "SELECT * EXCLUDE (properties), CASE WHEN _valid_text IS NULL THEN properties ELSE "
             f"nullif(CAST(json_merge_patch(properties, {removed}) AS VARCHAR), '{{}}') "
             "END AS properties, "
-            "CAST(TRY_CAST(_valid_text AS TIMESTAMPTZ) AS TIMESTAMP) AS _valid_at "
+            f"{_VALID_AT} AS _valid_at "
             f"FROM (SELECT *, {text} AS _valid_text, CASE {column} END AS _valid_column "
             "FROM _history_incoming)"
         )

@@ -35,7 +35,7 @@ DATE_EXAMPLE = "2024-03-31"
 MAY_BE_FUTURE = frozenset({"closed_at"})
 """Timestamp columns that may rightly lie ahead (an opportunity's expected close)."""
 
-_OFFSET = r"[0-9]:[0-9]{2}(?::[0-9]{2}(?:[.][0-9]+)?)? ?[+-]([0-9]{2}):?([0-9]{2})?$"
+OFFSET_PATTERN = r"[0-9]:[0-9]{2}(?::[0-9]{2}(?:[.][0-9]+)?)? ?[+-]([0-9]{2}):?([0-9]{2})?$"
 _DAY_MONTH = r"[0-9]{1,2}[/.][0-9]{1,2}[/.][0-9]{2,4}.*"
 _NAN_TOKEN = r"(^|[:,\[])\s*-?(NaN|Infinity)\s*([,}\]]|$)"
 
@@ -79,7 +79,7 @@ def _time_checks(value: str, index: int, cast: str, name: str, expected: str) ->
     offset = f"__offset_{index}"
     # Only a value with a sign after its date can have an offset; the regex runs for those only.
     signed = f"(contains(substr({value}, 11), '+') OR contains(substr({value}, 11), '-'))"
-    extract = f"regexp_extract({value}, {_text(_OFFSET)}, ['hours', 'minutes'])"
+    extract = f"regexp_extract({value}, {_text(OFFSET_PATTERN)}, ['hours', 'minutes'])"
     bad_offset = (
         f"coalesce(TRY_CAST({offset}.hours AS INTEGER) > 14 "
         f"OR TRY_CAST({offset}.minutes AS INTEGER) >= 60, FALSE)"

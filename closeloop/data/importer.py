@@ -47,7 +47,7 @@ class ImportOptions:
     normalize: Mapping[str, ColumnNormalization] = field(default_factory=dict)
     format: str | None = None  # csv, jsonl or parquet; None detects it
     encoding: str | None = None  # CSV and JSON Lines; None is UTF-8 (a byte-order mark is honoured)
-    now: datetime | None = None  # the import time (future-dated rows); default the wall clock
+    now: datetime | None = None  # the import time (future rows, history); default the wall clock
     origin: str = "--map"  # where ``columns`` came from, for messages
 
 
@@ -112,9 +112,7 @@ def import_file(
     warehouse.ensure_tables()
     staging = duckdb.connect()
     staging.execute("SET TimeZone = 'UTC'")
-    run = _Run(
-        warehouse, staging, plan, path, InFileIds(staging, spec), FutureRows(now + FUTURE_MARGIN)
-    )
+    run = _Run(warehouse, staging, plan, path, InFileIds(staging, spec), now)
     try:
         for batch in itertools.chain([first], batches):
             run.add(batch)
@@ -155,10 +153,11 @@ class _Run:
         plan: ColumnPlan,
         path: Path,
         ids: InFileIds,
-        future: FutureRows,
+        now: datetime,
     ) -> None:
         self.warehouse, self.staging, self.plan, self.path = warehouse, staging, plan, path
-        self.ids, self.future = ids, future
+        self.ids, self.now = ids, now  # the import time: history's default valid-from
+        self.future = FutureRows(now + FUTURE_MARGIN)
         self.totals = {"read": 0, "imported": 0, "updated": 0, "duplicates": 0, "quarantined": 0}
         self.not_utf8: list[Reject] = []
         self.not_utf8_count = 0
@@ -254,6 +253,7 @@ def _import_batch(
                 good,
                 given=history.given_columns(spec, plan.given(batch)),
                 source=f"import:{path.name}",
+                now=run.now,
             )
             rejects += [Reject(r.row_number, r.reason, r.raw, r.column) for r in upsert.rejected]
             imported, updated = upsert.inserted, upsert.updated

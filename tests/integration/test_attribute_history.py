@@ -18,7 +18,7 @@ import pytest
 from closeloop.analysis.job_report import job_units
 from closeloop.data import history
 from closeloop.data.compiler import matching_accounts, matching_units
-from closeloop.data.importer import ImportResult, import_file
+from closeloop.data.importer import ImportOptions, ImportResult, import_file
 from closeloop.data.tables import ACCOUNTS, ATTRIBUTE_HISTORY
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, parse_expression
@@ -166,6 +166,20 @@ def test_changes_without_a_valid_from_hold_from_the_import(
     assert _matching(warehouse, 'owner = "lin"', after + timedelta(seconds=1)) == ["a1"]
 
 
+def test_the_import_time_is_the_one_the_import_was_given(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    _import(warehouse, tmp_path, "accounts_v1.csv", ACCOUNTS_CSV)
+    path = tmp_path / "accounts_v4.csv"
+    path.write_text(ACCOUNTS_CSV.replace("ada", "lin"))
+    at = datetime(2024, 6, 1, 9, 30)
+    result = import_file(warehouse, "accounts", path, options=ImportOptions(now=at))
+
+    assert _counts(result) == (0, 1, 2, 0)
+    (_, change) = [row for row in _history(warehouse) if row[1] == "owner"]
+    assert change[2:4] == ('"lin"', at)
+
+
 def test_a_file_without_a_column_leaves_it_as_stored(warehouse: Warehouse, tmp_path: Path) -> None:
     _import(warehouse, tmp_path, "accounts_v1.csv", ACCOUNTS_CSV)
     plans_only = "account_id,created_at,plan\na1,2024-01-05,business\na2,2024-01-06,pro\n"
@@ -196,18 +210,25 @@ def test_an_older_change_is_history_and_not_the_current_value(
     assert _counts(again) == (0, 0, 1, 0)
 
 
+@pytest.mark.parametrize(
+    "text", ["soon", "epoch", "infinity", "-2024-03-01", "0001-03-01", "2024-03-01T00:00:00+25:00"]
+)
 def test_a_valid_from_that_is_not_a_time_is_quarantined(
-    warehouse: Warehouse, tmp_path: Path
+    warehouse: Warehouse, tmp_path: Path, text: str
 ) -> None:
+    """The same timestamps the import rejects in any column (keywords, negative years, year 1,
+    impossible offsets) are rejected as a valid-from too, never taken as a time."""
     _import(warehouse, tmp_path, "accounts_v1.csv", ACCOUNTS_CSV)
-    bad = "account_id,created_at,plan,valid_from\na1,2024-01-05,business,soon\n"
+    bad = f"account_id,created_at,plan,valid_from\na1,2024-01-05,business,{text}\n"
     result = _import(warehouse, tmp_path, "accounts_bad.csv", bad)
 
     assert _counts(result) == (0, 0, 0, 1)
     quarantined = warehouse.table("quarantine").to_pyarrow().to_pylist()
-    assert [(q["row_number"], q["column_name"], q["reason"]) for q in quarantined] == [
-        (1, "valid_from", "not a timestamp like 2024-03-31T14:05:00Z: soon")
-    ]
+    assert [(q["row_number"], q["column_name"]) for q in quarantined] == [(1, "valid_from")]
+    assert quarantined[0]["reason"] == (
+        "not a timestamp like 2024-03-31T14:05:00Z with a UTC offset within ±14:00 and a year "
+        f"from 1900 to 2199: {text}"
+    )
     assert _accounts(warehouse, "plan")["a1"] == ("starter",)
     assert _history(warehouse) == []
 
