@@ -25,7 +25,7 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
@@ -223,42 +223,17 @@ class SourceFile:
 
     def _csv_batches(self, batch_size: int) -> Iterator[TextBatch]:
         with self._text() as stream:
-            rows = _CsvRows(self, stream)
-            batch = TextBatch()
-            for row_number, item in rows:
-                if isinstance(item, Reject):
-                    batch.rejects.append(item)
-                else:
-                    batch.row_numbers.append(row_number)
-                    batch.rows.append(item)
-                if batch.size >= batch_size:
-                    batch.position = stream.position()
-                    yield batch
-                    batch = TextBatch()
-            batch.position = 1.0
-            yield batch
-            stream.check()
+            yield from _batched(_CsvRows(self, stream), stream, batch_size)
 
     def _jsonl_batches(self, batch_size: int) -> Iterator[TextBatch]:
         with self._text(newline="\n") as stream:
-            batch = TextBatch()
             # A row's number is its line's (blank lines hold no row but keep their number).
-            for row_number, line in enumerate(stream.lines(), start=1):
-                if not line.strip():
-                    continue
-                row = self._json_row(line, row_number, row_number)
-                if isinstance(row, Reject):
-                    batch.rejects.append(row)
-                else:
-                    batch.row_numbers.append(row_number)
-                    batch.rows.append(row)
-                if batch.size >= batch_size:
-                    batch.position = stream.position()
-                    yield batch
-                    batch = TextBatch()
-            batch.position = 1.0
-            yield batch
-            stream.check()
+            rows = (
+                (row_number, self._json_row(line, row_number, row_number))
+                for row_number, line in enumerate(stream.lines(), start=1)
+                if line.strip()
+            )
+            yield from _batched(rows, stream, batch_size)
 
     def _json_row(
         self, line: str, line_number: int, row_number: int
@@ -358,6 +333,29 @@ class SourceFile:
                 row_number += record_batch.num_rows
                 batch.position = row_number / total
                 yield batch
+
+
+def _batched(
+    rows: Iterable[tuple[int, dict[str, str | None] | Reject]],
+    stream: _TextStream,
+    batch_size: int,
+) -> Iterator[TextBatch]:
+    """``rows`` (row number, row or reject) in batches of ``batch_size`` rows and rejects; each
+    batch says how far into the file it ends, and the last one is yielded even when empty."""
+    batch = TextBatch()
+    for row_number, item in rows:
+        if isinstance(item, Reject):
+            batch.rejects.append(item)
+        else:
+            batch.row_numbers.append(row_number)
+            batch.rows.append(item)
+        if batch.size >= batch_size:
+            batch.position = stream.position()
+            yield batch
+            batch = TextBatch()
+    batch.position = 1.0
+    yield batch
+    stream.check()
 
 
 class _TextStream:
