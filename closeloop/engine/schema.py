@@ -173,6 +173,22 @@ audit_log = Table(
     Column("detail", Text),
 )
 
+# API tokens (migration 0006): the SHA-256 of each token, never the token; ``prefix`` is its first
+# characters, shown in lists so a person can tell tokens apart.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("last_used_at", DateTime),
+    Column("revoked_at", DateTime),
+)
+
 # The split a tick used, per arm, for jobs with adaptive allocation: the holdout's share is the
 # job's holdout; each variant's is its floored posterior probability of being best times the
 # treated share. ``matured`` / ``completed`` are the counts the posterior was computed from.

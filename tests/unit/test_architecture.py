@@ -20,6 +20,10 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"errors", "stats", "definitions", "data", "channels"},
     "analysis": {"errors", "stats", "data", "engine"},
     "simulate": {"errors", "data"},
+    # The public contract: data only (shared vocabulary from definitions), no computation.
+    "schemas": {"errors", "definitions"},
+    # Formatting once: numbers, money, statuses, view rows, charts, templates of schema models.
+    "present": {"errors", "definitions", "schemas"},
     "services": {
         "errors",
         "settings",
@@ -30,10 +34,12 @@ ALLOWED: dict[str, set[str]] = {
         "engine",
         "analysis",
         "simulate",
+        "schemas",
     },
-    "api": {"errors", "settings", "services"},
-    "web": {"errors", "settings", "services"},
-    "cli": {"errors", "settings", "services"},
+    # Surfaces parse, call a service, render: they never compute and never import each other.
+    "api": {"errors", "settings", "services", "schemas", "present"},
+    "web": {"errors", "settings", "services", "schemas", "present"},
+    "cli": {"errors", "settings", "services", "schemas", "present"},
 }
 
 

@@ -1,0 +1,72 @@
+"""API tokens: create (shown once), list, revoke, and authenticate a presented token."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from closeloop.engine import tokens as token_store
+from closeloop.engine.state import StateStore, utc_now
+from closeloop.errors import ConfigurationError
+from closeloop.schemas.tokens import CreatedToken, Role, TokenInfo
+
+TOKEN_PREFIX = "cl_"
+_SHOWN_PREFIX = 10
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _info(record: token_store.TokenRecord) -> TokenInfo:
+    return TokenInfo(
+        id=record.id,
+        name=record.name,
+        role=Role(record.role),
+        prefix=record.prefix,
+        created_at=record.created_at,
+        created_by=record.created_by,
+        last_used_at=record.last_used_at,
+        revoked_at=record.revoked_at,
+    )
+
+
+def create_token(store: StateStore, *, name: str, role: Role | str, actor: str) -> CreatedToken:
+    """A new random token (256 bits) with ``role``; only its SHA-256 is stored."""
+    try:
+        role = Role(role)
+    except ValueError as error:
+        raise ConfigurationError(
+            f"unknown role {role!r}; use one of {', '.join(r.value for r in Role)}"
+        ) from error
+    if not name.strip():
+        raise ConfigurationError("a token needs a name (who or what uses it)")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    record = token_store.insert_token(
+        store,
+        name=name.strip(),
+        role=role.value,
+        token_hash=token_hash(token),
+        prefix=token[:_SHOWN_PREFIX],
+        actor=actor,
+    )
+    return CreatedToken(**_info(record).model_dump(), token=token)
+
+
+def list_tokens(store: StateStore, *, include_revoked: bool = False) -> list[TokenInfo]:
+    return [_info(r) for r in token_store.list_tokens(store, include_revoked=include_revoked)]
+
+
+def revoke_token(store: StateStore, name_or_id: str, *, actor: str) -> list[TokenInfo]:
+    return [_info(r) for r in token_store.revoke(store, name_or_id, actor)]
+
+
+def authenticate(store: StateStore, token: str) -> TokenInfo | None:
+    """The active token ``token`` is, or None (unknown, revoked, or not a closeloop token)."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    record = token_store.find_active(store, token_hash(token))
+    if record is None:
+        return None
+    token_store.touch(store, record.id, utc_now())
+    return _info(record)
