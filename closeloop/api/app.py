@@ -172,4 +172,5 @@ def create_app(
     app.add_exception_handler(Exception, _unexpected_error)
     for module in (resources, reports, ingest, admin):
         app.include_router(module.router)
+    app.add_middleware(admin.AuditWrites)  # one audit entry per authenticated write
     return app

@@ -12,13 +12,21 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
+import sqlalchemy as sa
+import yaml
+
+from closeloop import __version__
+from closeloop.engine import audit
 from closeloop.engine.state import StateStore
+from closeloop.schemas.admin import AuditEntry, AuditPage, Health
 from closeloop.schemas.tokens import TokenInfo
 from closeloop.services.project import Workspace, open_workspace
 from closeloop.services.tokens import authenticate
-from closeloop.settings import Settings, load_settings
+from closeloop.settings import PROJECT_FILE, Settings, load_settings
 
 
 @dataclass
@@ -50,3 +58,74 @@ class Server:
         """The workspace for one request, closed (and the warehouse file released) afterwards."""
         with open_workspace(self.settings.project_dir, write=write, environ=self.environ) as ws:
             yield ws
+
+    @cached_property
+    def project_name(self) -> str:
+        """The ``name`` in closeloop.yaml, else the folder's name (health must not fail on a
+        definition error, so this reads the one key without validating the project)."""
+        try:
+            config = yaml.safe_load(
+                (self.settings.project_dir / PROJECT_FILE).read_text(encoding="utf-8")
+            )
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            config = None
+        name = config.get("name") if isinstance(config, dict) else None
+        return str(name) if name else self.settings.project_dir.name
+
+    def health(self) -> Health:
+        """Liveness: the version, the project, and whether the state store answers a query."""
+        try:
+            with self.store.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+            reachable = True
+        except sa.exc.SQLAlchemyError:
+            reachable = False
+        return Health(
+            status="ok" if reachable else "unavailable",
+            version=__version__,
+            project=self.project_name,
+            store_reachable=reachable,
+        )
+
+    def audit_log(
+        self,
+        *,
+        action: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> AuditPage:
+        """One page of the audit log, newest first (filters: :func:`engine.audit.list_entries`)."""
+        records, total = audit.list_entries(
+            self.store, action=action, actor=actor, since=since, offset=offset, limit=limit
+        )
+        return AuditPage(
+            items=[
+                AuditEntry(
+                    id=entry.id,
+                    at=entry.at,
+                    actor=entry.actor,
+                    action=entry.action,
+                    subject=entry.subject,
+                    detail=entry.detail,
+                )
+                for entry in records
+            ],
+            total=total,
+            offset=offset,
+            limit=limit,
+        )
+
+    def record_request(
+        self, *, actor: str, method: str, route: str, path: str, status: int
+    ) -> None:
+        """Audit one API write: ``api.METHOD /route/{template}`` on the request's path, with its
+        status. Never the body, the query string or a header (they may carry secrets)."""
+        audit.record(
+            self.store,
+            actor=actor,
+            action=f"api.{method} {route}",
+            subject=path,
+            detail={"status": status},
+        )

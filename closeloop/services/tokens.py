@@ -4,14 +4,33 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 
 from closeloop.engine import tokens as token_store
 from closeloop.engine.state import StateStore, utc_now
 from closeloop.errors import ConfigurationError
 from closeloop.schemas.tokens import CreatedToken, Role, TokenInfo
+from closeloop.settings import Settings, load_settings
 
 TOKEN_PREFIX = "cl_"
 _SHOWN_PREFIX = 10
+
+
+@contextmanager
+def project_store(
+    project_dir: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> Iterator[tuple[Settings, StateStore]]:
+    """The project's settings and its state store, migrated, closed afterwards (for the CLI:
+    tokens need neither the warehouse nor valid definitions)."""
+    settings = load_settings(project_dir, environ)
+    store = StateStore.connect(settings.state_url)
+    try:
+        store.migrate()
+        yield settings, store
+    finally:
+        store.close()
 
 
 def token_hash(token: str) -> str:
