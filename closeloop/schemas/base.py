@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -20,19 +21,33 @@ def _finite_or_none(value: Any) -> Any:
 Number = Annotated[float | None, BeforeValidator(_finite_or_none)]
 
 
+def utc(value: Any) -> Any:
+    """A naive date-time (the stores keep UTC without a zone) as an aware UTC one, so JSON
+    carries the offset RFC 3339 requires (``2024-06-01T00:00:00Z``)."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value
+
+
 class Schema(BaseModel):
-    """A public result model: frozen, no unknown fields, the same JSON on every surface."""
+    """A public result model: frozen, no unknown fields, the same JSON on every surface.
+
+    Every date-time field is UTC with its offset in JSON, whatever the store returned.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utc_times(cls, value: Any) -> Any:
+        return utc(value)
 
 
 T = TypeVar("T")
 
 
-class Page(BaseModel, Generic[T]):
+class Page(Schema, Generic[T]):
     """One page of a list: ``items``, the ``total`` that match the filters, and where it starts."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     items: list[T]
     total: int = Field(ge=0, description="how many items match the filters, over all pages")
