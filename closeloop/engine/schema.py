@@ -203,3 +203,20 @@ tick_allocations = Table(
     Column("matured", Integer, nullable=False),
     Column("completed", Integer, nullable=False),
 )
+
+# Segment messages acknowledged but not yet written to the warehouse (migration 0007): the
+# flusher claims rows until ``claimed_until``, writes them and deletes them (services.ingest).
+ingest_buffer = Table(
+    "ingest_buffer",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # track, page, screen, identify or group
+    Column("message_id", String(200), nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Column("timestamp", DateTime, nullable=False),  # the message's time, corrected for skew
+    Column("token_id", Integer),
+    Column("body", Text, nullable=False),  # the message as sent (JSON)
+    Column("claimed_by", String(64)),
+    Column("claimed_until", DateTime),
+    Index("ix_ingest_buffer_claimed_until", "claimed_until"),
+)
