@@ -23,6 +23,8 @@ from rich.text import Text
 
 from closeloop.cli import data as data_cli
 from closeloop.cli import operate
+from closeloop.cli import serve as serve_cli
+from closeloop.cli import tokens as tokens_cli
 from closeloop.cli.common import (
     FormatOption,
     OutputFormat,
@@ -81,6 +83,10 @@ app.add_typer(operate.optout_app, name="optout", no_args_is_help=True)
 app.add_typer(data_cli.quarantine_app, name="quarantine", no_args_is_help=True)
 app.command("run")(reports_errors(operate.run))
 app.command("dry-run")(reports_errors(operate.dry_run))
+app.add_typer(tokens_cli.tokens_app, name="tokens")
+app.command("serve")(serve_cli.serve)
+app.command("api")(serve_cli.api)
+app.command("worker")(serve_cli.worker)
 
 
 @app.command()
