@@ -13,6 +13,7 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -67,7 +68,12 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             errors.print(problem_text(error), highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except CloseloopError as error:
-            errors.print(f"[red]error:[/red] {redact(str(error))}", highlight=False, soft_wrap=True)
+            # The code in brackets is the one the API answers with for the same error.
+            errors.print(
+                f"[red]error:[/red] {escape(redact(str(error)))} [dim]\\[{error.code}][/dim]",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(1) from None
         except Exception as error:
             # A database that is down, locked past its timeout or out of space is a condition of

@@ -136,7 +136,7 @@ def test_export_fix_reimport_purge(runner: CliRunner, project: Path) -> None:
     assert refused.exit_code == 1
     assert refused.output.strip() == (
         "error: purge deletes all 4 quarantined row(s) for good; pass --yes to confirm, or "
-        "--before DATE to delete only rows quarantined before DATE"
+        "--before DATE to delete only rows quarantined before DATE [configuration_error]"
     )
     purged = json.loads(
         _ok(runner, "quarantine", "purge", "--before", before.group(1), "--format", "json")
