@@ -1,15 +1,13 @@
-"""A measurement as documented JSON (docs/measure-format.md), rich tables, a standalone HTML page.
+"""A measurement as rich tables and a standalone HTML page.
 
-:func:`measurement_to_json` is the one serialisation of a
-:class:`~closeloop.analysis.measurement.Measurement`; the table and the page show the same numbers.
-Times are in days; a number that is not finite (NaN, infinity) is written as null.
+Its JSON is the public model :class:`closeloop.schemas.measurement.Measurement`, built in
+``services.results``; the table and the page show the same numbers.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import altair as alt
 import jinja2
@@ -31,9 +29,8 @@ from closeloop.analysis.measurement import (
     Measurement,
     SegmentLift,
 )
-from closeloop.stats import ComparisonResult, Interval, KaplanMeierResult, Status
+from closeloop.stats import Interval, KaplanMeierResult, Status
 
-FORMAT_VERSION = 1
 STATUS_STYLE = {
     "positive": "green",
     "negative": "red",
@@ -43,230 +40,8 @@ STATUS_STYLE = {
 ARM_PALETTE = ("#9ca3af", "#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2")
 
 
-# -- JSON ------------------------------------------------------------------------------------------
-
-
-def measurement_to_json(
-    measurement: Measurement,
-    *,
-    warnings: Sequence[str] = (),
-    source: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The measurement in the stable format of docs/measure-format.md (plain JSON types only).
-
-    ``warnings`` (about the input) come before the measurement's own; ``source`` describes where
-    the units came from (files and counts for ``closeloop measure``) and is null when not given.
-    """
-    options = measurement.options
-    return {
-        "format_version": FORMAT_VERSION,
-        "horizon_days": _number(options.horizon_days),
-        "control": options.control,
-        "as_of": options.as_of.isoformat() if options.as_of is not None else None,
-        "running": measurement.running,
-        "alpha": options.alpha,
-        "looks_while_running": options.looks_while_running,
-        "running_alpha": options.running_alpha,
-        "final_alpha": options.final_alpha,
-        "status": measurement.status.value,
-        "source": dict(source) if source is not None else None,
-        "arms": {name: _arm(arm) for name, arm in measurement.arms.items()},
-        "pooled": _arm(measurement.pooled) if measurement.pooled is not None else None,
-        "comparisons": [_comparison(comparison) for comparison in measurement.comparisons],
-        "srm": (
-            {
-                "chi2": _number(measurement.srm.chi2),
-                "p_value": _number(measurement.srm.p_value),
-                "mismatch": measurement.srm.mismatch,
-            }
-            if measurement.srm is not None
-            else None
-        ),
-        "segments": [
-            {
-                "column": segment.column,
-                "segment": segment.segment,
-                "arm": segment.arm,
-                "control": segment.control,
-                "n_control": segment.control_stat.n,
-                "n_arm": segment.arm_stat.n,
-                "rate_control": _rate(segment.control_stat.n, segment.control_stat.successes),
-                "rate_arm": _rate(segment.arm_stat.n, segment.arm_stat.successes),
-                "lift": _result(segment.lift),
-                "p_value_bh": _number(segment.p_value_bh),
-                "p_value_holm": _number(segment.p_value_holm),
-                "adjusted_ci": (
-                    _interval(segment.adjusted_ci) if segment.adjusted_ci is not None else None
-                ),
-                "in_family": segment.in_family,
-                "selected": segment.selected,
-                "sequential": (
-                    _result(segment.sequential) if segment.sequential is not None else None
-                ),
-                "small": segment.small,
-            }
-            for segment in measurement.segments
-        ],
-        "heterogeneity": [
-            {
-                "column": test.column,
-                "arm": test.arm,
-                "q": _number(test.q),
-                "df": test.df,
-                "p_value": _number(test.p_value),
-                "scale": test.scale,
-            }
-            for test in measurement.heterogeneity
-        ],
-        "value_cap": (
-            {
-                "percentile": measurement.value_cap.percentile,
-                "cap": _number(measurement.value_cap.cap),
-                "capped_units": measurement.value_cap.capped,
-            }
-            if measurement.value_cap is not None
-            else None
-        ),
-        "by_entry_week": _entry_weeks(measurement),
-        "competing": [
-            {
-                "arm": outcome.arm,
-                "control": outcome.control,
-                "goal": _result(outcome.goal),
-                "goal_status": outcome.goal.status.value,
-                "churn": _result(outcome.churn),
-                "churn_status": outcome.churn.status.value,
-                "goal_incidence": {k: _number(v) for k, v in outcome.goal_incidence.items()},
-                "churn_incidence": {k: _number(v) for k, v in outcome.churn_incidence.items()},
-            }
-            for outcome in measurement.competing
-        ],
-        "warnings": [*warnings, *measurement.warnings],
-    }
-
-
-def _entry_weeks(measurement: Measurement) -> dict[str, Any] | None:
-    weeks = measurement.by_entry_week
-    if weeks is None:
-        return None
-    return {
-        "arm": weeks.arm,
-        "weeks": [
-            {
-                "week": week.week.date().isoformat(),
-                "n_control": week.control.n,
-                "n_arm": week.treated.n,
-                "rate_control": _rate(week.control.n, week.control.successes),
-                "rate_arm": _rate(week.treated.n, week.treated.successes),
-                "lift": _result(week.lift),
-                "status": week.lift.status.value,
-            }
-            for week in weeks.weeks
-        ],
-        "trend": _result(weeks.trend) if weeks.trend is not None else None,
-    }
-
-
-def _arm(arm: ArmResult) -> dict[str, Any]:
-    return {
-        "n": arm.n,
-        "matured": arm.matured,
-        "completed": arm.completed,
-        "completion_rate": _number(arm.completion_rate),
-        "mean_value": _number(arm.mean_value),
-        "median_time_to_goal": _number(arm.median_time_to_goal),
-        "median_time_to_goal_ci": _interval(arm.curve.median_ci),
-        "km_completion_at_horizon": _number(arm.km_completion_at_horizon),
-        "completion_at": {f"{day:g}": _number(share) for day, share in arm.completion_at.items()},
-        "rmst": _number(arm.rmst),
-        "conditional_mean_days": _number(arm.conditional_mean_days),
-        "conditional_median_days": _number(arm.conditional_median_days),
-    }
-
-
-def _comparison(comparison: Comparison) -> dict[str, Any]:
-    time_to_goal = comparison.metric == TIME_TO_GOAL
-    decisive = comparison.decisive
-    return {
-        "arm": comparison.arm,
-        "control": comparison.control,
-        "metric": comparison.metric,
-        "status": decisive.status.value,
-        "message": decisive.message,
-        "absolute": None if time_to_goal else _result(comparison.absolute),
-        "relative": _result(comparison.relative) if comparison.relative is not None else None,
-        "sequential": (
-            _result(comparison.sequential) if comparison.sequential is not None else None
-        ),
-        "cuped": comparison.cuped if comparison.metric == VALUE else None,
-        "running": comparison.running,
-        "family": comparison.family,
-        "p_value_holm": (
-            _number(comparison.adjusted.p_value) if comparison.adjusted is not None else None
-        ),
-        "bayesian": (
-            {
-                "probability_better": _number(comparison.bayesian.probability_better),
-                "expected_loss_treatment": _number(comparison.bayesian.expected_loss_treatment),
-                "expected_loss_control": _number(comparison.bayesian.expected_loss_control),
-                "credible_interval": _interval(comparison.bayesian.credible_interval),
-                "prior": comparison.bayesian.prior,
-            }
-            if comparison.bayesian is not None
-            else None
-        ),
-        "two_part": (
-            {
-                "share": _result(comparison.two_part.share),
-                "mean_among_positive": _result(comparison.two_part.mean_among_positive),
-                "overall": _result(comparison.two_part.overall),
-            }
-            if comparison.two_part is not None
-            else None
-        ),
-        "covariate_adjusted": (
-            {
-                **_result(comparison.covariate_adjusted.result),
-                "variance_ratio": _number(comparison.covariate_adjusted.variance_ratio),
-                "covariates": [
-                    comparison.covariate_names[index]
-                    for index in comparison.covariate_adjusted.kept
-                ],
-                "message": comparison.covariate_adjusted.result.message,
-            }
-            if comparison.covariate_adjusted is not None
-            else None
-        ),
-        "rmst_difference": _result(comparison.absolute) if time_to_goal else None,
-        "logrank": (
-            {
-                "chi2": _number(comparison.logrank.chi2),
-                "p_value": _number(comparison.logrank.p_value),
-            }
-            if comparison.logrank is not None
-            else None
-        ),
-    }
-
-
-def _result(result: ComparisonResult) -> dict[str, Any]:
-    return {
-        "estimate": _number(result.estimate),
-        "ci": _interval(result.ci),
-        "p_value": _number(result.p_value),
-    }
-
-
-def _interval(interval: Interval) -> list[float | None]:
-    return [_number(interval.lower), _number(interval.upper)]
-
-
 def _rate(n: int, successes: int) -> float | None:
     return successes / n if n else None
-
-
-def _number(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
 
 
 # -- headline --------------------------------------------------------------------------------------
@@ -623,49 +398,6 @@ def completion_chart(curves: Mapping[str, KaplanMeierResult], horizon_days: floa
 
 
 # -- matched comparisons (no randomization) --------------------------------------------------------
-
-
-def matched_to_json(matched: MatchedComparison) -> dict[str, Any]:
-    """A matched comparison in the format of docs/measure-format.md (``matched[]``)."""
-    counts = matched.counts
-    return {
-        "estimand": matched.estimand,
-        "arm": matched.treated,
-        "control": matched.comparison,
-        "status": matched.status.value,
-        "covariates": [
-            {"name": c.name, "cutpoints": list(c.cutpoints) if c.cutpoints is not None else None}
-            for c in matched.covariates
-        ],
-        "completion": _result(matched.completion),
-        "naive_completion": _result(matched.naive_completion),
-        "treated_completion_rate": _number(matched.treated_completion_rate),
-        "control_completion_rate": _number(matched.comparison_completion_rate),
-        "value": _result(matched.value) if matched.value is not None else None,
-        "naive_value": _result(matched.naive_value) if matched.naive_value is not None else None,
-        "counts": {
-            "treated_matched": counts.treated_matched,
-            "treated_pruned": counts.treated_pruned,
-            "control_matched": counts.control_matched,
-            "control_pruned": counts.control_pruned,
-            "strata": counts.strata,
-            "matched_strata": counts.matched_strata,
-        },
-        "balance": [
-            {
-                "covariate": row.covariate,
-                "level": row.level,
-                "treated_before": _number(row.treated_before),
-                "control_before": _number(row.control_before),
-                "smd_before": _number(row.smd_before),
-                "treated_after": _number(row.treated_after),
-                "control_after": _number(row.control_after),
-                "smd_after": _number(row.smd_after),
-            }
-            for row in matched.balance
-        ],
-        "warnings": list(matched.warnings),
-    }
 
 
 def print_matched(console: Console, matched: MatchedComparison) -> None:

@@ -23,7 +23,6 @@ Estimands, intention to treat, treatment minus holdout at each horizon:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -473,82 +472,3 @@ def _compare(
         contraction=test(b.contraction, a.contraction, "matured"),
         treated_accounts=a.matured,
     )
-
-
-# -- JSON ------------------------------------------------------------------------------------------
-
-
-def revenue_value_to_json(value: RevenueValue) -> dict[str, Any]:
-    """A JSON-ready dict of ``value``; a number that is not finite is written as null."""
-    return {
-        "as_of": value.as_of.isoformat(),
-        "control": value.control,
-        "currency_note": value.currency_note,
-        "no_mrr_at_entry_note": value.no_mrr_at_entry_note,
-        "warnings": list(value.warnings),
-        "horizons": [
-            {
-                "days": horizon.days,
-                "matured": horizon.matured,
-                "arms": {name: _arm_json(arm) for name, arm in horizon.arms.items()},
-                "variants": {name: _arm_json(arm) for name, arm in horizon.variants.items()},
-                "comparison": _comparison_json(horizon.comparison),
-                "variant_comparisons": [_comparison_json(c) for c in horizon.variant_comparisons],
-                "warnings": list(horizon.warnings),
-            }
-            for horizon in value.horizons
-        ],
-    }
-
-
-def _arm_json(arm: RevenueArm) -> dict[str, Any]:
-    return {
-        "enrolled": arm.enrolled,
-        "matured": arm.matured,
-        "paying_at_entry": arm.sums.paying,
-        "retained": arm.sums.retained,
-        "mrr_start_total": _number(arm.mrr_start_total),
-        "mrr_end_total": _number(arm.mrr_end_total),
-        "retention": _number(arm.retention),
-        "nrr": _number(arm.nrr),
-        "mean_mrr_change": _number(arm.mean_change),
-        "mean_expansion": _number(arm.mean_expansion),
-        "mean_contraction": _number(arm.mean_contraction),
-    }
-
-
-def _comparison_json(comparison: RevenueComparison) -> dict[str, Any]:
-    return {
-        "arm": comparison.arm,
-        "control": comparison.control,
-        "status": str(comparison.status),
-        "retention_difference": _result_json(comparison.retention),
-        "nrr_difference": _result_json(comparison.nrr),
-        "mrr_change_difference": _result_json(comparison.mrr_change),
-        "expansion_difference": _result_json(comparison.expansion),
-        "contraction_difference": _result_json(comparison.contraction),
-        "treated_accounts": comparison.treated_accounts,
-        "added_mrr": _number(comparison.added_mrr),
-        "added_mrr_ci": _interval_json(comparison.added_mrr_ci),
-        "added_arr": _number(comparison.added_arr),
-        "added_arr_ci": _interval_json(comparison.added_arr_ci),
-    }
-
-
-def _result_json(result: ComparisonResult) -> dict[str, Any]:
-    return {
-        "estimate": _number(result.estimate),
-        "ci": _interval_json(result.ci),
-        "se": _number(result.se),
-        "p_value": _number(result.p_value),
-        "status": str(result.status),
-        "message": result.message,
-    }
-
-
-def _interval_json(interval: Interval) -> list[float | None]:
-    return [_number(interval.lower), _number(interval.upper)]
-
-
-def _number(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None

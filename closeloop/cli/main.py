@@ -511,34 +511,30 @@ def report(
         return
     outcome = reports.ValueOutcome(value_event, covariate_days) if value_event else None
     with open_workspace(project, write=False) as workspace:
-        result = reports.job_report(
+        reported = reports.report_job(
             workspace,
             job,
             parse_time(as_of) if as_of else None,
             segment_by=tuple(segment_by or ("segment",)),
             value_outcome=outcome,
             match_on=match_on,
+            as_of_label="--as-of",
         )
-        option = "--as-of" if as_of else "the last tick"
-        fresh = data_service.freshness(workspace.warehouse, result.as_of, option=option)
     if output_format == OutputFormat.JSON:
-        payload = reports.report_to_dict(result)
-        payload["warnings"] = [*result.warnings, *fresh.warnings]
-        typer.echo(json.dumps(payload, indent=2))
+        typer.echo(dump_json(reported.model))
     else:
-        print_job_report(console, result)
-        data_cli.print_warnings(fresh.warnings)
+        print_job_report(console, reported.report)
+        data_cli.print_warnings(reported.data_warnings)
     if html is not None:
-        reports.write_html_report(result, html)
+        reports.write_html_report(reported.report, html)
         console.print(f"HTML report: {html}")
 
 
 def _list_jobs_to_report(output_format: OutputFormat, project: Path | None) -> None:
     with open_workspace(project, write=False) as workspace:
-        listed = operations.job_list(workspace)
-    jobs = listed.jobs
+        jobs = operations.list_jobs(workspace)
     if output_format == OutputFormat.JSON:
-        typer.echo(dump_json(listed))
+        typer.echo(json.dumps({"count": len(jobs), "jobs": operations.to_jsonable(jobs)}, indent=2))
         return
     if not jobs:
         console.print("no jobs: define one in jobs.yaml (docs/jobs.md)")
@@ -633,7 +629,7 @@ def measure(
         )
     )
     if output_format == MeasureFormat.JSON:
-        text = json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n"
+        text = dump_json(result.model) + "\n"
     elif output_format == MeasureFormat.HTML:
         text = measure_service.measurement_to_html(
             result.measurement, result.warnings, result.matched

@@ -23,16 +23,16 @@ import pyarrow as pa
 
 from closeloop.analysis.matching import MatchedComparison, match_units
 from closeloop.analysis.measure_output import (
-    matched_to_json,
     measurement_to_html,
-    measurement_to_json,
     print_matched,
     print_measurement,
 )
 from closeloop.analysis.measurement import Measurement, MeasureOptions, measure_units
 from closeloop.data.readers import read_batches, read_header
 from closeloop.errors import ConfigurationError, DataImportError, NotFoundError
+from closeloop.schemas import measurement as schemas
 from closeloop.services.data import missing_event_warnings
+from closeloop.services.results import measurement_model
 
 # What the CLI needs to present a measurement, so it imports services only.
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "MeasureResult",
     "measure_files",
     "measurement_to_html",
-    "measurement_to_json",
     "parse_horizon",
     "parse_weights",
     "print_matched",
@@ -74,6 +73,17 @@ class MeasureRequest:
     weights: Mapping[str, float] | None = None
     match_on: tuple[str, ...] = ()  # no randomization: coarsened exact matching on these
     alpha: float = 0.05
+    # How messages and ``source`` name the files (an upload's name); default: the paths.
+    units_name: str | None = None
+    events_name: str | None = None
+
+    @property
+    def units_label(self) -> str:
+        return self.units_name if self.units_name is not None else str(self.units)
+
+    @property
+    def events_label(self) -> str:
+        return self.events_name if self.events_name is not None else str(self.events)
 
 
 @dataclass(frozen=True)
@@ -81,29 +91,29 @@ class MeasureResult:
     """The measurement, what was read, and warnings about the input (besides the measurement's)."""
 
     measurement: Measurement
-    units_file: Path
-    events_file: Path
+    units_file: str
+    events_file: str
     units: int
     events: int
     events_for_unknown_units: int
     warnings: list[str] = field(default_factory=list)
     matched: list[MatchedComparison] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        """The documented JSON of docs/measure-format.md."""
-        payload = measurement_to_json(
+    @property
+    def model(self) -> schemas.Measurement:
+        """The measurement as the public model (docs/measure-format.md): what JSON surfaces show."""
+        return measurement_model(
             self.measurement,
             warnings=self.warnings,
-            source={
-                "units_file": str(self.units_file),
-                "events_file": str(self.events_file),
-                "units": self.units,
-                "events": self.events,
-                "events_for_unknown_units": self.events_for_unknown_units,
-            },
+            source=schemas.MeasureSource(
+                units_file=self.units_file,
+                events_file=self.events_file,
+                units=self.units,
+                events=self.events,
+                events_for_unknown_units=self.events_for_unknown_units,
+            ),
+            matched=self.matched,
         )
-        payload["matched"] = [matched_to_json(m) for m in self.matched] if self.matched else None
-        return payload
 
 
 def parse_horizon(text: str) -> float:
@@ -161,11 +171,11 @@ def measure_files(request: MeasureRequest) -> MeasureResult:
         unknown = int(events.anti_join(units, "unit_id").count().to_pyarrow().as_py())
         # A goal (or value event) no row has measures nothing: say so, with the likely name.
         wanted = [name for name in (request.goal, request.value_event) if name is not None]
-        warnings = missing_event_warnings(events, wanted, str(request.events))
+        warnings = missing_event_warnings(events, wanted, request.events_label)
         if unknown:
             warnings.append(
-                f"{unknown} event(s) in {request.events} belong to no unit in {request.units} "
-                "and were ignored"
+                f"{unknown} event(s) in {request.events_label} belong to no unit in "
+                f"{request.units_label} and were ignored"
             )
         measurement = measure_units(
             table,
@@ -197,8 +207,8 @@ def measure_files(request: MeasureRequest) -> MeasureResult:
             )
         return MeasureResult(
             measurement=measurement,
-            units_file=request.units,
-            events_file=request.events,
+            units_file=request.units_label,
+            events_file=request.events_label,
             units=int(units.count().to_pyarrow().as_py()),
             events=int(events.count().to_pyarrow().as_py()),
             events_for_unknown_units=unknown,
@@ -231,10 +241,13 @@ def _check_options(request: MeasureRequest) -> None:
 # -- reading ---------------------------------------------------------------------------------------
 
 
-def _text_table(con: Any, path: Path, name: str, required: Sequence[str]) -> ir.Table:
-    """The file as text columns plus its row numbers, in DuckDB; missing columns are an error."""
+def _text_table(con: Any, path: Path, label: str, name: str, required: Sequence[str]) -> ir.Table:
+    """The file as text columns plus its row numbers, in DuckDB; missing columns are an error.
+
+    Messages name the file ``label`` (its path, or an upload's name).
+    """
     if not path.is_file():
-        raise DataImportError(f"{path}: no such file")
+        raise DataImportError(f"{label}: no such file")
     header = read_header(path)
     columns: list[str] = list(header) if header is not None else []
     row_numbers: list[int] = []
@@ -242,12 +255,12 @@ def _text_table(con: Any, path: Path, name: str, required: Sequence[str]) -> ir.
     for batch in read_batches(path, BATCH_SIZE):
         if batch.rejects:
             reject = batch.rejects[0]
-            raise DataImportError(f"{path}: row {reject.row_number}: {reject.reason}")
+            raise DataImportError(f"{label}: row {reject.row_number}: {reject.reason}")
         row_numbers.extend(batch.row_numbers)
         rows.extend(batch.rows)
         if header is None:  # JSON Lines: the columns are every key seen
             columns.extend(key for row in batch.rows for key in row if key not in columns)
-    _check_columns(path, columns, required)
+    _check_columns(label, columns, required)
     data: dict[str, Any] = {ROW: pa.array(row_numbers, pa.int64())}
     for column in columns:
         data[column] = pa.array([_clean(row.get(column)) for row in rows], pa.string())
@@ -258,7 +271,7 @@ def _clean(value: str | None) -> str | None:
     return None if value is None or not value.strip() else value.strip()
 
 
-def _check_columns(path: Path, header: Sequence[str], required: Sequence[str]) -> None:
+def _check_columns(path: str, header: Sequence[str], required: Sequence[str]) -> None:
     missing = [name for name in required if name not in header]
     if not missing:
         return
@@ -291,8 +304,10 @@ def _matched(table: ir.Table, request: MeasureRequest, arm: str) -> MatchedCompa
 def _typed_units(con: Any, request: MeasureRequest) -> ir.Table:
     extra = [request.covariate] if request.covariate else []
     extra += [c for c in (*request.segment_by, *request.match_on) if c not in extra]
-    text = _text_table(con, request.units, "units_text", [*UNIT_COLUMNS, *extra])
-    path = request.units
+    text = _text_table(
+        con, request.units, request.units_label, "units_text", [*UNIT_COLUMNS, *extra]
+    )
+    path = request.units_label
     for column in ("unit_id", "arm", "entered_at"):
         _fail_on_rows(path, text, text[column].isnull(), column, "is empty")
     entered = _timestamp(text.entered_at)
@@ -332,8 +347,8 @@ def _typed_units(con: Any, request: MeasureRequest) -> ir.Table:
 
 def _typed_events(con: Any, request: MeasureRequest) -> ir.Table:
     required = [*EVENT_COLUMNS, "value"] if request.value_event else list(EVENT_COLUMNS)
-    text = _text_table(con, request.events, "events_text", required)
-    path = request.events
+    text = _text_table(con, request.events, request.events_label, "events_text", required)
+    path = request.events_label
     for column in EVENT_COLUMNS:
         _fail_on_rows(path, text, text[column].isnull(), column, "is empty")
     timestamp = _timestamp(text.timestamp)
@@ -361,7 +376,7 @@ def _timestamp(text: ir.StringValue) -> ir.TimestampValue:
 
 
 def _fail_on_rows(
-    path: Path, table: ir.Table, bad: ir.BooleanValue, column: str, problem: str
+    path: str, table: ir.Table, bad: ir.BooleanValue, column: str, problem: str
 ) -> None:
     """Raise one error naming the first bad rows (row number, column, value) and how many."""
     found = table.filter(bad)
@@ -376,7 +391,7 @@ def _fail_on_rows(
     )
 
 
-def _fail_on_duplicates(path: Path, table: ir.Table) -> None:
+def _fail_on_duplicates(path: str, table: ir.Table) -> None:
     counted = table.group_by("unit_id").aggregate(
         count=table.count(), rows=table[ROW].collect(order_by=table[ROW]), first=table[ROW].min()
     )
@@ -403,8 +418,8 @@ def _check_arms(units: ir.Table, request: MeasureRequest) -> None:
     if request.control not in arms:
         close = get_close_matches(request.control, list(arms), n=1)
         raise NotFoundError(
-            f"--control {request.control!r} is not an arm in {request.units}; its arms (units) "
-            f"are {known}" + (f"; did you mean {close[0]!r}?" if close else "")
+            f"--control {request.control!r} is not an arm in {request.units_label}; its arms "
+            f"(units) are {known}" + (f"; did you mean {close[0]!r}?" if close else "")
         )
     if request.weights is None:
         return
@@ -415,7 +430,7 @@ def _check_arms(units: ir.Table, request: MeasureRequest) -> None:
             for arm in unweighted
         )
         raise DataImportError(
-            f"{request.units}: column 'arm': arm(s) {listed} have no --weights; weights were "
+            f"{request.units_label}: column 'arm': arm(s) {listed} have no --weights; weights were "
             f"given for {', '.join(sorted(request.weights))}; add ARM=W for every arm"
         )
 

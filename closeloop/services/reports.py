@@ -1,9 +1,9 @@
-"""Report use cases: measure a job and render what was measured."""
+"""Report use cases: measure a job, shape it as the public model, render what was measured."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,7 +29,6 @@ from closeloop.analysis.html_report import (
 )
 from closeloop.analysis.job_report import (
     MATCH_ON,
-    ArmSummary,
     CohortAsOf,
     JobReport,
     ValueOutcome,
@@ -38,8 +37,7 @@ from closeloop.analysis.job_report import (
     version_warnings,
 )
 from closeloop.analysis.matching import eligible_comparison_units
-from closeloop.analysis.measure_output import matched_to_json, measurement_to_json, print_matched
-from closeloop.analysis.revenue_value import revenue_value_to_json
+from closeloop.analysis.measure_output import print_matched
 from closeloop.analysis.verdict import job_verdict
 from closeloop.data.compiler import (
     cohort_members,
@@ -54,7 +52,10 @@ from closeloop.engine.optouts import optouts_by_arm
 from closeloop.engine.outbox import deliveries_by_arm
 from closeloop.engine.publish import publish_enrollments
 from closeloop.errors import ConfigurationError, NotFoundError
+from closeloop.schemas import job_report as schemas
+from closeloop.services.data import freshness
 from closeloop.services.project import Workspace
+from closeloop.services.results import job_report_model
 
 # What the surfaces (cli, api, web) need to present a report, so they import services only.
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "TREATMENT",
     "VERDICT_STYLE",
     "JobReport",
+    "ReportedJob",
     "ValueOutcome",
     "arm_rows",
     "comparison_rows",
@@ -79,7 +81,7 @@ __all__ = [
     "pp_ci",
     "print_matched",
     "pval",
-    "report_to_dict",
+    "report_job",
     "revenue_rows",
     "segment_rows",
     "verdict_view",
@@ -89,6 +91,47 @@ __all__ = [
 
 VERDICT_STYLE = {"ship": "green", "stop": "red", "keep_running": "blue", "review": "yellow"}
 GUARD_STYLE = {"ok": "green", "harmed": "red", "unknown": "dim"}
+
+
+@dataclass(frozen=True)
+class ReportedJob:
+    """A job's report: the analysis (for the renderers) and the public model every surface dumps.
+
+    The model's warnings are the report's, then how current the data is at ``as_of``.
+    """
+
+    report: JobReport
+    model: schemas.JobReport
+    data_warnings: tuple[str, ...]  # how current the data is at the report's as_of
+
+
+def report_job(
+    workspace: Workspace,
+    job_name: str,
+    as_of: datetime | None = None,
+    *,
+    segment_by: Sequence[str] = ("segment",),
+    value_outcome: ValueOutcome | None = None,
+    match_on: Sequence[str] | None = None,
+    as_of_label: str = "as_of",
+) -> ReportedJob:
+    """Measure ``job_name`` (:func:`job_report`) and shape it as the public :class:`JobReport`.
+
+    ``as_of_label`` names the analysis time in freshness warnings when it was given (the CLI's
+    ``--as-of``); without one the report is as of the last tick.
+    """
+    report = job_report(
+        workspace,
+        job_name,
+        as_of,
+        segment_by=segment_by,
+        value_outcome=value_outcome,
+        match_on=match_on,
+    )
+    label = as_of_label if as_of is not None else "the last tick"
+    fresh = freshness(workspace.warehouse, report.as_of, option=label)
+    model = job_report_model(report, warnings=[*report.warnings, *fresh.warnings])
+    return ReportedJob(report=report, model=model, data_warnings=fresh.warnings)
 
 
 def job_report(
@@ -232,61 +275,3 @@ def write_html_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_job_report_html(report, truths), encoding="utf-8")
     return path
-
-
-def report_to_dict(report: JobReport) -> dict[str, object]:
-    """A JSON-ready dict of the report: the job's counts, then its measurements in the format of
-    docs/measure-format.md (the job as a whole, and each variant when it has variants)."""
-
-    def counts(summary: ArmSummary) -> dict[str, object]:
-        return {
-            "entered": summary.entered,
-            "completed": summary.completed,
-            "exited": summary.exited,
-            "exited_by_reason": summary.exited_by_reason,
-            "active": summary.active,
-        }
-
-    measurement = measurement_to_json(report.measurement)
-    return {
-        "job_name": report.job_name,
-        "as_of": report.as_of.isoformat(),
-        "horizon_days": report.horizon_days,
-        "holdout_fraction": report.holdout_fraction,
-        "status": report.status.value,
-        "verdict": verdict_view(report),
-        "plan": (
-            {
-                "units": record_plan.units,
-                "baseline": record_plan.baseline,
-                "relative_effect": record_plan.relative_effect,
-            }
-            if (record_plan := report.plan) is not None
-            else None
-        ),
-        "warnings": report.warnings,
-        "arms": {name: counts(summary) for name, summary in report.arms.items()},
-        "deliveries": {
-            arm: {
-                "units": deliveries.units,
-                "units_reached": deliveries.units_reached,
-                "messages": deliveries.by_status,
-            }
-            for arm, deliveries in report.deliveries.items()
-        },
-        "versions": [
-            {"version": version, "enrollments": count} for version, count in report.versions
-        ],
-        "variants": {name: counts(summary) for name, summary in report.variants.items()},
-        "srm": measurement["srm"],
-        "measurement": measurement,
-        "matched": matched_to_json(report.matched) if report.matched is not None else None,
-        "revenue_value": (
-            revenue_value_to_json(report.revenue) if report.revenue is not None else None
-        ),
-        "variant_measurement": (
-            measurement_to_json(report.variant_measurement)
-            if report.variant_measurement is not None
-            else None
-        ),
-    }

@@ -20,7 +20,7 @@ from closeloop.analysis.measurement import COMPLETION_RATE, TIME_TO_GOAL, VALUE
 from closeloop.data.tables import ENROLLMENTS
 from closeloop.data.warehouse import Warehouse
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
-from closeloop.services.reports import report_to_dict
+from closeloop.services.results import job_report_model
 from closeloop.stats import (
     ProportionStatistic,
     SampleMeanStatistic,
@@ -131,7 +131,7 @@ def test_arms_variants_and_exits_are_counted_by_hand(warehouse: Warehouse) -> No
     # Segments: by the attributes asked for, adjusted across the column's segments and arms.
     by = {(s.segment, s.arm) for s in report.variant_measurement.segments}
     assert by == {(seg, arm) for seg in ("big", "small") for arm in ("short", "long")}
-    payload = report_to_dict(report)
+    payload = job_report_model(report).model_dump(mode="json")
     assert payload["variants"]["short"]["exited_by_reason"] == {  # type: ignore[index]
         "no_longer_eligible": 13,  # odd i from 15 to 39
         "timeout": 12,

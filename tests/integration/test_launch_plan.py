@@ -22,6 +22,7 @@ from closeloop.errors import NotFoundError
 from closeloop.services import engine_runs, reports
 from closeloop.services.power import launch_plan, plan_job_power
 from closeloop.services.project import Workspace, init_project, open_workspace
+from closeloop.services.results import job_report_model
 from support import Backends
 
 DAY0 = datetime(2024, 6, 3)
@@ -154,7 +155,7 @@ def test_the_launch_stores_the_plan_and_the_report_is_tuned_by_it(workspace: Wor
     # Two days in, with a 14-day horizon nothing has matured: not called, keep running.
     assert verdict.sample.matured_units == 0 and verdict.sample.running
     assert verdict.decision is Decision.KEEP_RUNNING
-    payload = reports.report_to_dict(report)
+    payload = job_report_model(report).model_dump(mode="json")
     assert payload["plan"] == {
         "units": plan.units,
         "baseline": plan.baseline,
@@ -179,4 +180,4 @@ def test_a_launch_without_a_plan_stores_none_and_the_report_says_so(workspace: W
     assert f"tuned for {FALLBACK_TUNING:,} units" in warning
     assert report.verdict is not None
     assert report.verdict.sample.planned_units is None
-    assert reports.report_to_dict(report)["plan"] is None
+    assert job_report_model(report).plan is None

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from typer.testing import CliRunner
 
-from closeloop.analysis.measure_output import measurement_to_json
 from closeloop.analysis.measurement import MeasureOptions, measure_units
 from closeloop.cli.main import app
+from closeloop.services.results import measurement_model
 from closeloop.simulate import GOAL_EVENT, TREATMENT, CompanySimulator, TrueEffect, scenario
 from support import assert_same_json
 
@@ -140,7 +140,9 @@ def test_measure_on_a_simulated_company(tmp_path: Path) -> None:
         weights={TREATMENT: 0.5, HOLDOUT: 0.5},
         segment_by=("segment",),
     )
-    expected = measurement_to_json(measure_units(ibis.memtable(simulated.direct), options))
+    expected = measurement_model(
+        measure_units(ibis.memtable(simulated.direct), options)
+    ).model_dump(mode="json")
     for key in ("arms", "comparisons", "srm", "segments", "heterogeneity", "status"):
         assert_same_json(measured[key], expected[key], path=key)
 

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from closeloop.cli.main import app
 from closeloop.services.project import init_project, open_workspace
-from closeloop.services.reports import job_report, report_to_dict
+from closeloop.services.reports import job_report
+from closeloop.services.results import job_report_model
 from closeloop.services.simulation import simulate_into, simulation_config
 from support import Backends, assert_same_json
 
@@ -115,11 +116,11 @@ def test_measure_on_files_written_from_a_job_equals_the_job_report(
     )
     assert measured.exit_code == 0, measured.output
     from_files = json.loads(measured.output)
-    from_report = report_to_dict(report)["measurement"]
+    from_report = job_report_model(report).model_dump(mode="json")["measurement"]
     assert isinstance(from_report, dict)
     # What only a job's report has: the always-valid results (and the status read from them
     # when they called the lift) and the covariates it adjusts for.
-    report_only = {"sequential", "covariate_adjusted", "running", "status", "message"}
+    report_only = {"sequential", "covariate_adjusted", "running", "status", "message", "decided_by"}
     for key in ("comparisons", "segments"):
         for item in (*from_files[key], *from_report[key]):
             for name in report_only & set(item):

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from closeloop.services.project import init_project, open_workspace
-from closeloop.services.reports import job_report, report_to_dict
+from closeloop.services.reports import job_report
+from closeloop.services.results import job_report_model
 from closeloop.services.simulation import simulate_into, simulation_config
 from support import Backends
 
@@ -72,6 +73,6 @@ def test_an_observational_job_gets_a_matched_comparison_near_its_true_effect(
     assert effect.ci.lower <= overall.effect <= effect.ci.upper, (effect, overall)
     assert report.status is matched.status
     assert any("observational" in warning for warning in report.warnings)
-    payload = report_to_dict(report)
+    payload = job_report_model(report).model_dump(mode="json")
     assert payload["matched"]["arm"] == "treatment"  # type: ignore[index]
     assert payload["matched"]["control"] == "comparison"  # type: ignore[index]

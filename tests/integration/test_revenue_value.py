@@ -18,10 +18,11 @@ import pytest
 from scipy import stats as sps
 
 from closeloop.analysis.job_report import job_units
-from closeloop.analysis.revenue_value import RevenueValue, revenue_value, revenue_value_to_json
+from closeloop.analysis.revenue_value import RevenueValue, revenue_value
 from closeloop.data.warehouse import ENROLLMENTS_TABLE, Warehouse
 from closeloop.engine.publish import publish_enrollments
 from closeloop.services.project import init_project, open_workspace
+from closeloop.services.results import revenue_model
 from closeloop.services.simulation import simulate_into, simulation_config
 from closeloop.stats import Status
 from support import Backends
@@ -179,7 +180,7 @@ def test_hand_counted_mrr_retention_nrr_and_added_mrr(backends: Backends) -> Non
     video_180 = {c.arm: c for c in at_180.variant_comparisons}["video"]
     assert video_180.mrr_change.status is Status.INSUFFICIENT_DATA  # one matured unit
     # JSON: NaN becomes null, everything serialisable.
-    encoded = revenue_value_to_json(value)
+    encoded = revenue_model(value).model_dump(mode="json")
     assert (
         encoded["horizons"][1]["variant_comparisons"][1]["mrr_change_difference"]["estimate"]
         is None
@@ -197,7 +198,7 @@ def test_no_unit_matured_at_a_horizon_is_a_warning_not_an_error(tmp_path: Path) 
         assert horizon.matured == 0
         assert horizon.mrr_change_difference.status is Status.INSUFFICIENT_DATA
         assert any(f"no unit has had {horizon.days} days" in w for w in horizon.warnings)
-    encoded = revenue_value_to_json(value)
+    encoded = revenue_model(value).model_dump(mode="json")
     assert encoded["horizons"][0]["comparison"]["added_mrr"] is None
 
 

@@ -1,0 +1,62 @@
+"""JSON Schemas of closeloop's results, generated from the public models and committed in docs/.
+
+One line per result type in :data:`RESULT_SCHEMAS`; ``write_result_schemas(Path("docs"))``
+rewrites the files and a test fails when a committed file differs from what the models generate.
+
+>>> sorted(result_schema_texts())[:2]
+['job-report.schema.json', 'measure.schema.json']
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from closeloop.schemas.job_report import JobReport
+from closeloop.schemas.measurement import Measurement
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
+
+# File name in docs/ -> (model, what the JSON is: the command and route that return it).
+RESULT_SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
+    "measure.schema.json": (
+        Measurement,
+        "closeloop measure --format json, POST /api/reports/measure (docs/measure-format.md)",
+    ),
+    "job-report.schema.json": (
+        JobReport,
+        "closeloop report JOB --format json, GET /api/jobs/{name}/report",
+    ),
+}
+
+
+def result_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one result file, as the model serialises."""
+    model, description = RESULT_SCHEMAS[name]
+    schema = model.model_json_schema(mode="serialization", by_alias=True)
+    summary = f"{description}. {schema.pop('description', '')}".strip()
+    generated = f"generated from {model.__module__}.{model.__name__}; do not edit"
+    return {"$schema": DIALECT, "$comment": generated, "description": summary, **schema}
+
+
+def result_schema_texts() -> dict[str, str]:
+    """Each file's name and exact text (stable: sorted keys, trailing newline)."""
+    return {
+        name: json.dumps(result_schema(name), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        for name in RESULT_SCHEMAS
+    }
+
+
+def write_result_schemas(folder: Path = DOCS_DIR) -> list[Path]:
+    """Write every result schema into ``folder`` (created if missing); return the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in result_schema_texts().items():
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
