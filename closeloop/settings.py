@@ -48,6 +48,11 @@ class Settings:
     # Signs unsubscribe tokens and webhook bodies; never printed.
     secret: str = field(default="", repr=False)
     webhook_timeout: float = 10.0  # seconds
+    # Segment-compatible ingestion (docs/ingestion.md): messages per second per token (0: no
+    # limit), and how often the server writes buffered messages to the warehouse (0: never;
+    # `closeloop ingest flush` does it).
+    ingest_rate: float = 10_000.0
+    ingest_flush_interval: float = 1.0  # seconds
 
 
 def find_project_dir(start: Path) -> Path | None:
@@ -125,6 +130,10 @@ def load_settings(
         smtp_password=password,
         secret=_project_secret(env, folder),
         webhook_timeout=_seconds(env, "CLOSELOOP_WEBHOOK_TIMEOUT", 10.0),
+        ingest_rate=_non_negative(env, "CLOSELOOP_INGEST_RATE", 10_000.0, "messages per second"),
+        ingest_flush_interval=_non_negative(
+            env, "CLOSELOOP_INGEST_FLUSH_INTERVAL", 1.0, "seconds", most=3600.0
+        ),
     )
 
 
@@ -214,6 +223,21 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = -1.0
     if not 0 < value <= 600:
         raise ConfigurationError(f"{name}={text!r} is not a number of seconds between 0 and 600")
+    return value
+
+
+def _non_negative(
+    env: Mapping[str, str], name: str, default: float, unit: str, most: float = 1e9
+) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= most:
+        raise ConfigurationError(f"{name}={text!r} is not a number of {unit} from 0 to {most:g}")
     return value
 
 

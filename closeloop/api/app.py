@@ -34,6 +34,7 @@ from closeloop.errors import (
     redact,
 )
 from closeloop.schemas.errors import ErrorBody, ErrorLocation, ErrorResponse, error_body
+from closeloop.services.ingest import Ingestion
 from closeloop.services.server import Server
 
 log = logging.getLogger("closeloop.api")
@@ -145,12 +146,15 @@ def create_app(
 ) -> FastAPI:
     """The API for the project in ``project_dir`` (or an already opened ``server``)."""
     served = server or Server.open(project_dir, environ)
+    ingestion = Ingestion(served)  # the rate limiter and the flusher of buffered Segment messages
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        ingestion.start()
         try:
             yield
         finally:
+            ingestion.stop()
             if server is None:
                 served.close()
 
@@ -166,6 +170,7 @@ def create_app(
         responses=ERROR_RESPONSES,
     )
     app.state.server = served
+    app.state.ingestion = ingestion
     app.add_exception_handler(CloseloopError, _closeloop_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
