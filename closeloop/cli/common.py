@@ -22,8 +22,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from closeloop.cli.render import problem_text, problems_summary
 from closeloop.errors import CloseloopError, DefinitionErrors, LocatedError, redact
+from closeloop.present.definitions import problem_text, problems_summary
 
 # Piped output (CI logs, files) gets a width that fits the report tables; terminals use their own.
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 132

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from closeloop.cli import data as data_cli
+from closeloop.cli import ingest as ingest_cli
 from closeloop.cli import operate
 from closeloop.cli import serve as serve_cli
 from closeloop.cli import tokens as tokens_cli
@@ -85,6 +86,7 @@ app.add_typer(data_cli.quarantine_app, name="quarantine", no_args_is_help=True)
 app.command("run")(reports_errors(operate.run))
 app.command("dry-run")(reports_errors(operate.dry_run))
 app.add_typer(tokens_cli.tokens_app, name="tokens")
+app.add_typer(ingest_cli.ingest_app, name="ingest")
 app.command("serve")(serve_cli.serve)
 app.command("api")(serve_cli.api)
 app.command("worker")(serve_cli.worker)

@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
@@ -25,8 +26,9 @@ from closeloop.cli.common import (
     parse_time,
     reports_errors,
 )
+from closeloop.schemas import dump_json
+from closeloop.schemas.jobs import OptOutList, TickSummary
 from closeloop.services import engine_runs, operations
-from closeloop.services import power as power_service
 from closeloop.services.engine_runs import BackfillResult, DispatchResult, TickResult
 from closeloop.services.project import Workspace, open_workspace
 from closeloop.services.reports import DELIVERY_STATUSES
@@ -42,17 +44,21 @@ AtOption = Annotated[str | None, typer.Option("--at", help="When (ISO, UTC); def
 
 
 def print_ticks(out: Console, results: Sequence[TickResult], moment: datetime) -> None:
+    print_tick_summaries(out, [operations.tick_summary(result) for result in results], moment)
+
+
+def print_tick_summaries(out: Console, results: Sequence[TickSummary], moment: datetime) -> None:
     for result in results:
         if result.status == engine_runs.JobStatus.DRAFT:
             out.print(
-                f"[dim]{result.job_name}: draft, not launched (launch it with "
-                f"`closeloop jobs launch {result.job_name!r}` or tick --launch)[/dim]"
+                f"[dim]{result.job}: draft, not launched (launch it with "
+                f"`closeloop jobs launch {result.job!r}` or tick --launch)[/dim]"
             )
             continue
         state = " (already done)" if result.already_done else ""
         paused = f" [{result.status}]" if result.status != engine_runs.JobStatus.LIVE else ""
         out.print(
-            f"{result.job_name} @ {moment:%Y-%m-%d %H:%M}{state}{paused}: {result.entered} "
+            f"{result.job} @ {moment:%Y-%m-%d %H:%M}{state}{paused}: {result.entered} "
             f"entered, {result.completed} completed, {result.exited} exited (v{result.version})"
             + _outbox_summary(result.outbox)
         )
@@ -116,12 +122,7 @@ def print_backfill(out: Console, result: BackfillResult, total: int) -> None:
 
 def launch_checks(workspace: Workspace, names: list[str], moment: datetime) -> list[str]:
     """For jobs that have never ticked (this tick launches them): what they can detect."""
-    return [
-        line
-        for name in names
-        if workspace.store.last_tick(name) is None
-        for line in power_service.launch_check(workspace, name, moment)
-    ]
+    return operations.launch_checks(workspace, names, moment)
 
 
 def print_launch_checks(lines: list[str]) -> None:
@@ -136,8 +137,8 @@ def print_launch_checks(lines: list[str]) -> None:
 JobArgument = Annotated[str, typer.Argument(help="Job name.")]
 
 
-def _echo_json(value: object) -> None:
-    typer.echo(json.dumps(operations.to_jsonable(value), indent=2, allow_nan=False))
+def _echo_json(model: BaseModel) -> None:
+    typer.echo(dump_json(model))
 
 
 @jobs_app.command("list")
@@ -147,12 +148,12 @@ def jobs_list(
 ) -> None:
     """Every job: status, version, enrollments, last tick."""
     with open_workspace(project, write=False) as workspace:
-        jobs = operations.list_jobs(workspace)
+        listed = operations.job_list(workspace)
     if output_format == OutputFormat.JSON:
-        typer.echo(json.dumps({"count": len(jobs), "jobs": operations.to_jsonable(jobs)}, indent=2))
+        _echo_json(listed)
         return
     table = Table("job", "status", "version", "enrolled", "active", "last tick")
-    for job in jobs:
+    for job in listed.jobs:
         table.add_row(
             job.name + ("" if job.in_project else " (removed)"),
             job.status,
@@ -212,21 +213,22 @@ def jobs_launch(job: JobArgument, at: AtOption = None, project: ProjectOption = 
     """Launch a draft: lock its goal and hypothesis, enroll and plan its first sends now."""
     moment = now_or(at)
     with open_workspace(project) as workspace:
-        checks = launch_checks(workspace, [job], moment)
-        result = engine_runs.launch_job(workspace, job, moment)
-        if result is None:
-            console.print(f"{job} is already launched")
-            return
-        print_ticks(console, [result], moment)
-        print_launch_checks(checks)
-        console.print("its messages go out with the next `closeloop dispatch` (or `run`)")
+        result = operations.launch(workspace, job, moment)
+    if result.tick is None:
+        console.print(f"{job} is already launched")
+        return
+    print_tick_summaries(console, [result.tick], moment)
+    print_launch_checks(result.checks)
+    console.print("its messages go out with the next `closeloop dispatch` (or `run`)")
 
 
 def _transition(job: str, status: str, at: str | None, project: Path | None) -> None:
     moment = now_or(at)
     with open_workspace(project) as workspace:
-        before = engine_runs.set_job_status(workspace, job, status, moment)
-    console.print(f"{job}: {before} -> {status}" if before != status else f"{job} is {status}")
+        change = operations.change_status(workspace, job, status, moment)
+    console.print(
+        f"{job}: {change.previous} -> {status}" if change.changed else f"{job} is {status}"
+    )
 
 
 @jobs_app.command("pause")
@@ -260,7 +262,7 @@ def jobs_remove_account(
 ) -> None:
     """Take an account out of a job (exit reason removed); its unsent messages are cancelled."""
     with open_workspace(project) as workspace:
-        removed = operations.remove_account(workspace, job, account, now_or(at))
+        removed = operations.remove_account(workspace, job, account, now_or(at)).removed
     console.print(
         f"{account}: {removed} active enrollment(s) in {job} exited (removed)"
         if removed
@@ -369,16 +371,15 @@ def outbox_list(
 ) -> None:
     """Messages in the outbox, newest first, with their status, attempts and last error."""
     with open_workspace(project, write=False) as workspace:
-        messages = operations.outbox_list(
+        listed = operations.outbox_list(
             workspace, status=status, job_name=job, account_id=account, limit=limit
         )
-        counts = operations.outbox_counts(workspace, job)
     if output_format == OutputFormat.JSON:
-        _echo_json({"counts": counts, "count": len(messages), "messages": messages})
+        _echo_json(listed)
         return
-    console.print(", ".join(f"{count:,} {name}" for name, count in sorted(counts.items())))
+    console.print(", ".join(f"{count:,} {name}" for name, count in sorted(listed.counts.items())))
     table = Table("id", "job", "account", "arm", "step", "channel", "status", "tries", "error")
-    for message in messages:
+    for message in listed.messages:
         table.add_row(
             str(message.id),
             message.job_name,
@@ -405,8 +406,8 @@ def outbox_retry(
 ) -> None:
     """Put dead-lettered messages back in the queue (attempts reset); the next dispatch sends."""
     with open_workspace(project) as workspace:
-        count = operations.outbox_retry(workspace, now_or(at), ids=ids, job_name=job)
-    console.print(f"{count} message(s) queued again")
+        retried = operations.outbox_retry(workspace, now_or(at), ids=ids, job_name=job)
+    console.print(f"{retried.requeued} message(s) queued again")
 
 
 @outbox_app.command("purge")
@@ -479,7 +480,7 @@ def optout_list(
     with open_workspace(project, write=False) as workspace:
         found = operations.optout_list(workspace)
     if output_format == OutputFormat.JSON:
-        _echo_json({"count": len(found), "optouts": found})
+        _echo_json(OptOutList(count=len(found), optouts=found))
         return
     table = Table("account", "since", "source", "by", "reason")
     for optout in found:

@@ -5,18 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rich.console import Console
-from rich.syntax import Syntax
 from rich.table import Table
-from rich.text import Text
 
-from closeloop.errors import LocatedError
-from closeloop.services.definitions import (
-    DefinitionSummary,
-    Matches,
-    StageSummary,
-    Version,
-    sample_columns,
-)
 from closeloop.services.reports import (
     DELIVERY_STATUSES,
     GUARD_STYLE,
@@ -260,109 +250,3 @@ def print_job_report(
                 console.print(
                     f"[dim]Revenue at {row['days']} days: no enrollment is that old yet[/dim]"
                 )
-
-
-# -- definitions --------------------------------------------------------------------------------
-
-SEVERITY_STYLE = {"error": "red", "warning": "yellow"}
-
-
-def problem_text(problem: LocatedError) -> Text:
-    """``file:line:col: error|warning: message``, then the line with a caret, then the hint."""
-    text = Text()
-    if problem.location is not None:
-        text.append(f"{problem.location}: ", style="bold")
-    text.append(f"{problem.severity}:", style=SEVERITY_STYLE.get(problem.severity, "white"))
-    text.append(f" {problem.message}")
-    caret = problem.location.caret() if problem.location is not None else ""
-    if caret:
-        text.append(f"\n{caret}")
-    if problem.hint:
-        text.append(f"\n    hint: {problem.hint}", style="dim")
-    return text
-
-
-def problems_summary(errors: int, warnings: int) -> str:
-    return (
-        f"{errors + warnings} problem(s) found: {errors} error(s), {warnings} warning(s)"
-        if errors + warnings
-        else "no problems found"
-    )
-
-
-def print_matches(console: Console, title: str, matches: Matches) -> None:
-    console.print(
-        f"[bold]{matches.count:,}[/bold] {matches.target}(s) match {title} "
-        f"as of {matches.as_of:%Y-%m-%d %H:%M} UTC"
-    )
-    if matches.sample:
-        columns = sample_columns(matches.target)
-        table = Table(title=f"Sample ({len(matches.sample)})", title_justify="left")
-        for column in columns:
-            table.add_column(column)
-        for row in matches.sample:
-            table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-        console.print(table)
-    if matches.sql:
-        console.print("[bold]SQL[/bold]")
-        console.print(Syntax(matches.sql, "sql", word_wrap=True))
-
-
-def print_stage(console: Console, summary: StageSummary) -> None:
-    console.print(
-        f"[bold]{summary.name}[/bold] as of {summary.as_of:%Y-%m-%d %H:%M} UTC: "
-        f"{summary.in_stage:,} in the stage · {summary.entered:,} entered · "
-        f"{summary.completed:,} completed · {summary.exited:,} left without completing"
-    )
-    for title, rows in (
-        ("Objectives (completed)", summary.objectives),
-        ("Markers", summary.markers),
-    ):
-        if not rows:
-            continue
-        table = Table(title=title, title_justify="left")
-        table.add_column("name")
-        table.add_column("accounts", justify="right")
-        for row in rows:
-            table.add_row(row.name, f"{row.count:,}")
-        console.print(table)
-
-
-def print_definitions(console: Console, definitions: list[DefinitionSummary]) -> None:
-    table = Table(title="Definitions", title_justify="left")
-    for column in ("kind", "name", "hash", "version", "recorded", "author"):
-        table.add_column(column)
-    for item in definitions:
-        latest = item.latest
-        current = latest is not None and latest.content_hash == item.content_hash
-        table.add_row(
-            item.kind,
-            item.name,
-            item.content_hash,
-            (f"v{latest.version}" + ("" if current else " (differs)")) if latest else "-",
-            f"{latest.created_at:%Y-%m-%d %H:%M}" if latest else "-",
-            latest.author if latest else "-",
-        )
-    console.print(table)
-
-
-def print_history(console: Console, versions: list[Version]) -> None:
-    for version in versions:
-        console.print(
-            f"[bold]{version.kind} {version.name} v{version.version}[/bold] · "
-            f"{version.created_at:%Y-%m-%d %H:%M:%S} UTC · {version.author} · "
-            f"{version.content_hash}",
-            highlight=False,
-        )
-        console.print(diff_text(version.diff), highlight=False, soft_wrap=True)
-
-
-DIFF_STYLE = {"+": "green", "-": "red", "@": "cyan"}
-
-
-def diff_text(diff: str) -> Text:
-    """A unified diff coloured by line (no padding, so it copies and pipes cleanly)."""
-    text = Text()
-    for line in diff.splitlines(keepends=True):
-        text.append(line, style=DIFF_STYLE.get(line[:1], ""))
-    return text

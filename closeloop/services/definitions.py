@@ -7,8 +7,8 @@ is fetched, so these work the same on a million accounts as on five.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,26 @@ from closeloop.data.history import as_of as attributes_as_of
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, check_expression, parse_expression
 from closeloop.definitions.json_schema import write_schemas
-from closeloop.engine.versions import Latest, Version, history, latest_versions
+from closeloop.engine.versions import Latest, history, latest_versions
 from closeloop.errors import ConfigurationError, DefinitionError, DefinitionErrors
+from closeloop.schemas.definitions import (
+    CohortInfo,
+    Cohorts,
+    DefinitionHistory,
+    DefinitionKind,
+    DefinitionList,
+    DefinitionSummary,
+    DefinitionVersion,
+    Matches,
+    RecordedVersion,
+    SampleValue,
+    StageCount,
+    StageInfo,
+    Stages,
+    StageView,
+    Validation,
+    problem_of,
+)
 from closeloop.services.data import freshness
 from closeloop.services.data_checks import event_findings, project_data_problems, value_findings
 from closeloop.services.project import Workspace, configured_sources, load_definitions
@@ -31,63 +49,10 @@ ACCOUNT_DETAILS = ("name", "segment", "plan")
 PERSON_DETAILS = ("email", "role")
 
 
-@dataclass(frozen=True)
-class Validation:
-    """Every problem of a project, errors and warnings, in the order the loader found them."""
-
-    problems: tuple[DefinitionError, ...]
-    jobs: int = 0
-    definitions: int = 0
-
-    @property
-    def errors(self) -> int:
-        return sum(problem.severity == "error" for problem in self.problems)
-
-    @property
-    def warnings(self) -> int:
-        return len(self.problems) - self.errors
-
-
-@dataclass(frozen=True)
-class Matches:
-    """How many units match as of a time, and a sample of them (ids plus recognisable details)."""
-
-    target: Entity
-    as_of: datetime
-    count: int
-    sample: list[dict[str, Any]]
-    sql: str = ""
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class StageCount:
-    name: str
-    count: int
-
-
-@dataclass(frozen=True)
-class StageSummary:
-    """Where accounts stand in a stage as of a time."""
-
-    name: str
-    as_of: datetime
-    in_stage: int
-    entered: int
-    completed: int
-    exited: int
-    objectives: list[StageCount] = field(default_factory=list)
-    markers: list[StageCount] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class DefinitionSummary:
-    """A definition as the project has it now, and its latest recorded version."""
-
-    kind: str
-    name: str
-    content_hash: str
-    latest: Latest | None
+def naive_utc(moment: datetime) -> datetime:
+    """``moment`` as naive UTC, the warehouse's and the store's convention (a time with a zone,
+    as the API and JSON carry them, is converted; a naive one is taken as UTC)."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def validate_project(settings: Settings) -> Validation:
@@ -95,13 +60,27 @@ def validate_project(settings: Settings) -> Validation:
     try:
         project = load_definitions(settings)
     except DefinitionErrors as problems:
-        return Validation(tuple(problems.errors) + source_problems(settings))
-    return Validation(
+        return _validation(tuple(problems.errors) + source_problems(settings))
+    return _validation(
         tuple(project.warnings)
         + source_problems(settings)
         + project_data_problems(settings, project),
         jobs=len(project.jobs),
         definitions=len(list(project.definitions())),
+    )
+
+
+def _validation(
+    problems: Sequence[DefinitionError], jobs: int = 0, definitions: int = 0
+) -> Validation:
+    errors = sum(problem.severity != "warning" for problem in problems)
+    return Validation(
+        valid=errors == 0,
+        errors=errors,
+        warnings=len(problems) - errors,
+        jobs=jobs,
+        definitions=definitions,
+        problems=[problem_of(problem) for problem in problems],
     )
 
 
@@ -155,6 +134,7 @@ def explain(
     event names and compared values the data does not have, with the closest that it does, and
     about data that looks stale for ``as_of``.
     """
+    as_of = naive_utc(as_of)
     expression = parse_expression(text)
     catalog = workspace.project.catalog
     check_expression(expression, catalog.vocabulary, text=text, scope=target)
@@ -166,22 +146,56 @@ def explain(
     if fresh.newest_event is not None:  # without events every name is missing: say that instead
         findings = event_findings(warehouse, [expression]) + findings
     warnings = [finding.message for _, finding in findings] + list(fresh.warnings)
-    return replace(matches, warnings=list(dict.fromkeys(warnings)))
+    return matches.model_copy(update={"warnings": list(dict.fromkeys(warnings))})
 
 
 def cohort(workspace: Workspace, name: str, as_of: datetime, sample: int = 10) -> Matches:
-    """The members of cohort ``name`` as of ``as_of``: how many, and a sample."""
+    """The members of cohort ``name`` as of ``as_of``: how many, a sample, and warnings about
+    stale data. An unknown name raises :class:`~closeloop.errors.NotFoundError`."""
+    as_of = naive_utc(as_of)
     loaded = workspace.project.cohort(name)
     members = cohort_members(loaded, workspace.warehouse, as_of, workspace.project.catalog)
-    return _matches(
+    matches = _matches(
         workspace.warehouse, members, Entity(loaded.definition.target), as_of, sample, ""
     )
+    fresh = freshness(workspace.warehouse, as_of)
+    return matches.model_copy(update={"warnings": list(fresh.warnings)})
 
 
-def stage(workspace: Workspace, name: str, as_of: datetime) -> StageSummary:
+def cohorts(workspace: Workspace) -> Cohorts:
+    """The project's cohorts, in the order they are defined."""
+    found = [
+        CohortInfo(
+            name=loaded.name,
+            description=loaded.definition.description,
+            target=Entity(loaded.definition.target),
+            criteria=str(loaded.definition.criteria),
+        )
+        for loaded in workspace.project.cohorts.values()
+    ]
+    return Cohorts(count=len(found), cohorts=found)
+
+
+def stages(workspace: Workspace) -> Stages:
+    """The project's stages, in the order they are defined."""
+    found = [
+        StageInfo(
+            name=loaded.name,
+            description=loaded.definition.description,
+            objectives=[objective.name for objective in loaded.objectives],
+            markers=[marker.name for marker in loaded.markers],
+        )
+        for loaded in workspace.project.stages.values()
+    ]
+    return Stages(count=len(found), stages=found)
+
+
+def stage(workspace: Workspace, name: str, as_of: datetime) -> StageView:
     """Counts of accounts in stage ``name`` as of ``as_of``: in it, entered, completed, exited
     without completing, per objective how many completed it, and per marker how many in the
-    stage meet it."""
+    stage meet it; warnings about stale data. An unknown name raises
+    :class:`~closeloop.errors.NotFoundError`."""
+    as_of = naive_utc(as_of)
     loaded = workspace.project.stage(name)
     status = stage_status(loaded, workspace.warehouse, as_of, workspace.project.catalog)
     in_stage = status.in_stage.ifelse(1, 0)
@@ -198,7 +212,8 @@ def stage(workspace: Workspace, name: str, as_of: datetime) -> StageSummary:
         meets = (status.in_stage & status[f"marker_{index}"].fill_null(False)).ifelse(1, 0)
         metrics[f"marker_{index}"] = meets.sum()
     row = _one_row(status.aggregate(**metrics))
-    return StageSummary(
+    fresh = freshness(workspace.warehouse, as_of)
+    return StageView(
         name=loaded.name,
         as_of=as_of,
         in_stage=row["in_stage"],
@@ -206,28 +221,81 @@ def stage(workspace: Workspace, name: str, as_of: datetime) -> StageSummary:
         completed=row["completed"],
         exited=row["exited"],
         objectives=[
-            StageCount(objective.name, row[f"objective_{index}"])
+            StageCount(name=objective.name, count=row[f"objective_{index}"])
             for index, objective in enumerate(loaded.objectives)
         ],
         markers=[
-            StageCount(marker.name, row[f"marker_{index}"])
+            StageCount(name=marker.name, count=row[f"marker_{index}"])
             for index, marker in enumerate(loaded.markers)
+        ],
+        warnings=list(fresh.warnings),
+    )
+
+
+def definition_history(
+    workspace: Workspace, name: str, kind: DefinitionKind | str | None = None
+) -> DefinitionHistory:
+    """Every recorded version of a definition, with diffs (``closeloop definitions history``).
+
+    An unknown name (or kind) raises :class:`~closeloop.errors.NotFoundError`.
+    """
+    chosen = _kind(kind)
+    versions = history(workspace.store, name, chosen.value if chosen is not None else None)
+    return DefinitionHistory(
+        name=name,
+        kind=chosen,
+        versions=[
+            DefinitionVersion(
+                kind=DefinitionKind(version.kind),
+                name=version.name,
+                version=version.version,
+                content_hash=version.content_hash,
+                created_at=version.created_at,
+                author=version.author,
+                definition=version.definition,
+                diff=version.diff,
+            )
+            for version in versions
         ],
     )
 
 
-def definition_history(workspace: Workspace, name: str, kind: str | None = None) -> list[Version]:
-    """Every recorded version of a definition, with diffs (``closeloop definitions history``)."""
-    return history(workspace.store, name, kind)
+def _kind(kind: DefinitionKind | str | None) -> DefinitionKind | None:
+    if kind is None:
+        return None
+    try:
+        return DefinitionKind(kind)
+    except ValueError:
+        known = ", ".join(item.value for item in DefinitionKind)
+        raise ConfigurationError(f"unknown definition kind {kind!r}; kinds: {known}") from None
 
 
-def list_definitions(workspace: Workspace) -> list[DefinitionSummary]:
+def list_definitions(workspace: Workspace) -> DefinitionList:
     """Every definition of the project with its current hash and latest recorded version."""
     recorded = latest_versions(workspace.store)
-    return [
-        DefinitionSummary(kind, name, content_hash, recorded.get((kind, name)))
+    found = [
+        DefinitionSummary(
+            kind=DefinitionKind(kind),
+            name=name,
+            content_hash=content_hash,
+            latest=_recorded(recorded.get((kind, name))),
+        )
         for kind, name, content_hash, _ in workspace.project.definitions()
     ]
+    return DefinitionList(count=len(found), definitions=found)
+
+
+def _recorded(latest: Latest | None) -> RecordedVersion | None:
+    if latest is None:
+        return None
+    return RecordedVersion(
+        kind=DefinitionKind(latest.kind),
+        name=latest.name,
+        version=latest.version,
+        content_hash=latest.content_hash,
+        created_at=latest.created_at,
+        author=latest.author,
+    )
 
 
 def export_schemas(folder: Path) -> list[Path]:
@@ -244,12 +312,13 @@ def _matches(
     sql: str,
 ) -> Matches:
     count = int(units.count().execute())
-    return Matches(target, as_of, count, _sample(warehouse, units, target, sample, as_of), sql)
+    rows = _sample(warehouse, units, target, sample, as_of)
+    return Matches(target=target, as_of=as_of, count=count, sample=rows, sql=sql)
 
 
 def _sample(
     warehouse: Warehouse, units: ir.Table, target: Entity, size: int, as_of: datetime
-) -> list[dict[str, Any]]:
+) -> list[dict[str, SampleValue]]:
     if size <= 0:
         return []
     key, *details = sample_columns(target)
@@ -261,7 +330,18 @@ def _sample(
     joined = picked.left_join(source.select(key, *details), picked[key] == source[key])
     columns = [picked[key], *(joined[name] for name in details)]
     rows = joined.select(*columns).order_by(key).to_pyarrow().to_pylist()
-    return [dict(row) for row in rows]
+    return [{name: _scalar(value) for name, value in row.items()} for row in rows]
+
+
+def _scalar(value: Any) -> SampleValue:
+    """A detail as JSON carries it: text, number, boolean or null (times in ISO format)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return str(value)
 
 
 def _one_row(table: ir.Table) -> dict[str, int]:
@@ -274,24 +354,3 @@ def sample_columns(target: Entity) -> Sequence[str]:
     if target == Entity.PERSON:
         return ("person_id", *PERSON_DETAILS)
     return ("account_id", *ACCOUNT_DETAILS)
-
-
-__all__ = [
-    "DefinitionSummary",
-    "Entity",
-    "Latest",
-    "Matches",
-    "StageCount",
-    "StageSummary",
-    "Validation",
-    "Version",
-    "cohort",
-    "definition_history",
-    "explain",
-    "export_schemas",
-    "list_definitions",
-    "sample_columns",
-    "source_problems",
-    "stage",
-    "validate_project",
-]

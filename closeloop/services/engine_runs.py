@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from closeloop.channels.base import Sender
 from closeloop.channels.email import EMAIL, SmtpSender
@@ -28,6 +29,7 @@ from closeloop.engine.referrals import record_referral
 from closeloop.engine.state import StateStore, utc_now
 from closeloop.engine.tick import JobStatus, Preview, TickResult, preview_tick, run_tick
 from closeloop.errors import CloseloopError, UndeliverableError, redact
+from closeloop.schemas.jobs import DryRun, EnteringUnit, PreviewMessage
 from closeloop.services.power import launch_plan
 from closeloop.services.project import Workspace, open_workspace
 from closeloop.settings import load_settings
@@ -282,31 +284,6 @@ def dry_run(workspace: Workspace, job_name: str, at: datetime) -> DryRun:
     return dry_run_result(preview)
 
 
-@dataclass(frozen=True)
-class PreviewMessage:
-    account_id: str
-    step: int
-    channel: str
-    status: str
-    due_at: datetime | None
-    payload: dict[str, Any]
-    problem: str | None
-
-
-@dataclass(frozen=True)
-class DryRun:
-    """``closeloop dry-run``: who would enter, complete and exit, and every message planned."""
-
-    job: str
-    at: datetime
-    status: str
-    entering: list[dict[str, str | None]]
-    entering_by_arm: dict[str, int]
-    completing: int
-    exiting: dict[str, str]
-    messages: list[PreviewMessage]
-
-
 def dry_run_result(preview: Preview) -> DryRun:
     by_arm: dict[str, int] = {}
     for unit in preview.entering:
@@ -316,7 +293,7 @@ def dry_run_result(preview: Preview) -> DryRun:
         at=preview.at,
         status=preview.status,
         entering=[
-            {"account_id": u.account_id, "person_id": u.person_id, "arm": u.arm}
+            EnteringUnit(account_id=u.account_id, person_id=u.person_id, arm=u.arm)
             for u in preview.entering
         ],
         entering_by_arm=by_arm,
@@ -329,12 +306,37 @@ def dry_run_result(preview: Preview) -> DryRun:
                 channel=str(row["channel"]),
                 status=str(row["status"]),
                 due_at=row["due_at"] if isinstance(row["due_at"], datetime) else None,
-                payload=json.loads(str(row["payload"])),
-                problem=str(row["last_error"]) if row["last_error"] else None,
+                payload=_masked_payload(str(row["payload"])),
+                problem=redact(str(row["last_error"])) if row["last_error"] else None,
             )
             for row in preview.outbox_rows
         ],
     )
+
+
+def _masked_payload(text: str) -> dict[str, Any]:
+    """A rendered message as a dry run shows it: a webhook URL's token and any URL's password
+    masked (the outbox keeps the real one for sending)."""
+    payload = json.loads(text)
+    if not isinstance(payload, dict):
+        return {"value": payload}
+    url = payload.get("url")
+    if isinstance(url, str) and "://" in url:
+        payload["url"] = mask_url(url)
+    return payload
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password and its query values masked (they may be tokens)."""
+    masked = redact(url)
+    try:
+        parts = urlsplit(masked)
+    except ValueError:
+        return masked
+    if not parts.query:
+        return masked
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    return urlunsplit(parts._replace(query=urlencode([(k, "***") for k, _ in pairs], safe="*")))
 
 
 # -- lifecycle ------------------------------------------------------------------------------

@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
-from enum import StrEnum
-from typing import Any
 
 from closeloop.analysis.job_report import JobReport, build_job_report
 from closeloop.analysis.measurement import COMPLETION_RATE, SegmentLift
@@ -35,102 +31,20 @@ from closeloop.engine.lifecycle import JobOverview, jobs_overview
 from closeloop.engine.publish import publish_enrollments
 from closeloop.engine.versions import parse_text
 from closeloop.errors import CloseloopError
+from closeloop.schemas.library import (
+    ArmEffect,
+    Library,
+    LibraryEntry,
+    SegmentEffect,
+    SortKey,
+    VariantSend,
+    VariantSummary,
+)
 from closeloop.services.project import Workspace
 from closeloop.services.reports import horizon_of, job_report
 from closeloop.stats import ComparisonResult
 
 SEGMENT_COLUMN = "segment"
-
-
-class SortKey(StrEnum):
-    EFFECT = "effect"  # largest lift first (the segment's with --segment), unknown last
-    N = "n"  # most enrollments first
-    STARTED = "started"  # most recently launched first
-    NAME = "name"
-
-
-@dataclass(frozen=True)
-class Send:
-    """An action a variant takes, ``day`` days after entry (later ones only if not completed):
-    an email's subject and template, or another kind's gist (a Slack text, a webhook URL, …)."""
-
-    day: float
-    subject: str
-    template: str
-    channel: str = "email"
-
-
-@dataclass(frozen=True)
-class VariantSummary:
-    name: str
-    weight: float
-    sends: list[Send]
-
-
-@dataclass(frozen=True)
-class Effect:
-    """An absolute completion lift vs the holdout (``nan`` when it could not be measured)."""
-
-    arm: str
-    estimate: float
-    lower: float
-    upper: float
-    relative: float
-    p_value: float
-    status: str
-
-
-@dataclass(frozen=True)
-class SegmentEffect:
-    """A segment's lift, with the multiplicity-adjusted p-value and interval; ``small`` segments
-    are flagged, not ranked."""
-
-    column: str
-    segment: str
-    arm: str
-    n_treated: int
-    n_holdout: int
-    estimate: float
-    lower: float
-    upper: float
-    adjusted_lower: float
-    adjusted_upper: float
-    p_value: float
-    p_value_bh: float
-    small: bool
-    status: str
-
-
-@dataclass(frozen=True)
-class LibraryEntry:
-    name: str
-    definition_source: str  # "project" or "history" (the job is no longer in the project)
-    version: int  # the version the job runs at (the store's current version)
-    versions: int  # how many versions were recorded; more than one: the definition changed
-    target: str
-    goal: str
-    audience: str
-    exclusions: list[str]
-    horizon_days: float
-    holdout: float
-    variants: list[VariantSummary]
-    launched_at: datetime
-    last_tick: datetime | None
-    enrolled: int
-    matured: int
-    status: str  # the report's status, or "error"
-    effect: Effect | None
-    variant_effects: list[Effect]
-    segments: list[SegmentEffect]
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    def segment_effect(self, segment: str) -> SegmentEffect | None:
-        """The pooled (all variants) lift in ``segment``, if the job has that segment."""
-        for row in self.segments:
-            if row.segment == segment and row.arm == TREATMENT:
-                return row
-        return None
 
 
 def library(
@@ -140,11 +54,16 @@ def library(
     segment: str | None = None,
     status: str | None = None,
     sort: SortKey = SortKey.EFFECT,
-) -> list[LibraryEntry]:
-    """Every job ever run, filtered and sorted (see :func:`select_entries`)."""
-    return select_entries(
+    offset: int = 0,
+    limit: int | None = None,
+) -> Library:
+    """Every job ever run, filtered and sorted (see :func:`select_entries`); ``count`` is how
+    many match, ``jobs`` those from ``offset`` on (at most ``limit``, all by default)."""
+    chosen = select_entries(
         list(library_entries(workspace)), goal=goal, segment=segment, status=status, sort=sort
     )
+    end = None if limit is None else offset + limit
+    return Library(count=len(chosen), jobs=chosen[offset:end])
 
 
 def library_entries(workspace: Workspace) -> Iterable[LibraryEntry]:
@@ -174,6 +93,7 @@ def library_entries(workspace: Workspace) -> Iterable[LibraryEntry]:
             yield _broken(job, str(error))
             continue
         last_tick = job.last_tick
+        horizon_days = horizon_of(definition)
         entry = LibraryEntry(
             name=name,
             definition_source=source,
@@ -183,7 +103,7 @@ def library_entries(workspace: Workspace) -> Iterable[LibraryEntry]:
             goal=definition.goal,
             audience=definition.audience,
             exclusions=list(definition.exclusions),
-            horizon_days=horizon_of(definition),
+            horizon_days=horizon_days,
             holdout=job.holdout,
             variants=variant_summaries(definition),
             launched_at=job.launched_at,
@@ -196,7 +116,7 @@ def library_entries(workspace: Workspace) -> Iterable[LibraryEntry]:
             segments=[],
         )
         if last_tick is None or not entry.enrolled:
-            yield replace(entry, warnings=["no enrollments yet"])
+            yield entry.model_copy(update={"warnings": ["no enrollments yet"]})
             continue
         try:
             if in_project:
@@ -208,7 +128,7 @@ def library_entries(workspace: Workspace) -> Iterable[LibraryEntry]:
                     workspace.warehouse,
                     name,
                     as_of=last_tick,
-                    horizon_days=entry.horizon_days,
+                    horizon_days=horizon_days,
                     holdout_fraction=entry.holdout,
                     variants=tuple(
                         (variant.name, variant.weight) for variant in definition.variants
@@ -216,7 +136,7 @@ def library_entries(workspace: Workspace) -> Iterable[LibraryEntry]:
                     segment_by=segment_by,
                 )
         except CloseloopError as error:
-            yield replace(entry, status="error", error=str(error))
+            yield entry.model_copy(update={"status": "error", "error": str(error)})
             continue
         yield _measured(entry, report)
 
@@ -232,10 +152,12 @@ def variant_summaries(definition: JobDefinition) -> list[VariantSummary]:
             if isinstance(step, WaitStep):
                 day += step.wait_days
             elif isinstance(step, EmailStep):
-                sends.append(Send(day, step.subject, step.template))
+                sends.append(VariantSend(day=day, subject=step.subject, template=step.template))
             else:
-                sends.append(Send(day, _gist(step), "", str(step.send)))
-        summaries.append(VariantSummary(arm, weights.get(arm, 1.0), sends))
+                sends.append(
+                    VariantSend(day=day, subject=_gist(step), template="", channel=str(step.send))
+                )
+        summaries.append(VariantSummary(name=arm, weight=weights.get(arm, 1.0), sends=sends))
     return summaries
 
 
@@ -273,16 +195,18 @@ def select_entries(
         chosen = [entry for entry in chosen if goal.lower() in entry.goal.lower()]
     if segment is not None:
         chosen = [
-            replace(entry, segments=[row for row in entry.segments if row.segment == segment])
+            entry.model_copy(
+                update={"segments": [row for row in entry.segments if row.segment == segment]}
+            )
             for entry in chosen
             if entry.segment_effect(segment) is not None
         ]
     if status:
-        chosen = [entry for entry in chosen if headline_status(entry, segment) == status]
+        chosen = [entry for entry in chosen if entry.headline_status(segment) == status]
     if sort == SortKey.EFFECT:
 
         def by_effect(entry: LibraryEntry) -> tuple[bool, float]:
-            value = headline_effect(entry, segment)
+            value = entry.headline_effect(segment)
             return (math.isnan(value), -value if not math.isnan(value) else 0.0)
 
         return sorted(chosen, key=by_effect)
@@ -293,40 +217,8 @@ def select_entries(
     return sorted(chosen, key=lambda entry: entry.name.lower())
 
 
-def headline_effect(entry: LibraryEntry, segment: str | None = None) -> float:
-    """The lift that ranks an entry: the segment's pooled lift with a segment, else the job's."""
-    if segment is not None:
-        row = entry.segment_effect(segment)
-        return row.estimate if row is not None else math.nan
-    return entry.effect.estimate if entry.effect is not None else math.nan
-
-
-def headline_status(entry: LibraryEntry, segment: str | None = None) -> str:
-    if segment is not None:
-        row = entry.segment_effect(segment)
-        return row.status if row is not None else "not_measured"
-    return entry.status
-
-
-def entry_to_dict(entry: LibraryEntry) -> dict[str, Any]:
-    """A JSON-ready dict: times in ISO format, ``nan`` as ``null``."""
-    return _jsonable(asdict(entry))  # type: ignore[no-any-return]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-def _effect(arm: str, absolute: ComparisonResult, relative: ComparisonResult | None) -> Effect:
-    return Effect(
+def _effect(arm: str, absolute: ComparisonResult, relative: ComparisonResult | None) -> ArmEffect:
+    return ArmEffect(
         arm=arm,
         estimate=absolute.estimate,
         lower=absolute.ci.lower,
@@ -364,14 +256,15 @@ def _measured(entry: LibraryEntry, report: JobReport) -> LibraryEntry:
             found = report.variant_measurement.comparison(arm, COMPLETION_RATE, HOLDOUT)
             if found is not None:
                 variant_effects.append(_effect(arm, found.absolute, found.relative))
-    return replace(
-        entry,
-        matured=sum(arm.matured for arm in report.measurement.arms.values()),
-        status=str(report.status),
-        effect=_effect(TREATMENT, overall.absolute, overall.relative) if overall else None,
-        variant_effects=variant_effects,
-        segments=[_segment(row) for row in report.segments],
-        warnings=list(report.warnings),
+    return entry.model_copy(
+        update={
+            "matured": sum(arm.matured for arm in report.measurement.arms.values()),
+            "status": str(report.status),
+            "effect": (_effect(TREATMENT, overall.absolute, overall.relative) if overall else None),
+            "variant_effects": variant_effects,
+            "segments": [_segment(row) for row in report.segments],
+            "warnings": list(report.warnings),
+        }
     )
 
 

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import ibis
 import ibis.expr.types as ir
@@ -36,93 +34,66 @@ from closeloop.definitions.project import LoadedJob
 from closeloop.engine.assignment import HOLDOUT
 from closeloop.engine.state import LaunchPlan
 from closeloop.errors import CloseloopError, ConfigurationError, NotFoundError
-from closeloop.services.project import Workspace
-from closeloop.services.reports import horizon_of
-from closeloop.stats.anytime import SEQUENTIAL_SHARE
-from closeloop.stats.power import (
+from closeloop.schemas.planning import (
+    DEFAULT_WEEKS,
     DurationPlan,
     EnrollmentPlan,
+    JobEstimates,
+    PlanEstimate,
+    PowerInputs,
+    PowerPlan,
     SequentialCost,
-    plan_duration,
-    plan_enrollment,
-    sequential_cost,
 )
+from closeloop.services.definitions import naive_utc
+from closeloop.services.project import Workspace
+from closeloop.services.reports import horizon_of
+from closeloop.stats import power as stats_power
+from closeloop.stats.anytime import SEQUENTIAL_SHARE
 
-DEFAULT_WEEKS = (2, 4, 8, 12)
 DEFAULT_PLANNED_WEEKS = 8.0
 LOOKBACK_WEEKS = 4
 
-
-@dataclass(frozen=True)
-class PowerRequest:
-    """The inputs of a plan: volume, baseline, holdout, horizon and what to compute."""
-
-    weekly_volume: float
-    baseline_rate: float
-    holdout_fraction: float = 0.2
-    horizon_days: float = 30.0
-    weeks: tuple[float, ...] = DEFAULT_WEEKS
-    effect: float | None = None  # a target absolute lift: how long to detect it
-    alpha: float = 0.05
-    power: float = 0.8
+# Bounds that keep every computed size finite (a plan for a billion units a week is a typo).
+MAX_WEEKLY_VOLUME = 1e9
+MAX_WEEKS = 520.0
+MAX_PLANS = 52
+MAX_HORIZON_DAYS = 3650.0
+MIN_EFFECT = 1e-4
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """A number estimated from data, with where it came from (``source``) and how (``detail``)."""
+def plan_power(inputs: PowerInputs) -> PowerPlan:
+    """Plan from given numbers: the MDE for each week count, and the duration for ``effect``.
 
-    value: float
-    source: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class JobEstimates:
-    """What ``closeloop power --job`` read from the job and its data."""
-
-    job_name: str
-    as_of: datetime
-    weekly_volume: Estimate
-    baseline_rate: Estimate
-    planned_weeks: Estimate
-    effect_source: str | None  # "given", "hypothesis.minimum_effect" or None
-
-
-@dataclass(frozen=True)
-class PowerPlan:
-    """MDE per week count, the duration for the target effect, and warnings."""
-
-    request: PowerRequest
-    plans: list[EnrollmentPlan]
-    duration: DurationPlan | None
-    job: JobEstimates | None = None
-    planned: EnrollmentPlan | None = None  # at the job's planned duration
-    underpowered: bool | None = None  # planned MDE above the target effect
-    warnings: list[str] = field(default_factory=list)
-    sequential: SequentialCost | None = None  # a job's: what looking at it while it runs costs
-
-
-def plan_power(request: PowerRequest) -> PowerPlan:
-    """Plan from given numbers: the MDE for each week count, and the duration for ``effect``."""
-    _check(request)
-    plans = [_plan(request, weeks) for weeks in request.weeks]
+    Inputs outside their ranges (a baseline not strictly between 0 and 1, …) raise
+    :class:`~closeloop.errors.ConfigurationError` naming the input.
+    """
+    _check(inputs)
+    plans = [_plan(inputs, weeks) for weeks in inputs.weeks]
     duration = None
     warnings: list[str] = []
-    if request.effect is not None:
-        duration = plan_duration(
-            request.weekly_volume,
-            request.baseline_rate,
-            request.effect,
-            holdout_fraction=request.holdout_fraction,
-            horizon_days=request.horizon_days,
-            alpha=request.alpha,
-            power=request.power,
+    if inputs.effect is not None:
+        computed = stats_power.plan_duration(
+            inputs.weekly_volume,
+            inputs.baseline_rate,
+            inputs.effect,
+            holdout_fraction=inputs.holdout_fraction,
+            horizon_days=inputs.horizon_days,
+            alpha=inputs.alpha,
+            power=inputs.power,
         )
-        if duration.code == "no_volume":
+        duration = DurationPlan(
+            effect=computed.effect,
+            units=computed.units,
+            enrollment_days=computed.enrollment_days,
+            days_until_result=computed.days_until_result,
+            code=computed.code,
+            weeks=computed.weeks,
+        )
+        if computed.code == "no_volume":
             warnings.append("no units enter per week: the job can never detect the effect")
-    if request.weekly_volume <= 0:
+    if inputs.weekly_volume <= 0:
         warnings.append("the weekly volume is 0: nothing can be detected")
-    return PowerPlan(request, plans, duration, warnings=warnings)
+    return PowerPlan(inputs=inputs, plans=plans, duration=duration, warnings=warnings)
 
 
 def plan_job_power(
@@ -141,7 +112,8 @@ def plan_job_power(
 
     The job's planned duration is ``ends_at - starts_at`` when both are set, else 8 weeks; the
     plan is ``underpowered`` when the MDE at that duration exceeds the target effect (``effect``,
-    else the hypothesis' ``minimum_effect``).
+    else the hypothesis' ``minimum_effect``). An unknown job raises
+    :class:`~closeloop.errors.NotFoundError`.
     """
     job = workspace.project.job(job_name)
     definition = job.definition
@@ -151,14 +123,14 @@ def plan_job_power(
             "does not apply; it is measured by matching"
         )
     horizon = horizon_of(definition)
-    moment = as_of or _latest_time(workspace)
+    moment = naive_utc(as_of) if as_of is not None else _latest_time(workspace)
     volume = (
-        Estimate(weekly_volume, "given", "--weekly")
+        PlanEstimate(value=weekly_volume, source="given", detail="--weekly")
         if weekly_volume is not None
         else _weekly_volume(workspace, job, moment)
     )
     baseline = (
-        Estimate(baseline_rate, "given", "--baseline")
+        PlanEstimate(value=baseline_rate, source="given", detail="--baseline")
         if baseline_rate is not None
         else _baseline(workspace, job, moment, horizon)
     )
@@ -169,9 +141,13 @@ def plan_job_power(
         )
     if definition.starts_at is not None and definition.ends_at is not None:
         span = (definition.ends_at - definition.starts_at).total_seconds() / 86_400
-        planned_weeks = Estimate(span / 7, "schedule", "ends_at - starts_at")
+        planned_weeks = PlanEstimate(
+            value=span / 7, source="schedule", detail="ends_at - starts_at"
+        )
     else:
-        planned_weeks = Estimate(DEFAULT_PLANNED_WEEKS, "default", "no starts_at/ends_at: 8 weeks")
+        planned_weeks = PlanEstimate(
+            value=DEFAULT_PLANNED_WEEKS, source="default", detail="no starts_at/ends_at: 8 weeks"
+        )
     hypothesis_effect = definition.hypothesis.minimum_effect if definition.hypothesis else None
     target = effect if effect is not None else hypothesis_effect
     effect_source = (
@@ -181,21 +157,21 @@ def plan_job_power(
         if hypothesis_effect is not None
         else None
     )
-    request = PowerRequest(
+    inputs = PowerInputs(
         weekly_volume=volume.value,
         baseline_rate=baseline.value,
         holdout_fraction=definition.holdout,
         horizon_days=horizon,
-        weeks=tuple(weeks),
+        weeks=list(weeks),
         effect=target,
         alpha=alpha,
         power=power,
     )
-    plan = plan_power(request)
-    planned = _plan(request, planned_weeks.value)
+    plan = plan_power(inputs)
+    planned = _plan(inputs, planned_weeks.value)
     warnings = list(plan.warnings)
     underpowered = None
-    if target is not None and not math.isnan(planned.mde_absolute):
+    if target is not None and planned.mde_absolute is not None:
         underpowered = planned.mde_absolute > target
         if underpowered:
             warnings.append(
@@ -208,10 +184,17 @@ def plan_job_power(
             "baseline estimated from the whole audience at T−horizon, not from a holdout; "
             "pass --baseline if you know better"
         )
-    estimates = JobEstimates(job_name, moment, volume, baseline, planned_weeks, effect_source)
+    estimates = JobEstimates(
+        job_name=job_name,
+        as_of=moment,
+        weekly_volume=volume,
+        baseline_rate=baseline,
+        planned_weeks=planned_weeks,
+        effect_source=effect_source,
+    )
     cost = None
-    if not math.isnan(planned.mde_absolute):
-        cost = sequential_cost(
+    if planned.mde_absolute is not None and planned.units is not None:
+        computed = stats_power.sequential_cost(
             planned.units,
             baseline.value,
             holdout_fraction=definition.holdout,
@@ -219,10 +202,19 @@ def plan_job_power(
             running_share=SEQUENTIAL_SHARE,
             power=power,
         )
+        cost = SequentialCost(
+            units=computed.units,
+            running_alpha=computed.running_alpha,
+            final_alpha=computed.final_alpha,
+            width_ratio=computed.width_ratio,
+            units_implied=computed.units_implied,
+            final_ratio=computed.final_ratio,
+            mde_final=computed.mde_final,
+        )
     return PowerPlan(
-        request,
-        plan.plans,
-        plan.duration,
+        inputs=inputs,
+        plans=plan.plans,
+        duration=plan.duration,
         job=estimates,
         planned=planned,
         underpowered=underpowered,
@@ -246,41 +238,83 @@ def launch_plan(workspace: Workspace, job_name: str, at: datetime) -> LaunchPlan
     except CloseloopError:
         return None
     planned, job = plan.planned, plan.job
-    if planned is None or job is None or math.isnan(planned.mde_absolute) or planned.units < 1:
+    if (
+        planned is None
+        or job is None
+        or planned.mde_absolute is None
+        or planned.units is None
+        or planned.units < 1
+    ):
         return None
     baseline = job.baseline_rate.value
     target = definition.hypothesis.minimum_effect if definition.hypothesis else None
-    effect = target / baseline if target is not None else planned.mde_relative
+    relative = planned.mde_relative if planned.mde_relative is not None else math.nan
+    effect = target / baseline if target is not None else relative
     return LaunchPlan(planned.units, baseline, effect)
 
 
-def _check(request: PowerRequest) -> None:
-    if not 0 < request.baseline_rate < 1:
+def _check(inputs: PowerInputs) -> None:
+    """Every input in its range, so every size computed from them is finite."""
+    ranges = (
+        ("weekly volume", inputs.weekly_volume, 0.0, MAX_WEEKLY_VOLUME, True),
+        ("baseline completion rate", inputs.baseline_rate, 0.0, 1.0, False),
+        ("holdout fraction", inputs.holdout_fraction, 0.0, 1.0, False),
+        ("horizon in days", inputs.horizon_days, 0.0, MAX_HORIZON_DAYS, True),
+        ("alpha", inputs.alpha, 0.0, 1.0, False),
+        ("power", inputs.power, 0.0, 1.0, False),
+        *(("number of weeks", weeks, 0.0, MAX_WEEKS, True) for weeks in inputs.weeks),
+    )
+    for name, value, lower, upper, closed in ranges:
+        inside = lower <= value <= upper if closed else lower < value < upper
+        if not math.isfinite(value) or not inside:
+            between = (
+                f"from {lower:g} to {upper:g}" if closed else f"between {lower:g} and {upper:g}"
+            )
+            raise ConfigurationError(f"the {name} must be {between} (got {value:g})")
+    if len(inputs.weeks) > MAX_PLANS:
         raise ConfigurationError(
-            f"the baseline completion rate must be between 0 and 1 (got {request.baseline_rate})"
+            f"plan for at most {MAX_PLANS} durations at once (got {len(inputs.weeks)})"
         )
-    if not 0 < request.holdout_fraction < 1:
+    if inputs.power <= inputs.alpha / 2:
         raise ConfigurationError(
-            f"the holdout fraction must be between 0 and 1 (got {request.holdout_fraction})"
+            f"a power of {inputs.power:g} is no more than half of alpha ({inputs.alpha:g}): "
+            "every test has that much; ask for more power"
         )
-    if request.effect is not None and not 0 < request.baseline_rate + request.effect < 1:
+    effect = inputs.effect
+    if effect is None:
+        return
+    if not math.isfinite(effect) or abs(effect) < MIN_EFFECT:
         raise ConfigurationError(
-            f"an effect of {request.effect:g} on a baseline of {request.baseline_rate:g} leaves "
+            f"the target effect must be a lift of at least {MIN_EFFECT:g} either way "
+            f"(got {effect:g}); 0.05 is 5 percentage points"
+        )
+    if not 0 < inputs.baseline_rate + effect < 1:
+        raise ConfigurationError(
+            f"an effect of {effect:g} on a baseline of {inputs.baseline_rate:g} leaves "
             "the completion rate outside 0..1"
         )
-    if request.effect == 0:
-        raise ConfigurationError("the target effect must not be 0")
 
 
-def _plan(request: PowerRequest, weeks: float) -> EnrollmentPlan:
-    return plan_enrollment(
-        request.weekly_volume,
-        request.baseline_rate,
+def _plan(inputs: PowerInputs, weeks: float) -> EnrollmentPlan:
+    computed = stats_power.plan_enrollment(
+        inputs.weekly_volume,
+        inputs.baseline_rate,
         weeks,
-        holdout_fraction=request.holdout_fraction,
-        horizon_days=request.horizon_days,
-        alpha=request.alpha,
-        power=request.power,
+        holdout_fraction=inputs.holdout_fraction,
+        horizon_days=inputs.horizon_days,
+        alpha=inputs.alpha,
+        power=inputs.power,
+    )
+    return EnrollmentPlan(
+        weeks=computed.weeks,
+        units=computed.units,
+        n_holdout=computed.n_holdout,
+        n_treated=computed.n_treated,
+        baseline_rate=computed.baseline_rate,
+        mde_absolute=computed.mde_absolute,
+        mde_relative=computed.mde_relative,
+        days_until_result=computed.days_until_result,
+        code=computed.code,
     )
 
 
@@ -294,7 +328,7 @@ def _latest_time(workspace: Workspace) -> datetime:
     return latest if isinstance(latest, datetime) else datetime.fromisoformat(str(latest))
 
 
-def _weekly_volume(workspace: Workspace, job: LoadedJob, moment: datetime) -> Estimate:
+def _weekly_volume(workspace: Workspace, job: LoadedJob, moment: datetime) -> PlanEstimate:
     enrollments = workspace.store.enrollments_table(job.name)
     last_tick = workspace.store.last_tick(job.name)
     if enrollments.num_rows and last_tick is not None:
@@ -303,10 +337,10 @@ def _weekly_volume(workspace: Workspace, job: LoadedJob, moment: datetime) -> Es
         later = int(pc.sum(pc.greater(enrollments["entered_at"], first)).as_py() or 0)
         days = (last_tick - first).total_seconds() / 86_400
         if later and days >= 1:
-            return Estimate(
-                later / days * 7,
-                "enrollments",
-                f"{later} enrollments after the launch's over {days:g} days "
+            return PlanEstimate(
+                value=later / days * 7,
+                source="enrollments",
+                detail=f"{later} enrollments after the launch's over {days:g} days "
                 f"({first:%Y-%m-%d} to {last_tick:%Y-%m-%d}; the launch's backlog of "
                 f"{enrollments.num_rows - later} not counted)",
             )
@@ -318,10 +352,10 @@ def _weekly_volume(workspace: Workspace, job: LoadedJob, moment: datetime) -> Es
         key = unit_key(Entity(job.definition.target))
         entrants.append(int(current.anti_join(previous, key).count().execute()))
         previous = current
-    return Estimate(
-        sum(entrants) / len(entrants),
-        "audience",
-        "new audience members per week at "
+    return PlanEstimate(
+        value=sum(entrants) / len(entrants),
+        source="audience",
+        detail="new audience members per week at "
         + ", ".join(f"{point:%Y-%m-%d}" for point in points[1:])
         + ": "
         + ", ".join(str(count) for count in entrants),
@@ -341,7 +375,7 @@ def _eligible(workspace: Workspace, job: LoadedJob, at: datetime) -> ir.Table:
 
 def _baseline(
     workspace: Workspace, job: LoadedJob, moment: datetime, horizon_days: float
-) -> Estimate:
+) -> PlanEstimate:
     horizon = timedelta(days=horizon_days)
     last_tick = workspace.store.last_tick(job.name)
     if last_tick is not None:
@@ -357,11 +391,11 @@ def _baseline(
                 and row["completed_at"] <= row["entered_at"] + horizon
                 for row in holdout
             )
-            return Estimate(
-                completed / len(holdout),
-                "holdout",
-                f"{completed} of {len(holdout)} matured holdout enrollments completed within "
-                f"{horizon_days:g} days",
+            return PlanEstimate(
+                value=completed / len(holdout),
+                source="holdout",
+                detail=f"{completed} of {len(holdout)} matured holdout enrollments completed "
+                f"within {horizon_days:g} days",
             )
     start = moment - horizon
     target = Entity(job.definition.target)
@@ -377,47 +411,12 @@ def _baseline(
         job.goal, workspace.warehouse, moment, candidates, workspace.project.catalog, target
     )
     completed = int(reached.filter(reached.reached_at <= moment)[key].nunique().execute())
-    return Estimate(
-        completed / members,
-        "audience",
-        f"{completed} of {members} units in the audience at {start:%Y-%m-%d} reached the goal "
-        f"by {moment:%Y-%m-%d}",
+    return PlanEstimate(
+        value=completed / members,
+        source="audience",
+        detail=f"{completed} of {members} units in the audience at {start:%Y-%m-%d} reached the "
+        f"goal by {moment:%Y-%m-%d}",
     )
-
-
-def plan_to_dict(plan: PowerPlan) -> dict[str, Any]:
-    """A JSON-ready dict of the plan (``nan`` and ``inf`` as ``null``)."""
-
-    def enrollment(item: EnrollmentPlan) -> dict[str, Any]:
-        return asdict(item)
-
-    payload: dict[str, Any] = {
-        "inputs": asdict(plan.request),
-        "plans": [enrollment(item) for item in plan.plans],
-        "duration": (
-            {**asdict(plan.duration), "weeks": plan.duration.weeks}
-            if plan.duration is not None
-            else None
-        ),
-        "job": None,
-        "planned": enrollment(plan.planned) if plan.planned is not None else None,
-        "underpowered": plan.underpowered,
-        "warnings": plan.warnings,
-        "sequential": asdict(plan.sequential) if plan.sequential is not None else None,
-    }
-    if plan.job is not None:
-        payload["job"] = {**asdict(plan.job), "as_of": plan.job.as_of.isoformat()}
-    return _finite(payload)  # type: ignore[no-any-return]
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def launch_check(workspace: Workspace, job_name: str, at: datetime) -> list[str]:
@@ -435,7 +434,7 @@ def launch_check(workspace: Workspace, job_name: str, at: datetime) -> list[str]
         plan = plan_job_power(workspace, job_name, as_of=at)
     except CloseloopError as problem:
         return [f"{job_name}: power not estimated at launch ({problem})"]
-    if plan.planned is None or math.isnan(plan.planned.mde_absolute):
+    if plan.planned is None or plan.planned.mde_absolute is None:
         return [f"{job_name}: power not estimated at launch (no volume or baseline)"]
     assert plan.job is not None
     summary = (

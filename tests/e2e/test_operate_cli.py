@@ -347,7 +347,7 @@ def test_dry_run_lists_who_would_enter_and_records_nothing(
     first = next(m for m in preview["messages"] if (m["account_id"], m["step"]) == ("a0", 0))
     assert first["payload"]["subject"] == "Hello Company a0"
     assert first["payload"]["to"] == ["admin@a0.test"]
-    assert first["due_at"] == T0.isoformat()
+    assert first["due_at"] == T0.isoformat() + "Z"  # UTC, with its offset (RFC 3339)
     assert _state(project) == before
     assert sink.received == []
 

@@ -365,9 +365,9 @@ def test_remove_account_exits_it_and_cancels_its_messages(open_project: OpenProj
     _accounts(workspace.warehouse, ["a0", "a1", "a2"])
     engine_runs.tick(workspace, DAY0, launch=True)
     removed_at = DAY0 + timedelta(days=1)
-    assert operations.remove_account(workspace, "Remove", "a1", removed_at) == 1
-    assert operations.remove_account(workspace, "Remove", "a1", removed_at) == 0
-    assert operations.remove_account(workspace, "Remove", "nobody", removed_at) == 0
+    assert operations.remove_account(workspace, "Remove", "a1", removed_at).removed == 1
+    assert operations.remove_account(workspace, "Remove", "a1", removed_at).removed == 0
+    assert operations.remove_account(workspace, "Remove", "nobody", removed_at).removed == 0
     with pytest.raises(CloseloopError, match="no job named 'No such job'"):
         operations.remove_account(workspace, "No such job", "a1", removed_at)
     by_account = {str(r["account_id"]): r for r in _enrollments(workspace)}

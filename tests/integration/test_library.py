@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from closeloop.services.library import SortKey, entry_to_dict, library
+from closeloop.schemas.library import SortKey
+from closeloop.services.library import library
 from closeloop.services.project import open_workspace
 from closeloop.services.reports import job_report
 from closeloop.services.simulation import simulate_into, simulation_config
@@ -58,7 +59,7 @@ def test_every_job_is_listed_with_its_timing_counts_and_the_reports_effect(
     simulated: Simulated,
 ) -> None:
     with open_workspace(simulated.folder, environ=simulated.environ) as workspace:
-        entries = library(workspace, sort=SortKey.NAME)
+        entries = library(workspace, sort=SortKey.NAME).jobs
         reports = {entry.name: job_report(workspace, entry.name) for entry in entries}
         stored = {
             name: workspace.store.enrollments_table(name).num_rows
@@ -89,7 +90,7 @@ def test_every_job_is_listed_with_its_timing_counts_and_the_reports_effect(
     assert [effect.arm for effect in nudge.variant_effects] == ["plain", "video"]
     assert invite.variant_effects == []
     # The JSON twin is strict JSON (no NaN) and keeps every field.
-    payload = json.loads(json.dumps([entry_to_dict(e) for e in entries], allow_nan=False))
+    payload = json.loads(json.dumps([e.model_dump(mode="json") for e in entries], allow_nan=False))
     assert payload[0]["variants"][0]["sends"][1] == {
         "day": 4.0,
         "subject": "Still time",
@@ -101,14 +102,16 @@ def test_every_job_is_listed_with_its_timing_counts_and_the_reports_effect(
 
 def test_filters_and_sorts(simulated: Simulated) -> None:
     with open_workspace(simulated.folder, environ=simulated.environ) as workspace:
-        everything = library(workspace, sort=SortKey.NAME)
-        by_goal = library(workspace, goal="INTEGRATION")
-        self_serve = library(workspace, segment="self_serve", sort=SortKey.EFFECT)
-        by_n = library(workspace, sort=SortKey.N)
-        by_start = library(workspace, sort=SortKey.STARTED)
-        by_effect = library(workspace, sort=SortKey.EFFECT)
-        nowhere = library(workspace, segment="no_such_segment")
-        statuses = {entry.status: library(workspace, status=entry.status) for entry in everything}
+        everything = library(workspace, sort=SortKey.NAME).jobs
+        by_goal = library(workspace, goal="INTEGRATION").jobs
+        self_serve = library(workspace, segment="self_serve", sort=SortKey.EFFECT).jobs
+        by_n = library(workspace, sort=SortKey.N).jobs
+        by_start = library(workspace, sort=SortKey.STARTED).jobs
+        by_effect = library(workspace, sort=SortKey.EFFECT).jobs
+        nowhere = library(workspace, segment="no_such_segment").jobs
+        statuses = {
+            entry.status: library(workspace, status=entry.status).jobs for entry in everything
+        }
     assert [entry.name for entry in by_goal] == ["Integration nudge"]
     assert len(self_serve) == 2
     for entry in self_serve:
@@ -129,7 +132,7 @@ def test_filters_and_sorts(simulated: Simulated) -> None:
 
 def test_a_job_removed_from_the_project_stays_in_the_library(simulated: Simulated) -> None:
     with open_workspace(simulated.folder, environ=simulated.environ) as workspace:
-        (before,) = library(workspace, goal="teammate")
+        (before,) = library(workspace, goal="teammate").jobs
     jobs_file = simulated.folder / "jobs.yaml"
     original = jobs_file.read_text(encoding="utf-8")
     try:
@@ -139,7 +142,7 @@ def test_a_job_removed_from_the_project_stays_in_the_library(simulated: Simulate
         )
         jobs_file.write_text("jobs:\n" + edited, encoding="utf-8")
         with open_workspace(simulated.folder, environ=simulated.environ) as workspace:
-            entries = {entry.name: entry for entry in library(workspace)}
+            entries = {entry.name: entry for entry in library(workspace).jobs}
     finally:
         jobs_file.write_text(original, encoding="utf-8")
     removed = entries["Invite a teammate"]
