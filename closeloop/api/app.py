@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from closeloop import __version__
-from closeloop.api import admin, ingest, reports, resources
+from closeloop.api import admin, ingest, planning, reports, resources
 from closeloop.errors import (
     CloseloopError,
     ConcurrencyError,
@@ -175,7 +175,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    for module in (resources, reports, ingest, admin):
+    for module in (resources, reports, planning, ingest, admin):
         app.include_router(module.router)
     app.add_middleware(admin.AuditWrites)  # one audit entry per authenticated write
     return app

@@ -20,12 +20,14 @@ DEFAULT_WEEKS = (2.0, 4.0, 8.0, 12.0)
 class PowerInputs(Schema):
     """The inputs of a plan (the body of ``POST /api/power``; the ``inputs`` of a plan)."""
 
-    weekly_volume: float = Field(description="units entering the audience per week (0 to 1e9)")
+    weekly_volume: float = Field(
+        description="units entering the audience per week (0, or 0.001 to 1e9)"
+    )
     baseline_rate: float = Field(
         description="the holdout's completion rate within the horizon (strictly between 0 and 1)"
     )
     holdout_fraction: float = Field(
-        default=0.2, description="the share of units held out (strictly between 0 and 1)"
+        default=0.2, description="the share of units held out (0.01 to 0.99)"
     )
     horizon_days: float = Field(default=30.0, description="days after entry measured (0 to 3650)")
     weeks: list[float] = Field(
@@ -36,8 +38,8 @@ class PowerInputs(Schema):
         default=None,
         description="a target absolute lift (0.05 = 5 pp): how long to enroll to detect it",
     )
-    alpha: float = Field(default=0.05, description="two-sided significance (0 to 1)")
-    power: float = Field(default=0.8, description="the power wanted (0 to 1)")
+    alpha: float = Field(default=0.05, description="two-sided significance (1e-6 to 0.5)")
+    power: float = Field(default=0.8, description="the power wanted (0.05 to 0.999999)")
 
 
 class EnrollmentPlan(Schema):

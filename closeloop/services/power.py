@@ -55,6 +55,10 @@ LOOKBACK_WEEKS = 4
 
 # Bounds that keep every computed size finite (a plan for a billion units a week is a typo).
 MAX_WEEKLY_VOLUME = 1e9
+MIN_WEEKLY_VOLUME = 1e-3
+HOLDOUT_RANGE = (0.01, 0.99)
+ALPHA_RANGE = (1e-6, 0.5)
+POWER_RANGE = (0.05, 0.999999)
 MAX_WEEKS = 520.0
 MAX_PLANS = 52
 MAX_HORIZON_DAYS = 3650.0
@@ -134,7 +138,7 @@ def plan_job_power(
         if baseline_rate is not None
         else _baseline(workspace, job, moment, horizon)
     )
-    if not 0 < baseline.value < 1:
+    if baseline.source != "given" and not 0 < baseline.value < 1:
         raise NotFoundError(
             f"the estimated baseline of {job_name!r} is {baseline.value:.0%} ({baseline.detail}), "
             "which leaves nothing to detect; pass --baseline"
@@ -258,10 +262,10 @@ def _check(inputs: PowerInputs) -> None:
     ranges = (
         ("weekly volume", inputs.weekly_volume, 0.0, MAX_WEEKLY_VOLUME, True),
         ("baseline completion rate", inputs.baseline_rate, 0.0, 1.0, False),
-        ("holdout fraction", inputs.holdout_fraction, 0.0, 1.0, False),
+        ("holdout fraction", inputs.holdout_fraction, *HOLDOUT_RANGE, True),
         ("horizon in days", inputs.horizon_days, 0.0, MAX_HORIZON_DAYS, True),
-        ("alpha", inputs.alpha, 0.0, 1.0, False),
-        ("power", inputs.power, 0.0, 1.0, False),
+        ("alpha", inputs.alpha, *ALPHA_RANGE, True),
+        ("power", inputs.power, *POWER_RANGE, True),
         *(("number of weeks", weeks, 0.0, MAX_WEEKS, True) for weeks in inputs.weeks),
     )
     for name, value, lower, upper, closed in ranges:
@@ -271,14 +275,14 @@ def _check(inputs: PowerInputs) -> None:
                 f"from {lower:g} to {upper:g}" if closed else f"between {lower:g} and {upper:g}"
             )
             raise ConfigurationError(f"the {name} must be {between} (got {value:g})")
+    if 0 < inputs.weekly_volume < MIN_WEEKLY_VOLUME:
+        raise ConfigurationError(
+            f"a weekly volume of {inputs.weekly_volume:g} is too small to plan with "
+            f"(give 0, or at least {MIN_WEEKLY_VOLUME:g})"
+        )
     if len(inputs.weeks) > MAX_PLANS:
         raise ConfigurationError(
             f"plan for at most {MAX_PLANS} durations at once (got {len(inputs.weeks)})"
-        )
-    if inputs.power <= inputs.alpha / 2:
-        raise ConfigurationError(
-            f"a power of {inputs.power:g} is no more than half of alpha ({inputs.alpha:g}): "
-            "every test has that much; ask for more power"
         )
     effect = inputs.effect
     if effect is None:
