@@ -534,9 +534,10 @@ def report(
 
 def _list_jobs_to_report(output_format: OutputFormat, project: Path | None) -> None:
     with open_workspace(project, write=False) as workspace:
-        jobs = operations.list_jobs(workspace)
+        listed = operations.job_list(workspace)
+    jobs = listed.jobs
     if output_format == OutputFormat.JSON:
-        typer.echo(json.dumps({"count": len(jobs), "jobs": operations.to_jsonable(jobs)}, indent=2))
+        typer.echo(dump_json(listed))
         return
     if not jobs:
         console.print("no jobs: define one in jobs.yaml (docs/jobs.md)")
