@@ -28,12 +28,13 @@ layering rule says for surfaces.
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -43,6 +44,7 @@ from closeloop.cli.operate import print_dispatch, print_ticks, run
 from closeloop.errors import CloseloopError, redact
 from closeloop.services import engine_runs
 from closeloop.services import tokens as token_service
+from closeloop.services.server import SecretsFilter, secret_values
 
 APP_FACTORY = "closeloop.api.app:create_app"
 
@@ -55,13 +57,26 @@ EveryOption = Annotated[
 ]
 
 
-def _project_dir(project: Path | None) -> Path:
-    """The project folder, checked and its store migrated before anything listens."""
+def _checked_project(project: Path | None) -> tuple[Path, list[str]]:
+    """The project folder (checked, its store migrated before anything listens) and the secret
+    values its logs must mask."""
     with token_service.project_store(project) as (settings, _store):
-        return settings.project_dir
+        return settings.project_dir, secret_values(settings)
 
 
-def _uvicorn(project_dir: Path, host: str, port: int) -> uvicorn.Server:
+def log_config(secrets: list[str]) -> dict[str, Any]:
+    """uvicorn's logging, every handler behind a :class:`SecretsFilter`, and closeloop's own
+    loggers (the API's unexpected errors, the audit) on the same handler."""
+    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["filters"] = {"secrets": {"()": SecretsFilter, "secrets": secrets}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["secrets"]
+    config["loggers"]["closeloop"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config["root"] = {"handlers": ["default"], "level": "WARNING"}
+    return config
+
+
+def _uvicorn(project_dir: Path, secrets: list[str], host: str, port: int) -> uvicorn.Server:
     os.environ["CLOSELOOP_PROJECT"] = str(project_dir)
     config = uvicorn.Config(
         APP_FACTORY,
@@ -71,6 +86,7 @@ def _uvicorn(project_dir: Path, host: str, port: int) -> uvicorn.Server:
         proxy_headers=False,
         server_header=False,
         lifespan="on",
+        log_config=log_config(secrets),
     )
     return uvicorn.Server(config)
 
@@ -106,8 +122,9 @@ class Scheduler(threading.Thread):
             self.server.should_exit = True  # serve without its scheduler would mislead
 
 
-def _serve(project_dir: Path, host: str, port: int, every: str | None) -> None:
-    server = _uvicorn(project_dir, host, port)
+def _serve(project: Path | None, host: str, port: int, every: str | None) -> None:
+    project_dir, secrets = _checked_project(project)
+    server = _uvicorn(project_dir, secrets, host, port)
     scheduler = Scheduler(project_dir, every, server) if every is not None else None
 
     # uvicorn installs its own SIGINT/SIGTERM handlers while it runs and re-raises the signal
@@ -155,7 +172,7 @@ def serve(
     `import` keep working while it runs. Authenticate with `closeloop tokens create`.
     """
     parse_interval(every)  # refuse a bad interval before anything listens
-    _serve(_project_dir(project), host, port, every if scheduler else None)
+    _serve(project, host, port, every if scheduler else None)
 
 
 @reports_errors
@@ -165,7 +182,7 @@ def api(
     project: ProjectOption = None,
 ) -> None:
     """Serve the REST API only (run `closeloop worker` for the scheduler), until SIGTERM/Ctrl-C."""
-    _serve(_project_dir(project), host, port, None)
+    _serve(project, host, port, None)
 
 
 @reports_errors

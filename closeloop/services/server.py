@@ -9,7 +9,9 @@ WAL mode or PostgreSQL) admits many processes; the server keeps one engine for a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +24,7 @@ import yaml
 from closeloop import __version__
 from closeloop.engine import audit
 from closeloop.engine.state import StateStore
+from closeloop.errors import redact
 from closeloop.schemas.admin import AuditEntry, AuditPage, Health
 from closeloop.schemas.tokens import TokenInfo
 from closeloop.services.project import Workspace, open_workspace
@@ -129,3 +132,68 @@ class Server:
             subject=path,
             detail={"status": status},
         )
+
+
+# -- secrets out of logs -----------------------------------------------------------------------
+
+MASK = "***"
+_MIN_MASKED_LENGTH = 6  # shorter values (a test password "pw") would mask ordinary words
+
+
+def secret_values(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """What must never reach a log: the SMTP password, the signing secret (it signs webhooks
+    and unsubscribe links) and the Slack webhook URLs closeloop.yaml names by variable."""
+    env = os.environ if environ is None else environ
+    values = [settings.smtp_password or "", settings.secret]
+    try:
+        config = yaml.safe_load((settings.project_dir / PROJECT_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        config = None
+    slack = config.get("slack") if isinstance(config, dict) else None
+    if isinstance(slack, dict):
+        variables = [slack.get("default")]
+        owners = slack.get("owners")
+        if isinstance(owners, dict):
+            variables.extend(owners.values())
+        values.extend(env.get(name, "") for name in variables if isinstance(name, str))
+    return sorted({v for v in values if len(v) >= _MIN_MASKED_LENGTH}, key=len, reverse=True)
+
+
+class SecretsFilter(logging.Filter):
+    """A log handler filter that masks known secret values (and URL passwords) in a record's
+    message and exception text, so a secret quoted by a library's error never reaches a log.
+
+    Installed on the handlers of ``closeloop serve``/``api``; the API itself never logs a
+    secret on purpose, this is the net under it.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = sorted(
+            {s for s in secrets if len(s) >= _MIN_MASKED_LENGTH}, key=len, reverse=True
+        )
+
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return redact(text)
+
+    def _argument(self, value: object) -> object:
+        # Keep each argument's place and type (uvicorn's access formatter unpacks them); only a
+        # value whose text holds a secret becomes its masked text.
+        text = value if isinstance(value, str) else str(value)
+        masked = self.mask(text)
+        return value if masked == text else masked
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self.mask(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._argument(value) for value in record.args)
+        elif isinstance(record.args, Mapping):
+            record.args = {key: self._argument(value) for key, value in record.args.items()}
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.mask(record.exc_text)
+        return True
