@@ -241,8 +241,9 @@ def _write_events(
     stored_ids = _known(warehouse, EVENTS, seen)
     fresh = [m for m in unique if m.message_id not in stored_ids]
     written.duplicates += len(unique) - len(fresh)
-    accounts = _known(warehouse, ACCOUNTS, {m.account_id for m in fresh if m.account_id})
     users = _user_accounts(warehouse, {m.user_id for m in fresh if m.user_id and not m.account_id})
+    wanted = {m.account_id for m in fresh if m.account_id} | set(users.values())
+    accounts = _known(warehouse, ACCOUNTS, wanted)
     rows: dict[str, list[Any]] = {name: [] for name in EVENTS.column_names}
     for message in fresh:
         account = message.account_id or users.get(message.user_id or "")

@@ -11,6 +11,7 @@ them, so the server never holds the warehouse between flushes and ``closeloop re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -458,12 +459,24 @@ class Ingestion:
             )
         name = Path(filename or f"{table}.upload").name or f"{table}.upload"
         with tempfile.TemporaryDirectory(prefix="closeloop-upload-") as folder:
-            path = Path(folder) / name
-            with path.open("wb") as target:
+            received = Path(folder) / "received"
+            digest = hashlib.sha256()
+            with received.open("wb") as target:
                 while chunk := upload.read(1 << 20):
+                    digest.update(chunk)
                     target.write(chunk)
-            with self.server.workspace(write=False) as workspace:
-                result = import_table(workspace, table, path, format=format, encoding=encoding)
+            # Named by its content, so the quarantine rows of a file uploaded twice are one set
+            # (an import quarantines nothing twice for the same file, row and values).
+            path = (
+                Path(tempfile.gettempdir()) / "closeloop-uploads" / digest.hexdigest()[:16] / name
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            received.replace(path)
+            try:
+                with self.server.workspace(write=False) as workspace:
+                    result = import_table(workspace, table, path, format=format, encoding=encoding)
+            finally:
+                path.unlink(missing_ok=True)
         return ImportReport(
             table=result.table,
             file=name,
