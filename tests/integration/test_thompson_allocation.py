@@ -196,7 +196,9 @@ def test_thompson_with_one_variant_is_reported_at_its_place(tmp_path: Path) -> N
     problems = [p for p in result.problems if p.severity == "error"]
     assert len(problems) == 1, problems
     # Line 7, column 17 of jobs.yaml: the value of `allocation:`.
-    assert str(problems[0].location) == f"{folder / 'jobs.yaml'}:7:17"
+    location = problems[0].location
+    assert location is not None
+    assert (location.file, location.line, location.column) == (str(folder / "jobs.yaml"), 7, 17)
     assert "allocation thompson chooses among variants, and this job has 1" in problems[0].message
 
 
