@@ -131,6 +131,11 @@ class Comparison(Schema):
         description="which result the status is read from (added): the fixed-horizon one "
         "(absolute or rmst_difference), the always-valid sequential one, or Holm's adjustment",
     )
+    decisive: Estimate | None = Field(
+        default=None,
+        description="the result the status is read from (added): its estimate, interval and "
+        "p-value (Holm's p-value when decided_by is holm_adjusted)",
+    )
 
 
 class SampleRatio(Schema):
@@ -268,6 +273,9 @@ class MatchedComparison(Schema):
     counts: MatchCounts
     balance: list[BalanceRow]
     warnings: list[str]
+    message: str = Field(
+        default="", description="why the completion estimate is insufficient_data (added)"
+    )
 
 
 class Measurement(Schema):

@@ -11,39 +11,34 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
 from closeloop.analysis.matching import MatchedComparison, match_units
-from closeloop.analysis.measure_output import (
-    measurement_to_html,
-    print_matched,
-    print_measurement,
-)
 from closeloop.analysis.measurement import Measurement, MeasureOptions, measure_units
-from closeloop.data.readers import read_batches, read_header
+from closeloop.data.readers import FORMATS, read_batches, read_header
 from closeloop.errors import ConfigurationError, DataImportError, NotFoundError
 from closeloop.schemas import measurement as schemas
 from closeloop.services.data import missing_event_warnings
 from closeloop.services.results import measurement_model
 
-# What the CLI needs to present a measurement, so it imports services only.
+# What the surfaces need to measure files, so they import services only.
 __all__ = [
     "MeasureRequest",
     "MeasureResult",
     "measure_files",
-    "measurement_to_html",
+    "measure_uploads",
     "parse_horizon",
     "parse_weights",
-    "print_matched",
-    "print_measurement",
 ]
 
 UNIT_COLUMNS = ("unit_id", "arm", "entered_at")
@@ -217,6 +212,51 @@ def measure_files(request: MeasureRequest) -> MeasureResult:
         )
     finally:
         con.disconnect()
+
+
+def measure_uploads(
+    request: MeasureRequest,
+    units: IO[bytes],
+    events: IO[bytes],
+) -> MeasureResult:
+    """Measure two uploaded files (the API): ``request.units_name`` and ``events_name`` are the
+    names the client gave them, which decide their format by extension and name them in messages.
+
+    The uploads are copied to a temporary folder that is removed afterwards.
+    """
+    with tempfile.TemporaryDirectory(prefix="closeloop-measure-") as folder:
+        paths = []
+        for stream, role, name in (
+            (units, "units", request.units_label),
+            (events, "events", request.events_label),
+        ):
+            path = Path(folder) / f"{role}{_upload_suffix(name)}"
+            with path.open("wb") as handle:
+                shutil.copyfileobj(stream, handle)
+            paths.append(path)
+        located = replace(request, units=paths[0], events=paths[1])
+        try:
+            return measure_files(located)
+        except DataImportError as error:
+            # The reader names the temporary copy; the client knows the file by its own name.
+            message = str(error)
+            for path, name in zip(paths, (request.units_label, request.events_label), strict=True):
+                message = message.replace(str(path), name)
+            raise DataImportError(message) from None
+
+
+def _upload_suffix(name: str) -> str:
+    """The extension(s) that tell the reader an upload's format: ``.csv``, ``.jsonl.gz``, ..."""
+    suffixes = [suffix.lower() for suffix in Path(name).suffixes[-2:]]
+    compressed = suffixes[-1:] == [".gz"]
+    if compressed:
+        suffixes.pop()
+    if suffixes and suffixes[-1] in FORMATS:
+        return suffixes[-1] + (".gz" if compressed else "")
+    raise DataImportError(
+        f"{name or 'an upload'}: the file name must end in one of {', '.join(FORMATS)} "
+        "(optionally .gz) so its format is known"
+    )
 
 
 # -- checks on the options -------------------------------------------------------------------------

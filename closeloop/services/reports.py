@@ -5,28 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import ibis.expr.types as ir
 
-from closeloop.analysis.html_report import (
-    DELIVERY_STATUSES,
-    arm_rows,
-    comparison_rows,
-    days,
-    headline,
-    heterogeneity_rows,
-    level,
-    num,
-    pct,
-    pp,
-    pp_ci,
-    pval,
-    render_job_report_html,
-    revenue_rows,
-    segment_rows,
-    verdict_view,
-)
 from closeloop.analysis.job_report import (
     MATCH_ON,
     CohortAsOf,
@@ -37,7 +18,6 @@ from closeloop.analysis.job_report import (
     version_warnings,
 )
 from closeloop.analysis.matching import eligible_comparison_units
-from closeloop.analysis.measure_output import print_matched
 from closeloop.analysis.verdict import job_verdict
 from closeloop.data.compiler import (
     cohort_members,
@@ -57,45 +37,22 @@ from closeloop.services.data import freshness
 from closeloop.services.project import Workspace
 from closeloop.services.results import job_report_model
 
-# What the surfaces (cli, api, web) need to present a report, so they import services only.
+# What the surfaces (cli, api, web) need to ask for a report, so they import services only.
 __all__ = [
-    "DELIVERY_STATUSES",
-    "GUARD_STYLE",
     "HOLDOUT",
     "TREATMENT",
-    "VERDICT_STYLE",
     "JobReport",
     "ReportedJob",
     "ValueOutcome",
-    "arm_rows",
-    "comparison_rows",
-    "days",
-    "headline",
-    "heterogeneity_rows",
     "horizon_of",
     "job_report",
-    "level",
-    "num",
-    "pct",
-    "pp",
-    "pp_ci",
-    "print_matched",
-    "pval",
     "report_job",
-    "revenue_rows",
-    "segment_rows",
-    "verdict_view",
-    "write_html_report",
 ]
-
-
-VERDICT_STYLE = {"ship": "green", "stop": "red", "keep_running": "blue", "review": "yellow"}
-GUARD_STYLE = {"ok": "green", "harmed": "red", "unknown": "dim"}
 
 
 @dataclass(frozen=True)
 class ReportedJob:
-    """A job's report: the analysis (for the renderers) and the public model every surface dumps.
+    """A job's report: the analysis and the public model every surface renders and dumps.
 
     The model's warnings are the report's, then how current the data is at ``as_of``.
     """
@@ -267,11 +224,3 @@ def _cohort_as_of(workspace: Workspace, name: str) -> CohortAsOf:
 def horizon_of(job: JobDefinition) -> float:
     """The days after entry a job is measured over (:attr:`JobDefinition.horizon_days`)."""
     return job.horizon_days
-
-
-def write_html_report(
-    report: JobReport, path: Path, truths: dict[str, float] | None = None
-) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_job_report_html(report, truths), encoding="utf-8")
-    return path

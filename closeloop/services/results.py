@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from closeloop.analysis import job_report as analysis_report
 from closeloop.analysis import matching, measurement, revenue_value
-from closeloop.analysis.html_report import impact_line
+from closeloop.present.report_view import impact_line
 from closeloop.schemas.job_report import (
     ArmCounts,
     Deliveries,
@@ -232,6 +232,7 @@ def _comparison(comparison: measurement.Comparison) -> Comparison:
             else None
         ),
         decided_by=decided_by,
+        decisive=_estimate(decisive),
     )
 
 
@@ -340,6 +341,7 @@ def matched_model(matched: matching.MatchedComparison) -> MatchedComparison:
             for row in matched.balance
         ],
         warnings=list(matched.warnings),
+        message=matched.completion.message,
     )
 
 
@@ -425,6 +427,7 @@ def job_report_model(
     ``warnings`` replaces the report's own (a surface adds, say, data freshness to them).
     """
     job_measurement = measurement_model(report.measurement)
+    revenue = revenue_model(report.revenue) if report.revenue is not None else None
     plan = report.plan
     outcome = report.value_outcome
     return JobReport(
@@ -433,7 +436,7 @@ def job_report_model(
         horizon_days=report.horizon_days,
         holdout_fraction=report.holdout_fraction,
         status=report.status.value,
-        verdict=_verdict(report),
+        verdict=_verdict(report, revenue),
         plan=(
             LaunchPlan(
                 units=plan.units, baseline=plan.baseline, relative_effect=plan.relative_effect
@@ -458,7 +461,7 @@ def job_report_model(
         srm=job_measurement.srm,
         measurement=job_measurement,
         matched=matched_model(report.matched) if report.matched is not None else None,
-        revenue_value=revenue_model(report.revenue) if report.revenue is not None else None,
+        revenue_value=revenue,
         variant_measurement=(
             measurement_model(report.variant_measurement)
             if report.variant_measurement is not None
@@ -482,7 +485,7 @@ def _counts(summary: analysis_report.ArmSummary) -> ArmCounts:
     )
 
 
-def _verdict(report: analysis_report.JobReport) -> Verdict | None:
+def _verdict(report: analysis_report.JobReport, revenue: RevenueValue | None) -> Verdict | None:
     verdict = report.verdict
     if verdict is None:
         return None
@@ -494,5 +497,5 @@ def _verdict(report: analysis_report.JobReport) -> Verdict | None:
         guardrails=[
             Guardrail(name=g.name, state=g.state.value, detail=g.detail) for g in verdict.guardrails
         ],
-        impact=impact_line(report),
+        impact=impact_line(revenue),
     )
