@@ -214,7 +214,7 @@ def test_no_data_no_data_warnings_and_no_warehouse_created(tmp_path: Path) -> No
     (folder / "cohorts.yaml").write_text(COHORTS)
     settings = load_settings(folder, {})
     validation = definitions_service.validate_project(settings)
-    assert validation.problems == ()
+    assert validation.problems == []
     assert not (folder / "warehouse.duckdb").exists()
 
 
