@@ -26,12 +26,12 @@ from closeloop.cli.common import (
     parse_time,
     reports_errors,
 )
+from closeloop.present.report_view import DELIVERY_STATUSES
 from closeloop.schemas import dump_json
 from closeloop.schemas.jobs import OptOutList, TickSummary
 from closeloop.services import engine_runs, operations
 from closeloop.services.engine_runs import BackfillResult, DispatchResult, TickResult
 from closeloop.services.project import Workspace, open_workspace
-from closeloop.services.reports import DELIVERY_STATUSES
 
 jobs_app = typer.Typer(help="Jobs and their lifecycle: draft → live → paused → stopped.")
 outbox_app = typer.Typer(help="Messages waiting, sent, failed: list, retry, purge.")
@@ -365,14 +365,17 @@ def outbox_list(
     status: StatusOption = None,
     job: JobOption = None,
     account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 100,
+    limit: Annotated[
+        int, typer.Option(min=1, max=500, help="At most this many (500 at most), newest first.")
+    ] = 100,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many of the newest first.")] = 0,
     output_format: FormatOption = OutputFormat.TABLE,
     project: ProjectOption = None,
 ) -> None:
     """Messages in the outbox, newest first, with their status, attempts and last error."""
     with open_workspace(project, write=False) as workspace:
         listed = operations.outbox_list(
-            workspace, status=status, job_name=job, account_id=account, limit=limit
+            workspace, status=status, job_name=job, account_id=account, offset=offset, limit=limit
         )
     if output_format == OutputFormat.JSON:
         _echo_json(listed)

@@ -191,11 +191,15 @@ class OutboxMessage(Schema):
 
 
 class OutboxList(Schema):
-    """``closeloop outbox list``: counts by status and the newest messages."""
+    """``closeloop outbox list`` and ``GET /api/outbox``: counts by status and one page of
+    messages, newest first."""
 
     counts: dict[str, int] = Field(description="messages by status (of the job, if one is given)")
-    count: int = Field(ge=0, description="how many messages are listed")
+    count: int = Field(ge=0, description="how many messages this page lists")
     messages: list[OutboxMessage]
+    total: int = Field(ge=0, description="how many messages match the filters, over all pages")
+    offset: int = Field(default=0, ge=0, description="index of the first message of this page")
+    limit: int = Field(ge=1, description="the most messages a page holds")
 
 
 class OutboxRetry(Schema):
@@ -227,3 +231,20 @@ class JobWritten(Schema):
     version: int = Field(ge=1, description="the definition version now recorded")
     warnings: list[str] = Field(default_factory=list, description="the project's warnings")
     detail: JobDetail
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+class AtRequest(Schema):
+    """When an operation happens (ISO 8601; no zone means UTC); now when left out."""
+
+    at: datetime | None = Field(default=None, description="when; now when left out")
+
+
+class RetryRequest(Schema):
+    """Which dead-lettered messages to queue again: these ids, this job's, or every one."""
+
+    ids: list[int] | None = Field(default=None, description="message ids; all dead ones if null")
+    job: str | None = Field(default=None, description="only this job's messages")
+    at: datetime | None = Field(default=None, description="when; now when left out")

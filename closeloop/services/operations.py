@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import csv
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,18 @@ __all__ = ["JobStatus", "TokenError", "mask_secrets"]
 
 MAX_PAGE = 500
 """The most items one page of a list holds (the API's ``limit`` is capped here)."""
+
+
+def acting_as(workspace: Workspace, actor: str) -> Workspace:
+    """The workspace with ``actor`` as the author of what it records (audit log, versions)."""
+    return replace(workspace, settings=replace(workspace.settings, author=actor))
+
+
+def moment(at: datetime | None) -> datetime:
+    """A time as the stores keep it (naive UTC; a zone is converted), or now when None."""
+    if at is None:
+        return datetime.now(UTC).replace(tzinfo=None)
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo is not None else at
 
 
 def list_jobs(workspace: Workspace) -> list[JobSummary]:
@@ -265,42 +278,26 @@ def outbox_list(
     status: str | None = None,
     job_name: str | None = None,
     account_id: str | None = None,
-    limit: int = 100,
-) -> OutboxList:
-    """``closeloop outbox list``: counts by status and the newest ``limit`` messages."""
-    messages = outbox_repository.list_messages(
-        workspace.store, status=status, job_name=job_name, account_id=account_id, limit=limit
-    )
-    return OutboxList(
-        counts=outbox_counts(workspace, job_name),
-        count=len(messages),
-        messages=[public_message(message) for message in messages],
-    )
-
-
-def outbox_page(
-    workspace: Workspace,
-    *,
-    status: str | None = None,
-    job_name: str | None = None,
-    account_id: str | None = None,
     offset: int = 0,
     limit: int = 100,
-) -> Page[OutboxMessage]:
-    """Outbox messages matching the filters, newest first."""
+) -> OutboxList:
+    """Counts by status and one page of the messages matching the filters, newest first."""
+    limit = min(limit, MAX_PAGE)
     rows, total = browse.outbox_page(
         workspace.store,
         status=status,
         job_name=job_name,
         account_id=account_id,
         offset=offset,
-        limit=min(limit, MAX_PAGE),
+        limit=limit,
     )
-    return Page[OutboxMessage](
-        items=[public_message(row) for row in rows],
+    return OutboxList(
+        counts=outbox_counts(workspace, job_name),
+        count=len(rows),
+        messages=[public_message(row) for row in rows],
         total=total,
         offset=offset,
-        limit=min(limit, MAX_PAGE),
+        limit=limit,
     )
 
 
