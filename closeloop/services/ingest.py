@@ -140,13 +140,15 @@ def parse_request(body: bytes, kind: MessageType | None, received_at: datetime) 
     if not isinstance(document, dict):
         raise IngestError(f"the body must be a JSON object, not {_json_type(document)}")
     if kind is not None:
-        items: list[tuple[str, dict[str, Any]]] = [("", {**document, "type": kind})]
+        items: list[tuple[str, dict[str, Any], str | None]] = [
+            ("", {**document, "type": kind}, None)
+        ]
     else:
         items = _batch_items(document)
     problems: list[ErrorBody] = []
     messages: list[NewMessage] = []
-    for prefix, item in items:
-        found = _message(prefix, item, received_at, problems)
+    for prefix, item, text in items:
+        found = _message(prefix, item, text, received_at, problems)
         if found is not None:
             messages.append(found)
     if problems:
@@ -170,25 +172,29 @@ def _json_type(value: Any) -> str:
     return next((n for t, n in names.items() if isinstance(value, t)), "a number")
 
 
-def _batch_items(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def _batch_items(document: dict[str, Any]) -> list[tuple[str, dict[str, Any], str | None]]:
+    """Each message of a batch with its location and, when it is kept as sent, its JSON text."""
     try:
         batch = SegmentBatch.model_validate(document)
     except ValidationError as error:
         first = error.errors()[0]
         where = _location("", first["loc"])
         raise IngestError(f"{where}: {first['msg']}", location=where) from None
-    items = []
+    items: list[tuple[str, dict[str, Any], str | None]] = []
     for index, item in enumerate(batch.batch):
         where = f"batch[{index}]"
-        size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
-        _check_size(size, MESSAGE_LIMIT, f"message {where}", where)
+        sent = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+        _check_size(len(sent.encode()), MESSAGE_LIMIT, f"message {where}", where)
+        text: str | None = sent
         merged = dict(item)
         # Batch-level context and sentAt apply to every message (a message's own win).
         if batch.context and isinstance(item.get("context", {}), dict):
             merged["context"] = {**batch.context, **item.get("context", {})}
+            text = None
         if batch.sent_at is not None and "sentAt" not in item:
             merged["sentAt"] = batch.sent_at.isoformat()
-        items.append((where, merged))
+            text = None
+        items.append((where, merged, text))
     return items
 
 
@@ -208,8 +214,15 @@ def _problem(location: str, message: str) -> ErrorBody:
 
 
 def _message(
-    prefix: str, item: dict[str, Any], received_at: datetime, problems: list[ErrorBody]
+    prefix: str,
+    item: dict[str, Any],
+    text: str | None,
+    received_at: datetime,
+    problems: list[ErrorBody],
 ) -> NewMessage | None:
+    """The message to buffer, or None with its problems added to ``problems``; ``text`` is the
+    item's JSON as sent, kept as the body when nothing needs adding to it."""
+    before = len(problems)
     try:
         message = SegmentMessage.model_validate(item)
     except ValidationError as error:
@@ -233,15 +246,17 @@ def _message(
         missing("event", "a track message needs an event (its name)")
     if message.type == "group" and message.group_id is None:
         missing("groupId", "a group message needs a groupId (the account)")
-    if problems:
+    if len(problems) > before:
         return None
     message_id = message.message_id or f"closeloop-{uuid.uuid4()}"
-    item = {**item, "type": message.type, "messageId": message_id}
+    if text is None or item.get("messageId") != message_id or item.get("type") != message.type:
+        item = {**item, "type": message.type, "messageId": message_id}
+        text = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
     return NewMessage(
         kind=message.type,
         message_id=message_id,
         timestamp=_timestamp(message, received_at),
-        body=json.dumps(item, ensure_ascii=False, separators=(",", ":"), default=str),
+        body=text,
     )
 
 
