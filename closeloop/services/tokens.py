@@ -16,6 +16,7 @@ from closeloop.settings import Settings, load_settings
 
 TOKEN_PREFIX = "cl_"
 _SHOWN_PREFIX = 10
+MAX_NAME_LENGTH = 200  # the width of api_tokens.name
 
 
 @contextmanager
@@ -60,6 +61,10 @@ def create_token(store: StateStore, *, name: str, role: Role | str, actor: str) 
         ) from error
     if not name.strip():
         raise ConfigurationError("a token needs a name (who or what uses it)")
+    if (length := len(name.strip())) > MAX_NAME_LENGTH:
+        raise ConfigurationError(
+            f"a token's name has at most {MAX_NAME_LENGTH} characters; this one has {length}"
+        )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     record = token_store.insert_token(
         store,

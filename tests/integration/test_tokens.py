@@ -130,6 +130,11 @@ def test_tokens_create_refuses_a_bad_role_or_an_empty_name(
         app, ["tokens", "create", "--role", "viewer", "--name", " ", "--project", str(project)]
     )
     assert empty.exit_code == 1 and "a token needs a name" in empty.output
+    long = runner.invoke(
+        app,
+        ["tokens", "create", "--role", "viewer", "--name", "n" * 201, "--project", str(project)],
+    )
+    assert long.exit_code == 1 and "at most 200 characters; this one has 201" in long.output
     outside = runner.invoke(app, ["tokens", "list", "--project", str(project.parent / "nowhere")])
     assert outside.exit_code == 1 and "is not a closeloop project" in outside.output
 
