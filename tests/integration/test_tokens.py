@@ -246,3 +246,24 @@ def test_segment_ingestion_is_not_audited_per_event_but_file_uploads_are() -> No
     assert audited("POST", "/api/jobs/Nudge/launch")
     assert audited("DELETE", "/api/tokens/ci")
     assert not audited("GET", "/api/audit")
+
+
+def test_file_uploads_are_audited_and_segment_messages_are_not(api: Api) -> None:
+    uploaded = api.client.post(
+        "/v1/import/events",
+        headers=api.headers(Role.ingest),
+        files={
+            "file": ("events.csv", b"event_id,account_id,name,timestamp\ne1,a1,login,2024-05-01\n")
+        },
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    tracked = api.client.post(
+        "/v1/track",
+        headers=api.headers(Role.ingest),
+        json={"userId": "p1", "event": "login", "messageId": "m1", "context": {"groupId": "a1"}},
+    )
+    assert tracked.status_code == 200, tracked.text
+    entries = [
+        (e["actor"], e["action"], e["subject"]) for e in _audit(api, action="api.*")["items"]
+    ]
+    assert entries == [("test-ingest", "api.POST /v1/import/{table}", "/v1/import/events")]
