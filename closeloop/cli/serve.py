@@ -12,6 +12,9 @@ How this lives with DuckDB, which admits one writing process per file:
   for one cycle and closes it. So ``closeloop explain``, ``report`` and ``import`` run while
   ``serve`` runs; each waits for the file (up to the warehouse's lock timeout, 120 s) only while a
   request or a cycle holds it, as two CLI commands wait for each other.
+- Segment ingestion is buffered in the state store and written to the warehouse in batches by
+  the server's flusher (``CLOSELOOP_INGEST_FLUSH_INTERVAL``), which opens the warehouse only when
+  messages are waiting.
 - The state store (SQLite in WAL mode, or PostgreSQL) admits many processes; the server keeps one
   engine for tokens and the audit log.
 - One scheduler per state store: ``serve`` and ``worker`` take the runner lock that ``closeloop
