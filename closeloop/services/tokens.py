@@ -92,5 +92,9 @@ def authenticate(store: StateStore, token: str) -> TokenInfo | None:
     record = token_store.find_active(store, token_hash(token))
     if record is None:
         return None
-    token_store.touch(store, record.id, utc_now())
+    now = utc_now()
+    # A write per request would serialise every request on SQLite's write lock: record the use
+    # only when the stored minute is older than this one (touch checks it again in SQL).
+    if record.last_used_at is None or record.last_used_at < now.replace(second=0, microsecond=0):
+        token_store.touch(store, record.id, now)
     return _info(record)

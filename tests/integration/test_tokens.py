@@ -152,6 +152,8 @@ def test_admin_routes_create_list_and_revoke_tokens(api: Api) -> None:
     listed = api.client.get("/api/tokens", headers=api.headers(Role.admin)).json()
     assert [t["name"] for t in listed][-1] == "segment"
     assert token not in json.dumps(listed)
+    used = {t["name"]: t["last_used_at"] for t in listed}
+    assert used["test-admin"] is not None and used["test-viewer"] is None  # recorded on use
 
     probe = {"Authorization": f"Bearer {token}"}
     assert api.client.get("/api/tokens", headers=probe).status_code == 403  # ingest, not admin
