@@ -32,11 +32,16 @@ def record(store: StateStore, *, actor: str, action: str, subject: str, detail: 
     with store.engine.begin() as connection:
         store.audit(
             connection,
-            actor[:ACTOR_LENGTH],
-            action[:ACTION_LENGTH],
-            subject[:SUBJECT_LENGTH],
+            _text(actor, ACTOR_LENGTH),
+            _text(action, ACTION_LENGTH),
+            _text(subject, SUBJECT_LENGTH),
             detail,
         )
+
+
+def _text(value: str, width: int) -> str:
+    # PostgreSQL refuses NUL in text; a request path may carry one (%00).
+    return value.replace("\x00", "\\x00")[:width]
 
 
 def list_entries(
@@ -53,6 +58,8 @@ def list_entries(
     ``action`` matches a whole action or, ending in ``*``, a prefix (``api.*``, ``token.*``);
     ``since`` is inclusive (naive UTC, like every time in the store).
     """
+    if any("\x00" in text for text in (action or "", actor or "")):
+        return [], 0  # nothing recorded holds a NUL (record escapes it)
     table = schema.audit_log
     conditions: list[sa.ColumnElement[bool]] = []
     if action is not None:

@@ -12,6 +12,8 @@ from closeloop.engine import schema
 from closeloop.engine.state import StateStore, utc_now
 from closeloop.errors import NotFoundError
 
+_MAX_ID = 2**31 - 1  # api_tokens.id is an INTEGER
+
 
 @dataclass(frozen=True)
 class TokenRecord:
@@ -117,7 +119,9 @@ def revoke(store: StateStore, name_or_id: str, actor: str) -> list[TokenRecord]:
     now = utc_now()
     table = schema.api_tokens
     match = table.c.name == name_or_id
-    if name_or_id.isdigit():
+    # An id is ASCII digits within the column's range ("²" is a digit to str.isdigit, and a
+    # 20-digit number overflows SQLite's and PostgreSQL's integers): anything else is a name.
+    if name_or_id.isascii() and name_or_id.isdigit() and int(name_or_id) <= _MAX_ID:
         match = sa.or_(match, table.c.id == int(name_or_id))
     with store.engine.begin() as connection:
         rows = connection.execute(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from closeloop.engine import tokens as token_store
 from closeloop.engine.state import StateStore, utc_now
-from closeloop.errors import ConfigurationError
+from closeloop.errors import ConfigurationError, NotFoundError
 from closeloop.schemas.tokens import CreatedToken, Role, TokenInfo
 from closeloop.settings import Settings, load_settings
 
@@ -61,6 +61,10 @@ def create_token(store: StateStore, *, name: str, role: Role | str, actor: str) 
         ) from error
     if not name.strip():
         raise ConfigurationError("a token needs a name (who or what uses it)")
+    if any(not character.isprintable() for character in name.strip()):
+        raise ConfigurationError(
+            f"a token's name must be printable text; {name!r} has control characters"
+        )
     if (length := len(name.strip())) > MAX_NAME_LENGTH:
         raise ConfigurationError(
             f"a token's name has at most {MAX_NAME_LENGTH} characters; this one has {length}"
@@ -82,6 +86,8 @@ def list_tokens(store: StateStore, *, include_revoked: bool = False) -> list[Tok
 
 
 def revoke_token(store: StateStore, name_or_id: str, *, actor: str) -> list[TokenInfo]:
+    if "\x00" in name_or_id:  # no name has one (see create_token); PostgreSQL refuses it in text
+        raise NotFoundError(f"no active API token named or numbered {name_or_id!r}")
     return [_info(r) for r in token_store.revoke(store, name_or_id, actor)]
 
 

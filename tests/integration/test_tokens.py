@@ -269,3 +269,24 @@ def test_file_uploads_are_audited_and_segment_messages_are_not(api: Api) -> None
         (e["actor"], e["action"], e["subject"]) for e in _audit(api, action="api.*")["items"]
     ]
     assert entries == [("test-ingest", "api.POST /v1/import/{table}", "/v1/import/events")]
+
+
+def test_odd_names_are_answered_not_crashed_on(api: Api) -> None:
+    """Unicode digits, numbers beyond the id column and NUL (which PostgreSQL refuses in text)
+    get 404, 422 or an empty page, and a NUL in a path is audited escaped."""
+    admin = api.headers(Role.admin)
+    for name in ("²", "99999999999999999999", "a%00b"):
+        response = api.client.delete(f"/api/tokens/{name}", headers=admin)
+        assert response.status_code == 404, (name, response.text)
+    refused = api.client.post(
+        "/api/tokens", headers=admin, json={"name": "a\u0000b", "role": "viewer"}
+    )
+    assert refused.status_code == 422 and "control characters" in refused.json()["error"]["message"]
+    assert _audit(api, action="a\x00b", actor="x\x00") == {
+        "items": [],
+        "total": 0,
+        "offset": 0,
+        "limit": 100,
+    }
+    subjects = [e["subject"] for e in _audit(api, action="api.DELETE*")["items"]]
+    assert "/api/tokens/a\\x00b" in subjects
