@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,16 +43,21 @@ from closeloop.cli.operate import (
     print_launch_checks,
     print_ticks,
 )
-from closeloop.cli.render import (
+from closeloop.present.definitions import (
     print_definitions,
     print_history,
-    print_job_report,
     print_matches,
     print_stage,
-    problem_text,
-    problems_summary,
+    print_validation,
 )
+from closeloop.present.html import measurement_html, write_job_report_html
+from closeloop.present.job_report import print_job_report
+from closeloop.present.measurement import print_measurement
+from closeloop.present.planning import print_library, print_power_plan
 from closeloop.schemas import dump_json
+from closeloop.schemas.definitions import Entity
+from closeloop.schemas.library import SortKey
+from closeloop.schemas.planning import DEFAULT_WEEKS, PowerInputs
 from closeloop.services import data as data_service
 from closeloop.services import definitions as definitions_service
 from closeloop.services import demo as demo_service
@@ -61,7 +65,6 @@ from closeloop.services import engine_runs, operations, reports
 from closeloop.services import power as power_service
 from closeloop.services import simulation as simulation_service
 from closeloop.services.data import IMPORT_TABLES, ImportProgress, import_table
-from closeloop.services.definitions import Entity
 from closeloop.services.project import init_project, open_workspace
 from closeloop.settings import load_settings
 
@@ -116,22 +119,20 @@ def init(
 
 @app.command()
 @reports_errors
-def validate(project: ProjectOption = None) -> None:
+def validate(
+    output_format: FormatOption = OutputFormat.TABLE, project: ProjectOption = None
+) -> None:
     """Check every definition of the project; print every problem with file:line:column.
 
-    Exits 1 when there is an error; warnings alone exit 0.
+    Exits 1 when there is an error; warnings alone exit 0 (with --format json too).
     """
     result = definitions_service.validate_project(load_settings(project))
-    for problem in result.problems:
-        console.print(problem_text(problem), highlight=False, soft_wrap=True)
-    if result.errors:
-        console.print(problems_summary(result.errors, result.warnings), highlight=False)
+    if output_format == OutputFormat.JSON:
+        typer.echo(dump_json(result))
+    else:
+        print_validation(console, result)
+    if not result.valid:
         raise typer.Exit(1)
-    console.print(
-        f"[green]ok[/green]: {result.definitions} definition(s) valid "
-        f"({result.jobs} job(s)); {problems_summary(0, result.warnings)}",
-        highlight=False,
-    )
 
 
 @app.command()
@@ -171,18 +172,9 @@ def explain(
             workspace, expression, now_or(at), _target(target), sample
         )
     if output_format == OutputFormat.JSON:
-        payload = {
-            "target": str(matches.target),
-            "as_of": matches.as_of.isoformat(),
-            "count": matches.count,
-            "sample": matches.sample,
-            "sql": matches.sql,
-            "warnings": matches.warnings,
-        }
-        typer.echo(json.dumps(payload, indent=2, default=str))
+        typer.echo(dump_json(matches))
     else:
         print_matches(console, "the expression", matches)
-        data_cli.print_warnings(matches.warnings)
 
 
 @app.command()
@@ -191,15 +183,17 @@ def cohort(
     name: Annotated[str, typer.Argument(help="Cohort name.")],
     at: Annotated[str, typer.Option(help="Evaluate as of this time (ISO, UTC).")],
     sample: Annotated[int, typer.Option(min=0, help="How many member ids to show.")] = 10,
+    output_format: FormatOption = OutputFormat.TABLE,
     project: ProjectOption = None,
 ) -> None:
     """How many members a cohort has as of a time, and a sample of them."""
     moment = parse_time(at)
     with open_workspace(project) as workspace:
         matches = definitions_service.cohort(workspace, name, moment, sample)
-        fresh = data_service.freshness(workspace.warehouse, moment)
-    print_matches(console, f"cohort {name!r}", matches)
-    data_cli.print_warnings(fresh.warnings)
+    if output_format == OutputFormat.JSON:
+        typer.echo(dump_json(matches))
+    else:
+        print_matches(console, f"cohort {name!r}", matches)
 
 
 @app.command()
@@ -207,24 +201,31 @@ def cohort(
 def stage(
     name: Annotated[str, typer.Argument(help="Stage name.")],
     at: Annotated[str, typer.Option(help="Evaluate as of this time (ISO, UTC).")],
+    output_format: FormatOption = OutputFormat.TABLE,
     project: ProjectOption = None,
 ) -> None:
     """Accounts in a stage as of a time: entered, completed, exited, objectives and markers."""
     moment = parse_time(at)
     with open_workspace(project) as workspace:
-        summary = definitions_service.stage(workspace, name, moment)
-        fresh = data_service.freshness(workspace.warehouse, moment)
-    print_stage(console, summary)
-    data_cli.print_warnings(fresh.warnings)
+        view = definitions_service.stage(workspace, name, moment)
+    if output_format == OutputFormat.JSON:
+        typer.echo(dump_json(view))
+    else:
+        print_stage(console, view)
 
 
 @definitions_app.command("list")
 @reports_errors
-def definitions_list(project: ProjectOption = None) -> None:
+def definitions_list(
+    output_format: FormatOption = OutputFormat.TABLE, project: ProjectOption = None
+) -> None:
     """Every definition: kind, name, current hash and latest recorded version."""
     with open_workspace(project) as workspace:
         found = definitions_service.list_definitions(workspace)
-    print_definitions(console, found)
+    if output_format == OutputFormat.JSON:
+        typer.echo(dump_json(found))
+    else:
+        print_definitions(console, found)
 
 
 @definitions_app.command("history")
@@ -234,12 +235,16 @@ def definitions_history(
     kind: Annotated[
         str | None, typer.Option(help="attribute, cohort, stage or job (default: any).")
     ] = None,
+    output_format: FormatOption = OutputFormat.TABLE,
     project: ProjectOption = None,
 ) -> None:
     """Every recorded version of a definition: number, time, author, hash, and the diff."""
     with open_workspace(project) as workspace:
-        versions = definitions_service.definition_history(workspace, name, kind)
-    print_history(console, versions)
+        found = definitions_service.definition_history(workspace, name, kind)
+    if output_format == OutputFormat.JSON:
+        typer.echo(dump_json(found))
+    else:
+        print_history(console, found)
 
 
 @app.command()
@@ -525,10 +530,9 @@ def report(
     if output_format == OutputFormat.JSON:
         typer.echo(dump_json(reported.model))
     else:
-        print_job_report(console, reported.report)
-        data_cli.print_warnings(reported.data_warnings)
+        print_job_report(console, reported.model)  # its warnings include the data's freshness
     if html is not None:
-        reports.write_html_report(reported.report, html)
+        write_job_report_html(reported.model, html)
         console.print(f"HTML report: {html}")
 
 
@@ -631,23 +635,17 @@ def measure(
             alpha=alpha,
         )
     )
+    model = result.model
     if output_format == MeasureFormat.JSON:
-        text = dump_json(result.model) + "\n"
+        text = dump_json(model) + "\n"
     elif output_format == MeasureFormat.HTML:
-        text = measure_service.measurement_to_html(
-            result.measurement, result.warnings, result.matched
-        )
+        text = measurement_html(model)
     elif output is None:
-        measure_service.print_measurement(console, result.measurement, result.warnings)
-        for matched in result.matched:
-            measure_service.print_matched(console, matched)
+        print_measurement(console, model)
         return
     else:
         with output.open("w", encoding="utf-8") as handle:
-            written = Console(file=handle, width=132)
-            measure_service.print_measurement(written, result.measurement, result.warnings)
-            for matched in result.matched:
-                measure_service.print_matched(written, matched)
+            print_measurement(Console(file=handle, width=132), model)
         console.print(f"wrote {output}")
         return
     if output is None:
@@ -691,7 +689,7 @@ def demo(
             folder, accounts=accounts, seed=seed, scenario_name=scenario, on_day=on_day
         )
     truths = {segment: truth.effect for segment, truth in result.truths.items()}
-    print_job_report(console, result.report, truths)
+    print_job_report(console, result.model, truths)
     console.print(
         f"{result.events:,} events simulated; "
         f"{result.emails_received:,} emails received by the SMTP "
@@ -827,9 +825,7 @@ def power(
     project: ProjectOption = None,
 ) -> None:
     """Minimum detectable effect per enrollment duration, and the duration for a target effect."""
-    from closeloop.cli.planning import print_power_plan
-
-    planned_weeks = tuple(weeks or power_service.DEFAULT_WEEKS)
+    planned_weeks = tuple(weeks or DEFAULT_WEEKS)
     if job is not None:
         with open_workspace(project, write=False) as workspace:
             plan = power_service.plan_job_power(
@@ -847,12 +843,19 @@ def power(
         raise typer.BadParameter("give --weekly and --baseline, or --job")
     else:
         plan = power_service.plan_power(
-            power_service.PowerRequest(
-                weekly, baseline, holdout, horizon, planned_weeks, effect, alpha, power_
+            PowerInputs(
+                weekly_volume=weekly,
+                baseline_rate=baseline,
+                holdout_fraction=holdout,
+                horizon_days=horizon,
+                weeks=list(planned_weeks),
+                effect=effect,
+                alpha=alpha,
+                power=power_,
             )
         )
     if output_format == OutputFormat.JSON:
-        typer.echo(json.dumps(power_service.plan_to_dict(plan), indent=2, allow_nan=False))
+        typer.echo(dump_json(plan))
     else:
         print_power_plan(console, plan)
 
@@ -875,25 +878,20 @@ def library(
     project: ProjectOption = None,
 ) -> None:
     """Every job ever run: goal, audience, variants and timing, n, effect overall and by segment."""
-    from closeloop.cli.planning import print_library
     from closeloop.services import library as library_service
 
     try:
-        sort_key = library_service.SortKey(sort)
+        sort_key = SortKey(sort)
     except ValueError:
         raise typer.BadParameter("--sort is effect, n, started or name") from None
     with open_workspace(project, write=False) as workspace:
-        entries = library_service.library(
+        found = library_service.library(
             workspace, goal=goal, segment=segment, status=status, sort=sort_key
         )
     if output_format == OutputFormat.JSON:
-        payload = {
-            "count": len(entries),
-            "jobs": [library_service.entry_to_dict(entry) for entry in entries],
-        }
-        typer.echo(json.dumps(payload, indent=2, allow_nan=False))
+        typer.echo(dump_json(found))
     else:
-        print_library(console, entries, segment)
+        print_library(console, found, segment)
 
 
 class _RateColumn(TextColumn):

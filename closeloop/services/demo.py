@@ -18,8 +18,11 @@ from pathlib import Path
 
 from closeloop.analysis.job_report import JobReport
 from closeloop.channels.email import EMAIL, SmtpSender
+from closeloop.present.html import write_job_report_html
+from closeloop.schemas import job_report as schemas
 from closeloop.services.project import init_project, open_workspace
-from closeloop.services.reports import job_report, write_html_report
+from closeloop.services.reports import job_report
+from closeloop.services.results import job_report_model
 from closeloop.services.simulation import Lockstep, job_truths, write_ground_truth
 from closeloop.services.smtp_sink import SmtpSink
 from closeloop.settings import DEFAULT_STATE_FILE, DEFAULT_WAREHOUSE_FILE
@@ -35,6 +38,7 @@ DayCallback = Callable[[int, int], None]
 class DemoResult:
     project_dir: Path
     report: JobReport
+    model: schemas.JobReport  # the report as every surface renders it
     truths: dict[str, TrueEffect]
     html_path: Path
     emails_received: int
@@ -122,8 +126,9 @@ def run_demo(
             ),
             encoding="utf-8",
         )
-        html_path = write_html_report(
-            report,
+        model = job_report_model(report)
+        html_path = write_job_report_html(
+            model,
             folder / "report.html",
             {segment: truth.effect for segment, truth in truths.items()},
         )
@@ -131,6 +136,7 @@ def run_demo(
     return DemoResult(
         project_dir=folder,
         report=report,
+        model=model,
         truths=truths,
         html_path=html_path,
         emails_received=len(messages),

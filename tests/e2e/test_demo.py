@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
+from closeloop.present.report_view import headline
 from closeloop.services.demo import run_demo
-from closeloop.services.reports import headline
 from closeloop.stats import Status
 
 
@@ -55,7 +55,7 @@ def test_the_demo_recovers_the_true_effects(tmp_path: Path) -> None:
     assert (
         f"{-difference.estimate:.1f} days sooner on average "
         f"[{-difference.ci.upper:.1f}, {-difference.ci.lower:.1f}]"
-    ) in headline(report)
+    ) in headline(result.model)
     # Revenue at 90 days after entry, from the simulated subscriptions, both arms.
     assert report.revenue is not None
     ninety = report.revenue.horizon(90)

@@ -16,8 +16,6 @@ import pyarrow as pa
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from closeloop.analysis.html_report import pp
-from closeloop.analysis.measure_output import headline
 from closeloop.analysis.measurement import (
     COMPLETION_RATE,
     POOLED,
@@ -26,6 +24,9 @@ from closeloop.analysis.measurement import (
     MeasureOptions,
     measure_units,
 )
+from closeloop.present.format import pp
+from closeloop.present.measurement import headline
+from closeloop.services.results import measurement_model
 from closeloop.stats import ProportionStatistic, Status, proportion_test
 
 DAY0 = datetime(2025, 1, 6)
@@ -130,7 +131,7 @@ def test_pairs_of_variants_are_a_family_of_their_own(measurement: Measurement) -
 
 def test_the_headline_sentence_reads_the_pooled_arm(measurement: Measurement) -> None:
     pooled = _completion(measurement, POOLED).decisive
-    text = headline(measurement)
+    text = headline(measurement_model(measurement))
     assert text.startswith("All treated completed more often than control: ")
     assert pp(pooled.estimate) in text and pp(pooled.estimate) == "+4.5 pp"
     assert "call" not in text
@@ -141,6 +142,8 @@ def test_without_the_pooled_headline_the_first_variant_leads() -> None:
     assert measurement.pooled is None
     assert measurement.comparison(POOLED, COMPLETION_RATE) is None
     assert measurement.status is Status.INCONCLUSIVE  # call's, Holm-adjusted
-    assert headline(measurement).startswith("Inconclusive: the interval for call vs control")
+    assert headline(measurement_model(measurement)).startswith(
+        "Inconclusive: the interval for call vs control"
+    )
     # The variants are still adjusted together.
     assert _completion(measurement, "email").family == 3
