@@ -19,11 +19,13 @@ are audited like any other write.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import BeforeValidator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from closeloop.api.security import Admin
@@ -80,6 +82,16 @@ def revoke_token(request: Request, principal: Admin, name_or_id: str) -> list[To
     return token_service.revoke_token(_server(request).store, name_or_id, actor=principal.name)
 
 
+def _iso_only(value: object) -> object:
+    """An ISO 8601 date-time, not a number (pydantic would read ``0.5`` as a Unix time)."""
+    if isinstance(value, str) and not _ISO_DATE_TIME.match(value):
+        raise ValueError("not an ISO 8601 date-time such as 2024-05-01T00:00:00Z")
+    return value
+
+
+_ISO_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
 @router.get("/audit", response_model=AuditPage)
 def audit_log(
     request: Request,
@@ -95,7 +107,9 @@ def audit_log(
         str | None, Query(max_length=200, description="a token name or an author")
     ] = None,
     since: Annotated[
-        datetime | None, Query(description="entries at or after this time (no zone: UTC)")
+        datetime | None,
+        BeforeValidator(_iso_only),
+        Query(description="entries at or after this ISO 8601 time (no zone: UTC)"),
     ] = None,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

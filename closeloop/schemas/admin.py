@@ -23,7 +23,13 @@ class Health(Schema):
 class TokenRequest(Schema):
     """A token to create: who or what will use it, and its role."""
 
-    name: str = Field(min_length=1, max_length=200, description="who or what uses the token")
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        # Some text besides spaces, and no control characters (PostgreSQL refuses NUL in text).
+        pattern=r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        description="who or what uses the token",
+    )
     role: Role
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,10 +62,8 @@ def create_token(store: StateStore, *, name: str, role: Role | str, actor: str) 
         ) from error
     if not name.strip():
         raise ConfigurationError("a token needs a name (who or what uses it)")
-    if any(not character.isprintable() for character in name.strip()):
-        raise ConfigurationError(
-            f"a token's name must be printable text; {name!r} has control characters"
-        )
+    if any(unicodedata.category(character) == "Cc" for character in name):
+        raise ConfigurationError(f"a token's name may not hold control characters: {name!r}")
     if (length := len(name.strip())) > MAX_NAME_LENGTH:
         raise ConfigurationError(
             f"a token's name has at most {MAX_NAME_LENGTH} characters; this one has {length}"

@@ -130,6 +130,10 @@ def test_tokens_create_refuses_a_bad_role_or_an_empty_name(
         app, ["tokens", "create", "--role", "viewer", "--name", " ", "--project", str(project)]
     )
     assert empty.exit_code == 1 and "a token needs a name" in empty.output
+    control = runner.invoke(
+        app, ["tokens", "create", "--role", "viewer", "--name", "a\tb", "--project", str(project)]
+    )
+    assert control.exit_code == 1 and "may not hold control characters" in control.output
     long = runner.invoke(
         app,
         ["tokens", "create", "--role", "viewer", "--name", "n" * 201, "--project", str(project)],
@@ -223,6 +227,12 @@ def test_every_authenticated_write_is_audited_with_its_route_and_status(api: Api
 
     since = _audit(api, since=before.isoformat())
     assert since["total"] == 3  # two requests and the creation; the fixture's tokens came before
+    for bad in ("0.5", "yesterday", "2024-13-01T00:00:00"):
+        refused = api.client.get(
+            "/api/audit", params={"since": bad}, headers=api.headers(Role.admin)
+        )
+        assert refused.status_code == 422, bad
+        assert refused.json()["error"]["location"]["file"] == "query.since"
     later = _audit(api, since=(datetime.now(UTC) + timedelta(hours=1)).isoformat())
     assert later["total"] == 0 and later["items"] == []
 
@@ -281,7 +291,7 @@ def test_odd_names_are_answered_not_crashed_on(api: Api) -> None:
     refused = api.client.post(
         "/api/tokens", headers=admin, json={"name": "a\u0000b", "role": "viewer"}
     )
-    assert refused.status_code == 422 and "control characters" in refused.json()["error"]["message"]
+    assert refused.status_code == 422 and refused.json()["error"]["location"]["file"] == "body.name"
     assert _audit(api, action="a\x00b", actor="x\x00") == {
         "items": [],
         "total": 0,
