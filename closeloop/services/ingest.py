@@ -334,7 +334,9 @@ def _warehouse(settings: Settings) -> Iterator[Warehouse]:
         yield warehouse
 
 
-def _read(buffered: BufferedMessage) -> Message:
+def read_buffered(buffered: BufferedMessage) -> Message:
+    """A buffered message as the warehouse writer takes it (page and screen: their event name,
+    ``name`` and ``category`` in properties)."""
     message = SegmentMessage.model_validate_json(buffered.body)
     context_group = message.context.group_id if message.context else None
     properties = dict(message.properties or {})
@@ -368,7 +370,7 @@ def flush(settings: Settings, store: StateStore, *, limit: int = FLUSH_BATCH) ->
         ids = [message.id for message in claimed]
         try:
             with _warehouse(settings) as warehouse:
-                written = write_messages(warehouse, [_read(message) for message in claimed])
+                written = write_messages(warehouse, [read_buffered(message) for message in claimed])
         except BaseException:
             ingest_buffer.unclaim(store, claimer, ids)
             raise

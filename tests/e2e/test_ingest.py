@@ -4,6 +4,7 @@ PostgreSQL for both), messages buffered in the state store and flushed into the 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import subprocess
@@ -19,9 +20,12 @@ from api_support import Api, api_for
 from typer.testing import CliRunner
 
 from closeloop.cli.main import app as cli
+from closeloop.data.ingest_writer import write_messages
 from closeloop.data.warehouse import Warehouse
+from closeloop.engine import ingest_buffer
 from closeloop.schemas.ingest import FlushResult
 from closeloop.schemas.tokens import Role
+from closeloop.services import ingest as ingest_service
 from closeloop.services.ingest import flush
 from closeloop.services.project import init_project
 from support import Backends
@@ -460,3 +464,43 @@ def test_sent_at_corrects_the_clock_skew_of_the_sender(api: Api) -> None:
     # Stored an hour before it was received (timestamp + receivedAt - sentAt).
     expected = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)
     assert abs(event["timestamp"] - expected) < timedelta(minutes=2)
+
+
+def test_a_flush_that_died_before_releasing_is_repeated_without_adding_anything(api: Api) -> None:
+    _post(api, "/v1/batch", {"batch": [_group("u1", "acme", "g1"), _track("m-1"), _track("m-2")]})
+    store, settings = api.server.store, api.server.settings
+    # A flusher claims the messages, writes them, and dies before deleting them from the buffer.
+    claimed = ingest_buffer.claim(store, "dead", limit=100, lease=timedelta(seconds=-1))
+    with Warehouse.connect(settings.warehouse_url) as warehouse:
+        first = write_messages(warehouse, [ingest_service.read_buffered(m) for m in claimed])
+    assert (first.events_stored, first.accounts_inserted) == (2, 1)
+    # Its claim has expired: the next flush takes the same messages and adds nothing.
+    again = _flush(api)
+    assert (again.messages, again.events_stored, again.duplicates) == (3, 0, 2)
+    assert (again.accounts_inserted, again.accounts_updated, again.profiles_applied) == (0, 0, 1)
+    assert len(_rows(api, "events")) == 2
+    assert ingest_buffer.pending(store) == 0
+
+
+def test_a_claim_held_by_a_live_flusher_is_left_alone(api: Api) -> None:
+    _post(api, "/v1/batch", {"batch": [_track("m-1")]})
+    store = api.server.store
+    held = ingest_buffer.claim(store, "busy", limit=100, lease=timedelta(minutes=5))
+    assert len(held) == 1
+    assert _flush(api).messages == 0
+    assert ingest_buffer.release(store, "someone-else", [m.id for m in held]) == 0
+    assert ingest_buffer.release(store, "busy", [m.id for m in held]) == 1
+
+
+def test_a_gzip_body_is_read_and_its_inflated_size_checked(api: Api) -> None:
+    _post(api, "/v1/group", _group("u1", "acme", "g1"))
+    body = gzip.compress(json.dumps({"batch": [_track("m-1")]}).encode())
+    headers = {**api.headers(Role.ingest), "Content-Encoding": "gzip"}
+    headers["Content-Type"] = "application/json"
+    assert api.client.post("/v1/batch", headers=headers, content=body).status_code == 200
+    bomb = gzip.compress(json.dumps({"batch": [], "pad": "x" * 900_000}).encode())
+    assert len(bomb) < 10_000
+    refused = api.client.post("/v1/batch", headers=headers, content=bomb)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "too_large"
+    assert _flush(api).events_stored == 1
