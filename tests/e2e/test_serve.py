@@ -323,3 +323,13 @@ def test_api_serves_without_a_scheduler_and_bad_options_are_refused(
             output, _ = api.communicate(timeout=COMMAND_TIMEOUT)
     assert api.returncode == 0, output
     assert "outbox:" not in output  # no scheduler in `api`
+
+
+def test_worker_runs_the_scheduler_alone(
+    project: Path, environ: dict[str, str], sink: SmtpSink
+) -> None:
+    output = _closeloop(
+        environ, "worker", "--every", "1s", "--cycles", "1", "--project", str(project)
+    )
+    assert "outbox: " in output and "stopped after 1 cycle(s)" in output
+    assert sink.received  # the launched job's entry emails went out
