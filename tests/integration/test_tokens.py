@@ -300,3 +300,20 @@ def test_odd_names_are_answered_not_crashed_on(api: Api) -> None:
     }
     subjects = [e["subject"] for e in _audit(api, action="api.DELETE*")["items"]]
     assert "/api/tokens/a\\x00b" in subjects
+
+
+def test_the_cli_prints_the_json_the_api_returns(
+    runner: CliRunner, project: Path, api: Api
+) -> None:
+    from_api = api.client.get(
+        "/api/tokens", params={"include_revoked": "true"}, headers=api.headers(Role.admin)
+    ).json()
+    from_cli = json.loads(
+        _ok(runner, project, "tokens", "list", "--all", "--format", "json").stdout
+    )
+    assert from_cli == from_api and len(from_cli) == len(Role)
+    revoked_by_api = api.client.delete("/api/tokens/test-viewer", headers=api.headers(Role.admin))
+    revoked_by_cli = json.loads(
+        _ok(runner, project, "tokens", "revoke", "test-ingest", "--format", "json").stdout
+    )
+    assert set(revoked_by_api.json()[0]) == set(revoked_by_cli[0]) == set(from_api[0])
