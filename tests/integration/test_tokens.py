@@ -17,6 +17,7 @@ from typer.testing import CliRunner, Result
 
 from closeloop.api.admin import audited
 from closeloop.cli.main import app
+from closeloop.engine.state import StateStore
 from closeloop.schemas.tokens import Role
 from closeloop.services.project import init_project
 from support import Backends
@@ -317,3 +318,21 @@ def test_the_cli_prints_the_json_the_api_returns(
         _ok(runner, project, "tokens", "revoke", "test-ingest", "--format", "json").stdout
     )
     assert set(revoked_by_api.json()[0]) == set(revoked_by_cli[0]) == set(from_api[0])
+
+
+def test_health_says_503_when_the_state_store_does_not_answer(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unreachable = StateStore.connect("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    monkeypatch.setattr(api.server, "store", unreachable)
+    try:
+        health = api.client.get("/api/health")
+    finally:
+        unreachable.close()
+    assert health.status_code == 503
+    assert health.json() == {
+        "status": "unavailable",
+        "version": health.json()["version"],
+        "project": "tok",
+        "store_reachable": False,
+    }
