@@ -74,7 +74,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "no or bad token"),
         (403, "role too low"),
         (404, "not found"),
+        (409, "conflicts with the current state (e.g. a job that is stopped, a name taken)"),
+        (413, "body too large"),
         (422, "invalid request"),
+        (429, "rate limited (ingestion); Retry-After says when to try again"),
+        (500, "unexpected failure (the server log has the details)"),
     )
 }
 

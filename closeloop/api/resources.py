@@ -45,7 +45,7 @@ from closeloop.services.server import Server
 router = APIRouter(prefix="/api")
 
 MAX_PAGE = operations.MAX_PAGE
-Offset = Annotated[int, Query(ge=0, description="index of the first item to return")]
+Offset = Annotated[int, Query(ge=0, le=2**62, description="index of the first item to return")]
 Limit = Annotated[
     int, Query(ge=1, le=MAX_PAGE, description=f"the most items to return (at most {MAX_PAGE})")
 ]
