@@ -45,7 +45,9 @@ from closeloop.services.server import Server
 router = APIRouter(prefix="/api")
 
 MAX_PAGE = operations.MAX_PAGE
-Offset = Annotated[int, Query(ge=0, le=2**62, description="index of the first item to return")]
+# Far beyond any list here, and well within every backend's 64-bit integers (offset + limit).
+MAX_OFFSET = 1_000_000_000
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="index of the first item to return")]
 Limit = Annotated[
     int, Query(ge=1, le=MAX_PAGE, description=f"the most items to return (at most {MAX_PAGE})")
 ]

@@ -23,6 +23,7 @@ from closeloop.schemas.definitions import (
     Validation,
 )
 from closeloop.schemas.job_report import JobReport
+from closeloop.schemas.jobs import DryRun, JobDetail, JobList, OutboxList
 from closeloop.schemas.library import Library
 from closeloop.schemas.measurement import Measurement
 from closeloop.schemas.planning import PowerPlan
@@ -62,6 +63,16 @@ RESULT_SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
         DefinitionHistory,
         "closeloop definitions history NAME --format json, GET /api/definitions/{name}/history",
     ),
+    "job-list.schema.json": (JobList, "closeloop jobs list --format json, GET /api/jobs"),
+    "job-detail.schema.json": (
+        JobDetail,
+        "closeloop jobs show JOB --format json, GET /api/jobs/{name}",
+    ),
+    "dry-run.schema.json": (
+        DryRun,
+        "closeloop dry-run JOB --format json, POST /api/jobs/{name}/dry-run",
+    ),
+    "outbox.schema.json": (OutboxList, "closeloop outbox list --format json, GET /api/outbox"),
 }
 
 
