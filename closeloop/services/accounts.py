@@ -27,7 +27,7 @@ from closeloop.data.history import BASELINE_SOURCE, as_of
 from closeloop.data.tables import ACCOUNTS, ATTRIBUTE_HISTORY, EVENTS, PEOPLE
 from closeloop.engine import browse
 from closeloop.engine.state import utc_now
-from closeloop.errors import NotFoundError
+from closeloop.errors import ConfigurationError, NotFoundError
 from closeloop.schemas.base import Page
 from closeloop.schemas.resources import Account, Person, TimelineItem, TimelineKind
 from closeloop.services.project import Workspace
@@ -43,7 +43,10 @@ def naive_utc(moment: datetime | None) -> datetime | None:
     """A date-time as the stores keep it: UTC without a zone (a naive one is taken as UTC)."""
     if moment is None or moment.tzinfo is None:
         return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ConfigurationError(f"{moment.isoformat()} is out of range in UTC") from None
 
 
 def _moment(at: datetime | None) -> datetime:

@@ -41,7 +41,7 @@ from typing import Any
 import yaml
 
 from closeloop.definitions.catalog import TEMPLATES_DIR
-from closeloop.definitions.located_yaml import LocatedDocument, load_located_yaml
+from closeloop.definitions.located_yaml import MAX_DEPTH, LocatedDocument, load_located_yaml
 from closeloop.definitions.models import ProjectConfig
 from closeloop.definitions.project import load_project
 from closeloop.engine.versions import latest_versions
@@ -142,6 +142,10 @@ def _item(body: Mapping[str, Any], name: str | None) -> dict[str, Any]:
             "a job is a JSON object with the fields of one item of `jobs:`",
             hint="see docs/jobs.md, or GET /api/jobs/{name} for an example (its `definition`)",
         )
+    if _depth(body) > MAX_DEPTH:
+        raise DefinitionError(
+            f"the job is nested more than {MAX_DEPTH} levels deep; a job needs a few levels"
+        )
     item = dict(body)
     if name is not None:
         given = item.setdefault("name", name)
@@ -156,6 +160,20 @@ def _item(body: Mapping[str, Any], name: str | None) -> dict[str, Any]:
             "the job needs a `name` (text)", hint="e.g. {'name': 'Integration nudge', ...}"
         )
     return item
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests (iteratively, so a hostile body cannot exhaust the stack)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        current, level = pending.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        children = current.values() if isinstance(current, Mapping) else current
+        if isinstance(current, Mapping | list):
+            pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 # -- where jobs live ---------------------------------------------------------------------------

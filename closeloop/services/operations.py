@@ -13,7 +13,7 @@ from closeloop.engine import outbox as outbox_repository
 from closeloop.engine.optouts import TokenError
 from closeloop.engine.outbox import OutboxMessage as StoredMessage
 from closeloop.engine.tick import JobStatus, TickResult
-from closeloop.errors import DataImportError, NotFoundError, redact
+from closeloop.errors import ConfigurationError, DataImportError, NotFoundError, redact
 from closeloop.schemas.base import Page
 from closeloop.schemas.jobs import (
     AccountRemoval,
@@ -50,7 +50,12 @@ def moment(at: datetime | None) -> datetime:
     """A time as the stores keep it (naive UTC; a zone is converted), or now when None."""
     if at is None:
         return datetime.now(UTC).replace(tzinfo=None)
-    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo is not None else at
+    if at.tzinfo is None:
+        return at
+    try:
+        return at.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ConfigurationError(f"{at.isoformat()} is out of range in UTC") from None
 
 
 def list_jobs(workspace: Workspace) -> list[JobSummary]:

@@ -185,6 +185,9 @@ def test_accounts_are_paged_filtered_and_read_as_of_a_time(api: Api) -> None:
     assert "no account 'zz'" in missing["message"]
     too_many = _error(api.get("/api/accounts", params={"limit": 501}), 422, "invalid_request")
     assert "limit" in too_many["message"]
+    year_one = {"as_of": "0001-01-01T00:00:00+01:00"}
+    out_of_range = _error(api.get("/api/accounts", params=year_one), 422, "configuration_error")
+    assert "out of range in UTC" in out_of_range["message"]
 
 
 def test_people_are_paged_filtered_and_found_by_id(api: Api) -> None:
@@ -438,6 +441,15 @@ def test_a_bad_expression_is_refused_with_its_place_and_nothing_is_written(
     assert "colour" in problem["message"]
     _error(api.post("/api/jobs", json={"audience": "true"}), 422, "definition_error")
     _error(api.post("/api/jobs", json=[1, 2]), 422, "invalid_request")
+    nested: dict[str, Any] = {}
+    deepest = nested
+    for _ in range(200):
+        deepest["x"] = {}
+        deepest = deepest["x"]
+    too_deep = _error(
+        api.post("/api/jobs", json={**NEW_JOB, "steps": nested}), 422, "definition_error"
+    )
+    assert "nested more than 64 levels" in too_deep["message"]
     edit = api.client.put(
         "/api/jobs/Later",
         headers=api.headers(Role.editor),
