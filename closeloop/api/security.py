@@ -23,8 +23,18 @@ from fastapi.security import (
 from closeloop.schemas.tokens import GRANTS, Role, TokenInfo
 from closeloop.services.server import Server
 
+
+class _DocumentedBasic(HTTPBasic):
+    """HTTP Basic for the OpenAPI document only: the header is parsed by
+    :func:`presented_token`, so a malformed one gets the same 401 as every other bad token
+    (FastAPI's own parser answers it with a different message and challenge)."""
+
+    async def __call__(self, request: Request) -> HTTPBasicCredentials | None:  # type: ignore[override]
+        return None
+
+
 bearer = HTTPBearer(auto_error=False, description="an API token: `closeloop tokens create`")
-basic = HTTPBasic(
+basic = _DocumentedBasic(
     auto_error=False,
     description="Segment's convention: the token (write key) as the user name, no password",
 )

@@ -209,8 +209,8 @@ def test_every_route_answers_each_token_as_its_role_says(api: Api) -> None:
                 failures.append(f"{label} with {case}: {response.status_code}, expected 401")
             elif not _error_shaped(response.json()):
                 failures.append(f"{label} with {case}: 401 without the error shape")
-            elif not response.headers.get("www-authenticate"):
-                failures.append(f"{label} with {case}: 401 without WWW-Authenticate")
+            elif response.headers.get("www-authenticate") != 'Bearer, Basic realm="closeloop"':
+                failures.append(f"{label} with {case}: 401 without the one WWW-Authenticate")
         for role in Role:
             granted = needed in GRANTS[role]
             for scheme, headers in _role_headers(api, role, first=method == "GET"):
