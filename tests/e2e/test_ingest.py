@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from api_support import Api, api_for
 from typer.testing import CliRunner
 
 from closeloop.cli.main import app as cli
 from closeloop.data.ingest_writer import write_messages
 from closeloop.data.warehouse import Warehouse
-from closeloop.engine import ingest_buffer
+from closeloop.engine import ingest_buffer, schema
 from closeloop.schemas.ingest import FlushResult
 from closeloop.schemas.tokens import Role
 from closeloop.services import ingest as ingest_service
@@ -504,3 +505,14 @@ def test_a_gzip_body_is_read_and_its_inflated_size_checked(api: Api) -> None:
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "too_large"
     assert _flush(api).events_stored == 1
+
+
+def test_migration_0007_creates_the_buffer_table_the_schema_declares(api: Api) -> None:
+    inspector = sa.inspect(api.server.store.engine)
+    columns = {column["name"]: column for column in inspector.get_columns("ingest_buffer")}
+    declared = schema.ingest_buffer.columns
+    assert set(columns) == {column.name for column in declared}
+    for column in declared:
+        assert columns[column.name]["nullable"] == column.nullable, column.name
+    indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("ingest_buffer")}
+    assert indexes["ix_ingest_buffer_claimed_until"] == ["claimed_until"]
