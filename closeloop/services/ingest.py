@@ -410,8 +410,15 @@ class Flusher:
         self._stopping.clear()
 
     def flush(self) -> FlushResult:
-        with self._lock:
+        with self.writing():
             return flush(self.settings, self.store)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold off this server's flushes while something else of it writes the warehouse (an
+        upload), so the two never conflict in one DuckDB file."""
+        with self._lock:
+            yield
 
     def _run(self) -> None:
         failures = 0
@@ -487,13 +494,18 @@ class Ingestion:
             path = (
                 Path(tempfile.gettempdir()) / "closeloop-uploads" / digest.hexdigest()[:16] / name
             )
-            path.parent.mkdir(parents=True, exist_ok=True)
-            received.replace(path)
-            try:
-                with self.server.workspace(write=False) as workspace:
-                    result = import_table(workspace, table, path, format=format, encoding=encoding)
-            finally:
-                path.unlink(missing_ok=True)
+            # One write at a time: no conflict with a flush, nor with the same file uploaded at
+            # the same moment (it would share the path).
+            with self.flusher.writing():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                received.replace(path)
+                try:
+                    with self.server.workspace(write=False) as workspace:
+                        result = import_table(
+                            workspace, table, path, format=format, encoding=encoding
+                        )
+                finally:
+                    path.unlink(missing_ok=True)
         return ImportReport(
             table=result.table,
             file=name,
