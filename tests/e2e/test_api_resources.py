@@ -25,8 +25,9 @@ from typer.testing import CliRunner, Result
 from closeloop.cli.main import app
 from closeloop.schemas.jobs import DryRun, JobDetail, JobList, OutboxList
 from closeloop.schemas.tokens import Role
+from closeloop.services.project import init_project
 from closeloop.services.smtp_sink import SmtpSink
-from support import Backends
+from support import Backends, embedded_backends
 
 T0 = datetime(2024, 5, 1)
 SECRET = "3f9a1c7e5b2d4680ace13579bdf02468ace13579"
@@ -519,3 +520,21 @@ def test_editing_a_launched_job_makes_a_new_version_and_audits_the_goal(
     assert "cannot be renamed" in _error(renamed, 422, "definition_error")["message"]
     missing = api.client.put("/api/jobs/Nobody", headers=api.headers(Role.editor), json=changed)
     _error(missing, 404, "not_found")
+
+
+def test_a_jobs_file_not_in_block_style_is_rewritten_with_its_header(tmp_path: Path) -> None:
+    folder = tmp_path / "flow"
+    init_project(folder, "flow")
+    (folder / "jobs.yaml").write_text("# Our jobs.\n# (none yet)\njobs: []\n", encoding="utf-8")
+    environ = embedded_backends(folder).environ() | {"CLOSELOOP_SECRET": SECRET}
+    with api_for(folder, environ) as api:
+        created = api.post("/api/jobs", json=NEW_JOB)
+        assert created.status_code == 201, created.text
+        text = (folder / "jobs.yaml").read_text(encoding="utf-8")
+        assert text.startswith("# Our jobs.\n# (none yet)\njobs:\n- name: Welcome\n")
+        second = api.post("/api/jobs", json={**NEW_JOB, "name": "Second"})
+        assert second.status_code == 201, second.text
+        assert [job["name"] for job in _get(api, "/api/jobs")["jobs"]] == ["Second", "Welcome"]
+        # A job whose name is taken by none: 404 on replace; the project's jobs are named.
+        missing = api.client.put("/api/jobs/Third", headers=api.headers(Role.editor), json=NEW_JOB)
+        assert "Second" in _error(missing, 404, "not_found")["message"]
