@@ -16,7 +16,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from closeloop import __version__
 from closeloop.api import admin, ingest, planning, reports, resources
@@ -102,11 +104,28 @@ async def _closeloop_error(_request: Request, error: Exception) -> JSONResponse:
     return error_json(error_body(error), status_of(error))
 
 
-async def _http_error(_request: Request, error: Exception) -> JSONResponse:
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     code = _HTTP_CODES.get(error.status_code, f"http_{error.status_code}")
     body = ErrorBody(code=code, message=redact(str(error.detail)))
-    return error_json(body, error.status_code, error.headers)
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        # Starlette answers with the methods of the first route on the path; several routes
+        # share a path here (GET and POST /api/jobs), so list every method the path takes.
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return error_json(body, error.status_code, headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app takes on the request's path."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.path is None:
+            continue
+        pattern, _, _ = compile_path(route.path)
+        if pattern.match(request.url.path):
+            methods |= set(route.methods or ())
+    return sorted(methods)
 
 
 async def _validation_error(_request: Request, error: Exception) -> JSONResponse:
