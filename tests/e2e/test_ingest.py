@@ -24,11 +24,13 @@ from closeloop.cli.main import app as cli
 from closeloop.data.ingest_writer import write_messages
 from closeloop.data.warehouse import Warehouse
 from closeloop.engine import ingest_buffer, schema
+from closeloop.errors import ConfigurationError
 from closeloop.schemas.ingest import FlushResult
 from closeloop.schemas.tokens import Role
 from closeloop.services import ingest as ingest_service
 from closeloop.services.ingest import flush
 from closeloop.services.project import init_project
+from closeloop.settings import load_settings
 from support import Backends
 
 AT = "2024-05-01T10:00:00Z"
@@ -516,3 +518,32 @@ def test_migration_0007_creates_the_buffer_table_the_schema_declares(api: Api) -
         assert columns[column.name]["nullable"] == column.nullable, column.name
     indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("ingest_buffer")}
     assert indexes["ix_ingest_buffer_claimed_until"] == ["claimed_until"]
+
+
+def test_an_identify_with_context_group_id_maps_its_user(api: Api) -> None:
+    _post(api, "/v1/group", {"anonymousId": "x", "groupId": "acme", "messageId": "g1"})
+    identify = {
+        "userId": "u5",
+        "traits": {"email": "u5@acme.test", "createdAt": "2024-04-01T00:00:00Z"},
+        "context": {"groupId": "acme"},
+        "messageId": "i5",
+    }
+    _post(api, "/v1/batch", {"batch": [{**identify, "type": "identify"}, _track("m-1", user="u5")]})
+    result = _flush(api)
+    assert (result.people_inserted, result.events_stored, result.quarantined) == (1, 1, 0)
+    [person] = _rows(api, "people")
+    assert person["account_id"] == "acme"
+    assert person["created_at"].isoformat() == "2024-04-01T00:00:00"
+    [event] = _rows(api, "events")
+    assert (event["account_id"], event["person_id"]) == ("acme", "u5")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("CLOSELOOP_INGEST_RATE", "fast"), ("CLOSELOOP_INGEST_FLUSH_INTERVAL", "-1")],
+)
+def test_ingestion_settings_are_checked(project: Path, name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        load_settings(project, {name: value})
+    assert load_settings(project, {}).ingest_rate == 10_000
+    assert load_settings(project, {"CLOSELOOP_INGEST_RATE": "0"}).ingest_rate == 0
