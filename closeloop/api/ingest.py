@@ -25,7 +25,13 @@ from closeloop.schemas.ingest import (
     SegmentMessage,
 )
 from closeloop.schemas.tokens import TokenInfo
-from closeloop.services.ingest import BATCH_LIMIT, IngestError, Ingestion, check_length
+from closeloop.services.ingest import (
+    BATCH_LIMIT,
+    IngestError,
+    Ingestion,
+    check_length,
+    check_streamed,
+)
 
 router = APIRouter(tags=["ingestion"])
 
@@ -65,7 +71,7 @@ async def _body(request: Request) -> bytes:
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        check_length(str(size))
+        check_streamed(size)
         chunks.append(chunk)
     body = b"".join(chunks)
     if not gzipped:

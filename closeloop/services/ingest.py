@@ -111,6 +111,17 @@ def check_length(content_length: str | None) -> None:
     _check_size(size, BATCH_LIMIT, "request body")
 
 
+def check_streamed(size: int) -> None:
+    """Refuse a body sent without Content-Length as soon as ``size`` bytes of it pass the limit."""
+    if size > BATCH_LIMIT:
+        raise IngestError(
+            f"the request body passed Segment's limit of {BATCH_LIMIT // 1024} KB "
+            f"({BATCH_LIMIT:,} bytes): {size:,} bytes were read before it was refused",
+            code="too_large",
+            hint="send at most 32 KB per message and 500 KB per batch; split larger batches",
+        )
+
+
 def _check_size(size: int, limit: int, what: str, location: str | None = None) -> None:
     if size > limit:
         raise IngestError(

@@ -229,6 +229,7 @@ def test_an_800_kb_batch_gets_a_400_json_error_and_nothing_is_kept(api: Api) -> 
     chunked = api.client.post("/v1/batch", headers=api.headers(Role.ingest), content=chunks)
     assert chunked.status_code == 400
     assert chunked.json()["error"]["code"] == "too_large"
+    assert "bytes were read before it was refused" in chunked.json()["error"]["message"]
     assert _flush(api).messages == 0
 
 
