@@ -133,6 +133,18 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _INGESTION_PREFIX, _AUDITED_INGESTION_PREFIX = "/v1/", "/v1/import/"
 
 
+# Routes that take a POST body but change nothing (a computation or a preview): not audited.
+READS_BY_POST = frozenset(
+    {
+        "/api/power",
+        "/api/validate",
+        "/api/explain",
+        "/api/reports/measure",
+        "/api/jobs/{name}/dry-run",
+    }
+)
+
+
 def audited(method: str, path: str) -> bool:
     """Whether a request is audited: writes, except per-event Segment ingestion."""
     if method not in WRITE_METHODS:
@@ -176,6 +188,8 @@ class AuditWrites:
             return
         route = scope.get("route")
         template = getattr(route, "path", None) or scope["path"]
+        if template in READS_BY_POST:
+            return
         server: Server = scope["app"].state.server
         try:
             await anyio.to_thread.run_sync(

@@ -210,6 +210,13 @@ def test_every_authenticated_write_is_audited_with_its_route_and_status(api: Api
     api.client.delete("/api/tokens/nobody", headers=api.headers(Role.viewer))  # 403, not audited
     api.client.delete("/api/tokens/nobody")  # 401, not audited
     api.client.get("/api/tokens", headers=api.headers(Role.admin))  # a read, not audited
+    # A POST that only computes (a power plan) changes nothing: not audited.
+    planned = api.client.post(
+        "/api/power",
+        headers=api.headers(Role.admin),
+        json={"baseline_rate": 0.2, "weekly_volume": 100},
+    )
+    assert planned.status_code == 200, planned.json()
 
     page = _audit(api, action="api.*")
     entries = [(e["actor"], e["action"], e["subject"], e["detail"]) for e in page["items"]]
