@@ -28,7 +28,7 @@ from closeloop.errors import ConfigurationError
 from closeloop.schemas.ingest import FlushResult
 from closeloop.schemas.tokens import Role
 from closeloop.services import ingest as ingest_service
-from closeloop.services.ingest import flush
+from closeloop.services.ingest import IngestError, RateLimiter, flush
 from closeloop.services.project import init_project
 from closeloop.settings import load_settings
 from support import Backends
@@ -548,3 +548,23 @@ def test_ingestion_settings_are_checked(project: Path, name: str, value: str) ->
         load_settings(project, {name: value})
     assert load_settings(project, {}).ingest_rate == 10_000
     assert load_settings(project, {"CLOSELOOP_INGEST_RATE": "0"}).ingest_rate == 0
+
+
+def test_the_token_bucket_refills_at_its_rate() -> None:
+    now = [100.0]
+    limiter = RateLimiter(10.0, clock=lambda: now[0])
+    limiter.admit(1)
+    limiter.charge(1, 25)  # a batch larger than the bucket is admitted whole: 10 - 25 = -15
+    with pytest.raises(IngestError) as refused:
+        limiter.admit(1)
+    assert (refused.value.status, refused.value.headers) == (429, {"Retry-After": "2"})
+    limiter.admit(2)  # another token has its own bucket
+    now[0] += 1.0  # -15 + 10 = -5: still empty
+    with pytest.raises(IngestError):
+        limiter.admit(1)
+    now[0] += 0.6  # +6: 1 message's worth
+    limiter.admit(1)
+    unlimited = RateLimiter(0.0, clock=lambda: now[0])
+    for _ in range(3):
+        unlimited.admit(1)
+        unlimited.charge(1, 1_000_000)
