@@ -22,6 +22,7 @@ from starlette.routing import compile_path
 
 from closeloop import __version__
 from closeloop.api import admin, ingest, planning, reports, resources
+from closeloop.api.reference import openapi_with_roles
 from closeloop.errors import (
     CloseloopError,
     ConcurrencyError,
@@ -201,4 +202,5 @@ def create_app(
     for module in (resources, reports, planning, ingest, admin):
         app.include_router(module.router)
     app.add_middleware(admin.AuditWrites)  # one audit entry per authenticated write
+    app.openapi = openapi_with_roles(app)  # type: ignore[method-assign]
     return app

@@ -36,6 +36,7 @@ class _DocumentedBasic(HTTPBasic):
 bearer = HTTPBearer(auto_error=False, description="an API token: `closeloop tokens create`")
 basic = _DocumentedBasic(
     auto_error=False,
+    scheme_name="HTTPBasic",
     description="Segment's convention: the token (write key) as the user name, no password",
 )
 
