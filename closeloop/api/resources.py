@@ -22,6 +22,7 @@ from fastapi import APIRouter, Body, Path, Query, Request
 
 from closeloop.api.security import Editor, Viewer
 from closeloop.schemas.base import Page
+from closeloop.schemas.data import QuarantineListing, QuarantinePurge
 from closeloop.schemas.jobs import (
     AccountRemoval,
     AtRequest,
@@ -38,7 +39,7 @@ from closeloop.schemas.jobs import (
 )
 from closeloop.schemas.resources import Account, Person, TimelineItem, TimelineKind
 from closeloop.schemas.tokens import TokenInfo
-from closeloop.services import accounts, engine_runs, job_editing, operations
+from closeloop.services import accounts, data, engine_runs, job_editing, operations
 from closeloop.services.project import Workspace
 from closeloop.services.server import Server
 
@@ -378,3 +379,43 @@ def retry_outbox(
         return operations.outbox_retry(
             workspace, operations.moment(asked.at), ids=asked.ids, job_name=asked.job
         )
+
+
+# -- the quarantine ----------------------------------------------------------------------------
+
+QuarantineTable = Annotated[
+    str | None,
+    Query(description="only this canonical table (accounts, people, events, …)"),
+]
+
+
+@router.get("/quarantine", response_model=QuarantineListing, tags=["data"])
+def list_quarantine(
+    request: Request,
+    _principal: Viewer,
+    table: QuarantineTable = None,
+    offset: Offset = 0,
+    limit: Limit = 100,
+) -> QuarantineListing:
+    """Rows imports and Segment ingestion set aside (oldest first), with file, row, column and
+    reason, and how many there are by table (as `closeloop quarantine list --format json`)."""
+    with _workspace(request) as workspace:
+        return data.quarantine_list(workspace, table, limit=limit, offset=offset)
+
+
+@router.delete("/quarantine", response_model=QuarantinePurge, tags=["data"])
+def purge_quarantine(
+    request: Request,
+    _principal: Editor,
+    table: QuarantineTable = None,
+    before: Annotated[
+        datetime | None, Query(description="only rows quarantined before this time")
+    ] = None,
+    confirm: Annotated[
+        bool, Query(description="needed to delete every selected row (not with `before`)")
+    ] = False,
+) -> QuarantinePurge:
+    """Delete quarantined rows for good (as `closeloop quarantine purge`)."""
+    cutoff = operations.moment(before) if before is not None else None
+    with _workspace(request) as workspace:
+        return data.quarantine_purge(workspace, table, before=cutoff, confirmed=confirm)

@@ -4,19 +4,19 @@ warnings every command prints when the data looks stale for the time asked about
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from closeloop.cli.common import ProjectOption, console, now_or, parse_time, reports_errors
+from closeloop.schemas import dump_json
 from closeloop.services import data as data_service
 from closeloop.services.project import open_workspace
 
@@ -68,14 +68,7 @@ def quarantine_list(
     with open_workspace(project, write=False) as workspace:
         listing = data_service.quarantine_list(workspace, table, limit=limit or None)
     if output_format == ListFormat.JSON:
-        payload = {
-            "table": listing.table,
-            "total": listing.total,
-            "by_table": listing.by_table,
-            "shown": len(listing.rows),
-            "rows": [_row_json(row) for row in listing.rows],
-        }
-        typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        typer.echo(dump_json(listing))
         return
     if output_format == ListFormat.CSV:
         _write_csv(
@@ -142,14 +135,7 @@ def quarantine_export(
             workspace, to, table, file_format=file_format, overwrite=force
         )
     if output_format == ListFormat.JSON:
-        payload = {
-            "folder": str(exported.folder),
-            "files": [
-                {"table": f.table, "path": str(f.path), "rows": f.rows, "readable": f.readable}
-                for f in exported.files
-            ],
-        }
-        typer.echo(json.dumps(payload, indent=2))
+        typer.echo(dump_json(exported))
         return
     if output_format == ListFormat.CSV:
         _write_csv(
@@ -203,13 +189,7 @@ def quarantine_purge(
     with open_workspace(project, write=False) as workspace:
         purged = data_service.quarantine_purge(workspace, table, before=cutoff, confirmed=yes)
     if output_format == ListFormat.JSON:
-        payload = {
-            "table": purged.table,
-            "before": purged.before.isoformat() if purged.before else None,
-            "purged": purged.purged,
-            "remaining": purged.remaining,
-        }
-        typer.echo(json.dumps(payload, indent=2))
+        typer.echo(dump_json(purged))
         return
     if output_format == ListFormat.CSV:
         _write_csv(
@@ -222,19 +202,6 @@ def quarantine_purge(
         f"purged {purged.purged:,} quarantined row(s){scope}; {purged.remaining:,} remain",
         highlight=False,
     )
-
-
-def _row_json(row: data_service.QuarantinedRow) -> dict[str, Any]:
-    return {
-        "table": row.table,
-        "file": row.file,
-        "row": row.row,
-        "column": row.column,
-        "reason": row.reason,
-        "raw": row.raw,
-        "values": row.values,
-        "quarantined_at": row.quarantined_at.isoformat(),
-    }
 
 
 def _write_csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:

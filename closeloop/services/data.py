@@ -25,6 +25,13 @@ from closeloop.data.tables import CANONICAL_TABLES, QUARANTINE
 from closeloop.data.warehouse import Warehouse
 from closeloop.engine.state import utc_now
 from closeloop.errors import ConfigurationError, NotFoundError
+from closeloop.schemas.data import (
+    ExportedFile,
+    QuarantinedRow,
+    QuarantineExport,
+    QuarantineListing,
+    QuarantinePurge,
+)
 from closeloop.services.project import Workspace
 
 IMPORT_TABLES = tuple(CANONICAL_TABLES)
@@ -234,81 +241,34 @@ def missing_event_warnings(events: ir.Table, names: Iterable[str], where: str) -
 # -- quarantine ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class QuarantinedRow:
-    """A row an import set aside: where it came from, why, and the row as read."""
-
-    table: str
-    file: str
-    row: int
-    column: str | None
-    reason: str
-    raw: str  # the row as read: a JSON object of column -> text, or the line when unreadable
-    quarantined_at: datetime
-
-    @property
-    def values(self) -> dict[str, Any] | None:
-        """The row's values by column, when the row could be read into columns."""
-        try:
-            parsed = json.loads(self.raw)
-        except ValueError:
-            return None
-        return parsed if isinstance(parsed, dict) else None
-
-
-@dataclass(frozen=True)
-class QuarantineListing:
-    """Quarantined rows (the first ``limit``) and how many there are by table."""
-
-    table: str | None
-    total: int
-    by_table: dict[str, int]
-    rows: list[QuarantinedRow]
-
-
-@dataclass(frozen=True)
-class ExportedFile:
-    table: str
-    path: Path
-    rows: int
-    readable: bool  # rows in columns (re-importable) or unreadable lines to repair by hand
-
-
-@dataclass(frozen=True)
-class QuarantineExport:
-    folder: Path
-    files: list[ExportedFile]
-
-
-@dataclass(frozen=True)
-class QuarantinePurge:
-    table: str | None
-    before: datetime | None
-    purged: int
-    remaining: int
-
-
 class ExportFormat(StrEnum):
     CSV = "csv"
     JSONL = "jsonl"
 
 
 def quarantine_list(
-    workspace: Workspace, table: str | None = None, *, limit: int | None = 100
+    workspace: Workspace,
+    table: str | None = None,
+    *,
+    limit: int | None = 100,
+    offset: int = 0,
 ) -> QuarantineListing:
-    """The quarantined rows (of ``table``), oldest import first, by file and row; ``limit``
-    None lists them all."""
+    """The quarantined rows (of ``table``), oldest import first, by file and row: ``limit`` of
+    them from ``offset`` (``limit`` None: all of them)."""
     rows = _quarantined(workspace.warehouse, table)
     counts = rows.group_by("table_name").aggregate(n=rows.count()).to_pyarrow().to_pylist()
     by_table = {row["table_name"]: int(row["n"]) for row in sorted(counts, key=_table_order)}
     ordered = rows.order_by("quarantined_at", "table_name", "file", "row_number", "quarantine_id")
-    if limit is not None:
-        ordered = ordered.limit(limit)
+    if limit is not None or offset:
+        ordered = ordered.limit(limit, offset=offset)
+    shown = [_row(record) for record in ordered.to_pyarrow().to_pylist()]
     return QuarantineListing(
         table=table,
         total=sum(by_table.values()),
         by_table=by_table,
-        rows=[_row(record) for record in ordered.to_pyarrow().to_pylist()],
+        offset=offset,
+        shown=len(shown),
+        rows=shown,
     )
 
 
@@ -354,8 +314,12 @@ def quarantine_export(
             )
         else:
             _write_csv(path, [record for record in content if isinstance(record, dict)])
-        files.append(ExportedFile(name, path, len(content), path.suffix != ".txt"))
-    return QuarantineExport(folder, files)
+        files.append(
+            ExportedFile(
+                table=name, path=str(path), rows=len(content), readable=path.suffix != ".txt"
+            )
+        )
+    return QuarantineExport(folder=str(folder), files=files)
 
 
 def quarantine_purge(
@@ -388,7 +352,7 @@ def quarantine_purge(
         statement = sge.delete(QUARANTINE.name, where=sge.and_(*condition) if condition else None)
         _execute(warehouse, statement.sql(dialect=warehouse.dialect))
     remaining = int(_quarantined(warehouse, table).count().to_pyarrow().as_py())
-    return QuarantinePurge(table, before, count, remaining)
+    return QuarantinePurge(table=table, before=before, purged=count, remaining=remaining)
 
 
 def _quarantined(warehouse: Warehouse, table: str | None) -> ir.Table:
@@ -408,15 +372,26 @@ def _table_order(row: dict[str, Any]) -> tuple[int, str]:
 
 
 def _row(record: dict[str, Any]) -> QuarantinedRow:
+    raw = record["raw"] or ""
     return QuarantinedRow(
         table=record["table_name"],
         file=record["file"],
         row=int(record["row_number"]),
         column=record["column_name"],
         reason=record["reason"],
-        raw=record["raw"] or "",
+        raw=raw,
+        values=_values(raw),
         quarantined_at=record["quarantined_at"],
     )
+
+
+def _values(raw: str) -> dict[str, Any] | None:
+    """The row's values by column, when the raw row is a JSON object (read into columns)."""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 T = TypeVar("T")

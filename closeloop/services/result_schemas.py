@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from closeloop.schemas.data import QuarantineListing
 from closeloop.schemas.definitions import (
     DefinitionHistory,
     DefinitionList,
@@ -22,11 +23,14 @@ from closeloop.schemas.definitions import (
     StageView,
     Validation,
 )
+from closeloop.schemas.errors import ErrorResponse
+from closeloop.schemas.ingest import ImportReport, IngestAck
 from closeloop.schemas.job_report import JobReport
 from closeloop.schemas.jobs import DryRun, JobDetail, JobList, OutboxList
 from closeloop.schemas.library import Library
 from closeloop.schemas.measurement import Measurement
 from closeloop.schemas.planning import PowerPlan
+from closeloop.schemas.tokens import CreatedToken
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
@@ -73,6 +77,20 @@ RESULT_SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
         "closeloop dry-run JOB --format json, POST /api/jobs/{name}/dry-run",
     ),
     "outbox.schema.json": (OutboxList, "closeloop outbox list --format json, GET /api/outbox"),
+    "quarantine.schema.json": (
+        QuarantineListing,
+        "closeloop quarantine list --format json, GET /api/quarantine",
+    ),
+    "token.schema.json": (
+        CreatedToken,
+        "closeloop tokens create --format json, POST /api/tokens (the token is shown once)",
+    ),
+    "ingest-ack.schema.json": (IngestAck, "POST /v1/track|identify|group|page|screen|batch"),
+    "import-report.schema.json": (ImportReport, "POST /v1/import/{table}"),
+    "error.schema.json": (
+        ErrorResponse,
+        "every API failure (docs/api.md); its code is the one the CLI prints in brackets",
+    ),
 }
 
 

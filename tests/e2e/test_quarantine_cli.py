@@ -165,3 +165,42 @@ def test_mistakes_are_one_line(runner: CliRunner, project: Path) -> None:
     group = runner.invoke(app, ["quarantine"])
     for command in ("list", "export", "purge"):
         assert command in group.output
+
+
+def test_the_api_lists_and_purges_the_same_quarantine(runner: CliRunner, project: Path) -> None:
+    """CLI `quarantine list --format json` = GET /api/quarantine = the service's model; the API
+    purges as the CLI does (every row needs confirm; a viewer may not purge)."""
+    from api_support import api_for
+
+    from closeloop.schemas.data import QuarantineListing
+    from closeloop.services import data as data_service
+    from closeloop.services.project import open_workspace
+
+    cli = QuarantineListing.model_validate_json(
+        _ok(runner, "quarantine", "list", "--format", "json", "--limit", "3")
+    )
+    with open_workspace(project, write=False) as workspace:
+        model = data_service.quarantine_list(workspace, limit=3)
+    with api_for(project) as api:
+        served = api.get("/api/quarantine?limit=3")
+        assert served.status_code == 200, served.json()
+        assert QuarantineListing.model_validate(served.json()) == cli == model
+        assert served.json() == json.loads(cli.model_dump_json())
+        assert cli.total == 4 and cli.shown == 3
+        assert cli.by_table == {"accounts": 2, "events": 2}
+        second = api.get("/api/quarantine?limit=3&offset=3&table=events").json()
+        assert second["total"] == 2 and second["shown"] == 0
+
+        unknown = api.get("/api/quarantine?table=nope")
+        assert unknown.status_code == 404
+        assert unknown.json()["error"]["code"] == "not_found"
+        assert (
+            api.client.delete("/api/quarantine", headers=api.headers("viewer")).status_code == 403
+        )
+        refused = api.client.delete("/api/quarantine", headers=api.headers("editor"))
+        assert refused.status_code == 422
+        assert "pass --yes to confirm" in refused.json()["error"]["message"]
+        purged = api.client.delete(
+            "/api/quarantine?table=events&confirm=true", headers=api.headers("editor")
+        )
+        assert purged.json() == {"table": "events", "before": None, "purged": 2, "remaining": 0}

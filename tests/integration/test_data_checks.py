@@ -424,7 +424,7 @@ def test_quarantine_list_export_purge(backends: Backends, tmp_path: Path) -> Non
             data_service.quarantine_list(workspace, "acounts")
 
         exported = data_service.quarantine_export(workspace, folder / "fix")
-        written = {(f.table, f.path.name, f.rows, f.readable) for f in exported.files}
+        written = {(f.table, Path(f.path).name, f.rows, f.readable) for f in exported.files}
         assert written == {
             ("accounts", "accounts.csv", 2, True),
             ("events", "events.csv", 1, True),
