@@ -43,6 +43,7 @@ from closeloop.cli.operate import (
     print_launch_checks,
     print_ticks,
 )
+from closeloop.cli.outcomes import outcomes_app
 from closeloop.present.definitions import (
     print_definitions,
     print_history,
@@ -90,6 +91,7 @@ app.command("run")(reports_errors(operate.run))
 app.command("dry-run")(reports_errors(operate.dry_run))
 app.add_typer(tokens_cli.tokens_app, name="tokens")
 app.add_typer(ingest_cli.ingest_app, name="ingest")
+app.add_typer(outcomes_app, name="outcomes")
 app.command("serve")(serve_cli.serve)
 app.command("api")(serve_cli.api)
 app.command("worker")(serve_cli.worker)
