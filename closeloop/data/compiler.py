@@ -24,8 +24,10 @@ import ibis.expr.types as ir
 
 from closeloop.data import history
 from closeloop.data.frame import ACCOUNT_PREFIX, Frame, unit_key
+from closeloop.data.outcome_attributes import ZERO_WHEN_ABSENT, outcome_attribute
 from closeloop.data.tables import ACCOUNTS, ENROLLMENTS, PEOPLE, ColumnType
 from closeloop.data.warehouse import Warehouse
+from closeloop.definitions.builtins import BUILTIN_ACCOUNT_ATTRIBUTES
 from closeloop.definitions.expressions import (
     And,
     Attribute,
@@ -343,6 +345,8 @@ class Compiler:
             if entity == Entity.ACCOUNT and frame.entity == Entity.PERSON:
                 column = f"{ACCOUNT_PREFIX}{column}"
             return lambda t: t[column]
+        if (entity, name) not in self.catalog.attributes:
+            return self._builtin(name, frame)
         computed = self.catalog.attributes[(entity, name)]
         definition = computed.definition
         if definition.event is not None:
@@ -386,6 +390,18 @@ class Compiler:
         top = self.attribute(entity, definition.ratio.numerator, frame)
         bottom = self.attribute(entity, definition.ratio.denominator, frame)
         return lambda t: top(t).cast("float64") / bottom(t).cast("float64").nullif(0)
+
+    def _builtin(self, name: str, frame: Frame) -> ValueFn:
+        """A built-in outcome attribute of accounts (``closeloop.data.outcome_attributes``)."""
+        assert name in BUILTIN_ACCOUNT_ATTRIBUTES, f"unchecked attribute: {name}"
+        column = frame.derived(
+            ("builtin", name),
+            "account_id",
+            lambda column: outcome_attribute(self.warehouse, name, self.as_of, column),
+        )
+        if name in ZERO_WHEN_ABSENT:
+            return lambda t: t[column].fill_null(0)
+        return lambda t: t[column]
 
     # -- people -----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from closeloop.definitions.builtins import BUILTIN_ACCOUNT_ATTRIBUTES
 from closeloop.definitions.expressions import AttributeType, Entity, Expression, Vocabulary
 from closeloop.definitions.models import (
     CohortDefinition,
@@ -113,7 +114,8 @@ class Catalog:
     """What expressions can refer to, for the compiler: attributes, cohorts, stages, job targets.
 
     ``account_attributes`` and ``person_attributes`` are the stored columns the data layer has;
-    computed attributes come on top.
+    computed attributes come on top, and the built-in outcome attributes of accounts
+    (``closeloop.definitions.builtins``) under both.
     """
 
     account_attributes: Mapping[str, AttributeType]
@@ -125,7 +127,8 @@ class Catalog:
 
     @property
     def vocabulary(self) -> Vocabulary:
-        account = dict(self.account_attributes)
+        # Stored columns, then computed attributes, take precedence over a built-in's name.
+        account = {**BUILTIN_ACCOUNT_ATTRIBUTES, **self.account_attributes}
         person = dict(self.person_attributes)
         for (entity, name), attribute in self.attributes.items():
             (account if entity == Entity.ACCOUNT else person)[name] = attribute.type

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from closeloop.channels.base import RenderContext, StepModel
 from closeloop.channels.registry import action_kind
 from closeloop.channels.templates import TemplateSet
+from closeloop.definitions.builtins import BUILTIN_ACCOUNT_ATTRIBUTES
 from closeloop.definitions.catalog import (
     TEMPLATES_DIR,
     Catalog,
@@ -226,6 +227,14 @@ def _attributes(
                 "pick another name for the computed attribute",
             )
             continue
+        if entity == Entity.ACCOUNT and definition.name in BUILTIN_ACCOUNT_ATTRIBUTES:
+            loader.warn(
+                f"{definition.name!r} is also a built-in account attribute: this definition "
+                "takes precedence in every expression",
+                found,
+                ("name",),
+                "rename it to use the built-in (docs/expressions.md, Outcome attributes)",
+            )
         by_key[(entity, definition.name)] = found
     types: dict[tuple[Entity, str], AttributeType] = {}
     visiting: set[tuple[Entity, str]] = set()
@@ -239,6 +248,8 @@ def _attributes(
         key = (entity, name)
         if key in types:
             return types[key]
+        if key not in by_key and entity == Entity.ACCOUNT:
+            return BUILTIN_ACCOUNT_ATTRIBUTES.get(name)
         if key not in by_key or key in visiting:
             return None  # unknown, or a cycle (reported below)
         visiting.add(key)
@@ -262,6 +273,7 @@ def _attributes(
                         else catalog.person_attributes
                     ),
                     *(n for e, n in by_key if e == entity),
+                    *(BUILTIN_ACCOUNT_ATTRIBUTES if entity == Entity.ACCOUNT else ()),
                 }
             )
             loader.fail(
