@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from closeloop.schemas.adoption import Adoption
 from closeloop.schemas.data import QuarantineListing
 from closeloop.schemas.definitions import (
     DefinitionHistory,
@@ -30,6 +31,7 @@ from closeloop.schemas.jobs import DryRun, JobDetail, JobList, OutboxList
 from closeloop.schemas.library import Library
 from closeloop.schemas.measurement import Measurement
 from closeloop.schemas.planning import PowerPlan
+from closeloop.schemas.team import TeamOutcomes
 from closeloop.schemas.tokens import CreatedToken
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -90,6 +92,14 @@ RESULT_SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "error.schema.json": (
         ErrorResponse,
         "every API failure (docs/api.md); its code is the one the CLI prints in brackets",
+    ),
+    "adoption.schema.json": (
+        Adoption,
+        "closeloop outcomes adoption --format json, GET /api/outcomes/adoption",
+    ),
+    "team-outcomes.schema.json": (
+        TeamOutcomes,
+        "closeloop outcomes team --format json, GET /api/outcomes/team",
     ),
 }
 
