@@ -295,3 +295,30 @@ def _models_in(annotation: object) -> list[type[BaseModel]]:
     for argument in get_args(annotation):
         found.extend(_models_in(argument))
     return found
+
+
+def test_a_window_without_events_is_a_well_formed_empty_result(
+    backends: Backends, tmp_path: Path
+) -> None:
+    """Nothing happened in 2020: zero counts, null ratios, no features, nobody eligible."""
+    folder = tmp_path / "project"
+    init_project(folder, "adoption")
+    with open_workspace(folder, environ=backends.environ()) as workspace:
+        load_adoption_dataset(workspace.warehouse)
+        empty = service.adoption(
+            workspace, datetime(2020, 1, 1), datetime(2020, 2, 1), by="segment", period="month"
+        )
+        unused = service.adoption(
+            workspace, datetime(2020, 1, 1), datetime(2020, 2, 1), features=["report"]
+        )
+    assert (empty.overall.active_accounts, empty.overall.active_users) == (0, 0)
+    assert empty.overall.stickiness is None and empty.overall.mean_daily_active_users == 0.0
+    assert empty.segments == [] and empty.accounts == [] and empty.feature_adoption == []
+    assert [p.active_accounts for p in empty.periods] == [0]
+    assert empty.engagement_depth.eligible_accounts == 0
+    assert empty.engagement_depth.mean_key_features_used is None
+    assert empty.engagement_depth.distribution == []
+    assert (empty.usage_drops.checked_accounts, empty.usage_drops.too_young_accounts) == (0, 0)
+    (report,) = unused.feature_adoption
+    assert (report.adopted_accounts, report.eligible_accounts, report.adoption_rate) == (0, 0, None)
+    assert report.ci_lower is None and report.ci_upper is None
