@@ -261,3 +261,33 @@ def test_bad_input_is_a_clear_error(backends: Backends, tmp_path: Path) -> None:
             team_outcomes(workspace, START, END, by="csm", publish=False)
         with pytest.raises(LocatedError, match="start 2024-04-01T00:00:00 is not before end"):
             team_outcomes(workspace, END, START, publish=False)
+
+
+def test_books_are_read_as_of_the_window_start(backends: Backends, tmp_path: Path) -> None:
+    """a3 belonged to ana until 2024-02-01 (the history says so), so at the start it is hers."""
+    project = hand_project(tmp_path, backends)
+    with Warehouse.connect(backends.warehouse_url) as warehouse:
+        warehouse.append(
+            "attribute_history",
+            warehouse.arrow_for(
+                "attribute_history",
+                {
+                    "write_id": ["w1", "w2"],
+                    "entity": ["account", "account"],
+                    "entity_id": ["a3", "a3"],
+                    "name": ["owner", "owner"],
+                    "value": ['"ana"', '"ben"'],
+                    "valid_from": [datetime(2023, 1, 1), datetime(2024, 2, 1)],
+                },
+            ),
+        )
+    result = outcomes(project, backends)
+    cards = {card.csm: card for card in result.scorecards}
+    assert list(cards) == [UNASSIGNED, "ana"]  # ben's book is empty at the start (a5 is later)
+    ana = cards["ana"]
+    assert ana.accounts == 3
+    assert (ana.starting_mrr, ana.retained_mrr) == (640.0, 450.0)  # 100+200+340; 150+0+300
+    assert (ana.churns, ana.controllable_churns, ana.controllable_mrr_lost) == (2, 1, 340.0)
+    # ben still logged act4; he manages no account at the start, so no rate per account.
+    (ben,) = [row for row in result.activities if row.owner == "ben"]
+    assert (ben.activities, ben.accounts_managed, ben.activities_per_account) == (1, 0, None)
