@@ -367,3 +367,38 @@ def test_nothing_after_t_leaks_in(warehouse: Warehouse) -> None:
     moment = _day(6, 20)
     assert _values(warehouse, "nps_latest", moment - timedelta(seconds=1))["b1"] == 9.0
     assert _values(warehouse, "nps_latest", moment)["b1"] == 5.0
+
+
+def test_computed_attributes_build_on_them_and_validate_warns_about_shadowing(
+    backends: Backends, tmp_path: Path
+) -> None:
+    folder = _project(tmp_path / "project")
+    attributes = folder / "attributes.yaml"
+    ratio = "  - name: mrr_per_seat\n    ratio: {numerator: mrr, denominator: seats}\n"
+    attributes.write_text(attributes.read_text() + ratio)
+    with open_workspace(folder, environ=backends.environ()) as workspace:
+        load_outcomes_dataset(workspace.warehouse)
+        # At T1: b1 600 / 2 people = 300, b4 800 / 1 = 800, b2 0 / 1 = 0, b3 has no people.
+        matches = definitions.explain(workspace, "mrr_per_seat >= 300", T1)
+        none = definitions.explain(workspace, "mrr_per_seat has no value", T1)
+    assert [row["account_id"] for row in matches.sample] == ["b1", "b4"]
+    assert [row["account_id"] for row in none.sample] == ["b3"]
+    shadow = "  - name: nps_latest\n    event: feature_used\n    function: count\n"
+    attributes.write_text(attributes.read_text() + shadow)
+    runner = CliRunner(env={"CLOSELOOP_WAREHOUSE_URL": None, "CLOSELOOP_STATE_URL": None})
+    result = runner.invoke(app, ["validate", "--project", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "warning: 'nps_latest' is also a built-in account attribute" in result.output
+
+
+def test_every_built_in_is_documented() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    metrics = (docs / "metrics.md").read_text(encoding="utf-8")
+    section = metrics.split("\n## Outcome attributes\n", 1)[1].split("\n## ", 1)[0]
+    expressions = (docs / "expressions.md").read_text(encoding="utf-8")
+    page = expressions.split("\n## Outcome attributes\n", 1)[1].split("\n## ", 1)[0]
+    for name in BUILTIN_ACCOUNT_ATTRIBUTES:
+        assert f"| `{name}` |" in section, f"{name} is not in docs/metrics.md ## Outcome attributes"
+        assert f"| `{name}` |" in page, (
+            f"{name} is not in docs/expressions.md ## Outcome attributes"
+        )
