@@ -137,3 +137,49 @@ def slope(values: list[float | None]) -> float | None:
     mean_y = sum(y for _, y in points) / len(points)
     spread = sum((x - mean_x) ** 2 for x, _ in points)
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+
+
+def weighted_slope(
+    values: list[float | None], variances: list[float | None]
+) -> tuple[float | None, float | None]:
+    """Weighted least-squares slope of ``values`` against their index and its standard error,
+    each point weighted by 1 / its variance (points without a value or with a variance that is
+    not positive are skipped). ``(None, None)`` with fewer than two usable points.
+
+    >>> slope_, error = weighted_slope([0.0, 1.0, 2.0], [1.0, 1.0, 1.0])
+    >>> round(slope_, 6), round(error, 6)
+    (1.0, 0.707107)
+    """
+    points = [
+        (i, v, 1.0 / s)
+        for i, (v, s) in enumerate(zip(values, variances, strict=True))
+        if v is not None and s is not None and math.isfinite(v) and s > 0
+    ]
+    if len(points) < 2:
+        return None, None
+    total = sum(w for _, _, w in points)
+    mean_x = sum(w * x for x, _, w in points) / total
+    mean_y = sum(w * y for _, y, w in points) / total
+    spread = sum(w * (x - mean_x) ** 2 for x, _, w in points)
+    if spread == 0:
+        return None, None
+    estimate = sum(w * (x - mean_x) * (y - mean_y) for x, y, w in points) / spread
+    return estimate, math.sqrt(1.0 / spread)
+
+
+def nps_variance(promoters: int, detractors: int, n: int) -> float | None:
+    """Variance of NPS in points² (multinomial), with one pseudo-answer of each kind added so a
+    period of all promoters does not claim zero variance; ``None`` when ``n`` is 0."""
+    if n == 0:
+        return None
+    p, q, m = (promoters + 1) / (n + 3), (detractors + 1) / (n + 3), n + 3
+    return 10_000 * (p + q - (p - q) ** 2) / m
+
+
+def share_variance(successes: int, n: int) -> float | None:
+    """Variance of a percentage (points²) with one pseudo-success and -failure (Agresti-Coull
+    style); ``None`` when ``n`` is 0."""
+    if n == 0:
+        return None
+    p = (successes + 1) / (n + 2)
+    return 10_000 * p * (1 - p) / (n + 2)
