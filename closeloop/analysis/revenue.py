@@ -36,6 +36,8 @@ COHORT = "cohort"
 NOT_GROUPABLE = ("account_id", "created_at", "properties")
 DAYS_PER_MONTH = 365.25 / 12
 MISSING_GROUP = "(none)"
+ROUNDING = 6
+"""Decimals kept of summed amounts."""
 
 KINDS = ("new", "expansion", "contraction", "churn", "reactivation")
 SOURCES = ("cs_sourced", "cs_influenced", "sales", "marketing", "unattributed")
@@ -433,6 +435,11 @@ def _assemble(
     for row in source_sums:
         add(row["period_key"], row["group"], f"source:{row['source']}", row["amount"])
         add(row["period_key"], row["group"], f"sourcen:{row['source']}", row["movements"])
+    # The warehouse adds floats in no fixed order: round off the last bits so that equal data
+    # gives equal figures (amounts are money; 1e-6 of a currency unit is far below a cent).
+    for bucket in totals.values():
+        for name, value in bucket.items():
+            bucket[name] = round(value, ROUNDING)
     by_key = {period.key: period for period in periods}
     return {
         (key, group): _row(by_key[key], None if group == "*" else group, values, policy)
