@@ -32,6 +32,8 @@ DEFAULT_REFERENCE_ATTRIBUTE = "reference"
 TRUE_TEXTS = ("true", "yes", "y", "1")
 """A flag attribute is set when its value is JSON ``true`` or one of these texts (any case)."""
 
+MONEY_DIGITS = 6
+
 # Columns of ``accounts`` that are no attribute to group a book by.
 _NOT_GROUPS = ("account_id", "properties", "created_at")
 
@@ -125,7 +127,7 @@ def team_figures(
         reference_accounts=_count_if(book.reference),
     )
     parts = [
-        _activity_totals(book, activities),
+        _activity_totals(activities),
         _contacts(warehouse, book, start_at, end_at),
         _revenue(warehouse, book, first_day, last_day),
         _goals(warehouse, book, start_at, end_at),
@@ -148,12 +150,11 @@ def team_figures(
     reasons = churns.group_by(["reason", "controllable"]).aggregate(
         churns=churns.count(), mrr_lost=churns.mrr_lost.sum()
     )
-    churn = [
-        ChurnCount(**row)
-        for row in reasons.order_by([ibis.desc("churns"), "reason", "controllable"])
-        .to_pyarrow()
-        .to_pylist()
-    ]
+    churn = sorted(
+        (ChurnCount(**_money_rounded(row)) for row in reasons.to_pyarrow().to_pylist()),
+        # The same order on every backend (they place nulls differently): unflagged last.
+        key=lambda r: (-r.churns, r.reason, r.controllable is None, r.controllable is False),
+    )
     return TeamFigures(books, kinds, churn, first_day, last_day)
 
 
@@ -165,10 +166,21 @@ def _count_if(condition: ir.BooleanValue) -> ir.IntegerScalar:
 
 def _zero_filled(row: dict[str, Any]) -> dict[str, Any]:
     """A CSM with no row in a part (no activities, no enrollments) has zero of it."""
+    return _money_rounded(
+        {
+            key: (0.0 if key.endswith("mrr") or key.endswith("mrr_lost") else 0)
+            if value is None
+            else value
+            for key, value in row.items()
+        }
+    )
+
+
+def _money_rounded(row: dict[str, Any]) -> dict[str, Any]:
+    """Sums of money to 1e-6: backends add floats in different orders, and equal data should
+    give equal figures everywhere."""
     return {
-        key: (0.0 if key.endswith("mrr") or key.endswith("mrr_lost") else 0)
-        if value is None
-        else value
+        key: round(value, MONEY_DIGITS) if isinstance(value, float) else value
         for key, value in row.items()
     }
 
@@ -220,7 +232,7 @@ def _activities(warehouse: Warehouse, start: ir.Value, end: ir.Value) -> ir.Tabl
     )
 
 
-def _activity_totals(book: ir.Table, activities: ir.Table) -> ir.Table:
+def _activity_totals(activities: ir.Table) -> ir.Table:
     """Activities logged by each CSM (``activities.owner``), whatever account they touched."""
     totals = activities.group_by("owner").aggregate(activities=activities.count())
     return totals.select(csm=totals.owner, activities=totals.activities)
