@@ -21,7 +21,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from closeloop import __version__
-from closeloop.api import admin, ingest, planning, reports, resources
+from closeloop.api import (
+    admin,
+    ingest,
+    outcomes_adoption,
+    outcomes_revenue,
+    outcomes_team,
+    outcomes_voc,
+    planning,
+    reports,
+    resources,
+)
 from closeloop.api.reference import openapi_with_roles
 from closeloop.errors import (
     CloseloopError,
@@ -199,7 +209,17 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    for module in (resources, reports, planning, ingest, admin):
+    for module in (
+        resources,
+        reports,
+        planning,
+        ingest,
+        admin,
+        outcomes_adoption,
+        outcomes_team,
+        outcomes_revenue,
+        outcomes_voc,
+    ):
         app.include_router(module.router)
     app.add_middleware(admin.AuditWrites)  # one audit entry per authenticated write
     app.openapi = openapi_with_roles(app)  # type: ignore[method-assign]

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from closeloop.cli import data as data_cli
 from closeloop.cli import ingest as ingest_cli
-from closeloop.cli import operate
+from closeloop.cli import operate, outcomes_adoption, outcomes_revenue, outcomes_team, outcomes_voc
 from closeloop.cli import serve as serve_cli
 from closeloop.cli import tokens as tokens_cli
 from closeloop.cli.common import (
@@ -91,6 +91,11 @@ app.command("run")(reports_errors(operate.run))
 app.command("dry-run")(reports_errors(operate.dry_run))
 app.add_typer(tokens_cli.tokens_app, name="tokens")
 app.add_typer(ingest_cli.ingest_app, name="ingest")
+outcomes_app.command("adoption")(outcomes_adoption.adoption)
+outcomes_app.command("team")(outcomes_team.team)
+outcomes_app.command("revenue")(outcomes_revenue.revenue)
+outcomes_app.command("voc")(outcomes_voc.voc)
+outcomes_app.command("divergence")(outcomes_voc.divergence)
 app.add_typer(outcomes_app, name="outcomes")
 app.command("serve")(serve_cli.serve)
 app.command("api")(serve_cli.api)
