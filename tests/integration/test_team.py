@@ -272,12 +272,22 @@ def test_books_are_read_as_of_the_window_start(backends: Backends, tmp_path: Pat
             warehouse.arrow_for(
                 "attribute_history",
                 {
-                    "write_id": ["w1", "w2"],
-                    "entity": ["account", "account"],
-                    "entity_id": ["a3", "a3"],
-                    "name": ["owner", "owner"],
-                    "value": ['"ana"', '"ben"'],
-                    "valid_from": [datetime(2023, 1, 1), datetime(2024, 2, 1)],
+                    "write_id": ["w1", "w2", "w3", "w4"],
+                    "entity": ["account"] * 4,
+                    "entity_id": ["a3", "a3", "a4", "a2"],
+                    "name": ["owner", "owner", "properties", "properties"],
+                    "value": [
+                        '"ana"',
+                        '"ben"',
+                        json.dumps(json.dumps({"reference": "Yes"})),  # before the start: counts
+                        json.dumps(json.dumps({"executive_sponsor": True})),  # after: does not
+                    ],
+                    "valid_from": [
+                        datetime(2023, 1, 1),
+                        datetime(2024, 2, 1),
+                        datetime(2023, 12, 1),
+                        datetime(2024, 2, 1),
+                    ],
                 },
             ),
         )
@@ -288,6 +298,10 @@ def test_books_are_read_as_of_the_window_start(backends: Backends, tmp_path: Pat
     assert ana.accounts == 3
     assert (ana.starting_mrr, ana.retained_mrr) == (640.0, 450.0)  # 100+200+340; 150+0+300
     assert (ana.churns, ana.controllable_churns, ana.controllable_mrr_lost) == (2, 1, 340.0)
+    # Flags too are read as of the start: a4's reference (set in December) counts, a2's
+    # sponsor flag (set in February) does not yet; a3 (now ana's) is a reference.
+    assert (ana.sponsor_accounts, ana.reference_accounts) == (1, 2)
+    assert (cards[UNASSIGNED].reference_accounts, cards[UNASSIGNED].sponsor_accounts) == (1, 0)
     # ben still logged act4; he manages no account at the start, so no rate per account.
     (ben,) = [row for row in result.activities if row.owner == "ben"]
     assert (ben.activities, ben.accounts_managed, ben.activities_per_account) == (1, 0, None)
