@@ -84,9 +84,20 @@ def scorecard_row(card: Scorecard) -> dict[str, Any]:
     return row
 
 
+def csv_fields() -> list[str]:
+    """The columns of ``--format csv``, the same whether or not there are rows."""
+    fields: list[str] = []
+    for name, field in Scorecard.model_fields.items():
+        if field.annotation is Share:
+            fields.extend(f"{name}_{part}" for part in Share.model_fields)
+        else:
+            fields.append(name)
+    return fields
+
+
 def write_csv(result: TeamOutcomes) -> None:
     rows = [scorecard_row(card) for card in result.scorecards]
-    fields = list(rows[0]) if rows else list(Scorecard.model_fields)
+    fields = csv_fields()
     writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)

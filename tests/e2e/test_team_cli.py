@@ -107,6 +107,9 @@ def test_csv_is_the_scorecards_and_the_table_leads_with_what_cs_influences(
     assert [row["csm"] for row in rows] == [card.csm for card in model.scorecards]
     assert {"csat_rate", "csat_lower", "csat_n", "nrr", "controllable_churns"} <= set(rows[0])
     assert [int(row["accounts"]) for row in rows] == [card.accounts for card in model.scorecards]
+    # A window before any account: no scorecard, the same header.
+    empty = project.cli("--start", "2000-01-01", "--end", "2000-02-01", "--format", "csv")
+    assert empty.splitlines()[0].split(",") == list(rows[0])
     table = project.cli("--start", start, "--end", end)
     assert "CSM scorecards" in table and "Churn reasons" in table
     # The scorecard never shows revenue alone: goals and satisfaction come before MRR.
