@@ -442,3 +442,57 @@ def test_bad_input_is_refused_with_its_reason(workspace: Workspace) -> None:
         revenue(workspace, *MARCH, by="colour")
     with pytest.raises(ConfigurationError, match="must be after --start"):
         revenue(workspace, date(2020, 4, 1), date(2020, 3, 1))
+
+
+def test_by_signup_cohort(workspace: Workspace) -> None:
+    """Every account of the reference table was created on 2019-12-01: one cohort, 2019-12,
+    holding the whole of March; accounts without an accounts row would be "(none)"."""
+    load(workspace, _reference_subs(), accounts=dict.fromkeys("ABCDEFG", "smb"))
+    result = revenue(workspace, *MARCH, by="cohort")
+    assert [row.group for row in result.rows] == ["2019-12"]
+    assert result.rows[0].model_copy(update={"group": None}) == result.total
+    load(workspace, _reference_subs(), accounts={"A": "smb"})
+    groups = {row.group: row.starting_mrr for row in revenue(workspace, *MARCH, by="cohort").rows}
+    assert groups == {"2019-12": 100.0, "(none)": 200.0}
+
+
+def test_groups_are_read_as_of_the_window_start(workspace: Workspace) -> None:
+    """A moved from smb to ent on 2020-03-15 (attribute history; the accounts row now says ent).
+    March is grouped as of 03-01: A (100) is still smb (190 with B and C); ent holds D and G (110).
+    April is grouped as of 04-01: A is ent."""
+    load(
+        workspace,
+        _reference_subs(),
+        accounts={
+            "A": "ent",
+            "B": "smb",
+            "C": "smb",
+            "D": "ent",
+            "E": "ent",
+            "F": "ent",
+            "G": "ent",
+        },
+    )
+    history = [
+        ("w0", "smb", datetime(2019, 12, 1)),
+        ("w1", "ent", datetime(2020, 3, 15)),
+    ]
+    workspace.warehouse.append(
+        "attribute_history",
+        workspace.warehouse.arrow_for(
+            "attribute_history",
+            {
+                "write_id": [row[0] for row in history],
+                "entity": ["account"] * len(history),
+                "entity_id": ["A"] * len(history),
+                "name": ["segment"] * len(history),
+                "value": [json.dumps(row[1]) for row in history],
+                "valid_from": [row[2] for row in history],
+                "source": ["test"] * len(history),
+            },
+        ),
+    )
+    march_groups = {row.group: row for row in revenue(workspace, *MARCH, by="segment").rows}
+    assert march_groups["smb"].starting_mrr == 190.0 and march_groups["ent"].starting_mrr == 110.0
+    april = revenue(workspace, date(2020, 4, 1), date(2020, 5, 1), by="segment").rows
+    assert {row.group: row.starting_mrr for row in april} == {"ent": 250.0, "smb": 60.0}
