@@ -305,3 +305,35 @@ def test_books_are_read_as_of_the_window_start(backends: Backends, tmp_path: Pat
     # ben still logged act4; he manages no account at the start, so no rate per account.
     (ben,) = [row for row in result.activities if row.owner == "ben"]
     assert (ben.activities, ben.accounts_managed, ben.activities_per_account) == (1, 0, None)
+
+
+def test_a_reason_with_both_flags_and_the_controllable_share(
+    backends: Backends, tmp_path: Path
+) -> None:
+    """A second "price" churn flagged controllable (a1 on 2024-03-20: s1 + s2 = 150 the day
+    before): "price" appears once per flag, the controllable one first."""
+    project = hand_project(tmp_path, backends)
+    with Warehouse.connect(backends.warehouse_url) as warehouse:
+        warehouse.append(
+            "churn_reasons",
+            warehouse.arrow_for(
+                "churn_reasons",
+                {
+                    "churn_id": ["c6"],
+                    "account_id": ["a1"],
+                    "churned_at": [datetime(2024, 3, 20)],
+                    "reason": ["price"],
+                    "controllable": [True],
+                },
+            ),
+        )
+    churn = outcomes(project, backends).churn
+    assert [(r.reason, r.controllable, r.mrr_lost) for r in churn.reasons] == [
+        ("budget", None, 80.0),
+        ("onboarding", True, 340.0),
+        ("price", True, 150.0),
+        ("price", False, 200.0),
+    ]
+    assert (churn.churns, churn.controllable_churns, churn.controllable_mrr_lost) == (4, 2, 490.0)
+    assert_share(churn.controllable_share, 2, 3)  # c2 and c6 of c1, c2, c6 (c3 is unflagged)
+    assert churn.controllable_mrr_share == pytest.approx(490 / 690)
