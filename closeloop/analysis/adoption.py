@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 import ibis
 import ibis.expr.types as ir
 
+from closeloop.data import history
 from closeloop.data.warehouse import Warehouse
 from closeloop.stats.survival import RiskTable, kaplan_meier
 
@@ -134,10 +135,13 @@ def overall_activity(activity: ir.Table, days: float) -> ActivityCounts:
 
 
 def activity_by_column(
-    warehouse: Warehouse, activity: ir.Table, column: str, days: float
+    warehouse: Warehouse, activity: ir.Table, column: str, start: datetime, days: float
 ) -> dict[str | None, ActivityCounts]:
-    """Activity per value of an ``accounts`` column (cast to text; null stays null)."""
-    accounts = warehouse.table("accounts")
+    """Activity per value of an ``accounts`` column as of ``start`` (the attribute history, else
+    the stored value), as text; null stays null."""
+    accounts = history.as_of(
+        warehouse, "account", warehouse.table("accounts"), start, key="account_id"
+    )
     labels = accounts.select(
         account_id=accounts.account_id, segment=accounts[column].cast("string")
     )

@@ -27,7 +27,9 @@ class AdoptionSettings(Schema):
         description="the key features (event names); by default every event name used in the "
         "window by an eligible account"
     )
-    by: str | None = Field(description="the accounts column the segments are grouped by")
+    by: str | None = Field(
+        description="the accounts column the segments are grouped by, as of start"
+    )
     period: str | None = Field(description="'month' for a trend by calendar month, else null")
     drop_threshold: float = Field(description="the relative fall that flags a usage drop (0.4)")
     drop_window_days: int = Field(description="the length of each usage-drop window (60 days)")

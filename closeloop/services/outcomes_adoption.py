@@ -129,7 +129,7 @@ def adoption(
         segments=[
             SegmentActivity(segment=segment, **_summary(value))
             for segment, value in sorted(
-                analysis.activity_by_column(warehouse, activity, by, days).items(),
+                analysis.activity_by_column(warehouse, activity, by, start, days).items(),
                 key=lambda item: (item[0] is None, item[0] or ""),
             )
         ]

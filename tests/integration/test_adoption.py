@@ -322,3 +322,35 @@ def test_a_window_without_events_is_a_well_formed_empty_result(
     (report,) = unused.feature_adoption
     assert (report.adopted_accounts, report.eligible_accounts, report.adoption_rate) == (0, 0, None)
     assert report.ci_lower is None and report.ci_upper is None
+
+
+def test_segments_are_read_as_of_the_window_start(backends: Backends, tmp_path: Path) -> None:
+    """a3 was "ent" from 2024-04-01 until it became "smb" on 2024-05-15 (its stored value), so on
+    May 1 it counts as ent: smb = a1 (1 account, 2 users, 3 person-days: stickiness 3/62), ent =
+    a2 and a3 (2 accounts, 2 users, 4 person-days: 4/31 and 2/31)."""
+    folder = tmp_path / "project"
+    init_project(folder, "adoption")
+    with open_workspace(folder, environ=backends.environ()) as workspace:
+        load_adoption_dataset(workspace.warehouse)
+        workspace.warehouse.append(
+            "attribute_history",
+            workspace.warehouse.arrow_for(
+                "attribute_history",
+                {
+                    "write_id": ["w1", "w2"],
+                    "entity": ["account", "account"],
+                    "entity_id": ["a3", "a3"],
+                    "name": ["segment", "segment"],
+                    "value": ['"ent"', '"smb"'],
+                    "valid_from": [datetime(2024, 4, 1), datetime(2024, 5, 15)],
+                },
+            ),
+        )
+        result = service.adoption(workspace, START, END, by="segment")
+    segments = {s.segment: s for s in result.segments}
+    assert list(segments) == ["ent", "smb"]
+    assert (segments["smb"].active_accounts, segments["smb"].active_users) == (1, 2)
+    assert segments["smb"].stickiness == pytest.approx(3 / 62)
+    assert (segments["ent"].active_accounts, segments["ent"].active_users) == (2, 2)
+    assert segments["ent"].mean_daily_active_users == pytest.approx(4 / 31)
+    assert segments["ent"].stickiness == pytest.approx(2 / 31)
