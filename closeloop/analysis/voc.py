@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import ibis
@@ -452,35 +452,3 @@ def _comments(responses: ir.Table, limit: int) -> tuple[list[CommentRow], int]:
         for row in (_records(newest) if limit > 0 else [])
     ]
     return rows, total
-
-
-# -- net revenue retention per period (endpoint method) ------------------------------------------
-
-
-def mrr_on(warehouse: Warehouse, day: date) -> ir.Table:
-    """account_id, mrr: each account's MRR on ``day`` (rows with start_date <= day < end_date)."""
-    subscriptions = warehouse.table("subscriptions")
-    literal = ibis.literal(day, type="date")
-    active = subscriptions.filter(
-        (subscriptions.start_date <= literal)
-        & (subscriptions.end_date.isnull() | (subscriptions.end_date > literal))
-    )
-    return active.group_by("account_id").aggregate(mrr=active.mrr.sum())
-
-
-def endpoint_nrr(
-    warehouse: Warehouse, periods: Sequence[tuple[datetime, datetime]]
-) -> list[tuple[float, float]]:
-    """(starting MRR, the same accounts' MRR at the end) of each period [start, end): the
-    accounts paying on the first day, their MRR on the last day (``end`` minus one day)."""
-    result = []
-    for start, end in periods:
-        first = mrr_on(warehouse, start.date())
-        last = mrr_on(warehouse, (end - timedelta(days=1)).date())
-        joined = first.left_join(last, "account_id")
-        totals = joined.aggregate(starting=first.mrr.sum(), ending=last.mrr.fill_null(0).sum())
-        row = _records(totals)[0]
-        # Rounded to a millionth: parallel float sums differ in the last bits from run to run,
-        # and the same request must give the same JSON on every surface.
-        result.append((round(_float(row["starting"]), 6), round(_float(row["ending"]), 6)))
-    return result

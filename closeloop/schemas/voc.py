@@ -130,7 +130,9 @@ class DivergencePeriod(Schema):
     csat_responses: int = Field(ge=0)
     nrr: Number = Field(description="net revenue retention of the period, percent")
     starting_mrr: float
-    retained_mrr: float = Field(description="the starting accounts' MRR at the period's end")
+    retained_mrr: Number = Field(
+        description="starting MRR times NRR: what the starting accounts pay at the end"
+    )
 
 
 class DivergenceRule(Schema):

@@ -31,6 +31,7 @@ from closeloop.schemas.voc import (
     VocGroup,
     VocThresholds,
 )
+from closeloop.services.outcomes_revenue import revenue
 from closeloop.services.project import Workspace
 from closeloop.stats import voc as stats
 
@@ -42,7 +43,7 @@ DEFAULT_CSAT_MIN_RISE = 2.0  # CSAT percentage points per year
 DEFAULT_NRR_MAX_CHANGE = 0.0  # NRR percentage points per year: at or below is flat or falling
 DEFAULT_ALPHA = 0.05
 PERIODS_PER_YEAR = {"month": 12, "quarter": 4}
-NRR_SOURCE = "endpoint method in closeloop.analysis.voc.endpoint_nrr"
+NRR_SOURCE = "closeloop outcomes revenue --period (endpoint method, default policy)"
 
 
 def _check_window(start: datetime, end: datetime) -> None:
@@ -233,9 +234,10 @@ def divergence(
     alpha: float = DEFAULT_ALPHA,
 ) -> Divergence:
     """Over the ``periods`` whole periods before ``end`` (rounded down to a period's start):
-    NPS and CSAT per period (respondent level), NRR per period (endpoint method), their slopes
-    per year, and whether satisfaction rose (slope at least the minimum rise *and* significantly
-    above zero at one-sided ``alpha``) while NRR's slope stayed at or below ``nrr_max_change``."""
+    NPS and CSAT per period (respondent level), NRR per period (``closeloop outcomes revenue``,
+    endpoint method), their slopes per year, and whether satisfaction rose (slope at least the
+    minimum rise *and* significantly above zero at one-sided ``alpha``) while NRR's slope stayed
+    at or below ``nrr_max_change``."""
     chosen = _check_period(period)
     if not 2 <= periods <= 120:
         raise ConfigurationError(f"--periods {periods}: choose 2 to 120 (a slope needs two)")
@@ -255,19 +257,29 @@ def divergence(
     counts = analysis.voc_counts(
         workspace.warehouse, window_start, window_end, period=chosen, comments=0
     )
-    revenue = analysis.endpoint_nrr(workspace.warehouse, bounds)
+    # NRR per period from the revenue outcome (endpoint method, default policy), so the alert
+    # and `closeloop outcomes revenue --period` never disagree.
+    rows = revenue(workspace, window_start.date(), window_end.date(), period=chosen).rows
+    by_start = {row.period_start: row for row in rows}
+    retention: list[tuple[float, float | None]] = []
+    for first, _ in bounds:
+        row = by_start.get(first.date())
+        if row is None or row.nrr is None:
+            retention.append((row.starting_mrr if row else 0.0, None))
+        else:
+            retention.append((row.starting_mrr, row.nrr))
     series = []
     nps_values: list[float | None] = []
     nps_variances: list[float | None] = []
     csat_values: list[float | None] = []
     csat_variances: list[float | None] = []
     nrr_values: list[float | None] = []
-    for (first, _), group, (starting, retained) in zip(bounds, counts.trend, revenue, strict=True):
+    for (first, _), group, (starting, ratio) in zip(bounds, counts.trend, retention, strict=True):
         nps_counts = group.counts.get(("nps", "respondent"), KindCounts())
         csat_counts = group.counts.get(("csat", "respondent"), KindCounts())
         nps = _nps(nps_counts)
         csat = _csat(csat_counts)
-        nrr = 100 * retained / starting if starting > 0 else None
+        nrr = None if ratio is None else 100 * ratio
         nps_values.append(nps.value)
         nps_variances.append(
             stats.nps_variance(nps_counts.promoters, nps_counts.detractors, nps_counts.n)
@@ -287,7 +299,7 @@ def divergence(
                 csat_responses=csat.responses,
                 nrr=nrr,
                 starting_mrr=starting,
-                retained_mrr=retained,
+                retained_mrr=None if ratio is None else round(ratio * starting, 6),
             )
         )
     nrr_slope = _per_year(stats.slope(nrr_values), chosen)
