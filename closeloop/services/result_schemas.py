@@ -31,8 +31,10 @@ from closeloop.schemas.jobs import DryRun, JobDetail, JobList, OutboxList
 from closeloop.schemas.library import Library
 from closeloop.schemas.measurement import Measurement
 from closeloop.schemas.planning import PowerPlan
+from closeloop.schemas.revenue_outcomes import RevenueOutcomes
 from closeloop.schemas.team import TeamOutcomes
 from closeloop.schemas.tokens import CreatedToken
+from closeloop.schemas.voc import Divergence, Voc
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
@@ -100,6 +102,15 @@ RESULT_SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "team-outcomes.schema.json": (
         TeamOutcomes,
         "closeloop outcomes team --format json, GET /api/outcomes/team",
+    ),
+    "revenue-outcomes.schema.json": (
+        RevenueOutcomes,
+        "closeloop outcomes revenue --format json, GET /api/outcomes/revenue",
+    ),
+    "voc.schema.json": (Voc, "closeloop outcomes voc --format json, GET /api/outcomes/voc"),
+    "divergence.schema.json": (
+        Divergence,
+        "closeloop outcomes divergence --format json, GET /api/outcomes/divergence",
     ),
 }
 
