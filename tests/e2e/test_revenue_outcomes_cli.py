@@ -177,7 +177,9 @@ def test_bad_input_is_a_clear_error(project: Project) -> None:
 # -- an independent pandas computation of the same definitions -----------------------------------
 
 
-def pandas_month(subs: pd.DataFrame, start: date, end: date, method: str) -> dict[str, float]:
+def pandas_month(
+    subs: pd.DataFrame, start: date, end: date, method: str, include: bool = False
+) -> dict[str, float]:
     """Day-by-day MRR matrix (accounts x days) from the rows; a customer has MRR > 0; "before"
     is the eve of the period, "at the end" its last day."""
     accounts = sorted(subs.account_id.unique())
@@ -223,7 +225,8 @@ def pandas_month(subs: pd.DataFrame, start: date, end: date, method: str) -> dic
                 else:
                     kind = "expansion" if now[i] > before[i] else "contraction"
                     moves.append((i, kind, abs(now[i] - before[i])))
-        skip = joined & ~c1  # joined and churned in the period: excluded
+        # Joined and churned in the period: excluded (unless included).
+        skip = joined & ~c1 & (not include)
         for i, kind, amount in moves:
             if not skip[i]:
                 sums[kind] += amount
@@ -242,14 +245,24 @@ def pandas_month(subs: pd.DataFrame, start: date, end: date, method: str) -> dic
     return out
 
 
-@pytest.mark.parametrize("method", ["endpoint", "event"])
+@pytest.mark.parametrize(
+    ("method", "new_and_churned"),
+    [("endpoint", "exclude"), ("event", "exclude"), ("event", "include")],
+)
 def test_monthly_figures_equal_an_independent_pandas_computation(
-    project: Project, method: str
+    project: Project, method: str, new_and_churned: str
 ) -> None:
-    result = revenue_by_month(project, RevenuePolicy(method=method))
+    policy = RevenuePolicy(method=method, new_and_churned=new_and_churned)
+    result = revenue_by_month(project, policy)
     moved = 0.0
     for row in result.rows:
-        expected = pandas_month(project.subscriptions, row.period_start, row.period_end, method)
+        expected = pandas_month(
+            project.subscriptions,
+            row.period_start,
+            row.period_end,
+            method,
+            include=new_and_churned == "include",
+        )
         for name, value in expected.items():
             assert getattr(row, name) == pytest.approx(value, rel=1e-9, abs=1e-9), (
                 row.period_start,
