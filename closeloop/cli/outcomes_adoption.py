@@ -63,9 +63,7 @@ def adoption(
     ] = None,
     activity: Annotated[
         list[str] | None,
-        typer.Option(
-            "--activity", help="Activity event name (repeat; default any event)."
-        ),
+        typer.Option("--activity", help="Activity event name (repeat; default any event)."),
     ] = None,
     feature: Annotated[
         list[str] | None,
