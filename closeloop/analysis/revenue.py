@@ -40,6 +40,8 @@ ROUNDING = 6
 """Decimals kept of summed amounts."""
 
 KINDS = ("new", "expansion", "contraction", "churn", "reactivation")
+OPEN_END = date(9999, 12, 31)
+"""The end an open-ended subscription row is given inside joins (every backend has this date)."""
 SOURCES = ("cs_sourced", "cs_influenced", "sales", "marketing", "unattributed")
 """Where an expansion comes from: a won expansion opportunity's ``source``, or none of them."""
 
@@ -141,7 +143,9 @@ def timeline(warehouse: Warehouse, policy: Policy, start: date, end: date) -> ir
         [
             points.account_id == rows.r_account,
             rows.r_start <= points.day,
-            rows.r_end.isnull() | (points.day < rows.r_end),
+            # No OR in a join condition: DuckDB would fall back to a nested-loop join (quadratic
+            # in subscription rows) instead of hashing on the account.
+            points.day < rows.r_end.fill_null(ibis.literal(OPEN_END, type="date")),
         ],
     )
     daily = joined.group_by(["account_id", "day"]).aggregate(
@@ -299,9 +303,31 @@ def compute(
     by: str | None,
     policy: Policy,
 ) -> dict[tuple[str, str], Figures]:
-    """Figures per (period key, group); the group is ``(none)`` when not grouped."""
+    """Figures per (period key, group); the group is ``(none)`` when not grouped.
+
+    The timeline and the per-account states are materialised once (temporary tables, released
+    afterwards): the three sums read them, and recomputing them for each was most of the time."""
+    cached: list[ir.CachedTable] = []
+    try:
+        return _compute(warehouse, start, end, periods, by=by, policy=policy, cached=cached)
+    finally:
+        for table in cached:
+            table.release()
+
+
+def _compute(
+    warehouse: Warehouse,
+    start: date,
+    end: date,
+    periods: Sequence[Period],
+    *,
+    by: str | None,
+    policy: Policy,
+    cached: list[ir.CachedTable],
+) -> dict[tuple[str, str], Figures]:
     groups = _groups(warehouse, by, start)
-    line = timeline(warehouse, policy, start, end)
+    line = timeline(warehouse, policy, start, end).cache()
+    cached.append(line)
     table = _period_table(periods)
     ending = _state_before(line, table, "period_end", "e")
     starting = _state_before(line, table, "period_start", "s")
@@ -319,7 +345,9 @@ def compute(
         s_customer=states.s_customer.fill_null(False),
         s_ever=states.s_ever.fill_null(False),
     )
-    states = _with_group(states, groups)
+    # Materialised once: the three sums below (states, movements, sources) all read it.
+    states = _with_group(states, groups).cache()
+    cached.append(states)
     state_sums = (
         states.group_by(["period_key", "group"])
         .aggregate(

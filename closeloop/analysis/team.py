@@ -18,6 +18,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
+from closeloop.analysis.revenue import OPEN_END
 from closeloop.data import history
 from closeloop.data.warehouse import ENROLLMENTS_TABLE, Warehouse
 from closeloop.engine.assignment import HOLDOUT
@@ -375,7 +376,10 @@ def _churns(warehouse: Warehouse, start: ir.Value, end: ir.Value) -> ir.Table:
         [
             churns.account_id == subscriptions.account_id,
             subscriptions.start_date <= churns.day_before,
-            subscriptions.end_date.isnull() | (subscriptions.end_date > churns.day_before),
+            # No OR in a join condition (DuckDB would not hash on the account; see
+            # analysis.revenue.OPEN_END).
+            subscriptions.end_date.fill_null(ibis.literal(OPEN_END, type="date"))
+            > churns.day_before,
         ],
     )
     lost = running.group_by("churn_id").aggregate(mrr_lost=running.mrr.sum())
