@@ -12,9 +12,13 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from closeloop.engine import schema
-from closeloop.engine.outbox import OutboxMessage
+from closeloop.engine.outbox import (
+    OutboxMessage,
+    check_status,
+    message_columns,
+    messages_with_arms,
+)
 from closeloop.engine.state import StateStore
-from closeloop.engine.steps import OutboxStatus
 from closeloop.errors import ConfigurationError
 
 ENROLLMENT_STATUSES = ("active", "completed", "exited")
@@ -106,11 +110,8 @@ def outbox_page(
     limit: int = 100,
 ) -> tuple[list[OutboxMessage], int]:
     """Outbox messages matching the filters, newest first: one page and the total."""
-    if status is not None and status not in OutboxStatus.ALL:
-        raise ConfigurationError(
-            f"unknown outbox status {status!r}; one of {', '.join(OutboxStatus.ALL)}"
-        )
-    o, e = schema.outbox, schema.enrollments
+    check_status(status)
+    o = schema.outbox
     conditions: list[sa.ColumnElement[bool]] = []
     if status is not None:
         conditions.append(o.c.status == status)
@@ -119,23 +120,8 @@ def outbox_page(
     if account_id is not None:
         conditions.append(o.c.account_id == account_id)
     query = (
-        sa.select(
-            o.c.id,
-            o.c.idempotency_key,
-            o.c.job_name,
-            o.c.account_id,
-            e.c.arm,
-            o.c.step_index,
-            o.c.channel,
-            o.c.status,
-            o.c.attempts,
-            o.c.due_at,
-            o.c.next_attempt_at,
-            o.c.sent_at,
-            o.c.last_error,
-            o.c.detail,
-        )
-        .select_from(o.outerjoin(e, e.c.enrollment_id == o.c.enrollment_id))
+        sa.select(*message_columns())
+        .select_from(messages_with_arms())
         .where(*conditions)
         .order_by(o.c.id.desc())
         .offset(offset)
@@ -178,22 +164,9 @@ def account_messages(
         sa.select(
             at.label("at"),
             e.c.person_id,
-            o.c.id,
-            o.c.idempotency_key,
-            o.c.job_name,
-            o.c.account_id,
-            e.c.arm,
-            o.c.step_index,
-            o.c.channel,
-            o.c.status,
-            o.c.attempts,
-            o.c.due_at,
-            o.c.next_attempt_at,
-            o.c.sent_at,
-            o.c.last_error,
-            o.c.detail,
+            *message_columns(),
         )
-        .select_from(o.outerjoin(e, e.c.enrollment_id == o.c.enrollment_id))
+        .select_from(messages_with_arms())
         .where(*conditions)
         .order_by(at.desc(), o.c.id.desc())
         .limit(limit)

@@ -40,52 +40,40 @@ class OutboxMessage:
     detail: str | None
 
 
-def _check_status(status: str | None) -> None:
+def check_status(status: str | None) -> None:
+    """Refuse an outbox status that does not exist (a typo in a filter)."""
     if status is not None and status not in OutboxStatus.ALL:
         raise ConfigurationError(
             f"unknown outbox status {status!r}; one of {', '.join(OutboxStatus.ALL)}"
         )
 
 
-def list_messages(
-    store: StateStore,
-    *,
-    status: str | None = None,
-    job_name: str | None = None,
-    account_id: str | None = None,
-    limit: int = 100,
-) -> list[OutboxMessage]:
-    _check_status(status)
+def message_columns() -> tuple[sa.ColumnElement[object], ...]:
+    """The columns of an :class:`OutboxMessage` (its arm from the enrollment): select them
+    from :func:`messages_with_arms`."""
     o, e = schema.outbox, schema.enrollments
-    query = (
-        sa.select(
-            o.c.id,
-            o.c.idempotency_key,
-            o.c.job_name,
-            o.c.account_id,
-            e.c.arm,
-            o.c.step_index,
-            o.c.channel,
-            o.c.status,
-            o.c.attempts,
-            o.c.due_at,
-            o.c.next_attempt_at,
-            o.c.sent_at,
-            o.c.last_error,
-            o.c.detail,
-        )
-        .select_from(o.outerjoin(e, e.c.enrollment_id == o.c.enrollment_id))
-        .order_by(o.c.id.desc())
-        .limit(limit)
+    return (
+        o.c.id,
+        o.c.idempotency_key,
+        o.c.job_name,
+        o.c.account_id,
+        e.c.arm,
+        o.c.step_index,
+        o.c.channel,
+        o.c.status,
+        o.c.attempts,
+        o.c.due_at,
+        o.c.next_attempt_at,
+        o.c.sent_at,
+        o.c.last_error,
+        o.c.detail,
     )
-    if status is not None:
-        query = query.where(o.c.status == status)
-    if job_name is not None:
-        query = query.where(o.c.job_name == job_name)
-    if account_id is not None:
-        query = query.where(o.c.account_id == account_id)
-    with store.engine.connect() as connection:
-        return [OutboxMessage(**row) for row in connection.execute(query).mappings()]
+
+
+def messages_with_arms() -> sa.Join:
+    """The outbox joined to the enrollments its messages belong to."""
+    o, e = schema.outbox, schema.enrollments
+    return o.outerjoin(e, e.c.enrollment_id == o.c.enrollment_id)
 
 
 def status_counts(store: StateStore, job_name: str | None = None) -> dict[str, int]:
@@ -122,7 +110,7 @@ def purge(
 ) -> int:
     """Delete finished messages of one status (never pending, sending, ghost or not_sent rows:
     the ghosts and replays time the holdout and the past, and the rest are still to be sent)."""
-    _check_status(status)
+    check_status(status)
     if status not in PURGEABLE:
         raise ConfigurationError(
             f"only {', '.join(PURGEABLE)} messages can be purged, not {status}"
