@@ -18,13 +18,13 @@ import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import ibis
 import ibis.expr.types as ir
 
 from closeloop.data.history import BASELINE_SOURCE, as_of
-from closeloop.data.tables import ACCOUNTS, ATTRIBUTE_HISTORY, EVENTS, PEOPLE
+from closeloop.data.tables import ACCOUNTS, ATTRIBUTE_HISTORY, EVENTS, PEOPLE, TableSpec
 from closeloop.engine import browse
 from closeloop.engine.state import utc_now
 from closeloop.errors import ConfigurationError, NotFoundError
@@ -99,25 +99,38 @@ def _contains(column: ir.Value, text: str) -> ir.BooleanValue:
 # -- accounts ---------------------------------------------------------------------------------
 
 
-def _accounts(workspace: Workspace, at: datetime | None) -> ir.Table:
+def _as_of(workspace: Workspace, spec: TableSpec, entity: str, at: datetime | None) -> ir.Table:
+    """Accounts or people with their attributes as of ``at`` (now when None; with ``at``, only
+    those created by then)."""
     warehouse = workspace.warehouse
-    table = as_of(
-        warehouse, "account", warehouse.table(ACCOUNTS.name), _moment(at), key="account_id"
-    )
+    table = as_of(warehouse, entity, warehouse.table(spec.name), _moment(at), key=spec.key)
     if at is not None:
         moment = ibis.literal(_moment(at), type="timestamp")
         table = table.filter(table.created_at.isnull() | (table.created_at <= moment))
     return table
 
 
-def _account(row: Mapping[str, Any]) -> Account:
-    canonical = set(ACCOUNTS.column_names)
+def _accounts(workspace: Workspace, at: datetime | None) -> ir.Table:
+    return _as_of(workspace, ACCOUNTS, "account", at)
+
+
+R = TypeVar("R", Account, Person)
+
+
+def _record(model: type[R], spec: TableSpec, row: Mapping[str, Any]) -> R:
+    """A row as its model: the canonical columns, ``properties`` parsed, other columns in
+    ``extra``."""
+    canonical = set(spec.column_names)
     fields = {name: _plain(row.get(name)) for name in canonical if name != "properties"}
-    return Account(
+    return model(
         **fields,
         properties=_properties(row.get("properties")),
         extra={key: _plain(value) for key, value in row.items() if key not in canonical},
     )
+
+
+def _account(row: Mapping[str, Any]) -> Account:
+    return _record(Account, ACCOUNTS, row)
 
 
 def list_accounts(
@@ -166,22 +179,11 @@ def get_account(workspace: Workspace, account_id: str, at: datetime | None = Non
 
 
 def _people(workspace: Workspace, at: datetime | None) -> ir.Table:
-    warehouse = workspace.warehouse
-    table = as_of(warehouse, "person", warehouse.table(PEOPLE.name), _moment(at), key="person_id")
-    if at is not None:
-        moment = ibis.literal(_moment(at), type="timestamp")
-        table = table.filter(table.created_at.isnull() | (table.created_at <= moment))
-    return table
+    return _as_of(workspace, PEOPLE, "person", at)
 
 
 def _person(row: Mapping[str, Any]) -> Person:
-    canonical = set(PEOPLE.column_names)
-    fields = {name: _plain(row.get(name)) for name in canonical if name != "properties"}
-    return Person(
-        **fields,
-        properties=_properties(row.get("properties")),
-        extra={key: _plain(value) for key, value in row.items() if key not in canonical},
-    )
+    return _record(Person, PEOPLE, row)
 
 
 def list_people(
