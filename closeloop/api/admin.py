@@ -28,7 +28,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BeforeValidator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from closeloop.api.security import Admin
+from closeloop.api.security import Admin, served
 from closeloop.schemas.admin import AuditPage, Health, TokenRequest
 from closeloop.schemas.tokens import CreatedToken, TokenInfo
 from closeloop.services import tokens as token_service
@@ -40,11 +40,6 @@ router = APIRouter(prefix="/api", tags=["admin"])
 PUBLIC_PATHS = frozenset({"/api/health"})
 
 
-def _server(request: Request) -> Server:
-    server: Server = request.app.state.server
-    return server
-
-
 @router.get(
     "/health",
     response_model=Health,
@@ -52,7 +47,7 @@ def _server(request: Request) -> Server:
 )
 def health(request: Request, response: Response) -> Health:
     """Liveness: the version, the project's name, whether the state store answers. No token."""
-    result = _server(request).health()
+    result = served(request).health()
     if not result.store_reachable:
         response.status_code = 503
     return result
@@ -65,21 +60,21 @@ def list_tokens(
     include_revoked: Annotated[bool, Query(description="also list revoked tokens")] = False,
 ) -> list[TokenInfo]:
     """The API tokens (never the tokens themselves or their hashes)."""
-    return token_service.list_tokens(_server(request).store, include_revoked=include_revoked)
+    return token_service.list_tokens(served(request).store, include_revoked=include_revoked)
 
 
 @router.post("/tokens", response_model=CreatedToken, status_code=201)
 def create_token(request: Request, principal: Admin, body: TokenRequest) -> CreatedToken:
     """A new token with a role; ``token`` is in this response only and cannot be shown again."""
     return token_service.create_token(
-        _server(request).store, name=body.name, role=body.role, actor=principal.name
+        served(request).store, name=body.name, role=body.role, actor=principal.name
     )
 
 
 @router.delete("/tokens/{name_or_id}", response_model=list[TokenInfo])
 def revoke_token(request: Request, principal: Admin, name_or_id: str) -> list[TokenInfo]:
     """Revoke the active tokens with this name (or id); 404 when there is none."""
-    return token_service.revoke_token(_server(request).store, name_or_id, actor=principal.name)
+    return token_service.revoke_token(served(request).store, name_or_id, actor=principal.name)
 
 
 def _iso_only(value: object) -> object:
@@ -120,7 +115,7 @@ def audit_log(
             since = since.astimezone(UTC).replace(tzinfo=None)
         except OverflowError:
             raise HTTPException(422, f"since={since.isoformat()} is out of range") from None
-    return _server(request).audit_log(
+    return served(request).audit_log(
         action=action, actor=actor, since=since, offset=offset, limit=limit
     )
 

@@ -8,10 +8,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from closeloop.api.security import Viewer
+from closeloop.api.security import Viewer, served
 from closeloop.schemas.adoption import DEFAULT_DROP_THRESHOLD, DEFAULT_DROP_WINDOW_DAYS, Adoption
 from closeloop.services import outcomes_adoption as service
-from closeloop.services.server import Server
 
 router = APIRouter(prefix="/api/outcomes", tags=["outcomes"])
 
@@ -60,7 +59,7 @@ def adoption(
         _naive_utc(at), _naive_utc(start), _naive_utc(end), datetime.now(UTC).replace(tzinfo=None)
     )
     where = service.parse_where(value_where or [])
-    server: Server = request.app.state.server
+    server = served(request)
     with server.workspace() as workspace:
         return service.adoption(
             workspace,

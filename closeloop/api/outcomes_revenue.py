@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from closeloop.api.security import Viewer
+from closeloop.api.security import Viewer, served
 from closeloop.schemas.revenue_outcomes import (
     DEFAULT_GROSS_MARGIN,
     DEFAULT_MATCH_DAYS,
@@ -27,7 +27,6 @@ from closeloop.schemas.revenue_outcomes import (
     RevenuePolicy,
 )
 from closeloop.services import outcomes_revenue as service
-from closeloop.services.server import Server
 
 router = APIRouter(prefix="/api/outcomes", tags=["outcomes"])
 
@@ -83,6 +82,6 @@ def revenue(
         gross_margin=gross_margin,
         match_days=match_days,
     )
-    server: Server = request.app.state.server
+    server = served(request)
     with server.workspace() as workspace:
         return service.revenue(workspace, start, end, period=period, by=by, policy=policy)

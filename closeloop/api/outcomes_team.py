@@ -10,10 +10,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from closeloop.api.security import Viewer
+from closeloop.api.security import Viewer, served
 from closeloop.schemas.team import TeamOutcomes
 from closeloop.services import outcomes_team as service
-from closeloop.services.server import Server
 
 router = APIRouter(prefix="/api/outcomes", tags=["outcomes"])
 
@@ -41,7 +40,7 @@ def team(
 ) -> TeamOutcomes:
     """Scorecards per CSM on what CS can influence beside revenue, activities, contacts,
     sponsors, references and churn reasons, as ``closeloop outcomes team``."""
-    server: Server = request.app.state.server
+    server = served(request)
     with server.workspace() as workspace:
         return service.team_outcomes(
             workspace,

@@ -9,10 +9,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from closeloop.api.security import Viewer
+from closeloop.api.security import Viewer, served
 from closeloop.schemas.voc import Divergence, Voc
 from closeloop.services import outcomes_voc as service
-from closeloop.services.server import Server
 
 router = APIRouter(prefix="/api/outcomes", tags=["outcomes"])
 
@@ -20,11 +19,6 @@ DEFAULT_WINDOW = timedelta(days=365)
 Period = Annotated[
     Literal["month", "quarter"], Query(description="trend periods: calendar month or quarter")
 ]
-
-
-def _server(request: Request) -> Server:
-    server: Server = request.app.state.server
-    return server
 
 
 def _naive_utc(moment: datetime | None) -> datetime:
@@ -62,7 +56,7 @@ def voc(
     intervals, response rates, trend, segments, excluded scales and comments."""
     finish = _naive_utc(end)
     begin = _naive_utc(start) if start is not None else finish - DEFAULT_WINDOW
-    with _server(request).workspace() as workspace:
+    with served(request).workspace() as workspace:
         return service.voc(
             workspace,
             begin,
@@ -100,7 +94,7 @@ def divergence(
     ] = service.DEFAULT_ALPHA,
 ) -> Divergence:
     """The divergence alert as ``closeloop outcomes divergence``."""
-    with _server(request).workspace() as workspace:
+    with served(request).workspace() as workspace:
         return service.divergence(
             workspace,
             _naive_utc(end),

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request
 
-from closeloop.api.security import Viewer
+from closeloop.api.security import Viewer, served
 from closeloop.schemas.definitions import (
     Cohorts,
     DefinitionHistory,
@@ -32,7 +32,6 @@ from closeloop.schemas.planning import DEFAULT_WEEKS, PowerInputs, PowerPlan
 from closeloop.services import definitions as definitions_service
 from closeloop.services import library as library_service
 from closeloop.services import power as power_service
-from closeloop.services.server import Server
 
 router = APIRouter(prefix="/api", tags=["planning"])
 
@@ -41,11 +40,6 @@ AsOf = Annotated[
     Query(description="evaluate as of this time (ISO 8601; no zone means UTC); default now"),
 ]
 Sample = Annotated[int, Query(ge=0, le=1000, description="how many matching units to show")]
-
-
-def _server(request: Request) -> Server:
-    server: Server = request.app.state.server
-    return server
 
 
 def _now_or(moment: datetime | None) -> datetime:
@@ -74,7 +68,7 @@ def library(
 ) -> Library:
     """Every job ever run, as ``closeloop library``: ``count`` jobs match the filters; ``jobs``
     holds those from ``offset`` on (at most ``limit``)."""
-    with _server(request).workspace() as workspace:
+    with served(request).workspace() as workspace:
         return library_service.library(
             workspace,
             goal=goal,
@@ -119,7 +113,7 @@ def job_power(
 ) -> PowerPlan:
     """A job's plan, as ``closeloop power --job NAME``: what is not given is estimated from its
     enrollments or its audience; 404 for an unknown job."""
-    with _server(request).workspace() as workspace:
+    with served(request).workspace() as workspace:
         return power_service.plan_job_power(
             workspace,
             name,
@@ -136,7 +130,7 @@ def job_power(
 @router.get("/cohorts", response_model=Cohorts)
 def cohorts(request: Request, _principal: Viewer) -> Cohorts:
     """The project's cohorts (name, target, criteria)."""
-    with _server(request).workspace() as workspace:
+    with served(request).workspace() as workspace:
         return definitions_service.cohorts(workspace)
 
 
@@ -145,28 +139,28 @@ def cohort(
     request: Request, _principal: Viewer, name: str, as_of: AsOf = None, sample: Sample = 10
 ) -> Matches:
     """How many members a cohort has as of a time, and a sample, as ``closeloop cohort``."""
-    with _server(request).workspace() as workspace:
+    with served(request).workspace() as workspace:
         return definitions_service.cohort(workspace, name, _now_or(as_of), sample)
 
 
 @router.get("/stages", response_model=Stages)
 def stages(request: Request, _principal: Viewer) -> Stages:
     """The project's stages (name, objectives, markers)."""
-    with _server(request).workspace() as workspace:
+    with served(request).workspace() as workspace:
         return definitions_service.stages(workspace)
 
 
 @router.get("/stages/{name}", response_model=StageView)
 def stage(request: Request, _principal: Viewer, name: str, as_of: AsOf = None) -> StageView:
     """Accounts in a stage as of a time, as ``closeloop stage``."""
-    with _server(request).workspace() as workspace:
+    with served(request).workspace() as workspace:
         return definitions_service.stage(workspace, name, _now_or(as_of))
 
 
 @router.get("/definitions", response_model=DefinitionList)
 def definitions(request: Request, _principal: Viewer) -> DefinitionList:
     """Every definition with its current hash and latest recorded version."""
-    with _server(request).workspace() as workspace:
+    with served(request).workspace() as workspace:
         return definitions_service.list_definitions(workspace)
 
 
@@ -180,7 +174,7 @@ def definition_history(
     ] = None,
 ) -> DefinitionHistory:
     """Every recorded version of a definition with diffs; 404 when none was recorded."""
-    with _server(request).workspace() as workspace:
+    with served(request).workspace() as workspace:
         return definitions_service.definition_history(workspace, name, kind)
 
 
@@ -188,7 +182,7 @@ def definition_history(
 def validate(request: Request, _principal: Viewer) -> Validation:
     """Every problem of the project on disk, each in the one error shape with its severity, as
     ``closeloop validate``. A project with errors is a result (``valid`` false), not a failure."""
-    return definitions_service.validate_project(_server(request).settings)
+    return definitions_service.validate_project(served(request).settings)
 
 
 @router.post("/explain", response_model=Matches)
@@ -196,7 +190,7 @@ def explain(request: Request, _principal: Viewer, body: ExplainRequest) -> Match
     """Check an expression, count who matches as of a time, a sample and the SQL, as
     ``closeloop explain``. An expression that does not parse, or names something the project
     lacks, answers 422 with the line, column and a caret."""
-    with _server(request).workspace() as workspace:
+    with served(request).workspace() as workspace:
         return definitions_service.explain(
             workspace, body.expression, _now_or(body.as_of), body.target, body.sample
         )

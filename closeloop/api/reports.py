@@ -13,19 +13,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
-from closeloop.api.security import Viewer
+from closeloop.api.security import Viewer, served
 from closeloop.schemas.job_report import JobReport
 from closeloop.schemas.measurement import Measurement
 from closeloop.services import measure as measure_service
 from closeloop.services import reports as reports_service
-from closeloop.services.server import Server
 
 router = APIRouter(prefix="/api", tags=["reports"])
-
-
-def _server(request: Request) -> Server:
-    server: Server = request.app.state.server
-    return server
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -72,7 +66,7 @@ def job_report(
 ) -> JobReport:
     """A job's report, as ``closeloop report JOB --format json``."""
     outcome = reports_service.ValueOutcome(value_event, covariate_days) if value_event else None
-    with _server(request).workspace() as workspace:
+    with served(request).workspace() as workspace:
         reported = reports_service.report_job(
             workspace,
             name,

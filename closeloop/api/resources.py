@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
 
-from closeloop.api.security import Editor, Viewer
+from closeloop.api.security import Editor, Viewer, served
 from closeloop.schemas.base import Page
 from closeloop.schemas.data import QuarantineListing, QuarantinePurge
 from closeloop.schemas.jobs import (
@@ -41,7 +41,6 @@ from closeloop.schemas.resources import Account, Person, TimelineItem, TimelineK
 from closeloop.schemas.tokens import TokenInfo
 from closeloop.services import accounts, data, engine_runs, job_editing, operations
 from closeloop.services.project import Workspace
-from closeloop.services.server import Server
 
 router = APIRouter(prefix="/api")
 
@@ -75,14 +74,9 @@ JOB_BODY = Body(
 )
 
 
-def _server(request: Request) -> Server:
-    server: Server = request.app.state.server
-    return server
-
-
 @contextmanager
 def _workspace(request: Request, *, write: bool = False) -> Iterator[Workspace]:
-    with _server(request).workspace(write=write) as workspace:
+    with served(request).workspace(write=write) as workspace:
         yield workspace
 
 
@@ -218,7 +212,7 @@ def create_job(
 ) -> JobWritten:
     """Add a job to the first file of `jobs:`, after the whole project validates with it
     (422 with file, line, column and caret otherwise; 409 when the name is taken)."""
-    return job_editing.create_job(_server(request), body, actor=f"api:{principal.name}")
+    return job_editing.create_job(served(request), body, actor=f"api:{principal.name}")
 
 
 @router.put("/jobs/{name}", response_model=JobWritten, tags=["jobs"])
@@ -230,7 +224,7 @@ def replace_job(
 ) -> JobWritten:
     """Replace a job's definition in its file, after the whole project validates with it; a
     launched job moves to the new version (a changed goal or hypothesis is audited)."""
-    return job_editing.replace_job(_server(request), name, body, actor=f"api:{principal.name}")
+    return job_editing.replace_job(served(request), name, body, actor=f"api:{principal.name}")
 
 
 @router.post("/jobs/{name}/launch", response_model=LaunchResult, tags=["jobs"])

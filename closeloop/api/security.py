@@ -43,6 +43,12 @@ basic = _DocumentedBasic(
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer, Basic realm="closeloop"'}
 
 
+def served(request: Request) -> Server:
+    """The project this app serves (its settings, state store and per-request workspaces)."""
+    server: Server = request.app.state.server
+    return server
+
+
 def presented_token(request: Request) -> str | None:
     """The token in the Authorization header: ``Bearer TOKEN`` or ``Basic base64(TOKEN:)``."""
     header = request.headers.get("authorization", "")
@@ -77,8 +83,7 @@ class RoleDependency:
         token = presented_token(request)
         if token is None:
             raise HTTPException(401, "an API token is required", headers=UNAUTHORIZED_HEADERS)
-        server: Server = request.app.state.server
-        principal = server.authenticate(token)
+        principal = served(request).authenticate(token)
         if principal is None:
             raise HTTPException(
                 401, "the API token is unknown or revoked", headers=UNAUTHORIZED_HEADERS
