@@ -120,7 +120,7 @@ def team_figures(
     book = _book(warehouse, start, end, by, sponsor_attribute, reference_attribute)
     start_at, end_at = ibis.literal(start, type="timestamp"), ibis.literal(end, type="timestamp")
     activities = _activities(warehouse, start_at, end_at)
-    churns = _churns(warehouse, start_at, end_at)
+    churns = churns_with_mrr_lost(warehouse, start_at, end_at)
 
     per_book = book.group_by("csm").aggregate(
         accounts=book.account_id.count(),
@@ -358,16 +358,18 @@ def _satisfaction(warehouse: Warehouse, book: ir.Table, start: ir.Value, end: ir
     )
 
 
-def _churns(warehouse: Warehouse, start: ir.Value, end: ir.Value) -> ir.Table:
-    """Churns in the window with the MRR the account had just before: the sum of its
-    subscriptions running on the day before the churn's date."""
+def churns_with_mrr_lost(warehouse: Warehouse, start: ir.Value, end: ir.Value) -> ir.Table:
+    """Churns in the window (``churned_at`` in ``[start, end)``) with the MRR the account had just
+    before: the sum of its subscriptions running on the day before the churn's date."""
     churns = warehouse.table("churn_reasons")
     churns = churns.filter((churns.churned_at >= start) & (churns.churned_at < end))
     churns = churns.select(
         "churn_id",
         "account_id",
+        "churned_at",
         "reason",
         "controllable",
+        "notes",
         day_before=churns.churned_at.date() - ibis.interval(days=1),
     )
     subscriptions = warehouse.table("subscriptions")
@@ -386,8 +388,10 @@ def _churns(warehouse: Warehouse, start: ir.Value, end: ir.Value) -> ir.Table:
     return churns.left_join(lost, "churn_id").select(
         churns.churn_id,
         churns.account_id,
+        churns.churned_at,
         churns.reason,
         churns.controllable,
+        churns.notes,
         mrr_lost=lost.mrr_lost.fill_null(0.0),
     )
 

@@ -11,7 +11,7 @@ Benjamini–Hochberg adjusted p-values and false-coverage-rate adjusted interval
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from closeloop.analysis.job_report import JobReport, build_job_report
 from closeloop.analysis.measurement import COMPLETION_RATE, SegmentLift
@@ -66,18 +66,22 @@ def library(
     return Library(count=len(chosen), jobs=chosen[offset:end])
 
 
-def library_entries(workspace: Workspace) -> Iterable[LibraryEntry]:
-    """Every job the state store has registered, measured as of its latest tick.
+def library_entries(
+    workspace: Workspace, *, names: Collection[str] | None = None, publish: bool = True
+) -> Iterable[LibraryEntry]:
+    """Every job the state store has registered (or those named), measured as of its latest tick.
 
     One job that cannot be measured (its definition no longer parses, its data is gone) becomes
     an entry with ``status="error"`` and the reason, never a failure of the whole library.
+    ``publish`` first copies the engine's enrollments into the warehouse (once for every job).
     """
     store = workspace.store
-    jobs = jobs_overview(store)
+    jobs = [job for job in jobs_overview(store) if names is None or job.name in names]
     segment_by = (
         (SEGMENT_COLUMN,) if SEGMENT_COLUMN in workspace.warehouse.table("accounts").columns else ()
     )
-    publish_enrollments(store, workspace.warehouse)  # once, for every job measured below
+    if publish:
+        publish_enrollments(store, workspace.warehouse)
     for job in jobs:
         name = job.name
         stored_text, versions = job.latest_definition, job.versions
