@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -219,4 +220,79 @@ ingest_buffer = Table(
     Column("claimed_by", String(64)),
     Column("claimed_until", DateTime),
     Index("ix_ingest_buffer_claimed_until", "claimed_until"),
+)
+
+# Success plans (migration 0008): objectives agreed with a customer, per account. ``version``
+# goes up with every change; ``success_plan_versions`` keeps each version's state (JSON) so an
+# earlier one stays readable. Observations are the values over time; they are facts, not edits,
+# and do not change the version. engine/plans.py holds the only SQL on these tables.
+success_plans = Table(
+    "success_plans",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(200), nullable=False),
+    Column("title", String(500), nullable=False),
+    Column("owner", String(200)),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    Index("ix_success_plans_account_id", "account_id"),
+)
+
+success_plan_versions = Table(
+    "success_plan_versions",
+    metadata,
+    Column("plan_id", Integer, ForeignKey("success_plans.id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("at", DateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("change", String(500), nullable=False),
+    Column("state", Text, nullable=False),  # the plan, objectives and renegotiations (JSON)
+)
+
+plan_objectives = Table(
+    "plan_objectives",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan_id", Integer, ForeignKey("success_plans.id"), nullable=False),
+    Column("title", String(500), nullable=False),
+    Column("measure", Text, nullable=False),  # an expression, or "manual"
+    Column("baseline", Float, nullable=False),
+    Column("target", Float, nullable=False),  # the latest agreed target
+    Column("target_date", Date, nullable=False),
+    Column("owner", String(200)),
+    Column("dropped_at", DateTime),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_plan_objectives_plan_id", "plan_id"),
+)
+
+plan_renegotiations = Table(
+    "plan_renegotiations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("objective_id", Integer, ForeignKey("plan_objectives.id"), nullable=False),
+    Column("old_target", Float, nullable=False),
+    Column("old_target_date", Date, nullable=False),
+    Column("new_target", Float, nullable=False),
+    Column("new_target_date", Date, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("agreed_by", String(200), nullable=False),
+    Column("recorded_by", String(200), nullable=False),
+    Column("recorded_at", DateTime, nullable=False),
+    Index("ix_plan_renegotiations_objective_id", "objective_id"),
+)
+
+plan_observations = Table(
+    "plan_observations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("objective_id", Integer, ForeignKey("plan_objectives.id"), nullable=False),
+    Column("observed_at", DateTime, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("source", String(16), nullable=False),  # expression or manual
+    Column("recorded_by", String(200), nullable=False),
+    Column("recorded_at", DateTime, nullable=False),
+    Index("ix_plan_observations_objective_id", "objective_id", "observed_at"),
 )

@@ -30,6 +30,7 @@ from closeloop.engine.state import StateStore, utc_now
 from closeloop.engine.tick import JobStatus, Preview, TickResult, preview_tick, run_tick
 from closeloop.errors import CloseloopError, UndeliverableError, redact
 from closeloop.schemas.jobs import DryRun, EnteringUnit, PreviewMessage
+from closeloop.services import plans as success_plans
 from closeloop.services.power import launch_plan
 from closeloop.services.project import Workspace, open_workspace
 from closeloop.settings import load_settings
@@ -381,6 +382,8 @@ def run_cycle(
         with open_workspace(project_dir, environ=environ) as workspace:
             ticks = tick(workspace, at)
             dispatched = dispatch(workspace, at)
+            # Success-plan values, once a UTC day; a failure is logged and never stops ticks.
+            success_plans.daily_check(workspace, at)
         return Cycle(at, ticks, dispatched)
     except CloseloopError as error:
         return Cycle(at, error=redact(str(error)))
