@@ -256,6 +256,23 @@ GROUND_TRUTH = TableSpec(
     ),
 )
 
+# Daily point-in-time health scores (``closeloop health snapshot``, and the daemon once a day): one
+# row per score, account and day; taking a day again replaces that day's rows. Never imported.
+HEALTH_SCORES = TableSpec(
+    "closeloop_health_scores",
+    key="snapshot_id",
+    columns=(
+        Column("snapshot_id", S, required=True),  # score|account|day
+        Column("score_name", S, required=True),
+        Column("account_id", S, required=True),
+        Column("day", D, required=True),
+        Column("score", F),  # null when no measure has a value
+        Column("band", S),
+        Column("measures", J),  # each measure's value, scaled value, weight, missing flag
+        Column("computed_at", TS, required=True),
+    ),
+)
+
 # Values written onto accounts and people with their time (``send: set_attribute`` write-backs),
 # so an "as of" question sees a value only from the moment it was written.
 ATTRIBUTE_HISTORY = TableSpec(

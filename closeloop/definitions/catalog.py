@@ -13,10 +13,25 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from closeloop.definitions.builtins import BUILTIN_ACCOUNT_ATTRIBUTES
-from closeloop.definitions.expressions import AttributeType, Entity, Expression, Vocabulary
+from closeloop.definitions.expressions import (
+    AttributeType,
+    Comparator,
+    Comparison,
+    Entity,
+    Expression,
+    Literal,
+    LiteralKind,
+    Operand,
+    Vocabulary,
+    referenced_attributes,
+    referenced_events,
+)
 from closeloop.definitions.models import (
     CohortDefinition,
     ComputedAttribute,
+    HealthMeasure,
+    HealthScoreDefinition,
+    HealthSegment,
     JobDefinition,
     Marker,
     Objective,
@@ -110,6 +125,49 @@ class LoadedJob:
 
 
 @dataclass(frozen=True)
+class LoadedHealthMeasure:
+    """A health-score measure with its parsed expression: either ``number``, an operand such as
+    ``count(event "login" in last 30 days)``, or ``condition``, a true/false expression."""
+
+    definition: HealthMeasure
+    number: Operand | None
+    condition: Expression | None
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    def inputs(self) -> tuple[set[str], set[str]]:
+        """The attributes and events the measure reads."""
+        tree = self.condition
+        if tree is None:
+            assert self.number is not None
+            tree = Comparison(self.number, Comparator.GE, Literal(0.0, LiteralKind.NUMBER))
+        return referenced_attributes(tree), referenced_events(tree)
+
+
+@dataclass(frozen=True)
+class LoadedHealthSegment:
+    definition: HealthSegment
+    when: Expression
+
+
+@dataclass(frozen=True)
+class LoadedHealthScore:
+    """A health score with its measures and segment variants parsed."""
+
+    definition: HealthScoreDefinition
+    measures: tuple[LoadedHealthMeasure, ...]
+    segments: tuple[LoadedHealthSegment, ...]
+    content_hash: str
+    file: str
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+
+@dataclass(frozen=True)
 class Catalog:
     """What expressions can refer to, for the compiler: attributes, cohorts, stages, job targets.
 
@@ -148,6 +206,7 @@ class Project:
     jobs: Mapping[str, LoadedJob]
     catalog: Catalog
     warnings: tuple[DefinitionError, ...] = ()
+    health_scores: Mapping[str, LoadedHealthScore] = field(default_factory=dict)
 
     @property
     def cohorts(self) -> Mapping[str, LoadedCohort]:
@@ -169,6 +228,9 @@ class Project:
 
     def stage(self, name: str) -> LoadedStage:
         return _named(self.catalog.stages, name, "stage")
+
+    def health_score(self, name: str) -> LoadedHealthScore:
+        return _named(self.health_scores, name, "health score")
 
     def template_path(self, name: str, kind: str) -> Path:
         return self.folder / TEMPLATES_DIR / f"{name}.{kind}.j2"

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from closeloop.definitions.models import (
     AttributesFile,
     CohortsFile,
+    HealthFile,
     JobsFile,
     ProjectConfig,
     StagesFile,
@@ -32,6 +33,7 @@ FILE_KINDS: dict[str, tuple[type[BaseModel], str]] = {
     "cohorts": (CohortsFile, "cohorts: saved, named filters"),
     "stages": (StagesFile, "stages: lifecycle phases with objectives and markers"),
     "attributes": (AttributesFile, "computed attributes: values derived from the data"),
+    "health": (HealthFile, "health scores: weighted measures, bands and segment variants"),
 }
 
 

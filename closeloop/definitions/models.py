@@ -237,6 +237,34 @@ class StageExit(Frozen):
         return self
 
 
+class StageClasses(Frozen):
+    """Where the stage view's classes cut (docs/stages.md, "Classes"): quantiles of each
+    objective's censoring-aware time to complete, and the days without progress that make an
+    overdue account ``stuck``."""
+
+    ahead: float = Field(
+        default=0.25, gt=0, lt=1, description="done faster than this share of entrants: ahead"
+    )
+    behind: float = Field(
+        default=0.5, gt=0, lt=1, description="a missing objective past this quantile is due"
+    )
+    stuck: float = Field(
+        default=0.9, gt=0, lt=1, description="a missing objective past this quantile is overdue"
+    )
+    stuck_days: float = Field(
+        default=14, gt=0, le=3650, description="overdue and no progress for this many days: stuck"
+    )
+
+    @model_validator(mode="after")
+    def _increasing(self) -> StageClasses:
+        if not self.ahead < self.behind < self.stuck:
+            raise ValueError(
+                f"the quantiles must increase: ahead ({self.ahead:g}) < behind ({self.behind:g})"
+                f" < stuck ({self.stuck:g})"
+            )
+        return self
+
+
 class StageDefinition(Frozen):
     """A lifecycle phase with entry criteria, exit criteria, objectives and markers."""
 
@@ -253,6 +281,9 @@ class StageDefinition(Frozen):
     exit: StageExit
     objectives: tuple[Objective, ...] = ()
     markers: tuple[Marker, ...] = ()
+    classes: StageClasses | None = Field(
+        default=None, description="this stage's class thresholds (default: stage_classes)"
+    )
 
     _name = field_validator("name")(_readable)
 
@@ -542,6 +573,34 @@ class TableImport(Frozen):
     )
 
 
+class SlowCompleterSignal(Frozen):
+    """``slow_completer``: in a stage, missing an objective past this quantile of its time to
+    complete."""
+
+    quantile: float = Field(default=0.75, gt=0, lt=1)
+
+
+class UsageDropSignal(Frozen):
+    """``usage_drop``: ``usage_change_60d`` below this (a share: -0.4 is 40% fewer events)."""
+
+    threshold: float = Field(default=-0.4, ge=-1, lt=0)
+
+
+class RenewalRiskSignal(Frozen):
+    """``renewal_risk``: renewal within ``within_days`` days and ``risk`` holds."""
+
+    within_days: int = Field(default=60, gt=0, le=3650)
+    risk: Expression = "usage_change_60d < -0.2 or last_seen_days > 14"
+
+
+class SignalSettings(Frozen):
+    """The rules ``closeloop signals`` applies (docs/stages.md, "Signals")."""
+
+    slow_completer: SlowCompleterSignal = Field(default_factory=SlowCompleterSignal)
+    usage_drop: UsageDropSignal = Field(default_factory=UsageDropSignal)
+    renewal_risk: RenewalRiskSignal = Field(default_factory=RenewalRiskSignal)
+
+
 class ProjectConfig(Frozen):
     """``closeloop.yaml``: the project's name and where its definitions live.
 
@@ -554,6 +613,9 @@ class ProjectConfig(Frozen):
     cohorts: tuple[str, ...] | None = None
     stages: tuple[str, ...] | None = None
     attributes: tuple[str, ...] | None = None
+    health: tuple[str, ...] | None = Field(
+        default=None, description="health score files (default: health.yaml when it exists)"
+    )
     email_from: str = "success@closeloop.local"
     unsubscribe_url: str = Field(
         default="http://127.0.0.1:8000/unsubscribe?token={token}",
@@ -563,6 +625,10 @@ class ProjectConfig(Frozen):
         default=365, gt=0, le=3650, description="how long an unsubscribe link stays valid"
     )
     contact_policy: ContactPolicy | None = None
+    stage_classes: StageClasses = Field(
+        default_factory=StageClasses, description="class thresholds of every stage's view"
+    )
+    signals: SignalSettings = Field(default_factory=SignalSettings)
     slack: SlackRouting = Field(default_factory=SlackRouting)
     rate_limits: dict[str, float] = Field(
         default_factory=dict,
@@ -608,3 +674,96 @@ class StagesFile(Frozen):
 
 class AttributesFile(Frozen):
     attributes: tuple[ComputedAttribute, ...] = ()
+
+
+# -- health scores ------------------------------------------------------------------------------
+
+
+class Polarity(StrEnum):
+    """Which way a measure is good: said explicitly, never guessed from the data."""
+
+    HIGHER_IS_BETTER = "higher_is_better"
+    LOWER_IS_BETTER = "lower_is_better"
+
+
+class HealthMeasure(Frozen):
+    """One input of a health score: an expression giving a number or true/false, scaled 0..100.
+
+    A number is scaled linearly between ``range`` (low -> 0, high -> 100, clamped; reversed
+    for ``lower_is_better``); true is 100 (0 for ``lower_is_better``). No value: the measure is
+    left out and the others are re-weighted.
+    """
+
+    name: DisplayName
+    description: str = ""
+    expression: Expression
+    weight: float = Field(gt=0, le=1000, description="relative weight in the score")
+    polarity: Polarity = Field(description="higher_is_better or lower_is_better (required)")
+    range: tuple[float, float] | None = Field(
+        default=None,
+        description="[low, high] for a number: low scales to 0, high to 100 (clamped)",
+    )
+
+    _name = field_validator("name")(_readable)
+
+    @field_validator("range")
+    @classmethod
+    def _increasing(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not value[0] < value[1]:
+            raise ValueError(f"range is [low, high] with low < high (got {list(value)})")
+        return value
+
+
+class HealthBands(Frozen):
+    """Band thresholds: a score below ``poor`` is poor, below ``concerning`` concerning, else
+    healthy."""
+
+    poor: float = Field(ge=0, le=100)
+    concerning: float = Field(ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _in_order(self) -> HealthBands:
+        if not self.poor < self.concerning:
+            raise ValueError(
+                f"bands go up: poor ({self.poor:g}) must be below concerning ({self.concerning:g})"
+            )
+        return self
+
+
+class HealthSegment(Frozen):
+    """A per-segment variant: accounts matching ``when`` use these weights (first match wins;
+    measures not named keep their weight, a weight of 0 leaves a measure out)."""
+
+    when: Expression
+    weights: dict[str, float] = Field(description="measure name -> weight for these accounts")
+
+    @field_validator("weights")
+    @classmethod
+    def _not_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, weight in value.items():
+            if weight < 0:
+                raise ValueError(f"the weight of {name!r} must not be negative")
+        return value
+
+
+class HealthScoreDefinition(Frozen):
+    """A health score: weighted measures scaled 0..100, bands, and per-segment weights."""
+
+    name: DisplayName
+    description: str = ""
+    bands: HealthBands
+    measures: tuple[HealthMeasure, ...] = Field(min_length=1)
+    segments: tuple[HealthSegment, ...] = ()
+
+    _name = field_validator("name")(_readable)
+
+    @model_validator(mode="after")
+    def _measures_named_once(self) -> HealthScoreDefinition:
+        names = [measure.name for measure in self.measures]
+        if len(set(names)) != len(names):
+            raise ValueError("measure names must be unique within a health score")
+        return self
+
+
+class HealthFile(Frozen):
+    health_scores: tuple[HealthScoreDefinition, ...] = ()

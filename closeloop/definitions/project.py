@@ -24,6 +24,9 @@ from closeloop.definitions.catalog import (
     Catalog,
     LoadedAttribute,
     LoadedCohort,
+    LoadedHealthMeasure,
+    LoadedHealthScore,
+    LoadedHealthSegment,
     LoadedJob,
     LoadedMarker,
     LoadedObjective,
@@ -32,18 +35,29 @@ from closeloop.definitions.catalog import (
     content_hash,
 )
 from closeloop.definitions.expressions import (
+    Attribute,
     AttributeType,
+    Comparator,
+    Comparison,
     Entity,
+    EventCount,
     Expression,
+    HasValue,
+    Literal,
+    LiteralKind,
     Membership,
     MembershipKind,
+    Operand,
+    PeopleCount,
     Vocabulary,
+    check_expression,
     memberships,
     parse_expression,
     referenced_attributes,
+    referenced_events,
 )
 from closeloop.definitions.loader import Found, Loader
-from closeloop.definitions.located_yaml import PathKey
+from closeloop.definitions.located_yaml import LocatedDocument, PathKey
 from closeloop.definitions.models import (
     AttributesFile,
     CohortDefinition,
@@ -51,6 +65,8 @@ from closeloop.definitions.models import (
     ComputedAttribute,
     EnrollStep,
     EventFunction,
+    HealthFile,
+    HealthScoreDefinition,
     JobDefinition,
     JobsFile,
     ProjectConfig,
@@ -60,7 +76,7 @@ from closeloop.definitions.models import (
     WaitStep,
 )
 from closeloop.definitions.rules import conjuncts, find_cycle, implies, threshold
-from closeloop.errors import DefinitionError, DefinitionErrors
+from closeloop.errors import DefinitionError, DefinitionErrors, ExpressionError
 
 PROJECT_FILE = "closeloop.yaml"
 # Each kind of definition file: its file model, item model and the expression fields of an item
@@ -112,6 +128,13 @@ def load_project(
     }
     attribute_items, cohort_items = found["attributes"], found["cohorts"]
     stage_items, job_items = found["stages"], found["jobs"]
+    health_items = loader.items(
+        loader.files(config, config_doc, "health"),
+        "health_scores",
+        HealthFile,
+        HealthScoreDefinition,
+        ("segments.when",),  # measures may be numbers: checked once the score validates
+    )
 
     catalog = Catalog(
         account_attributes=account_attributes,
@@ -140,7 +163,10 @@ def load_project(
     cohorts = _cohorts(loader, cohort_items, vocabulary)
     stages = _stages(loader, stage_items, vocabulary)
     jobs = _jobs(loader, job_items, vocabulary)
+    health_scores = _health_scores(loader, health_items, vocabulary)
+    _goals_on_health_inputs(loader, job_items, health_scores, attributes)
     _enroll_targets(loader, job_items)
+    _signal_rules(loader, config_doc, vocabulary)
     _no_cycles(loader, cohorts, stages, attributes)
 
     errors = [error for error in loader.errors if error.severity == "error"]
@@ -160,6 +186,7 @@ def load_project(
         jobs=jobs,
         catalog=final,
         warnings=tuple(_in_file_order(loader.errors)),
+        health_scores=health_scores,
     )
 
 
@@ -409,6 +436,16 @@ def _stages(loader: Loader, items: list[Found], vocabulary: Vocabulary) -> dict[
     return stages
 
 
+def _signal_rules(loader: Loader, config_doc: LocatedDocument, vocabulary: Vocabulary) -> None:
+    """Check the expressions written in closeloop.yaml's ``signals:`` (the defaults use
+    built-in attributes only)."""
+    signals = config_doc.data.get("signals") if isinstance(config_doc.data, dict) else None
+    renewal = signals.get("renewal_risk") if isinstance(signals, dict) else None
+    risk = renewal.get("risk") if isinstance(renewal, dict) else None
+    if isinstance(risk, str) and risk.strip():
+        loader.parse(risk, config_doc, ("signals", "renewal_risk", "risk"), vocabulary)
+
+
 def _datable(expression: Expression) -> bool:
     """Whether the compiler can date when ``expression`` first held (see data.compiler)."""
     for part in conjuncts(expression):
@@ -631,3 +668,197 @@ def _no_cycles(
                 hint="break the circle: a cohort or stage cannot depend on itself",
             )
         )
+
+
+# -- health scores ------------------------------------------------------------------------------
+
+
+def _health_scores(
+    loader: Loader, items: list[Found], vocabulary: Vocabulary
+) -> dict[str, LoadedHealthScore]:
+    """Each score's measures typed (a number or true/false), ranges where numbers need them,
+    segment conditions parsed and their weights naming the score's measures."""
+    scores = {}
+    for found in items:
+        definition: HealthScoreDefinition = found.model
+        before = len(loader.errors)
+        measures = []
+        for index, measure in enumerate(definition.measures):
+            loaded = _health_measure(loader, found, index, vocabulary)
+            if loaded is None:
+                continue
+            if loaded.number is not None and measure.range is None:
+                loader.fail(
+                    f"measure {measure.name!r} is a number and needs `range: [low, high]` "
+                    "to scale it to 0..100",
+                    found,
+                    ("measures", index, "expression"),
+                    "e.g. range: [0, 20] (low scores 0, high 100, values outside are clamped)",
+                )
+            elif loaded.condition is not None and measure.range is not None:
+                loader.fail(
+                    f"measure {measure.name!r} is true/false: `range` applies to numbers only",
+                    found,
+                    ("measures", index, "range"),
+                    "remove `range` (true scores 100, false 0; reversed for lower_is_better)",
+                )
+            measures.append(loaded)
+        names = [measure.name for measure in definition.measures]
+        segments = []
+        for index, segment in enumerate(definition.segments):
+            where = (*found.path, "segments", index)
+            when = loader.parse(segment.when, found.document, (*where, "when"), vocabulary)
+            for name in segment.weights:
+                if name not in names:
+                    loader.errors.append(
+                        DefinitionError(
+                            f"segments.{index}.weights: {name!r} is not a measure of "
+                            f"{definition.name!r}",
+                            found.document.location((*where, "weights", name), key=True),
+                            hint=f"measures: {', '.join(names)}",
+                        )
+                    )
+            weights = {m.name: segment.weights.get(m.name, m.weight) for m in definition.measures}
+            if not any(weights.values()):
+                loader.fail(
+                    "every measure has weight 0 for this segment: no score can be computed",
+                    found,
+                    ("segments", index, "weights"),
+                    "give at least one measure a positive weight",
+                )
+            if when is not None:
+                segments.append(LoadedHealthSegment(segment, when))
+        if not loader.has_errors_since(before):
+            scores[definition.name] = LoadedHealthScore(
+                definition,
+                tuple(measures),
+                tuple(segments),
+                content_hash(definition),
+                found.document.file,
+            )
+    return scores
+
+
+def _health_measure(
+    loader: Loader, found: Found, index: int, vocabulary: Vocabulary
+) -> LoadedHealthMeasure | None:
+    """A measure's expression as a true/false condition, else as a number operand.
+
+    The language's expressions are conditions; a number (``count(event "x")``, ``arr``) is an
+    operand, parsed as the left side of a comparison appended after the text, so positions in
+    the text stay where they are.
+    """
+    definition = found.model.measures[index]
+    where = (*found.path, "measures", index, "expression")
+    document = found.document
+    line, column, block = document.value_start(where)
+    text = definition.expression
+    if block:
+        text = "\n".join(" " * (column - 1) + part for part in text.splitlines())
+        column = 1
+    place: dict[str, Any] = {"file": document.file, "line": line, "column": column}
+    try:
+        condition = parse_expression(text, **place)
+    except ExpressionError as not_a_condition:
+        try:
+            parsed = parse_expression(f"{text} = 0", **place)
+        except ExpressionError:
+            loader.errors.append(not_a_condition)
+            return None
+        if not isinstance(parsed, Comparison):
+            loader.errors.append(not_a_condition)
+            return None
+        return _health_operand(loader, found, index, vocabulary, parsed.left, text, place)
+    try:
+        check_expression(condition, vocabulary, text=text, **place)
+    except ExpressionError as error:
+        loader.errors.append(error)
+        return None
+    return LoadedHealthMeasure(definition, None, condition)
+
+
+def _health_operand(
+    loader: Loader,
+    found: Found,
+    index: int,
+    vocabulary: Vocabulary,
+    operand: Operand,
+    text: str,
+    place: dict[str, Any],
+) -> LoadedHealthMeasure | None:
+    """A measure that is a single operand: a number, or a true/false attribute."""
+    definition = found.model.measures[index]
+    kind: AttributeType | None = None
+    if isinstance(operand, EventCount | PeopleCount):
+        kind = AttributeType.NUMBER
+        probe: Expression = Comparison(operand, Comparator.GE, Literal(0.0, LiteralKind.NUMBER))
+    elif isinstance(operand, Attribute):
+        resolved = vocabulary.resolve(operand, Entity.ACCOUNT)
+        kind = resolved[1] if resolved is not None else None
+        probe = HasValue(operand, present=True)
+    else:
+        probe = Comparison(operand, Comparator.EQ, operand)
+    try:
+        check_expression(probe, vocabulary, text=text, **place)
+    except ExpressionError as error:
+        loader.errors.append(error)
+        return None
+    if kind == AttributeType.NUMBER:
+        return LoadedHealthMeasure(definition, operand, None)
+    if kind == AttributeType.BOOLEAN:
+        truth = Literal(True, LiteralKind.BOOLEAN)
+        return LoadedHealthMeasure(definition, None, Comparison(operand, Comparator.EQ, truth))
+    described = f"a {kind}" if kind is not None else "neither a number nor true/false"
+    loader.fail(
+        f"measures.{index}.expression: {definition.expression.strip()!r} is {described}; a "
+        "measure is a number or a true/false condition",
+        found,
+        ("measures", index, "expression"),
+        'e.g. count(event "login" in last 30 days), days_since_last_login, or nps >= 9',
+    )
+    return None
+
+
+def _goals_on_health_inputs(
+    loader: Loader,
+    job_items: list[Found],
+    scores: Mapping[str, LoadedHealthScore],
+    attributes: Mapping[tuple[Entity, str], LoadedAttribute],
+) -> None:
+    """Warn on a job whose goal is an input of a health score: moving the input moves the score
+    by construction, which says nothing about the customer's outcome."""
+    if not scores:
+        return
+    events_of = {
+        name: attribute.definition.event
+        for (_, name), attribute in attributes.items()
+        if attribute.definition.event is not None
+    }
+
+    def reads(names: set[str], events: set[str]) -> set[str]:
+        expanded = {f"attribute {name}" for name in names}
+        expanded |= {f"event {event}" for event in events}
+        return expanded | {f"event {events_of[name]}" for name in names if name in events_of}
+
+    inputs: dict[str, set[str]] = {}
+    for score in scores.values():
+        for measure in score.measures:
+            inputs[score.name] = inputs.get(score.name, set()) | reads(*measure.inputs())
+    for found in job_items:
+        definition: JobDefinition = found.model
+        try:
+            goal = parse_expression(definition.goal)
+        except ExpressionError:
+            continue  # reported with the job
+        goal_reads = reads(referenced_attributes(goal), referenced_events(goal))
+        for name, used in inputs.items():
+            shared = sorted(goal_reads & used)
+            if shared:
+                loader.warn(
+                    f"improving an input of health score {name!r} is not an outcome: the goal "
+                    f"of job {definition.name!r} reads {', '.join(shared)}, which the score uses",
+                    found,
+                    ("goal",),
+                    "aim the job at an outcome (renewal, expansion, a stage completed) and "
+                    "watch the score move, rather than at the score's inputs",
+                )

@@ -48,6 +48,7 @@ def init_project(folder: Path, name: str | None = None, *, force: bool = False) 
         "cohorts.yaml",
         "stages.yaml",
         "jobs.yaml",
+        "health.yaml",
     ):
         text = (template / source_name).read_text(encoding="utf-8")
         target = folder / source_name

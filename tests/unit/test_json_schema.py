@@ -19,7 +19,7 @@ def test_committed_schema_is_current(name: str) -> None:
 
 
 def test_every_file_kind_has_a_schema_that_forbids_unknown_fields() -> None:
-    assert set(FILE_KINDS) == {"closeloop", "jobs", "cohorts", "stages", "attributes"}
+    assert set(FILE_KINDS) == {"closeloop", "jobs", "cohorts", "stages", "attributes", "health"}
     for kind in FILE_KINDS:
         schema = json_schema(kind)
         assert schema["additionalProperties"] is False, kind
