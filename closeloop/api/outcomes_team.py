@@ -5,7 +5,7 @@ parse, or a start not before the end, answers 422 with the reason."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -13,13 +13,9 @@ from fastapi import APIRouter, Query, Request
 from closeloop.api.security import Viewer, served
 from closeloop.schemas.team import TeamOutcomes
 from closeloop.services import outcomes_team as service
+from closeloop.services.definitions import naive_utc
 
 router = APIRouter(prefix="/api/outcomes", tags=["outcomes"])
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    """A zoned time as naive UTC (the warehouse's convention); no zone means UTC already."""
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
 
 
 @router.get("/team", response_model=TeamOutcomes)
@@ -44,8 +40,8 @@ def team(
     with server.workspace() as workspace:
         return service.team_outcomes(
             workspace,
-            _naive_utc(start),
-            _naive_utc(end),
+            naive_utc(start),
+            naive_utc(end),
             by=by,
             sponsor_attribute=sponsor_attribute,
             reference_attribute=reference_attribute,
