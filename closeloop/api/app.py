@@ -23,12 +23,16 @@ from starlette.routing import compile_path
 from closeloop import __version__
 from closeloop.api import (
     admin,
+    churn,
+    health,
     ingest,
+    journey,
     outcomes_adoption,
     outcomes_revenue,
     outcomes_team,
     outcomes_voc,
     planning,
+    plans,
     reports,
     resources,
 )
@@ -219,6 +223,9 @@ def create_app(
         outcomes_team,
         outcomes_revenue,
         outcomes_voc,
+        journey,
+        churn,
+        health,
     ):
         app.include_router(module.router)
     app.add_middleware(admin.AuditWrites)  # one audit entry per authenticated write

@@ -24,7 +24,6 @@ from closeloop.schemas.definitions import (
     ExplainRequest,
     Matches,
     Stages,
-    StageView,
     Validation,
 )
 from closeloop.schemas.library import Library, SortKey
@@ -148,13 +147,6 @@ def stages(request: Request, _principal: Viewer) -> Stages:
     """The project's stages (name, objectives, markers)."""
     with served(request).workspace() as workspace:
         return definitions_service.stages(workspace)
-
-
-@router.get("/stages/{name}", response_model=StageView)
-def stage(request: Request, _principal: Viewer, name: str, as_of: AsOf = None) -> StageView:
-    """Accounts in a stage as of a time, as ``closeloop stage``."""
-    with served(request).workspace() as workspace:
-        return definitions_service.stage(workspace, name, _now_or(as_of))
 
 
 @router.get("/definitions", response_model=DefinitionList)

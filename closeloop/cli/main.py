@@ -20,9 +20,13 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from closeloop.cli import churn as churn_cli
 from closeloop.cli import data as data_cli
+from closeloop.cli import health as health_cli
 from closeloop.cli import ingest as ingest_cli
+from closeloop.cli import journey as journey_cli
 from closeloop.cli import operate, outcomes_adoption, outcomes_revenue, outcomes_team, outcomes_voc
+from closeloop.cli import plans as plans_cli
 from closeloop.cli import serve as serve_cli
 from closeloop.cli import tokens as tokens_cli
 from closeloop.cli.common import (
@@ -48,7 +52,6 @@ from closeloop.present.definitions import (
     print_definitions,
     print_history,
     print_matches,
-    print_stage,
     print_validation,
 )
 from closeloop.present.html import measurement_html, write_job_report_html
@@ -90,6 +93,7 @@ app.add_typer(data_cli.quarantine_app, name="quarantine", no_args_is_help=True)
 app.command("run")(reports_errors(operate.run))
 app.command("dry-run")(reports_errors(operate.dry_run))
 app.add_typer(tokens_cli.tokens_app, name="tokens")
+app.add_typer(plans_cli.plans_app, name="plans")
 app.add_typer(ingest_cli.ingest_app, name="ingest")
 outcomes_app.command("adoption")(outcomes_adoption.adoption)
 outcomes_app.command("team")(outcomes_team.team)
@@ -97,9 +101,14 @@ outcomes_app.command("revenue")(outcomes_revenue.revenue)
 outcomes_app.command("voc")(outcomes_voc.voc)
 outcomes_app.command("divergence")(outcomes_voc.divergence)
 app.add_typer(outcomes_app, name="outcomes")
+app.add_typer(churn_cli.churn_app, name="churn", no_args_is_help=True)
 app.command("serve")(serve_cli.serve)
+app.command("stage")(journey_cli.stage)
+app.command("signals")(journey_cli.signals)
+operate.jobs_app.command("create-from-signal")(journey_cli.create_from_signal)
 app.command("api")(serve_cli.api)
 app.command("worker")(serve_cli.worker)
+app.add_typer(health_cli.health_app, name="health")
 
 
 @app.command()
@@ -201,24 +210,6 @@ def cohort(
         typer.echo(dump_json(matches))
     else:
         print_matches(console, f"cohort {name!r}", matches)
-
-
-@app.command()
-@reports_errors
-def stage(
-    name: Annotated[str, typer.Argument(help="Stage name.")],
-    at: Annotated[str, typer.Option(help="Evaluate as of this time (ISO, UTC).")],
-    output_format: FormatOption = OutputFormat.TABLE,
-    project: ProjectOption = None,
-) -> None:
-    """Accounts in a stage as of a time: entered, completed, exited, objectives and markers."""
-    moment = parse_time(at)
-    with open_workspace(project) as workspace:
-        view = definitions_service.stage(workspace, name, moment)
-    if output_format == OutputFormat.JSON:
-        typer.echo(dump_json(view))
-    else:
-        print_stage(console, view)
 
 
 @definitions_app.command("list")

@@ -16,7 +16,6 @@ from closeloop.schemas.definitions import (
     DefinitionList,
     DefinitionProblem,
     Matches,
-    StageView,
     Validation,
     problem_of,
 )
@@ -96,27 +95,6 @@ def print_matches(console: Console, title: str, matches: Matches) -> None:
         console.print("[bold]SQL[/bold]")
         console.print(Syntax(matches.sql, "sql", word_wrap=True))
     print_warnings(console, matches.warnings)
-
-
-def print_stage(console: Console, view: StageView) -> None:
-    console.print(
-        f"[bold]{escape(view.name)}[/bold] as of {view.as_of:%Y-%m-%d %H:%M} UTC: "
-        f"{view.in_stage:,} in the stage · {view.entered:,} entered · "
-        f"{view.completed:,} completed · {view.exited:,} left without completing"
-    )
-    for title, rows in (
-        ("Objectives (completed)", view.objectives),
-        ("Markers", view.markers),
-    ):
-        if not rows:
-            continue
-        table = Table(title=title, title_justify="left")
-        table.add_column("name")
-        table.add_column("accounts", justify="right")
-        for row in rows:
-            table.add_row(row.name, f"{row.count:,}")
-        console.print(table)
-    print_warnings(console, view.warnings)
 
 
 def print_definitions(console: Console, found: DefinitionList) -> None:

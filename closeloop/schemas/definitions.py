@@ -35,7 +35,6 @@ __all__ = [
     "SampleValue",
     "StageCount",
     "StageInfo",
-    "StageView",
     "Stages",
     "Validation",
     "problem_of",
@@ -111,24 +110,6 @@ class ExplainRequest(Schema):
 class StageCount(Schema):
     name: str
     count: int = Field(ge=0)
-
-
-class StageView(Schema):
-    """Where accounts stand in a stage as of a time."""
-
-    name: str
-    as_of: datetime
-    in_stage: int = Field(ge=0, description="accounts in the stage now")
-    entered: int = Field(ge=0, description="accounts that entered it (ever, by as_of)")
-    completed: int = Field(ge=0)
-    exited: int = Field(ge=0, description="accounts that left it without completing")
-    objectives: list[StageCount] = Field(
-        default_factory=list, description="per objective, the accounts that completed it"
-    )
-    markers: list[StageCount] = Field(
-        default_factory=list, description="per marker, the accounts in the stage that meet it"
-    )
-    warnings: list[str] = Field(default_factory=list, description="stale data")
 
 
 class CohortInfo(Schema):

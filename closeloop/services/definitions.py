@@ -14,7 +14,7 @@ from typing import Any
 
 import ibis.expr.types as ir
 
-from closeloop.data.compiler import cohort_members, matching_units, stage_status
+from closeloop.data.compiler import cohort_members, matching_units
 from closeloop.data.history import as_of as attributes_as_of
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, check_expression, parse_expression
@@ -32,10 +32,8 @@ from closeloop.schemas.definitions import (
     Matches,
     RecordedVersion,
     SampleValue,
-    StageCount,
     StageInfo,
     Stages,
-    StageView,
     Validation,
     problem_of,
 )
@@ -190,48 +188,6 @@ def stages(workspace: Workspace) -> Stages:
     return Stages(count=len(found), stages=found)
 
 
-def stage(workspace: Workspace, name: str, as_of: datetime) -> StageView:
-    """Counts of accounts in stage ``name`` as of ``as_of``: in it, entered, completed, exited
-    without completing, per objective how many completed it, and per marker how many in the
-    stage meet it; warnings about stale data. An unknown name raises
-    :class:`~closeloop.errors.NotFoundError`."""
-    as_of = naive_utc(as_of)
-    loaded = workspace.project.stage(name)
-    status = stage_status(loaded, workspace.warehouse, as_of, workspace.project.catalog)
-    in_stage = status.in_stage.ifelse(1, 0)
-    metrics: dict[str, ir.Scalar] = {
-        "in_stage": in_stage.sum(),
-        "entered": status.entered_at.count(),
-        "completed": status.completed_at.count(),
-        "exited": status.exited_incomplete.ifelse(1, 0).sum(),
-    }
-    for index in range(len(loaded.objectives)):
-        metrics[f"objective_{index}"] = status[f"objective_{index}"].count()
-    for index in range(len(loaded.markers)):
-        # A marker describes how accounts in the stage behave now, so only they are counted.
-        meets = (status.in_stage & status[f"marker_{index}"].fill_null(False)).ifelse(1, 0)
-        metrics[f"marker_{index}"] = meets.sum()
-    row = _one_row(status.aggregate(**metrics))
-    fresh = freshness(workspace.warehouse, as_of)
-    return StageView(
-        name=loaded.name,
-        as_of=as_of,
-        in_stage=row["in_stage"],
-        entered=row["entered"],
-        completed=row["completed"],
-        exited=row["exited"],
-        objectives=[
-            StageCount(name=objective.name, count=row[f"objective_{index}"])
-            for index, objective in enumerate(loaded.objectives)
-        ],
-        markers=[
-            StageCount(name=marker.name, count=row[f"marker_{index}"])
-            for index, marker in enumerate(loaded.markers)
-        ],
-        warnings=list(fresh.warnings),
-    )
-
-
 def definition_history(
     workspace: Workspace, name: str, kind: DefinitionKind | str | None = None
 ) -> DefinitionHistory:
@@ -342,11 +298,6 @@ def _scalar(value: Any) -> SampleValue:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     return str(value)
-
-
-def _one_row(table: ir.Table) -> dict[str, int]:
-    values = table.to_pyarrow().to_pylist()[0]
-    return {name: int(value or 0) for name, value in values.items()}
 
 
 def sample_columns(target: Entity) -> Sequence[str]:

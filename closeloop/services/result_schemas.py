@@ -16,18 +16,25 @@ from typing import Any
 from pydantic import BaseModel
 
 from closeloop.schemas.adoption import Adoption
+from closeloop.schemas.churn_review import ChurnReview
 from closeloop.schemas.data import QuarantineListing
 from closeloop.schemas.definitions import (
     DefinitionHistory,
     DefinitionList,
     Matches,
-    StageView,
     Validation,
 )
 from closeloop.schemas.errors import ErrorResponse
+from closeloop.schemas.health import (
+    AccountHealthReport,
+    HealthBacktest,
+    HealthScoreList,
+    HealthSnapshot,
+)
 from closeloop.schemas.ingest import ImportReport, IngestAck
 from closeloop.schemas.job_report import JobReport
 from closeloop.schemas.jobs import DryRun, JobDetail, JobList, OutboxList
+from closeloop.schemas.journey import Signals, StageView
 from closeloop.schemas.library import Library
 from closeloop.schemas.measurement import Measurement
 from closeloop.schemas.planning import PowerPlan
@@ -57,6 +64,27 @@ RESULT_SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "stage-view.schema.json": (
         StageView,
         "closeloop stage NAME --format json, GET /api/stages/{name}",
+    ),
+    "signals.schema.json": (Signals, "closeloop signals --format json, GET /api/signals"),
+    "churn-review.schema.json": (
+        ChurnReview,
+        "closeloop churn review --format json, GET /api/churn/review",
+    ),
+    "health-scores.schema.json": (
+        HealthScoreList,
+        "closeloop health list --format json, GET /api/health-scores",
+    ),
+    "account-health.schema.json": (
+        AccountHealthReport,
+        "closeloop health show ACCOUNT --format json, GET /api/health-scores/accounts/{account_id}",
+    ),
+    "health-snapshot.schema.json": (
+        HealthSnapshot,
+        "closeloop health snapshot --format json, POST /api/health-scores/snapshot",
+    ),
+    "health-backtest.schema.json": (
+        HealthBacktest,
+        "closeloop health backtest --format json, GET /api/health-scores/backtest",
     ),
     "matches.schema.json": (
         Matches,

@@ -247,3 +247,22 @@ def rmst_difference(
     ci = Interval(estimate - z * se, estimate + z * se)
     p_value = float(2 * sps.norm.sf(abs(estimate) / se))
     return ComparisonResult("absolute", estimate, ci, se, p_value, math.inf, alpha, status_of(ci))
+
+
+def completion_quantile(table: RiskTable, p: float) -> float:
+    """The KM ``p``-quantile of time to reach the goal: the first time the share that has
+    reached it, 1 - S(t), is at least ``p``; ``inf`` when the curve never gets that far (too many
+    units are still in progress, censored, to tell).
+
+    ``completion_quantile(table, 0.5)`` is the Kaplan–Meier median. A tolerance of 1e-9 keeps a
+    product such as 3/4 * 2/3 = 1/2 from missing the level by a rounding error.
+    """
+    if not 0 < p < 1:
+        raise ValueError(f"a quantile is strictly between 0 and 1, not {p}")
+    if not table.times:
+        return math.inf
+    survival = _survival(table)
+    for time, value in zip(table.times, survival, strict=True):
+        if value <= 1 - p + 1e-9:
+            return time
+    return math.inf

@@ -28,12 +28,13 @@ from closeloop.schemas.definitions import (
     DefinitionKind,
     DefinitionList,
     Matches,
-    StageView,
     Validation,
 )
+from closeloop.schemas.journey import StageView
 from closeloop.schemas.library import Library, SortKey
 from closeloop.schemas.planning import PowerInputs, PowerPlan
 from closeloop.services import definitions as definitions_service
+from closeloop.services import journey as journey_service
 from closeloop.services import library as library_service
 from closeloop.services import power as power_service
 from closeloop.services.project import init_project, open_workspace
@@ -151,7 +152,7 @@ def test_library_list_and_pages(project: Project) -> None:
 def test_stage_view(project: Project) -> None:
     as_of = project.as_of.isoformat()
     with open_workspace(project.folder, environ=project.environ) as workspace:
-        model = definitions_service.stage(workspace, "Onboarding", project.as_of)
+        model = journey_service.stage_view(workspace, "Onboarding", project.as_of)
     cli = project.cli("stage", "Onboarding", "--at", as_of, "--format", "json")
     response = project.api.get("/api/stages/Onboarding", params={"as_of": as_of})
     assert response.status_code == 200, response.text

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from closeloop.cli.main import app
 from closeloop.definitions.expressions import Entity
 from closeloop.errors import ExpressionError
-from closeloop.services import definitions
+from closeloop.services import definitions, journey
 from closeloop.services.project import init_project, open_workspace
 from support import EXAMPLE_AS_OF, Backends, load_example_dataset
 
@@ -55,7 +55,7 @@ def test_explain_cohort_and_stage_count_in_the_warehouse(
             workspace, 'segment = "self_serve" or plan = "pro"', EXAMPLE_AS_OF, sample=2
         )
         paying = definitions.cohort(workspace, "Paying", EXAMPLE_AS_OF)
-        onboarding = definitions.stage(workspace, "Onboarding", EXAMPLE_AS_OF)
+        onboarding = journey.stage_view(workspace, "Onboarding", EXAMPLE_AS_OF)
         with pytest.raises(ExpressionError) as error:
             definitions.explain(workspace, "plna = 1", EXAMPLE_AS_OF, Entity.ACCOUNT)
     # a5 signs up after the as-of time, so only a1, a3 (and a4, self_serve) match.
