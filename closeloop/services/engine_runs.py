@@ -30,6 +30,7 @@ from closeloop.engine.state import StateStore, utc_now
 from closeloop.engine.tick import JobStatus, Preview, TickResult, preview_tick, run_tick
 from closeloop.errors import CloseloopError, UndeliverableError, redact
 from closeloop.schemas.jobs import DryRun, EnteringUnit, PreviewMessage
+from closeloop.services import health as health_scores
 from closeloop.services import plans as success_plans
 from closeloop.services.power import launch_plan
 from closeloop.services.project import Workspace, open_workspace
@@ -384,6 +385,8 @@ def run_cycle(
             dispatched = dispatch(workspace, at)
             # Success-plan values, once a UTC day; a failure is logged and never stops ticks.
             success_plans.daily_check(workspace, at)
+            # Today's health-score snapshot when it is missing; failures are logged, not raised.
+            health_scores.daily_snapshot(workspace, at)
         return Cycle(at, ticks, dispatched)
     except CloseloopError as error:
         return Cycle(at, error=redact(str(error)))

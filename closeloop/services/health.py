@@ -9,6 +9,7 @@ day writes the same rows.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
 
@@ -46,6 +47,7 @@ from closeloop.stats import discrimination as stats
 
 DEFAULT_HORIZON_DAYS = 90.0
 ALL = "all"
+log = logging.getLogger("closeloop.health")
 ProgressCallback = Callable[[str, int, int], None]  # score name, done, total
 
 
@@ -272,17 +274,20 @@ def snapshot(
     return HealthSnapshot(at=as_of, day=day, computed_at=computed_at, scores=taken)
 
 
-def snapshot_if_missing(workspace: Workspace, now: datetime) -> HealthSnapshot | None:
-    """The daemon's daily snapshot: take today's for each score that has none yet."""
+def daily_snapshot(workspace: Workspace, now: datetime) -> HealthSnapshot | None:
+    """The daemon's daily snapshot, after a tick: today's (``now``'s UTC day) for each score
+    that has none yet. A score that fails is logged and skipped; it never stops the ticks, and
+    the next cycle tries it again (its day is still missing). None when nothing was taken."""
     day = now.date()
-    missing = [
-        loaded.name
-        for loaded in workspace.project.health_scores.values()
-        if analysis.snapshot_rows(workspace.warehouse, loaded.name, day) == 0
-    ]
-    if not missing:
+    taken: list[HealthSnapshot] = []
+    for loaded in workspace.project.health_scores.values():
+        try:
+            if analysis.snapshot_rows(workspace.warehouse, loaded.name, day) == 0:
+                taken.append(snapshot(workspace, now, score=loaded.name))
+        except Exception as error:  # any failure here must not stop the daemon's ticks
+            log.warning("health snapshot of %r for %s failed: %s", loaded.name, day, error)
+    if not taken:
         return None
-    taken = [snapshot(workspace, now, score=name) for name in missing]
     return HealthSnapshot(
         at=taken[0].at,
         day=day,
