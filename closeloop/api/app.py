@@ -226,6 +226,7 @@ def create_app(
         journey,
         churn,
         health,
+        plans,
     ):
         app.include_router(module.router)
     app.add_middleware(admin.AuditWrites)  # one audit entry per authenticated write

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from closeloop.schemas.base import Number, Schema
 
@@ -167,46 +167,68 @@ class GoalsAchieved(Schema):
 
 # -- requests (the API's bodies; the CLI's --file holds a list of ObjectiveInput) ------------
 
+MAX_MAGNITUDE = 1e15  # as in expressions: larger values mean nothing here
+
+
+def _storable(text: str | None) -> str | None:
+    """Text every store keeps as written (no NUL, no lone surrogates)."""
+    if text is not None and any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in text):
+        raise ValueError("contains a character that cannot be stored (NUL or a lone surrogate)")
+    return text
+
+
+def _agreed_date(value: date | None) -> date | None:
+    if value is not None and not date(1970, 1, 1) <= value <= date(9000, 12, 31):
+        raise ValueError("an agreed date is between 1970-01-01 and 9000-12-31")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+AgreedDate = Annotated[date, AfterValidator(_agreed_date)]
+Value = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
+
 
 class ObjectiveInput(Schema):
     """An objective to agree: ``measure`` is an expression (its baseline is evaluated now) or
     ``manual`` (give the ``baseline``, the value today)."""
 
-    title: str = Field(min_length=1, max_length=500)
-    measure: str = Field(default="manual", min_length=1, max_length=4000)
-    baseline: float | None = Field(
-        default=None, allow_inf_nan=False, description="manual measures only"
-    )
-    target: float = Field(allow_inf_nan=False)
-    target_date: date
-    owner: str | None = Field(default=None, min_length=1, max_length=200)
+    title: Text = Field(min_length=1, max_length=500)
+    measure: Text = Field(default="manual", min_length=1, max_length=4000)
+    baseline: Value | None = Field(default=None, description="manual measures only")
+    target: Value
+    target_date: AgreedDate
+    owner: Text | None = Field(default=None, min_length=1, max_length=200)
 
 
 class PlanCreate(Schema):
-    account_id: str = Field(min_length=1, max_length=200)
-    title: str = Field(min_length=1, max_length=500)
-    owner: str | None = Field(default=None, min_length=1, max_length=200)
+    account_id: Text = Field(min_length=1, max_length=200)
+    title: Text = Field(min_length=1, max_length=500)
+    owner: Text | None = Field(default=None, min_length=1, max_length=200)
     objectives: list[ObjectiveInput] = Field(default_factory=list, max_length=200)
 
 
 class ObjectivesAdd(Schema):
     objectives: list[ObjectiveInput] = Field(min_length=1, max_length=200)
-    version: int | None = Field(default=None, description="refuse (409) unless at this version")
+    version: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="refuse (409) unless at this version"
+    )
 
 
 class ObjectiveUpdate(Schema):
-    title: str | None = Field(default=None, min_length=1, max_length=500)
-    owner: str | None = Field(default=None, min_length=1, max_length=200)
+    title: Text | None = Field(default=None, min_length=1, max_length=500)
+    owner: Text | None = Field(default=None, min_length=1, max_length=200)
     status: Literal["dropped"] | None = Field(default=None, description="only people drop")
-    value: float | None = Field(
-        default=None, allow_inf_nan=False, description="a manual value observed now"
+    value: Value | None = Field(default=None, description="a manual value observed now")
+    version: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="refuse (409) unless at this version"
     )
-    version: int | None = Field(default=None, description="refuse (409) unless at this version")
 
 
 class RenegotiationRequest(Schema):
-    target: float = Field(allow_inf_nan=False)
-    target_date: date | None = Field(default=None, description="default: the current date")
-    reason: str = Field(min_length=1, max_length=2000)
-    agreed_by: str = Field(min_length=1, max_length=200)
-    version: int | None = Field(default=None, description="refuse (409) unless at this version")
+    target: Value
+    target_date: AgreedDate | None = Field(default=None, description="default: unchanged")
+    reason: Text = Field(min_length=1, max_length=2000)
+    agreed_by: Text = Field(min_length=1, max_length=200)
+    version: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="refuse (409) unless at this version"
+    )

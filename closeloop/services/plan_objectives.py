@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from closeloop.definitions.expressions import (
     Attribute,
@@ -240,3 +240,22 @@ def load_objectives(path: Path, vocabulary: Vocabulary) -> list[ObjectiveInput]:
             [DefinitionError("the file lists no objectives", document.location(()))]
         )
     return objectives
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def request(model: type[M], **fields: Any) -> M:
+    """A request model from command-line options; each invalid option a located reason."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as validation:
+        problems = [
+            DefinitionError(
+                f"--{'.'.join(str(p) for p in problem['loc']).replace('_', '-')}: "
+                f"{problem['msg'].removeprefix('Value error, ')}",
+                hint="check the option's value",
+            )
+            for problem in validation.errors()
+        ]
+        raise DefinitionErrors(problems) from None

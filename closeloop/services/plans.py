@@ -283,6 +283,9 @@ def list_plans(
     """Plans (of an account, of an owner: the plan's or an objective's), each counted by
     objective status; ``status`` keeps the plans with an objective in that status."""
     as_of = _now(at)
+    for name, text in (("account", account_id), ("owner", owner)):
+        if text is not None and ("\x00" in text or not text.strip()):
+            raise LocatedError(f"the {name} filter is empty or holds a NUL character")
     summaries = []
     for plan_id in store_plans.plan_ids(workspace.store, account_id=account_id, owner=owner):
         state = store_plans.plan_state(workspace.store, plan_id)
