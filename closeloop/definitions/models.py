@@ -752,13 +752,15 @@ class HealthScoreDefinition(Frozen):
     name: DisplayName
     description: str = ""
     bands: HealthBands
-    measures: tuple[HealthMeasure, ...] = Field(min_length=1)
+    measures: tuple[HealthMeasure, ...] = Field(description="at least one measure")
     segments: tuple[HealthSegment, ...] = ()
 
     _name = field_validator("name")(_readable)
 
     @model_validator(mode="after")
     def _measures_named_once(self) -> HealthScoreDefinition:
+        if not self.measures:
+            raise ValueError("a health score needs at least one measure")
         names = [measure.name for measure in self.measures]
         if len(set(names)) != len(names):
             raise ValueError("measure names must be unique within a health score")

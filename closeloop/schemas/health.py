@@ -137,9 +137,11 @@ class OutcomeRate(Schema):
 
 
 class Discrimination(Schema):
-    """How well low scores pick out one bad outcome."""
+    """How well low scores pick out one bad outcome: churn among the group's paying accounts,
+    contraction among those of them that did not churn."""
 
     outcome: Literal["churn", "contraction"]
+    n: int = Field(description="accounts compared (contraction: those that did not churn)")
     events: int
     rate: Number
     auc: Number = Field(

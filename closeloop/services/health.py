@@ -393,12 +393,15 @@ Pair = tuple[analysis.AccountScore, analysis.Outcome]
 
 
 def _group(name: str, pairs: Sequence[Pair]) -> BacktestGroup:
+    """Churn among every paying account of the group; contraction among those that did not
+    churn (a churned account is neither a contraction nor a counter-example of one)."""
+    retained = [(item, outcome) for item, outcome in pairs if not outcome.churned]
     return BacktestGroup(
         segment=name,
         n=len(pairs),
         churn=_discrimination("churn", pairs, [outcome.churned for _, outcome in pairs]),
         contraction=_discrimination(
-            "contraction", pairs, [outcome.contracted for _, outcome in pairs]
+            "contraction", retained, [outcome.contracted for _, outcome in retained]
         ),
     )
 
@@ -410,6 +413,7 @@ def _discrimination(outcome: str, pairs: Sequence[Pair], bad: Sequence[bool]) ->
     events = int(flags.sum())
     return Discrimination(
         outcome=outcome,
+        n=len(pairs),
         events=events,
         rate=events / len(pairs) if pairs else None,
         auc=result.auc,
