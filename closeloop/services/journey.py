@@ -376,7 +376,7 @@ def _flagged(row: FlaggedAccount, kind: SignalKind, as_of: datetime) -> SignalAc
         else "usage change unknown"
     )
     seen = (
-        f"last seen {row.last_seen_days:.0f} days ago"
+        f"last seen {row.last_seen_days:.0f} day{'' if round(row.last_seen_days) == 1 else 's'} ago"
         if row.last_seen_days is not None
         else "never seen"
     )
