@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-from closeloop.analysis.plan_measures import account_column, existing_accounts, measure_values
+from closeloop.data.plan_measures import account_column, existing_accounts, measure_values
 from closeloop.engine import plans as store_plans
 from closeloop.engine.plans import (
     MANUAL,
