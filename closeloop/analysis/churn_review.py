@@ -17,10 +17,8 @@ import ibis
 import ibis.expr.types as ir
 
 from closeloop.analysis.team import churns_with_mrr_lost
-from closeloop.data.compiler import stage_status
 from closeloop.data.tables import ENROLLMENTS
 from closeloop.data.warehouse import Warehouse
-from closeloop.definitions.catalog import Catalog, LoadedStage
 
 DAY_SECONDS = 86400.0
 StageState = Literal["completed", "in_stage", "exited_incomplete"]
@@ -105,18 +103,24 @@ def churns(warehouse: Warehouse, start: datetime, end: datetime) -> list[Churn]:
     return found
 
 
+@dataclass(frozen=True)
+class StageStatus:
+    """A stage's name, its objectives' names in order and its per-account status table as of a
+    time (``closeloop.data.compiler.stage_status``)."""
+
+    name: str
+    objectives: tuple[str, ...]
+    status: ir.Table
+
+
 def stage_positions(
-    warehouse: Warehouse,
-    stages: Sequence[LoadedStage],
-    catalog: Catalog,
-    churned: Sequence[Churn],
-    as_of: datetime,
+    stages: Sequence[StageStatus], churned: Sequence[Churn]
 ) -> dict[str, list[StagePosition]]:
     """Per churned account, its position in every stage it had entered when it churned.
 
-    The stages are evaluated once, as of ``as_of`` (the review's end), and every time after an
+    The stages' status tables are as of one time (the review's end); every time after an
     account's churn is then ignored: an objective done after the churn counts as missing, an exit
-    after it has not happened. Entry criteria are those holding at ``as_of``.
+    after it has not happened. Entry criteria are those holding at that time.
     """
     positions: dict[str, list[StagePosition]] = {churn.account_id: [] for churn in churned}
     if not churned:
@@ -124,12 +128,11 @@ def stage_positions(
     churned_at = {churn.account_id: churn.churned_at for churn in churned}
     ids = sorted(churned_at)
     for stage in stages:
-        status = stage_status(stage, warehouse, as_of, catalog)
+        status = stage.status
         status = status.filter(status.account_id.isin(ids) & status.entered_at.notnull())
-        names = [objective.definition.name for objective in stage.objectives]
         for row in _rows(status):
             moment = churned_at[row["account_id"]]
-            position = _position(stage.definition.name, names, row, moment)
+            position = _position(stage.name, stage.objectives, row, moment)
             if position is not None:
                 positions[row["account_id"]].append(position)
     for found in positions.values():

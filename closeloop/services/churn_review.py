@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from closeloop.analysis import churn_review as facts
+from closeloop.data.compiler import stage_status
 from closeloop.engine.assignment import HOLDOUT
 from closeloop.engine.publish import publish_enrollments
 from closeloop.errors import LocatedError
@@ -63,8 +64,15 @@ def churn_review(
     if publish:
         publish_enrollments(workspace.store, warehouse)
     churned = facts.churns(warehouse, start, end)
-    stages = list(workspace.project.stages.values())
-    positions = facts.stage_positions(warehouse, stages, workspace.project.catalog, churned, end)
+    stages = [
+        facts.StageStatus(
+            name=name,
+            objectives=tuple(objective.definition.name for objective in stage.objectives),
+            status=stage_status(stage, warehouse, end, workspace.project.catalog),
+        )
+        for name, stage in workspace.project.stages.items()
+    ]
+    positions = facts.stage_positions(stages, churned)
     enrolled = facts.enrollments(warehouse, churned)
     effects = _measured_jobs(workspace, {e.job_name for rows in enrolled.values() for e in rows})
     warnings = []
