@@ -65,7 +65,9 @@ class ChurnedAccount(Schema):
         "null: fewer than two snapshots"
     )
     jobs: list[JobExposure]
-    plans: list[Plan] = Field(description="its success plans as they stand now")
+    plans: list[Plan] = Field(
+        description="its success plans as they stood when it churned (statuses as of the churn)"
+    )
 
     def first_score_health(self) -> list[HealthPoint]:
         """The snapshots of the first health score shown (the one ``health_change`` is of)."""

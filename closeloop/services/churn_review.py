@@ -140,7 +140,7 @@ def _account(
         health=history,
         health_change=_change(history),
         jobs=[_exposure(enrollment, effects.get(enrollment.job_name)) for enrollment in enrolled],
-        plans=plans_service.plans_for_account(workspace, churn.account_id),
+        plans=plans_service.plans_for_account(workspace, churn.account_id, churn.churned_at),
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import Connection
@@ -264,12 +264,20 @@ def show_plan(
     return plan_model(state, _observations(workspace, state), versions, as_of, current.plan.version)
 
 
-def plans_for_account(workspace: Workspace, account_id: str) -> list[Plan]:
-    """Every success plan of an account as it stands now (the churn review reads these)."""
-    return [
-        show_plan(workspace, plan_id)
+def plans_for_account(
+    workspace: Workspace, account_id: str, at: datetime | None = None
+) -> list[Plan]:
+    """Every success plan of an account as it stands now, or as it stood at ``at`` (statuses
+    from the observations up to then; plans created after ``at`` left out). The churn review
+    reads these as of each churn."""
+    plans = [
+        show_plan(workspace, plan_id, at=at)
         for plan_id in store_plans.plan_ids(workspace.store, account_id=account_id)
     ]
+    if at is None:
+        return plans
+    limit = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return [plan for plan in plans if plan.created_at <= limit]
 
 
 def list_plans(

@@ -18,7 +18,8 @@ Health (one score, "Usage": logins in the last 30 days on [0, 10], so 4 logins s
 logged in 4 times on 2024-01-15; the snapshot of 2024-02-10 (as of its start: logins since 01-11)
 counts 4, scores 40 (concerning: poor is below 40); that of 2024-02-19 (since 01-20) counts 0,
 scores 0 (poor): a change of -40. a2 has a success plan agreed on 2024-01-10 with one manual
-objective (0 -> 10 by 2024-02-15) never observed: missed.
+objective (0 -> 10 by 2024-02-15) never observed: missed at the churn, and a second one due
+2024-03-31: still open at the churn. a3's plan was agreed after its churn: not shown.
 
 Groups: onboarding/controllable first (2 churns, 540 MRR lost; stalled in Onboarding 2; 0 never in
 a job; 1 treated: a3), then price/not controllable (1 churn, 100; stalled nowhere; 1 never in a
@@ -215,11 +216,20 @@ def test_health_on_the_way_out_and_the_success_plan(project: Path, backends: Bac
             target=10,
             target_date=date(2024, 2, 15),
         )
+        later = objective.model_copy(update={"title": "Renewal", "target_date": date(2024, 3, 31)})
         plans.create_plan(
             workspace,
-            PlanCreate(account_id="a2", title="Rollout", owner="ben", objectives=[objective]),
+            PlanCreate(
+                account_id="a2", title="Rollout", owner="ben", objectives=[objective, later]
+            ),
             actor="test",
             now=datetime(2024, 1, 10),
+        )
+        plans.create_plan(  # agreed after a3 churned (02-25): not part of its review
+            workspace,
+            PlanCreate(account_id="a3", title="Restart", objectives=[later]),
+            actor="test",
+            now=datetime(2024, 3, 1),
         )
     result = review(project, backends)
     onboarding = result.groups[0]
@@ -230,9 +240,11 @@ def test_health_on_the_way_out_and_the_success_plan(project: Path, backends: Bac
         ("Usage", date(2024, 2, 19), 0.0, "poor"),
     ]
     assert a2.health_change == -40.0
+    # As of the churn (02-20): the objective due 02-15 is missed, the one due 03-31 still open.
     assert [(plan.title, [o.status for o in plan.objectives]) for plan in a2.plans] == [
-        ("Rollout", ["missed"])
+        ("Rollout", ["missed", "open"])
     ]
+    assert onboarding.accounts[1].plans == []
     assert (onboarding.with_plan, onboarding.plan_objectives_met) == (1, 0)
     assert onboarding.plan_objectives_due == 1
     # A shorter look-back (from 02-15) leaves the earlier snapshot out.
