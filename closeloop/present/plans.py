@@ -37,6 +37,16 @@ def _target(objective: Objective) -> str:
     return text
 
 
+def _milestones(objective: Objective) -> str:
+    """The milestones reached, with the day each was first reached."""
+    reached = [
+        f"{milestone.threshold:.0%} {milestone.reached_at:%Y-%m-%d}"
+        for milestone in objective.milestones
+        if milestone.reached_at is not None
+    ]
+    return "\n".join(reached) or MISSING
+
+
 def print_plan_list(console: Console, listing: PlanList) -> None:
     table = Table(title=f"Success plans, statuses as of {listing.as_of:%Y-%m-%d %H:%M}")
     for header in (
@@ -81,32 +91,32 @@ def print_plan(console: Console, plan: Plan) -> None:
     for header in (
         "id",
         "objective",
-        "measure",
         "owner",
         "baseline",
         "target",
         "latest",
         "progress",
-        "50%",
-        "80%",
-        "100%",
+        "milestones",
         "status",
     ):
-        table.add_column(header, justify="left" if header in ("objective", "measure") else "right")
+        table.add_column(
+            header, justify="left" if header in ("objective", "milestones") else "right"
+        )
     for objective in plan.objectives:
         table.add_row(
             str(objective.id),
             escape(objective.title),
-            escape(objective.measure),
             escape(objective.owner or MISSING),
             _value(objective.baseline),
             _target(objective),
             _value(objective.latest_value),
             pct(objective.progress, 0),
-            *(_when(milestone.reached_at) for milestone in objective.milestones),
+            _milestones(objective),
             _status(objective.status),
         )
     console.print(table)
+    for objective in plan.objectives:
+        console.print(f"[dim]objective {objective.id} measure: {escape(objective.measure)}[/dim]")
     for objective in plan.objectives:
         for renegotiation in objective.renegotiations:
             console.print(

@@ -38,6 +38,7 @@ from closeloop.schemas.journey import Signals, StageView
 from closeloop.schemas.library import Library
 from closeloop.schemas.measurement import Measurement
 from closeloop.schemas.planning import PowerPlan
+from closeloop.schemas.plans import GoalsAchieved, Plan, PlanCheck, PlanList
 from closeloop.schemas.revenue_outcomes import RevenueOutcomes
 from closeloop.schemas.team import TeamOutcomes
 from closeloop.schemas.tokens import CreatedToken
@@ -85,6 +86,17 @@ RESULT_SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "health-backtest.schema.json": (
         HealthBacktest,
         "closeloop health backtest --format json, GET /api/health-scores/backtest",
+    ),
+    "plan.schema.json": (
+        Plan,
+        "closeloop plans show|create|add-objective|update|renegotiate --format json, "
+        "GET/POST /api/plans/{id}…",
+    ),
+    "plan-list.schema.json": (PlanList, "closeloop plans list --format json, GET /api/plans"),
+    "plan-check.schema.json": (PlanCheck, "closeloop plans check --format json"),
+    "goals-achieved.schema.json": (
+        GoalsAchieved,
+        "closeloop plans achieved --format json, GET /api/plans/achieved",
     ),
     "matches.schema.json": (
         Matches,
