@@ -314,6 +314,13 @@ def outcomes(warehouse: Warehouse, at: datetime, horizon_days: float) -> dict[st
     return found
 
 
+def latest_data(warehouse: Warehouse) -> datetime | None:
+    """The time of the latest event: outcomes after it cannot be seen yet."""
+    events = warehouse.table("events")
+    found = events.timestamp.max().to_pyarrow().as_py()
+    return found if isinstance(found, datetime) else None
+
+
 def _mrr_on(line: ir.Table, day: date, name: str) -> ir.Table:
     """Each account's MRR on ``day``: its latest timeline row on or before it."""
     upto = line.filter(line.day <= ibis.literal(day, type="date"))

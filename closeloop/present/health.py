@@ -142,6 +142,8 @@ def print_backtest(result: HealthBacktest, console: Console) -> None:
         f"backtest as of {result.at:%Y-%m-%d %H:%M}, outcomes to {result.end:%Y-%m-%d %H:%M} "
         f"({num(result.horizon_days, 0)} days): {count(result.accounts)} paying accounts"
     )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     for score in result.scores:
         table = Table(title=f"{escape(score.score_name)}: does a low score predict the outcome?")
         for header in (

@@ -191,3 +191,6 @@ class HealthBacktest(Schema):
     end: datetime = Field(description="at + horizon: outcomes counted in (at, end]")
     accounts: int = Field(description="accounts with MRR > 0 at `at`")
     scores: list[ScoreBacktest]
+    warnings: list[str] = Field(
+        description="about the whole backtest, e.g. a horizon that ends after the latest data"
+    )

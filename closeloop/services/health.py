@@ -341,12 +341,22 @@ def backtest(
     results = [
         _score_backtest(loaded, _score_all(workspace, loaded, at), outcomes) for loaded in selected
     ]
+    end = at + timedelta(days=horizon_days)
+    warnings = []
+    latest = analysis.latest_data(workspace.warehouse)
+    if latest is not None and latest < end:
+        warnings.append(
+            f"the horizon ends {end:%Y-%m-%d}, after the latest event ({latest:%Y-%m-%d}): "
+            "churn after the data ends cannot be seen, and subscriptions that stop where the "
+            "data stops look like churn; give an earlier --at or a shorter --horizon"
+        )
     return HealthBacktest(
         at=at,
         horizon_days=horizon_days,
-        end=at + timedelta(days=horizon_days),
+        end=end,
         accounts=len(outcomes),
         scores=results,
+        warnings=warnings,
     )
 
 
