@@ -89,6 +89,7 @@ class ObjectiveTimes:
     median_days: float | None
     p75_days: float | None
     completer_median_days: float | None
+    dated: bool = True
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,9 @@ def stage_data(
         "window_exited": flag(status.exited_incomplete & (status.exited_at > since)),
     }
     for index in range(objectives):
-        metrics[f"objective_{index}"] = status[f"objective_{index}"].count()
+        # Only entrants: GREATEST skips nulls, so an account that never entered can carry a time.
+        done = status[f"objective_{index}"].notnull() & status.entered_at.notnull()
+        metrics[f"objective_{index}"] = flag(done)
     for index in range(markers):
         # A marker describes how accounts in the stage behave now, so only they are counted.
         metrics[f"marker_{index}"] = flag(status.in_stage & status[f"marker_{index}"])
@@ -230,9 +233,21 @@ def completion_duration(entrant: Entrant, index: int, as_of: datetime) -> tuple[
 
 
 def objective_times(
-    name: str, index: int, entrants: Sequence[Entrant], as_of: datetime, completed: int
+    name: str,
+    index: int,
+    entrants: Sequence[Entrant],
+    as_of: datetime,
+    completed: int,
+    *,
+    dated: bool = True,
 ) -> ObjectiveTimes:
-    """Kaplan–Meier of objective ``index``'s time to complete over every entrant."""
+    """Kaplan–Meier of objective ``index``'s time to complete over every entrant. An objective
+    whose completion cannot be dated (``dated`` false: the compiler says T) has no times."""
+    if not dated:
+        empty = RiskTable.from_durations([], [])
+        return ObjectiveTimes(
+            name, len(entrants), completed, 0, empty, None, None, None, dated=False
+        )
     durations = [completion_duration(entrant, index, as_of) for entrant in entrants]
     table = RiskTable.from_durations([d for d, _ in durations], [o for _, o in durations])
     events = sorted(d for d, observed in durations if observed)
@@ -266,14 +281,16 @@ def quantiles(table: RiskTable, thresholds: Thresholds) -> Quantiles:
 
 
 def completion_sequences(
-    entrants: Sequence[Entrant], names: Sequence[str]
+    entrants: Sequence[Entrant], names: Sequence[str], dated: Sequence[bool]
 ) -> list[tuple[tuple[str, ...], int]]:
-    """The most common orders in which entrants completed objectives (those that completed at
-    least one), most common first; ties on time go in the objectives' defined order."""
+    """The most common orders in which entrants completed the ``dated`` objectives (those that
+    completed at least one), most common first; ties on time go in the defined order."""
     found: Counter[tuple[str, ...]] = Counter()
     for entrant in entrants:
         done = sorted(
-            (moment, index) for index, moment in enumerate(entrant.objectives) if moment is not None
+            (moment, index)
+            for index, moment in enumerate(entrant.objectives)
+            if moment is not None and dated[index]
         )
         if done:
             found[tuple(names[index] for _, index in done)] += 1
@@ -290,13 +307,15 @@ def classify(
     cuts: Sequence[Quantiles],
     thresholds: Thresholds,
     as_of: datetime,
+    dated: Sequence[bool],
 ) -> Classified:
     """The class of an account in the stage (docs/stages.md, "Classes").
 
     A missing objective is *due* past its q(behind) and *overdue* past its q(stuck): ``stuck``
     when one is overdue and nothing was completed for ``stuck_days``; ``behind`` when one is
     due; ``ahead`` when none is due and an objective was done before its q(ahead); else
-    ``on_track``.
+    ``on_track``. An objective that cannot be dated (its quantiles are infinite) is never due
+    and never counts as progress or as early.
     """
     days = days_between(entrant.entered_at, as_of)
     done_at = {
@@ -305,7 +324,12 @@ def classify(
         if moment is not None
     }
     last_progress = max(
-        [moment for moment in entrant.objectives if moment is not None], default=entrant.entered_at
+        [
+            moment
+            for index, moment in enumerate(entrant.objectives)
+            if moment is not None and dated[index]
+        ],
+        default=entrant.entered_at,
     )
     since_progress = days_between(last_progress, as_of)
     missing = [index for index in range(len(names)) if index not in done_at]

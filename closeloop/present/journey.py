@@ -34,6 +34,7 @@ OBJECTIVE_COLUMNS = (
     "p75_days",
     "censored",
     "completer_median_days",
+    "dated",
     "ahead_days",
     "behind_days",
     "stuck_days",

@@ -68,6 +68,9 @@ class ObjectiveView(Schema):
     completer_median_days: Number = Field(
         description="median days to complete among those who completed (orders the objectives)"
     )
+    dated: bool = Field(
+        description="whether completion can be dated; if not, no times and never due (warning)"
+    )
     ahead_days: Number = Field(description="q(ahead): done before this day is ahead")
     behind_days: Number = Field(description="q(behind): missing after this day is due")
     stuck_days: Number = Field(description="q(stuck): missing after this day is overdue")

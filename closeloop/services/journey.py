@@ -29,7 +29,15 @@ from closeloop.analysis.journey import (
 )
 from closeloop.data.compiler import matching_accounts, stage_status
 from closeloop.definitions.catalog import LoadedStage
-from closeloop.definitions.expressions import parse_expression
+from closeloop.definitions.expressions import (
+    And,
+    Expression,
+    Membership,
+    MembershipVerb,
+    Or,
+    parse_expression,
+)
+from closeloop.definitions.rules import threshold
 from closeloop.errors import NotFoundError
 from closeloop.schemas.definitions import StageCount
 from closeloop.schemas.jobs import JobWritten
@@ -79,6 +87,25 @@ def _data(workspace: Workspace, stage: LoadedStage, as_of: datetime, window: flo
     )
 
 
+def dated(expression: Expression) -> bool:
+    """Whether the compiler can tell when ``expression`` first held (docs/expressions.md, time
+    to goal): an event count ``>= k`` without window or filter, ``entered``/``completed`` a stage
+    or job, and ``and``/``or`` of those. Anything else is dated T, which is no completion time."""
+    if isinstance(expression, And | Or):
+        return all(dated(part) for part in expression.parts)
+    found = threshold(expression)
+    if found is not None:
+        return found[0].window_days is None and not found[0].filters and found[1] >= 1
+    return isinstance(expression, Membership) and expression.verb in (
+        MembershipVerb.ENTERED,
+        MembershipVerb.COMPLETED,
+    )
+
+
+def _dated(stage: LoadedStage) -> list[bool]:
+    return [dated(objective.completion) for objective in stage.objectives]
+
+
 def _times(stage: LoadedStage, data: StageData, as_of: datetime) -> list[ObjectiveTimes]:
     return [
         objective_times(
@@ -87,8 +114,22 @@ def _times(stage: LoadedStage, data: StageData, as_of: datetime) -> list[Objecti
             data.entrants,
             as_of,
             data.counts.objectives_completed[index],
+            dated=is_dated,
         )
-        for index, objective in enumerate(stage.objectives)
+        for index, (objective, is_dated) in enumerate(
+            zip(stage.objectives, _dated(stage), strict=True)
+        )
+    ]
+
+
+def _undated_warnings(stage: LoadedStage) -> list[str]:
+    return [
+        f"objective {objective.name!r} ({' '.join(objective.definition.completion.split())}) "
+        "cannot be dated: when it first held is unknown, so it has no time to complete, no "
+        "place in the order and is never due; to date it, complete it on an event count "
+        '(count(event "x") >= 1) or a stage or job time'
+        for objective, is_dated in zip(stage.objectives, _dated(stage), strict=True)
+        if not is_dated
     ]
 
 
@@ -143,7 +184,7 @@ def stage_view(
         typical_order=_typical_order(times),
         sequences=[
             CompletionSequence(objectives=list(order), accounts=count)
-            for order, count in completion_sequences(data.entrants, names)
+            for order, count in completion_sequences(data.entrants, names, _dated(stage))
         ],
         markers=[
             StageCount(name=marker.name, count=counts.markers[index])
@@ -157,7 +198,7 @@ def stage_view(
         ),
         accounts=(
             [
-                _account(classify(entrant, names, cuts, thresholds, as_of))
+                _account(classify(entrant, names, cuts, thresholds, as_of, _dated(stage)))
                 for entrant in data.entrants
                 if entrant.in_stage
             ]
@@ -165,7 +206,7 @@ def stage_view(
             else None
         ),
         since=change,
-        warnings=list(freshness(workspace.warehouse, as_of).warnings),
+        warnings=[*_undated_warnings(stage), *freshness(workspace.warehouse, as_of).warnings],
     )
 
 
@@ -179,6 +220,7 @@ def _objective(found: ObjectiveTimes, cut: Quantiles) -> ObjectiveView:
         p75_days=found.p75_days,
         censored=found.censored,
         completer_median_days=found.completer_median_days,
+        dated=found.dated,
         ahead_days=cut.ahead,
         behind_days=cut.behind,
         stuck_days=cut.stuck,

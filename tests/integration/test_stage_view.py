@@ -35,7 +35,7 @@ import pytest
 from journey_support import T, journey_project, load_journey_dataset
 
 from closeloop.errors import DefinitionErrors
-from closeloop.schemas.journey import AccountClass
+from closeloop.schemas.journey import AccountClass, SignalKind
 from closeloop.services import journey
 from closeloop.services.definitions import validate_project
 from closeloop.services.project import open_workspace
@@ -184,3 +184,51 @@ def test_class_thresholds_and_signal_rules_are_validated_with_their_place(tmp_pa
     problem = result.problems[0]
     assert problem.location is not None and problem.location.line is not None
     assert config.read_text().splitlines()[problem.location.line - 1].strip() == "ahead: 1.5"
+
+
+UNDATED = """\
+  - name: Expansion
+    entry: signup_date within last 60 days
+    entered_at: signup_date
+    exit:
+      after_days: 30
+    objectives:
+      - name: Connected
+        completion: count(event "integration_connected") >= 1
+      - name: Big
+        completion: arr >= 5000
+    classes: {stuck: 0.75, stuck_days: 10}
+"""
+
+
+def test_an_objective_that_cannot_be_dated_has_no_times_and_is_no_progress(
+    tmp_path: Path,
+) -> None:
+    """``arr >= 5000`` says whether, never when: the compiler dates it T. It must not become a
+    completion on day d = T - entry (nor progress "today"), so it gets no times, no place in the
+    order, a warning, and never makes an account due or active. Connected is dated as in the
+    Onboarding stage (same events; no exit on completion, so a01 censors nothing new): q(0.75) =
+    20, and a13 (day 28, ARR 13,000 so Big holds) is stuck: no dated progress for 28 days."""
+    folder = journey_project(tmp_path / "project")
+    stages = folder / "stages.yaml"
+    stages.write_text(stages.read_text() + UNDATED)
+    with open_workspace(folder, environ={}) as workspace:
+        load_journey_dataset(workspace.warehouse)
+        view = journey.stage_view(workspace, "Expansion", T, accounts=True)
+        found = journey.signals(workspace, T, SignalKind.SLOW_COMPLETER)
+    connected, big = view.objectives
+    assert (connected.dated, big.dated) == (True, False)
+    assert connected.stuck_days == 20.0
+    assert (big.median_days, big.completer_median_days, big.behind_days) == (None, None, None)
+    assert big.count == 10  # a05-a14 have ARR >= 5,000
+    assert any("'Big'" in warning and "cannot be dated" in warning for warning in view.warnings)
+    assert view.typical_order == ["Connected", "Big"]
+    assert all(sequence.objectives == ["Connected"] for sequence in view.sequences)
+    assert view.accounts is not None
+    a13 = next(account for account in view.accounts if account.account_id == "a13")
+    assert a13.objectives_done == ["Big"] and a13.days_since_progress == 28.0
+    assert a13.account_class == AccountClass.STUCK
+    assert [signal.id for signal in found.signals] == [
+        "slow_completer:Onboarding:Connected",
+        "slow_completer:Expansion:Connected",
+    ]
