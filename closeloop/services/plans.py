@@ -1,12 +1,7 @@
 """Success plans: objectives agreed with a customer, their progress, renegotiations, versions,
 and the goals-achieved rate (docs/success-plans.md).
 
-Statuses and milestones are derived, never stored: an objective is **met** when an observation
-on or before the end of its latest agreed target date is at or beyond the latest agreed target
-(so a renegotiated objective is met when the renegotiated target is met by its date),
-**missed** when that day has ended without, **dropped** when a person dropped it, and **open**
-otherwise. Progress is ``(value - baseline) / (target - baseline)``, so a decreasing target
-(fewer tickets) progresses as the value falls; milestones are progress 0.5, 0.8 and 1.
+Statuses, progress and milestones are derived, never stored (``services.plan_progress``).
 """
 
 from __future__ import annotations
@@ -14,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Connection
@@ -32,206 +27,33 @@ from closeloop.engine.plans import (
 from closeloop.engine.state import utc_now
 from closeloop.errors import CloseloopError, LocatedError, NotFoundError, redact
 from closeloop.schemas.plans import (
-    AchievedGroup,
     CheckedValue,
     CheckFailure,
     GoalsAchieved,
-    Milestone,
-    Objective,
     ObjectiveInput,
     ObjectiveStatus,
     ObjectiveUpdate,
-    Observation,
     Plan,
     PlanCheck,
     PlanCreate,
     PlanList,
     PlanSummary,
-    PlanVersion,
-    Renegotiation,
     RenegotiationRequest,
 )
 from closeloop.services.plan_objectives import check_objectives, load_objectives, measure_of
+from closeloop.services.plan_progress import (
+    CONFIDENCE,
+    achieved_group,
+    objective_model,
+    objectives_of,
+    plan_model,
+)
 from closeloop.services.project import Workspace
-from closeloop.stats.proportions import wilson_bounds
 
 log = logging.getLogger("closeloop.plans")
 
-MILESTONES = (0.5, 0.8, 1.0)
-CONFIDENCE = 0.95
-_Z = 1.959963984540054  # the two-sided 95% normal quantile
-_TOLERANCE = 1e-9  # progress computed in floating point: 0.8 of the way must count as 0.8
 NO_OWNER = "(no owner)"
 NO_SEGMENT = "(no segment)"
-
-
-# -- derivation (pure) -------------------------------------------------------------------------
-
-
-def deadline(target_date: date) -> datetime:
-    """The end of the agreed day: an observation before it counts as on time."""
-    return datetime(target_date.year, target_date.month, target_date.day) + timedelta(days=1)
-
-
-def progress(value: float, baseline: float, target: float) -> float | None:
-    """The share of the way from baseline to target (None when they are equal)."""
-    if target == baseline:
-        return None
-    return (value - baseline) / (target - baseline)
-
-
-def _reached(value: float, baseline: float, target: float, threshold: float) -> bool:
-    share = progress(value, baseline, target)
-    return share is not None and share >= threshold - _TOLERANCE
-
-
-def objective_model(
-    row: ObjectiveRow,
-    renegotiations: Sequence[RenegotiationRow],
-    observations: Sequence[ObservationRow],
-    as_of: datetime,
-) -> Objective:
-    """An objective with its status, milestones and progress from the observations up to
-    ``as_of`` (``observations`` sorted by time)."""
-    seen = [o for o in observations if o.observed_at <= as_of]
-    due = deadline(row.target_date)
-    met_at = next(
-        (
-            o.observed_at
-            for o in seen
-            if o.observed_at < due and _reached(o.value, row.baseline, row.target, 1.0)
-        ),
-        None,
-    )
-    status: ObjectiveStatus
-    if row.dropped_at is not None and row.dropped_at <= as_of:
-        status = "dropped"
-    elif met_at is not None:
-        status = "met"
-    elif as_of >= due:
-        status = "missed"
-    else:
-        status = "open"
-    latest = seen[-1] if seen else None
-    first = renegotiations[0] if renegotiations else None
-    return Objective(
-        id=row.id,
-        title=row.title,
-        measure=row.measure,
-        baseline=row.baseline,
-        target=row.target,
-        target_date=row.target_date,
-        original_target=first.old_target if first else row.target,
-        original_target_date=first.old_target_date if first else row.target_date,
-        owner=row.owner,
-        status=status,
-        met_at=met_at,
-        latest_value=latest.value if latest else None,
-        latest_observed_at=latest.observed_at if latest else None,
-        progress=progress(latest.value, row.baseline, row.target) if latest else None,
-        milestones=[
-            Milestone(
-                threshold=threshold,
-                value=row.baseline + threshold * (row.target - row.baseline),
-                reached_at=next(
-                    (
-                        o.observed_at
-                        for o in seen
-                        if _reached(o.value, row.baseline, row.target, threshold)
-                    ),
-                    None,
-                ),
-            )
-            for threshold in MILESTONES
-        ],
-        renegotiations=[
-            Renegotiation(
-                old_target=r.old_target,
-                old_target_date=r.old_target_date,
-                new_target=r.new_target,
-                new_target_date=r.new_target_date,
-                reason=r.reason,
-                agreed_by=r.agreed_by,
-                recorded_by=r.recorded_by,
-                recorded_at=r.recorded_at,
-            )
-            for r in renegotiations
-        ],
-        observations=[
-            Observation(
-                observed_at=o.observed_at,
-                value=o.value,
-                source="manual" if o.source == MANUAL else "expression",
-                recorded_by=o.recorded_by,
-                recorded_at=o.recorded_at,
-            )
-            for o in seen
-        ],
-    )
-
-
-def _objectives(
-    state: PlanState, observations: Sequence[ObservationRow], as_of: datetime
-) -> list[Objective]:
-    by_objective: dict[int, list[ObservationRow]] = defaultdict(list)
-    for observation in observations:
-        by_objective[observation.objective_id].append(observation)
-    renegotiations: dict[int, list[RenegotiationRow]] = defaultdict(list)
-    for renegotiation in state.renegotiations:
-        renegotiations[renegotiation.objective_id].append(renegotiation)
-    return [
-        objective_model(row, renegotiations[row.id], by_objective[row.id], as_of)
-        for row in state.objectives
-    ]
-
-
-def plan_model(
-    state: PlanState,
-    observations: Sequence[ObservationRow],
-    versions: Sequence[store_plans.VersionRow],
-    as_of: datetime,
-    latest_version: int,
-) -> Plan:
-    plan = state.plan
-    return Plan(
-        id=plan.id,
-        account_id=plan.account_id,
-        title=plan.title,
-        owner=plan.owner,
-        version=plan.version,
-        latest_version=latest_version,
-        created_at=plan.created_at,
-        created_by=plan.created_by,
-        updated_at=plan.updated_at,
-        updated_by=plan.updated_by,
-        as_of=as_of,
-        objectives=_objectives(state, observations, as_of),
-        versions=[
-            PlanVersion(version=v.version, at=v.at, actor=v.actor, change=v.change)
-            for v in versions
-            if v.version <= plan.version
-        ],
-    )
-
-
-def achieved_group(group: str, statuses: Sequence[ObjectiveStatus]) -> AchievedGroup:
-    """The share met among decided objectives (met or missed) with its Wilson interval."""
-    met = sum(status == "met" for status in statuses)
-    decided = sum(status in ("met", "missed") for status in statuses)
-    if decided == 0:
-        return AchievedGroup(
-            group=group, decided=0, met=0, missed=0, rate=None, lower=None, upper=None
-        )
-    lower, upper = wilson_bounds(float(met), float(decided), _Z)
-    return AchievedGroup(
-        group=group,
-        decided=decided,
-        met=met,
-        missed=decided - met,
-        rate=met / decided,
-        lower=float(lower),
-        upper=float(upper),
-    )
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -267,17 +89,23 @@ def show_plan(
 def plans_for_account(
     workspace: Workspace, account_id: str, at: datetime | None = None
 ) -> list[Plan]:
-    """Every success plan of an account as it stands now, or as it stood at ``at`` (statuses
-    from the observations up to then; plans created after ``at`` left out). The churn review
-    reads these as of each churn."""
-    plans = [
-        show_plan(workspace, plan_id, at=at)
-        for plan_id in store_plans.plan_ids(workspace.store, account_id=account_id)
-    ]
-    if at is None:
-        return plans
-    limit = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    return [plan for plan in plans if plan.created_at <= limit]
+    """Every success plan of an account (the churn review reads these). With ``at``: each plan
+    as its latest version at or before ``at`` left it, statuses as of ``at``; plans created
+    after ``at`` are left out."""
+    found = []
+    for plan_id in store_plans.plan_ids(workspace.store, account_id=account_id):
+        if at is None:
+            found.append(show_plan(workspace, plan_id))
+            continue
+        versions = store_plans.versions(workspace.store, plan_id)
+        then = [v.version for v in versions if v.at <= at]
+        if not then:
+            continue
+        state = store_plans.state_at_version(workspace.store, plan_id, max(then))
+        found.append(
+            plan_model(state, _observations(workspace, state), versions, at, versions[-1].version)
+        )
+    return found
 
 
 def list_plans(
@@ -297,7 +125,7 @@ def list_plans(
     summaries = []
     for plan_id in store_plans.plan_ids(workspace.store, account_id=account_id, owner=owner):
         state = store_plans.plan_state(workspace.store, plan_id)
-        objectives = _objectives(state, _observations(workspace, state), as_of)
+        objectives = objectives_of(state, _observations(workspace, state), as_of)
         statuses = [o.status for o in objectives]
         if status is not None and status not in statuses:
             continue
@@ -563,37 +391,6 @@ def renegotiate(
     return show_plan(workspace, plan_id, at=moment)
 
 
-def update_plan(
-    workspace: Workspace,
-    plan_id: int,
-    *,
-    title: str | None,
-    owner: str | None,
-    expected_version: int | None,
-    actor: str,
-    now: datetime | None = None,
-) -> Plan:
-    """Change a plan's title or owner."""
-    moment = _now(now)
-    values = {k: v for k, v in (("title", title), ("owner", owner)) if v is not None}
-    if not values:
-        raise LocatedError("nothing to change", hint="give a title or an owner")
-
-    def apply(connection: Connection, _state: PlanState) -> None:
-        store_plans.update_plan_row(connection, plan_id, values)
-
-    store_plans.change_plan(
-        workspace.store,
-        plan_id,
-        expected_version=expected_version,
-        actor=actor,
-        now=moment,
-        change="plan: " + ", ".join(f"{k} {v!r}" for k, v in values.items()),
-        apply=apply,
-    )
-    return show_plan(workspace, plan_id, at=moment)
-
-
 # -- values over time ----------------------------------------------------------------------
 
 
@@ -739,7 +536,7 @@ def goals_achieved(
     grouped: dict[str, list[ObjectiveStatus]] = defaultdict(list)
     every: list[ObjectiveStatus] = []
     for state in states:
-        for objective in _objectives(state, observations, moment):
+        for objective in objectives_of(state, observations, moment):
             if objective.status == "dropped":
                 continue
             if by == "csm":

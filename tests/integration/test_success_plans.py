@@ -281,6 +281,17 @@ def test_renegotiated_target_met_by_its_new_date_counts_as_met(
         assert seats.met_at is not None and seats.met_at.replace(tzinfo=None) == datetime(
             2024, 5, 10
         )
+        # The churn review reads plans as they stood at a time: on 2024-04-01 (before the
+        # renegotiation) version 2, target 100, missed; now the renegotiated, met objective.
+        (then,) = plans.plans_for_account(ws, "a1", datetime(2024, 4, 1))
+        assert (then.version, then.objectives[0].target, then.objectives[0].status) == (
+            2,
+            100.0,
+            "missed",
+        )
+        assert plans.plans_for_account(ws, "a1", datetime(2023, 12, 31)) == []
+        (now,) = plans.plans_for_account(ws, "a1")
+        assert (now.version, now.objectives[0].status) == (4, "met")
         # Version 2 (the 60) is readable as it was: the original target, no renegotiation.
         before = plans.show_plan(ws, plan.id, version=2)
         assert (before.version, before.latest_version) == (2, 4)
