@@ -335,7 +335,9 @@ def classify(
     missing = [index for index in range(len(names)) if index not in done_at]
     overdue = [index for index in missing if days > cuts[index].stuck]
     due = [index for index in missing if days > cuts[index].behind]
-    early = [index for index, at in sorted(done_at.items()) if at < cuts[index].ahead]
+    early = [
+        index for index, at in sorted(done_at.items()) if dated[index] and at < cuts[index].ahead
+    ]
     if overdue and since_progress >= thresholds.stuck_days:
         index = overdue[0]
         chosen = AccountClass.STUCK

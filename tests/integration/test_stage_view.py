@@ -228,6 +228,9 @@ def test_an_objective_that_cannot_be_dated_has_no_times_and_is_no_progress(
     a13 = next(account for account in view.accounts if account.account_id == "a13")
     assert a13.objectives_done == ["Big"] and a13.days_since_progress == 28.0
     assert a13.account_class == AccountClass.STUCK
+    # a09 (day 5) has only Big: nothing due, and an undated completion is not "early" either.
+    a09 = next(account for account in view.accounts if account.account_id == "a09")
+    assert (a09.objectives_done, a09.account_class) == (["Big"], AccountClass.ON_TRACK)
     assert [signal.id for signal in found.signals] == [
         "slow_completer:Onboarding:Connected",
         "slow_completer:Expansion:Connected",
