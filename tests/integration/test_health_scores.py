@@ -43,6 +43,7 @@ from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.project import load_project
 from closeloop.errors import DefinitionErrors
 from closeloop.services import health
+from closeloop.services.engine_runs import run_cycle
 from closeloop.services.project import init_project, open_workspace
 from support import Backends
 
@@ -365,3 +366,22 @@ def test_a_goal_on_a_score_input_is_warned(tmp_path: Path) -> None:
     )
     assert warning.location is not None and warning.location.line == 4  # the goal
     assert "Adoption health" in project.health_scores  # init's example score loads
+
+
+def test_the_daemon_takes_the_day_s_snapshot_after_a_cycle(
+    project: Path, backends: Backends
+) -> None:
+    def taken_at() -> Any:
+        with Warehouse.connect(backends.warehouse_url) as warehouse:
+            table = warehouse.table(HEALTH_SCORES.name)
+            return table.computed_at.max().to_pyarrow().as_py()
+
+    cycle = run_cycle(project, datetime(2024, 6, 2, 10), backends.environ())
+    assert cycle.error is None
+    with Warehouse.connect(backends.warehouse_url) as warehouse:
+        rows = _snapshot_rows(warehouse, date(2024, 6, 2))
+    assert sorted(rows) == ["a1", "a2", "a3", "a4", "a5"]
+    assert rows["a3"][:2] == (24.0, "poor")  # no new data since T: the same scores
+    first = taken_at()
+    run_cycle(project, datetime(2024, 6, 2, 11), backends.environ())
+    assert taken_at() == first  # the day is there: not taken again
