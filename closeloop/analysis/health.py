@@ -13,6 +13,7 @@ the score). Measure values come from the warehouse, one row per account
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -144,7 +145,11 @@ def score_accounts(rule: ScoreRule, values: ir.Table) -> list[AccountScore]:
 
 
 def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
+    """A value read back, with NaN and infinities (a bad imported value) as missing."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 # -- snapshots -----------------------------------------------------------------------------------
