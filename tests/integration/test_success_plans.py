@@ -8,6 +8,7 @@ December 2023 and then on 2024-01-05, 01-10, 01-20, 02-02, 02-04, 02-06, 02-08 a
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from datetime import date, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from alembic import command
 from statsmodels.stats.proportion import proportion_confint
 
 from closeloop.data.warehouse import Warehouse
+from closeloop.engine import plans as plan_store
 from closeloop.engine import schema
 from closeloop.engine.state import StateStore
 from closeloop.errors import ConcurrencyError, DefinitionErrors, LocatedError, NotFoundError
@@ -498,3 +500,55 @@ def test_migration_0008_creates_the_tables_the_schema_declares(backends: Backend
         assert "success_plans" not in sa.inspect(store.engine).get_table_names()
     finally:
         store.close()
+
+
+def _write_in_process(state_url: str, plan_id: int, owner: str, barrier: Any, results: Any) -> None:
+    """One writer process: wait for the other, then move the plan from version 1."""
+    store = StateStore.connect(state_url)
+    try:
+
+        def apply(connection: Any, _state: Any) -> None:
+            plan_store.update_plan_row(connection, plan_id, {"owner": owner})
+
+        barrier.wait()
+        try:
+            plan_store.change_plan(
+                store,
+                plan_id,
+                expected_version=1,
+                actor=owner,
+                now=datetime(2024, 1, 2),
+                change=f"owner {owner}",
+                apply=apply,
+            )
+            results.put(f"won:{owner}")
+        except ConcurrencyError:
+            results.put(f"lost:{owner}")
+    finally:
+        store.close()
+
+
+def test_two_processes_with_the_same_version_one_wins(project: tuple[Path, Backends]) -> None:
+    with workspace(project) as ws:
+        plan = new_plan(ws, "a2", [manual("Tickets", 40, 20, date(2024, 4, 30))])
+    _, backends = project
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    writers = [
+        context.Process(
+            target=_write_in_process,
+            args=(backends.state_url, plan.id, name, barrier, results),
+        )
+        for name in ("dana", "eve")
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+    outcomes = sorted(results.get(timeout=5) for _ in writers)
+    assert [o.split(":")[0] for o in outcomes] == ["lost", "won"]
+    winner = next(o.split(":")[1] for o in outcomes if o.startswith("won"))
+    with workspace(project) as ws:
+        final = plans.show_plan(ws, plan.id)
+    assert (final.version, final.owner, len(final.versions)) == (2, winner, 2)
