@@ -25,7 +25,7 @@ from closeloop.engine.plans import (
     RenegotiationRow,
 )
 from closeloop.engine.state import utc_now
-from closeloop.errors import CloseloopError, LocatedError, NotFoundError, redact
+from closeloop.errors import LocatedError, NotFoundError, redact
 from closeloop.schemas.plans import (
     CheckedValue,
     CheckFailure,
@@ -440,7 +440,8 @@ def check(
                 is_condition=measure.is_condition,
                 catalog=workspace.project.catalog,
             )
-        except (CloseloopError, ValueError, RuntimeError) as error:
+        except Exception as error:  # a definition changed under it, a warehouse error: this
+            # measure fails for its objectives alone, and the others are still recorded.
             reason = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)
             failures += [
                 CheckFailure(

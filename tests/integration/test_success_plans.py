@@ -552,3 +552,42 @@ def test_two_processes_with_the_same_version_one_wins(project: tuple[Path, Backe
     with workspace(project) as ws:
         final = plans.show_plan(ws, plan.id)
     assert (final.version, final.owner, len(final.versions)) == (2, winner, 2)
+
+
+def test_a_measure_that_no_longer_checks_fails_alone(project: tuple[Path, Backends]) -> None:
+    """The project's vocabulary changes under a stored measure: ``check`` reports that
+    objective with the reason and still records the others."""
+    with workspace(project) as ws:
+        plan = new_plan(
+            ws,
+            "a1",
+            [
+                ObjectiveInput(
+                    title="Reports", measure=REPORTS, target=10, target_date=date(2024, 3, 31)
+                ),
+                ObjectiveInput(
+                    title="Five reports",
+                    measure='count(event "report_viewed") >= 5',
+                    target=1,
+                    target_date=date(2024, 3, 31),
+                ),
+            ],
+        )
+        broken = plan.objectives[1].id
+
+        def rename(connection: Any, _state: Any) -> None:
+            plan_store.update_objective_row(connection, broken, {"measure": "seats_in_use"})
+
+        plan_store.change_plan(
+            ws.store,
+            plan.id,
+            expected_version=None,
+            actor="test",
+            now=datetime(2024, 1, 2),
+            change="the attribute was renamed",
+            apply=rename,
+        )
+        result = plans.check(ws, datetime(2024, 1, 15), actor="test")
+    assert [(v.objective_id, v.value) for v in result.values] == [(plan.objectives[0].id, 4.0)]
+    (failure,) = result.failures
+    assert failure.objective_id == broken and "seats_in_use" in failure.reason
