@@ -284,8 +284,9 @@ def check(
     output_format: FormatOption = OutputFormat.TABLE,
     project: ProjectOption = None,
 ) -> None:
-    """Evaluate every open measured objective in the warehouse and record its value (the
-    daemon does this once a day)."""
+    """Evaluate open measured objectives in the warehouse and record their values.
+
+    The daemon does this once a day."""
     with open_workspace(project) as workspace:
         result = service.check(
             workspace, parse_time(at) if at else None, actor=workspace.settings.author
@@ -304,8 +305,9 @@ def achieved(
     output_format: FormatOption = OutputFormat.TABLE,
     project: ProjectOption = None,
 ) -> None:
-    """The goals-achieved rate: among objectives decided by --at (met, or past their agreed
-    date), the share met, per CSM or segment and overall, with Wilson intervals."""
+    """The goals-achieved rate per CSM or segment, with Wilson intervals.
+
+    Among objectives decided by --at (met, or past their agreed date), the share met."""
     with open_workspace(project, write=False) as workspace:
         result = service.goals_achieved(workspace, parse_time(at) if at else None, by=by.value)
     if output_format == OutputFormat.JSON:
