@@ -83,13 +83,14 @@ class ObjectiveTimes:
 
     name: str
     entered: int
-    completed: int
+    completed: int  # in the stage (by its exit), by T; undated objectives: ever, by T
     censored: int
     risk_table: RiskTable
     median_days: float | None
     p75_days: float | None
     completer_median_days: float | None
     dated: bool = True
+    completed_after_exit: int = 0  # entrants that completed it only after leaving the stage
 
 
 @dataclass(frozen=True)
@@ -241,8 +242,10 @@ def objective_times(
     *,
     dated: bool = True,
 ) -> ObjectiveTimes:
-    """Kaplan–Meier of objective ``index``'s time to complete over every entrant. An objective
-    whose completion cannot be dated (``dated`` false: the compiler says T) has no times."""
+    """Kaplan–Meier of objective ``index``'s time to complete over every entrant, and how many
+    completed it in the stage (``completed`` counts those by T, in the stage or after leaving it).
+    An objective whose completion cannot be dated (``dated`` false: the compiler says T) has no
+    times, and every completion by T counts."""
     if not dated:
         empty = RiskTable.from_durations([], [])
         return ObjectiveTimes(
@@ -254,8 +257,9 @@ def objective_times(
     return ObjectiveTimes(
         name=name,
         entered=len(entrants),
-        completed=completed,
-        censored=sum(1 for _, observed in durations if not observed),
+        completed=len(events),
+        completed_after_exit=completed - len(events),
+        censored=len(durations) - len(events),
         risk_table=table,
         median_days=_finite(completion_quantile(table, 0.5)),
         p75_days=_finite(completion_quantile(table, 0.75)),

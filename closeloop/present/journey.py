@@ -33,6 +33,7 @@ OBJECTIVE_COLUMNS = (
     "median_days",
     "p75_days",
     "censored",
+    "completed_after_exit",
     "completer_median_days",
     "dated",
     "ahead_days",
@@ -112,7 +113,8 @@ def print_stage(console: Console, view: StageView) -> None:
             title="Objectives: time to complete from entry (Kaplan–Meier, days)",
             title_justify="left",
         )
-        for header in ("objective", "completed", "rate", "median", "p75", "censored"):
+        headers = ("objective", "completed in stage", "rate", "median", "p75", "censored")
+        for header in (*headers, "after leaving"):
             table.add_column(header, justify="left" if header == "objective" else "right")
         for objective in view.objectives:
             table.add_row(
@@ -122,11 +124,13 @@ def print_stage(console: Console, view: StageView) -> None:
                 _days(objective.median_days),
                 _days(objective.p75_days),
                 count(objective.censored),
+                count(objective.completed_after_exit),
             )
         console.print(table)
         console.print(
-            "[dim]censored: not completed (yet), counted up to leaving the stage or now; "
-            "'never': too few are known to complete to reach that quantile.[/dim]"
+            "[dim]censored: not completed in the stage (yet), counted up to leaving the stage or "
+            "now; after leaving: of those, completed once out of the stage; 'never': too few are "
+            "known to complete to reach that quantile.[/dim]"
         )
         console.print(f"Typical order: {escape(' → '.join(view.typical_order))}")
         for sequence in view.sequences:

@@ -54,7 +54,14 @@ class ObjectiveView(Schema):
     """One objective: who completed it and how long it takes, censoring-aware."""
 
     name: str
-    count: int = Field(ge=0, description="entrants that completed it by as_of")
+    count: int = Field(
+        ge=0,
+        description="entrants that completed it while in the stage, by as_of (undated "
+        "objectives: completed by as_of); count + censored = entered",
+    )
+    completed_after_exit: int = Field(
+        ge=0, description="entrants that completed it only after leaving the stage, by as_of"
+    )
     entered: int = Field(ge=0, description="accounts that entered the stage by as_of")
     completion_rate: Number = Field(description="count / entered; null with no entrants")
     median_days: Number = Field(

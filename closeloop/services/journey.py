@@ -214,6 +214,7 @@ def _objective(found: ObjectiveTimes, cut: Quantiles) -> ObjectiveView:
     return ObjectiveView(
         name=found.name,
         count=found.completed,
+        completed_after_exit=found.completed_after_exit,
         entered=found.entered,
         completion_rate=_rate(found.completed, found.entered),
         median_days=found.median_days,
