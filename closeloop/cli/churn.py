@@ -9,10 +9,11 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from closeloop.cli.common import ProjectOption, console, parse_time, reports_errors
-from closeloop.present.format import count, money, num, pct
+from closeloop.present.format import count, money, num, pp
 from closeloop.schemas import dump_json
 from closeloop.schemas.churn_review import ChurnedAccount, ChurnReview, ReasonGroup
 from closeloop.services import churn_review as service
@@ -136,7 +137,7 @@ def _jobs(account: ChurnedAccount) -> str:
         reached = "reached goal" if job.reached_goal_at is not None else "no goal"
         effect = ""
         if job.effect is not None:
-            effect = f", job lift {pct(job.effect.estimate, 1)} ({job.job_status})"
+            effect = f", job lift {pp(job.effect.estimate)} ({job.job_status})"
         parts.append(f"{job.job} [{job.arm}, {reached}{effect}]")
     return "; ".join(parts)
 
@@ -151,9 +152,10 @@ def _plans(account: ChurnedAccount) -> str:
 
 
 def _print_group(group: ReasonGroup) -> None:
-    stalls = ", ".join(f"{s.stage} {count(s.accounts)}" for s in group.stalled) or "none"
+    stalls = ", ".join(f"{escape(s.stage)} {count(s.accounts)}" for s in group.stalled) or "none"
+    reason = escape(group.reason)
     table = Table(
-        title=f"{group.reason} ({_flag(group.controllable)}): {count(group.churns)} churns, "
+        title=f"{reason} ({_flag(group.controllable)}): {count(group.churns)} churns, "
         f"{money(group.mrr_lost, signed=False)} MRR lost; stalled in: {stalls}; "
         f"{count(group.never_in_a_job)} never in a job, {count(group.treated)} treated, "
         f"{count(group.with_plan)} with a plan",
@@ -174,17 +176,27 @@ def _print_group(group: ReasonGroup) -> None:
         stalled = account.stalled_stage
         where = "—"
         if stalled is not None:
-            missing = ", ".join(stalled.objectives_missing) or "no objective"
-            where = f"{stalled.stage}, day {num(stalled.days_in_stage, 0)}, missing {missing}"
+            if stalled.objectives_missing:
+                progress = "missing " + ", ".join(stalled.objectives_missing)
+            elif stalled.objectives_done:
+                progress = "every objective done, after the stage's time"
+            else:
+                progress = "no objectives"
+            where = f"{stalled.stage}, day {num(stalled.days_in_stage, 0)}, {progress}"
         table.add_row(
-            account.name or account.account_id,
-            account.owner or "—",
-            f"{account.churned_at:%Y-%m-%d}",
-            money(account.mrr_lost, signed=False),
-            where,
-            _health(account),
-            _jobs(account),
-            _plans(account),
+            *(
+                escape(text)
+                for text in (
+                    account.name or account.account_id,
+                    account.owner or "—",
+                    f"{account.churned_at:%Y-%m-%d}",
+                    money(account.mrr_lost, signed=False),
+                    where,
+                    _health(account),
+                    _jobs(account),
+                    _plans(account),
+                )
+            )
         )
     console.print(table)
 
