@@ -7,6 +7,7 @@ committed page differs from what the app serves.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -60,6 +61,14 @@ def declared_roles(dependant: Dependant) -> list[str]:
     return roles
 
 
+_CONVERTER = re.compile(r"\{(\w+):\w+\}")
+
+
+def openapi_path(path: str) -> str:
+    """A route's path as the OpenAPI document names it: ``{signal_id:path}`` -> ``{signal_id}``."""
+    return _CONVERTER.sub(r"{\1}", path)
+
+
 def operations(app: FastAPI) -> Iterator[tuple[str, RouteContext, str]]:
     """(method, route, role) for every API operation the app serves."""
     for route in iter_route_contexts(app.routes):
@@ -83,7 +92,7 @@ def openapi_with_roles(app: FastAPI) -> Callable[[], dict[str, Any]]:
             routes=app.routes,
         )
         for method, route, role in operations(app):
-            operation = document["paths"].get(route.path, {}).get(method.lower())
+            operation = document["paths"].get(openapi_path(route.path), {}).get(method.lower())
             if operation is None:
                 continue
             operation["x-closeloop-role"] = role
@@ -114,9 +123,10 @@ def reference_markdown(app: FastAPI) -> str:
     rows = []
     for method, route, role in sorted(operations(app), key=lambda item: (item[1].path, item[0])):
         assert route.path is not None
-        operation = document["paths"].get(route.path, {}).get(method.lower(), {})
+        path = openapi_path(route.path)
+        operation = document["paths"].get(path, {}).get(method.lower(), {})
         summary = operation.get("summary", "")
-        rows.append(f"| {method} | `{route.path}` | {role} | {_returns(operation)} | {summary} |")
+        rows.append(f"| {method} | `{path}` | {role} | {_returns(operation)} | {summary} |")
     return HEADER + "\n".join(rows) + "\n"
 
 

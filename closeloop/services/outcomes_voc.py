@@ -222,6 +222,9 @@ def _per_year(value: float | None, period: PeriodName) -> float | None:
     return None if value is None else value * PERIODS_PER_YEAR[period]
 
 
+EARLIEST_YEAR = 1900  # no revenue or survey data is older; dates before year 1 do not exist
+
+
 def divergence(
     workspace: Workspace,
     end: datetime,
@@ -246,6 +249,11 @@ def divergence(
     step = 1 if chosen == "month" else 3
     # The last whole period ends where the period holding ``end`` starts.
     boundary = analysis.period_starts(end, end + timedelta(microseconds=1), chosen)[0]
+    if boundary.year * 12 + boundary.month - 1 - step * periods < EARLIEST_YEAR * 12:
+        raise ConfigurationError(
+            f"--end {end:%Y-%m-%d} with {periods} {chosen}s would start before "
+            f"{EARLIEST_YEAR}: choose a later end or fewer periods"
+        )
     bounds = [
         (
             analysis.add_months(boundary, -step * (periods - i)),

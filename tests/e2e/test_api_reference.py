@@ -6,7 +6,7 @@ from pathlib import Path
 
 from api_support import api_for
 
-from closeloop.api.reference import PUBLIC, operations, reference_markdown
+from closeloop.api.reference import PUBLIC, openapi_path, operations, reference_markdown
 from closeloop.services.project import init_project
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
@@ -29,7 +29,8 @@ def test_the_openapi_document_carries_every_operation_role(tmp_path: Path) -> No
         served = list(operations(api.client.app))  # type: ignore[arg-type]
     assert len(served) >= 40
     for method, route, role in served:
-        operation = document["paths"][route.path][method.lower()]
+        assert route.path is not None
+        operation = document["paths"][openapi_path(route.path)][method.lower()]
         assert operation["x-closeloop-role"] == role
         if role == PUBLIC:
             assert operation["description"].startswith("Public: no token needed.")

@@ -154,6 +154,12 @@ def test_unknown_attribute_is_404_and_bad_input_is_422(project: Project) -> None
     assert too_few.status_code == 422
     output = project.cli("divergence", "--periods", "1", code=1)
     assert "--periods 1" in output and "Traceback" not in output
+    # An end so early that the periods would start before any data (year 0 does not exist).
+    ancient = project.api.get("/api/outcomes/divergence", params={"end": "0001-02-01"})
+    assert ancient.status_code == 422, ancient.text
+    assert "would start before 1900" in ancient.json()["error"]["message"]
+    output = project.cli("divergence", "--end", "1901-01-01", "--periods", "24", code=1)
+    assert "would start before 1900" in output and "Traceback" not in output
     period = project.api.get("/api/outcomes/voc", params={"period": "week"})
     assert period.status_code == 422
     assert project.cli("voc", "--period", "week", code=2)
