@@ -92,6 +92,7 @@ def openapi_with_roles(app: FastAPI) -> Callable[[], dict[str, Any]]:
             routes=app.routes,
         )
         for method, route, role in operations(app):
+            assert route.path is not None  # operations() yields routes with a path only
             operation = document["paths"].get(openapi_path(route.path), {}).get(method.lower())
             if operation is None:
                 continue
