@@ -18,8 +18,8 @@ install: $(STAMP)
 demo: install  ## simulate a company, run a job with a holdout, measure it
 	$(BIN)/closeloop demo
 
-test: install lint typecheck  ## every check: ruff, mypy, the whole pytest suite (on every core)
-	$(BIN)/pytest -n auto --dist loadfile
+test: install lint typecheck  ## every check: ruff, mypy, the whole pytest suite
+	$(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check closeloop tests bench
