@@ -296,3 +296,56 @@ plan_observations = Table(
     Column("recorded_at", DateTime, nullable=False),
     Index("ix_plan_observations_objective_id", "objective_id", "observed_at"),
 )
+
+# The dashboard and the board report (migration 0009). engine/users.py holds the only SQL on
+# users and web_sessions, engine/plan_links.py on plan_links, engine/board_sends.py on
+# board_report_sends. Only hashes of secrets are stored (password, session cookie, link token).
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),  # admin, editor or viewer
+    Column("password_hash", String(500), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("last_login_at", DateTime),
+)
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),  # SHA-256 of the session cookie
+    Column("user_name", String(200), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    Column("last_seen_at", DateTime, nullable=False),
+    Column("revoked_at", DateTime),
+    Index("ix_web_sessions_user_name", "user_name"),
+)
+
+plan_links = Table(
+    "plan_links",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(200), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    Column("revoked_at", DateTime),
+    Column("last_opened_at", DateTime),
+    Index("ix_plan_links_account_id", "account_id"),
+)
+
+board_report_sends = Table(
+    "board_report_sends",
+    metadata,
+    Column("period", String(40), primary_key=True),  # e.g. 2026-11 for a monthly report
+    Column("recipient", String(320), primary_key=True),
+    Column("claimed_at", DateTime, nullable=False),
+    Column("sent_at", DateTime),
+    Column("message_id", String(500)),
+    Column("error", Text),
+)
