@@ -34,7 +34,8 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ import yaml
 from closeloop.definitions.catalog import TEMPLATES_DIR
 from closeloop.definitions.located_yaml import MAX_DEPTH, LocatedDocument, load_located_yaml
 from closeloop.definitions.models import ProjectConfig
-from closeloop.definitions.project import load_project
+from closeloop.definitions.project import Project, load_project
 from closeloop.engine.versions import latest_versions
 from closeloop.errors import (
     ConfigurationError,
@@ -309,11 +310,15 @@ def _definition_files(settings: Settings, config: ProjectConfig) -> list[str]:
     return [name for name in dict.fromkeys(files) if (settings.project_dir / name).is_file()]
 
 
-def _validate_and_write(
+@contextmanager
+def validated_copy(
     settings: Settings, config: ProjectConfig, relative: str, new_text: str
-) -> None:
-    """Load the project with ``relative`` replaced by ``new_text`` in a copy; raise its problems
-    (located in the project's own file names) or replace the real file atomically."""
+) -> Iterator[tuple[Project, Path]]:
+    """The project loaded from a temporary copy of its definitions with ``relative`` replaced by
+    ``new_text``, and the copy's folder (removed on exit; a template or a job the project loaded
+    may be read from it meanwhile). Raises :class:`DefinitionErrors` with every problem, errors
+    and warnings, located in the project's own (relative) file names; the loaded project's
+    ``warnings`` are left as found in the copy (:func:`relocated` tells them)."""
     folder = settings.project_dir
     with tempfile.TemporaryDirectory(prefix="closeloop-validate-") as scratch:
         copy = Path(scratch)
@@ -327,12 +332,27 @@ def _validate_and_write(
         changed.parent.mkdir(parents=True, exist_ok=True)
         changed.write_text(new_text, encoding="utf-8")
         try:
-            load_project(copy, *stored_attributes(settings))
+            project = load_project(copy, *stored_attributes(settings))
         except DefinitionErrors as problems:
-            # Warnings ride along with the errors; the answer lists the errors that block.
-            blocking = [p for p in problems.errors if p.severity == "error"] or problems.errors
-            raise DefinitionErrors([_relocated(problem, copy) for problem in blocking]) from None
-    target = folder / relative
+            raise DefinitionErrors(
+                [relocated(problem, copy) for problem in problems.errors]
+            ) from None
+        yield project, copy
+
+
+def _validate_and_write(
+    settings: Settings, config: ProjectConfig, relative: str, new_text: str
+) -> None:
+    """Load the project with ``relative`` replaced by ``new_text`` in a copy; raise its problems
+    (located in the project's own file names) or replace the real file atomically."""
+    try:
+        with validated_copy(settings, config, relative, new_text):
+            pass
+    except DefinitionErrors as problems:
+        # Warnings ride along with the errors; the answer lists the errors that block.
+        blocking = [p for p in problems.errors if p.severity == "error"] or problems.errors
+        raise DefinitionErrors(blocking) from None
+    target = settings.project_dir / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
@@ -344,7 +364,7 @@ def _validate_and_write(
         raise
 
 
-def _relocated(problem: DefinitionError, copy: Path) -> DefinitionError:
+def relocated(problem: DefinitionError, copy: Path) -> DefinitionError:
     """A problem found in the copy, told in the project's own (relative) file names."""
 
     def local(text: str) -> str:
@@ -362,9 +382,9 @@ def _relocated(problem: DefinitionError, copy: Path) -> DefinitionError:
         else None
     )
     kind: type[LocatedError] = type(problem)
-    relocated = kind(local(problem.message), moved, local(problem.hint), severity=problem.severity)
-    assert isinstance(relocated, DefinitionError)
-    return relocated
+    result = kind(local(problem.message), moved, local(problem.hint), severity=problem.severity)
+    assert isinstance(result, DefinitionError)
+    return result
 
 
 def _written(
