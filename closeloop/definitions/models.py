@@ -601,6 +601,47 @@ class SignalSettings(Frozen):
     renewal_risk: RenewalRiskSignal = Field(default_factory=RenewalRiskSignal)
 
 
+class BoardReportEvery(StrEnum):
+    WEEK = "week"
+    MONTH = "month"
+    QUARTER = "quarter"
+
+
+class BoardReportSettings(Frozen):
+    """``board_report:``: the daemon emails the board report for each closed period, once per
+    recipient (docs/board.md)."""
+
+    every: BoardReportEvery = Field(description="week (Monday to Monday), month or quarter")
+    to: tuple[str, ...] = Field(min_length=1, description="the addresses that receive it")
+    subject: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="the email's subject (default: '<project> board report <period>')",
+    )
+    value_event: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the event that marks first value, for the report's time to value",
+    )
+
+    @field_validator("to")
+    @classmethod
+    def _plain_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            local, at, domain = address.partition("@")
+            if (
+                not at
+                or not local
+                or "." not in domain
+                or any(c.isspace() or c in '<>,;:"()[]\\' for c in address)
+            ):
+                raise ValueError(f"{address!r} is not a plain email address (name@example.com)")
+        if len({address.lower() for address in value}) != len(value):
+            raise ValueError("an address is listed twice")
+        return value
+
+
 class ProjectConfig(Frozen):
     """``closeloop.yaml``: the project's name and where its definitions live.
 
@@ -629,6 +670,9 @@ class ProjectConfig(Frozen):
         default_factory=StageClasses, description="class thresholds of every stage's view"
     )
     signals: SignalSettings = Field(default_factory=SignalSettings)
+    board_report: BoardReportSettings | None = Field(
+        default=None, description="email the board report for each closed period (daemon)"
+    )
     slack: SlackRouting = Field(default_factory=SlackRouting)
     rate_limits: dict[str, float] = Field(
         default_factory=dict,
