@@ -85,6 +85,18 @@ def status_counts(store: StateStore, job_name: str | None = None) -> dict[str, i
         return {status: int(count) for status, count in connection.execute(query)}
 
 
+def status_counts_due(store: StateStore, start: datetime, end: datetime) -> dict[str, int]:
+    """Messages by status that fell due in ``[start, end)`` (rows written before ``due_at``
+    existed count from when they were created)."""
+    o = schema.outbox
+    due = sa.func.coalesce(o.c.due_at, o.c.created_at)
+    query = (
+        sa.select(o.c.status, sa.func.count()).where(due >= start, due < end).group_by(o.c.status)
+    )
+    with store.engine.connect() as connection:
+        return {status: int(count) for status, count in connection.execute(query)}
+
+
 def retry(
     store: StateStore, now: datetime, *, ids: list[int] | None = None, job_name: str | None = None
 ) -> int:
