@@ -14,6 +14,12 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 
 from closeloop.api.security import Editor, Viewer, served
 from closeloop.errors import LocatedError
+from closeloop.schemas.plan_links import (
+    CreatedPlanLink,
+    PlanLinkInfo,
+    PlanLinkList,
+    PlanLinkRequest,
+)
 from closeloop.schemas.plans import (
     GoalsAchieved,
     ObjectivesAdd,
@@ -24,6 +30,7 @@ from closeloop.schemas.plans import (
     PlanList,
     RenegotiationRequest,
 )
+from closeloop.services import plan_links as link_service
 from closeloop.services import plans as service
 
 router = APIRouter(prefix="/api/plans", tags=["plans"])
@@ -193,3 +200,44 @@ def renegotiate(
             actor=f"api:{principal.name}",
         )
     return _tagged(response, plan)
+
+
+# -- the customer's read-only links --------------------------------------------------------
+
+LinkId = Annotated[int, Path(ge=1, le=_MAX_ID, description="the link's id")]
+
+
+@router.post("/{plan_id}/links", response_model=CreatedPlanLink, status_code=201)
+def share_plan(
+    request: Request,
+    principal: Editor,
+    plan_id: PlanId,
+    body: Annotated[PlanLinkRequest | None, Body()] = None,
+) -> CreatedPlanLink:
+    """Create the customer's read-only link to a plan, as ``closeloop plans share``: the
+    ``url`` (on this server) is shown once; it expires and can be revoked."""
+    server = served(request)
+    return link_service.share_plan(
+        server.store,
+        server.settings.secret,
+        plan_id,
+        expires_days=(body or PlanLinkRequest()).expires_days,
+        actor=f"api:{principal.name}",
+        base_url=str(request.base_url),
+    )
+
+
+@router.get("/{plan_id}/links", response_model=PlanLinkList)
+def plan_links(request: Request, _principal: Editor, plan_id: PlanId) -> PlanLinkList:
+    """A plan's customer links, newest first, as ``closeloop plans links``."""
+    return link_service.list_links(served(request).store, plan_id=plan_id)
+
+
+@router.delete("/{plan_id}/links/{link_id}", response_model=PlanLinkInfo)
+def revoke_link(
+    request: Request, principal: Editor, plan_id: PlanId, link_id: LinkId
+) -> PlanLinkInfo:
+    """Revoke a customer link for good, as ``closeloop plans unshare`` (it then answers 410)."""
+    return link_service.revoke_link(
+        served(request).store, link_id, actor=f"api:{principal.name}", plan_id=plan_id
+    )

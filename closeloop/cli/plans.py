@@ -21,6 +21,7 @@ from closeloop.cli.common import (
     parse_time,
     reports_errors,
 )
+from closeloop.present.plan_links import print_created_link, print_links, print_revoked
 from closeloop.present.plans import print_achieved, print_check, print_plan, print_plan_list
 from closeloop.schemas import dump_json
 from closeloop.schemas.plans import (
@@ -30,9 +31,11 @@ from closeloop.schemas.plans import (
     PlanCreate,
     RenegotiationRequest,
 )
+from closeloop.services import plan_links as link_service
 from closeloop.services import plans as service
 from closeloop.services.plan_objectives import request
 from closeloop.services.project import open_workspace
+from closeloop.services.tokens import project_store
 
 plans_app = typer.Typer(
     help="Success plans: objectives agreed with a customer, milestones, renegotiations, "
@@ -314,3 +317,70 @@ def achieved(
         typer.echo(dump_json(result))
     else:
         print_achieved(console, result)
+
+
+# -- the customer's read-only links (services.plan_links) -------------------------------------
+
+
+@plans_app.command("share")
+@reports_errors
+def share(
+    plan: Annotated[int, typer.Argument(help="The plan's id.")],
+    expires: Annotated[
+        str, typer.Option("--expires", help="How long the link works: 30d, 12h (at most 366d).")
+    ] = "30d",
+    base_url: Annotated[
+        str | None,
+        typer.Option("--base-url", help="The dashboard's address, to print the whole link."),
+    ] = None,
+    output_format: FormatOption = OutputFormat.TABLE,
+    project: ProjectOption = None,
+) -> None:
+    """Create the customer's read-only link to a plan (shown once; revocable, expiring).
+
+    The link opens /shared/plans/TOKEN on the dashboard without a login."""
+    with project_store(project) as (settings, store):
+        result = link_service.share_plan(
+            store,
+            settings.secret,
+            plan,
+            expires_days=link_service.parse_expiry(expires),
+            actor=settings.author,
+            base_url=base_url,
+        )
+    if output_format == OutputFormat.JSON:
+        typer.echo(dump_json(result))
+    else:
+        print_created_link(console, result)
+
+
+@plans_app.command("links")
+@reports_errors
+def links(
+    plan: Annotated[int | None, typer.Argument(help="Only this plan's links.")] = None,
+    output_format: FormatOption = OutputFormat.TABLE,
+    project: ProjectOption = None,
+) -> None:
+    """The customer links (of a plan, or of all), newest first, with state and last opening."""
+    with project_store(project) as (_settings, store):
+        result = link_service.list_links(store, plan_id=plan)
+    if output_format == OutputFormat.JSON:
+        typer.echo(dump_json(result))
+    else:
+        print_links(console, result.links)
+
+
+@plans_app.command("unshare")
+@reports_errors
+def unshare(
+    link: Annotated[int, typer.Argument(help="The link's id (closeloop plans links).")],
+    output_format: FormatOption = OutputFormat.TABLE,
+    project: ProjectOption = None,
+) -> None:
+    """Revoke a customer link for good: it then answers 410 Gone."""
+    with project_store(project) as (settings, store):
+        result = link_service.revoke_link(store, link, actor=settings.author)
+    if output_format == OutputFormat.JSON:
+        typer.echo(dump_json(result))
+    else:
+        print_revoked(console, result)

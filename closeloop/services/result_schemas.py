@@ -37,6 +37,7 @@ from closeloop.schemas.jobs import DryRun, JobDetail, JobList, OutboxList
 from closeloop.schemas.journey import Signals, StageView
 from closeloop.schemas.library import Library
 from closeloop.schemas.measurement import Measurement
+from closeloop.schemas.plan_links import CreatedPlanLink, PlanLinkInfo, PlanLinkList, SharedPlan
 from closeloop.schemas.planning import PowerPlan
 from closeloop.schemas.plans import GoalsAchieved, Plan, PlanCheck, PlanList
 from closeloop.schemas.revenue_outcomes import RevenueOutcomes
@@ -97,6 +98,22 @@ RESULT_SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "goals-achieved.schema.json": (
         GoalsAchieved,
         "closeloop plans achieved --format json, GET /api/plans/achieved",
+    ),
+    "plan-link.schema.json": (
+        CreatedPlanLink,
+        "closeloop plans share --format json, POST /api/plans/{id}/links (the link is shown once)",
+    ),
+    "plan-link-info.schema.json": (
+        PlanLinkInfo,
+        "closeloop plans unshare --format json, DELETE /api/plans/{id}/links/{link_id}",
+    ),
+    "plan-links.schema.json": (
+        PlanLinkList,
+        "closeloop plans links --format json, GET /api/plans/{id}/links",
+    ),
+    "shared-plan.schema.json": (
+        SharedPlan,
+        "the customer's read-only page /shared/plans/{token} and its JSON twin",
     ),
     "matches.schema.json": (
         Matches,
