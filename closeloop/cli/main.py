@@ -20,6 +20,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from closeloop.cli import board as board_cli
 from closeloop.cli import churn as churn_cli
 from closeloop.cli import data as data_cli
 from closeloop.cli import health as health_cli
@@ -102,6 +103,7 @@ outcomes_app.command("voc")(outcomes_voc.voc)
 outcomes_app.command("divergence")(outcomes_voc.divergence)
 app.add_typer(outcomes_app, name="outcomes")
 app.add_typer(churn_cli.churn_app, name="churn", no_args_is_help=True)
+app.command("board")(board_cli.board)
 app.command("serve")(serve_cli.serve)
 app.command("stage")(journey_cli.stage)
 app.command("signals")(journey_cli.signals)
