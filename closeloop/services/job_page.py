@@ -1,0 +1,436 @@
+"""The dashboard's job page: the job's report, cached while nothing it depends on changes, and
+what the page shows around it (definition, health strip, funnel, accounts, delivery log).
+
+A report takes seconds (it measures in the warehouse); a page must answer in a fraction of one.
+:func:`cached_job_report` keeps the *analysis* of a job's report, keyed on everything that can
+change it: the job's definition (content hash), its record (version, holdout, status), its last
+tick, the state store's high-water marks (enrollments, outbox, opt-outs, the job's audit entries)
+and the warehouse's (row counts of every canonical table and the attribute history, and the
+newest event). A tick, an import, a delivery or an edit changes a mark, so a cached report is never
+stale. The public model is then shaped per request, with the data-freshness warnings as of now,
+exactly as :func:`closeloop.services.reports.report_job` shapes it for the CLI and the API.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import ibis
+
+from closeloop.data.history import as_of
+from closeloop.data.tables import ACCOUNTS
+from closeloop.data.warehouse import Warehouse
+from closeloop.engine import job_marks
+from closeloop.engine.lifecycle import audit_entries
+from closeloop.engine.state import utc_now
+from closeloop.errors import NotFoundError
+from closeloop.schemas.base import Page
+from closeloop.schemas.job_page import (
+    CheckState,
+    DefinitionChange,
+    DeliveryCheck,
+    FreshnessCheck,
+    FunnelArm,
+    JobAccount,
+    JobDefinitionSummary,
+    JobHealth,
+    JobPage,
+    JobSegments,
+    SampleRatioCheck,
+    StoreQuery,
+)
+from closeloop.schemas.job_report import JobReport as JobReportModel
+from closeloop.schemas.jobs import Enrollment, JobSummary
+from closeloop.schemas.resources import Account
+from closeloop.services import operations
+from closeloop.services.data import Freshness, freshness
+from closeloop.services.project import Workspace
+from closeloop.services.reports import JobReport, ReportedJob, job_report
+from closeloop.services.results import job_report_model
+
+DEFAULT_SEGMENT_BY = ("segment",)
+PAGE_SIZE = 25
+"""Rows per page of the accounts and the delivery log."""
+
+CACHE_SIZE = 32
+"""Reports kept (per process): a job and a segment column are one entry."""
+
+FRESHNESS_LABEL = "the last tick"  # as report_job names the time without --as-of
+
+
+# -- the cache -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CachedReport:
+    """A job's report shaped for the surfaces, and whether it came from the cache."""
+
+    reported: ReportedJob
+    fresh: Freshness  # how current the data is, now
+    hit: bool
+
+
+class ReportCache:
+    """A small LRU of report analyses by key (thread-safe; two misses may both compute)."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[Any, ...], JobReport] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> JobReport | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], report: JobReport) -> None:
+        with self._lock:
+            self._entries[key] = report
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+REPORTS = ReportCache()
+"""The process's cache (one server process serves one project; the key names it anyway)."""
+
+
+MARKED_TABLES = ("accounts", "attribute_history", "events", "people", "subscriptions")
+"""The warehouse tables a job's report reads (audience attributes, goals, revenue value)."""
+
+
+def warehouse_marks(warehouse: Warehouse) -> tuple[Any, ...]:
+    """Row counts of the tables a report reads, and the newest event, in one query. An import or
+    a write-back adds rows (attribute updates go to the history), so it changes a count."""
+    parts = []
+    for name in MARKED_TABLES:
+        table = warehouse.table(name)
+        newest = table.timestamp.max().cast("string") if name == "events" else ibis.null("string")
+        parts.append(table.aggregate(name=ibis.literal(name), rows=table.count(), newest=newest))
+    rows = ibis.union(*parts).to_pyarrow().to_pylist()
+    return tuple(sorted((row["name"], row["rows"], row["newest"]) for row in rows))
+
+
+def report_key(workspace: Workspace, job_name: str, segment_by: Sequence[str]) -> tuple[Any, ...]:
+    """Everything a job's report depends on (see the module's docstring)."""
+    loaded = workspace.project.jobs.get(job_name)
+    definition = loaded.content_hash if loaded is not None else None
+    settings = workspace.settings
+    return (
+        str(settings.project_dir),
+        settings.state_url,
+        settings.warehouse_url,
+        job_name,
+        tuple(segment_by),
+        definition,
+        job_marks.state_marks(workspace.store, job_name),
+        warehouse_marks(workspace.warehouse),
+    )
+
+
+def cached_job_report(
+    workspace: Workspace,
+    job_name: str,
+    *,
+    segment_by: Sequence[str] = DEFAULT_SEGMENT_BY,
+    cache: ReportCache = REPORTS,
+) -> CachedReport:
+    """The job's report as of its last tick, as ``closeloop report NAME --format json`` and the
+    API give it (same model), from the cache when nothing it depends on has changed."""
+    key = report_key(workspace, job_name, segment_by)
+    report = cache.get(key)
+    hit = report is not None
+    if report is None:
+        report = job_report(workspace, job_name, segment_by=segment_by)
+        cache.put(key, report)
+    fresh = freshness(workspace.warehouse, report.as_of, option=FRESHNESS_LABEL)
+    model = job_report_model(report, warnings=[*report.warnings, *fresh.warnings])
+    reported = ReportedJob(report=report, model=model, data_warnings=fresh.warnings)
+    return CachedReport(reported, fresh, hit)
+
+
+# -- the page --------------------------------------------------------------------------------------
+
+
+def job_page(
+    workspace: Workspace,
+    job_name: str,
+    *,
+    completed_offset: int = 0,
+    not_completed_offset: int = 0,
+    deliveries_offset: int = 0,
+    limit: int = PAGE_SIZE,
+) -> JobPage:
+    """``/jobs/{name}``: the report and the definition, health, funnel, accounts and deliveries.
+
+    An unknown job is a NotFoundError naming the known ones; a draft (no tick yet) too, saying
+    how to run one.
+    """
+    summary = _summary(workspace, job_name)
+    if summary.last_tick is None:
+        raise NotFoundError(
+            f"job {job_name!r} has no ticks yet, so nothing to report; run `closeloop tick`"
+        )
+    cached = cached_job_report(workspace, job_name)
+    report = cached.reported.model
+    completed = operations.enrollments_page(
+        workspace, job_name=job_name, status="completed", offset=completed_offset, limit=limit
+    )
+    not_completed = operations.enrollments_page(
+        workspace, job_name=job_name, status="exited", offset=not_completed_offset, limit=limit
+    )
+    accounts = accounts_by_id(
+        workspace, (item.account_id for item in [*completed.items, *not_completed.items])
+    )
+    return JobPage(
+        job_name=job_name,
+        report=report,
+        definition=_definition(workspace, job_name, summary),
+        health=JobHealth(
+            sample_ratio=_sample_ratio(workspace, job_name, report),
+            deliveries=_delivery_check(workspace, job_name),
+            freshness=_freshness_check(workspace, job_name, cached),
+        ),
+        funnel=_funnel(workspace, job_name, report),
+        completed=_with_accounts(completed, accounts),
+        not_completed=_with_accounts(not_completed, accounts),
+        deliveries=operations.outbox_list(
+            workspace, job_name=job_name, offset=deliveries_offset, limit=limit
+        ),
+    )
+
+
+def _summary(workspace: Workspace, job_name: str) -> JobSummary:
+    summary = next((job for job in operations.list_jobs(workspace) if job.name == job_name), None)
+    if summary is None:
+        known = ", ".join(sorted(workspace.project.jobs)) or "none"
+        raise NotFoundError(f"no job {job_name!r}; jobs: {known}")
+    return summary
+
+
+def _definition(workspace: Workspace, job_name: str, summary: JobSummary) -> JobDefinitionSummary:
+    loaded = workspace.project.jobs.get(job_name)
+    changes = [
+        DefinitionChange(
+            at=entry.at,
+            actor=entry.actor,
+            from_version=_int(entry.detail, "from_version"),
+            to_version=_int(entry.detail, "to_version"),
+        )
+        for entry in audit_entries(workspace.store, job_name)
+        if entry.action == "job.changed"
+    ]
+    changes.sort(key=lambda change: change.at)
+    definition = loaded.definition if loaded is not None else None
+    hypothesis = definition.hypothesis if definition is not None else None
+    return JobDefinitionSummary(
+        name=job_name,
+        description=definition.description if definition is not None else "",
+        status=str(summary.status),
+        target=str(definition.target) if definition is not None else "account",
+        hypothesis=hypothesis.expected_effect if hypothesis is not None else None,
+        primary_metric=hypothesis.primary_metric if hypothesis is not None else None,
+        minimum_effect=hypothesis.minimum_effect if hypothesis is not None else None,
+        goal=definition.goal if definition is not None else "",
+        audience=definition.audience if definition is not None else "",
+        version=summary.version,
+        launched_at=summary.launched_at,
+        edited_after_launch=bool(changes),
+        changes=changes,
+        file=_relative(workspace, loaded.file) if loaded is not None else None,
+    )
+
+
+def _relative(workspace: Workspace, file: str) -> str:
+    path = Path(file)
+    try:
+        return path.resolve().relative_to(workspace.settings.project_dir.resolve()).as_posix()
+    except ValueError:
+        return file
+
+
+def _int(detail: Any, key: str) -> int | None:
+    value = detail.get(key) if isinstance(detail, dict) else None
+    return value if isinstance(value, int) else None
+
+
+def _sample_ratio(workspace: Workspace, job_name: str, report: JobReportModel) -> SampleRatioCheck:
+    counted = job_marks.enrollments_by_arm(workspace.store, job_name)
+    srm = report.srm
+    state: CheckState = "unknown" if srm is None else ("bad" if srm.mismatch else "ok")
+    return SampleRatioCheck(
+        state=state,
+        enrolled=counted.counts,
+        holdout_fraction=report.holdout_fraction,
+        srm=srm,
+        query=StoreQuery(source="state_store", sql=counted.sql),
+    )
+
+
+def _delivery_check(workspace: Workspace, job_name: str) -> DeliveryCheck:
+    counted = job_marks.messages_by_status(workspace.store, job_name)
+    counts = counted.counts
+    failed = counts.get("dead", 0)
+    pending = counts.get("pending", 0) + counts.get("sending", 0)
+    state: CheckState = "bad" if failed else ("warn" if pending else "ok")
+    return DeliveryCheck(
+        state=state,
+        sent=counts.get("sent", 0),
+        failed=failed,
+        pending=pending,
+        by_status=counts,
+        query=StoreQuery(source="state_store", sql=counted.sql),
+    )
+
+
+def newest_event_query(warehouse: Warehouse) -> str:
+    """The SQL of the newest-event query freshness runs (``max(timestamp)`` of the events)."""
+    return str(ibis.to_sql(warehouse.table("events").timestamp.max()))
+
+
+def _hours(later: datetime, earlier: datetime | None) -> float | None:
+    return None if earlier is None else (later - earlier).total_seconds() / 3600
+
+
+def _freshness_check(workspace: Workspace, job_name: str, cached: CachedReport) -> FreshnessCheck:
+    fresh = cached.fresh
+    tick, tick_sql = job_marks.last_tick(workspace.store, job_name)
+    return FreshnessCheck(
+        state="warn" if fresh.warnings else "ok",
+        checked_at=fresh.now,
+        newest_event=fresh.newest_event,
+        event_lag_hours=_hours(fresh.now, fresh.newest_event),
+        last_tick=tick,
+        tick_lag_hours=_hours(fresh.now, tick),
+        warnings=list(fresh.warnings),
+        query=StoreQuery(source="warehouse", sql=newest_event_query(workspace.warehouse)),
+        tick_query=StoreQuery(source="state_store", sql=tick_sql),
+    )
+
+
+def _funnel(workspace: Workspace, job_name: str, report: JobReportModel) -> list[FunnelArm]:
+    messaged = job_marks.messaged_by_arm(workspace.store, job_name).counts
+    funnel = []
+    for arm, counts in report.arms.items():
+        delivered = report.deliveries.get(arm)
+        funnel.append(
+            FunnelArm(
+                arm=arm,
+                entered=counts.entered,
+                messaged=messaged.get(arm, 0),
+                delivered=delivered.units_reached if delivered is not None else 0,
+                completed=counts.completed,
+            )
+        )
+    return funnel
+
+
+def _with_accounts(
+    enrollments: Page[Enrollment], accounts: Mapping[str, Account]
+) -> Page[JobAccount]:
+    return Page[JobAccount](
+        items=[
+            JobAccount(enrollment=item, account=accounts.get(item.account_id))
+            for item in enrollments.items
+        ],
+        total=enrollments.total,
+        offset=enrollments.offset,
+        limit=enrollments.limit,
+    )
+
+
+def accounts_by_id(workspace: Workspace, account_ids: Iterable[str]) -> dict[str, Account]:
+    """The accounts among ``account_ids`` with their attributes now (one warehouse query)."""
+    wanted = sorted(set(account_ids))
+    if not wanted:
+        return {}
+    warehouse = workspace.warehouse
+    table = as_of(warehouse, "account", warehouse.table(ACCOUNTS.name), utc_now(), key=ACCOUNTS.key)
+    rows = table.filter(table.account_id.isin(wanted)).to_pyarrow().to_pylist()
+    canonical = set(ACCOUNTS.column_names)
+    found = {}
+    for row in rows:
+        fields = {name: row.get(name) for name in canonical if name not in ("properties",)}
+        extra = {key: value for key, value in row.items() if key not in canonical}
+        found[str(row["account_id"])] = Account.model_validate(
+            {**fields, "extra": _jsonable(extra)}
+        )
+    return found
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    plain: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None or isinstance(value, str | int | float | bool):
+            plain[key] = value
+        else:
+            plain[key] = str(value)
+    return plain
+
+
+# -- segments --------------------------------------------------------------------------------------
+
+
+NOT_SEGMENTS = frozenset({"account_id", "name", "domain", "properties"})
+"""Text columns of the accounts that identify an account rather than group accounts."""
+
+
+def segment_columns(workspace: Workspace) -> list[str]:
+    """The accounts' text columns a report can be broken down by (their values at entry)."""
+    schema = workspace.warehouse.table(ACCOUNTS.name).schema()
+    return sorted(
+        name for name, kind in schema.items() if kind.is_string() and name not in NOT_SEGMENTS
+    )
+
+
+def job_segments(
+    workspace: Workspace, job_name: str, column: str, *, segment: str | None = None
+) -> JobSegments:
+    """``/jobs/{name}/segments/{column}``: the report broken down by ``column`` (cached)."""
+    _summary(workspace, job_name)
+    columns = segment_columns(workspace)
+    if column not in columns:
+        raise NotFoundError(
+            f"no account attribute {column!r} to break job {job_name!r} down by; "
+            f"one of: {', '.join(columns)}"
+        )
+    report = cached_job_report(workspace, job_name, segment_by=(column,)).reported.model
+    found = [
+        item
+        for measurement in (report.measurement, report.variant_measurement)
+        if measurement is not None
+        for item in measurement.segments
+        if item.column == column
+    ]
+    if segment is not None and not any(item.segment == segment for item in found):
+        known = ", ".join(sorted({item.segment for item in found})) or "none"
+        raise NotFoundError(f"no segment {segment!r} of {column!r} in job {job_name!r}: {known}")
+    heterogeneity = [
+        test
+        for measurement in (report.measurement, report.variant_measurement)
+        if measurement is not None
+        for test in measurement.heterogeneity
+        if test.column == column
+    ]
+    return JobSegments(
+        job_name=job_name,
+        as_of=report.as_of,
+        column=column,
+        columns=columns,
+        selected=segment,
+        segments=found,
+        heterogeneity=heterogeneity,
+        warnings=report.warnings,
+    )
