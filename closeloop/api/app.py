@@ -23,6 +23,7 @@ from starlette.routing import compile_path
 from closeloop import __version__
 from closeloop.api import (
     admin,
+    board,
     churn,
     health,
     ingest,
@@ -227,6 +228,7 @@ def create_app(
         churn,
         health,
         plans,
+        board,
     ):
         app.include_router(module.router)
     app.add_middleware(admin.AuditWrites)  # one audit entry per authenticated write

@@ -47,6 +47,7 @@ from closeloop.services.results import job_report_model
 
 TREND_MONTHS = 6
 TREND_QUARTERS = 4
+MAX_DAYS = 366
 QUARTER_DAYS = 62  # a period longer than two months trends by quarter
 TOP_FEATURES = 8
 PARTS = (
@@ -86,6 +87,13 @@ def check_period(start: date, end: date) -> None:
         )
     if start.year < 1900:
         raise ConfigurationError(f"--start {start.isoformat()} is before 1900")
+    if end.year > 9998:
+        raise ConfigurationError(f"--end {end.isoformat()} is after 9998")
+    if (end - start).days > MAX_DAYS:
+        raise ConfigurationError(
+            f"[{start.isoformat()}, {end.isoformat()}) is {(end - start).days} days: a board "
+            f"report covers at most {MAX_DAYS} days (a year); the trend shows the periods before"
+        )
 
 
 def _moment(day: date) -> datetime:
