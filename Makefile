@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit format bench clean
+.PHONY: install demo test lint typecheck unit format bench clean vendor
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("closeloop needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -34,6 +34,19 @@ unit: install  ## the fast tests only
 format: install
 	$(BIN)/ruff format closeloop tests bench
 	$(BIN)/ruff check --fix closeloop tests bench
+
+ASSETS := closeloop/web/assets
+VENDOR := closeloop/web/static/vendor
+vendor:  ## re-vendor the dashboard's browser libraries from npm (the copies are committed)
+	cd $(ASSETS) && npm ci --no-audit --no-fund
+	mkdir -p $(VENDOR)
+	cp $(ASSETS)/node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/htmx.min.js
+	cp $(ASSETS)/node_modules/vega/build/vega.min.js $(VENDOR)/vega.min.js
+	cp $(ASSETS)/node_modules/vega-lite/build/vega-lite.min.js $(VENDOR)/vega-lite.min.js
+	cp $(ASSETS)/node_modules/vega-embed/build/vega-embed.min.js $(VENDOR)/vega-embed.min.js
+	for package in htmx.org vega vega-lite vega-embed; do \
+	  cp $(ASSETS)/node_modules/$$package/LICENSE $(VENDOR)/$$package.LICENSE; done
+	rm -rf $(ASSETS)/node_modules
 
 clean:
 	rm -rf $(VENV) closeloop-demo .pytest_cache .mypy_cache .ruff_cache

@@ -24,9 +24,9 @@ Stopping: SIGTERM or SIGINT makes uvicorn finish the requests in flight and clos
 finishes its cycle (never interrupted half-way: a cycle's writes are transactions, and a re-run is
 a no-op) and the process exits with code 0.
 
-The API is loaded by uvicorn from ``closeloop.api.app:create_app`` (a factory, given the project
-folder through ``CLOSELOOP_PROJECT``): the command line never imports the API package, as the
-layering rule says for surfaces.
+The API and the dashboard are loaded by uvicorn from ``closeloop.asgi:create_app`` (a factory,
+given the project folder through ``CLOSELOOP_PROJECT``): the command line never imports the API
+or web package, as the layering rule says for surfaces.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from closeloop.services import engine_runs
 from closeloop.services import tokens as token_service
 from closeloop.services.server import SecretsFilter, secret_values
 
-APP_FACTORY = "closeloop.api.app:create_app"
+APP_FACTORY = "closeloop.asgi:create_app"  # the API and the dashboard
 
 HostOption = Annotated[
     str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")

@@ -1,4 +1,5 @@
-"""The dashboard (server-rendered) will live here; it goes through ``closeloop.services`` only.
+"""The dashboard: server-rendered pages (Jinja2 + htmx, Vega-Lite charts), each with a JSON twin
+and CSV tables, behind a login or an API token. See ``closeloop/web/README.md``.
 
-Not built yet: the architecture test already holds it to the layering rules of DESIGN §8.
+It goes through ``closeloop.services``, ``schemas`` and ``present`` only (DESIGN §8).
 """

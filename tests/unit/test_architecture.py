@@ -43,6 +43,8 @@ ALLOWED: dict[str, set[str]] = {
     "api": {"errors", "settings", "services", "schemas", "present"},
     "web": {"errors", "settings", "services", "schemas", "present"},
     "cli": {"errors", "settings", "services", "schemas", "present"},
+    # The composition root of `closeloop serve`: the API and the dashboard in one ASGI app.
+    "asgi": {"api", "web", "services", "settings", "errors", "schemas"},
 }
 
 

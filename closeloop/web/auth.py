@@ -1,0 +1,101 @@
+"""Who is asking: a logged-in user (the ``closeloop_session`` cookie) or an API token (Bearer).
+
+A session's unsafe requests (POST, PUT, PATCH, DELETE) must echo its CSRF token, as the form
+field ``csrf_token`` or the ``X-CSRF-Token`` header (base.html.j2 sets the header for htmx);
+a Bearer request carries no ambient credential and is exempt.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+
+from closeloop.schemas.tokens import Role
+from closeloop.services import users as user_service
+from closeloop.services.server import Server
+from closeloop.web.pages import Principal
+
+COOKIE = "closeloop_session"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def bearer_token(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    value = value.strip()
+    return value if scheme.lower() == "bearer" and value else None
+
+
+async def authenticate(request: Request, server: Server) -> Principal | None:
+    """The request's principal: a Bearer token if one is presented (a bad one is not silently
+    replaced by the cookie), else the session cookie; None when neither is valid."""
+    token = bearer_token(request)
+    if token is not None:
+        info = await run_in_threadpool(server.authenticate, token)
+        if info is None:
+            return None
+        return Principal(name=info.name, role=info.role, via="token")
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        return None
+    user = await run_in_threadpool(user_service.session_user, server.store, cookie)
+    if user is None:
+        return None
+    return Principal(
+        name=user.name, role=Role(user.role.value), via="session", csrf_token=user.csrf_token
+    )
+
+
+def csrf_ok(request: Request, principal: Principal, form: FormData | None) -> bool:
+    """Whether an unsafe request may go on: a token's always, a session's with its CSRF token."""
+    if request.method in SAFE_METHODS or principal.via == "token":
+        return True
+    expected = principal.csrf_token or ""
+    presented = request.headers.get(CSRF_HEADER)
+    if presented is None and form is not None:
+        field = form.get(CSRF_FIELD)
+        presented = field if isinstance(field, str) else None
+    return (
+        bool(expected)
+        and presented is not None
+        and hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
+    )
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go to after logging in (anything else, e.g. ``//evil.example``: ``/``)."""
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(character) < 32 for character in target)
+    ):
+        return "/"
+    return target
+
+
+def set_session_cookie(
+    response: Response, request: Request, cookie: str, expires_at: datetime
+) -> None:
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        expires=expires_at.replace(tzinfo=UTC),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+
+
+def clear_session_cookie(response: Response, request: Request) -> None:
+    response.delete_cookie(
+        COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https"
+    )
