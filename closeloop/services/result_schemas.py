@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from closeloop.schemas.adoption import Adoption
+from closeloop.schemas.board import BoardReport
 from closeloop.schemas.churn_review import ChurnReview
 from closeloop.schemas.data import QuarantineListing
 from closeloop.schemas.definitions import (
@@ -168,6 +169,10 @@ RESULT_SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "divergence.schema.json": (
         Divergence,
         "closeloop outcomes divergence --format json, GET /api/outcomes/divergence",
+    ),
+    "board.schema.json": (
+        BoardReport,
+        "closeloop board --format json, GET /api/board, the dashboard's home page as JSON",
     ),
 }
 
