@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from closeloop.present.format import count, days, num, pct, pp
+from closeloop.present.format import count, num, pct, pp
 from closeloop.schemas.jobs import DryRun, LaunchResult
 from closeloop.schemas.planning import PowerPlan
 
@@ -13,6 +13,10 @@ Rows = list[list[str]]
 POWER_COLUMNS = ["weeks enrolling", "units", "holdout", "treated", "detectable lift", "result in"]
 MESSAGE_COLUMNS = ["account", "step", "channel", "status", "message"]
 SAMPLE_CAP = 200  # rendered messages listed (a dry run may plan thousands)
+
+
+def _in_days(value: float | None) -> str:
+    return f"{num(value, 0)} days" if value is not None else "never"
 
 
 def _units(value: float | None) -> str:
@@ -28,7 +32,7 @@ def power_rows(plan: PowerPlan) -> Rows:
             _units(row.n_holdout),
             _units(row.n_treated),
             pp(row.mde_absolute),
-            days(row.days_until_result),
+            _in_days(row.days_until_result),
         ]
         for row in plan.plans
     ]
@@ -50,14 +54,15 @@ def power_summary(plan: PowerPlan) -> list[str]:
             f"At its planned {num(planned.weeks, 3 if planned.weeks and planned.weeks % 1 else 0)}"
             f" weeks: {_units(planned.n_treated)} treated and {_units(planned.n_holdout)} held "
             f"out, detecting a lift of {pp(planned.mde_absolute)} (result in "
-            f"{days(planned.days_until_result)})."
+            f"{_in_days(planned.days_until_result)})."
         )
     duration = plan.duration
     if duration is not None and duration.effect is not None:
         if duration.weeks is not None:
             lines.append(
                 f"To detect {pp(duration.effect)}: {num(duration.weeks, 1)} weeks of enrollment "
-                f"({count(duration.units)} units), result in {days(duration.days_until_result)}."
+                f"({count(duration.units)} units), result in "
+                f"{_in_days(duration.days_until_result)}."
             )
         else:
             lines.append(f"A lift of {pp(duration.effect)} cannot be detected at this volume.")
