@@ -48,7 +48,7 @@ def _report(
         return service.board_report(workspace, start, end, value_event=value_event)
 
 
-@router.get("/board", response_model=BoardReport)
+@router.get("/board", response_model=BoardReport, summary="Board report")
 def board(
     request: Request,
     _principal: Viewer,
@@ -61,7 +61,7 @@ def board(
     return _report(request, start, end, value_event)
 
 
-@router.get("/board.html", response_class=HTMLResponse)
+@router.get("/board.html", response_class=HTMLResponse, summary="Board report as HTML")
 def board_page(
     request: Request,
     _principal: Viewer,
@@ -73,7 +73,9 @@ def board_page(
     return HTMLResponse(board_html(_report(request, start, end, value_event)))
 
 
-@router.get("/board.pdf", response_class=Response, responses=PDF_RESPONSE)
+@router.get(
+    "/board.pdf", response_class=Response, responses=PDF_RESPONSE, summary="Board report as PDF"
+)
 def board_document(
     request: Request,
     _principal: Viewer,
