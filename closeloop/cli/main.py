@@ -30,6 +30,7 @@ from closeloop.cli import operate, outcomes_adoption, outcomes_revenue, outcomes
 from closeloop.cli import plans as plans_cli
 from closeloop.cli import serve as serve_cli
 from closeloop.cli import tokens as tokens_cli
+from closeloop.cli import users as users_cli
 from closeloop.cli.common import (
     FormatOption,
     OutputFormat,
@@ -94,6 +95,7 @@ app.add_typer(data_cli.quarantine_app, name="quarantine", no_args_is_help=True)
 app.command("run")(reports_errors(operate.run))
 app.command("dry-run")(reports_errors(operate.dry_run))
 app.add_typer(tokens_cli.tokens_app, name="tokens")
+app.add_typer(users_cli.users_app, name="users")
 app.add_typer(plans_cli.plans_app, name="plans")
 app.add_typer(ingest_cli.ingest_app, name="ingest")
 outcomes_app.command("adoption")(outcomes_adoption.adoption)
