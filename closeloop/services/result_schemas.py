@@ -44,6 +44,7 @@ from closeloop.schemas.plans import GoalsAchieved, Plan, PlanCheck, PlanList
 from closeloop.schemas.revenue_outcomes import RevenueOutcomes
 from closeloop.schemas.team import TeamOutcomes
 from closeloop.schemas.tokens import CreatedToken
+from closeloop.schemas.users import UserList
 from closeloop.schemas.voc import Divergence, Voc
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -147,6 +148,7 @@ RESULT_SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
         CreatedToken,
         "closeloop tokens create --format json, POST /api/tokens (the token is shown once)",
     ),
+    "user-list.schema.json": (UserList, "closeloop users list --format json"),
     "ingest-ack.schema.json": (IngestAck, "POST /v1/track|identify|group|page|screen|batch"),
     "import-report.schema.json": (ImportReport, "POST /v1/import/{table}"),
     "error.schema.json": (
