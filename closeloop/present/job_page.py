@@ -91,7 +91,8 @@ def curves_spec(report: JobReport) -> dict[str, Any] | None:
     if not curves:
         return None
     text = json.dumps({arm: curve.model_dump(mode="json") for arm, curve in curves.items()})
-    return json.loads(_curves_spec_text(text))
+    spec: dict[str, Any] = json.loads(_curves_spec_text(text))
+    return spec
 
 
 @functools.lru_cache(maxsize=16)
