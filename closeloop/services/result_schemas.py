@@ -33,6 +33,7 @@ from closeloop.schemas.health import (
     HealthSnapshot,
 )
 from closeloop.schemas.ingest import ImportReport, IngestAck
+from closeloop.schemas.job_page import JobPage, JobSegments
 from closeloop.schemas.job_report import JobReport
 from closeloop.schemas.jobs import DryRun, JobDetail, JobList, OutboxList
 from closeloop.schemas.journey import Signals, StageView
@@ -59,6 +60,15 @@ RESULT_SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "job-report.schema.json": (
         JobReport,
         "closeloop report JOB --format json, GET /api/jobs/{name}/report",
+    ),
+    "job-page.schema.json": (
+        JobPage,
+        "the dashboard's job page /jobs/{name} and its twin /jobs/{name}.json (report: the job "
+        "report)",
+    ),
+    "job-segments.schema.json": (
+        JobSegments,
+        "the dashboard's segment drill-down /jobs/{name}/segments/{column} and its .json twin",
     ),
     "power-plan.schema.json": (
         PowerPlan,
