@@ -65,11 +65,16 @@ TEMPLATES = jinja2.Environment(
 _NOT_PAGE_MODULES = frozenset({"app", "auth", "errors", "pages"})
 
 
-def load_pages() -> None:
-    """Import every module of ``closeloop.web``: each registers its pages when imported."""
+def load_pages() -> list[BaseRoute]:
+    """Import every module of ``closeloop.web``: each registers its pages when imported. Returns
+    the routes modules offer WITHOUT a login in a ``PUBLIC_ROUTES`` list (e.g. the customer's
+    read-only success plan, web/plans.py): each checks its own credential."""
+    public: list[BaseRoute] = []
     for module in pkgutil.iter_modules(closeloop.web.__path__):
         if module.name not in _NOT_PAGE_MODULES:
-            importlib.import_module(f"closeloop.web.{module.name}")
+            loaded = importlib.import_module(f"closeloop.web.{module.name}")
+            public += getattr(loaded, "PUBLIC_ROUTES", [])
+    return public
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -358,13 +363,16 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers += [
+                # A header the response set itself (a stricter Referrer-Policy) is kept.
+                present = {name.lower() for name, _ in headers}
+                defaults = [
                     (b"x-frame-options", b"DENY"),
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"same-origin"),
                 ]
                 if not static:
-                    headers.append((b"cache-control", b"no-store"))
+                    defaults.append((b"cache-control", b"no-store"))
+                headers += [(name, value) for name, value in defaults if name not in present]
                 message["headers"] = headers
             await send(message)
 
@@ -373,11 +381,12 @@ class SecurityHeaders:
 
 def create_dashboard(server: Server) -> Starlette:
     """The dashboard of the project ``server`` serves (routes built from the page registry)."""
-    load_pages()
+    public = load_pages()
     routes: list[BaseRoute] = [
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
         Mount("/static", StaticFiles(packages=[("closeloop.web", "static")]), name="static"),
+        *public,
     ]
     if "/" not in PAGES:
         routes.append(Route("/", home_redirect, methods=["GET"]))
