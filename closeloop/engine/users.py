@@ -122,9 +122,9 @@ def insert_session(
     csrf_token: str,
     expires_at: datetime,
     detail: Any,
+    now: datetime,
 ) -> None:
     """Record a login: the session, the user's ``last_login_at`` and the audit entry, at once."""
-    now = utc_now()
     with store.engine.begin() as connection:
         connection.execute(
             _SESSIONS.insert().values(
@@ -143,11 +143,10 @@ def insert_session(
 
 
 def find_session(
-    store: StateStore, session_hash: str, *, idle_after: datetime
+    store: StateStore, session_hash: str, *, now: datetime, idle_after: datetime
 ) -> SessionRecord | None:
-    """The session if it is neither revoked, expired, idle since before ``idle_after``, nor of a
-    removed user."""
-    now = utc_now()
+    """The session if at ``now`` it is neither revoked, expired, idle since before
+    ``idle_after``, nor of a removed user."""
     query = (
         sa.select(
             _SESSIONS.c.session_hash,

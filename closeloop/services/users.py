@@ -119,7 +119,9 @@ def remove_user(store: StateStore, name: str, *, actor: str) -> RemovedUser:
     return RemovedUser(user=_info(record), sessions_revoked=revoked)
 
 
-def log_in(store: StateStore, name: str, password: str, *, client: str = "") -> NewSession | None:
+def log_in(
+    store: StateStore, name: str, password: str, *, client: str = "", now: datetime | None = None
+) -> NewSession | None:
     """A new session when ``password`` is the user's, else None (the failure is audited, with
     the name tried, never the password)."""
     record = user_store.find_user(store, name) if 0 < len(name) <= MAX_NAME_LENGTH else None
@@ -140,7 +142,8 @@ def log_in(store: StateStore, name: str, password: str, *, client: str = "") -> 
         return None
     cookie = secrets.token_urlsafe(32)  # 256 bits
     csrf_token = secrets.token_urlsafe(32)
-    expires_at = utc_now() + LIFETIME
+    now = now or utc_now()
+    expires_at = now + LIFETIME
     user_store.insert_session(
         store,
         session_hash=session_hash(cookie),
@@ -148,19 +151,22 @@ def log_in(store: StateStore, name: str, password: str, *, client: str = "") -> 
         csrf_token=csrf_token,
         expires_at=expires_at,
         detail={"client": client},
+        now=now,
     )
     return NewSession(
         cookie=cookie, csrf_token=csrf_token, user=_info(record), expires_at=expires_at
     )
 
 
-def session_user(store: StateStore, cookie: str) -> SessionUser | None:
+def session_user(
+    store: StateStore, cookie: str, *, now: datetime | None = None
+) -> SessionUser | None:
     """Whose live session ``cookie`` is, or None (unknown, revoked, idle too long, expired)."""
     if not cookie or len(cookie) > 100:
         return None
-    now = utc_now()
+    now = now or utc_now()
     key = session_hash(cookie)
-    record = user_store.find_session(store, key, idle_after=now - IDLE)
+    record = user_store.find_session(store, key, now=now, idle_after=now - IDLE)
     if record is None:
         return None
     if record.last_seen_at < now - TOUCH_EVERY:
