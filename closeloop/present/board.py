@@ -530,3 +530,41 @@ def print_board(report: BoardReport, console: Console) -> None:
     console.print(_table("", activity_rows(report), ("activity", "value", "detail")))
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+
+
+# -- email -----------------------------------------------------------------------------------
+
+
+def board_subject(report: BoardReport) -> str:
+    return f"{report.project} board report {period_text(report.start, report.end)}"
+
+
+def board_email_text(report: BoardReport) -> str:
+    """The plain-text part of the scheduled email: the headline figures; the HTML part and the
+    attached PDF carry the whole report."""
+    lines = [
+        f"{report.project}: board report {period_text(report.start, report.end)} "
+        f"({report.start} to {report.end - timedelta(days=1)})",
+        "",
+        "1. Outcomes",
+    ]
+    rows = outcome_rows(report)
+    lines += [f"   {row['measure']}: {row['value']} ({row['change']})" for row in rows] or [
+        f"   unavailable: {unavailable(report.outcomes)}"
+    ]
+    lines += ["", "2. Leading indicators"]
+    lines += [
+        f"   {row['indicator']}: {row['value']}"
+        + (f" {row['interval']}" if row["interval"] != MISSING else "")
+        for row in leading_rows(report)
+    ]
+    lines += ["", "Initiatives"]
+    lines += [
+        f"   {row['job']}: {row['verdict']}; lift {row['lift']} {row['interval']}; "
+        f"added ARR {row['added_arr']} {row['arr_interval']}"
+        for row in initiative_rows(report)
+    ] or [f"   {unavailable(report.initiatives)}"]
+    lines += ["", "3. Activity"]
+    lines += [f"   {row['activity']}: {row['value']}" for row in activity_rows(report)]
+    lines += ["", "The whole report is attached as PDF."]
+    return "\n".join(lines) + "\n"

@@ -30,6 +30,7 @@ from closeloop.engine.state import StateStore, utc_now
 from closeloop.engine.tick import JobStatus, Preview, TickResult, preview_tick, run_tick
 from closeloop.errors import CloseloopError, UndeliverableError, redact
 from closeloop.schemas.jobs import DryRun, EnteringUnit, PreviewMessage
+from closeloop.services import board_schedule
 from closeloop.services import health as health_scores
 from closeloop.services import plans as success_plans
 from closeloop.services.power import launch_plan
@@ -387,6 +388,8 @@ def run_cycle(
             success_plans.daily_check(workspace, at)
             # Today's health-score snapshot when it is missing; failures are logged, not raised.
             health_scores.daily_snapshot(workspace, at)
+            # The board report of a period that has closed, once per recipient; never raises.
+            board_schedule.send_scheduled(workspace, at)
         return Cycle(at, ticks, dispatched)
     except CloseloopError as error:
         return Cycle(at, error=redact(str(error)))
