@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from closeloop.schemas.account_page import AccountPage
 from closeloop.schemas.adoption import Adoption
 from closeloop.schemas.board import BoardReport
 from closeloop.schemas.churn_review import ChurnReview
@@ -25,6 +26,7 @@ from closeloop.schemas.definitions import (
     Matches,
     Validation,
 )
+from closeloop.schemas.editor import DraftDryRun, DraftPower, DraftSaved, DraftValidation, JobEditor
 from closeloop.schemas.errors import ErrorResponse
 from closeloop.schemas.health import (
     AccountHealthReport,
@@ -185,6 +187,31 @@ RESULT_SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "board.schema.json": (
         BoardReport,
         "closeloop board --format json, GET /api/board, the dashboard's home page as JSON",
+    ),
+    "account-page.schema.json": (
+        AccountPage,
+        "the dashboard's account page /accounts/{account_id} and its twin "
+        "/accounts/{account_id}.json",
+    ),
+    "job-editor.schema.json": (
+        JobEditor,
+        "the dashboard's job editor /jobs/new and /jobs/{name}/edit (.json), POST /editor/fields",
+    ),
+    "draft-validation.schema.json": (
+        DraftValidation,
+        "the job editor's live validation, POST /editor/validate (Accept: application/json)",
+    ),
+    "draft-power.schema.json": (
+        DraftPower,
+        "the job editor's power estimate of a draft, POST /editor/power",
+    ),
+    "draft-dry-run.schema.json": (
+        DraftDryRun,
+        "the job editor's dry run of a draft, POST /editor/dry-run",
+    ),
+    "draft-saved.schema.json": (
+        DraftSaved,
+        "the job editor's save, POST /editor/save (422 with the problems when not written)",
     ),
 }
 
