@@ -70,3 +70,19 @@ class HealthOverview(Schema):
 
     at: datetime
     scores: list[HealthScoreOverview]
+
+
+class OutcomePage(Schema):
+    """One outcome the dashboard shows, and where else the same model is served."""
+
+    name: str
+    path: str = Field(description="the dashboard page (its JSON twin: PATH.json)")
+    api: str = Field(description="the API route that returns the same model")
+    command: str = Field(description="the CLI command that prints it (--format json)")
+    description: str
+
+
+class OutcomePages(Schema):
+    """``/outcomes``: the outcome pages there are."""
+
+    pages: list[OutcomePage]
