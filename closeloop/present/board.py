@@ -326,21 +326,52 @@ def activity_rows(report: BoardReport) -> list[Row]:
     ]
 
 
-TABLES = ("outcomes", "trend", "expansion", "leading", "risk", "initiatives", "activity")
+TABLE_COLUMNS = {
+    "outcomes": ("measure", "value", "previous", "change"),
+    "trend": (
+        "period",
+        "starting_mrr",
+        "ending_mrr",
+        "nrr",
+        "grr",
+        "logo_churn",
+        "revenue_churn",
+        "expansion_mrr",
+    ),
+    "expansion": ("source", "expansion_mrr", "share", "movements"),
+    "leading": ("indicator", "value", "interval", "detail"),
+    "risk": ("signal", "description", "accounts", "arr_at_risk"),
+    "initiatives": (
+        "job",
+        "verdict",
+        "lift",
+        "interval",
+        "added_arr",
+        "arr_interval",
+        "enrolled",
+        "note",
+    ),
+    "activity": ("activity", "value", "detail"),
+}
+"""Every table of the report by name (the CSV exports' names), with its columns, in order."""
 
 
 def board_tables(report: BoardReport) -> dict[str, list[Row]]:
-    """Every table of the report by name, in reading order (the CSV exports' names)."""
-    return {
-        "outcomes": [{k: v for k, v in row.items() if k != "raw"} for row in outcome_rows(report)],
+    """Every table of the report by name (:data:`TABLE_COLUMNS`), its rows with those columns
+    (the initiatives' rows also carry ``decision``, for the verdict's colour)."""
+    rows = {
+        "outcomes": outcome_rows(report),
         "trend": trend_rows(report),
         "expansion": expansion_rows(report),
         "leading": leading_rows(report),
         "risk": risk_rows(report),
-        "initiatives": [
-            {k: v for k, v in row.items() if k != "decision"} for row in initiative_rows(report)
-        ],
+        "initiatives": initiative_rows(report),
         "activity": activity_rows(report),
+    }
+    keep = {name: (*columns, "decision") for name, columns in TABLE_COLUMNS.items()}
+    return {
+        name: [{key: row[key] for key in keep[name] if key in row} for row in found]
+        for name, found in rows.items()
     }
 
 
