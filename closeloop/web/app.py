@@ -194,7 +194,9 @@ def _respond(request: Request, spec: PageSpec, result: Page | Redirect, output: 
             return Response(status_code=200, headers={"HX-Redirect": target})
         return RedirectResponse(target, status_code=303)
     if output == "json":
-        return JSONResponse(result.model.model_dump(mode="json"), status_code=result.status_code)
+        return JSONResponse(
+            result.model.model_dump(mode="json", by_alias=True), status_code=result.status_code
+        )
     if output == "csv":
         name = request.query_params.get("table")
         table = table_named(result, name)
