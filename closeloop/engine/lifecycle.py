@@ -12,7 +12,7 @@ and bumps the job's revision so a tick that decided before it records nothing.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +48,7 @@ class JobOverview:
     enrolled: int
     active: int
     latest_definition: str  # canonical YAML of the latest recorded version
+    enrolled_by_arm: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,11 @@ def jobs_overview(store: StateStore) -> list[JobOverview]:
                 ).group_by(e.c.job_name)
             )
         }
+        by_arm: dict[str, dict[str, int]] = {}
+        for name, arm, total in connection.execute(
+            sa.select(e.c.job_name, e.c.arm, sa.func.count()).group_by(e.c.job_name, e.c.arm)
+        ):
+            by_arm.setdefault(name, {})[arm] = int(total)
     return [
         JobOverview(
             name=row["name"],
@@ -102,6 +108,7 @@ def jobs_overview(store: StateStore) -> list[JobOverview]:
             enrolled=counts.get(row["name"], (0, 0))[0],
             active=counts.get(row["name"], (0, 0))[1],
             latest_definition=history.get(row["name"], (0, "", 0))[1],
+            enrolled_by_arm=dict(sorted(by_arm.get(row["name"], {}).items())),
         )
         for row in jobs
     ]

@@ -26,6 +26,9 @@ class JobSummary(Schema):
     enrolled: int = Field(ge=0, description="enrollments ever made")
     active: int = Field(ge=0, description="enrollments neither completed nor exited")
     in_project: bool = Field(description="false when the store knows a job the YAML dropped")
+    enrolled_by_arm: dict[str, int] = Field(
+        default_factory=dict, description="enrollments ever made, per arm (empty for a draft)"
+    )
 
 
 class JobList(Schema):

@@ -76,6 +76,7 @@ def list_jobs(workspace: Workspace) -> list[JobSummary]:
                 enrolled=job.enrolled if job else 0,
                 active=job.active if job else 0,
                 in_project=name in workspace.project.jobs,
+                enrolled_by_arm=job.enrolled_by_arm if job else {},
             )
         )
     return summaries

@@ -24,7 +24,16 @@ def _when(moment: datetime | None) -> str:
 
 def jobs_table(jobs: JobList) -> Table:
     return Table(
-        columns=["job", "status", "version", "launched", "last tick", "enrolled", "active"],
+        columns=[
+            "job",
+            "status",
+            "version",
+            "launched",
+            "last tick",
+            "enrolled",
+            "active",
+            "enrolled by arm",
+        ],
         rows=[
             [
                 Link(job.name, f"/jobs/{quote(job.name, safe='')}"),
@@ -34,6 +43,7 @@ def jobs_table(jobs: JobList) -> Table:
                 _when(job.last_tick),
                 job.enrolled,
                 job.active,
+                " · ".join(f"{arm} {count}" for arm, count in job.enrolled_by_arm.items()),
             ]
             for job in jobs.jobs
         ],

@@ -43,10 +43,20 @@ def test_log_in_see_the_jobs_list_and_log_out(
         expect(page.get_by_text(f"{name} viewer")).to_be_visible()
         # The table's CSV link downloads the same rows.
         with page.expect_download() as download:
-            page.get_by_role("link", name="CSV of Jobs").click()
+            page.get_by_role("link", name="CSV of Every job").click()
         csv_text = Path(download.value.path()).read_text(encoding="utf-8")
-        assert csv_text.splitlines()[0] == "job,status,version,launched,last tick,enrolled,active"
+        assert (
+            csv_text.splitlines()[0]
+            == "job,status,version,launched,last tick,enrolled,active,enrolled by arm"
+        )
         assert dashboard.job in csv_text
+        # The per-arm enrollments add up to the job's, and the page shows each arm's count.
+        twin = page.request.get(f"{dashboard.url}/jobs.json").json()
+        job = next(j for j in twin["jobs"] if j["name"] == dashboard.job)
+        assert sum(job["enrolled_by_arm"].values()) == job["enrolled"] > 0
+        row = page.get_by_role("row").filter(has_text=dashboard.job)
+        for arm, count in job["enrolled_by_arm"].items():
+            expect(row).to_contain_text(f"{arm} {count}")
         screenshot(page, "jobs")
         # At 390 px the table scrolls inside its region instead of widening the page.
         page.set_viewport_size({"width": 390, "height": 900})

@@ -241,7 +241,7 @@ def test_csv_tables_and_the_list_of_tables_for_an_unknown_one(served: Served) ->
         assert answer.headers["content-type"] == "text/csv; charset=utf-8"
         assert answer.headers["content-disposition"] == 'attachment; filename="jobs-jobs.csv"'
         lines = answer.text.splitlines()
-        assert lines[0] == "job,status,version,launched,last tick,enrolled,active"
+        assert lines[0] == "job,status,version,launched,last tick,enrolled,active,enrolled by arm"
         twin = client.get("/jobs.json").json()
         assert len(lines) == 1 + twin["count"]
         assert lines[1].split(",")[0] == twin["jobs"][0]["name"]
