@@ -1,8 +1,8 @@
 """The dashboard's login, roles, CSRF, twins and errors over real HTTP (uvicorn on loopback, no
 browser), on a project fresh from ``closeloop init``.
 
-Besides the real ``/jobs`` page, the module registers three pages under ``/_test`` that exercise
-the mechanism where no product page does yet: an editor-only form, a page with a typed query
+Besides the real ``/jobs`` page, the module registers four pages under ``/_test`` that exercise
+the mechanism where no product page does: an editor-only form, a page with a typed query
 parameter, and pages that fail (a located error, an unexpected one). They are unregistered after.
 """
 
@@ -45,7 +45,6 @@ def _shown(value: int) -> dict[str, object]:
     return {"status": 200, "error": {"code": "echo", "message": str(value), "location": None}}
 
 
-@page("/_test/echo", template="error.html.j2", title="Echo")
 def _echo(request: PageRequest) -> Page:
     value = request.query_int("value", 0, minimum=0, maximum=100)
     assert value is not None
@@ -57,14 +56,12 @@ def _echo(request: PageRequest) -> Page:
     )
 
 
-@page("/_test/write", template="error.html.j2", role=Role.editor, methods=["GET", "POST"])
 def _write(request: PageRequest) -> Page | Redirect:
     if request.request.method == "POST":
         return Redirect(f"/_test/echo?value={request.query_str('value', '1')}")
     return Page(model=Echo(value=0, actor=request.actor), context=_shown(0))
 
 
-@page("/_test/located", template="error.html.j2")
 def _located(_request: PageRequest) -> Page:
     raise LocatedError(
         "unknown attribute 'plna'",
@@ -75,12 +72,20 @@ def _located(_request: PageRequest) -> Page:
     )
 
 
-@page("/_test/crash", template="error.html.j2")
 def _crash(_request: PageRequest) -> Page:
     raise RuntimeError("secret internals")
 
 
-_TEST_PATHS = ("/_test/echo", "/_test/write", "/_test/located", "/_test/crash")
+def _register_test_pages() -> list[str]:
+    """Register the test pages (only while this module's server runs: a sweep over every
+    registered page elsewhere must not meet them)."""
+    page("/_test/echo", template="error.html.j2", title="Echo")(_echo)
+    page("/_test/write", template="error.html.j2", role=Role.editor, methods=["GET", "POST"])(
+        _write
+    )
+    page("/_test/located", template="error.html.j2")(_located)
+    page("/_test/crash", template="error.html.j2")(_crash)
+    return ["/_test/echo", "/_test/write", "/_test/located", "/_test/crash"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         )
     admin = token_service.create_token(server.store, name="a", role="admin", actor="ops").token
     viewer = token_service.create_token(server.store, name="v", role="viewer", actor="ops").token
+    test_paths = _register_test_pages()
     port = _free_port()
     config = uvicorn.Config(
         create_app(server=server), host="127.0.0.1", port=port, log_level="warning"
@@ -132,7 +138,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         uv.should_exit = True
         thread.join(timeout=30)
         server.close()
-        for path in _TEST_PATHS:
+        for path in test_paths:
             pages.PAGES.pop(path, None)
 
 
