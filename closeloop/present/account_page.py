@@ -11,6 +11,7 @@ from closeloop.schemas.account_page import AccountPage
 from closeloop.schemas.resources import Account
 
 Row = list[Any]
+_INTERNAL_KEYS = frozenset({"event_id", "enrollment_id", "id"})  # ids a reader has no use for
 
 ACCOUNT_COLUMNS = ["account", "name", "segment", "plan", "ARR", "renewal", "owner"]
 ATTRIBUTE_COLUMNS = ["attribute", "value"]

@@ -68,6 +68,7 @@ def account(request: PageRequest, account_id: str) -> Page:
         "page": found,
         "delivery_counts": view.delivery_counts(found.deliveries.counts),
         "renewal": view.when(found.account.renewal_date),
+        "at": at.isoformat() if at is not None else "",
     }
     title = found.account.name or found.account.account_id
     return Page(model=found, context=context, tables=tables, title=title)

@@ -45,9 +45,13 @@ def _draft(request: PageRequest) -> tuple[str, str | None]:
     return text.replace("\r\n", "\n"), request.query_str("editing")
 
 
+def _htmx(request: PageRequest) -> bool:
+    return request.request.headers.get("hx-request") == "true"
+
+
 def _answer(request: PageRequest, kind: str, page_result: Page) -> Page:
     """The fragment for htmx, else the whole editor result page around it."""
-    htmx = request.request.headers.get("hx-request") == "true"
+    htmx = _htmx(request)
     template = FRAGMENTS[kind] if htmx else "editor_result.html.j2"
     context = {**page_result.context, "fragment": FRAGMENTS[kind]}
     return Page(
@@ -105,7 +109,10 @@ def validate(request: PageRequest) -> Page:
     """The draft checked with the whole project, as ``closeloop validate``; nothing written."""
     text, editing = _draft(request)
     validation = job_drafts.validate_draft(request.server.settings, text, editing)
-    result = Page(model=validation, context={"validation": validation}, title="Validation")
+    context: dict[str, object] = {"validation": validation}
+    if _htmx(request):  # the form follows the YAML: its fields, swapped in out of band
+        context["fields"] = job_drafts.fields_of(text)
+    result = Page(model=validation, context=context, title="Validation")
     return _answer(request, "validation", result)
 
 

@@ -56,6 +56,13 @@
     if (!target) return;
     goTo(parseInt(target.dataset.line, 10) || 1, parseInt(target.dataset.column, 10) || 1);
   });
+  // The form follows the YAML after each validation, unless someone is typing in the form.
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var fields = document.getElementById("editor-fields");
+    if (fields && fields.contains(document.activeElement) && event.detail.target === fields) {
+      event.preventDefault();
+    }
+  });
   document.addEventListener("DOMContentLoaded", function () { wire(document); });
   document.addEventListener("htmx:load", function (event) { wire(event.target); });
 })();
