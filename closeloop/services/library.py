@@ -53,6 +53,8 @@ def library(
     goal: str | None = None,
     segment: str | None = None,
     status: str | None = None,
+    message: str | None = None,
+    within_days: float | None = None,
     sort: SortKey = SortKey.EFFECT,
     offset: int = 0,
     limit: int | None = None,
@@ -60,7 +62,13 @@ def library(
     """Every job ever run, filtered and sorted (see :func:`select_entries`); ``count`` is how
     many match, ``jobs`` those from ``offset`` on (at most ``limit``, all by default)."""
     chosen = select_entries(
-        list(library_entries(workspace)), goal=goal, segment=segment, status=status, sort=sort
+        list(library_entries(workspace)),
+        goal=goal,
+        segment=segment,
+        status=status,
+        message=message,
+        within_days=within_days,
+        sort=sort,
     )
     end = None if limit is None else offset + limit
     return Library(count=len(chosen), jobs=chosen[offset:end])
@@ -186,17 +194,40 @@ def select_entries(
     goal: str | None = None,
     segment: str | None = None,
     status: str | None = None,
+    message: str | None = None,
+    within_days: float | None = None,
     sort: SortKey = SortKey.EFFECT,
 ) -> list[LibraryEntry]:
     """Filter and sort library entries.
 
-    ``goal`` keeps jobs whose goal expression contains the text (case-insensitive). ``segment``
+    ``goal`` keeps jobs whose goal expression contains the text (case-insensitive). ``message``
+    keeps jobs with a send whose subject, template or channel contains the text; ``within_days``
+    (timing) jobs whose first send comes at most that many days after entry. ``segment``
     keeps jobs measured in that segment and only that segment's rows; then ``status`` and the
     ``effect`` sort read the segment's pooled lift instead of the job's overall lift.
     """
     chosen = entries
     if goal:
         chosen = [entry for entry in chosen if goal.lower() in entry.goal.lower()]
+    if message:
+        text = message.lower()
+        chosen = [
+            entry
+            for entry in chosen
+            if any(
+                text in send.subject.lower()
+                or text in send.template.lower()
+                or text in send.channel.lower()
+                for variant in entry.variants
+                for send in variant.sends
+            )
+        ]
+    if within_days is not None:
+        chosen = [
+            entry
+            for entry in chosen
+            if any(send.day <= within_days for variant in entry.variants for send in variant.sends)
+        ]
     if segment is not None:
         chosen = [
             entry.model_copy(
