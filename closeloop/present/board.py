@@ -196,20 +196,27 @@ def leading_rows(report: BoardReport) -> list[Row]:
         rows.append(_missing_row("Time to value", ttv))
     voice = leading.voice_of_customer
     if voice.status == "ok" and voice.nps is not None and voice.csat is not None:
+        nps, csat = voice.nps, voice.csat
         rows.append(
             {
                 "indicator": "NPS",
-                "value": num(voice.nps.value, 0),
-                "interval": f"[{num(voice.nps.lower, 0)}, {num(voice.nps.upper, 0)}]",
-                "detail": f"{count(voice.nps.responses)} answers",
+                "value": num(nps.value, 0),
+                "interval": f"[{num(nps.lower, 0)}, {num(nps.upper, 0)}]"
+                if nps.responses
+                else MISSING,
+                "detail": f"{count(nps.responses)} answers" if nps.responses else "no NPS answers",
             }
         )
         rows.append(
             {
                 "indicator": "CSAT",
-                "value": f"{num(voice.csat.value)}%",
-                "interval": f"[{num(voice.csat.lower)}%, {num(voice.csat.upper)}%]",
-                "detail": f"{count(voice.csat.responses)} answers",
+                "value": f"{num(csat.value)}%" if csat.responses else MISSING,
+                "interval": f"[{num(csat.lower)}%, {num(csat.upper)}%]"
+                if csat.responses
+                else MISSING,
+                "detail": f"{count(csat.responses)} answers"
+                if csat.responses
+                else "no CSAT answers",
             }
         )
     else:

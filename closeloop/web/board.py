@@ -30,7 +30,7 @@ from closeloop.web import auth
 from closeloop.web.errors import body_of, http_body, status_of
 from closeloop.web.pages import Badge, BadParameterError, Page, PageRequest, Table, Tone, page
 
-CACHE_SECONDS = 300.0
+CACHE_SECONDS = 600.0
 _DECISION_TONE = {
     "ship": Tone.good,
     "stop": Tone.bad,
