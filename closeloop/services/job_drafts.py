@@ -10,8 +10,9 @@ and column, so the editor can put the caret under the very character; problems e
 project keep their file and line. Nothing under the project folder changes.
 
 The power estimate and the dry run run on the project loaded from that copy, so a draft can be
-estimated and previewed before it is saved. Saving goes through :func:`job_editing.create_job` /
-:func:`job_editing.replace_job` (the same write as the API, other jobs' comments kept).
+estimated and previewed before it is saved. Saving writes the draft as typed (its own comments
+kept) through the API's write (:mod:`job_editing`: its lock, validation of the whole project,
+atomic replacement, the new version recorded), leaving the other jobs and their comments alone.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ from closeloop.definitions.project import Project
 from closeloop.engine import audit, lifecycle
 from closeloop.errors import (
     CloseloopError,
+    ConfigurationError,
     DefinitionError,
     DefinitionErrors,
+    NotFoundError,
     SourceLocation,
+    StateError,
     redact,
 )
 from closeloop.schemas.editor import (
@@ -50,6 +54,7 @@ from closeloop.schemas.editor import (
 from closeloop.schemas.jobs import LaunchResult
 from closeloop.services import engine_runs, job_editing, operations, power
 from closeloop.services.job_editing import (
+    _WRITING,
     _block_items,
     _config,
     _dump,
@@ -58,6 +63,8 @@ from closeloop.services.job_editing import (
     _item,
     _item_text,
     _jobs_of,
+    _validate_and_write,
+    _written,
 )
 from closeloop.services.project import Workspace, load_definitions
 from closeloop.services.server import Server
@@ -273,7 +280,8 @@ def _parsed(text: str) -> tuple[list[DefinitionError], dict[str, Any] | None, An
             None,
             None,
         )
-    return [], document.data, document
+    # Places in the draft are told in its own lines, without the scratch file's name.
+    return [], document.data, replace(document, file="")
 
 
 def _unfiled(problem: DefinitionError) -> DefinitionError:
@@ -411,10 +419,17 @@ def _header(text: str) -> list[str]:
 
 
 def _indented(lines: list[str], column: int) -> list[str]:
-    """The draft as an item of a block list whose items start at ``column``."""
+    """The draft as an item of a block list whose items start at ``column``. Comments and blank
+    lines that open the draft go above its ``- `` (as comments introduce an item), so the list
+    stays one an edit can splice again."""
     indent = " " * (column - 3)
-    first, *rest = lines
-    return [f"{indent}- {first}".rstrip(), *(f"{indent}  {line}" if line else "" for line in rest)]
+    head = 0
+    while head < len(lines) - 1 and (not lines[head].strip() or lines[head].lstrip()[:1] == "#"):
+        head += 1
+    above = [f"{indent}{line}".rstrip() for line in lines[:head]]
+    first, *rest = lines[head:]
+    item = [f"{indent}- {first}".rstrip(), *(f"{indent}  {line}" if line else "" for line in rest)]
+    return [*above, *item]
 
 
 def _validation(
@@ -442,7 +457,7 @@ def _problem(problem: DefinitionError, splice: _Splice | None) -> DraftProblem:
     location = problem.location
     if location is None:
         return DraftProblem(severity=severity, message=message, hint=hint, in_draft=False)
-    if location.file is None:  # found in the draft's text alone
+    if not location.file:  # found in the draft's text alone
         return _located(severity, message, hint, True, location)
     if splice is not None and location.file == splice.relative:
         line = location.line - splice.start
@@ -471,7 +486,7 @@ def _located(
         message=message,
         hint=hint,
         in_draft=in_draft,
-        file=location.file,
+        file=location.file or None,
         line=location.line,
         column=location.column,
         source_line=source,
@@ -534,16 +549,29 @@ def _with(workspace: Workspace, project: Project) -> Workspace:
 def save_draft(
     server: Server, text: str, editing: str | None = None, *, actor: str | None = None
 ) -> DraftSaved:
-    """Write a valid draft to its jobs file (a new job appended, an edited one in its place),
-    as the API's ``POST``/``PUT /api/jobs`` write it; an invalid draft writes nothing."""
+    """Write a valid draft to its jobs file, as written (its own comments and quoting kept): a
+    new job after the last, an edited one in its place; the other jobs and the file's comments
+    are left as they are. The write is the API's (``POST``/``PUT /api/jobs``): under the same
+    lock, the whole project validated with the new file, then the file replaced atomically and
+    the new definition recorded. An invalid draft writes nothing."""
     validation = validate_draft(server.settings, text, editing)
     if not validation.valid:
         return DraftSaved(validation=validation)
-    body = _parse(text)
-    if editing is None:
-        written = job_editing.create_job(server, body, actor=actor)
-    else:
-        written = job_editing.replace_job(server, editing, body, actor=actor)
+    name = str(_parse(text)["name"])
+    settings = server.settings
+    with _WRITING:
+        config = _config(settings)
+        found = _find(settings, config, editing if editing is not None else name)
+        if editing is None and found is not None:
+            raise StateError(f"a job named {name!r} already exists (in {found[0]})")
+        if editing is not None and found is None:
+            raise NotFoundError(f"job {editing!r} is not in any file of `jobs:`")
+        if found is None and not config.jobs:
+            raise ConfigurationError("closeloop.yaml lists no jobs files (`jobs: []`)")
+        relative, index = found if found is not None else (config.jobs[0], None)
+        new_text, _ = _spliced(settings, relative, index, text)
+        _validate_and_write(settings, config, relative, new_text)
+    written = _written(server, name, relative, created=editing is None, actor=actor)
     return DraftSaved(validation=validation, written=written)
 
 

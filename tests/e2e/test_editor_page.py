@@ -235,7 +235,9 @@ def test_save_keeps_the_files_comments_and_launch_makes_the_job_live(
     assert written["created"] is True and written["file"] == "jobs.yaml"
     after = jobs_file.read_text()
     assert after.startswith(before.rstrip("\n"))  # the header comments and the other job kept
-    assert "  - name: Saved job" in after
+    # The draft as typed: its comment above its item, its quoting, its block scalar.
+    assert "\n  # why: the nudge, for the pro plan\n  - name: Saved job\n" in after
+    assert '      subject: "{{ account.name }}: a subject"\n' in after
 
     launched = _post(client, token, "/editor/launch", {"job": "Saved job"})
     assert launched.status_code == 200, launched.text
@@ -264,3 +266,56 @@ def test_the_form_fills_the_yaml(editor: tuple[httpx.Client, str]) -> None:
     assert answer["fields"]["name"] == "Form job" and answer["fields"]["holdout"] == 0.3
     assert "name: Form job" in answer["yaml"] and "subject: Hello" in answer["yaml"]
     assert "goal: count(event" in answer["yaml"]  # what the form left empty is kept
+
+
+def test_editing_a_job_keeps_its_place_and_a_rename_is_located(
+    served: Served, editor: tuple[httpx.Client, str]
+) -> None:
+    client, token = editor
+    jobs_file = served.project / "jobs.yaml"
+    draft = _draft("Edited job")
+    assert _post(client, token, "/editor/save", {"yaml": draft}).status_code == 200
+    page = client.get("/jobs/Edited%20job/edit.json").json()
+    assert page["status"] == "draft" and page["yaml"] == draft  # its own lines, as saved
+    renamed = _post(
+        client,
+        token,
+        "/editor/validate",
+        {"yaml": draft.replace("name: Edited job", "name: Other name"), "editing": "Edited job"},
+    ).json()
+    assert not renamed["valid"]
+    [problem] = renamed["problems"]
+    assert "cannot be renamed" in problem["message"]
+    assert (problem["in_draft"], problem["file"], problem["line"]) == (True, None, 1)
+    before = jobs_file.read_text()
+    changed = draft.replace("duration_days: 30", "duration_days: 21  # three weeks")
+    saved = _post(client, token, "/editor/save", {"yaml": changed, "editing": "Edited job"})
+    assert saved.status_code == 200 and saved.json()["written"]["created"] is False
+    after = jobs_file.read_text()
+    assert after.count("- name: Edited job") == 1
+    assert "    duration_days: 21  # three weeks\n" in after  # the draft as typed
+    assert after.replace("duration_days: 21  # three weeks", "duration_days: 30") == before
+    # A new job named like it: the name's line in the draft.
+    taken = _post(client, token, "/editor/validate", {"yaml": draft}).json()
+    [problem] = taken["problems"]
+    assert (problem["in_draft"], problem["file"], problem["line"]) == (True, None, 1)
+    assert problem["caret"] == "    name: Edited job\n          ^"
+
+
+def test_a_jobs_file_not_in_block_style_locates_problems_in_the_draft(tmp_path: Path) -> None:
+    from closeloop.services.job_drafts import validate_draft
+    from closeloop.settings import load_settings
+
+    _closeloop(tmp_path, "init", ".")
+    (tmp_path / "jobs.yaml").write_text("# no jobs yet\njobs: []\n", encoding="utf-8")
+    settings = load_settings(tmp_path)
+    good = validate_draft(settings, _draft("Flow job"))
+    assert good.valid and good.file == "jobs.yaml"
+    bad = validate_draft(settings, _draft("Flow job", "plan == "))
+    [problem] = bad.problems
+    assert (problem.in_draft, problem.line, problem.column) == (True, 4, 9)
+    assert (tmp_path / "jobs.yaml").read_text() == "# no jobs yet\njobs: []\n"
+    marker = validate_draft(settings, "---\n" + _draft("Flow job"))
+    assert marker.valid or marker.problems[0].in_draft
+    not_a_job = validate_draft(settings, "- just\n- a list\n")
+    assert not not_a_job.valid and "YAML mapping" in not_a_job.problems[0].message
