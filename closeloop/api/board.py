@@ -28,6 +28,12 @@ ValueEvent = Annotated[
     str | None,
     Query(min_length=1, description="the event marking first value (time to value)"),
 ]
+HTML_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/html": {"schema": {"type": "string"}}},
+        "description": "the board report as one standalone HTML page",
+    }
+}
 PDF_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
@@ -61,7 +67,12 @@ def board(
     return _report(request, start, end, value_event)
 
 
-@router.get("/board.html", response_class=HTMLResponse, summary="Board report as HTML")
+@router.get(
+    "/board.html",
+    response_class=Response,
+    responses=HTML_RESPONSE,
+    summary="Board report as HTML",
+)
 def board_page(
     request: Request,
     _principal: Viewer,
