@@ -41,6 +41,7 @@ from closeloop.schemas.jobs import DryRun, JobDetail, JobList, OutboxList
 from closeloop.schemas.journey import Signals, StageView
 from closeloop.schemas.library import Library
 from closeloop.schemas.measurement import Measurement
+from closeloop.schemas.overviews import HealthOverview, OutcomePages, StagesOverview
 from closeloop.schemas.plan_links import CreatedPlanLink, PlanLinkInfo, PlanLinkList, SharedPlan
 from closeloop.schemas.planning import PowerPlan
 from closeloop.schemas.plans import GoalsAchieved, Plan, PlanCheck, PlanList
@@ -113,6 +114,9 @@ RESULT_SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
         GoalsAchieved,
         "closeloop plans achieved --format json, GET /api/plans/achieved",
     ),
+    "stages-overview.schema.json": (StagesOverview, "the dashboard's /stages (its JSON twin)"),
+    "health-overview.schema.json": (HealthOverview, "the dashboard's /health (its JSON twin)"),
+    "outcome-pages.schema.json": (OutcomePages, "the dashboard's /outcomes (its JSON twin)"),
     "plan-link.schema.json": (
         CreatedPlanLink,
         "closeloop plans share --format json, POST /api/plans/{id}/links (the link is shown once)",
