@@ -74,6 +74,7 @@ class CachedReport:
     reported: ReportedJob
     fresh: Freshness  # how current the data is, now
     hit: bool
+    warehouse: tuple[Any, ...]  # the warehouse's marks the key was built from
 
 
 class ReportCache:
@@ -111,20 +112,49 @@ MARKED_TABLES = ("accounts", "attribute_history", "events", "people", "subscript
 """The warehouse tables a job's report reads (audience attributes, goals, revenue value)."""
 
 
-def warehouse_marks(warehouse: Warehouse) -> tuple[Any, ...]:
-    """Row counts of the tables a report reads, and the newest event, in one query. An import or
-    a write-back adds rows (attribute updates go to the history), so it changes a count."""
+_MARKS_SQL: dict[tuple[str, str], str] = {}
+"""The marks query compiled per warehouse (URL and sources): compiling it costs more than
+running it."""
+
+
+def _marks_expression(warehouse: Warehouse) -> ibis.Table:
     parts = []
     for name in MARKED_TABLES:
         table = warehouse.table(name)
         newest = table.timestamp.max().cast("string") if name == "events" else ibis.null("string")
         parts.append(table.aggregate(name=ibis.literal(name), rows=table.count(), newest=newest))
-    rows = ibis.union(*parts).to_pyarrow().to_pylist()
-    return tuple(sorted((row["name"], row["rows"], row["newest"]) for row in rows))
+    return ibis.union(*parts)
 
 
-def report_key(workspace: Workspace, job_name: str, segment_by: Sequence[str]) -> tuple[Any, ...]:
-    """Everything a job's report depends on (see the module's docstring)."""
+def warehouse_marks(warehouse: Warehouse, url: str = "") -> tuple[Any, ...]:
+    """Row counts of the tables a report reads, and the newest event, in one query. An import or
+    a write-back adds rows (attribute updates go to the history), so it changes a count."""
+    key = (url, repr(sorted(warehouse.sources.items())))
+    text = _MARKS_SQL.get(key) if url else None
+    if text is None:
+        expression = _marks_expression(warehouse)
+        if url:
+            _MARKS_SQL[key] = str(ibis.to_sql(expression))
+        rows = [tuple(row.values()) for row in expression.to_pyarrow().to_pylist()]
+    else:
+        cursor = warehouse.backend.raw_sql(text)
+        try:
+            rows = [tuple(row) for row in cursor.fetchall()]
+        finally:
+            # DuckDB answers with its connection itself (never close that); others with a cursor.
+            if cursor is not getattr(warehouse.backend, "con", None):
+                cursor.close()
+    return tuple(sorted((str(name), int(count), newest) for name, count, newest in rows))
+
+
+def report_key(
+    workspace: Workspace,
+    job_name: str,
+    segment_by: Sequence[str],
+    marks: tuple[Any, ...] | None = None,
+) -> tuple[Any, ...]:
+    """Everything a job's report depends on (see the module's docstring); ``marks``: the
+    warehouse's, when already read."""
     loaded = workspace.project.jobs.get(job_name)
     definition = loaded.content_hash if loaded is not None else None
     settings = workspace.settings
@@ -136,7 +166,9 @@ def report_key(workspace: Workspace, job_name: str, segment_by: Sequence[str]) -
         tuple(segment_by),
         definition,
         job_marks.state_marks(workspace.store, job_name),
-        warehouse_marks(workspace.warehouse),
+        marks
+        if marks is not None
+        else warehouse_marks(workspace.warehouse, settings.warehouse_url),
     )
 
 
@@ -149,7 +181,8 @@ def cached_job_report(
 ) -> CachedReport:
     """The job's report as of its last tick, as ``closeloop report NAME --format json`` and the
     API give it (same model), from the cache when nothing it depends on has changed."""
-    key = report_key(workspace, job_name, segment_by)
+    marks = warehouse_marks(workspace.warehouse, workspace.settings.warehouse_url)
+    key = report_key(workspace, job_name, segment_by, marks)
     report = cache.get(key)
     hit = report is not None
     if report is None:
@@ -158,7 +191,7 @@ def cached_job_report(
     fresh = freshness(workspace.warehouse, report.as_of, option=FRESHNESS_LABEL)
     model = job_report_model(report, warnings=[*report.warnings, *fresh.warnings])
     reported = ReportedJob(report=report, model=model, data_warnings=fresh.warnings)
-    return CachedReport(reported, fresh, hit)
+    return CachedReport(reported, fresh, hit, marks)
 
 
 # -- the page --------------------------------------------------------------------------------------
@@ -192,7 +225,9 @@ def job_page(
         workspace, job_name=job_name, status="exited", offset=not_completed_offset, limit=limit
     )
     accounts = accounts_by_id(
-        workspace, (item.account_id for item in [*completed.items, *not_completed.items])
+        workspace,
+        (item.account_id for item in [*completed.items, *not_completed.items]),
+        marks=cached.warehouse,
     )
     return JobPage(
         job_name=job_name,
@@ -295,9 +330,18 @@ def _delivery_check(workspace: Workspace, job_name: str) -> DeliveryCheck:
     )
 
 
-def newest_event_query(warehouse: Warehouse) -> str:
+_NEWEST_SQL: dict[tuple[str, str], str] = {}
+
+
+def newest_event_query(warehouse: Warehouse, url: str = "") -> str:
     """The SQL of the newest-event query freshness runs (``max(timestamp)`` of the events)."""
-    return str(ibis.to_sql(warehouse.table("events").timestamp.max()))
+    key = (url, repr(sorted(warehouse.sources.items())))
+    text = _NEWEST_SQL.get(key)
+    if text is None:
+        text = str(ibis.to_sql(warehouse.table("events").timestamp.max()))
+        if url:
+            _NEWEST_SQL[key] = text
+    return text
 
 
 def _hours(later: datetime, earlier: datetime | None) -> float | None:
@@ -315,7 +359,10 @@ def _freshness_check(workspace: Workspace, job_name: str, cached: CachedReport) 
         last_tick=tick,
         tick_lag_hours=_hours(fresh.now, tick),
         warnings=list(fresh.warnings),
-        query=StoreQuery(source="warehouse", sql=newest_event_query(workspace.warehouse)),
+        query=StoreQuery(
+            source="warehouse",
+            sql=newest_event_query(workspace.warehouse, workspace.settings.warehouse_url),
+        ),
         tick_query=StoreQuery(source="state_store", sql=tick_sql),
     )
 
@@ -351,11 +398,38 @@ def _with_accounts(
     )
 
 
-def accounts_by_id(workspace: Workspace, account_ids: Iterable[str]) -> dict[str, Account]:
-    """The accounts among ``account_ids`` with their attributes now (one warehouse query)."""
+_ACCOUNTS: OrderedDict[tuple[Any, ...], dict[str, Account]] = OrderedDict()
+_ACCOUNTS_LOCK = threading.Lock()
+
+
+def accounts_by_id(
+    workspace: Workspace, account_ids: Iterable[str], *, marks: tuple[Any, ...] | None = None
+) -> dict[str, Account]:
+    """The accounts among ``account_ids`` with their attributes now (one warehouse query).
+
+    With the warehouse's ``marks`` the answer is kept until they change (an import or a
+    write-back adds rows to the accounts or the attribute history); an attribute change dated
+    in the future is therefore applied by the next import rather than at its time.
+    """
     wanted = sorted(set(account_ids))
     if not wanted:
         return {}
+    key = (workspace.settings.warehouse_url, marks, tuple(wanted)) if marks is not None else None
+    if key is not None:
+        with _ACCOUNTS_LOCK:
+            found = _ACCOUNTS.get(key)
+        if found is not None:
+            return found
+    found = _read_accounts(workspace, wanted)
+    if key is not None:
+        with _ACCOUNTS_LOCK:
+            _ACCOUNTS[key] = found
+            while len(_ACCOUNTS) > CACHE_SIZE * 4:
+                _ACCOUNTS.popitem(last=False)
+    return found
+
+
+def _read_accounts(workspace: Workspace, wanted: list[str]) -> dict[str, Account]:
     warehouse = workspace.warehouse
     table = as_of(warehouse, "account", warehouse.table(ACCOUNTS.name), utc_now(), key=ACCOUNTS.key)
     rows = table.filter(table.account_id.isin(wanted)).to_pyarrow().to_pylist()
