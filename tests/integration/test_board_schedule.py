@@ -19,13 +19,14 @@ import pytest
 
 from closeloop.definitions.models import BoardReportEvery
 from closeloop.engine import board_sends
+from closeloop.engine.state import StateStore
 from closeloop.errors import DefinitionErrors
 from closeloop.services.board import board_report
 from closeloop.services.board_schedule import closed_period, send_scheduled
 from closeloop.services.engine_runs import run_cycle
 from closeloop.services.project import init_project, open_workspace
 from closeloop.services.smtp_sink import SmtpSink, free_port
-from support import embedded_backends
+from support import Backends, embedded_backends
 
 RECIPIENTS = ("ceo@example.com", "board@example.com")
 AT = datetime(2026, 12, 3, 9, 0)  # December: November has closed
@@ -68,6 +69,28 @@ def project(tmp_path: Path) -> Iterator[Project]:
 def _sends(project: Project) -> list[board_sends.BoardSend]:
     with open_workspace(project.folder, environ=project.environ, write=False) as workspace:
         return board_sends.sends(workspace.store)
+
+
+def test_claims_on_sqlite_and_postgresql(backends: Backends) -> None:
+    store = StateStore.connect(backends.state_url)
+    store.migrate()
+    try:
+        at = datetime(2026, 12, 1)
+        assert board_sends.claim(store, "2026-11", "a@example.com", at)
+        assert not board_sends.claim(store, "2026-11", "a@example.com", at)  # held: no resend
+        assert board_sends.claim(store, "2026-11", "b@example.com", at)
+        board_sends.record_failed(store, "2026-11", "b@example.com", "421 try later")
+        assert board_sends.claim(store, "2026-11", "b@example.com", at)  # a failure is retried
+        assert not board_sends.claim(store, "2026-11", "b@example.com", at)  # by one process
+        board_sends.record_sent(store, "2026-11", "a@example.com", at, "<m@closeloop>")
+        assert not board_sends.claim(store, "2026-11", "a@example.com", at)
+        assert board_sends.claim(store, "2026-12", "a@example.com", at)  # the next period
+        rows = {(s.period, s.recipient): s for s in board_sends.sends(store)}
+        assert rows[("2026-11", "a@example.com")].message_id == "<m@closeloop>"
+        assert rows[("2026-11", "b@example.com")].error is None  # cleared by the new claim
+        assert [s.recipient for s in board_sends.sends(store, "2026-12")] == ["a@example.com"]
+    finally:
+        store.close()
 
 
 def test_closed_periods() -> None:
@@ -125,6 +148,7 @@ def test_two_cycles_send_the_closed_month_once_to_each_recipient(project: Projec
     assert ids == {s.message_id for s in sends}
 
 
+@pytest.mark.slow  # three cycles, each building the report and its PDF (~25 s)
 def test_a_refused_recipient_is_retried_later_and_the_others_are_not_sent_again(
     project: Project,
 ) -> None:
@@ -151,6 +175,7 @@ def _send_once(folder: str, environ: dict[str, str], at: datetime) -> None:
         send_scheduled(workspace, at)
 
 
+@pytest.mark.slow  # two spawned interpreters (~35 s)
 def test_two_processes_send_the_period_once(project: Project) -> None:
     context = multiprocessing.get_context("spawn")
     with SmtpSink(port=project.port) as sink:
