@@ -296,10 +296,18 @@ async def login(request: Request) -> Response:
     password = str(form.get("password") or "")
     target = auth.safe_next(str(form.get("next") or ""))
     client = request.client.host if request.client else ""
+    throttle: auth.LoginThrottle = request.app.state.login_throttle
+    wait = throttle.wait_seconds(name)
+    if wait:
+        context = {"next": target, "failed": False, "name": name, "wait_minutes": -(-wait // 60)}
+        refused = render(request, "login.html.j2", context, title="Log in", status=429)
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     session = await run_in_threadpool(
         user_service.log_in, server.store, name, password, client=client
     )
     if session is None:
+        throttle.failed(name)
         return render(
             request,
             "login.html.j2",
@@ -307,6 +315,7 @@ async def login(request: Request) -> Response:
             title="Log in",
             status=401,
         )
+    throttle.succeeded(name)
     response = RedirectResponse(target, status_code=303)
     auth.set_session_cookie(response, request, session.cookie, session.expires_at)
     return response
@@ -398,5 +407,6 @@ def create_dashboard(server: Server) -> Starlette:
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.server = server
+    app.state.login_throttle = auth.LoginThrottle()
     app.add_middleware(SecurityHeaders)
     return app

@@ -8,6 +8,9 @@ a Bearer request carries no ambient credential and is exempt.
 from __future__ import annotations
 
 import hmac
+import threading
+import time
+from collections import deque
 from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
@@ -99,3 +102,39 @@ def clear_session_cookie(response: Response, request: Request) -> None:
     response.delete_cookie(
         COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https"
     )
+
+
+class LoginThrottle:
+    """Failed logins per name, in this process: after :attr:`limit` failures within
+    :attr:`window` seconds the name is refused (429) until the oldest failure leaves the window,
+    whatever the password, so a password cannot be guessed at request speed."""
+
+    def __init__(self, limit: int = 10, window: float = 900.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, name: str, now: float) -> deque[float]:
+        failures = self._failures.setdefault(name.casefold(), deque())
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        return failures
+
+    def wait_seconds(self, name: str, now: float | None = None) -> int:
+        """0 when ``name`` may try; else how many seconds until it may."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            failures = self._recent(name, now)
+            if len(failures) < self.limit:
+                return 0
+            return max(1, int(failures[0] + self.window - now + 0.999))
+
+    def failed(self, name: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._recent(name, now).append(now)
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(name.casefold(), None)

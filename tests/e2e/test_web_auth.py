@@ -30,6 +30,7 @@ from closeloop.services import tokens as token_service
 from closeloop.services import users as user_service
 from closeloop.services.server import Server
 from closeloop.web import pages
+from closeloop.web.auth import LoginThrottle
 from closeloop.web.pages import Page, PageRequest, Redirect, Table, page
 
 PASSWORD = "web-auth-password"
@@ -114,10 +115,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     result = CliRunner(env=environ).invoke(cli, ["init", str(project)])
     assert result.exit_code == 0, result.output
     server = Server.open(project, environ)
-    for role in ("admin", "editor", "viewer"):
-        user_service.add_user(
-            server.store, name=f"{role}-1", role=role, password=PASSWORD, actor="ops"
-        )
+    for name, role in (
+        ("admin-1", "admin"),
+        ("editor-1", "editor"),
+        ("viewer-1", "viewer"),
+        ("guessed-1", "viewer"),
+    ):
+        user_service.add_user(server.store, name=name, role=role, password=PASSWORD, actor="ops")
     admin = token_service.create_token(server.store, name="a", role="admin", actor="ops").token
     viewer = token_service.create_token(server.store, name="v", role="viewer", actor="ops").token
     test_paths = _register_test_pages()
@@ -200,6 +204,36 @@ def test_a_wrong_name_or_password_gets_one_message_and_no_cookie(served: Served)
             assert "Wrong name or password." in answer.text
             assert "set-cookie" not in answer.headers
         assert client.get("/jobs").status_code == 303
+
+
+def test_password_guessing_is_throttled_per_name(served: Served) -> None:
+    with _client(served) as client:
+        for attempt in range(10):
+            answer = client.post(
+                "/login", data={"name": "guessed-1", "password": f"guess{attempt}"}
+            )
+            assert answer.status_code == 401
+        # The right password no longer helps, for a while; other names are not affected.
+        refused = client.post("/login", data={"name": "guessed-1", "password": PASSWORD})
+        assert refused.status_code == 429
+        assert 0 < int(refused.headers["retry-after"]) <= 900
+        assert "Too many failed logins for this name: try again in 15 minutes." in refused.text
+        assert "set-cookie" not in refused.headers
+        other = client.post("/login", data={"name": "viewer-1", "password": PASSWORD})
+        assert other.status_code == 303
+
+
+def test_the_throttle_forgets_failures_after_its_window() -> None:
+    throttle = LoginThrottle(limit=3, window=60)
+    for moment in (0.0, 10.0, 20.0):
+        assert throttle.wait_seconds("Ann", now=moment) == 0
+        throttle.failed("Ann", now=moment)
+    assert throttle.wait_seconds("ann", now=30.0) == 30  # names are compared case-insensitively
+    assert throttle.wait_seconds("ann", now=60.5) == 0  # the first failure left the window
+    throttle.failed("ann", now=61.0)
+    assert throttle.wait_seconds("ann", now=61.0) == 9
+    throttle.succeeded("ann")
+    assert throttle.wait_seconds("ann", now=61.0) == 0
 
 
 def test_a_session_cookie_is_httponly_samesite_and_only_local_next_is_followed(
