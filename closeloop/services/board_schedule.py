@@ -138,8 +138,13 @@ def _send(workspace: Workspace, config: BoardReportSettings, now: datetime) -> S
 
     store = workspace.store
     period = closed_period(config.every, now.date())
+    # Most cycles find every recipient done: one read, no failing inserts.
+    known = {send.recipient: send for send in board_sends.sends(store, period.key)}
     claimed = [
-        recipient for recipient in config.to if board_sends.claim(store, period.key, recipient, now)
+        recipient
+        for recipient in config.to
+        if (recipient not in known or known[recipient].error is not None)
+        and board_sends.claim(store, period.key, recipient, now)
     ]
     if not claimed:
         return None
