@@ -214,3 +214,36 @@ def test_a_new_import_or_tick_invalidates_the_cached_report(
         again = service.cached_job_report(workspace, served.job, cache=cache)
     assert not after_tick.hit and again.hit
     assert after_tick.reported.model.as_of != cold.reported.model.as_of
+
+
+def test_library_filters_by_goal_segment_message_and_timing(served: Served) -> None:
+    everything = _get(served, "/library.json").json()
+    assert everything["count"] == 1 and everything["jobs"][0]["name"] == served.job
+    entry = everything["jobs"][0]
+    subject = entry["variants"][0]["sends"][0]["subject"]
+    word = next(part for part in subject.split() if part.isalpha() and len(part) > 3)
+    first_day = min(send["day"] for send in entry["variants"][0]["sends"])
+
+    def count(query: str) -> int:
+        response = _get(served, f"/library.json?{query}")
+        assert response.status_code == 200, (query, response.text[:300])
+        return int(response.json()["count"])
+
+    assert count("goal=integration_connected") == 1
+    assert count("goal=no_such_event") == 0
+    assert count(f"message={quote(word.upper())}") == 1  # case-insensitive
+    assert count("message=no+such+words") == 0
+    assert count(f"within_days={int(first_day)}") == 1
+    segment = entry["segments"][0]["segment"]
+    assert count(f"segment={quote(segment)}") == 1
+    assert count("segment=no_such_segment") == 0
+
+    html = _get(served, f"/library?segment={quote(segment)}").text
+    assert f'href="{_path(served)}"' in html
+    assert 'name="message"' in html and 'name="within_days"' in html
+    rows = list(csv.reader(io.StringIO(_get(served, "/library.csv?table=jobs").text)))
+    assert rows[0][0] == "job" and rows[1][0] == served.job
+    bad = _get(served, "/library.json?status=bogus")
+    assert bad.status_code == 422 and "status" in bad.json()["error"]["message"]
+    bad_days = _get(served, "/library.json?within_days=soon")
+    assert bad_days.status_code == 422 and "within_days" in bad_days.json()["error"]["message"]
