@@ -75,6 +75,7 @@ class CachedReport:
     fresh: Freshness  # how current the data is, now
     hit: bool
     warehouse: tuple[Any, ...]  # the warehouse's marks the key was built from
+    key: tuple[Any, ...]  # everything the report depends on
 
 
 class ReportCache:
@@ -191,7 +192,7 @@ def cached_job_report(
     fresh = freshness(workspace.warehouse, report.as_of, option=FRESHNESS_LABEL)
     model = job_report_model(report, warnings=[*report.warnings, *fresh.warnings])
     reported = ReportedJob(report=report, model=model, data_warnings=fresh.warnings)
-    return CachedReport(reported, fresh, hit, marks)
+    return CachedReport(reported, fresh, hit, marks, key)
 
 
 # -- the page --------------------------------------------------------------------------------------
@@ -217,6 +218,7 @@ def job_page(
             f"job {job_name!r} has no ticks yet, so nothing to report; run `closeloop tick`"
         )
     cached = cached_job_report(workspace, job_name)
+    counts = store_counts(workspace, job_name, cached.key)
     report = cached.reported.model
     completed = operations.enrollments_page(
         workspace, job_name=job_name, status="completed", offset=completed_offset, limit=limit
@@ -234,11 +236,11 @@ def job_page(
         report=report,
         definition=_definition(workspace, job_name, summary),
         health=JobHealth(
-            sample_ratio=_sample_ratio(workspace, job_name, report),
-            deliveries=_delivery_check(workspace, job_name),
+            sample_ratio=_sample_ratio(counts.enrolled, report),
+            deliveries=_delivery_check(counts.messages),
             freshness=_freshness_check(workspace, job_name, cached),
         ),
-        funnel=_funnel(workspace, job_name, report),
+        funnel=_funnel(counts.messaged, report),
         completed=_with_accounts(completed, accounts),
         not_completed=_with_accounts(not_completed, accounts),
         deliveries=operations.outbox_list(
@@ -301,8 +303,40 @@ def _int(detail: Any, key: str) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _sample_ratio(workspace: Workspace, job_name: str, report: JobReportModel) -> SampleRatioCheck:
-    counted = job_marks.enrollments_by_arm(workspace.store, job_name)
+@dataclass(frozen=True)
+class StoreCounts:
+    """The state-store counts of the health strip and the funnel, with their statements."""
+
+    enrolled: job_marks.Counted
+    messages: job_marks.Counted
+    messaged: job_marks.Counted
+
+
+_COUNTS: OrderedDict[tuple[Any, ...], StoreCounts] = OrderedDict()
+_COUNTS_LOCK = threading.Lock()
+
+
+def store_counts(workspace: Workspace, job_name: str, key: tuple[Any, ...]) -> StoreCounts:
+    """Enrollments per arm, messages per status, units messaged per arm: kept with the report's
+    key, whose state-store marks (enrollment and outbox counts per status) change with them."""
+    with _COUNTS_LOCK:
+        found = _COUNTS.get(key)
+    if found is not None:
+        return found
+    store = workspace.store
+    found = StoreCounts(
+        enrolled=job_marks.enrollments_by_arm(store, job_name),
+        messages=job_marks.messages_by_status(store, job_name),
+        messaged=job_marks.messaged_by_arm(store, job_name),
+    )
+    with _COUNTS_LOCK:
+        _COUNTS[key] = found
+        while len(_COUNTS) > CACHE_SIZE:
+            _COUNTS.popitem(last=False)
+    return found
+
+
+def _sample_ratio(counted: job_marks.Counted, report: JobReportModel) -> SampleRatioCheck:
     srm = report.srm
     state: CheckState = "unknown" if srm is None else ("bad" if srm.mismatch else "ok")
     return SampleRatioCheck(
@@ -314,8 +348,7 @@ def _sample_ratio(workspace: Workspace, job_name: str, report: JobReportModel) -
     )
 
 
-def _delivery_check(workspace: Workspace, job_name: str) -> DeliveryCheck:
-    counted = job_marks.messages_by_status(workspace.store, job_name)
+def _delivery_check(counted: job_marks.Counted) -> DeliveryCheck:
     counts = counted.counts
     failed = counts.get("dead", 0)
     pending = counts.get("pending", 0) + counts.get("sending", 0)
@@ -367,8 +400,8 @@ def _freshness_check(workspace: Workspace, job_name: str, cached: CachedReport) 
     )
 
 
-def _funnel(workspace: Workspace, job_name: str, report: JobReportModel) -> list[FunnelArm]:
-    messaged = job_marks.messaged_by_arm(workspace.store, job_name).counts
+def _funnel(counted: job_marks.Counted, report: JobReportModel) -> list[FunnelArm]:
+    messaged = counted.counts
     funnel = []
     for arm, counts in report.arms.items():
         delivered = report.deliveries.get(arm)
