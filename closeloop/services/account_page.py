@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 
 from closeloop.data.tables import SURVEY_RESPONSES
-from closeloop.engine.state import utc_now
 from closeloop.engine.steps import OutboxStatus
 from closeloop.errors import CloseloopError, redact
 from closeloop.schemas.account_page import (
@@ -23,6 +22,7 @@ from closeloop.schemas.account_page import (
     SurveyResponse,
 )
 from closeloop.services import accounts, health, operations, plans
+from closeloop.services.data import default_as_of
 from closeloop.services.project import Workspace
 
 SECTION_SIZE = 50
@@ -32,7 +32,7 @@ SECTION_SIZE = 50
 def account_page(workspace: Workspace, account_id: str, at: datetime | None = None) -> AccountPage:
     """Everything known about ``account_id`` as of ``at`` (now when None); NotFoundError for an
     unknown account."""
-    moment = accounts.naive_utc(at) or utc_now().replace(tzinfo=None)
+    moment = accounts.naive_utc(at) or default_as_of(workspace)
     account = accounts.get_account(workspace, account_id, at)
     timeline = accounts.account_timeline(workspace, account_id, until=at, limit=SECTION_SIZE)
     enrollments = operations.enrollments_page(workspace, account_id=account_id, limit=SECTION_SIZE)

@@ -138,6 +138,15 @@ def freshness(
     return Freshness(at, now, newest, tuple(warnings))
 
 
+def default_as_of(workspace: Workspace, now: datetime | None = None) -> datetime:
+    """The time a view shows when none is asked for: now (naive UTC), but never after the newest
+    event. A project whose data stops earlier (the demo, a sync that stalled) is then shown as of
+    its newest data instead of as an empty present; the freshness check says how old that is."""
+    current = now or utc_now()
+    newest = newest_event(workspace.warehouse)
+    return current if newest is None or newest >= current else newest
+
+
 def newest_event(warehouse: Warehouse) -> datetime | None:
     """The time of the newest event in the warehouse (None when there is none)."""
     events = warehouse.table("events")

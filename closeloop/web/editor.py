@@ -20,6 +20,7 @@ from closeloop.schemas.errors import ErrorResponse
 from closeloop.schemas.tokens import Role
 from closeloop.services import job_drafts
 from closeloop.web.errors import body_of, status_of
+from closeloop.web.journey_common import now
 from closeloop.web.pages import BadParameter, Page, PageRequest, Table, page
 
 FRAGMENTS = {
@@ -181,9 +182,10 @@ def power(request: PageRequest) -> Page:
 
 @page("/editor/dry-run", template="editor_result.html.j2", role=Role.editor, methods=["POST"])
 def dry_run(request: PageRequest) -> Page:
-    """Who the draft would enroll now (or at ``at``) and what each would get; nothing sent."""
+    """Who the draft would enroll now (or at ``at``; never after the newest event) and what
+    each would get; nothing sent."""
     text, editing = _draft(request)
-    moment = _moment(request, "at")
+    moment = _moment(request, "at") or now(request)  # never after the newest event (the demo's)
     preview = job_drafts.draft_dry_run(request.server, text, editing, moment)
     tables = {}
     if preview.dry_run is not None:

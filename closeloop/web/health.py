@@ -69,7 +69,7 @@ def lowest_table(overview: HealthOverview) -> Table:
 
 @page("/health", template="health.html.j2", nav="Health", title="Health scores")
 def health_page(request: PageRequest) -> Page:
-    at = query_time(request, "at") or now()
+    at = query_time(request, "at") or now(request)
     score = request.query_str("score")
     with request.workspace() as workspace:
         overview = overviews.health_overview(workspace, at, score=score)
@@ -176,7 +176,7 @@ def backtest_page(request: PageRequest) -> Page:
     horizon = query_float(
         request, "horizon_days", service.DEFAULT_HORIZON_DAYS, minimum=0, maximum=3650
     )
-    at = query_time(request, "at") or (now() - timedelta(days=horizon)).replace(
+    at = query_time(request, "at") or (now(request) - timedelta(days=horizon)).replace(
         second=0, microsecond=0
     )
     score = request.query_str("score")

@@ -58,7 +58,7 @@ def _money(value: float | None) -> str:
 
 @page("/stages", template="stages.html.j2", nav="Stages", title="Stages")
 def stages_page(request: PageRequest) -> Page:
-    at = query_time(request, "at") or now()
+    at = query_time(request, "at") or now(request)
     window = query_float(
         request, "window", service.DEFAULT_WINDOW_DAYS, minimum=0, maximum=MAX_WINDOW_DAYS
     )
@@ -197,7 +197,7 @@ def _change(value: float | None, *, percent: bool) -> str:
 
 @page("/stages/{name}", template="stage.html.j2", title="Stage")
 def stage_page(request: PageRequest, name: str) -> Page:
-    at = query_time(request, "at") or now()
+    at = query_time(request, "at") or now(request)
     since = query_time(request, "since")
     if since is not None and since >= at:
         raise BadParameterError(
@@ -318,7 +318,7 @@ def signals_table(found: Signals) -> Table:
 
 @page("/signals", template="signals.html.j2", nav="Signals", title="Signals")
 def signals_page(request: PageRequest) -> Page:
-    at = query_time(request, "at") or now()
+    at = query_time(request, "at") or now(request)
     kind = request.query_choice("kind", SignalKind)
     with request.workspace() as workspace:
         found = service.signals(workspace, at, kind)
@@ -348,7 +348,7 @@ def job_from_signal_page(request: PageRequest) -> Redirect:
     signal_id = request.query_str("signal")
     if signal_id is None:
         raise BadParameterError("parameter 'signal': say which signal to draft a job from")
-    at = query_time(request, "at") or now()
+    at = query_time(request, "at") or now(request)
     written = service.create_job_from_signal(
         request.server, signal_id, at, name=request.query_str("name"), actor=request.actor
     )

@@ -6,12 +6,16 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from urllib.parse import quote
 
+from closeloop.services import data as data_service
 from closeloop.web.pages import BadParameterError, Link, PageRequest
 
 
-def now() -> datetime:
-    """Now, as the stores keep time: naive UTC."""
-    return datetime.now(UTC).replace(tzinfo=None)
+def now(request: PageRequest) -> datetime:
+    """What a page shows when no time is asked for: now (naive UTC), but never after the newest
+    event (``services.data.default_as_of``), so a project whose data stops earlier, like the
+    demo, is shown as of its data and not as an empty present."""
+    with request.workspace() as workspace:
+        return data_service.default_as_of(workspace)
 
 
 def query_time(request: PageRequest, name: str) -> datetime | None:

@@ -22,6 +22,7 @@ from closeloop.schemas.revenue_outcomes import RevenueOutcomes, RevenuePeriod, R
 from closeloop.schemas.team import Share, TeamOutcomes
 from closeloop.schemas.voc import Divergence, Voc
 from closeloop.services import churn_review as churn_service
+from closeloop.services import data as data_service
 from closeloop.services import outcomes_adoption as adoption_service
 from closeloop.services import outcomes_revenue as revenue_service
 from closeloop.services import outcomes_team as team_service
@@ -114,7 +115,7 @@ def outcomes_index(request: PageRequest) -> Page:
 
 def _window(request: PageRequest) -> tuple[date, date]:
     """``start`` and ``end`` (dates; end exclusive), default the last :data:`DEFAULT_DAYS`."""
-    end = query_day(request, "end") or now().date() + timedelta(days=1)
+    end = query_day(request, "end") or now(request).date() + timedelta(days=1)
     start = query_day(request, "start") or end - timedelta(days=DEFAULT_DAYS)
     if start >= end:
         raise BadParameterError(f"parameter 'start': {start} is not before the end {end}")
@@ -578,7 +579,10 @@ def divergence_page(request: PageRequest) -> Page:
     period = request.query_choice("period", VocPeriod, VocPeriod.MONTH) or VocPeriod.MONTH
     with request.workspace() as workspace:
         result: Divergence = voc_service.divergence(
-            workspace, end or now(), periods=periods, period=period.value
+            workspace,
+            end or data_service.default_as_of(workspace),
+            periods=periods,
+            period=period.value,
         )
     rows = [
         {"period": p.key, "series": series, "value": value}
