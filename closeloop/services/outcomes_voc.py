@@ -43,6 +43,7 @@ DEFAULT_CSAT_MIN_RISE = 2.0  # CSAT percentage points per year
 DEFAULT_NRR_MAX_CHANGE = 0.0  # NRR percentage points per year: at or below is flat or falling
 DEFAULT_ALPHA = 0.05
 PERIODS_PER_YEAR = {"month": 12, "quarter": 4}
+MAX_TREND_PERIODS = 240  # 20 years of months: the trend's response rates are one query each
 NRR_SOURCE = "closeloop outcomes revenue --period (endpoint method, default policy)"
 
 
@@ -162,6 +163,15 @@ def voc(
     ``start``), the answers left out and the newest ``comments`` comments."""
     _check_window(start, end)
     chosen = _check_period(period)
+    # Months touched by [start, end): the end's month counts only when the window reaches into it.
+    months = (end.year - start.year) * 12 + end.month - start.month
+    months += end > end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if months / (1 if chosen == "month" else 3) > MAX_TREND_PERIODS:
+        raise ConfigurationError(
+            f"--start {start:%Y-%m-%d} to --end {end:%Y-%m-%d} spans more than "
+            f"{MAX_TREND_PERIODS} {chosen}s of trend: choose a shorter window"
+            + (" or --period quarter" if chosen == "month" else "")
+        )
     if ces_direction not in ("lower_is_easier", "higher_is_easier"):
         raise ConfigurationError(
             f"--ces-direction {ces_direction!r}: choose lower_is_easier or higher_is_easier"

@@ -224,3 +224,10 @@ def test_bad_input_is_refused_with_a_message(workspace: Workspace) -> None:
         voc(workspace, END, START)
     with pytest.raises(ConfigurationError, match="--periods 1"):
         divergence(workspace, END, periods=1)
+    # A trend of centuries (the API's property test sent 1900-9998) is refused, not computed
+    # month by month for minutes; a quarterly trend of the same window is refused too.
+    with pytest.raises(ConfigurationError, match=r"more than 240 months.*--period quarter"):
+        voc(workspace, datetime(1900, 1, 1), datetime(2021, 1, 1))
+    with pytest.raises(ConfigurationError, match="more than 240 quarters"):
+        voc(workspace, datetime(1900, 1, 1), datetime(2021, 1, 1), period="quarter")
+    voc(workspace, datetime(2005, 1, 1), datetime(2025, 1, 1))  # 240 months: allowed
