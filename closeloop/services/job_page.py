@@ -51,20 +51,21 @@ from closeloop.schemas.resources import Account
 from closeloop.services import operations
 from closeloop.services.data import Freshness, freshness
 from closeloop.services.project import Workspace
-from closeloop.services.reports import JobReport, ReportedJob, job_report
+from closeloop.services.report_cache import (
+    CACHE_SIZE,
+    DEFAULT_SEGMENT_BY,
+    REPORTS,
+    ReportCache,
+    cached_analysis,
+    warehouse_marks,
+)
+from closeloop.services.reports import ReportedJob
 from closeloop.services.results import job_report_model
 
-DEFAULT_SEGMENT_BY = ("segment",)
 PAGE_SIZE = 25
 """Rows per page of the accounts and the delivery log."""
 
-CACHE_SIZE = 32
-"""Reports kept (per process): a job and a segment column are one entry."""
-
 FRESHNESS_LABEL = "the last tick"  # as report_job names the time without --as-of
-
-
-# -- the cache -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -78,101 +79,6 @@ class CachedReport:
     key: tuple[Any, ...]  # everything the report depends on
 
 
-class ReportCache:
-    """A small LRU of report analyses by key (thread-safe; two misses may both compute)."""
-
-    def __init__(self, size: int = CACHE_SIZE) -> None:
-        self.size = size
-        self._entries: OrderedDict[tuple[Any, ...], JobReport] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[Any, ...]) -> JobReport | None:
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-            return found
-
-    def put(self, key: tuple[Any, ...], report: JobReport) -> None:
-        with self._lock:
-            self._entries[key] = report
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-REPORTS = ReportCache()
-"""The process's cache (one server process serves one project; the key names it anyway)."""
-
-
-MARKED_TABLES = ("accounts", "attribute_history", "events", "people", "subscriptions")
-"""The warehouse tables a job's report reads (audience attributes, goals, revenue value)."""
-
-
-_MARKS_SQL: dict[tuple[str, str], str] = {}
-"""The marks query compiled per warehouse (URL and sources): compiling it costs more than
-running it."""
-
-
-def _marks_expression(warehouse: Warehouse) -> ibis.Table:
-    parts = []
-    for name in MARKED_TABLES:
-        table = warehouse.table(name)
-        newest = table.timestamp.max().cast("string") if name == "events" else ibis.null("string")
-        parts.append(table.aggregate(name=ibis.literal(name), rows=table.count(), newest=newest))
-    return ibis.union(*parts)
-
-
-def warehouse_marks(warehouse: Warehouse, url: str = "") -> tuple[Any, ...]:
-    """Row counts of the tables a report reads, and the newest event, in one query. An import or
-    a write-back adds rows (attribute updates go to the history), so it changes a count."""
-    key = (url, repr(sorted(warehouse.sources.items())))
-    text = _MARKS_SQL.get(key) if url else None
-    if text is None:
-        expression = _marks_expression(warehouse)
-        if url:
-            _MARKS_SQL[key] = str(ibis.to_sql(expression))
-        rows = [tuple(row.values()) for row in expression.to_pyarrow().to_pylist()]
-    else:
-        cursor = warehouse.backend.raw_sql(text)
-        try:
-            rows = [tuple(row) for row in cursor.fetchall()]
-        finally:
-            # DuckDB answers with its connection itself (never close that); others with a cursor.
-            if cursor is not getattr(warehouse.backend, "con", None):
-                cursor.close()
-    return tuple(sorted((str(name), int(count), newest) for name, count, newest in rows))
-
-
-def report_key(
-    workspace: Workspace,
-    job_name: str,
-    segment_by: Sequence[str],
-    marks: tuple[Any, ...] | None = None,
-) -> tuple[Any, ...]:
-    """Everything a job's report depends on (see the module's docstring); ``marks``: the
-    warehouse's, when already read."""
-    loaded = workspace.project.jobs.get(job_name)
-    definition = loaded.content_hash if loaded is not None else None
-    settings = workspace.settings
-    return (
-        str(settings.project_dir),
-        settings.state_url,
-        settings.warehouse_url,
-        job_name,
-        tuple(segment_by),
-        definition,
-        job_marks.state_marks(workspace.store, job_name),
-        marks
-        if marks is not None
-        else warehouse_marks(workspace.warehouse, settings.warehouse_url),
-    )
-
-
 def cached_job_report(
     workspace: Workspace,
     job_name: str,
@@ -183,12 +89,9 @@ def cached_job_report(
     """The job's report as of its last tick, as ``closeloop report NAME --format json`` and the
     API give it (same model), from the cache when nothing it depends on has changed."""
     marks = warehouse_marks(workspace.warehouse, workspace.settings.warehouse_url)
-    key = report_key(workspace, job_name, segment_by, marks)
-    report = cache.get(key)
-    hit = report is not None
-    if report is None:
-        report = job_report(workspace, job_name, segment_by=segment_by)
-        cache.put(key, report)
+    report, key, hit = cached_analysis(
+        workspace, job_name, segment_by=segment_by, cache=cache, marks=marks
+    )
     fresh = freshness(workspace.warehouse, report.as_of, option=FRESHNESS_LABEL)
     model = job_report_model(report, warnings=[*report.warnings, *fresh.warnings])
     reported = ReportedJob(report=report, model=model, data_warnings=fresh.warnings)

@@ -41,7 +41,8 @@ from closeloop.schemas.library import (
     VariantSummary,
 )
 from closeloop.services.project import Workspace
-from closeloop.services.reports import horizon_of, job_report
+from closeloop.services.report_cache import cached_analysis
+from closeloop.services.reports import horizon_of
 from closeloop.stats import ComparisonResult
 
 SEGMENT_COLUMN = "segment"
@@ -132,8 +133,10 @@ def library_entries(
             continue
         try:
             if in_project:
-                report = job_report(
-                    workspace, name, last_tick, segment_by=segment_by, publish=False
+                # As of its last tick, kept while nothing it depends on changes: the library,
+                # the board and the churn review measure the same jobs, often in one process.
+                report, _, _ = cached_analysis(
+                    workspace, name, segment_by=segment_by, publish=False
                 )
             else:
                 report = build_job_report(
