@@ -11,6 +11,7 @@ clear message (a stale tick, a job changed by another process), never with a tra
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from collections import Counter
@@ -45,7 +46,8 @@ from closeloop.services import engine_runs
 from closeloop.services.project import init_project, open_workspace
 from closeloop.services.smtp_sink import SmtpSink
 
-ROUNDS = 20
+# 10 rounds in CI (about 25 processes per state store); CLOSELOOP_RACE_ROUNDS=100 for a soak.
+ROUNDS = int(os.environ.get("CLOSELOOP_RACE_ROUNDS", "10"))
 NUDGE, WELCOME = "Nudge", "Welcome"
 JOBS = f"""\
 jobs:
