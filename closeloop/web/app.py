@@ -291,6 +291,11 @@ async def login(request: Request) -> Response:
         return render(
             request, "login.html.j2", {"next": target, "failed": False, "name": ""}, title="Log in"
         )
+    if not auth.same_origin(request):
+        # Login CSRF: a page elsewhere must not log a browser into an account it chose. There is
+        # no session (so no CSRF token) yet; browsers send Origin with every cross-site POST.
+        body = http_body(403, "the login form was posted from another site")
+        return error_response(request, body, 403, "html")
     form = await request.form()
     name = str(form.get("name") or "").strip()
     password = str(form.get("password") or "")

@@ -71,6 +71,17 @@ def csrf_ok(request: Request, principal: Principal, form: FormData | None) -> bo
     )
 
 
+def same_origin(request: Request) -> bool:
+    """Whether a POST came from this site: its ``Origin`` (sent by browsers with every cross-site
+    POST) names this host, or it has none (a script, curl, or an older browser's same-site form)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    # Behind a reverse proxy the browser's host may arrive as X-Forwarded-Host.
+    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "")}
+    return any(origin in (f"http://{host}", f"https://{host}") for host in hosts if host)
+
+
 def safe_next(target: str | None) -> str:
     """A local path to go to after logging in (anything else, e.g. ``//evil.example``: ``/``)."""
     if (

@@ -206,6 +206,18 @@ def test_a_wrong_name_or_password_gets_one_message_and_no_cookie(served: Served)
         assert client.get("/jobs").status_code == 303
 
 
+def test_a_login_posted_from_another_site_is_refused(served: Served) -> None:
+    """Login CSRF: a page elsewhere cannot log a browser into an account of its choosing."""
+    credentials = {"name": "viewer-1", "password": PASSWORD}
+    with _client(served) as client:
+        foreign = client.post("/login", data=credentials, headers={"Origin": "https://evil.test"})
+        assert foreign.status_code == 403 and "set-cookie" not in foreign.headers
+        assert "posted from another site" in foreign.text
+        host = client.base_url.netloc.decode()
+        ours = client.post("/login", data=credentials, headers={"Origin": f"http://{host}"})
+        assert ours.status_code == 303 and "closeloop_session" in ours.headers["set-cookie"]
+
+
 def test_password_guessing_is_throttled_per_name(served: Served) -> None:
     with _client(served) as client:
         for attempt in range(10):
