@@ -56,7 +56,7 @@ from closeloop.present.definitions import (
     print_matches,
     print_validation,
 )
-from closeloop.present.html import measurement_html, write_job_report_html
+from closeloop.present.html import job_report_pdf, measurement_html, write_job_report_html
 from closeloop.present.job_report import print_job_report
 from closeloop.present.measurement import print_measurement
 from closeloop.present.planning import print_library, print_power_plan
@@ -479,6 +479,9 @@ def report(
     html: Annotated[
         Path | None, typer.Option(help="Also write an HTML report with charts here.")
     ] = None,
+    pdf: Annotated[
+        Path | None, typer.Option(help="Also write the report as a PDF here (WeasyPrint).")
+    ] = None,
     segment_by: Annotated[
         list[str] | None,
         typer.Option(
@@ -536,6 +539,10 @@ def report(
     if html is not None:
         write_job_report_html(reported.model, html)
         console.print(f"HTML report: {html}")
+    if pdf is not None:
+        pdf.parent.mkdir(parents=True, exist_ok=True)
+        pdf.write_bytes(job_report_pdf(reported.model))
+        console.print(f"PDF report: {pdf}")
 
 
 def _list_jobs_to_report(output_format: OutputFormat, project: Path | None) -> None:

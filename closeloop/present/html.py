@@ -65,6 +65,13 @@ def job_report_html(report: JobReport, truths: Mapping[str, float] | None = None
     )
 
 
+def job_report_pdf(report: JobReport) -> bytes:
+    """The job's report page as a PDF, made by WeasyPrint (as the board report's)."""
+    import weasyprint  # imported here: loading pango takes a moment nobody else should pay
+
+    return bytes(weasyprint.HTML(string=job_report_html(report)).write_pdf())
+
+
 def write_job_report_html(
     report: JobReport, path: Path, truths: Mapping[str, float] | None = None
 ) -> Path:

@@ -62,7 +62,7 @@ TEMPLATES = jinja2.Environment(
     lstrip_blocks=True,
 )
 
-_NOT_PAGE_MODULES = frozenset({"app", "auth", "errors", "pages"})
+_NOT_PAGE_MODULES = frozenset({"app", "auth", "downloads", "errors", "pages"})
 
 
 def load_pages() -> list[BaseRoute]:

@@ -13,21 +13,17 @@ from __future__ import annotations
 import threading
 import time
 from datetime import date, timedelta
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from closeloop.present import board as view
 from closeloop.schemas.board import BoardReport
-from closeloop.schemas.errors import ErrorBody
-from closeloop.schemas.tokens import GRANTS, Role
 from closeloop.services import board as service
 from closeloop.services.server import Server
-from closeloop.web import auth
-from closeloop.web.errors import body_of, http_body, status_of
+from closeloop.web import downloads
 from closeloop.web.pages import Badge, BadParameterError, Page, PageRequest, Table, Tone, page
 
 CACHE_SECONDS = 600.0
@@ -138,46 +134,26 @@ def _query_day(request: Request, name: str) -> date | None:
         raise BadParameterError(f"{name}: {text!r} is not a date like 2026-11-01") from None
 
 
-async def _download(request: Request, kind: str) -> Response:
-    server: Server = request.app.state.server
-    try:
-        principal = await auth.authenticate(request, server)
-        if principal is None:
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
-        if Role.viewer not in GRANTS[principal.role]:
-            return _error_page(http_body(403, "this report needs the viewer role"), 403)
-        start, end = _query_day(request, "start"), _query_day(request, "end")
-        report = await run_in_threadpool(cached_report, server, start, end)
-        if kind == "html":
-            return HTMLResponse(await run_in_threadpool(view.board_html, report))
-        document = await run_in_threadpool(view.board_pdf, report)
-        name = f"board-{report.start.isoformat()}-{report.end.isoformat()}.pdf"
-        return Response(
-            document,
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
-    except Exception as error:  # rendered in the API's error shape, never a traceback
-        return _error_page(body_of(error), status_of(error))
+async def _document(request: Request, server: Server, kind: str) -> tuple[bytes | str, str, str]:
+    start, end = _query_day(request, "start"), _query_day(request, "end")
+    report = await run_in_threadpool(cached_report, server, start, end)
+    if kind == "html":
+        return await run_in_threadpool(view.board_html, report), downloads.HTML, ""
+    document = await run_in_threadpool(view.board_pdf, report)
+    name = f"board-{report.start.isoformat()}-{report.end.isoformat()}.pdf"
+    return document, downloads.PDF, name
 
 
-def _error_page(body: ErrorBody, status: int) -> Response:
-    return Response(
-        f"error {status}: {body.message}\n", status_code=status, media_type="text/plain"
-    )
+async def board_document(request: Request, server: Server) -> tuple[bytes | str, str, str]:
+    return await _document(request, server, "pdf")
 
 
-async def board_document(request: Request) -> Response:
-    return await _download(request, "pdf")
-
-
-async def board_standalone(request: Request) -> Response:
-    return await _download(request, "html")
+async def board_standalone(request: Request, server: Server) -> tuple[bytes | str, str, str]:
+    return await _document(request, server, "html")
 
 
 # Not public in effect: each checks the session or token itself (pages cannot answer a file).
 PUBLIC_ROUTES: list[BaseRoute] = [
-    Route("/board.pdf", board_document, methods=["GET"]),
-    Route("/board.html", board_standalone, methods=["GET"]),
+    downloads.download("/board.pdf", board_document),
+    downloads.download("/board.html", board_standalone),
 ]

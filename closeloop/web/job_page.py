@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.routing import BaseRoute
+
+from closeloop.present import html, report_view
 from closeloop.present import job_page as view
-from closeloop.present import report_view
 from closeloop.present.format import status_text
 from closeloop.schemas.job_page import JobPage
 from closeloop.schemas.measurement import Segment
 from closeloop.services import job_page as service
+from closeloop.services.server import Server
+from closeloop.web import downloads
 from closeloop.web.pages import Badge, Cell, Link, Page, PageRequest, Table, Tone, page
 
 OFFSETS = ("completed_offset", "not_completed_offset", "deliveries_offset")
@@ -130,6 +136,7 @@ def job_page(request: PageRequest, name: str) -> Page:
         title=name,
         context={
             "job": model,
+            "job_url": job_path(name),
             "report": report,
             "verdict": verdict,
             "verdict_tone": view.DECISION_TONE.get(verdict["decision"], "neutral")
@@ -198,3 +205,37 @@ def job_segments_page(request: PageRequest, name: str, column: str) -> Page:
             "exact": view.exact,
         },
     )
+
+
+# -- the report as a file (HTML as `closeloop report --html` writes it, and PDF) ----------------
+
+
+async def _report_file(request: Request, server: Server, kind: str) -> tuple[bytes | str, str, str]:
+    name = request.path_params["name"]
+
+    def make() -> tuple[bytes | str, str, str]:
+        with server.workspace() as workspace:
+            model = service.cached_job_report(workspace, name).reported.model
+        if kind == "html":
+            return html.job_report_html(model), downloads.HTML, ""
+        return html.job_report_pdf(model), downloads.PDF, f"{_file_name(name)}-report.pdf"
+
+    return await run_in_threadpool(make)
+
+
+def _file_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-") or "job"
+
+
+async def report_html(request: Request, server: Server) -> tuple[bytes | str, str, str]:
+    return await _report_file(request, server, "html")
+
+
+async def report_pdf(request: Request, server: Server) -> tuple[bytes | str, str, str]:
+    return await _report_file(request, server, "pdf")
+
+
+PUBLIC_ROUTES: list[BaseRoute] = [
+    downloads.download("/jobs/{name}/report.html", report_html),
+    downloads.download("/jobs/{name}/report.pdf", report_pdf),
+]

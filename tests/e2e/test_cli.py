@@ -139,9 +139,12 @@ def test_a_project_from_init_to_report(
     assert people.exit_code == 1
     assert "cohort of people" in people.output
 
-    html = tmp_path / "report.html"
-    table = runner.invoke(app, ["report", "Integration nudge", "--html", str(html)])
+    html, pdf = tmp_path / "report.html", tmp_path / "pdf" / "report.pdf"
+    table = runner.invoke(
+        app, ["report", "Integration nudge", "--html", str(html), "--pdf", str(pdf)]
+    )
     assert table.exit_code == 0, table.output
+    assert pdf.read_bytes().startswith(b"%PDF") and f"PDF report: {pdf}" in table.output
     assert "Lift in completion" in table.output
     assert (
         table.output.lstrip()

@@ -247,3 +247,31 @@ def test_library_filters_by_goal_segment_message_and_timing(served: Served) -> N
     assert bad.status_code == 422 and "status" in bad.json()["error"]["message"]
     bad_days = _get(served, "/library.json?within_days=soon")
     assert bad_days.status_code == 422 and "within_days" in bad_days.json()["error"]["message"]
+
+
+def test_the_report_downloads_as_pdf_and_html(served: Served) -> None:
+    """The page's download links: the report as HTML (what `report --html` writes) and as a PDF
+    whose first page has ink; a browser without a login goes to the form; an unknown job is 404."""
+    import pypdfium2  # a dev dependency, as in the board's PDF test
+
+    page = _get(served, _path(served)).text
+    for link in ("/report.pdf", "/report.html"):
+        assert f'href="{_path(served)}{link}"' in page
+    document = _get(served, _path(served) + "/report.pdf")
+    assert document.status_code == 200, document.text[:300]
+    assert document.headers["content-type"] == "application/pdf"
+    assert document.content.startswith(b"%PDF")
+    pdf = pypdfium2.PdfDocument(document.content)
+    try:
+        pixels = pdf[0].render(scale=0.5).to_numpy()
+    finally:
+        pdf.close()
+    ink = (pixels[..., :3].min(axis=-1) < 200).mean()
+    assert ink > 0.01, f"the first page is blank ({ink:.3%} ink)"
+    standalone = _get(served, _path(served) + "/report.html")
+    assert standalone.status_code == 200 and served.job in standalone.text
+    assert "text/html" in standalone.headers["content-type"]
+    anonymous = httpx.get(served.url + _path(served) + "/report.pdf", timeout=60)
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login?next=")
+    missing = _get(served, "/jobs/no-such-job/report.pdf")
+    assert missing.status_code == 404 and "no-such-job" in missing.text
