@@ -706,6 +706,13 @@ def demo(
     )
     console.print(f"HTML report with the survival chart: [bold]{result.html_path}[/bold]")
     console.print(f"True effects written next to the data: {result.project_dir / 'truth.json'}")
+    folder = result.project_dir
+    console.print(
+        "The dashboard: [bold]closeloop users add me --role admin --project "
+        f"{folder}[/bold], then [bold]closeloop serve --project {folder}[/bold] and open "
+        "http://127.0.0.1:8000/",
+        highlight=False,
+    )
 
 
 _SCENARIOS = simulation_service.scenario_descriptions()
