@@ -78,12 +78,10 @@ def test_open_a_stage_filter_its_stuck_accounts_and_open_one(
     filters.get_by_role("link", name=re.compile(r"^stuck")).click()
     expect(page).to_have_url(re.compile(r"class=stuck"))
     rows = page.locator("#table-accounts tbody tr")
-    if classes.count("stuck"):
-        expect(rows).to_have_count(classes.count("stuck"))
-        expect(page.locator("#table-accounts .badge.bad").first).to_have_text("stuck")
-    else:  # the simulated company has no stuck account then: the filter says so
-        expect(rows).to_have_count(1)
-        expect(rows.first).to_have_text("Nothing to show yet.")
+    # The served project's thresholds (tests/browser/conftest.py) leave some accounts stuck.
+    assert classes.count("stuck") > 0, classes
+    expect(rows).to_have_count(classes.count("stuck"))
+    expect(page.locator("#table-accounts .badge.bad").first).to_have_text("stuck")
     screenshot(page, "stage-stuck")
 
     # one click on another class, then open an account from the list
