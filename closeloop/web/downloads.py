@@ -7,7 +7,6 @@ wrap); "public" only in that sense.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
@@ -20,8 +19,6 @@ from closeloop.schemas.tokens import GRANTS, Role
 from closeloop.services.server import Server
 from closeloop.web import auth
 from closeloop.web.errors import body_of, http_body, status_of
-
-log = logging.getLogger("closeloop.web")
 
 PDF = "application/pdf"
 HTML = "text/html"
@@ -44,10 +41,7 @@ def download(path: str, produce: Produce, role: Role = Role.viewer) -> Route:
                 return _error(http_body(403, f"this report needs the {role.value} role"), 403)
             content, media_type, name = await produce(request, server)
         except Exception as error:  # answered in the API's error words, never a traceback
-            status = status_of(error)
-            if status == 500:
-                log.exception("a download failed", exc_info=error)
-            return _error(body_of(error), status)
+            return _error(body_of(error), status_of(error))  # body_of logs an unexpected one
         if media_type == HTML:
             return HTMLResponse(content)
         disposition = f'attachment; filename="{name}"'
