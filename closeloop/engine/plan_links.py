@@ -1,15 +1,12 @@
 """The customer's links to a success plan in the state store: create, find by token hash,
 record an opening, list, revoke (the only SQL on ``plan_links``).
 
-A row is bound to an account; the plan a link opens is named in the link's signed token and in
-the ``plan_link.create`` audit entry written in the same transaction as the row, which the
-listing reads back. Creating and revoking are audited with the change.
+A row is bound to a plan and its account (both are also in the link's signed token). Creating
+and revoking are audited with the change.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,11 +31,12 @@ class PlanLinkRow:
     expires_at: datetime
     revoked_at: datetime | None
     last_opened_at: datetime | None
-    plan_id: int | None  # from the creation's audit entry
+    plan_id: int
 
 
 _COLUMNS = (
     schema.plan_links.c.id,
+    schema.plan_links.c.plan_id,
     schema.plan_links.c.account_id,
     schema.plan_links.c.created_at,
     schema.plan_links.c.created_by,
@@ -52,34 +50,10 @@ def _subject(link_id: int) -> str:
     return f"plan_link:{link_id}"
 
 
-def _plan_ids(connection: Connection, link_ids: Sequence[int]) -> dict[int, int]:
-    """The plan each link was created for, read from the creation's audit entry."""
-    if not link_ids:
-        return {}
-    audit = schema.audit_log
-    rows = connection.execute(
-        sa.select(audit.c.subject, audit.c.detail).where(
-            audit.c.action == CREATE_ACTION,
-            audit.c.subject.in_([_subject(i) for i in link_ids]),
-        )
-    ).all()
-    found = {}
-    for subject, detail in rows:
-        plan_id = json.loads(detail or "{}").get("plan_id")
-        if isinstance(plan_id, int):
-            found[int(subject.removeprefix("plan_link:"))] = plan_id
-    return found
-
-
 def _rows(connection: Connection, query: sa.Select[Any]) -> list[PlanLinkRow]:
-    rows = connection.execute(query).all()
-    plans = _plan_ids(connection, [row._mapping["id"] for row in rows])
     return [
-        PlanLinkRow(
-            **{column.name: row._mapping[column.name] for column in _COLUMNS},
-            plan_id=plans.get(row._mapping["id"]),
-        )
-        for row in rows
+        PlanLinkRow(**{column.name: row._mapping[column.name] for column in _COLUMNS})
+        for row in connection.execute(query).all()
     ]
 
 
@@ -98,6 +72,7 @@ def create_link(
     with store.engine.begin() as connection:
         link_id = connection.execute(
             table.insert().values(
+                plan_id=plan_id,
                 account_id=account_id,
                 token_hash=token_hash,
                 created_at=now,
@@ -130,12 +105,12 @@ def record_opened(store: StateStore, link_id: int, at: datetime) -> None:
         connection.execute(table.update().where(table.c.id == link_id).values(last_opened_at=at))
 
 
-def list_links(store: StateStore, *, account_id: str | None = None) -> list[PlanLinkRow]:
-    """Links (of one account, or all), newest first."""
+def list_links(store: StateStore, *, plan_id: int | None = None) -> list[PlanLinkRow]:
+    """Links (to one plan, or all), newest first."""
     table = schema.plan_links
     query = sa.select(*_COLUMNS).order_by(table.c.id.desc())
-    if account_id is not None:
-        query = query.where(table.c.account_id == account_id)
+    if plan_id is not None:
+        query = query.where(table.c.plan_id == plan_id)
     with store.engine.connect() as connection:
         return _rows(connection, query)
 

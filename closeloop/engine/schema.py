@@ -329,6 +329,7 @@ plan_links = Table(
     "plan_links",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan_id", Integer, ForeignKey("success_plans.id"), nullable=False),
     Column("account_id", String(200), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", DateTime, nullable=False),
@@ -336,7 +337,7 @@ plan_links = Table(
     Column("expires_at", DateTime, nullable=False),
     Column("revoked_at", DateTime),
     Column("last_opened_at", DateTime),
-    Index("ix_plan_links_account_id", "account_id"),
+    Index("ix_plan_links_plan_id", "plan_id"),
 )
 
 board_report_sends = Table(

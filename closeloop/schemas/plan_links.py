@@ -18,9 +18,7 @@ class PlanLinkInfo(Schema):
     """A link as the state store holds it (never the token: only its SHA-256 is stored)."""
 
     id: int
-    plan_id: int | None = Field(
-        description="the plan the link opens (from the audit entry written with the link)"
-    )
+    plan_id: int = Field(description="the plan the link opens")
     account_id: str = Field(description="the account the link is bound to")
     created_at: datetime
     created_by: str

@@ -133,12 +133,8 @@ def list_links(
     if plan_id is None:
         rows = link_store.list_links(store)
     else:
-        account_id = store_plans.plan_state(store, plan_id).plan.account_id
-        rows = [
-            row
-            for row in link_store.list_links(store, account_id=account_id)
-            if row.plan_id == plan_id
-        ]
+        store_plans.plan_state(store, plan_id)  # NotFoundError for an unknown plan
+        rows = link_store.list_links(store, plan_id=plan_id)
     return PlanLinkList(links=[_info(row, moment) for row in rows])
 
 

@@ -49,6 +49,7 @@ def upgrade() -> None:
     op.create_table(
         "plan_links",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("plan_id", sa.Integer, sa.ForeignKey("success_plans.id"), nullable=False),
         sa.Column("account_id", sa.String(200), nullable=False),
         sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
         sa.Column("created_at", sa.DateTime, nullable=False),
@@ -57,7 +58,7 @@ def upgrade() -> None:
         sa.Column("revoked_at", sa.DateTime),
         sa.Column("last_opened_at", sa.DateTime),
     )
-    op.create_index("ix_plan_links_account_id", "plan_links", ["account_id"])
+    op.create_index("ix_plan_links_plan_id", "plan_links", ["plan_id"])
     op.create_table(
         "board_report_sends",
         sa.Column("period", sa.String(40), primary_key=True),
@@ -71,7 +72,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("board_report_sends")
-    op.drop_index("ix_plan_links_account_id", table_name="plan_links")
+    op.drop_index("ix_plan_links_plan_id", table_name="plan_links")
     op.drop_table("plan_links")
     op.drop_index("ix_web_sessions_user_name", table_name="web_sessions")
     op.drop_table("web_sessions")
