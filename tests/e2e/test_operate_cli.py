@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -414,21 +414,26 @@ def test_run_ticks_and_dispatches_every_interval(
 
 
 def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
-    """The process's output up to the first line containing ``marker``."""
+    """The process's output up to the first line containing ``marker``. A thread reads lines
+    (a select() on the pipe misses lines already in Python's read buffer: two lines written at
+    once left the second unread until the deadline)."""
     assert process.stdout is not None
+    stdout = process.stdout
     lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=0.2):
-                continue
-            line = process.stdout.readline()
-            if not line:
-                break  # the process ended
+    found = threading.Event()
+
+    def read() -> None:
+        for line in stdout:  # ends when the process closes its output
             lines.append(line)
             if marker in line:
-                return "".join(lines)
+                found.set()
+                return
+
+    reader = threading.Thread(target=read, name="read-until", daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if found.is_set():
+        return "".join(lines)
     raise AssertionError(f"no {marker!r} within {timeout}s; output so far:\n{''.join(lines)}")
 
 
