@@ -7,6 +7,7 @@ migrations in ``migrations/`` create exactly these tables; a test checks they ag
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Date,
     DateTime,
@@ -75,8 +76,14 @@ enrollments = Table(
     Column("exit_reason", String(32)),
     # set for jobs whose target is a person; the enrollment id (job, unit, entered_at) is unique
     Column("person_id", String(200)),
+    # set by the database on every insert and update (migration 0011): what engine.publish
+    # copies to the warehouse is what changed since its last copy
+    Column("revision", BigInteger),
     Index("ix_enrollments_job_active", "job_name", "completed_at", "exited_at"),
     Index("ix_enrollments_unit", "job_name", "account_id", "person_id"),
+    Index("ix_enrollments_revision", "revision"),
+    # the contact policy's "entered within the last N days" across jobs (migration 0010)
+    Index("ix_enrollments_entered", "entered_at", "account_id"),
 )
 
 # At most one active enrollment per (job, unit), enforced by the store itself: whatever two

@@ -429,8 +429,16 @@ class StateStore:
         if job_name is not None:
             query = query.where(e.c.job_name == job_name)
         with self.engine.connect() as connection:
-            rows = connection.execute(query).mappings().all()
-        return pa.Table.from_pylist([dict(row) for row in rows], schema=ENROLLMENT_ARROW_SCHEMA)
+            rows = connection.execute(query).fetchall()
+        # Column by column (a dict per row cost more than the query).
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(ENROLLMENT_ARROW_SCHEMA)
+        return pa.Table.from_arrays(
+            [
+                pa.array(values, type=field.type)
+                for values, field in zip(columns, ENROLLMENT_ARROW_SCHEMA, strict=True)
+            ],
+            schema=ENROLLMENT_ARROW_SCHEMA,
+        )
 
 
 def launch_salt(job_name: str, at: datetime) -> str:
