@@ -1,8 +1,9 @@
 """The typed checks of an import, as SQL for the staging DuckDB, and the file's repeated ids.
 
-Every value arrives as text. One SELECT per batch casts each column and names the first problem
-of each row (column and reason); everything here is set-based, so a batch of 50,000 rows costs a
-few queries, never a Python loop per row. What is refused, beyond "not a number" and friends:
+Values arrive as text, or typed when a Parquet column's type is one the canonical column takes as
+it is. One SELECT per batch casts each column and names the first problem of each row (column and
+reason); everything here is set-based, so a batch of a million rows costs a few queries, never a
+Python loop per row. What is refused, beyond "not a number" and friends:
 
 - numbers that are not finite (``NaN``, ``inf``, ``1e400``) and whole numbers with a fraction
   (``12.7`` employees would be rounded silently);
@@ -112,6 +113,51 @@ def _time_checks(value: str, index: int, cast: str, name: str, expected: str) ->
     )
 
 
+def _typed_checks(spec: TableSpec, index: int) -> _Checks:
+    """The checks of the ``index``-th column of ``spec`` when its values arrive typed (a
+    Parquet number, boolean, date or time of a type the column takes as it is)."""
+    column = spec.columns[index]
+    value, name = quote(column.name), column.name
+    if column.type is ColumnType.FLOAT:
+        typed = f"CAST({value} AS DOUBLE)"
+        return _Checks(
+            helpers=[],
+            typed=typed,
+            problems=[
+                _Problem(
+                    f"NOT isfinite({typed})",
+                    name,
+                    f"'not a finite number: ' || {shown(f'CAST({value} AS VARCHAR)')} || "
+                    "' (leave the value empty when there is none)'",
+                )
+            ],
+        )
+    if column.type in (ColumnType.TIMESTAMP, ColumnType.DATE):
+        # Zoned times become UTC (the staging session's time zone), as zoned text does.
+        kind = "TIMESTAMP" if column.type is ColumnType.TIMESTAMP else "DATE"
+        typed = f"CAST({value} AS {kind})"
+        text = (
+            f"strftime({typed}, '%Y-%m-%dT%H:%M:%S')"
+            if kind == "TIMESTAMP"
+            else (f"CAST({typed} AS VARCHAR)")
+        )
+        return _Checks(
+            helpers=[],
+            typed=typed,
+            problems=[
+                _Problem(
+                    f"year({typed}) NOT BETWEEN {FIRST_YEAR} AND {LAST_YEAR}",
+                    name,
+                    f"'year ' || year({typed}) || ' is out of range ({FIRST_YEAR} to "
+                    f"{LAST_YEAR}): ' || {shown(text)} || "
+                    "' (a placeholder? leave the value empty when there is none)'",
+                )
+            ],
+        )
+    cast = "BIGINT" if column.type is ColumnType.INTEGER else "BOOLEAN"
+    return _Checks(helpers=[], typed=f"CAST({value} AS {cast})", problems=[])
+
+
 def _column_checks(spec: TableSpec, index: int) -> _Checks:
     """The checks of the ``index``-th column of ``spec`` beyond "missing" and NUL characters."""
     column = spec.columns[index]
@@ -189,29 +235,32 @@ def _column_checks(spec: TableSpec, index: int) -> _Checks:
     return _Checks(helpers=[], typed=value, problems=[])
 
 
-def check_sql(spec: TableSpec, table: str) -> str:
-    """SELECT over ``table`` (text columns of ``spec`` plus ``_row``, ``_raw``): each row's
-    first problem (``_problem_column``, ``_problem_reason``) and its typed columns.
+def check_sql(spec: TableSpec, table: str, typed: frozenset[str] = frozenset()) -> str:
+    """SELECT over ``table`` (columns of ``spec`` plus ``_row``, text but for the ``typed``
+    ones): each row's first problem (``_problem_column``, ``_problem_reason``) and its typed
+    columns, in the order of ``table``.
 
     Casts and the like are computed once per row in a first stage; the second finds the first
     problem by its number, and only that problem's reason is built.
     """
     helpers: list[str] = []
-    typed: list[str] = []
+    typed_columns: list[str] = []
     problems: list[_Problem] = []
     for index, column in enumerate(spec.columns):
         value = quote(column.name)
-        checks = _column_checks(spec, index)
+        is_typed = column.name in typed
+        checks = _typed_checks(spec, index) if is_typed else _column_checks(spec, index)
         helpers += [f"{sql} AS {helper}" for helper, sql in checks.helpers]
-        typed.append(f"{checks.typed} AS {value}")
-        problems.append(
-            _Problem(
-                f"contains({value}, chr(0))",
-                column.name,
-                f"'contains a NUL character at position ' || strpos({value}, chr(0)) || "
-                "' (a binary or corrupted export?)'",
+        typed_columns.append(f"{checks.typed} AS {value}")
+        if not is_typed:
+            problems.append(
+                _Problem(
+                    f"contains({value}, chr(0))",
+                    column.name,
+                    f"'contains a NUL character at position ' || strpos({value}, chr(0)) || "
+                    "' (a binary or corrupted export?)'",
+                )
             )
-        )
         if column.required:
             problems.append(_Problem(f"{value} IS NULL", column.name, "'missing required value'"))
         problems += [
@@ -236,76 +285,92 @@ def check_sql(spec: TableSpec, table: str) -> str:
     return (
         f"WITH staged AS MATERIALIZED (SELECT {first_stage} FROM {table}), "
         f"numbered AS (SELECT *, CASE {which} END AS _problem FROM staged) "
-        f"SELECT _row, _raw, CASE _problem {columns} END AS _problem_column, "
-        f"CASE _problem {reasons} END AS _problem_reason, {', '.join(typed)} "
-        "FROM numbered ORDER BY _row"
+        f"SELECT _row, CASE _problem {columns} END AS _problem_column, "
+        f"CASE _problem {reasons} END AS _problem_reason, {', '.join(typed_columns)} "
+        "FROM numbered"
     )
 
 
 class InFileIds:
     """The ids a file has used so far (with a hash of each first row's values), so a repeated id
-    is told apart: the same values again is a duplicate, different values a conflict."""
+    is told apart: the same values again is a duplicate, different values a conflict.
+
+    The ids live in a table of the staging database, which spills to its file beyond its memory
+    limit: memory stays bounded however many rows the file has.
+    """
 
     def __init__(self, staging: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
         self.staging = staging
         self.spec = spec
         staging.execute(
-            "CREATE OR REPLACE TEMP TABLE _seen_ids (id VARCHAR, _row BIGINT, _hash UBIGINT)"
+            "CREATE OR REPLACE TABLE _seen_ids (id VARCHAR, _row BIGINT, _hash UBIGINT)"
         )
 
     def classify(self, good: pa.Table) -> tuple[pa.Table, int, list[Reject]]:
         """Of rows that passed every check: the first of each id (the rows to store), how many
-        repeat an earlier row exactly, and the rejects of ids repeated with other values."""
+        repeat an earlier row exactly, and the rejects of ids repeated with other values (their
+        ``raw`` left empty for the caller to fill in)."""
         if good.num_rows == 0:
             return good, 0, []
         key = quote(self.spec.key)
         values = ", ".join(quote(name) for name in self.spec.column_names)
-        self.staging.register("_good_rows", good)
+        staging = self.staging
+        staging.register("_good_rows", good)
         try:
-            self.staging.execute(
-                "CREATE OR REPLACE TEMP TABLE _classified AS "
-                f"WITH hashed AS (SELECT *, hash({values}) AS _hash FROM _good_rows), "
-                "ranked AS (SELECT *, first_value(_hash) OVER w AS _first_hash, "
-                "first_value(_row) OVER w AS _first_row FROM hashed "
-                f"WINDOW w AS (PARTITION BY {key} ORDER BY _row)) "
-                "SELECT r.*, s._row AS _seen_row, CASE "
-                "WHEN s._row IS NOT NULL AND s._hash = r._hash THEN 'duplicate' "
-                "WHEN s._row IS NOT NULL THEN 'conflict' "
-                "WHEN r._row = r._first_row THEN 'first' "
-                "WHEN r._hash = r._first_hash THEN 'duplicate' ELSE 'conflict' END AS _fate "
-                f"FROM ranked AS r LEFT JOIN _seen_ids AS s ON r.{key} = s.id"
+            staging.execute(
+                "CREATE OR REPLACE TEMP TABLE _batch_ids AS "
+                f"SELECT _row, CAST({key} AS VARCHAR) AS id, hash({values}) AS _hash "
+                "FROM _good_rows"
             )
         finally:
-            self.staging.unregister("_good_rows")
-        self.staging.execute(
-            f"INSERT INTO _seen_ids SELECT {key}, _row, _hash FROM _classified "
-            "WHERE _fate = 'first'"
-        )
-        helpers = "_hash, _first_hash, _first_row, _seen_row, _fate"
-        firsts = self.staging.execute(
-            f"SELECT * EXCLUDE ({helpers}) FROM _classified WHERE _fate = 'first' ORDER BY _row"
+            staging.unregister("_good_rows")
+        # Only the rows that are not the first of their id come back: usually none.
+        exceptions = staging.execute(
+            "WITH seen AS (SELECT b._row, b.id, b._hash, s._row AS _seen_row, "
+            "s._hash AS _seen_hash FROM _batch_ids AS b JOIN _seen_ids AS s USING (id)), "
+            "repeated AS (SELECT * FROM _batch_ids WHERE id IN "
+            "(SELECT id FROM _batch_ids GROUP BY id HAVING count(*) > 1) "
+            "AND id NOT IN (SELECT id FROM seen)), "
+            "ranked AS (SELECT *, first_value(_row) OVER w AS _first_row, "
+            "first_value(_hash) OVER w AS _first_hash FROM repeated "
+            "WINDOW w AS (PARTITION BY id ORDER BY _row)) "
+            "SELECT _row, id, _hash = _seen_hash AS _same, _seen_row AS _first_row FROM seen "
+            "UNION ALL SELECT _row, id, _hash = _first_hash, _first_row FROM ranked "
+            "WHERE _row <> _first_row ORDER BY _row"
         ).fetch_arrow_table()
-        (duplicates,) = self.staging.execute(
-            "SELECT count(*) FROM _classified WHERE _fate = 'duplicate'"
-        ).fetchone() or (0,)
-        conflicts = self.staging.execute(
-            f"SELECT _row, {key}, coalesce(_seen_row, _first_row), _raw FROM _classified "
-            "WHERE _fate = 'conflict' ORDER BY _row"
-        ).fetchall()
-        self.staging.execute("DROP TABLE _classified")
+        if exceptions.num_rows:
+            staging.register("_exceptions", exceptions)
+            try:
+                staging.execute(
+                    "INSERT INTO _seen_ids SELECT id, _row, _hash FROM _batch_ids "
+                    "WHERE _row NOT IN (SELECT _row FROM _exceptions)"
+                )
+            finally:
+                staging.unregister("_exceptions")
+            later = pc.is_in(good.column("_row"), exceptions.column("_row"))
+            good = good.filter(pc.invert(later))
+        else:
+            staging.execute("INSERT INTO _seen_ids SELECT id, _row, _hash FROM _batch_ids")
+        staging.execute("DROP TABLE _batch_ids")
+        duplicates = 0
+        rejects = []
         name = self.spec.key
-        rejects = [
-            Reject(
-                row,
-                f"{name} {identifier!r} is repeated with different values (first at row "
-                f"{first}, which is kept); give each row its own {name} or drop the stale copy",
-                raw,
-                column=name,
-                code="conflicting_id",
+        for row in exceptions.to_pylist():
+            if row["_same"]:
+                duplicates += 1
+                continue
+            rejects.append(
+                Reject(
+                    row["_row"],
+                    f"{name} {row['id']!r} is repeated with different values (first at row "
+                    f"{row['_first_row']}, which is kept); give each row its own {name} or drop "
+                    "the stale copy",
+                    "",
+                    column=name,
+                    code="conflicting_id",
+                )
             )
-            for row, identifier, first, raw in conflicts
-        ]
-        return firsts, int(duplicates), rejects
+        return good, duplicates, rejects
 
 
 @dataclass

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from closeloop.data.readers import TextBatch
-from closeloop.data.tables import TableSpec
+from closeloop.data.readers import ROW, TextBatch, arrow_text, arrow_to_text
+from closeloop.data.tables import ColumnType, TableSpec
 from closeloop.definitions.models import ColumnNormalization
 from closeloop.errors import DataImportError
 
@@ -104,6 +105,15 @@ _TABLE_SYNONYMS: dict[tuple[str, str], tuple[str, ...]] = {
 _RAW = json.JSONEncoder(ensure_ascii=False)
 _PROPERTIES = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 _SPACES = r"[\s\x{00A0}\x{2000}-\x{200B}\x{202F}\x{205F}\x{3000}]+"
+_SMALL_UNSIGNED: tuple[pa.DataType, ...] = (pa.uint8(), pa.uint16(), pa.uint32())
+# Arrow types a canonical column takes as they are (typed in the staging DuckDB without text).
+_TYPED_AS_IS: dict[ColumnType, tuple[Callable[[pa.DataType], bool], ...]] = {
+    ColumnType.INTEGER: (pa.types.is_signed_integer, lambda kind: bool(kind in _SMALL_UNSIGNED)),
+    ColumnType.FLOAT: (pa.types.is_float32, pa.types.is_float64, pa.types.is_integer),
+    ColumnType.BOOLEAN: (pa.types.is_boolean,),
+    ColumnType.TIMESTAMP: (pa.types.is_timestamp, pa.types.is_date),
+    ColumnType.DATE: (pa.types.is_date,),
+}
 
 
 def _folded(name: str) -> str:
@@ -211,20 +221,25 @@ class ColumnPlan:
 
     def given(self, batch: TextBatch) -> set[str]:
         """The canonical columns a batch has values for, plus the names of its extra columns."""
-        keys = {name for row in batch.rows for name in row}
+        if batch.columns is not None:
+            keys = {name for name in batch.columns.column_names if name != ROW}
+        else:
+            keys = {name for row in batch.rows for name in row}
         given = {name for name in self.spec.column_names if self.source(name) in keys}
         return given | (keys - self.used)
 
     # -- text into Arrow ----------------------------------------------------------------------
 
-    def text_table(self, batch: TextBatch) -> pa.Table:
-        """The batch as text columns of the canonical names (trimmed; blank is null), extra
-        columns merged into ``properties``, plus ``_row`` and ``_raw`` (the row as read)."""
+    def text_table(self, batch: TextBatch) -> tuple[pa.Table, frozenset[str]]:
+        """The batch as columns of the canonical names, plus ``_row``; and the names of the
+        columns that are typed already (the rest are text: trimmed, blank is null). Extra
+        columns are merged into ``properties``."""
+        if batch.columns is not None:
+            return self._columnar_table(batch.columns)
         names = self.spec.column_names
         sources = [(name, self.source(name)) for name in names]
         used = self.used
         columns: dict[str, list[str | None]] = {name: [] for name in names}
-        raws: list[str] = []
         has_properties = "properties" in columns
         for row in batch.rows:
             for name, source in sources:
@@ -240,15 +255,53 @@ class ColumnPlan:
             if extras and has_properties:
                 properties = columns["properties"]
                 properties[-1] = _merge_properties(properties[-1], extras)
-            raws.append(_RAW.encode(row))
-        data: dict[str, list[Any]] = {"_row": list(batch.row_numbers), "_raw": raws}
+        data: dict[str, list[Any]] = {ROW: list(batch.row_numbers)}
         data.update(columns)
-        return pa.table(
-            data,
-            schema=pa.schema(
-                [("_row", pa.int64()), ("_raw", pa.string())] + [(n, pa.string()) for n in names]
-            ),
-        )
+        schema = pa.schema([(ROW, pa.int64())] + [(n, pa.string()) for n in names])
+        return pa.table(data, schema=schema), frozenset()
+
+    def _columnar_table(self, table: pa.Table) -> tuple[pa.Table, frozenset[str]]:
+        """:meth:`text_table` of a columnar batch, set-based: a column whose Arrow type the
+        canonical type takes as it is stays typed; text is trimmed, blank made null."""
+        present = set(table.column_names)
+        size = table.num_rows
+        columns: dict[str, pa.Array | pa.ChunkedArray] = {ROW: table.column(ROW)}
+        typed: set[str] = set()
+        for column in self.spec.columns:
+            source = self.source(column.name)
+            if source not in present:
+                columns[column.name] = pa.nulls(size, pa.string())
+                continue
+            values = table.column(source)
+            if any(test(values.type) for test in _TYPED_AS_IS.get(column.type, ())):
+                columns[column.name] = values
+                typed.add(column.name)
+                continue
+            text = arrow_text(values)
+            trimmed = pc.utf8_trim_whitespace(text)
+            columns[column.name] = pc.if_else(pc.equal(trimmed, ""), None, trimmed)
+        extras = [name for name in table.column_names if name != ROW and name not in self.used]
+        if extras and "properties" in columns:
+            columns["properties"] = self._with_extras(table, extras, columns["properties"])
+        return pa.table(columns), frozenset(typed)
+
+    def _with_extras(
+        self, table: pa.Table, extras: list[str], properties: pa.Array | pa.ChunkedArray
+    ) -> pa.Array:
+        """``properties`` with the non-blank values of the extra columns merged in (as text)."""
+        texts = [(name, arrow_to_text(table.column(name).combine_chunks())[0]) for name in extras]
+        merged: list[str | None] = properties.to_pylist()
+        for index in range(table.num_rows):
+            found = {
+                name: values[index] for name, values in texts if values[index] not in (None, "")
+            }
+            if found:
+                merged[index] = _merge_properties(merged[index], found)
+        return pa.array(merged, pa.string())
+
+    def raw_texts(self, batch: TextBatch, row_numbers: Iterable[int]) -> dict[int, str]:
+        """The rows numbered ``row_numbers`` as read, as JSON (the quarantine's ``raw``)."""
+        return {number: _RAW.encode(row) for number, row in batch.raw_rows(row_numbers).items()}
 
     # -- normalisation ------------------------------------------------------------------------
 
@@ -256,7 +309,7 @@ class ColumnPlan:
         """SELECT over ``table`` with every normalised column cleaned; None when none is."""
         if not self.normalize:
             return None
-        selected = ["_row", "_raw"]
+        selected = [ROW]
         for name in self.spec.column_names:
             rule = self.normalize.get(name)
             value = _quote(name)

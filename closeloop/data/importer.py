@@ -7,13 +7,21 @@ rows that fail go to the ``quarantine`` table with file, row number, column and 
 vanishes, and one bad row never stops the others. Import is idempotent on each table's natural id:
 importing the same file twice adds nothing, and a crash part-way is repaired by importing the file
 again (the error says how many rows were committed before it).
+
+Rows stay in Arrow and DuckDB from the file to the warehouse: a batch is an Arrow table, checked
+and de-duplicated by SQL in the staging database (a file in a temporary folder, under a memory
+limit, so the ids a large file has used spill to disk) and, on a DuckDB warehouse, inserted by one
+``INSERT … SELECT`` that skips stored ids. Python sees only the rows that fail. Parquet is read a
+record batch at a time, so memory is bounded by the batch size, not the file's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +29,7 @@ from pathlib import Path
 import duckdb
 import ibis
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from closeloop.data import history
 from closeloop.data.import_checks import FutureRows, InFileIds, check_sql
@@ -32,6 +41,12 @@ from closeloop.definitions.models import ColumnNormalization
 from closeloop.errors import CloseloopError, DataImportError
 
 DEFAULT_BATCH_SIZE = 50_000
+"""Rows per batch of CSV and JSON Lines (read row by row in Python)."""
+COLUMNAR_BATCH_SIZE = 500_000
+"""Rows per batch of Parquet (columnar all the way): large enough that the queries of a batch
+cost little beside its rows, small enough that a batch holds a few hundred MB at most."""
+STAGING_MEMORY_LIMIT = "1GB"
+"""The staging database's memory; beyond it DuckDB spills to the staging file."""
 FUTURE_MARGIN = timedelta(days=1)
 """Rows dated further than this after the import are counted in a warning."""
 # Failures of the machine (a database that went away, a full disk), reported with what was
@@ -85,15 +100,17 @@ def import_file(
     table: str,
     path: Path,
     *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     progress: ProgressCallback | None = None,
     options: ImportOptions | None = None,
 ) -> ImportResult:
     """Import ``path`` into canonical table ``table``; return counts of what became of each row.
 
-    Each batch is committed on its own. When the import stops part-way (the database goes away,
-    the process is interrupted), :class:`DataImportError` says how many rows were committed;
-    importing the same file again repairs it.
+    Each batch (``batch_size`` rows; by default :data:`DEFAULT_BATCH_SIZE` for CSV and JSON
+    Lines, :data:`COLUMNAR_BATCH_SIZE` for Parquet) is committed on its own. When the import
+    stops part-way (the database goes away, the process is interrupted),
+    :class:`DataImportError` says how many rows were committed; importing the same file again
+    repairs it.
     """
     options = options or ImportOptions()
     spec = warehouse.spec(table)
@@ -103,6 +120,8 @@ def import_file(
     header = source.header()
     warnings = plan.check_columns(path, header) if header is not None else []
     now = (options.now or datetime.now(UTC)).replace(tzinfo=None)
+    if batch_size is None:
+        batch_size = COLUMNAR_BATCH_SIZE if source.format == "parquet" else DEFAULT_BATCH_SIZE
     batches = source.batches(batch_size)
     first = next(batches, TextBatch())
     if header is None and first.rows:
@@ -110,24 +129,21 @@ def import_file(
         keys = list(dict.fromkeys(name for row in first.rows for name in row))
         warnings += plan.check_columns(path, keys, where=str(first.row_numbers[0]))
     warehouse.ensure_tables()
-    staging = duckdb.connect()
-    staging.execute("SET TimeZone = 'UTC'")
-    run = _Run(warehouse, staging, plan, path, InFileIds(staging, spec), now)
-    try:
-        for batch in itertools.chain([first], batches):
-            run.add(batch)
-            if progress is not None:
-                progress(ImportProgress(run.totals["read"], batch.position))
-    except (Exception, KeyboardInterrupt) as error:
-        stopped = run.stopped(error)
-        if isinstance(error, CloseloopError | OSError | MemoryError | KeyboardInterrupt) or (
-            type(error).__module__.startswith(_CONDITION_MODULES)
-        ):
-            raise DataImportError(stopped) from error
-        error.add_note(stopped)
-        raise
-    finally:
-        staging.close()
+    with _staging() as staging:
+        run = _Run(warehouse, staging, plan, path, InFileIds(staging, spec), now)
+        try:
+            for batch in itertools.chain([first], batches):
+                run.add(batch)
+                if progress is not None:
+                    progress(ImportProgress(run.totals["read"], batch.position))
+        except (Exception, KeyboardInterrupt) as error:
+            stopped = run.stopped(error)
+            if isinstance(error, CloseloopError | OSError | MemoryError | KeyboardInterrupt) or (
+                type(error).__module__.startswith(_CONDITION_MODULES)
+            ):
+                raise DataImportError(stopped) from error
+            error.add_note(stopped)
+            raise
     totals = run.totals
     warnings += run.warnings()
     return ImportResult(
@@ -141,6 +157,19 @@ def import_file(
         warnings=tuple(warnings),
         future_dated=run.future.count,
     )
+
+
+@contextmanager
+def _staging() -> Iterator[duckdb.DuckDBPyConnection]:
+    """The staging database of one import: a DuckDB file in a temporary folder, removed after."""
+    with tempfile.TemporaryDirectory(prefix="closeloop-import-") as folder:
+        staging = duckdb.connect(str(Path(folder) / "staging.duckdb"))
+        try:
+            staging.execute("SET TimeZone = 'UTC'")
+            staging.execute(f"SET memory_limit = '{STAGING_MEMORY_LIMIT}'")
+            yield staging
+        finally:
+            staging.close()
 
 
 class _Run:
@@ -164,11 +193,10 @@ class _Run:
         self.last_row = 0
 
     def add(self, batch: TextBatch) -> None:
-        rows = [*batch.row_numbers, *(reject.row_number for reject in batch.rejects)]
         counts = _import_batch(self.warehouse, self.staging, self.plan, self.path, batch, self)
         for key, value in counts.items():
             self.totals[key] += value
-        self.last_row = max([self.last_row, *rows])
+        self.last_row = max(self.last_row, batch.last_row)
         encoding = [reject for reject in batch.rejects if reject.code == "not_utf8"]
         self.not_utf8_count += len(encoding)
         self.not_utf8 = self.not_utf8 or encoding[:1]
@@ -220,8 +248,8 @@ def _import_batch(
     rejects = list(batch.rejects)
     read = batch.size
     imported = duplicates = updated = 0
-    if batch.rows:
-        text = plan.text_table(batch)
+    if batch.has_rows:
+        text, typed = plan.text_table(batch)
         normalizing = plan.normalize_sql("_batch")
         staging.register("_batch", text)
         if normalizing is not None:
@@ -230,22 +258,32 @@ def _import_batch(
             staging.register("_batch", text)
         try:
             _register_known_references(warehouse, staging, spec)
-            checked = staging.execute(check_sql(spec, "_batch")).fetch_arrow_table()
+            checked = staging.execute(check_sql(spec, "_batch", typed)).fetch_arrow_table()
         finally:
             staging.unregister("_batch")
+        del text
         problem = checked.column("_problem_reason")
-        bad = checked.filter(problem.is_valid())
-        for row in bad.select(["_row", "_problem_column", "_problem_reason", "_raw"]).to_pylist():
-            rejects.append(
-                Reject(row["_row"], row["_problem_reason"], row["_raw"], row["_problem_column"])
-            )
+        failed = problem.null_count < checked.num_rows
+        checks: list[Reject] = []
+        if failed:
+            bad = checked.filter(problem.is_valid())
+            for row in bad.select(["_row", "_problem_column", "_problem_reason"]).to_pylist():
+                checks.append(
+                    Reject(row["_row"], row["_problem_reason"], "", row["_problem_column"])
+                )
+            checked = checked.filter(problem.is_null())
+        good = checked.drop_columns(["_problem_column", "_problem_reason"])
+        del checked
         # The first row of each id goes on; a repeat with other values is quarantined.
-        good, repeated, conflicts = run.ids.classify(checked.filter(problem.is_null()))
-        rejects += conflicts
+        good, repeated, conflicts = run.ids.classify(good)
+        checks += conflicts
         duplicates += repeated
         run.future.add(spec, good)
         if history.tracks_history(spec.name):
             # Accounts and people: changed rows are updated and their changes recorded.
+            numbers = good.column("_row").to_pylist()
+            raws = plan.raw_texts(batch, numbers)
+            good = good.append_column("_raw", pa.array([raws[n] for n in numbers], pa.string()))
             upsert = history.upsert(
                 warehouse,
                 staging,
@@ -260,11 +298,14 @@ def _import_batch(
             duplicates += upsert.unchanged
         else:
             unique = good.select(list(spec.column_names))
-            new_rows = _not_yet_stored(warehouse, spec, unique)
-            duplicates += unique.num_rows - new_rows.num_rows
-            if new_rows.num_rows:
-                warehouse.append(spec.name, new_rows)
-                imported = new_rows.num_rows
+            imported = _store_new(warehouse, spec, unique)
+            duplicates += unique.num_rows - imported
+        if checks:
+            raws = plan.raw_texts(batch, (reject.row_number for reject in checks))
+            for reject in checks:
+                reject.raw = raws[reject.row_number]
+            rejects += checks
+    rejects.sort(key=lambda reject: reject.row_number)
     quarantined = _quarantine(warehouse, spec, path, rejects)
     return {
         "read": read,
@@ -285,13 +326,71 @@ def _register_known_references(
             continue
         name = '"' + column.name.replace('"', '""') + '"'
         wanted = staging.execute(
-            f"SELECT DISTINCT {name} FROM _batch WHERE {name} IS NOT NULL"
+            f"SELECT DISTINCT CAST({name} AS VARCHAR) AS {name} FROM _batch "
+            f"WHERE {name} IS NOT NULL"
         ).fetch_arrow_table()
         target = warehouse.spec(column.references)
-        parent = warehouse.table(target.name)
-        keys = ibis.memtable(pa.table({target.key: wanted.column(0).cast(pa.string())}))
-        found = parent.semi_join(keys, target.key).select(target.key).distinct().to_pyarrow()
+        if _is_duckdb_table(warehouse, target.name):
+            key = _quote(target.key)
+            found = _on_duckdb(
+                warehouse,
+                wanted,
+                f"SELECT DISTINCT {key} FROM {_quote(target.name)} WHERE {key} IN "
+                f"(SELECT * FROM {_ROWS})",
+            )
+        else:
+            parent = warehouse.table(target.name)
+            keys = ibis.memtable(pa.table({target.key: wanted.column(0)}))
+            found = parent.semi_join(keys, target.key).select(target.key).distinct().to_pyarrow()
         staging.register(f"known_{column.name}", found)
+
+
+def _store_new(warehouse: Warehouse, spec: TableSpec, rows: pa.Table) -> int:
+    """Append the rows whose id is not stored yet; return how many were appended."""
+    if rows.num_rows == 0:
+        return 0
+    if _is_duckdb_table(warehouse, spec.name):
+        # One statement: the stored ids among the batch's (the batch is the hash join's build
+        # side, the table is scanned once), and the insert of the others.
+        table, key = _quote(spec.name), _quote(spec.key)
+        inserted = _on_duckdb(
+            warehouse,
+            rows,
+            f"INSERT INTO {table} SELECT * FROM {_ROWS} WHERE {key} NOT IN "
+            f"(SELECT {key} FROM {table} WHERE {key} IN (SELECT {key} FROM {_ROWS}))",
+        )
+        return int(inserted.column(0)[0].as_py() or 0)
+    new_rows = _not_yet_stored(warehouse, spec, rows)
+    if new_rows.num_rows:
+        warehouse.append(spec.name, new_rows)
+    return int(new_rows.num_rows)
+
+
+def _is_duckdb_table(warehouse: Warehouse, name: str) -> bool:
+    """Whether ``name`` is a table of a DuckDB warehouse (not read in place from a source)."""
+    return warehouse.dialect == "duckdb" and name not in warehouse.sources
+
+
+_VIEWS = itertools.count()
+_ROWS = "$rows"
+"""Where a query run by :func:`_on_duckdb` names the rows it is given."""
+
+
+def _on_duckdb(warehouse: Warehouse, rows: pa.Table, query: str) -> pa.Table:
+    """Run ``query`` on the DuckDB warehouse with ``rows`` scanned in place where it says
+    :data:`_ROWS` (released right after: Ibis memtables stay registered for the connection's
+    life, holding every batch in memory)."""
+    connection = warehouse.backend.con
+    view = f"_closeloop_import_{next(_VIEWS)}"
+    connection.register(view, rows)
+    try:
+        return connection.execute(query.replace(_ROWS, _quote(view))).fetch_arrow_table()
+    finally:
+        connection.unregister(view)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _not_yet_stored(warehouse: Warehouse, spec: TableSpec, rows: pa.Table) -> pa.Table:
@@ -299,13 +398,10 @@ def _not_yet_stored(warehouse: Warehouse, spec: TableSpec, rows: pa.Table) -> pa
         return rows
     stored = warehouse.table(spec.name)
     keys = ibis.memtable(pa.table({spec.key: rows.column(spec.key)}))
-    existing = set(
-        stored.semi_join(keys, spec.key).select(spec.key).to_pyarrow().column(0).to_pylist()
-    )
-    if not existing:
+    existing = stored.semi_join(keys, spec.key).select(spec.key).to_pyarrow().column(0)
+    if len(existing) == 0:
         return rows
-    mask = pa.array([value not in existing for value in rows.column(spec.key).to_pylist()])
-    return rows.filter(mask)
+    return rows.filter(pc.invert(pc.is_in(rows.column(spec.key), existing)))
 
 
 def _quarantine(warehouse: Warehouse, spec: TableSpec, path: Path, rejects: list[Reject]) -> int:

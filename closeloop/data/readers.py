@@ -1,8 +1,11 @@
 """Read CSV, JSON Lines and Parquet files into batches of text columns with their row numbers.
 
-Every value is read as text; typing happens afterwards in one place (the importer), so all three
-formats get the same checks and the same located errors. Rows that cannot even be read are handed
-back as rejects with their line and a reason, and reading goes on with the next row:
+CSV and JSON Lines values are read as text; Parquet batches stay columnar Arrow (strings checked
+for UTF-8, numbers, booleans, dates and times kept typed, the rest written as text), so a large
+file never passes through Python objects. Typing happens afterwards in one place (the importer),
+so all three formats get the same checks and the same located errors. Rows that cannot even be
+read are handed back as rejects with their line and a reason, and reading goes on with the next
+row:
 
 - a CSV line whose quote never closes is rejected alone and reading resumes on the next line (a
   stray quote must not swallow the rest of the file into one value);
@@ -51,6 +54,8 @@ FORMAT_NAMES = ("csv", "jsonl", "parquet")
 DELIMITERS = (",", ";", "\t", "|")
 SAMPLE_BYTES = 64 * 1024
 SHOWN_CHARACTERS = 80  # of a value or line quoted in a reason
+ROW = "_row"
+"""The row-number column of a columnar batch."""
 
 # Undecodable bytes survive decoding as lone surrogates (U+DC00 + the byte, like Python's
 # "surrogateescape", which cannot escape bytes below 0x80 as a UTF-16 decoder needs), so a bad
@@ -100,17 +105,60 @@ class Reject:
 class TextBatch:
     """Rows of one file as text: ``rows[i]`` maps column to text or None, for ``row_numbers[i]``.
 
-    ``position`` is the share of the file read once this batch is done (for progress bars).
+    A columnar batch (Parquet) holds its rows in ``columns`` instead: an Arrow table of the
+    file's columns (each name once) and ``_row``, the row numbers. ``position`` is the share of
+    the file read once this batch is done (for progress bars).
     """
 
     row_numbers: list[int] = field(default_factory=list)
     rows: list[dict[str, str | None]] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     position: float | None = None
+    columns: pa.Table | None = None
 
     @property
     def size(self) -> int:
-        return len(self.rows) + len(self.rejects)
+        columnar = self.columns.num_rows if self.columns is not None else 0
+        return len(self.rows) + len(self.rejects) + columnar
+
+    @property
+    def has_rows(self) -> bool:
+        return bool(self.rows) or (self.columns is not None and self.columns.num_rows > 0)
+
+    @property
+    def first_row(self) -> int | None:
+        """The number of the batch's first good row (None when it has none)."""
+        if self.columns is not None and self.columns.num_rows:
+            return int(self.columns.column(ROW).chunk(0)[0].as_py())
+        return self.row_numbers[0] if self.row_numbers else None
+
+    @property
+    def last_row(self) -> int:
+        """The highest row number the batch holds (good or rejected; 0 when empty)."""
+        numbers = [reject.row_number for reject in self.rejects]
+        if self.columns is not None and self.columns.num_rows:
+            numbers.append(int(pc.max(self.columns.column(ROW)).as_py()))
+        return max([*numbers, *self.row_numbers[-1:]], default=0)
+
+    def raw_rows(self, row_numbers: Iterable[int]) -> dict[int, dict[str, str | None]]:
+        """The rows numbered ``row_numbers`` as read (text by column), for quarantine records."""
+        wanted = set(row_numbers)
+        if self.columns is None:
+            return {
+                number: row
+                for number, row in zip(self.row_numbers, self.rows, strict=True)
+                if number in wanted
+            }
+        if not wanted:
+            return {}
+        numbers = self.columns.column(ROW)
+        picked = self.columns.filter(pc.is_in(numbers, pa.array(sorted(wanted), pa.int64())))
+        names = [name for name in picked.column_names if name != ROW]
+        texts = {name: arrow_to_text(picked.column(name).combine_chunks())[0] for name in names}
+        return {
+            int(number): {name: texts[name][index] for name in names}
+            for index, number in enumerate(picked.column(ROW).to_pylist())
+        }
 
 
 def detect_format(path: Path, declared: str | None = None) -> str:
@@ -302,37 +350,65 @@ class SourceFile:
             ) from None
 
     def _parquet_batches(self, batch_size: int) -> Iterator[TextBatch]:
+        """Columnar batches of about ``batch_size`` rows, read a record batch at a time (a
+        row group is never read whole, so memory stays bounded whatever the file's layout)."""
         parquet = self._parquet()
         names = _parquet_names(parquet)
         total = max(parquet.metadata.num_rows, 1)
         row_number = 0
+        pending = _Pending(names)
         for group in range(parquet.num_row_groups):
             group_rows = parquet.metadata.row_group(group).num_rows
+            group_start = row_number
             try:
-                table = parquet.read_row_group(group)
+                for record_batch in parquet.iter_batches(
+                    batch_size=min(batch_size, 65_536), row_groups=[group]
+                ):
+                    pending.add(_parquet_columns(record_batch, names, row_number))
+                    row_number += record_batch.num_rows
+                    if pending.size >= batch_size:
+                        yield pending.take(row_number / total)
             except (pa.ArrowException, OSError) as error:
                 # The rows are counted in the file's metadata, so each is quarantined, not lost.
-                first = row_number + 1
                 reason = (
-                    f"row group {group + 1} (rows {first}-{row_number + group_rows}) cannot be "
-                    f"read: {_first_line(error)}"
+                    f"row group {group + 1} (rows {group_start + 1}-{group_start + group_rows}) "
+                    f"cannot be read: {_first_line(error)}"
                 )
                 rejects = [
-                    Reject(row_number + offset, reason, "", code="unreadable")
-                    for offset in range(1, group_rows + 1)
+                    Reject(number, reason, "", code="unreadable")
+                    for number in range(row_number + 1, group_start + group_rows + 1)
                 ]
-                row_number += group_rows
+                row_number = group_start + group_rows
                 for start in range(0, len(rejects), batch_size):
-                    yield TextBatch(
-                        rejects=rejects[start : start + batch_size],
-                        position=row_number / total,
-                    )
-                continue
-            for record_batch in table.to_batches(max_chunksize=batch_size):
-                batch = _parquet_text_batch(record_batch, names, row_number)
-                row_number += record_batch.num_rows
-                batch.position = row_number / total
-                yield batch
+                    pending.add(TextBatch(rejects=rejects[start : start + batch_size]))
+                    if pending.size >= batch_size:
+                        yield pending.take(row_number / total)
+        if pending.size or row_number == 0:
+            yield pending.take(1.0)
+
+
+class _Pending:
+    """Columnar pieces gathered until a batch is full (record batches end at row groups)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.pieces: list[TextBatch] = []
+        self.size = 0
+
+    def add(self, piece: TextBatch) -> None:
+        self.pieces.append(piece)
+        self.size += piece.size
+
+    def take(self, position: float) -> TextBatch:
+        tables = [piece.columns for piece in self.pieces if piece.columns is not None]
+        columns = (
+            pa.concat_tables(tables, promote_options="permissive")
+            if tables
+            else pa.table({ROW: pa.array([], pa.int64())})
+        )
+        rejects = [reject for piece in self.pieces for reject in piece.rejects]
+        self.pieces, self.size = [], 0
+        return TextBatch(rejects=rejects, position=position, columns=columns)
 
 
 def _batched(
@@ -635,53 +711,112 @@ def _parquet_names(parquet: pq.ParquetFile) -> list[str]:
     ]
 
 
-def _parquet_text_batch(
-    record_batch: pa.RecordBatch, names: list[str], rows_before: int
-) -> TextBatch:
-    batch = TextBatch()
+def _parquet_columns(record_batch: pa.RecordBatch, names: list[str], rows_before: int) -> TextBatch:
+    """One record batch as a columnar batch: strings checked for UTF-8, nested values as JSON
+    text, numbers, booleans, dates and times kept typed; rows that cannot be read (invalid
+    UTF-8, a repeated column whose copies differ) become rejects."""
     size = record_batch.num_rows
-    columns: list[list[str | None]] = []
+    columns: list[pa.Array] = []
     bad: dict[int, tuple[str, str]] = {}  # row index: (column, reason)
     for name, column in zip(names, record_batch.columns, strict=True):
-        values, problems = _arrow_to_text(column)
+        values, problems = _arrow_column(column)
         columns.append(values)
         for index, reason in problems.items():
             bad.setdefault(index, (name, reason))
     positions: dict[str, list[int]] = {}
     for index, name in enumerate(names):
         positions.setdefault(name, []).append(index)
-    repeated = {name: found for name, found in positions.items() if len(found) > 1}
-    for index in range(size):
-        row_number = rows_before + index + 1
-        row = {name: columns[position][index] for position, name in enumerate(names)}
-        problem = bad.get(index)
-        if problem is None:
-            problem = _repeated_problem(repeated, columns, index)
-        if problem is not None:
-            column, reason = problem
+    for name, found in positions.items():
+        if len(found) > 1:
+            for index, problem in _repeated_problems(name, [columns[p] for p in found]).items():
+                bad.setdefault(index, problem)
+    row_numbers = pa.array(range(rows_before + 1, rows_before + size + 1), pa.int64())
+    unique = {name: columns[found[0]] for name, found in positions.items()}
+    table = pa.table({**unique, ROW: row_numbers})
+    batch = TextBatch(columns=table)
+    if bad:
+        keep = [index not in bad for index in range(size)]
+        rows = batch.raw_rows(rows_before + index + 1 for index in bad)
+        for index in sorted(bad):
+            column, reason = bad[index]
+            row = rows[rows_before + index + 1]
+            for found in positions.values():
+                # As the row was read before: the last copy of a repeated column shows.
+                if len(found) > 1:
+                    last = columns[found[-1]].slice(index, 1)
+                    row[names[found[-1]]] = arrow_to_text(last)[0][0]
             raw = json.dumps(row, ensure_ascii=False, default=str)
-            batch.rejects.append(Reject(row_number, reason, raw, column=column, code="value"))
-            continue
-        batch.row_numbers.append(row_number)
-        batch.rows.append(row)
+            batch.rejects.append(
+                Reject(rows_before + index + 1, reason, raw, column=column, code="value")
+            )
+        batch.columns = table.filter(pa.array(keep))
     return batch
 
 
-def _repeated_problem(
-    repeated: dict[str, list[int]], columns: list[list[str | None]], index: int
-) -> tuple[str, str] | None:
-    for name, positions in repeated.items():
-        values = [columns[position][index] for position in positions]
-        if len(set(values)) > 1:
-            shown = " / ".join(_shown(value) for value in values)
-            return name, (
-                f"column {name!r} appears {len(positions)} times in the file and this row's "
-                f"values differ ({shown}); rename or drop the copies"
-            )
-    return None
+def _repeated_problems(name: str, copies: list[pa.Array]) -> dict[int, tuple[str, str]]:
+    """The rows whose copies of column ``name`` differ, with why (text compared, as read)."""
+    texts = [pc.cast(copy, pa.string()) if not _is_text(copy.type) else copy for copy in copies]
+    first = texts[0]
+    differ: pa.Array | None = None
+    for other in texts[1:]:
+        same = pc.or_kleene(pc.equal(first, other), pc.and_(pc.is_null(first), pc.is_null(other)))
+        unequal = pc.invert(pc.fill_null(same, False))
+        differ = unequal if differ is None else pc.or_(differ, unequal)
+    if differ is None or not pc.any(differ).as_py():
+        return {}
+    problems: dict[int, tuple[str, str]] = {}
+    for index in pc.indices_nonzero(differ).to_pylist():
+        values = [arrow_to_text(copy.slice(index, 1))[0][0] for copy in copies]
+        shown = " / ".join(_shown(value) for value in values)
+        problems[index] = (
+            name,
+            f"column {name!r} appears {len(copies)} times in the file and this row's "
+            f"values differ ({shown}); rename or drop the copies",
+        )
+    return problems
 
 
-def _arrow_to_text(column: pa.Array) -> tuple[list[str | None], dict[int, str]]:
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+KEPT_TYPES = (
+    pa.types.is_integer,
+    pa.types.is_floating,
+    pa.types.is_boolean,
+    pa.types.is_timestamp,
+    pa.types.is_date,
+)
+"""Arrow types a columnar batch keeps as they are (the importer types them without text)."""
+
+
+def _arrow_column(column: pa.Array) -> tuple[pa.Array, dict[int, str]]:
+    """The column as a columnar batch holds it (see :data:`KEPT_TYPES`; text otherwise), and
+    the rows whose value cannot be text (invalid UTF-8), with why."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = column.dictionary_decode()
+        kind = column.type
+    if any(test(kind) for test in KEPT_TYPES) and not pa.types.is_float16(kind):
+        return column, {}
+    if _is_text(kind):
+        try:
+            column.validate(full=True)
+        except pa.ArrowInvalid:
+            values, problems = _bytes_to_text(column.cast(pa.large_binary()))
+            return pa.array(values, pa.string()), problems
+        return column, {}
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        try:
+            return column.cast(pa.string()), {}
+        except pa.ArrowInvalid:
+            values, problems = _bytes_to_text(column)
+            return pa.array(values, pa.string()), problems
+    values, problems = arrow_to_text(column)
+    return pa.array(values, pa.string()), problems
+
+
+def arrow_to_text(column: pa.Array) -> tuple[list[str | None], dict[int, str]]:
     """The column as text, and the rows whose value cannot be text (invalid UTF-8), with why."""
     kind = column.type
     if pa.types.is_dictionary(kind):
@@ -703,6 +838,16 @@ def _arrow_to_text(column: pa.Array) -> tuple[list[str | None], dict[int, str]]:
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         return _bytes_to_text(column)
     return pc.cast(column, pa.string()).to_pylist(), {}
+
+
+def arrow_text(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A column of a columnar batch as text, set-based (as :func:`arrow_to_text` writes it)."""
+    kind = column.type
+    if _is_text(kind):
+        return column
+    if pa.types.is_timestamp(kind):
+        return pc.strftime(column, format="%Y-%m-%dT%H:%M:%S%z" if kind.tz else "%Y-%m-%dT%H:%M:%S")
+    return pc.cast(column, pa.string())
 
 
 def _bytes_to_text(column: pa.Array) -> tuple[list[str | None], dict[int, str]]:
