@@ -32,6 +32,7 @@ from closeloop.schemas.data import (
     QuarantineListing,
     QuarantinePurge,
 )
+from closeloop.services import file_marks
 from closeloop.services.project import Workspace
 
 IMPORT_TABLES = tuple(CANONICAL_TABLES)
@@ -148,10 +149,15 @@ def default_as_of(workspace: Workspace, now: datetime | None = None) -> datetime
 
 
 def newest_event(warehouse: Warehouse) -> datetime | None:
-    """The time of the newest event in the warehouse (None when there is none)."""
-    events = warehouse.table("events")
-    value = events.timestamp.max().to_pyarrow().as_py()
-    return value if isinstance(value, datetime) else None
+    """The time of the newest event in the warehouse (None when there is none): one scan of
+    the events' times, remembered while the warehouse's file is unwritten (``file_marks``),
+    so the pages that show the present as of the newest event pay it once per change."""
+
+    def read() -> datetime | None:
+        value = warehouse.table("events").timestamp.max().to_pyarrow().as_py()
+        return value if isinstance(value, datetime) else None
+
+    return file_marks.remembered((file_marks.warehouse_stamp(warehouse),), ("newest_event",), read)
 
 
 def _minute(moment: datetime) -> str:
