@@ -344,18 +344,34 @@ def _record(
     at: datetime,
 ) -> None:
     e = schema.enrollments
-    for enrollment, completed_at in decisions.completions.items():
-        connection.execute(
-            e.update().where(e.c.enrollment_id == enrollment).values(completed_at=completed_at)
-        )
-        cancel_reminders(connection, enrollment, completed_at)
-    for enrollment, (exited_at, reason) in decisions.exits.items():
+    # One prepared statement each, executed for all rows (executemany), not a statement per row.
+    if decisions.completions:
         connection.execute(
             e.update()
-            .where(e.c.enrollment_id == enrollment)
-            .values(exited_at=exited_at, exit_reason=reason)
+            .where(e.c.enrollment_id == sa.bindparam("ended_id"))
+            .values(completed_at=sa.bindparam("ended_at")),
+            [
+                {"ended_id": enrollment, "ended_at": completed_at}
+                for enrollment, completed_at in decisions.completions.items()
+            ],
         )
-        cancel_reminders(connection, enrollment, exited_at)
+    if decisions.exits:
+        connection.execute(
+            e.update()
+            .where(e.c.enrollment_id == sa.bindparam("ended_id"))
+            .values(exited_at=sa.bindparam("ended_at"), exit_reason=sa.bindparam("reason")),
+            [
+                {"ended_id": enrollment, "ended_at": exited_at, "reason": reason}
+                for enrollment, (exited_at, reason) in decisions.exits.items()
+            ],
+        )
+    cancel_reminders(
+        connection,
+        [
+            *decisions.completions.items(),
+            *((enrollment, exited_at) for enrollment, (exited_at, _) in decisions.exits.items()),
+        ],
+    )
     if decisions.entering:
         connection.execute(
             e.insert(),
@@ -633,18 +649,26 @@ def _capped_accounts(
         return set(rows)
 
 
-def cancel_reminders(connection: Connection, enrollment: str, ended_at: datetime) -> None:
-    """Sequence messages (sent or ghost) that fall due after the enrollment ended never go out."""
+def cancel_reminders(connection: Connection, ended: Sequence[tuple[str, datetime]]) -> None:
+    """Sequence messages (pending or ghost) that fall due after their enrollment ended never go
+    out. ``ended``: (enrollment id, when it ended); one statement run for all of them, each an
+    index lookup (``ix_outbox_enrollment``)."""
+    if not ended:
+        return
     o = schema.outbox
     connection.execute(
         o.update()
         .where(
-            o.c.enrollment_id == enrollment,
+            o.c.enrollment_id == sa.bindparam("ended_id"),
             o.c.step_index < COMPLETION_STEP,
-            o.c.status.in_([OutboxStatus.PENDING, OutboxStatus.GHOST]),
-            o.c.due_at > ended_at,
+            # (an expanding IN cannot take part in an executemany)
+            sa.or_(o.c.status == OutboxStatus.PENDING, o.c.status == OutboxStatus.GHOST),
+            o.c.due_at > sa.bindparam("ended_at"),
         )
-        .values(status=OutboxStatus.CANCELLED, last_error="the enrollment ended before it fell due")
+        .values(
+            status=OutboxStatus.CANCELLED, last_error="the enrollment ended before it fell due"
+        ),
+        [{"ended_id": enrollment, "ended_at": moment} for enrollment, moment in ended],
     )
 
 

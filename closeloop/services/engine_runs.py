@@ -33,7 +33,7 @@ from closeloop.schemas.jobs import DryRun, EnteringUnit, PreviewMessage
 from closeloop.services import board_schedule
 from closeloop.services import health as health_scores
 from closeloop.services import plans as success_plans
-from closeloop.services.power import launch_plan
+from closeloop.services.power import estimate_launches, launch_plan
 from closeloop.services.project import Workspace, open_workspace
 from closeloop.settings import load_settings
 
@@ -84,6 +84,10 @@ def tick(
     launched only with ``launch``; ``replay`` records planned sends as ``not_sent``.
     """
     links = unsubscribe_links(workspace)
+    names = _job_names(workspace, job_name)
+    if launch:
+        # Drafts store a plan when they launch: estimate all of them in one warehouse query.
+        estimate_launches(workspace, names, at)
     return [
         run_tick(
             workspace.project,
@@ -97,7 +101,7 @@ def tick(
             unsubscribe_url=links.url,
             launch_plan=partial(launch_plan, workspace, name, at),
         )
-        for name in _job_names(workspace, job_name)
+        for name in names
     ]
 
 

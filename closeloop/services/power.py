@@ -20,8 +20,10 @@ estimates both from data:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from weakref import WeakKeyDictionary
 
 import ibis
 import ibis.expr.types as ir
@@ -29,6 +31,7 @@ import pyarrow.compute as pc
 
 from closeloop.data.compiler import eligible_units, goal_reached_at
 from closeloop.data.frame import unit_key
+from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity
 from closeloop.definitions.project import LoadedJob
 from closeloop.engine.assignment import HOLDOUT
@@ -128,14 +131,19 @@ def plan_job_power(
         )
     horizon = horizon_of(definition)
     moment = naive_utc(as_of) if as_of is not None else _latest_time(workspace)
+    estimated = _launch_estimate(workspace, job, moment)
     volume = (
         PlanEstimate(value=weekly_volume, source="given", detail="--weekly")
         if weekly_volume is not None
+        else estimated.volume
+        if estimated is not None
         else _weekly_volume(workspace, job, moment)
     )
     baseline = (
         PlanEstimate(value=baseline_rate, source="given", detail="--baseline")
         if baseline_rate is not None
+        else estimated.baseline_estimate()
+        if estimated is not None
         else _baseline(workspace, job, moment, horizon)
     )
     if baseline.source != "given" and not 0 < baseline.value < 1:
@@ -348,7 +356,7 @@ def _weekly_volume(workspace: Workspace, job: LoadedJob, moment: datetime) -> Pl
                 f"({first:%Y-%m-%d} to {last_tick:%Y-%m-%d}; the launch's backlog of "
                 f"{enrollments.num_rows - later} not counted)",
             )
-    points = [moment - timedelta(weeks=k) for k in range(LOOKBACK_WEEKS, -1, -1)]
+    points = _lookback_points(moment)
     entrants = []
     previous = _eligible(workspace, job, points[0])
     for point in points[1:]:
@@ -356,6 +364,15 @@ def _weekly_volume(workspace: Workspace, job: LoadedJob, moment: datetime) -> Pl
         key = unit_key(Entity(job.definition.target))
         entrants.append(int(current.anti_join(previous, key).count().execute()))
         previous = current
+    return _audience_volume(points, entrants)
+
+
+def _lookback_points(moment: datetime) -> list[datetime]:
+    """T−4w, T−3w, …, T: the weekly points new audience members are counted between."""
+    return [moment - timedelta(weeks=k) for k in range(LOOKBACK_WEEKS, -1, -1)]
+
+
+def _audience_volume(points: Sequence[datetime], entrants: Sequence[int]) -> PlanEstimate:
     return PlanEstimate(
         value=sum(entrants) / len(entrants),
         source="audience",
@@ -407,20 +424,150 @@ def _baseline(
     candidates = _eligible(workspace, job, start).mutate(entered_at=ibis.timestamp(start))
     members = int(candidates.count().execute())
     if members == 0:
-        raise NotFoundError(
-            f"nobody was in the audience of {job.name!r} at {start:%Y-%m-%d}, so the baseline "
-            "cannot be estimated; pass --baseline"
-        )
+        raise _nobody_at_start(job, start)
     reached = goal_reached_at(
         job.goal, workspace.warehouse, moment, candidates, workspace.project.catalog, target
     )
     completed = int(reached.filter(reached.reached_at <= moment)[key].nunique().execute())
+    return _audience_baseline(start, moment, members, completed)
+
+
+def _nobody_at_start(job: LoadedJob, start: datetime) -> NotFoundError:
+    return NotFoundError(
+        f"nobody was in the audience of {job.name!r} at {start:%Y-%m-%d}, so the baseline "
+        "cannot be estimated; pass --baseline"
+    )
+
+
+def _audience_baseline(
+    start: datetime, moment: datetime, members: int, completed: int
+) -> PlanEstimate:
     return PlanEstimate(
         value=completed / members,
         source="audience",
         detail=f"{completed} of {members} units in the audience at {start:%Y-%m-%d} reached the "
         f"goal by {moment:%Y-%m-%d}",
     )
+
+
+# -- launch estimates: every launching job's in one query ------------------------------------
+
+
+@dataclass(frozen=True)
+class _LaunchEstimate:
+    """A never-ticked job's weekly volume and baseline from its audience (or why there is no
+    baseline: nobody was in the audience at T−horizon)."""
+
+    volume: PlanEstimate
+    baseline: PlanEstimate | NotFoundError
+
+    def baseline_estimate(self) -> PlanEstimate:
+        if isinstance(self.baseline, NotFoundError):
+            raise self.baseline
+        return self.baseline
+
+
+# Per warehouse connection: (job, content hash, as of) -> estimate. `closeloop tick --launch`
+# prints the launch checks and then stores each job's launch plan; both read the one estimate.
+_LAUNCH_ESTIMATES: WeakKeyDictionary[Warehouse, dict[tuple[str, str, datetime], _LaunchEstimate]]
+_LAUNCH_ESTIMATES = WeakKeyDictionary()
+
+
+def _launch_estimate(
+    workspace: Workspace, job: LoadedJob, moment: datetime
+) -> _LaunchEstimate | None:
+    found = _LAUNCH_ESTIMATES.get(workspace.warehouse, {})
+    estimate = found.get((job.name, job.content_hash, moment))
+    if estimate is None or workspace.store.last_tick(job.name) is not None:
+        return None  # a job that has ticked estimates from its own enrollments
+    return estimate
+
+
+def estimate_launches(workspace: Workspace, names: Iterable[str], at: datetime) -> None:
+    """Estimate, in one warehouse query, the weekly volume and baseline of every job of
+    ``names`` that has never ticked and has a holdout, as of ``at``; :func:`plan_job_power`
+    (and so :func:`launch_check` and :func:`launch_plan`) then uses them for those jobs.
+
+    The numbers are the ones the per-job estimates give (module doc): new audience members at
+    each weekly point, and the audience at T−horizon with how many reached the goal by T.
+    """
+    moment = naive_utc(at)
+    cache = _LAUNCH_ESTIMATES.setdefault(workspace.warehouse, {})
+    jobs = []
+    for name in names:
+        job = workspace.project.job(name)
+        if job.definition.holdout <= 0 or (job.name, job.content_hash, moment) in cache:
+            continue
+        if workspace.store.last_tick(name) is None:
+            jobs.append(job)
+    if not jobs:
+        return
+    points = _lookback_points(moment)
+    counts: dict[tuple[int, str], int] = {}
+    rows = _launch_counts(workspace, jobs, points, moment).to_pyarrow().to_pylist()
+    for row in rows:
+        counts[(int(row["job"]), str(row["measure"]))] = int(row["value"])
+    for index, job in enumerate(jobs):
+        entrants = [counts.get((index, f"entrants_{k}"), 0) for k in range(1, len(points))]
+        start = moment - timedelta(days=horizon_of(job.definition))
+        members = counts.get((index, "members"), 0)
+        baseline: PlanEstimate | NotFoundError = (
+            _audience_baseline(start, moment, members, counts.get((index, "completed"), 0))
+            if members
+            else _nobody_at_start(job, start)
+        )
+        cache[(job.name, job.content_hash, moment)] = _LaunchEstimate(
+            _audience_volume(points, entrants), baseline
+        )
+
+
+def _launch_counts(
+    workspace: Workspace, jobs: Sequence[LoadedJob], points: Sequence[datetime], moment: datetime
+) -> ir.Table:
+    """One table of (job index, measure, value): ``entrants_k`` (units in the audience at point
+    k and not at point k−1), ``members`` (in the audience at T−horizon) and ``completed`` (of
+    those, how many reached the goal by T)."""
+    memberships = []
+    baselines = []
+    for index, job in enumerate(jobs):
+        target = Entity(job.definition.target)
+        key = unit_key(target)
+        for position, point in enumerate(points):
+            units = _eligible(workspace, job, point)
+            memberships.append(
+                units.select(
+                    job=ibis.literal(index, type="int64"),
+                    unit=units[key].cast("string"),
+                    point=ibis.literal(position, type="int64"),
+                )
+            )
+        start = moment - timedelta(days=horizon_of(job.definition))
+        candidates = _eligible(workspace, job, start).mutate(entered_at=ibis.timestamp(start))
+        reached = goal_reached_at(
+            job.goal, workspace.warehouse, moment, candidates, workspace.project.catalog, target
+        )
+        completed = reached.filter(reached.reached_at <= moment)
+        for measure, table in (("members", candidates), ("completed", completed)):
+            value = table.count() if measure == "members" else table[key].nunique()
+            baselines.append(
+                table.aggregate(value=value.cast("int64")).mutate(
+                    job=ibis.literal(index, type="int64"),
+                    measure=ibis.literal(measure, type="string"),
+                )
+            )
+    flags = ibis.union(*memberships, distinct=False)
+    per_unit = flags.group_by(["job", "unit"]).aggregate(
+        **{f"at_{p}": (flags.point == p).any() for p in range(len(points))}
+    )
+    entrants = [
+        per_unit.group_by("job").aggregate(
+            measure=ibis.literal(f"entrants_{p}", type="string"),
+            value=(per_unit[f"at_{p}"] & ~per_unit[f"at_{p - 1}"]).ifelse(1, 0).sum().cast("int64"),
+        )
+        for p in range(1, len(points))
+    ]
+    parts = [part.select("job", "measure", "value") for part in (*entrants, *baselines)]
+    return ibis.union(*parts, distinct=False)
 
 
 def launch_check(workspace: Workspace, job_name: str, at: datetime) -> list[str]:

@@ -19,8 +19,8 @@ from closeloop.analysis.verdict import Decision
 from closeloop.data.warehouse import Warehouse
 from closeloop.engine.state import LaunchPlan
 from closeloop.errors import NotFoundError
-from closeloop.services import engine_runs, reports
-from closeloop.services.power import launch_plan, plan_job_power
+from closeloop.services import engine_runs, operations, reports
+from closeloop.services.power import estimate_launches, launch_check, launch_plan, plan_job_power
 from closeloop.services.project import Workspace, init_project, open_workspace
 from closeloop.services.results import job_report_model
 from support import Backends
@@ -106,7 +106,13 @@ def _seed(warehouse: Warehouse) -> None:
 def workspace(tmp_path: Path, backends: Backends) -> Iterator[Workspace]:
     folder = tmp_path / "project"
     init_project(folder, name="plans")
-    jobs = _job("Planned", "integration_connected") + _job("Unplanned", "report_viewed")
+    jobs = (
+        _job("Planned", "integration_connected")
+        + _job("Unplanned", "report_viewed")
+        + _job("Nobody", "integration_connected").replace(
+            "signup_date within last 7 days", 'segment = "none of them"'
+        )
+    )
     (folder / "jobs.yaml").write_text("jobs:" + jobs, encoding="utf-8")
     with open_workspace(folder, environ=backends.environ()) as opened:
         _seed(opened.warehouse)
@@ -181,3 +187,25 @@ def test_a_launch_without_a_plan_stores_none_and_the_report_says_so(workspace: W
     assert report.verdict is not None
     assert report.verdict.sample.planned_units is None
     assert job_report_model(report).plan is None
+
+
+def test_launch_checks_of_all_jobs_in_one_query_equal_each_jobs_own(workspace: Workspace) -> None:
+    # Each job estimated on its own (nothing batched yet), then all together in one query.
+    names = ["Planned", "Unplanned", "Nobody"]
+    alone = {name: _plan_or_error(workspace, name) for name in names}
+    checks = [line for name in names for line in launch_check(workspace, name, DAY0)]
+    plans = {name: launch_plan(workspace, name, DAY0) for name in names}
+    assert isinstance(alone["Nobody"], str) and "nobody was in the audience" in alone["Nobody"]
+    assert isinstance(alone["Unplanned"], str) and "nothing to detect" in alone["Unplanned"]
+
+    estimate_launches(workspace, names, DAY0)
+    assert {name: _plan_or_error(workspace, name) for name in names} == alone
+    assert operations.launch_checks(workspace, names, DAY0) == checks
+    assert {name: launch_plan(workspace, name, DAY0) for name in names} == plans
+
+
+def _plan_or_error(workspace: Workspace, name: str) -> dict[str, object] | str:
+    try:
+        return plan_job_power(workspace, name, as_of=DAY0).model_dump(mode="json")
+    except NotFoundError as error:
+        return str(error)
