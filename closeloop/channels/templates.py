@@ -9,9 +9,10 @@ the template file and line, the variable, and (from the caller) the job, step an
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jinja2
 from jinja2.exceptions import SecurityError
@@ -20,10 +21,30 @@ from jinja2.sandbox import SandboxedEnvironment
 from closeloop.errors import RenderError
 
 TEMPLATES_DIR = "templates"
+MAX_INLINE_TEMPLATES = 4096  # compiled inline templates kept per set (subjects, Slack texts)
 
 
 class TemplateSet:
-    """The templates of one project folder (``folder`` is its ``templates/``)."""
+    """The templates of one project folder (``folder`` is its ``templates/``).
+
+    Each template is compiled once and kept: files by Jinja's own cache (recompiled only when the
+    file changes on disk), inline templates (subjects, texts) by their source. :meth:`shared`
+    gives one set per folder for the life of the process, so a tick, the next tick and every job
+    of the project render from the same compiled templates.
+    """
+
+    _shared: ClassVar[dict[Path, TemplateSet]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def shared(cls, folder: Path) -> TemplateSet:
+        """The process's set for ``folder`` (created the first time)."""
+        key = folder.resolve()
+        with cls._shared_lock:
+            found = cls._shared.get(key)
+            if found is None:
+                found = cls._shared[key] = cls(folder)
+            return found
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -56,6 +77,8 @@ class TemplateSet:
             template = self._strings.get(source)
             if template is None:
                 template = self._text.from_string(source)
+                if len(self._strings) >= MAX_INLINE_TEMPLATES:
+                    self._strings.clear()
                 self._strings[source] = template
             return template.render(variables)
         except (jinja2.TemplateError, SecurityError) as error:

@@ -101,10 +101,14 @@ class Planned:
 
 def entry_plan(job: LoadedJob, units: Sequence[Unit], entered_at: datetime) -> list[Planned]:
     """The sequence of each new enrollment (the holdout is timed like the first treated arm)."""
+    schedules: dict[str, list[Scheduled]] = {}
+    for unit in units:
+        if unit.arm not in schedules:
+            schedules[unit.arm] = schedule(job.definition.steps_of(unit.arm))
     return [
         Planned(unit, item.step_index, item.step, entered_at + item.delay)
         for unit in units
-        for item in schedule(job.definition.steps_of(unit.arm))
+        for item in schedules[unit.arm]
     ]
 
 
@@ -133,7 +137,7 @@ class Renderer:
         self.job = job
         self.warehouse = warehouse
         self.replay = replay
-        self.templates = TemplateSet(project.folder / TEMPLATES_DIR)
+        self.templates = TemplateSet.shared(project.folder / TEMPLATES_DIR)
 
     def rows(
         self,
