@@ -235,10 +235,19 @@ def _column_checks(spec: TableSpec, index: int) -> _Checks:
     return _Checks(helpers=[], typed=value, problems=[])
 
 
-def check_sql(spec: TableSpec, table: str, typed: frozenset[str] = frozenset()) -> str:
+def check_sql(
+    spec: TableSpec,
+    table: str,
+    typed: frozenset[str] = frozenset(),
+    unknown: frozenset[str] | None = None,
+) -> str:
     """SELECT over ``table`` (columns of ``spec`` plus ``_row``, text but for the ``typed``
     ones): each row's first problem (``_problem_column``, ``_problem_reason``) and its typed
     columns, in the order of ``table``.
+
+    A reference column's values that its parent table lacks are in table ``unknown_<column>``;
+    ``unknown`` names the columns that have some (None: every reference column), the others
+    need no look-up.
 
     Casts and the like are computed once per row in a first stage; the second finds the first
     problem by its number, and only that problem's reason is built.
@@ -267,12 +276,11 @@ def check_sql(spec: TableSpec, table: str, typed: frozenset[str] = frozenset()) 
             _Problem(f"{value} IS NOT NULL AND {p.condition}", p.column, p.reason)
             for p in checks.problems
         ]
-        if column.references is not None:
+        if column.references is not None and (unknown is None or column.name in unknown):
             parent_key = quote(CANONICAL_TABLES[column.references].key)
             problems.append(
                 _Problem(
-                    f"{value} IS NOT NULL AND {value} NOT IN "
-                    f"(SELECT {parent_key} FROM known_{column.name})",
+                    f"{value} IN (SELECT {parent_key} FROM unknown_{column.name})",
                     column.name,
                     f"'unknown {column.name} ' || {shown(value)} || "
                     f"' (import {column.references} first)'",
@@ -281,10 +289,12 @@ def check_sql(spec: TableSpec, table: str, typed: frozenset[str] = frozenset()) 
     which = " ".join(f"WHEN {p.condition} THEN {i}" for i, p in enumerate(problems))
     columns = " ".join(f"WHEN {i} THEN {_text(p.column)}" for i, p in enumerate(problems))
     reasons = " ".join(f"WHEN {i} THEN {p.reason}" for i, p in enumerate(problems))
-    first_stage = ", ".join(["*", *helpers]) if helpers else "*"
+    # Helpers are computed once per row in a first stage (none: typed values need none).
+    staged = f"staged AS MATERIALIZED (SELECT *, {', '.join(helpers)} FROM {table}), "
     return (
-        f"WITH staged AS MATERIALIZED (SELECT {first_stage} FROM {table}), "
-        f"numbered AS (SELECT *, CASE {which} END AS _problem FROM staged) "
+        f"WITH {staged if helpers else ''}"
+        f"numbered AS (SELECT *, CASE {which} END AS _problem "
+        f"FROM {'staged' if helpers else table}) "
         f"SELECT _row, CASE _problem {columns} END AS _problem_column, "
         f"CASE _problem {reasons} END AS _problem_reason, {', '.join(typed_columns)} "
         "FROM numbered"
@@ -299,11 +309,21 @@ class InFileIds:
     limit: memory stays bounded however many rows the file has.
     """
 
-    def __init__(self, staging: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
+    def __init__(
+        self,
+        staging: duckdb.DuckDBPyConnection,
+        spec: TableSpec,
+        repeated: pa.Array | None = None,
+    ) -> None:
         self.staging = staging
         self.spec = spec
+        # The ids the file holds more than once, when a pass over its id column found them:
+        # a row with another id is the only one of its id, so only these need remembering.
+        self.repeated = repeated
+        # Joined on a hash of the id (numbers join fast), then compared on the id itself.
         staging.execute(
-            "CREATE OR REPLACE TABLE _seen_ids (id VARCHAR, _row BIGINT, _hash UBIGINT)"
+            "CREATE OR REPLACE TABLE _seen_ids "
+            "(_id_hash UBIGINT, id VARCHAR, _row BIGINT, _hash UBIGINT)"
         )
 
     def classify(self, good: pa.Table) -> tuple[pa.Table, int, list[Reject]]:
@@ -312,46 +332,56 @@ class InFileIds:
         ``raw`` left empty for the caller to fill in)."""
         if good.num_rows == 0:
             return good, 0, []
+        if self.repeated is not None:
+            ids = good.column(self.spec.key).cast(pa.string())
+            maybe = pc.is_in(ids, value_set=self.repeated)
+            if not pc.any(maybe).as_py():
+                return good, 0, []
+            candidates = good.filter(maybe)
+            firsts, duplicates, rejects = self._classify(candidates)
+            kept = pc.is_in(good.column("_row"), value_set=firsts.column("_row"))
+            return good.filter(pc.or_(pc.invert(maybe), kept)), duplicates, rejects
+        return self._classify(good)
+
+    def _classify(self, good: pa.Table) -> tuple[pa.Table, int, list[Reject]]:
         key = quote(self.spec.key)
         values = ", ".join(quote(name) for name in self.spec.column_names)
         staging = self.staging
+        rows = (
+            f"(SELECT _row, CAST({key} AS VARCHAR) AS id, hash(CAST({key} AS VARCHAR)) "
+            f"AS _id_hash, hash({values}) AS _hash FROM _good_rows)"
+        )
         staging.register("_good_rows", good)
         try:
+            # Only the rows that are not the first of their id come back: usually none.
+            exceptions = staging.execute(
+                f"WITH batch AS MATERIALIZED {rows}, "
+                "seen AS (SELECT b._row, b.id, b._hash, s._row AS _seen_row, "
+                "s._hash AS _seen_hash FROM batch AS b JOIN _seen_ids AS s "
+                "ON b._id_hash = s._id_hash AND b.id = s.id), "
+                "repeated AS (SELECT * FROM batch WHERE _id_hash IN "
+                "(SELECT _id_hash FROM batch GROUP BY _id_hash HAVING count(*) > 1) "
+                "AND id NOT IN (SELECT id FROM seen)), "
+                "ranked AS (SELECT *, first_value(_row) OVER w AS _first_row, "
+                "first_value(_hash) OVER w AS _first_hash FROM repeated "
+                "WINDOW w AS (PARTITION BY id ORDER BY _row)) "
+                "SELECT _row, id, _hash = _seen_hash AS _same, _seen_row AS _first_row "
+                "FROM seen UNION ALL SELECT _row, id, _hash = _first_hash, _first_row "
+                "FROM ranked WHERE _row <> _first_row ORDER BY _row"
+            ).fetch_arrow_table()
+            later = ""
+            if exceptions.num_rows:
+                staging.register("_exceptions", exceptions)
+                later = " WHERE _row NOT IN (SELECT _row FROM _exceptions)"
             staging.execute(
-                "CREATE OR REPLACE TEMP TABLE _batch_ids AS "
-                f"SELECT _row, CAST({key} AS VARCHAR) AS id, hash({values}) AS _hash "
-                "FROM _good_rows"
+                f"INSERT INTO _seen_ids SELECT _id_hash, id, _row, _hash FROM {rows}{later}"
             )
         finally:
             staging.unregister("_good_rows")
-        # Only the rows that are not the first of their id come back: usually none.
-        exceptions = staging.execute(
-            "WITH seen AS (SELECT b._row, b.id, b._hash, s._row AS _seen_row, "
-            "s._hash AS _seen_hash FROM _batch_ids AS b JOIN _seen_ids AS s USING (id)), "
-            "repeated AS (SELECT * FROM _batch_ids WHERE id IN "
-            "(SELECT id FROM _batch_ids GROUP BY id HAVING count(*) > 1) "
-            "AND id NOT IN (SELECT id FROM seen)), "
-            "ranked AS (SELECT *, first_value(_row) OVER w AS _first_row, "
-            "first_value(_hash) OVER w AS _first_hash FROM repeated "
-            "WINDOW w AS (PARTITION BY id ORDER BY _row)) "
-            "SELECT _row, id, _hash = _seen_hash AS _same, _seen_row AS _first_row FROM seen "
-            "UNION ALL SELECT _row, id, _hash = _first_hash, _first_row FROM ranked "
-            "WHERE _row <> _first_row ORDER BY _row"
-        ).fetch_arrow_table()
+            staging.unregister("_exceptions")
         if exceptions.num_rows:
-            staging.register("_exceptions", exceptions)
-            try:
-                staging.execute(
-                    "INSERT INTO _seen_ids SELECT id, _row, _hash FROM _batch_ids "
-                    "WHERE _row NOT IN (SELECT _row FROM _exceptions)"
-                )
-            finally:
-                staging.unregister("_exceptions")
-            later = pc.is_in(good.column("_row"), exceptions.column("_row"))
-            good = good.filter(pc.invert(later))
-        else:
-            staging.execute("INSERT INTO _seen_ids SELECT id, _row, _hash FROM _batch_ids")
-        staging.execute("DROP TABLE _batch_ids")
+            later_rows = pc.is_in(good.column("_row"), exceptions.column("_row"))
+            good = good.filter(pc.invert(later_rows))
         duplicates = 0
         rejects = []
         name = self.spec.key

@@ -272,18 +272,29 @@ class ColumnPlan:
             if source not in present:
                 columns[column.name] = pa.nulls(size, pa.string())
                 continue
-            values = table.column(source)
-            if any(test(values.type) for test in _TYPED_AS_IS.get(column.type, ())):
-                columns[column.name] = values
+            columns[column.name], is_typed = self.canonical_values(
+                column.name, table.column(source)
+            )
+            if is_typed:
                 typed.add(column.name)
-                continue
-            text = arrow_text(values)
-            trimmed = pc.utf8_trim_whitespace(text)
-            columns[column.name] = pc.if_else(pc.equal(trimmed, ""), None, trimmed)
         extras = [name for name in table.column_names if name != ROW and name not in self.used]
         if extras and "properties" in columns:
             columns["properties"] = self._with_extras(table, extras, columns["properties"])
         return pa.table(columns), frozenset(typed)
+
+    def canonical_values(
+        self, name: str, values: pa.Array | pa.ChunkedArray
+    ) -> tuple[pa.Array | pa.ChunkedArray, bool]:
+        """A columnar batch's values for canonical column ``name``, and whether they are typed:
+        of an Arrow type the column takes as it is (and no normalisation), else as text,
+        trimmed, blank made null."""
+        column = self.spec.column(name)
+        if name not in self.normalize and any(
+            test(values.type) for test in _TYPED_AS_IS.get(column.type, ())
+        ):
+            return values, True
+        trimmed = pc.utf8_trim_whitespace(arrow_text(values))
+        return pc.if_else(pc.equal(trimmed, ""), None, trimmed), False
 
     def _with_extras(
         self, table: pa.Table, extras: list[str], properties: pa.Array | pa.ChunkedArray

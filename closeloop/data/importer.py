@@ -17,9 +17,12 @@ record batch at a time, so memory is bounded by the batch size, not the file's.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
+import queue
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +36,7 @@ import pyarrow.compute as pc
 
 from closeloop.data import history
 from closeloop.data.import_checks import FutureRows, InFileIds, check_sql
-from closeloop.data.import_columns import ColumnPlan
+from closeloop.data.import_columns import ColumnPlan, normalized_value
 from closeloop.data.readers import Reject, SourceFile, TextBatch
 from closeloop.data.tables import QUARANTINE, TableSpec
 from closeloop.data.warehouse import Warehouse
@@ -130,9 +133,10 @@ def import_file(
         warnings += plan.check_columns(path, keys, where=str(first.row_numbers[0]))
     warehouse.ensure_tables()
     with _staging() as staging:
-        run = _Run(warehouse, staging, plan, path, InFileIds(staging, spec), now)
+        repeated = _repeated_ids(source, plan, staging, batch_size)
+        run = _Run(warehouse, staging, plan, path, InFileIds(staging, spec, repeated), now)
         try:
-            for batch in itertools.chain([first], batches):
+            for batch in itertools.chain([first], _read_ahead(batches)):
                 run.add(batch)
                 if progress is not None:
                     progress(ImportProgress(run.totals["read"], batch.position))
@@ -157,6 +161,80 @@ def import_file(
         warnings=tuple(warnings),
         future_dated=run.future.count,
     )
+
+
+def _repeated_ids(
+    source: SourceFile, plan: ColumnPlan, staging: duckdb.DuckDBPyConnection, batch_size: int
+) -> pa.Array | None:
+    """The ids a Parquet file holds more than once (as the batches will hold them: text,
+    trimmed, normalised), from one pass over its id column aggregated in the staging database
+    (which spills beyond its memory limit); None for other formats, or when the column cannot
+    be read on its own (the import then remembers every id, and reports what it meets)."""
+    if source.format != "parquet":
+        return None
+    key = plan.spec.key
+    values = source.parquet_column(plan.source(key), batch_size)
+    schema = pa.schema([("id", pa.string())])
+
+    def ids() -> Iterator[pa.RecordBatch]:
+        for array in values:
+            text, _ = plan.canonical_values(key, array)
+            yield pa.RecordBatch.from_arrays([pc.cast(text, pa.string())], schema=schema)
+
+    rule = plan.normalize.get(key)
+    value = normalized_value('"id"', rule) if rule is not None else '"id"'
+    try:
+        staging.register("_file_ids", pa.RecordBatchReader.from_batches(schema, ids()))
+        try:
+            found = staging.execute(
+                f"SELECT id FROM (SELECT {value} AS id FROM _file_ids) WHERE id IS NOT NULL "
+                "GROUP BY id HAVING count(*) > 1"
+            ).fetch_arrow_table()
+        finally:
+            staging.unregister("_file_ids")
+    except (pa.ArrowException, OSError, KeyError, duckdb.Error):
+        return None
+    return found.column(0).combine_chunks()
+
+
+def _read_ahead(batches: Iterator[TextBatch]) -> Iterator[TextBatch]:
+    """``batches``, the next one read by a thread while the current one is imported (reading
+    Parquet and DuckDB's work both release the GIL, so the two overlap on two cores). What the
+    reader raises is raised here, in order; at most two batches are held at once."""
+    handoff: queue.Queue[tuple[TextBatch | None, BaseException | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        handoff.put((batch, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put((None, None))
+        except BaseException as error:  # handed to the importing thread, raised there
+            handoff.put((None, error))
+
+    reader = threading.Thread(target=read, name="closeloop-import-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            batch, error = handoff.get()
+            if error is not None:
+                raise error
+            if batch is None:
+                return
+            yield batch
+    finally:
+        stop.set()
+        while reader.is_alive():
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.1)
+        reader.join()
 
 
 @contextmanager
@@ -186,6 +264,14 @@ class _Run:
     ) -> None:
         self.warehouse, self.staging, self.plan, self.path = warehouse, staging, plan, path
         self.ids, self.now = ids, now  # the import time: history's default valid-from
+        # A DuckDB table empty when the import began holds only this import's rows, whose ids
+        # ``ids`` keeps track of: its inserts need no look-up of stored ids. (A DuckDB file
+        # has one writing process, and the server imports under its one-writer lock.)
+        self.empty_at_start = (
+            _is_duckdb_table(warehouse, plan.spec.name)
+            and not history.tracks_history(plan.spec.name)
+            and _is_empty(warehouse, plan.spec.name)
+        )
         self.future = FutureRows(now + FUTURE_MARGIN)
         self.totals = {"read": 0, "imported": 0, "updated": 0, "duplicates": 0, "quarantined": 0}
         self.not_utf8: list[Reject] = []
@@ -257,8 +343,9 @@ def _import_batch(
             staging.unregister("_batch")
             staging.register("_batch", text)
         try:
-            _register_known_references(warehouse, staging, spec)
-            checked = staging.execute(check_sql(spec, "_batch", typed)).fetch_arrow_table()
+            unknown = _register_unknown_references(warehouse, staging, spec)
+            query = check_sql(spec, "_batch", typed, unknown)
+            checked = staging.execute(query).fetch_arrow_table()
         finally:
             staging.unregister("_batch")
         del text
@@ -298,7 +385,7 @@ def _import_batch(
             duplicates += upsert.unchanged
         else:
             unique = good.select(list(spec.column_names))
-            imported = _store_new(warehouse, spec, unique)
+            imported = _store_new(warehouse, spec, unique, unstored=run.empty_at_start)
             duplicates += unique.num_rows - imported
         if checks:
             raws = plan.raw_texts(batch, (reject.row_number for reject in checks))
@@ -316,15 +403,16 @@ def _import_batch(
     }
 
 
-def _register_known_references(
+def _register_unknown_references(
     warehouse: Warehouse, staging: duckdb.DuckDBPyConnection, spec: TableSpec
-) -> None:
-    """``known_<column>``: the batch's values of each reference column that the parent table
-    holds (one semi-join in the warehouse per column)."""
+) -> frozenset[str]:
+    """``unknown_<column>``: the batch's values of each reference column that the parent table
+    lacks (one semi-join in the warehouse per column); the columns that have some."""
+    unknown = set()
     for column in spec.columns:
         if column.references is None:
             continue
-        name = '"' + column.name.replace('"', '""') + '"'
+        name = _quote(column.name)
         wanted = staging.execute(
             f"SELECT DISTINCT CAST({name} AS VARCHAR) AS {name} FROM _batch "
             f"WHERE {name} IS NOT NULL"
@@ -342,28 +430,43 @@ def _register_known_references(
             parent = warehouse.table(target.name)
             keys = ibis.memtable(pa.table({target.key: wanted.column(0)}))
             found = parent.semi_join(keys, target.key).select(target.key).distinct().to_pyarrow()
-        staging.register(f"known_{column.name}", found)
+        missing = wanted.filter(pc.invert(pc.is_in(wanted.column(0), found.column(0))))
+        staging.register(f"unknown_{column.name}", pa.table({target.key: missing.column(0)}))
+        if missing.num_rows:
+            unknown.add(column.name)
+    return frozenset(unknown)
 
 
-def _store_new(warehouse: Warehouse, spec: TableSpec, rows: pa.Table) -> int:
-    """Append the rows whose id is not stored yet; return how many were appended."""
+def _store_new(
+    warehouse: Warehouse, spec: TableSpec, rows: pa.Table, *, unstored: bool = False
+) -> int:
+    """Append the rows whose id is not stored yet; return how many were appended.
+    ``unstored``: the caller knows none of the ids is stored (no look-up is made)."""
     if rows.num_rows == 0:
         return 0
     if _is_duckdb_table(warehouse, spec.name):
         # One statement: the stored ids among the batch's (the batch is the hash join's build
         # side, the table is scanned once), and the insert of the others.
         table, key = _quote(spec.name), _quote(spec.key)
+        new_only = (
+            ""
+            if unstored
+            else f" WHERE {key} NOT IN (SELECT {key} FROM {table} WHERE {key} IN "
+            f"(SELECT {key} FROM {_ROWS}))"
+        )
         inserted = _on_duckdb(
-            warehouse,
-            rows,
-            f"INSERT INTO {table} SELECT * FROM {_ROWS} WHERE {key} NOT IN "
-            f"(SELECT {key} FROM {table} WHERE {key} IN (SELECT {key} FROM {_ROWS}))",
+            warehouse, rows, f"INSERT INTO {table} SELECT * FROM {_ROWS}{new_only}"
         )
         return int(inserted.column(0)[0].as_py() or 0)
     new_rows = _not_yet_stored(warehouse, spec, rows)
     if new_rows.num_rows:
         warehouse.append(spec.name, new_rows)
     return int(new_rows.num_rows)
+
+
+def _is_empty(warehouse: Warehouse, name: str) -> bool:
+    found = warehouse.backend.con.execute(f"SELECT 1 FROM {_quote(name)} LIMIT 1").fetchone()
+    return found is None
 
 
 def _is_duckdb_table(warehouse: Warehouse, name: str) -> bool:
@@ -427,9 +530,7 @@ def _quarantine(warehouse: Warehouse, spec: TableSpec, path: Path, rejects: list
             "quarantined_at": [now] * len(rejects),
         },
     )
-    new_rows = _not_yet_stored(warehouse, QUARANTINE, rows)
-    if new_rows.num_rows:
-        warehouse.append(QUARANTINE.name, new_rows)
+    _store_new(warehouse, QUARANTINE, rows)
     return len(rejects)
 
 

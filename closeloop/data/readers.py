@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -386,6 +387,19 @@ class SourceFile:
         if pending.size or row_number == 0:
             yield pending.take(1.0)
 
+    def parquet_column(self, name: str, batch_size: int) -> Iterator[pa.Array]:
+        """The values of one Parquet column (as columnar batches hold them), a record batch at
+        a time; raises what reading the file raises."""
+        parquet = self._parquet()
+        names = _parquet_names(parquet)
+        if names.count(name) != 1:
+            raise KeyError(name)
+        original = parquet.schema_arrow.names[names.index(name)]
+        if parquet.schema_arrow.names.count(original) != 1:
+            raise KeyError(name)
+        batches = parquet.iter_batches(batch_size=batch_size, columns=[original])
+        return (_arrow_column(record_batch.column(0))[0] for record_batch in batches)
+
 
 class _Pending:
     """Columnar pieces gathered until a batch is full (record batches end at row groups)."""
@@ -730,7 +744,7 @@ def _parquet_columns(record_batch: pa.RecordBatch, names: list[str], rows_before
         if len(found) > 1:
             for index, problem in _repeated_problems(name, [columns[p] for p in found]).items():
                 bad.setdefault(index, problem)
-    row_numbers = pa.array(range(rows_before + 1, rows_before + size + 1), pa.int64())
+    row_numbers = pa.array(np.arange(rows_before + 1, rows_before + size + 1, dtype=np.int64))
     unique = {name: columns[found[0]] for name, found in positions.items()}
     table = pa.table({**unique, ROW: row_numbers})
     batch = TextBatch(columns=table)
