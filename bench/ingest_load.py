@@ -10,9 +10,11 @@ threads post ``/v1/batch`` requests of ``--batch`` track messages back to back f
 about 2% name an account that does not exist. Then the server is stopped (its last flush runs),
 anything still buffered is flushed, and the warehouse is counted: every acknowledged message must
 be stored, a duplicate, or quarantined, and each count must be exactly the one sent. The figures
-(events/s, requests/s, CPU count) are printed, and with ``--json`` printed as one JSON object
-(``tests/e2e/test_ingest_load.py`` runs a short version of this script). Nothing is asserted on
-speed; the accounting is checked and a mismatch exits with code 1.
+(events/s, requests/s, CPU count) are printed and written as JSON (``--json PATH``, default
+``bench/results/ingest_load.json``, in the convention of bench/README.md: the figures are the
+one result, case ``segment batch``); ``tests/e2e/test_ingest_load.py`` runs a short version of
+this script. Nothing is asserted on speed; the accounting is checked and a mismatch exits with
+code 1 (the JSON is written all the same, with ``accounted: false``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import base64
 import http.client
 import json
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -249,7 +252,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="client threads, one token each")
     parser.add_argument("--batch", type=int, default=100, help="messages per /v1/batch request")
     parser.add_argument("--accounts", type=int, default=1000, help="accounts in the project")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results" / "ingest_load.json",
+        help="where to write the figures as JSON",
+    )
     options = parser.parse_args()
     if not 0 < options.seconds <= 600:
         parser.error("--seconds must be between 0 and 600")
@@ -261,28 +269,46 @@ def main() -> None:
             batch=options.batch,
             accounts=options.accounts,
         )
-    if options.json:
-        print(json.dumps(figures))
-    else:
-        print(
-            f"{figures['sent']:,} events in {figures['requests']:,} requests over "
-            f"{figures['seconds']} s from {figures['clients']} clients "
-            f"({figures['cpus']} CPUs): {figures['events_per_second']:,} events/s, "
-            f"{figures['requests_per_second']:,} requests/s"
-        )
-        total = figures["stored"] + figures["duplicates"] + figures["quarantined"]
-        print(
-            f"stored {figures['stored']:,} + duplicates {figures['duplicates']:,} + quarantined "
-            f"{figures['quarantined']:,} = {total:,}"
-            f" (sent {figures['sent']:,}); expected stored {figures['expected_stored']:,}, "
-            f"quarantined {figures['expected_quarantined']:,}"
-        )
-        print(
-            f"final flush: {figures['left_for_the_final_flush']:,} messages in "
-            f"{figures['final_flush_seconds']} s; rate limited {figures['rate_limited']}; "
-            f"failures {figures['failures'] or 'none'}"
-        )
-        print("every event accounted for" if figures["accounted"] else "ACCOUNTING MISMATCH")
+    document = {
+        "benchmark": "ingest_load",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load": [round(value, 2) for value in os.getloadavg()],
+        },
+        "params": {
+            "seconds": options.seconds,
+            "clients": options.clients,
+            "batch": options.batch,
+            "accounts": options.accounts,
+            "duplicate_every": DUPLICATE_EVERY,
+            "unknown_every": UNKNOWN_EVERY,
+        },
+        "results": [{"case": "segment batch", **figures}],
+    }
+    options.json.parent.mkdir(parents=True, exist_ok=True)
+    options.json.write_text(json.dumps(document, indent=2) + "\n")
+    print(
+        f"{figures['sent']:,} events in {figures['requests']:,} requests over "
+        f"{figures['seconds']} s from {figures['clients']} clients "
+        f"({figures['cpus']} CPUs): {figures['events_per_second']:,} events/s, "
+        f"{figures['requests_per_second']:,} requests/s"
+    )
+    total = figures["stored"] + figures["duplicates"] + figures["quarantined"]
+    print(
+        f"stored {figures['stored']:,} + duplicates {figures['duplicates']:,} + quarantined "
+        f"{figures['quarantined']:,} = {total:,}"
+        f" (sent {figures['sent']:,}); expected stored {figures['expected_stored']:,}, "
+        f"quarantined {figures['expected_quarantined']:,}"
+    )
+    print(
+        f"final flush: {figures['left_for_the_final_flush']:,} messages in "
+        f"{figures['final_flush_seconds']} s; rate limited {figures['rate_limited']}; "
+        f"failures {figures['failures'] or 'none'}"
+    )
+    print("every event accounted for" if figures["accounted"] else "ACCOUNTING MISMATCH")
+    print(f"figures written to {options.json}")
     if not figures["accounted"]:
         sys.exit(1)
 
