@@ -25,6 +25,7 @@ import ibis.expr.types as ir
 from closeloop.data import history
 from closeloop.data.frame import ACCOUNT_PREFIX, Frame, unit_key
 from closeloop.data.outcome_attributes import ZERO_WHEN_ABSENT, outcome_attribute
+from closeloop.data.rollups import Rollup
 from closeloop.data.tables import ACCOUNTS, ENROLLMENTS, PEOPLE, ColumnType
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.builtins import BUILTIN_ACCOUNT_ATTRIBUTES
@@ -136,6 +137,11 @@ def _align(left: ir.Value, right: ir.Value) -> tuple[ir.Value, ir.Value]:
     return left, right
 
 
+@ibis.udf.scalar.builtin(name="get_json_object")  # type: ignore[untyped-decorator]
+def _get_json_object(json: str, path: str) -> str:  # type: ignore[empty-body]
+    """Spark SQL's ``get_json_object``: the value at a JSON path, as text (null if absent)."""
+
+
 def _connect(parts: list[BoolFn], conjunction: bool) -> BoolFn:
     def combine(table: ir.Table) -> ir.BooleanValue:
         values = [part(table) for part in parts]
@@ -150,9 +156,18 @@ def _connect(parts: list[BoolFn], conjunction: bool) -> BoolFn:
 class Compiler:
     """Compiles expressions of one project (its catalog) for one warehouse, as of one time."""
 
-    def __init__(self, warehouse: Warehouse, as_of: datetime, catalog: Catalog | None) -> None:
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        as_of: datetime,
+        catalog: Catalog | None,
+        rollup: Rollup | None = None,
+    ) -> None:
         self.warehouse = warehouse
         self.as_of = as_of
+        # Per-unit event totals (closeloop.data.rollups): counts, firsts and lasts of an event
+        # without window or filter read them plus the events since, not all history.
+        self.rollup = rollup if rollup is not None and rollup.covers(as_of) else None
         self.catalog = catalog or default_catalog()
         self.vocabulary = self.catalog.vocabulary
         self.now = ibis.literal(as_of, type="timestamp")
@@ -198,8 +213,7 @@ class Compiler:
             events = events.filter(self._event_filter(events, condition))
         return events
 
-    @staticmethod
-    def _event_filter(events: ir.Table, condition: EventFilter) -> ir.BooleanValue:
+    def _event_filter(self, events: ir.Table, condition: EventFilter) -> ir.BooleanValue:
         if condition.key == "value":
             value: ir.Value = events.value
         else:
@@ -207,7 +221,14 @@ class Compiler:
                 LiteralKind.NUMBER: "float64",
                 LiteralKind.BOOLEAN: "boolean",
             }.get(condition.value.kind, "string")
-            value = events.properties.cast("json")[condition.key].unwrap_as(unwrap)
+            if self.warehouse.dialect == "pyspark":
+                # Ibis unwraps JSON on Spark with a Python UDF (slow, and it needs closeloop's
+                # Python on every executor); Spark's own get_json_object reads the value as text.
+                # Keys are words, spaces and hyphens (PROPERTY_NAME), safe inside ['...'].
+                path = ibis.literal(f"$['{condition.key}']", type="string")
+                value = _get_json_object(events.properties.cast("string"), path).cast(unwrap)
+            else:
+                value = events.properties.cast("json")[condition.key].unwrap_as(unwrap)
         return _COMPARATORS[condition.op](value, _literal(condition.value))
 
     # -- predicates -------------------------------------------------------------------------
@@ -300,6 +321,7 @@ class Compiler:
                 frame.entity,
                 ("count", operand.event, operand.filters, operand.window_days),
                 lambda events: events.count(),
+                "count",
             )
             return lambda t: t[name].fill_null(0)
         if isinstance(operand, EventTime):
@@ -308,6 +330,7 @@ class Compiler:
                 frame.entity,
                 ("time", operand.event, operand.filters, operand.last),
                 lambda events: events.timestamp.max() if operand.last else events.timestamp.min(),
+                "last" if operand.last else "first",
             )
             return lambda t: t[name]
         assert isinstance(operand, PeopleCount)
@@ -319,13 +342,22 @@ class Compiler:
         entity: Entity,
         memo: tuple[Any, ...],
         aggregate: Callable[[ir.Table], ir.Value],
+        measure: str,
     ) -> str:
-        """An aggregate over each unit's events (``entity``'s: a person's own, or an account's)."""
+        """An aggregate over each unit's events (``entity``'s: a person's own, or an account's).
+
+        ``measure`` names it for the rollup (``count``, ``first``, ``last``, ``sum``), which
+        answers it when there is no window and no filter.
+        """
         kind, event, filters, *rest = memo
         window = rest[0] if kind == "count" else None
         key = unit_key(entity)
+        rollup = self.rollup if window is None and not filters else None
 
         def make(name: str) -> ir.Table:
+            if rollup is not None:
+                totals = rollup.per_unit(self.warehouse, event, key, self.as_of, measure)
+                return totals.select(key, **{name: totals.value})
             events = self.events(event, filters, window)
             if key == "person_id":
                 events = events.filter(events.person_id.notnull())
@@ -367,6 +399,7 @@ class Compiler:
                 entity,
                 ("count", definition.event, filters, definition.window_days, function),
                 aggregates[function],
+                _MEASURES[function],
             )
             if function == EventFunction.EXISTS:
                 return lambda t: t[column].fill_null(0) > 0
@@ -733,6 +766,15 @@ def _as_literal(value: str | float | bool) -> Literal:
     return Literal(value, LiteralKind.STRING)
 
 
+_MEASURES: dict[EventFunction | None, str] = {
+    EventFunction.COUNT: "count",
+    EventFunction.EXISTS: "count",
+    EventFunction.FIRST: "first",
+    EventFunction.LAST: "last",
+    EventFunction.SUM: "sum",
+}
+
+
 # -- public API -------------------------------------------------------------------------------
 
 
@@ -742,12 +784,15 @@ def matching_units(
     as_of: datetime,
     catalog: Catalog | None = None,
     target: Entity = Entity.ACCOUNT,
+    *,
+    rollup: Rollup | None = None,
 ) -> ir.Table:
     """The units for which ``expression`` holds as of ``as_of``.
 
     Columns: ``account_id`` for accounts; ``person_id`` and ``account_id`` for people.
+    ``rollup`` (:func:`closeloop.data.rollups.refresh`) answers event totals where it can.
     """
-    return Compiler(warehouse, as_of, catalog).units(expression, target)
+    return Compiler(warehouse, as_of, catalog, rollup).units(expression, target)
 
 
 def eligible_units(
@@ -757,6 +802,8 @@ def eligible_units(
     as_of: datetime,
     catalog: Catalog | None = None,
     target: Entity = Entity.ACCOUNT,
+    *,
+    rollup: Rollup | None = None,
 ) -> ir.Table:
     """The units ``audience`` holds for and no exclusion holds for, as of ``as_of``.
 
@@ -764,10 +811,11 @@ def eligible_units(
     other anti-join of a chain for PostgreSQL, leaving a ``LEFT ANTI JOIN`` it cannot run.
     """
     key = "person_id" if target == Entity.PERSON else "account_id"
-    units = matching_units(audience, warehouse, as_of, catalog, target)
+    units = matching_units(audience, warehouse, as_of, catalog, target, rollup=rollup)
     if not exclusions:
         return units
-    return units.anti_join(excluded_units(exclusions, warehouse, as_of, catalog, target), key)
+    excluded = excluded_units(exclusions, warehouse, as_of, catalog, target, rollup=rollup)
+    return units.anti_join(excluded, key)
 
 
 def excluded_units(
@@ -776,12 +824,14 @@ def excluded_units(
     as_of: datetime,
     catalog: Catalog | None = None,
     target: Entity = Entity.ACCOUNT,
+    *,
+    rollup: Rollup | None = None,
 ) -> ir.Table:
     """The unit keys (one column) any of ``exclusions`` holds for as of ``as_of``: one union,
     so callers anti-join or semi-join it once. ``exclusions`` must not be empty."""
     key = "person_id" if target == Entity.PERSON else "account_id"
     parts = [
-        matching_units(exclusion, warehouse, as_of, catalog, target).select(key)
+        matching_units(exclusion, warehouse, as_of, catalog, target, rollup=rollup).select(key)
         for exclusion in exclusions
     ]
     return parts[0].union(*parts[1:], distinct=True) if len(parts) > 1 else parts[0]
@@ -828,6 +878,8 @@ def goal_reached_at(
     candidates: ir.Table,
     catalog: Catalog | None = None,
     target: Entity = Entity.ACCOUNT,
+    *,
+    rollup: Rollup | None = None,
 ) -> ir.Table:
     """For candidates (unit key, ``entered_at``) whose goal holds as of ``as_of``: when.
 
@@ -835,7 +887,7 @@ def goal_reached_at(
     the earliest time the goal held, at event precision where the goal is a threshold on an
     event count (the time of the k-th event) or a job/stage time, never before ``entered_at``.
     """
-    compiler = Compiler(warehouse, as_of, catalog)
+    compiler = Compiler(warehouse, as_of, catalog, rollup)
     key = unit_key(target)
     units = compiler.frame(target).base
     base = candidates.select(key, "entered_at")

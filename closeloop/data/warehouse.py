@@ -1,7 +1,9 @@
 """The analytics warehouse: an Ibis backend chosen by one URL, holding the canonical tables.
 
 The default is an embedded DuckDB file in the project folder; the same code runs on PostgreSQL,
-PySpark or any Ibis backend by changing ``CLOSELOOP_WAREHOUSE_URL``. Canonical tables that
+Spark (``pyspark://`` in this process, ``sc://`` through Spark Connect or Databricks Connect, or a
+session the caller built: :meth:`Warehouse.for_spark`; see ``closeloop.data.spark``) or any Ibis
+backend by changing ``CLOSELOOP_WAREHOUSE_URL``. Canonical tables that
 closeloop.yaml maps with ``sources:`` are read in place from the warehouse's own tables
 (``closeloop.data.sources``); closeloop's own tables (quarantine, enrollments, attribute history)
 are always closeloop's.
@@ -13,12 +15,13 @@ import itertools
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ibis
 import pyarrow as pa
 from ibis.backends import BaseBackend
 
+from closeloop.data import spark
 from closeloop.data.sources import (
     SourceProblem,
     data_problems,
@@ -38,6 +41,9 @@ from closeloop.definitions.expressions import AttributeType
 from closeloop.definitions.sources import SourceMapping, unknown_table_message
 from closeloop.errors import ConfigurationError, DataImportError, NotFoundError, redact
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
 ENROLLMENTS_TABLE = ENROLLMENTS.name
 DUCKDB_LOCK_TIMEOUT_SECONDS = 120.0
 
@@ -56,9 +62,13 @@ class Warehouse:
         backend: BaseBackend,
         url: str,
         sources: Mapping[str, SourceMapping] | None = None,
+        *,
+        owns_backend: bool = True,
     ) -> None:
         self.backend = backend
         self.url = url
+        # A session the caller (or an earlier connection) started is theirs to stop.
+        self.owns_backend = owns_backend
         self.sources = dict(sources or {})
         unknown = [name for name in self.sources if name not in CANONICAL_TABLES]
         if unknown:
@@ -76,7 +86,11 @@ class Warehouse:
         """Connect by Ibis URL. A DuckDB file admits one process at a time: another closeloop
         process holding it (a tick while a dispatch runs) is waited for, up to ``lock_timeout``
         seconds, then refused with a clear message. ``sources`` (closeloop.yaml's) names the
-        canonical tables read in place from the warehouse's own tables."""
+        canonical tables read in place from the warehouse's own tables. A ``pyspark://`` or
+        ``sc://`` URL starts (or joins) a Spark session (``closeloop.data.spark``)."""
+        if spark.is_spark_url(url):
+            session, started = spark.session_for(url)
+            return cls.for_spark(session, url=url, sources=sources, owns_session=started)
         deadline = time.monotonic() + lock_timeout
         while True:
             try:
@@ -102,6 +116,22 @@ class Warehouse:
             backend.raw_sql("SET TimeZone = 'UTC'")
         return cls(backend, url, sources)
 
+    @classmethod
+    def for_spark(
+        cls,
+        session: SparkSession,
+        *,
+        url: str = "pyspark://",
+        sources: Mapping[str, SourceMapping] | None = None,
+        owns_session: bool = False,
+    ) -> Warehouse:
+        """A warehouse on a Spark session the caller built (local mode, a cluster, Spark
+        Connect or Databricks); its time zone is pinned to UTC, and closing the warehouse
+        stops the session only when ``owns_session``."""
+        spark.pin_utc(session)
+        backend = ibis.pyspark.connect(session)
+        return cls(backend, url, sources, owns_backend=owns_session)
+
     @property
     def dialect(self) -> str:
         return str(self.backend.name)
@@ -122,6 +152,8 @@ class Warehouse:
         self.close()
 
     def close(self) -> None:
+        if not self.owns_backend:
+            return
         disconnect = getattr(self.backend, "disconnect", None)
         if disconnect is not None:
             disconnect()
@@ -229,6 +261,10 @@ class Warehouse:
         A table read in place is refused (:meth:`refuse_if_mapped`).
         """
         self.refuse_if_mapped(name)
+        if isinstance(data, pa.Table) and self.dialect == "pyspark":
+            columns = list(self.backend.table(name).columns)
+            spark.append_arrow(self._spark_session(), name, data, columns)
+            return
         if isinstance(data, pa.Table) and self.dialect == "duckdb":
             connection = self.backend.con
             view = f"_closeloop_append_{next(_APPEND_VIEWS)}"
@@ -244,7 +280,17 @@ class Warehouse:
         """Create or overwrite a table with ``data`` (for derived facts such as enrollments);
         a table read in place is refused."""
         self.refuse_if_mapped(name)
+        if self.dialect == "pyspark":
+            if schema is not None:
+                data = data.cast(ibis.schema(schema).to_pyarrow())
+            spark.replace_with_arrow(self._spark_session(), name, data)
+            return
         self.backend.create_table(name, data, schema=schema, overwrite=True)
+
+    def _spark_session(self) -> SparkSession:
+        backend: Any = self.backend  # ibis' PySpark backend keeps its session here
+        session: SparkSession = backend._session
+        return session
 
     def arrow_for(self, name: str, rows: dict[str, list[Any]]) -> pa.Table:
         """An Arrow table with exactly the canonical columns and types of ``name``."""
