@@ -17,10 +17,6 @@ from closeloop.cli.common import (
 )
 from closeloop.cli.outcomes_revenue import parse_day
 from closeloop.errors import ConfigurationError
-from closeloop.present.board import board_html, board_pdf, print_board
-from closeloop.schemas import dump_json
-from closeloop.services import board as service
-from closeloop.services.project import open_workspace
 
 
 @reports_errors
@@ -49,6 +45,11 @@ def board(
     """The board report: outcomes (NRR, GRR, churn, expansion by source, with trend), leading
     indicators (adoption, time to value, NPS/CSAT, risk), every job's verdict, lift and revenue
     value, then activity. Default period: the last full month before the data ends."""
+    from closeloop.present.board import board_html, board_pdf, print_board
+    from closeloop.schemas import dump_json
+    from closeloop.services import board as service
+    from closeloop.services.project import open_workspace
+
     if (start is None) != (end is None):
         raise ConfigurationError("--start and --end go together (or give neither)")
     with open_workspace(project, write=False) as workspace:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import sys
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -14,10 +14,10 @@ from rich.table import Table
 
 from closeloop.cli.common import ProjectOption, console, parse_time, reports_errors
 from closeloop.present.format import count, money, num, pp
-from closeloop.schemas import dump_json
-from closeloop.schemas.churn_review import ChurnedAccount, ChurnReview, ReasonGroup
-from closeloop.services import churn_review as service
-from closeloop.services.project import open_workspace
+from closeloop.schemas.options import DEFAULT_LOOKBACK_DAYS
+
+if TYPE_CHECKING:
+    from closeloop.schemas.churn_review import ChurnedAccount, ChurnReview, ReasonGroup
 
 churn_app = typer.Typer(help="Learning from failure: why accounts churned and what was tried.")
 
@@ -35,7 +35,7 @@ def review(
     end: Annotated[str, typer.Option("--end", help="Window end (exclusive, ISO).")],
     lookback: Annotated[
         int, typer.Option("--lookback", help="Days of health history shown before each churn.")
-    ] = service.DEFAULT_LOOKBACK_DAYS,
+    ] = DEFAULT_LOOKBACK_DAYS,
     output_format: Annotated[
         ReviewFormat, typer.Option("--format", help="table, json, or csv (one row per churn).")
     ] = ReviewFormat.TABLE,
@@ -44,6 +44,10 @@ def review(
     """Every account that churned in [start, end): its reason and controllability, the stage it
     stalled in, its health on the way out, the jobs it was in with their measured effects and its
     success plans, grouped by reason."""
+    from closeloop.schemas import dump_json
+    from closeloop.services import churn_review as service
+    from closeloop.services.project import open_workspace
+
     window_start, window_end = parse_time(start), parse_time(end)
     with open_workspace(project) as workspace:
         result = service.churn_review(workspace, window_start, window_end, lookback_days=lookback)

@@ -23,7 +23,6 @@ from rich.progress import (
 )
 
 from closeloop.errors import CloseloopError, DefinitionErrors, LocatedError, redact
-from closeloop.present.definitions import problem_text, problems_summary
 
 # Piped output (CI logs, files) gets a width that fits the report tables; terminals use their own.
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 132
@@ -59,12 +58,16 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except DefinitionErrors as problems:
+            from closeloop.present.definitions import problem_text, problems_summary
+
             for problem in problems.errors:
                 errors.print(problem_text(problem), highlight=False, soft_wrap=True)
             failing = sum(problem.severity == "error" for problem in problems.errors)
             errors.print(problems_summary(failing, len(problems.errors) - failing), highlight=False)
             raise typer.Exit(1) from None
         except LocatedError as error:
+            from closeloop.present.definitions import problem_text
+
             errors.print(problem_text(error), highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except CloseloopError as error:

@@ -16,9 +16,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from closeloop.cli.common import ProjectOption, console, now_or, parse_time, reports_errors
-from closeloop.schemas import dump_json
-from closeloop.services import data as data_service
-from closeloop.services.project import open_workspace
 
 quarantine_app = typer.Typer(
     help="Rows imports set aside (file, row, column, reason, the row as read): list them, export "
@@ -30,6 +27,14 @@ class ListFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
     CSV = "csv"
+
+
+class FileFormat(StrEnum):
+    """The format of exported rows (the service's ExportFormat, named here so that the
+    command's signature needs no service module)."""
+
+    CSV = "csv"
+    JSONL = "jsonl"
 
 
 FormatOption = Annotated[ListFormat, typer.Option("--format", help="table, json or csv.")]
@@ -65,6 +70,10 @@ def quarantine_list(
     project: ProjectOption = None,
 ) -> None:
     """Quarantined rows: table, file, row, column, reason and the row as it was read."""
+    from closeloop.schemas import dump_json
+    from closeloop.services import data as data_service
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project, write=False) as workspace:
         listing = data_service.quarantine_list(workspace, table, limit=limit or None)
     if output_format == ListFormat.JSON:
@@ -116,9 +125,9 @@ def quarantine_export(
     ] = Path("quarantine"),
     table: TableOption = None,
     file_format: Annotated[
-        data_service.ExportFormat,
+        FileFormat,
         typer.Option("--file-format", help="csv or jsonl: the format of the written rows."),
-    ] = data_service.ExportFormat.CSV,
+    ] = FileFormat.CSV,
     force: Annotated[bool, typer.Option(help="Overwrite files that already exist.")] = False,
     output_format: FormatOption = ListFormat.TABLE,
     project: ProjectOption = None,
@@ -128,11 +137,19 @@ def quarantine_export(
     Rows go out with the columns they were read with, so the fixed file imports as it is; rows
     that could not even be read into columns go to <table>.unreadable.txt, to repair by hand.
     """
+    from closeloop.schemas import dump_json
+    from closeloop.services import data as data_service
+    from closeloop.services.project import open_workspace
+
     # Whole seconds, rounded up: every row quarantined before the export falls before it.
     started = now_or(None).replace(microsecond=0) + timedelta(seconds=1)
     with open_workspace(project, write=False) as workspace:
         exported = data_service.quarantine_export(
-            workspace, to, table, file_format=file_format, overwrite=force
+            workspace,
+            to,
+            table,
+            file_format=data_service.ExportFormat(file_format.value),
+            overwrite=force,
         )
     if output_format == ListFormat.JSON:
         typer.echo(dump_json(exported))
@@ -185,6 +202,10 @@ def quarantine_purge(
     project: ProjectOption = None,
 ) -> None:
     """Delete quarantined rows for good (all of them, of one --table, or those --before a time)."""
+    from closeloop.schemas import dump_json
+    from closeloop.services import data as data_service
+    from closeloop.services.project import open_workspace
+
     cutoff = parse_time(before) if before else None
     with open_workspace(project, write=False) as workspace:
         purged = data_service.quarantine_purge(workspace, table, before=cutoff, confirmed=yes)

@@ -18,15 +18,6 @@ from closeloop.cli.common import (
     parse_time,
     reports_errors,
 )
-from closeloop.present.health import (
-    print_account_health,
-    print_backtest,
-    print_scores,
-    print_snapshot,
-)
-from closeloop.schemas import dump_json
-from closeloop.services import health as service
-from closeloop.services.project import open_workspace
 
 SECONDS_PER_DAY = 86_400
 health_app = typer.Typer(
@@ -52,6 +43,11 @@ def list_scores(
     output_format: FormatOption = HealthFormat.TABLE, project: ProjectOption = None
 ) -> None:
     """The project's health scores: measures, weights, polarity, ranges, bands, segments."""
+    from closeloop.present.health import print_scores
+    from closeloop.schemas import dump_json
+    from closeloop.services import health as service
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project, write=False) as workspace:
         result = service.scores(workspace)
     if output_format == HealthFormat.JSON:
@@ -77,6 +73,11 @@ def show(
 ) -> None:
     """An account's score and band as of a time: each measure's value, scaled value, effective
     weight and points; with --since, the change of each measure's points (why the score moved)."""
+    from closeloop.present.health import print_account_health
+    from closeloop.schemas import dump_json
+    from closeloop.services import health as service
+    from closeloop.services.project import open_workspace
+
     moment = now_or(at)
     then = parse_time(since) if since else None
     with open_workspace(project, write=False) as workspace:
@@ -100,6 +101,11 @@ def snapshot(
 ) -> None:
     """Write the day's point-in-time scores (as of the day's start, UTC) into the warehouse table
     closeloop_health_scores; taking a day again replaces it. The daemon takes one a day."""
+    from closeloop.present.health import print_snapshot
+    from closeloop.schemas import dump_json
+    from closeloop.services import health as service
+    from closeloop.services.project import open_workspace
+
     moment = parse_time(at) if at else None
     with open_workspace(project, write=False) as workspace, bar() as progress:
         task = progress.add_task("scoring", total=None)
@@ -128,6 +134,11 @@ def backtest(
     """Scores as of --at (point in time) of the accounts paying then, against churn and
     contraction in the horizon: AUC with its 95% interval, top-decile lift and calibration by
     band and decile, overall and per segment. Warns when a score does not predict."""
+    from closeloop.present.health import print_backtest
+    from closeloop.schemas import dump_json
+    from closeloop.services import health as service
+    from closeloop.services.project import open_workspace
+
     moment = parse_time(at)
     horizon_days = parse_interval(horizon).total_seconds() / SECONDS_PER_DAY
     with open_workspace(project, write=False) as workspace:

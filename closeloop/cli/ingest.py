@@ -9,8 +9,6 @@ from __future__ import annotations
 import typer
 
 from closeloop.cli.common import FormatOption, OutputFormat, ProjectOption, console, reports_errors
-from closeloop.schemas import dump_json
-from closeloop.services.ingest import flush_project
 
 ingest_app = typer.Typer(
     help="Segment-compatible ingestion (docs/ingestion.md): flush the buffer.",
@@ -23,6 +21,9 @@ ingest_app = typer.Typer(
 def flush(project: ProjectOption = None, output_format: FormatOption = OutputFormat.TABLE) -> None:
     """Write every buffered message to the warehouse: events, accounts and people, and the
     messages that cannot be written to the quarantine table."""
+    from closeloop.schemas import dump_json
+    from closeloop.services.ingest import flush_project
+
     result = flush_project(project)
     if output_format == OutputFormat.JSON:
         typer.echo(dump_json(result))

@@ -20,21 +20,7 @@ from closeloop.cli.common import (
     parse_time,
     reports_errors,
 )
-from closeloop.present.journey import (
-    ACCOUNT_COLUMNS,
-    OBJECTIVE_COLUMNS,
-    SIGNAL_COLUMNS,
-    account_row,
-    objective_row,
-    print_signals,
-    print_stage,
-    signal_rows,
-)
-from closeloop.schemas import dump_json
-from closeloop.schemas.journey import SignalKind
-from closeloop.services import journey as service
-from closeloop.services.project import open_workspace
-from closeloop.services.server import Server
+from closeloop.schemas.options import SignalKind
 
 SECONDS_PER_DAY = 86_400
 
@@ -78,6 +64,17 @@ def stage(
     """A stage as of a time: in it now, entered / completed / left over the window, per objective
     the completion rate and time to complete (Kaplan–Meier median and p75 from entry), the
     typical order; with --accounts each account's class (ahead, on_track, behind, stuck)."""
+    from closeloop.present.journey import (
+        ACCOUNT_COLUMNS,
+        OBJECTIVE_COLUMNS,
+        account_row,
+        objective_row,
+        print_stage,
+    )
+    from closeloop.schemas import dump_json
+    from closeloop.services import journey as service
+    from closeloop.services.project import open_workspace
+
     moment = now_or(at)
     window_days = parse_interval(window).total_seconds() / SECONDS_PER_DAY
     if window_days <= 0:
@@ -115,6 +112,11 @@ def signals(
     """Accounts that need attention: slow completers per stage objective, usage drops, renewal
     risk; each signal with the rule that fired (an expression, usable as an audience) and the
     ARR at risk."""
+    from closeloop.present.journey import SIGNAL_COLUMNS, print_signals, signal_rows
+    from closeloop.schemas import dump_json
+    from closeloop.services import journey as service
+    from closeloop.services.project import open_workspace
+
     moment = now_or(at)
     with open_workspace(project) as workspace:
         found = service.signals(workspace, moment, kind)
@@ -141,6 +143,9 @@ def create_from_signal(
 ) -> None:
     """Write a draft job whose audience is the signal's rule into the project's jobs file
     (validated first; not launched)."""
+    from closeloop.services import journey as service
+    from closeloop.services.server import Server
+
     moment = now_or(at)
     server = Server.open(project)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -50,29 +50,13 @@ from closeloop.cli.operate import (
     print_ticks,
 )
 from closeloop.cli.outcomes import outcomes_app
-from closeloop.present.definitions import (
-    print_definitions,
-    print_history,
-    print_matches,
-    print_validation,
-)
-from closeloop.present.html import job_report_pdf, measurement_html, write_job_report_html
-from closeloop.present.job_report import print_job_report
-from closeloop.present.measurement import print_measurement
-from closeloop.present.planning import print_library, print_power_plan
-from closeloop.schemas import dump_json
-from closeloop.schemas.definitions import Entity
-from closeloop.schemas.library import SortKey
-from closeloop.schemas.planning import DEFAULT_WEEKS, PowerInputs
-from closeloop.services import data as data_service
-from closeloop.services import definitions as definitions_service
-from closeloop.services import demo as demo_service
-from closeloop.services import engine_runs, operations, reports
-from closeloop.services import power as power_service
-from closeloop.services import simulation as simulation_service
-from closeloop.services.data import IMPORT_TABLES, ImportProgress, import_table
-from closeloop.services.project import init_project, open_workspace
+from closeloop.services.choices import IMPORT_TABLES, scenario_descriptions
 from closeloop.settings import load_settings
+
+if TYPE_CHECKING:
+    from closeloop.schemas.definitions import Entity
+
+_SCENARIOS = scenario_descriptions()
 
 app = typer.Typer(
     name="closeloop",
@@ -127,6 +111,8 @@ def init(
     ] = False,
 ) -> None:
     """Create a project: closeloop.yaml, example attributes, cohorts, stages and a job."""
+    from closeloop.services.project import init_project, open_workspace
+
     for path in init_project(folder, name, force=force):
         console.print(f"created {path}")
     with open_workspace(folder, write=True) as workspace:  # the state store, ready to read
@@ -146,6 +132,10 @@ def validate(
 
     Exits 1 when there is an error; warnings alone exit 0 (with --format json too).
     """
+    from closeloop.present.definitions import print_validation
+    from closeloop.schemas import dump_json
+    from closeloop.services import definitions as definitions_service
+
     result = definitions_service.validate_project(load_settings(project))
     if output_format == OutputFormat.JSON:
         typer.echo(dump_json(result))
@@ -163,11 +153,15 @@ def schema(
     ] = Path("schema"),
 ) -> None:
     """Write the JSON Schema of every YAML file kind (for editor autocompletion)."""
+    from closeloop.services import definitions as definitions_service
+
     for path in definitions_service.export_schemas(output):
         console.print(f"wrote {path}")
 
 
 def _target(value: str) -> Entity:
+    from closeloop.schemas.definitions import Entity
+
     try:
         return Entity(value)
     except ValueError:
@@ -187,6 +181,11 @@ def explain(
     project: ProjectOption = None,
 ) -> None:
     """Check an expression, count who matches as of a time, show a sample and the SQL."""
+    from closeloop.present.definitions import print_matches
+    from closeloop.schemas import dump_json
+    from closeloop.services import definitions as definitions_service
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project) as workspace:
         matches = definitions_service.explain(
             workspace, expression, now_or(at), _target(target), sample
@@ -207,6 +206,11 @@ def cohort(
     project: ProjectOption = None,
 ) -> None:
     """How many members a cohort has as of a time, and a sample of them."""
+    from closeloop.present.definitions import print_matches
+    from closeloop.schemas import dump_json
+    from closeloop.services import definitions as definitions_service
+    from closeloop.services.project import open_workspace
+
     moment = parse_time(at)
     with open_workspace(project) as workspace:
         matches = definitions_service.cohort(workspace, name, moment, sample)
@@ -222,6 +226,11 @@ def definitions_list(
     output_format: FormatOption = OutputFormat.TABLE, project: ProjectOption = None
 ) -> None:
     """Every definition: kind, name, current hash and latest recorded version."""
+    from closeloop.present.definitions import print_definitions
+    from closeloop.schemas import dump_json
+    from closeloop.services import definitions as definitions_service
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project) as workspace:
         found = definitions_service.list_definitions(workspace)
     if output_format == OutputFormat.JSON:
@@ -241,6 +250,11 @@ def definitions_history(
     project: ProjectOption = None,
 ) -> None:
     """Every recorded version of a definition: number, time, author, hash, and the diff."""
+    from closeloop.present.definitions import print_history
+    from closeloop.schemas import dump_json
+    from closeloop.services import definitions as definitions_service
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project) as workspace:
         found = definitions_service.definition_history(workspace, name, kind)
     if output_format == OutputFormat.JSON:
@@ -253,6 +267,8 @@ def definitions_history(
 @reports_errors
 def migrate(project: ProjectOption = None) -> None:
     """Create or upgrade the state store's tables."""
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project, write=True) as workspace:
         console.print(f"state store at {workspace.store.url} is up to date")
 
@@ -306,6 +322,9 @@ def import_(
     columns are kept in properties. Values are normalised by imports.<table>.normalize
     (docs/import.md).
     """
+    from closeloop.services.data import ImportProgress, import_table
+    from closeloop.services.project import open_workspace
+
     columns = dict(_column_mapping(item) for item in map_ or [])
     with (
         open_workspace(project) as workspace,
@@ -373,6 +392,10 @@ def tick(
     project: ProjectOption = None,
 ) -> None:
     """Run one tick of every live job: completions, timeouts, new enrollments, then send."""
+    from closeloop.services import data as data_service
+    from closeloop.services import engine_runs
+    from closeloop.services.project import open_workspace
+
     moment = now_or(at)
     with open_workspace(project) as workspace:
         names = [job] if job else list(workspace.project.jobs)
@@ -405,6 +428,9 @@ def backfill(
     project: ProjectOption = None,
 ) -> None:
     """Replay ticks over a past period in simulated time (nothing is emailed without --send)."""
+    from closeloop.services import engine_runs
+    from closeloop.services.project import open_workspace
+
     first, last, step = parse_time(start), parse_time(end), parse_interval(every)
     total = len(list(engine_runs.tick_times(first, last, step)))
     with open_workspace(project) as workspace, bar(_RateColumn("rows", "rows")) as progress:
@@ -451,6 +477,9 @@ def dispatch(
     project: ProjectOption = None,
 ) -> None:
     """Send every due message in the outbox (retries with backoff, dead-letters after 5 tries)."""
+    from closeloop.services import engine_runs
+    from closeloop.services.project import open_workspace
+
     moment = now_or(at)
     if deliver_to is not None:
         with open_workspace(project, write=False) as workspace:
@@ -518,6 +547,12 @@ def report(
 
     Without a job: the jobs there are to report on (status, launch, enrollments).
     """
+    from closeloop.present.html import job_report_pdf, write_job_report_html
+    from closeloop.present.job_report import print_job_report
+    from closeloop.schemas import dump_json
+    from closeloop.services import reports
+    from closeloop.services.project import open_workspace
+
     if job is None:
         _list_jobs_to_report(output_format, project)
         return
@@ -546,6 +581,10 @@ def report(
 
 
 def _list_jobs_to_report(output_format: OutputFormat, project: Path | None) -> None:
+    from closeloop.schemas import dump_json
+    from closeloop.services import operations
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project, write=False) as workspace:
         listed = operations.job_list(workspace)
     jobs = listed.jobs
@@ -627,6 +666,9 @@ def measure(
 
     Same numbers as `closeloop report`; the JSON format is described in docs/measure-format.md.
     """
+    from closeloop.present.html import measurement_html
+    from closeloop.present.measurement import print_measurement
+    from closeloop.schemas import dump_json
     from closeloop.services import measure as measure_service
 
     result = measure_service.measure_files(
@@ -676,12 +718,15 @@ def demo(
         str,
         typer.Option(
             help="Simulator scenario: "
-            + ", ".join(simulation_service.scenario_descriptions())
+            + ", ".join(_SCENARIOS)
             + " (see closeloop simulate --help)."
         ),
     ] = "default",
 ) -> None:
     """Simulate a company, run a job with a holdout through the engine, measure, check the truth."""
+    from closeloop.present.job_report import print_job_report
+    from closeloop.services import demo as demo_service
+
     console.print(
         f"Simulating {accounts:,} accounts (scenario {scenario!r}, seed {seed}); "
         "emails go over SMTP "
@@ -713,9 +758,6 @@ def demo(
         "http://127.0.0.1:8000/",
         highlight=False,
     )
-
-
-_SCENARIOS = simulation_service.scenario_descriptions()
 
 
 @app.command(
@@ -765,6 +807,9 @@ def simulate(
     email effects) is written to simulation.json in the project folder. A warehouse that already
     has accounts is refused unless --force is given.
     """
+    from closeloop.services import simulation as simulation_service
+    from closeloop.services.project import open_workspace
+
     config = simulation_service.simulation_config(
         scenario, accounts=accounts, days=days, arrival_days=arrival_days, seed=seed
     )
@@ -841,6 +886,12 @@ def power(
     project: ProjectOption = None,
 ) -> None:
     """Minimum detectable effect per enrollment duration, and the duration for a target effect."""
+    from closeloop.present.planning import print_power_plan
+    from closeloop.schemas import dump_json
+    from closeloop.schemas.planning import DEFAULT_WEEKS, PowerInputs
+    from closeloop.services import power as power_service
+    from closeloop.services.project import open_workspace
+
     planned_weeks = tuple(weeks or DEFAULT_WEEKS)
     if job is not None:
         with open_workspace(project, write=False) as workspace:
@@ -894,7 +945,11 @@ def library(
     project: ProjectOption = None,
 ) -> None:
     """Every job ever run: goal, audience, variants and timing, n, effect overall and by segment."""
+    from closeloop.present.planning import print_library
+    from closeloop.schemas import dump_json
+    from closeloop.schemas.library import SortKey
     from closeloop.services import library as library_service
+    from closeloop.services.project import open_workspace
 
     try:
         sort_key = SortKey(sort)

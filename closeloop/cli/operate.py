@@ -9,10 +9,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
@@ -26,12 +25,13 @@ from closeloop.cli.common import (
     parse_time,
     reports_errors,
 )
-from closeloop.present.report_view import DELIVERY_STATUSES
-from closeloop.schemas import dump_json
-from closeloop.schemas.jobs import OptOutList, TickSummary
-from closeloop.services import engine_runs, operations
-from closeloop.services.engine_runs import BackfillResult, DispatchResult, TickResult
-from closeloop.services.project import Workspace, open_workspace
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from closeloop.schemas.jobs import TickSummary
+    from closeloop.services.engine_runs import BackfillResult, DispatchResult, TickResult
+    from closeloop.services.project import Workspace
 
 jobs_app = typer.Typer(help="Jobs and their lifecycle: draft → live → paused → stopped.")
 outbox_app = typer.Typer(help="Messages waiting, sent, failed: list, retry, purge.")
@@ -44,10 +44,14 @@ AtOption = Annotated[str | None, typer.Option("--at", help="When (ISO, UTC); def
 
 
 def print_ticks(out: Console, results: Sequence[TickResult], moment: datetime) -> None:
+    from closeloop.services import operations
+
     print_tick_summaries(out, [operations.tick_summary(result) for result in results], moment)
 
 
 def print_tick_summaries(out: Console, results: Sequence[TickSummary], moment: datetime) -> None:
+    from closeloop.services import engine_runs
+
     for result in results:
         if result.status == engine_runs.JobStatus.DRAFT:
             out.print(
@@ -97,6 +101,8 @@ def print_dispatch(out: Console, result: DispatchResult) -> None:
 
 
 def print_backfill(out: Console, result: BackfillResult, total: int) -> None:
+    from closeloop.services import engine_runs
+
     entered = sum(tick.entered for tick in result.ticks)
     completed = sum(tick.completed for tick in result.ticks)
     exited = sum(tick.exited for tick in result.ticks)
@@ -122,6 +128,8 @@ def print_backfill(out: Console, result: BackfillResult, total: int) -> None:
 
 def launch_checks(workspace: Workspace, names: list[str], moment: datetime) -> list[str]:
     """For jobs that have never ticked (this tick launches them): what they can detect."""
+    from closeloop.services import operations
+
     return operations.launch_checks(workspace, names, moment)
 
 
@@ -138,6 +146,8 @@ JobArgument = Annotated[str, typer.Argument(help="Job name.")]
 
 
 def _echo_json(model: BaseModel) -> None:
+    from closeloop.schemas import dump_json
+
     typer.echo(dump_json(model))
 
 
@@ -147,6 +157,9 @@ def jobs_list(
     output_format: FormatOption = OutputFormat.TABLE, project: ProjectOption = None
 ) -> None:
     """Every job: status, version, enrollments, last tick."""
+    from closeloop.services import operations
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project, write=False) as workspace:
         listed = operations.job_list(workspace)
     if output_format == OutputFormat.JSON:
@@ -173,6 +186,10 @@ def jobs_show(
     project: ProjectOption = None,
 ) -> None:
     """One job: status, versions in use, deliveries per arm, outbox, and its audit log."""
+    from closeloop.present.report_view import DELIVERY_STATUSES
+    from closeloop.services import operations
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project, write=False) as workspace:
         detail = operations.show_job(workspace, job)
     if output_format == OutputFormat.JSON:
@@ -211,6 +228,9 @@ def jobs_show(
 @reports_errors
 def jobs_launch(job: JobArgument, at: AtOption = None, project: ProjectOption = None) -> None:
     """Launch a draft: lock its goal and hypothesis, enroll and plan its first sends now."""
+    from closeloop.services import operations
+    from closeloop.services.project import open_workspace
+
     moment = now_or(at)
     with open_workspace(project) as workspace:
         result = operations.launch(workspace, job, moment)
@@ -223,6 +243,9 @@ def jobs_launch(job: JobArgument, at: AtOption = None, project: ProjectOption = 
 
 
 def _transition(job: str, status: str, at: str | None, project: Path | None) -> None:
+    from closeloop.services import operations
+    from closeloop.services.project import open_workspace
+
     moment = now_or(at)
     with open_workspace(project) as workspace:
         change = operations.change_status(workspace, job, status, moment)
@@ -235,6 +258,8 @@ def _transition(job: str, status: str, at: str | None, project: Path | None) -> 
 @reports_errors
 def jobs_pause(job: JobArgument, at: AtOption = None, project: ProjectOption = None) -> None:
     """Pause a live job: it enrolls nobody and sends nothing until resumed."""
+    from closeloop.services import engine_runs
+
     _transition(job, engine_runs.JobStatus.PAUSED, at, project)
 
 
@@ -242,6 +267,8 @@ def jobs_pause(job: JobArgument, at: AtOption = None, project: ProjectOption = N
 @reports_errors
 def jobs_resume(job: JobArgument, at: AtOption = None, project: ProjectOption = None) -> None:
     """Resume a paused job."""
+    from closeloop.services import engine_runs
+
     _transition(job, engine_runs.JobStatus.LIVE, at, project)
 
 
@@ -249,6 +276,8 @@ def jobs_resume(job: JobArgument, at: AtOption = None, project: ProjectOption = 
 @reports_errors
 def jobs_stop(job: JobArgument, at: AtOption = None, project: ProjectOption = None) -> None:
     """Stop a job for good: active enrollments exit (job_stopped), unsent messages are cancelled."""
+    from closeloop.services import engine_runs
+
     _transition(job, engine_runs.JobStatus.STOPPED, at, project)
 
 
@@ -261,6 +290,9 @@ def jobs_remove_account(
     project: ProjectOption = None,
 ) -> None:
     """Take an account out of a job (exit reason removed); its unsent messages are cancelled."""
+    from closeloop.services import operations
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project) as workspace:
         removed = operations.remove_account(workspace, job, account, now_or(at)).removed
     console.print(
@@ -284,6 +316,8 @@ def run(
 
     One instance per project; a cycle finishes before the daemon stops.
     """
+    from closeloop.services import engine_runs
+
     interval = parse_interval(every)
     stop = threading.Event()
 
@@ -312,6 +346,9 @@ def dry_run(
     project: ProjectOption = None,
 ) -> None:
     """Who would enter a job at a time and what each would receive; nothing is sent or recorded."""
+    from closeloop.services import engine_runs
+    from closeloop.services.project import open_workspace
+
     moment = now_or(at)
     with open_workspace(project, write=False) as workspace:
         result = engine_runs.dry_run(workspace, job, moment)
@@ -373,6 +410,9 @@ def outbox_list(
     project: ProjectOption = None,
 ) -> None:
     """Messages in the outbox, newest first, with their status, attempts and last error."""
+    from closeloop.services import operations
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project, write=False) as workspace:
         listed = operations.outbox_list(
             workspace, status=status, job_name=job, account_id=account, offset=offset, limit=limit
@@ -408,6 +448,9 @@ def outbox_retry(
     project: ProjectOption = None,
 ) -> None:
     """Put dead-lettered messages back in the queue (attempts reset); the next dispatch sends."""
+    from closeloop.services import operations
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project) as workspace:
         retried = operations.outbox_retry(workspace, now_or(at), ids=ids, job_name=job)
     console.print(f"{retried.requeued} message(s) queued again")
@@ -424,6 +467,9 @@ def outbox_purge(
     project: ProjectOption = None,
 ) -> None:
     """Delete finished messages of one status (pending, ghost and not_sent rows are kept)."""
+    from closeloop.services import operations
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project) as workspace:
         count = operations.outbox_purge(
             workspace, status, before=parse_time(before) if before else None, job_name=job
@@ -447,6 +493,9 @@ def optout_add(
     project: ProjectOption = None,
 ) -> None:
     """Opt accounts out: no channel sends to them, their enrollments exit (opted_out)."""
+    from closeloop.services import operations
+    from closeloop.services.project import open_workspace
+
     if not accounts and link is None:
         raise typer.BadParameter("give account ids or --link")
     moment = now_or(at)
@@ -469,6 +518,9 @@ def optout_import(
     project: ProjectOption = None,
 ) -> None:
     """Opt out every account listed in a CSV file (e.g. an export from your email tool)."""
+    from closeloop.services import operations
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project) as workspace:
         added = operations.optout_import(workspace, file, now_or(at))
     console.print(f"{added} account(s) opted out")
@@ -480,6 +532,10 @@ def optout_list(
     output_format: FormatOption = OutputFormat.TABLE, project: ProjectOption = None
 ) -> None:
     """Every opted-out account, when, how and by whom."""
+    from closeloop.schemas.jobs import OptOutList
+    from closeloop.services import operations
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project, write=False) as workspace:
         found = operations.optout_list(workspace)
     if output_format == OutputFormat.JSON:

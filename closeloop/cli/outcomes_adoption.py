@@ -7,21 +7,17 @@ import csv
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from closeloop.cli.common import ProjectOption, console, parse_time, reports_errors
 from closeloop.present.format import count, num, pct
-from closeloop.schemas import dump_json
-from closeloop.schemas.adoption import (
-    DEFAULT_DROP_THRESHOLD,
-    DEFAULT_DROP_WINDOW_DAYS,
-    Adoption,
-)
-from closeloop.services import outcomes_adoption as service
-from closeloop.services.project import open_workspace
+from closeloop.schemas.options import DEFAULT_DROP_THRESHOLD, DEFAULT_DROP_WINDOW_DAYS
+
+if TYPE_CHECKING:
+    from closeloop.schemas.adoption import Adoption
 
 
 class AdoptionFormat(StrEnum):
@@ -95,6 +91,10 @@ def adoption(
     """Adoption over a window: active accounts and users, DAU/MAU stickiness, feature adoption
     among active accounts (Wilson 95% intervals), engagement depth, usage-drop flags and
     Kaplan–Meier time to first value per signup month."""
+    from closeloop.schemas import dump_json
+    from closeloop.services import outcomes_adoption as service
+    from closeloop.services.project import open_workspace
+
     begin, finish = service.window(
         parse_time(at) if at else None,
         parse_time(start) if start else None,

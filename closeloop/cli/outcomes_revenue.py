@@ -8,15 +8,14 @@ import csv
 import sys
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from closeloop.cli.common import ProjectOption, console, parse_time, reports_errors
 from closeloop.present.format import count, money, pct
-from closeloop.schemas import dump_json
-from closeloop.schemas.revenue_outcomes import (
+from closeloop.schemas.options import (
     DEFAULT_GROSS_MARGIN,
     DEFAULT_MATCH_DAYS,
     ChurnAt,
@@ -26,13 +25,11 @@ from closeloop.schemas.revenue_outcomes import (
     PausedPolicy,
     ReactivationGap,
     RevenueMethod,
-    RevenueOutcomes,
     RevenuePeriod,
-    RevenuePolicy,
-    RevenueRow,
 )
-from closeloop.services import outcomes_revenue as service
-from closeloop.services.project import open_workspace
+
+if TYPE_CHECKING:
+    from closeloop.schemas.revenue_outcomes import RevenueOutcomes, RevenueRow
 
 
 class RevenueFormat(StrEnum):
@@ -110,6 +107,11 @@ def revenue(
 ) -> None:
     """MRR movements (new, expansion, contraction, churn, reactivation), NRR, GRR, customer and
     MRR churn rates, ARPA, CLV and expansion by opportunity source for [start, end)."""
+    from closeloop.schemas import dump_json
+    from closeloop.schemas.revenue_outcomes import RevenuePolicy
+    from closeloop.services import outcomes_revenue as service
+    from closeloop.services.project import open_workspace
+
     window_start, window_end = parse_day(start, "--start"), parse_day(end, "--end")
     policy = RevenuePolicy(
         method=method,

@@ -7,17 +7,16 @@ from __future__ import annotations
 import csv
 import sys
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from closeloop.cli.common import ProjectOption, console, parse_time, reports_errors
 from closeloop.present.format import count, money, num, pct
-from closeloop.schemas import dump_json
-from closeloop.schemas.team import Scorecard, Share, TeamOutcomes
-from closeloop.services import outcomes_team as service
-from closeloop.services.project import open_workspace
+
+if TYPE_CHECKING:
+    from closeloop.schemas.team import Scorecard, Share, TeamOutcomes
 
 
 class TeamFormat(StrEnum):
@@ -54,6 +53,10 @@ def team(
     """A scorecard per CSM on what CS can influence (goals achieved, satisfaction, controllable
     churn, treated vs holdout completion) beside revenue; activities, contacts, sponsors,
     references and churn reasons, for the window [start, end)."""
+    from closeloop.schemas import dump_json
+    from closeloop.services import outcomes_team as service
+    from closeloop.services.project import open_workspace
+
     window_start, window_end = parse_time(start), parse_time(end)
     with open_workspace(project, write=False) as workspace:
         result = service.team_outcomes(
@@ -74,6 +77,8 @@ def team(
 
 def scorecard_row(card: Scorecard) -> dict[str, Any]:
     """A scorecard as one flat row: each share becomes ``NAME_successes``, ``NAME_n``, …"""
+    from closeloop.schemas.team import Share
+
     row: dict[str, Any] = {}
     for name, value in card:
         if isinstance(value, Share):
@@ -86,6 +91,8 @@ def scorecard_row(card: Scorecard) -> dict[str, Any]:
 
 def csv_fields() -> list[str]:
     """The columns of ``--format csv``, the same whether or not there are rows."""
+    from closeloop.schemas.team import Scorecard, Share
+
     fields: list[str] = []
     for name, field in Scorecard.model_fields.items():
         if field.annotation is Share:

@@ -7,17 +7,24 @@ import csv
 import sys
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from closeloop.cli.common import ProjectOption, console, parse_time, reports_errors
 from closeloop.present.format import count, num
-from closeloop.schemas import dump_json
-from closeloop.schemas.voc import Divergence, Satisfaction, Voc, VocGroup
-from closeloop.services import outcomes_voc as service
-from closeloop.services.project import open_workspace
+from closeloop.schemas.options import (
+    DEFAULT_ALPHA,
+    DEFAULT_COMMENTS,
+    DEFAULT_CSAT_MIN_RISE,
+    DEFAULT_NPS_MIN_RISE,
+    DEFAULT_NRR_MAX_CHANGE,
+    DEFAULT_PERIODS,
+)
+
+if TYPE_CHECKING:
+    from closeloop.schemas.voc import Divergence, Satisfaction, Voc, VocGroup
 
 
 class VocFormat(StrEnum):
@@ -108,13 +115,17 @@ def voc(
     ] = CesDirectionChoice.LOWER_IS_EASIER,
     comments: Annotated[
         int, typer.Option("--comments", help="Newest comments to list (0 to 1000).")
-    ] = service.DEFAULT_COMMENTS,
+    ] = DEFAULT_COMMENTS,
     output_format: FormatChoice = VocFormat.TABLE,
     project: ProjectOption = None,
 ) -> None:
     """Voice of the customer for answers in [--start, --end): NPS (score interval), CSAT
     (Wilson) and CES (t interval) per respondent and per account (latest answer), response
     rates, the trend per period, segments (--by) and the newest comments."""
+    from closeloop.schemas import dump_json
+    from closeloop.services import outcomes_voc as service
+    from closeloop.services.project import open_workspace
+
     finish = parse_time(end) if end else _now()
     begin = parse_time(start) if start else finish - DEFAULT_WINDOW
     with open_workspace(project, write=False) as workspace:
@@ -143,29 +154,33 @@ def divergence(
     ] = None,
     periods: Annotated[
         int, typer.Option("--periods", help="How many periods the trends span (2 to 120).")
-    ] = service.DEFAULT_PERIODS,
+    ] = DEFAULT_PERIODS,
     period: PeriodOption = PeriodChoice.MONTH,
     nps_min_rise: Annotated[
         float, typer.Option("--nps-min-rise", help="NPS points per year that count as rising.")
-    ] = service.DEFAULT_NPS_MIN_RISE,
+    ] = DEFAULT_NPS_MIN_RISE,
     csat_min_rise: Annotated[
         float,
         typer.Option("--csat-min-rise", help="CSAT percentage points per year that count."),
-    ] = service.DEFAULT_CSAT_MIN_RISE,
+    ] = DEFAULT_CSAT_MIN_RISE,
     nrr_max_change: Annotated[
         float,
         typer.Option(
             "--nrr-max-change", help="NRR pp per year at or below which NRR is flat or falling."
         ),
-    ] = service.DEFAULT_NRR_MAX_CHANGE,
+    ] = DEFAULT_NRR_MAX_CHANGE,
     alpha: Annotated[
         float, typer.Option("--alpha", help="One-sided level of the rising-slope test.")
-    ] = service.DEFAULT_ALPHA,
+    ] = DEFAULT_ALPHA,
     output_format: FormatChoice = VocFormat.TABLE,
     project: ProjectOption = None,
 ) -> None:
     """The divergence alert: NPS or CSAT rising while net revenue retention is flat or falling
     over the last --periods periods, with both trends and the rule that fired."""
+    from closeloop.schemas import dump_json
+    from closeloop.services import outcomes_voc as service
+    from closeloop.services.project import open_workspace
+
     finish = parse_time(end) if end else _now()
     with open_workspace(project, write=False) as workspace:
         result = service.divergence(
@@ -296,6 +311,8 @@ def _groups_table(title: str, groups: list[VocGroup]) -> Table:
 
 
 def _render_voc(result: Voc) -> None:
+    from closeloop.schemas.voc import Satisfaction
+
     console.print(
         f"voice of the customer {result.start:%Y-%m-%d} to {result.end:%Y-%m-%d} "
         f"(CES: {result.ces_direction.replace('_', ' ')})",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,21 +21,9 @@ from closeloop.cli.common import (
     parse_time,
     reports_errors,
 )
-from closeloop.present.plan_links import print_created_link, print_links, print_revoked
-from closeloop.present.plans import print_achieved, print_check, print_plan, print_plan_list
-from closeloop.schemas import dump_json
-from closeloop.schemas.plans import (
-    ObjectiveInput,
-    ObjectiveUpdate,
-    Plan,
-    PlanCreate,
-    RenegotiationRequest,
-)
-from closeloop.services import plan_links as link_service
-from closeloop.services import plans as service
-from closeloop.services.plan_objectives import request
-from closeloop.services.project import open_workspace
-from closeloop.services.tokens import project_store
+
+if TYPE_CHECKING:
+    from closeloop.schemas.plans import Plan
 
 plans_app = typer.Typer(
     help="Success plans: objectives agreed with a customer, milestones, renegotiations, "
@@ -83,6 +71,9 @@ def _date(text: str | None) -> date | None:
 
 
 def _print(plan: Plan, output_format: OutputFormat) -> None:
+    from closeloop.present.plans import print_plan
+    from closeloop.schemas import dump_json
+
     if output_format == OutputFormat.JSON:
         typer.echo(dump_json(plan))
     else:
@@ -104,6 +95,11 @@ def list_plans(
     project: ProjectOption = None,
 ) -> None:
     """Success plans, each with its objectives counted by status."""
+    from closeloop.present.plans import print_plan_list
+    from closeloop.schemas import dump_json
+    from closeloop.services import plans as service
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project, write=False) as workspace:
         result = service.list_plans(
             workspace,
@@ -130,6 +126,9 @@ def show(
     project: ProjectOption = None,
 ) -> None:
     """One plan: objectives, progress, milestones (50/80/100%), renegotiations, versions."""
+    from closeloop.services import plans as service
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project, write=False) as workspace:
         result = service.show_plan(
             workspace, plan, version=version, at=parse_time(at) if at else None
@@ -153,6 +152,11 @@ def create(
     project: ProjectOption = None,
 ) -> None:
     """Create a plan for an account (version 1), with the objectives of --file."""
+    from closeloop.schemas.plans import PlanCreate
+    from closeloop.services import plans as service
+    from closeloop.services.plan_objectives import request
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project) as workspace:
         objectives = service.objectives_file(workspace, file) if file else []
         body = request(PlanCreate, account_id=account, title=title, owner=owner)
@@ -189,6 +193,11 @@ def add_objective(
     project: ProjectOption = None,
 ) -> None:
     """Add objectives to a plan: one from the options, or the list of --file."""
+    from closeloop.schemas.plans import ObjectiveInput
+    from closeloop.services import plans as service
+    from closeloop.services.plan_objectives import request
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project) as workspace:
         if file is not None:
             objectives = service.objectives_file(workspace, file)
@@ -232,6 +241,11 @@ def update(
     project: ProjectOption = None,
 ) -> None:
     """Record a manual value, drop an objective, or change its owner or title."""
+    from closeloop.schemas.plans import ObjectiveUpdate
+    from closeloop.services import plans as service
+    from closeloop.services.plan_objectives import request
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project) as workspace:
         body = request(
             ObjectiveUpdate,
@@ -263,6 +277,11 @@ def renegotiate(
     project: ProjectOption = None,
 ) -> None:
     """Agree a new target (and date) with the customer; the old one stays in the history."""
+    from closeloop.schemas.plans import RenegotiationRequest
+    from closeloop.services import plans as service
+    from closeloop.services.plan_objectives import request
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project) as workspace:
         body = request(
             RenegotiationRequest,
@@ -290,6 +309,11 @@ def check(
     """Evaluate open measured objectives in the warehouse and record their values.
 
     The daemon does this once a day."""
+    from closeloop.present.plans import print_check
+    from closeloop.schemas import dump_json
+    from closeloop.services import plans as service
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project) as workspace:
         result = service.check(
             workspace, parse_time(at) if at else None, actor=workspace.settings.author
@@ -311,6 +335,11 @@ def achieved(
     """The goals-achieved rate per CSM or segment, with Wilson intervals.
 
     Among objectives decided by --at (met, or past their agreed date), the share met."""
+    from closeloop.present.plans import print_achieved
+    from closeloop.schemas import dump_json
+    from closeloop.services import plans as service
+    from closeloop.services.project import open_workspace
+
     with open_workspace(project, write=False) as workspace:
         result = service.goals_achieved(workspace, parse_time(at) if at else None, by=by.value)
     if output_format == OutputFormat.JSON:
@@ -339,6 +368,11 @@ def share(
     """Create the customer's read-only link to a plan (shown once; revocable, expiring).
 
     The link opens /shared/plans/TOKEN on the dashboard without a login."""
+    from closeloop.present.plan_links import print_created_link
+    from closeloop.schemas import dump_json
+    from closeloop.services import plan_links as link_service
+    from closeloop.services.tokens import project_store
+
     with project_store(project) as (settings, store):
         result = link_service.share_plan(
             store,
@@ -362,6 +396,11 @@ def links(
     project: ProjectOption = None,
 ) -> None:
     """The customer links (of a plan, or of all), newest first, with state and last opening."""
+    from closeloop.present.plan_links import print_links
+    from closeloop.schemas import dump_json
+    from closeloop.services import plan_links as link_service
+    from closeloop.services.tokens import project_store
+
     with project_store(project) as (_settings, store):
         result = link_service.list_links(store, plan_id=plan)
     if output_format == OutputFormat.JSON:
@@ -378,6 +417,11 @@ def unshare(
     project: ProjectOption = None,
 ) -> None:
     """Revoke a customer link for good: it then answers 410 Gone."""
+    from closeloop.present.plan_links import print_revoked
+    from closeloop.schemas import dump_json
+    from closeloop.services import plan_links as link_service
+    from closeloop.services.tokens import project_store
+
     with project_store(project) as (settings, store):
         result = link_service.revoke_link(store, link, actor=settings.author)
     if output_format == OutputFormat.JSON:

@@ -37,17 +37,18 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import uvicorn
 
 from closeloop.cli.common import ProjectOption, console, errors, parse_interval, reports_errors
 from closeloop.cli.operate import print_dispatch, print_ticks, run
 from closeloop.errors import CloseloopError, redact
-from closeloop.services import engine_runs
-from closeloop.services import tokens as token_service
-from closeloop.services.server import SecretsFilter, secret_values
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from closeloop.services import engine_runs
 
 APP_FACTORY = "closeloop.asgi:create_app"  # the API and the dashboard
 
@@ -63,6 +64,9 @@ EveryOption = Annotated[
 def _checked_project(project: Path | None) -> tuple[Path, list[str]]:
     """The project folder (checked, its store migrated before anything listens) and the secret
     values its logs must mask."""
+    from closeloop.services import tokens as token_service
+    from closeloop.services.server import secret_values
+
     with token_service.project_store(project) as (settings, _store):
         return settings.project_dir, secret_values(settings)
 
@@ -70,6 +74,10 @@ def _checked_project(project: Path | None) -> tuple[Path, list[str]]:
 def log_config(secrets: list[str]) -> dict[str, Any]:
     """uvicorn's logging, every handler behind a :class:`SecretsFilter`, and closeloop's own
     loggers (the API's unexpected errors, the audit) on the same handler."""
+    import uvicorn
+
+    from closeloop.services.server import SecretsFilter
+
     config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["filters"] = {"secrets": {"()": SecretsFilter, "secrets": secrets}}
     for handler in config["handlers"].values():
@@ -80,6 +88,8 @@ def log_config(secrets: list[str]) -> dict[str, Any]:
 
 
 def _uvicorn(project_dir: Path, secrets: list[str], host: str, port: int) -> uvicorn.Server:
+    import uvicorn
+
     os.environ["CLOSELOOP_PROJECT"] = str(project_dir)
     config = uvicorn.Config(
         APP_FACTORY,
@@ -118,6 +128,8 @@ class Scheduler(threading.Thread):
         self.failure: str | None = None
 
     def run(self) -> None:
+        from closeloop.services import engine_runs
+
         try:
             engine_runs.run_daemon(self.project_dir, self.interval, self.stop, _report_cycle)
         except CloseloopError as error:

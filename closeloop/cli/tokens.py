@@ -8,24 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import TypeAdapter
 from rich.table import Table
 
 from closeloop.cli.common import FormatOption, OutputFormat, ProjectOption, console, reports_errors
-from closeloop.schemas import dump_json
-from closeloop.schemas.tokens import Role, TokenInfo
-from closeloop.services import tokens as token_service
+from closeloop.schemas.options import Role
+
+if TYPE_CHECKING:
+    from closeloop.schemas.tokens import TokenInfo
 
 tokens_app = typer.Typer(
     help="API tokens (Bearer, or the HTTP Basic user as Segment sends its write key): "
     "create, list, revoke.",
     no_args_is_help=True,
 )
-
-_TOKEN_LIST = TypeAdapter(list[TokenInfo])
 
 
 def _when(moment: datetime | None) -> str:
@@ -34,7 +32,12 @@ def _when(moment: datetime | None) -> str:
 
 def _print_tokens(tokens: Sequence[TokenInfo], output_format: OutputFormat) -> None:
     if output_format == OutputFormat.JSON:
-        typer.echo(_TOKEN_LIST.dump_json(list(tokens), indent=2).decode())
+        from pydantic import TypeAdapter
+
+        from closeloop.schemas.tokens import TokenInfo
+
+        listed = TypeAdapter(list[TokenInfo]).dump_json(list(tokens), indent=2)
+        typer.echo(listed.decode())
         return
     table = Table("id", "name", "role", "prefix", "created", "by", "last used", "revoked")
     for token in tokens:
@@ -62,6 +65,9 @@ def create(
     project: ProjectOption = None,
 ) -> None:
     """Create a token with a role and print it once: only its SHA-256 is kept."""
+    from closeloop.schemas import dump_json
+    from closeloop.services import tokens as token_service
+
     with token_service.project_store(project) as (settings, store):
         created = token_service.create_token(store, name=name, role=role, actor=settings.author)
     if output_format == OutputFormat.JSON:
@@ -85,6 +91,8 @@ def list_(
     project: ProjectOption = None,
 ) -> None:
     """The tokens: name, role, the first characters, when created, last used, revoked."""
+    from closeloop.services import tokens as token_service
+
     with token_service.project_store(project) as (_settings, store):
         tokens = token_service.list_tokens(store, include_revoked=include_revoked)
     if not tokens and output_format == OutputFormat.TABLE:
@@ -101,6 +109,8 @@ def revoke(
     project: ProjectOption = None,
 ) -> None:
     """Revoke tokens by name or id: requests carrying them get 401 from now on."""
+    from closeloop.services import tokens as token_service
+
     with token_service.project_store(project) as (settings, store):
         revoked = token_service.revoke_token(store, name_or_id, actor=settings.author)
     if output_format == OutputFormat.JSON:

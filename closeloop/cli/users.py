@@ -15,10 +15,7 @@ from rich.table import Table
 
 from closeloop.cli.common import FormatOption, OutputFormat, ProjectOption, console, reports_errors
 from closeloop.errors import ConfigurationError
-from closeloop.schemas import dump_json
-from closeloop.schemas.users import UserRole
-from closeloop.services import tokens as token_service
-from closeloop.services import users as user_service
+from closeloop.schemas.options import UserRole
 
 users_app = typer.Typer(
     help="Dashboard users (log in to the pages of closeloop serve): add, list, remove.",
@@ -61,6 +58,10 @@ def add(
     project: ProjectOption = None,
 ) -> None:
     """Add a user; the password (asked twice, hidden) is stored as an argon2 hash only."""
+    from closeloop.schemas import dump_json
+    from closeloop.services import tokens as token_service
+    from closeloop.services import users as user_service
+
     password = _password(password_stdin)
     with token_service.project_store(project) as (settings, store):
         user = user_service.add_user(
@@ -79,6 +80,10 @@ def list_(
     project: ProjectOption = None,
 ) -> None:
     """The users: name, role, when added and by whom, last login."""
+    from closeloop.schemas import dump_json
+    from closeloop.services import tokens as token_service
+    from closeloop.services import users as user_service
+
     with token_service.project_store(project) as (_settings, store):
         users = user_service.list_users(store)
     if output_format == OutputFormat.JSON:
@@ -107,6 +112,10 @@ def remove(
     project: ProjectOption = None,
 ) -> None:
     """Remove a user: their open sessions are revoked at once."""
+    from closeloop.schemas import dump_json
+    from closeloop.services import tokens as token_service
+    from closeloop.services import users as user_service
+
     with token_service.project_store(project) as (settings, store):
         removed = user_service.remove_user(store, name, actor=settings.author)
     if output_format == OutputFormat.JSON:

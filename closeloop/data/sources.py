@@ -23,7 +23,7 @@ import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 from ibis.common.exceptions import TableNotFound
 
-from closeloop.data.tables import IBIS_TYPES, ColumnType, TableSpec
+from closeloop.data.tables import ColumnType, TableSpec, ibis_type
 from closeloop.definitions.expressions import AttributeType
 from closeloop.definitions.sources import SourceMapping
 from closeloop.errors import ConfigurationError
@@ -60,7 +60,7 @@ def _converter(
     """How a source column of type ``source`` becomes a canonical column of ``column_type``
     (None: it cannot). Times with a zone, and text, are read as UTC instants and stored
     without a zone, the way the importer stores them."""
-    target = IBIS_TYPES[column_type]
+    target = ibis_type(column_type)
 
     def cast(value: ir.Value) -> ir.Value:
         return value if value.type() == target else value.cast(target)
@@ -222,7 +222,7 @@ def canonical_view(spec: TableSpec, mapping: SourceMapping, source: ir.Table) ->
         name = mapping.source_column(column.name)
         converter = _converter(column.type, schema[name]) if name in schema else None
         if converter is None:
-            columns[column.name] = ibis.null(IBIS_TYPES[column.type])
+            columns[column.name] = ibis.null(ibis_type(column.type))
         else:
             columns[column.name] = converter(source[name])
     for name in schema.names:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-import ibis
-import ibis.expr.datatypes as dt
-import ibis.expr.schema as sch
+if TYPE_CHECKING:
+    import ibis.expr.datatypes as dt
+    import ibis.expr.schema as sch
 
 
 class ColumnType(StrEnum):
@@ -24,15 +25,24 @@ class ColumnType(StrEnum):
     JSON = "json"  # a JSON object stored as text, so every backend can hold it
 
 
-IBIS_TYPES: dict[ColumnType, dt.DataType] = {
-    ColumnType.STRING: dt.string,
-    ColumnType.TIMESTAMP: dt.timestamp,
-    ColumnType.DATE: dt.date,
-    ColumnType.FLOAT: dt.float64,
-    ColumnType.INTEGER: dt.int64,
-    ColumnType.BOOLEAN: dt.boolean,
-    ColumnType.JSON: dt.string,
+# Ibis type names, so that reading the contract (table names, columns) needs no Ibis: the CLI
+# lists the tables in its help without loading a warehouse library.
+_IBIS_TYPE_NAMES: dict[ColumnType, str] = {
+    ColumnType.STRING: "string",
+    ColumnType.TIMESTAMP: "timestamp",
+    ColumnType.DATE: "date",
+    ColumnType.FLOAT: "float64",
+    ColumnType.INTEGER: "int64",
+    ColumnType.BOOLEAN: "boolean",
+    ColumnType.JSON: "string",
 }
+
+
+def ibis_type(column_type: ColumnType) -> dt.DataType:
+    """The Ibis type a column of this type is stored as."""
+    import ibis.expr.datatypes as dt
+
+    return dt.dtype(_IBIS_TYPE_NAMES[column_type])
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,9 @@ class TableSpec:
         raise KeyError(name)
 
     def ibis_schema(self) -> sch.Schema:
-        return ibis.schema({c.name: IBIS_TYPES[c.type] for c in self.columns})
+        import ibis
+
+        return ibis.schema({c.name: ibis_type(c.type) for c in self.columns})
 
 
 S, TS, D, F, INT, B, J = (

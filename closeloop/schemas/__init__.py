@@ -5,8 +5,14 @@ The CLI's ``--format json``, the REST API and the dashboard's JSON twins all dum
 only: formatting lives in :mod:`closeloop.present`, computation in ``analysis`` and ``stats``.
 """
 
-from closeloop.schemas.base import Number, Page, Schema, dump_json
-from closeloop.schemas.errors import ErrorBody, ErrorLocation, ErrorResponse, error_response
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from closeloop.schemas.base import Number, Page, Schema, dump_json
+    from closeloop.schemas.errors import ErrorBody, ErrorLocation, ErrorResponse, error_response
 
 __all__ = [
     "ErrorBody",
@@ -18,3 +24,25 @@ __all__ = [
     "dump_json",
     "error_response",
 ]
+
+# Loaded on first use, so that a module of this package without models (schemas.options, which
+# the CLI's options are built from) does not load pydantic.
+_EXPORTS = {
+    "Number": "base",
+    "Page": "base",
+    "Schema": "base",
+    "dump_json": "base",
+    "ErrorBody": "errors",
+    "ErrorLocation": "errors",
+    "ErrorResponse": "errors",
+    "error_response": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value

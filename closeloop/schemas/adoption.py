@@ -9,10 +9,9 @@ from datetime import datetime
 from pydantic import Field
 
 from closeloop.schemas.base import Number, Schema
-
-DEFAULT_WINDOW_DAYS = 30
-DEFAULT_DROP_THRESHOLD = 0.4
-DEFAULT_DROP_WINDOW_DAYS = 60
+from closeloop.schemas.options import DEFAULT_DROP_THRESHOLD as DEFAULT_DROP_THRESHOLD
+from closeloop.schemas.options import DEFAULT_DROP_WINDOW_DAYS as DEFAULT_DROP_WINDOW_DAYS
+from closeloop.schemas.options import DEFAULT_WINDOW_DAYS as DEFAULT_WINDOW_DAYS
 
 
 class AdoptionSettings(Schema):

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from closeloop.schemas.base import Number, Schema
 from closeloop.schemas.definitions import StageCount
+from closeloop.schemas.options import SignalKind as SignalKind
 
 __all__ = [
     "AccountClass",
@@ -161,12 +162,6 @@ class StageView(Schema):
     )
     since: StageChange | None = Field(default=None, description="with --since")
     warnings: list[str] = Field(default_factory=list, description="stale data")
-
-
-class SignalKind(StrEnum):
-    SLOW_COMPLETER = "slow_completer"
-    USAGE_DROP = "usage_drop"
-    RENEWAL_RISK = "renewal_risk"
 
 
 class SignalAccount(Schema):

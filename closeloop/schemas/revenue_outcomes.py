@@ -1,80 +1,27 @@
 """Revenue outcomes: MRR movements, NRR, GRR, churn rates, ARPA, CLV and expansion by source.
 
-Every policy choice is a switch (an enum below) with a default; docs/metrics.md ``## Revenue``
-defines each metric and switch and a test checks that every one is named there.
+Every policy choice is a switch (an enum, in :mod:`closeloop.schemas.options`) with a default;
+docs/metrics.md ``## Revenue`` defines each metric and switch and a test checks that every one is
+named there.
 """
 
 from __future__ import annotations
 
 from datetime import date
-from enum import StrEnum
 
 from pydantic import Field
 
 from closeloop.schemas.base import Number, Schema
-
-
-class RevenueMethod(StrEnum):
-    """``endpoint``: compare each account's MRR just before the period with its MRR on the
-    period's last day. ``event``: every change of an account's MRR inside the period counts."""
-
-    endpoint = "endpoint"
-    event = "event"
-
-
-class ChurnAt(StrEnum):
-    """When lost MRR is recognised: at the end of the paid period (``end_date``) or on the
-    cancellation date found in a row's ``properties`` (``cancelled_at``/``canceled_at``)."""
-
-    period_end = "period_end"
-    cancellation = "cancellation"
-
-
-class ReactivationGap(StrEnum):
-    """A return after ``any`` gap is a reactivation; with ``month`` only after at least one
-    full calendar month at zero (a shorter gap is bridged: no churn, no reactivation)."""
-
-    any = "any"
-    month = "month"
-
-
-class NewAndChurned(StrEnum):
-    """Accounts that join and churn within the same period: ``exclude``d from every movement
-    and count of that period, or ``include``d (counted as new and as churned)."""
-
-    exclude = "exclude"
-    include = "include"
-
-
-class FreeDowngrade(StrEnum):
-    """A paying account left with only free (mrr 0) rows: ``churn`` or ``contraction``."""
-
-    churn = "churn"
-    contraction = "contraction"
-
-
-class PausedPolicy(StrEnum):
-    """Paused rows (``properties`` status ``paused``): ``zero`` MRR, or their accounts
-    ``exclude``d from every figure."""
-
-    zero = "zero"
-    exclude = "exclude"
-
-
-class ChurnDenominator(StrEnum):
-    """Customer churn rate divided by customers at the ``start``, or ``start_plus_new``."""
-
-    start = "start"
-    start_plus_new = "start_plus_new"
-
-
-class RevenuePeriod(StrEnum):
-    month = "month"
-    quarter = "quarter"
-
-
-DEFAULT_GROSS_MARGIN = 0.8
-DEFAULT_MATCH_DAYS = 30
+from closeloop.schemas.options import DEFAULT_GROSS_MARGIN as DEFAULT_GROSS_MARGIN
+from closeloop.schemas.options import DEFAULT_MATCH_DAYS as DEFAULT_MATCH_DAYS
+from closeloop.schemas.options import ChurnAt as ChurnAt
+from closeloop.schemas.options import ChurnDenominator as ChurnDenominator
+from closeloop.schemas.options import FreeDowngrade as FreeDowngrade
+from closeloop.schemas.options import NewAndChurned as NewAndChurned
+from closeloop.schemas.options import PausedPolicy as PausedPolicy
+from closeloop.schemas.options import ReactivationGap as ReactivationGap
+from closeloop.schemas.options import RevenueMethod as RevenueMethod
+from closeloop.schemas.options import RevenuePeriod as RevenuePeriod
 
 
 class RevenuePolicy(Schema):

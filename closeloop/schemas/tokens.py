@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import Field
 
 from closeloop.schemas.base import Schema
-
-
-class Role(StrEnum):
-    """What a token may do. Each role includes the ones below it, except ``ingest``, which may
-    only write events (Segment-compatible ingestion and file uploads) and read nothing."""
-
-    admin = "admin"  # everything, including tokens
-    editor = "editor"  # create and edit jobs, launch, pause, stop, remove accounts, dispatch
-    viewer = "viewer"  # read every resource and report
-    ingest = "ingest"  # write events only
-
+from closeloop.schemas.options import Role as Role
 
 # What each role may do: a route declares the least role it needs.
 GRANTS: dict[Role, frozenset[Role]] = {

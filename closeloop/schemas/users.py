@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import Field
 
 from closeloop.schemas.base import Schema
-
-
-class UserRole(StrEnum):
-    """A person's role on the dashboard: the API token roles without ``ingest``."""
-
-    admin = "admin"
-    editor = "editor"
-    viewer = "viewer"
+from closeloop.schemas.options import UserRole as UserRole
 
 
 class UserInfo(Schema):

@@ -29,12 +29,11 @@ from closeloop.schemas.churn_review import (
 )
 from closeloop.schemas.health import HealthPoint
 from closeloop.schemas.library import LibraryEntry
+from closeloop.schemas.options import DEFAULT_LOOKBACK_DAYS as DEFAULT_LOOKBACK_DAYS
 from closeloop.services import health as health_service
 from closeloop.services import plans as plans_service
 from closeloop.services.library import library_entries
 from closeloop.services.project import Workspace
-
-DEFAULT_LOOKBACK_DAYS = 180
 
 
 def churn_review(

@@ -14,6 +14,12 @@ from scipy import stats as sps
 from closeloop.analysis import voc as analysis
 from closeloop.analysis.voc import GroupCounts, KindCounts, Reach, VocCounts
 from closeloop.errors import ConfigurationError
+from closeloop.schemas.options import DEFAULT_ALPHA as DEFAULT_ALPHA
+from closeloop.schemas.options import DEFAULT_COMMENTS as DEFAULT_COMMENTS
+from closeloop.schemas.options import DEFAULT_CSAT_MIN_RISE as DEFAULT_CSAT_MIN_RISE
+from closeloop.schemas.options import DEFAULT_NPS_MIN_RISE as DEFAULT_NPS_MIN_RISE
+from closeloop.schemas.options import DEFAULT_NRR_MAX_CHANGE as DEFAULT_NRR_MAX_CHANGE
+from closeloop.schemas.options import DEFAULT_PERIODS as DEFAULT_PERIODS
 from closeloop.schemas.voc import (
     CesDirection,
     CesValue,
@@ -35,13 +41,7 @@ from closeloop.services.outcomes_revenue import revenue
 from closeloop.services.project import Workspace
 from closeloop.stats import voc as stats
 
-DEFAULT_COMMENTS = 20
 MAX_COMMENTS = 1000
-DEFAULT_PERIODS = 12
-DEFAULT_NPS_MIN_RISE = 5.0  # NPS points per year
-DEFAULT_CSAT_MIN_RISE = 2.0  # CSAT percentage points per year
-DEFAULT_NRR_MAX_CHANGE = 0.0  # NRR percentage points per year: at or below is flat or falling
-DEFAULT_ALPHA = 0.05
 PERIODS_PER_YEAR = {"month": 12, "quarter": 4}
 MAX_TREND_PERIODS = 240  # 20 years of months: the trend's response rates are one query each
 NRR_SOURCE = "closeloop outcomes revenue --period (endpoint method, default policy)"

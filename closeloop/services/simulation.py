@@ -27,11 +27,11 @@ from closeloop.definitions.models import JobDefinition, WaitStep
 from closeloop.engine.dispatcher import Dispatcher
 from closeloop.engine.tick import run_tick
 from closeloop.errors import WarehouseNotEmptyError
+from closeloop.services.choices import scenario_descriptions as scenario_descriptions
 from closeloop.services.engine_runs import unsubscribe_links
 from closeloop.services.power import launch_plan
 from closeloop.services.project import Workspace
 from closeloop.simulate import (
-    SCENARIOS,
     CompanySimulator,
     DayBatch,
     Policy,
@@ -76,11 +76,6 @@ class SimulationResult:
     @property
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
-
-
-def scenario_descriptions() -> dict[str, str]:
-    """Every simulator scenario by name, with what it shows."""
-    return {name: chosen.description for name, chosen in SCENARIOS.items()}
 
 
 def simulation_config(

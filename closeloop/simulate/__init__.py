@@ -6,32 +6,38 @@
 100
 """
 
-from closeloop.simulate.company import (
-    FIRST_PROJECT_EVENT,
-    SCHEMAS,
-    TEAMMATE_INVITED_EVENT,
-    CompanySimulator,
-    DayBatch,
-    PotentialOutcomes,
-    UnknownAccountError,
-)
-from closeloop.simulate.config import (
-    ALL_SEGMENTS,
-    GOAL_EVENT,
-    HETEROGENEOUS_VARIANT,
-    SCENARIOS,
-    MilestoneConfig,
-    PlanTier,
-    ProductEventConfig,
-    Response,
-    Scenario,
-    SegmentConfig,
-    SimulationConfig,
-    scenario,
-)
-from closeloop.simulate.milestone import Touches, milestone_days
-from closeloop.simulate.truth import TREATMENT, Policy, Touch, TrueEffect
-from closeloop.simulate.voice import SUPPORT_TICKET_EVENT
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from closeloop.simulate.company import (
+        FIRST_PROJECT_EVENT,
+        SCHEMAS,
+        TEAMMATE_INVITED_EVENT,
+        CompanySimulator,
+        DayBatch,
+        PotentialOutcomes,
+        UnknownAccountError,
+    )
+    from closeloop.simulate.config import (
+        ALL_SEGMENTS,
+        GOAL_EVENT,
+        HETEROGENEOUS_VARIANT,
+        SCENARIOS,
+        MilestoneConfig,
+        PlanTier,
+        ProductEventConfig,
+        Response,
+        Scenario,
+        SegmentConfig,
+        SimulationConfig,
+        scenario,
+    )
+    from closeloop.simulate.milestone import Touches, milestone_days
+    from closeloop.simulate.truth import TREATMENT, Policy, Touch, TrueEffect
+    from closeloop.simulate.voice import SUPPORT_TICKET_EVENT
 
 __all__ = [
     "ALL_SEGMENTS",
@@ -61,3 +67,43 @@ __all__ = [
     "milestone_days",
     "scenario",
 ]
+
+# Each name and the module that defines it, imported on first use: reading the scenarios
+# (closeloop.simulate.config, in the CLI's help) then loads neither NumPy, pandas nor Ibis.
+_EXPORTS = {
+    "FIRST_PROJECT_EVENT": "company",
+    "SCHEMAS": "company",
+    "TEAMMATE_INVITED_EVENT": "company",
+    "CompanySimulator": "company",
+    "DayBatch": "company",
+    "PotentialOutcomes": "company",
+    "UnknownAccountError": "company",
+    "ALL_SEGMENTS": "config",
+    "GOAL_EVENT": "config",
+    "HETEROGENEOUS_VARIANT": "config",
+    "SCENARIOS": "config",
+    "MilestoneConfig": "config",
+    "PlanTier": "config",
+    "ProductEventConfig": "config",
+    "Response": "config",
+    "Scenario": "config",
+    "SegmentConfig": "config",
+    "SimulationConfig": "config",
+    "scenario": "config",
+    "Touches": "milestone",
+    "milestone_days": "milestone",
+    "TREATMENT": "truth",
+    "Policy": "truth",
+    "Touch": "truth",
+    "TrueEffect": "truth",
+    "SUPPORT_TICKET_EVENT": "voice",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value

@@ -1,0 +1,98 @@
+"""Start-up stays light: the console script's module loads no data, statistics or web stack.
+
+Every ``closeloop`` command, ``--help`` included, first imports ``closeloop.cli.main``; what that
+import loads is paid by every command. Commands import their services inside their bodies, so
+only the command that runs pays for what it uses. Each check runs a fresh interpreter, since this
+test process has long since imported everything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+# Top-level packages that take tenths of a second (or hundreds of MB) to import; none of them may
+# load before a command runs.
+HEAVY = (
+    "alembic",
+    "altair",
+    "duckdb",
+    "fastapi",
+    "ibis",
+    "jinja2",
+    "lifelines",
+    "numpy",
+    "pandas",
+    "polars",
+    "pyarrow",
+    "pyspark",
+    "scipy",
+    "sqlalchemy",
+    "sqlglot",
+    "statsmodels",
+    "uvicorn",
+    "vl_convert",
+    "weasyprint",
+    # Not heavy in themselves, but loading them means the models or the expression parser are
+    # built for a command that may not need them.
+    "pydantic",
+    "lark",
+)
+
+
+def _modules_after(code: str) -> set[str]:
+    listing = "import sys, json; print(json.dumps(sorted(sys.modules)))"
+    completed = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{listing}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return {name.partition(".")[0] for name in json.loads(completed.stdout)}
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "closeloop.cli.main",
+        # The modules the CLI builds its options and help from.
+        "closeloop.schemas.options",
+        "closeloop.services.choices",
+        "closeloop.settings",
+    ],
+)
+def test_importing_loads_no_heavy_package(module: str) -> None:
+    loaded = _modules_after(f"import {module}")
+    assert "closeloop" in loaded  # the check itself looks at the right interpreter
+    assert not loaded & set(HEAVY), f"importing {module} loads {sorted(loaded & set(HEAVY))}"
+
+
+def test_the_check_sees_a_heavy_import() -> None:
+    # The models load pydantic: the check above would notice one that leaked into the CLI.
+    assert "pydantic" in _modules_after("import closeloop.schemas.tokens")
+
+
+def test_help_lists_every_command_group() -> None:
+    from typer.main import get_command
+
+    from closeloop.cli.main import app
+
+    names = sorted(get_command(app).commands)  # type: ignore[attr-defined]
+    completed = subprocess.run(
+        [sys.executable, "-m", "closeloop.cli.main", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr
+    listed = {line.strip("│ ").split(" ")[0] for line in completed.stdout.splitlines()}
+    assert {"definitions", "jobs", "outbox", "report", "validate", "users"} <= set(names)
+    missing = [name for name in names if name not in listed]
+    assert not missing, f"closeloop --help does not list {missing}"
+    assert completed.stderr == ""
