@@ -31,6 +31,7 @@ from closeloop.data.compiler import (
     excluded_units,
     goal_reached_at,
 )
+from closeloop.data.rollups import Rollup
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, MembershipKind, memberships
 from closeloop.definitions.models import Allocation, ContactPolicy
@@ -119,6 +120,7 @@ def run_tick(
     replay: bool = False,
     unsubscribe_url: Callable[[str], str] | None = None,
     launch_plan: Callable[[], LaunchPlan | None] | None = None,
+    rollup: Rollup | None = None,
 ) -> TickResult:
     """Run job ``job`` at time ``at``; running the same tick again is a no-op.
 
@@ -126,6 +128,8 @@ def run_tick(
     does nothing for it. ``replay`` records the actions it plans as ``not_sent`` (a backfill that
     does not send). ``unsubscribe_url(account_id)`` makes each message's signed link.
     ``launch_plan()``, called only when the tick launches, gives the plan stored with the launch.
+    ``rollup`` (:func:`closeloop.data.rollups.refresh`, up to date with the events) answers
+    per-unit event totals without rescanning history; the decisions are the same without it.
     """
     renderer = Renderer(project, job, warehouse, replay=replay)
     planned = cache(launch_plan) if launch_plan is not None else None  # once, however many tries
@@ -157,7 +161,7 @@ def run_tick(
         if references_jobs(job):
             publish_enrollments(store, warehouse)
         # Reads happen before the transaction: they decide, the transaction records.
-        decisions = _decide(project, job, warehouse, store, record, at, state.status)
+        decisions = _decide(project, job, warehouse, store, record, at, state.status, rollup)
         plan = _plan(job, decisions, at) if state.status == JobStatus.LIVE else []
         outbox_rows = renderer.rows(record.version, plan, at, unsubscribe_url)
         try:
@@ -435,12 +439,13 @@ def _decide(
     record: JobRecord,
     at: datetime,
     status: str = JobStatus.LIVE,
+    rollup: Rollup | None = None,
 ) -> _Decisions:
     definition = job.definition
     target = Entity(definition.target)
     active, entered = _active_units(store, job.name, at)
     by_id = {unit.enrollment_id: unit for unit in active}
-    completions = _completions(project, job, warehouse, active, entered, at)
+    completions = _completions(project, job, warehouse, active, entered, at, rollup)
     duration = timedelta(days=definition.duration_days)
     exits: dict[str, tuple[datetime, str]] = {}
     for unit in active:
@@ -456,7 +461,7 @@ def _decide(
     enrolling = definition.is_enrolling(at) and status == JobStatus.LIVE
     if not enrolling and not definition.exit_when_ineligible:
         return _Decisions(completions, exits, [], by_id)
-    eligible = _eligible(project, job, warehouse, at)
+    eligible = _eligible(project, job, warehouse, at, rollup)
     if definition.exit_when_ineligible:
         for unit in active:
             ended = unit.enrollment_id in completions or unit.enrollment_id in exits
@@ -466,7 +471,8 @@ def _decide(
         return _Decisions(completions, exits, [], by_id)
     referred = _open_referrals(store, job.name, target, at)
     # A referral stands in for the audience; the job's exclusions still apply to it.
-    excluded = _excluded(project, job, warehouse, at, {key for key, _ in referred.values()})
+    referred_keys = {key for key, _ in referred.values()}
+    excluded = _excluded(project, job, warehouse, at, referred_keys, rollup)
     for key, account in referred.values():
         if key not in excluded:
             eligible.setdefault(key, account)
@@ -546,6 +552,7 @@ def _completions(
     active: Sequence[Unit],
     entered: dict[str, datetime],
     at: datetime,
+    rollup: Rollup | None = None,
 ) -> dict[str, datetime]:
     """Enrollments whose goal first held (at event time) within their duration."""
     if not active:
@@ -563,7 +570,7 @@ def _completions(
         )
     )
     reached = (
-        goal_reached_at(job.goal, warehouse, at, candidates, project.catalog, target)
+        goal_reached_at(job.goal, warehouse, at, candidates, project.catalog, target, rollup=rollup)
         .to_pyarrow()
         .to_pylist()
     )
@@ -578,19 +585,30 @@ def _completions(
 
 
 def _eligible(
-    project: Project, job: LoadedJob, warehouse: Warehouse, at: datetime
+    project: Project,
+    job: LoadedJob,
+    warehouse: Warehouse,
+    at: datetime,
+    rollup: Rollup | None = None,
 ) -> dict[str, str]:
     """Units in the audience and in no exclusion as of ``at``: unit key -> account id."""
     target = Entity(job.definition.target)
     key = "person_id" if target == Entity.PERSON else "account_id"
-    audience = eligible_units(job.audience, job.exclusions, warehouse, at, project.catalog, target)
+    audience = eligible_units(
+        job.audience, job.exclusions, warehouse, at, project.catalog, target, rollup=rollup
+    )
     columns = [key] if key == "account_id" else [key, "account_id"]
     rows = audience.select(*columns).distinct().to_pyarrow().to_pylist()
     return {row[key]: row["account_id"] for row in rows}
 
 
 def _excluded(
-    project: Project, job: LoadedJob, warehouse: Warehouse, at: datetime, keys: set[str]
+    project: Project,
+    job: LoadedJob,
+    warehouse: Warehouse,
+    at: datetime,
+    keys: set[str],
+    rollup: Rollup | None = None,
 ) -> set[str]:
     """Which of ``keys`` (unit keys) match one of the job's exclusions as of ``at``."""
     if not keys or not job.exclusions:
@@ -598,7 +616,7 @@ def _excluded(
     target = Entity(job.definition.target)
     key = "person_id" if target == Entity.PERSON else "account_id"
     wanted = ibis.memtable(pa.table({key: pa.array(sorted(keys), pa.string())}))
-    excluded = excluded_units(job.exclusions, warehouse, at, project.catalog, target)
+    excluded = excluded_units(job.exclusions, warehouse, at, project.catalog, target, rollup=rollup)
     rows = excluded.semi_join(wanted, key).distinct().to_pyarrow()
     return set(rows.column(key).to_pylist())
 

@@ -21,6 +21,7 @@ from closeloop.channels.registry import ACTION_KINDS
 from closeloop.channels.set_attribute import SET_ATTRIBUTE, AttributeSender, AttributeWrite
 from closeloop.channels.slack import DEFAULT_ROUTE, SLACK, SlackSender, route_key
 from closeloop.channels.webhook import WEBHOOK, WebhookSender
+from closeloop.data import rollups
 from closeloop.data.tables import ATTRIBUTE_HISTORY
 from closeloop.engine import lifecycle
 from closeloop.engine.dispatcher import Dispatcher, DispatchResult
@@ -88,6 +89,9 @@ def tick(
     if launch:
         # Drafts store a plan when they launch: estimate all of them in one warehouse query.
         estimate_launches(workspace, names, at)
+    # Per-unit event totals brought up to date once for every job of this tick: each job then
+    # reads the events since them, not all history (closeloop.data.rollups).
+    rollup = rollups.refresh(workspace.warehouse)
     return [
         run_tick(
             workspace.project,
@@ -100,6 +104,7 @@ def tick(
             replay=replay,
             unsubscribe_url=links.url,
             launch_plan=partial(launch_plan, workspace, name, at),
+            rollup=rollup,
         )
         for name in names
     ]
