@@ -12,7 +12,8 @@ Rows stay in Arrow and DuckDB from the file to the warehouse: a batch is an Arro
 and de-duplicated by SQL in the staging database (a file in a temporary folder, under a memory
 limit, so the ids a large file has used spill to disk) and, on a DuckDB warehouse, inserted by one
 ``INSERT … SELECT`` that skips stored ids. Python sees only the rows that fail. Parquet is read a
-record batch at a time, so memory is bounded by the batch size, not the file's.
+record batch at a time and a plain CSV file by DuckDB's streaming CSV reader
+(:mod:`closeloop.data.readers`), so memory is bounded by the batch size, not the file's.
 """
 
 from __future__ import annotations
@@ -44,10 +45,11 @@ from closeloop.definitions.models import ColumnNormalization
 from closeloop.errors import CloseloopError, DataImportError
 
 DEFAULT_BATCH_SIZE = 50_000
-"""Rows per batch of CSV and JSON Lines (read row by row in Python)."""
+"""Rows per batch of JSON Lines and CSV files read row by row in Python."""
 COLUMNAR_BATCH_SIZE = 500_000
-"""Rows per batch of Parquet (columnar all the way): large enough that the queries of a batch
-cost little beside its rows, small enough that a batch holds a few hundred MB at most."""
+"""Rows per batch of Parquet and plain CSV files (columnar all the way): large enough that the
+queries of a batch cost little beside its rows, small enough that a batch holds a few hundred MB
+at most."""
 STAGING_MEMORY_LIMIT = "1GB"
 """The staging database's memory; beyond it DuckDB spills to the staging file."""
 FUTURE_MARGIN = timedelta(days=1)
@@ -109,8 +111,8 @@ def import_file(
 ) -> ImportResult:
     """Import ``path`` into canonical table ``table``; return counts of what became of each row.
 
-    Each batch (``batch_size`` rows; by default :data:`DEFAULT_BATCH_SIZE` for CSV and JSON
-    Lines, :data:`COLUMNAR_BATCH_SIZE` for Parquet) is committed on its own. When the import
+    Each batch (``batch_size`` rows; by default :data:`COLUMNAR_BATCH_SIZE` for Parquet and
+    plain CSV, :data:`DEFAULT_BATCH_SIZE` for the rest) is committed on its own. When the import
     stops part-way (the database goes away, the process is interrupted),
     :class:`DataImportError` says how many rows were committed; importing the same file again
     repairs it.
@@ -124,7 +126,8 @@ def import_file(
     warnings = plan.check_columns(path, header) if header is not None else []
     now = (options.now or datetime.now(UTC)).replace(tzinfo=None)
     if batch_size is None:
-        batch_size = COLUMNAR_BATCH_SIZE if source.format == "parquet" else DEFAULT_BATCH_SIZE
+        columnar = source.format == "parquet" or source.plain_csv() is not None
+        batch_size = COLUMNAR_BATCH_SIZE if columnar else DEFAULT_BATCH_SIZE
     batches = source.batches(batch_size)
     first = next(batches, TextBatch())
     if header is None and first.rows:
@@ -166,14 +169,17 @@ def import_file(
 def _repeated_ids(
     source: SourceFile, plan: ColumnPlan, staging: duckdb.DuckDBPyConnection, batch_size: int
 ) -> pa.Array | None:
-    """The ids a Parquet file holds more than once (as the batches will hold them: text,
-    trimmed, normalised), from one pass over its id column aggregated in the staging database
-    (which spills beyond its memory limit); None for other formats, or when the column cannot
-    be read on its own (the import then remembers every id, and reports what it meets)."""
-    if source.format != "parquet":
-        return None
+    """The ids a Parquet or plain CSV file holds more than once (as the batches will hold them:
+    text, trimmed, normalised), from one pass over its id column aggregated in the staging
+    database (which spills beyond its memory limit); None for other files, or when the column
+    cannot be read on its own (the import then remembers every id, and reports what it meets)."""
     key = plan.spec.key
-    values = source.parquet_column(plan.source(key), batch_size)
+    try:
+        values = source.column_values(plan.source(key), batch_size)
+    except (pa.ArrowException, OSError, KeyError):
+        return None
+    if values is None:
+        return None
     schema = pa.schema([("id", pa.string())])
 
     def ids() -> Iterator[pa.RecordBatch]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -271,8 +272,81 @@ class SourceFile:
         return _TextStream(binary, raw, self.encoding, newline, self.path)
 
     def _csv_batches(self, batch_size: int) -> Iterator[TextBatch]:
+        """A plain CSV file (:meth:`plain_csv`) is read by DuckDB's CSV reader, columnar; when
+        that reader meets a row it refuses (a stray quote, a wrong field count, bytes that are
+        not UTF-8), the row-by-row reader takes over from the first row not yet handed out, so
+        every bad row is rejected alone with its line and reason, as it always was."""
+        handed_out = 0
+        plain = self.plain_csv()
+        if plain is not None:
+            try:
+                for batch in self._duckdb_csv_batches(plain, batch_size):
+                    yield batch
+                    handed_out += batch.size
+                return
+            except duckdb.Error:
+                pass
         with self._text() as stream:
-            yield from _batched(_CsvRows(self, stream), stream, batch_size)
+            rows = _CsvRows(self, stream)
+            rest = ((number, row) for number, row in rows if number > handed_out)
+            yield from _batched(rest, stream, batch_size)
+
+    def plain_csv(self) -> PlainCsv | None:
+        """How DuckDB's CSV reader can read this file with the row-by-row reader's outcome, or
+        None when it cannot be sure to: a file that is compressed or not UTF-8, a header on more
+        than one line, repeated or single columns, NUL bytes or blank lines (which the
+        row-by-row reader numbers and DuckDB skips)."""
+        if not hasattr(self, "_plain"):
+            self._plain = self._plain_csv()
+        return self._plain
+
+    def _plain_csv(self) -> PlainCsv | None:
+        if self.format != "csv" or self.compressed or self.encoding != "utf-8-sig":
+            return None
+        with self._text() as stream:
+            rows = _CsvRows(self, stream)
+            taken = rows.lines.taken
+            if len(taken) != 1 or rows.repeated or rows.width < 2:
+                return None
+            header, delimiter, skip = rows.header, rows.delimiter, taken[0][0]
+        if not _plain_bytes(self.path):
+            return None
+        head = _sample(self.path)
+        row_bytes = len(head) / max(head.count(b"\n"), 1)
+        return PlainCsv(header, delimiter, skip, row_bytes)
+
+    def _duckdb_csv_batches(self, plain: PlainCsv, batch_size: int) -> Iterator[TextBatch]:
+        """Columnar batches of a plain CSV file read by DuckDB (every value text, as read: an
+        empty field is an empty string); raises :class:`duckdb.Error` at a row it refuses."""
+        columns = ", ".join(f"{_sql_text(name)}: 'VARCHAR'" for name in plain.header)
+        size = max(self.path.stat().st_size, 1)
+        connection = duckdb.connect()
+        try:
+            connection.execute(
+                f"SELECT * FROM read_csv({_sql_text(str(self.path))}, header = false, "
+                f"skip = {plain.skip}, columns = {{{columns}}}, delim = "
+                f"{_sql_text(plain.delimiter)}, quote = '\"', escape = '\"', auto_detect = "
+                "false, strict_mode = true, null_padding = false, all_varchar = true, "
+                f"allow_quoted_nulls = false, nullstr = {_sql_text(_NEVER_NULL)}, "
+                "encoding = 'utf-8')"
+            )
+            reader = connection.fetch_record_batch(batch_size)
+            rows = 0
+            held: TextBatch | None = None
+            for record_batch in reader:
+                count = record_batch.num_rows
+                numbers = np.arange(rows + 1, rows + count + 1, dtype=np.int64)
+                table = pa.Table.from_batches([record_batch]).append_column(ROW, pa.array(numbers))
+                rows += count
+                if held is not None:
+                    yield held
+                # The share of the file read, from the size of the rows at its start.
+                held = TextBatch(columns=table, position=min(rows * plain.row_bytes / size, 0.99))
+            last = held or TextBatch()
+            last.position = 1.0
+            yield last
+        finally:
+            connection.close()
 
     def _jsonl_batches(self, batch_size: int) -> Iterator[TextBatch]:
         with self._text(newline="\n") as stream:
@@ -387,6 +461,20 @@ class SourceFile:
         if pending.size or row_number == 0:
             yield pending.take(1.0)
 
+    def column_values(self, name: str, batch_size: int) -> Iterator[pa.Array] | None:
+        """The values of one column as columnar batches hold them, a batch at a time, for a
+        Parquet or plain CSV file (None for others); iterating raises what reading raises."""
+        if self.format == "parquet":
+            return self.parquet_column(name, batch_size)
+        plain = self.plain_csv()
+        if plain is None or name not in plain.header:
+            return None
+        return (
+            batch.columns.column(name).combine_chunks()
+            for batch in self._duckdb_csv_batches(plain, batch_size)
+            if batch.columns is not None and batch.columns.num_rows
+        )
+
     def parquet_column(self, name: str, batch_size: int) -> Iterator[pa.Array]:
         """The values of one Parquet column (as columnar batches hold them), a record batch at
         a time; raises what reading the file raises."""
@@ -423,6 +511,36 @@ class _Pending:
         rejects = [reject for piece in self.pieces for reject in piece.rejects]
         self.pieces, self.size = [], 0
         return TextBatch(rejects=rejects, position=position, columns=columns)
+
+
+@dataclass(frozen=True)
+class PlainCsv:
+    """What DuckDB's CSV reader needs to read a plain CSV file (see SourceFile.plain_csv)."""
+
+    header: list[str]
+    delimiter: str
+    skip: int  # lines before the first row (the header, a ``sep=`` line, blank lines)
+    row_bytes: float  # the average size of a row at the file's start (for progress)
+
+
+_NEVER_NULL = "\x01closeloop: no value is null\x01"
+"""DuckDB's ``nullstr``: no field is read as null, an empty one stays an empty string."""
+
+
+def _plain_bytes(path: Path) -> bool:
+    """Whether the file has no NUL byte and no blank line (a scan at memory speed)."""
+    tail = b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            data = tail + chunk
+            if b"\x00" in data or b"\n\n" in data or b"\n\r\n" in data or b"\r\r" in data:
+                return False
+            tail = data[-2:]
+    return True
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _batched(
