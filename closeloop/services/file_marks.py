@@ -2,8 +2,8 @@
 
 A DuckDB warehouse and a SQLite state store are files. Every write either makes goes through
 ``write()`` to the database file or its write-ahead log (``.wal``; ``-wal`` or ``-journal``),
-which moves that file's modification time. So the *stamp* of a database (device, inode, size,
-modification and change times of the file and its logs) read before a query names the data the
+which moves that file's modification time. So the *stamp* of a database (device, inode, size and
+modification time of the file and its logs) read before a query names the data the
 query saw: while the stamp is unchanged, nothing was written since, and an answer computed after
 reading it is still the answer. A page that reads many counts (the job page) then pays a few
 ``stat`` calls instead of the queries while nothing changes.
@@ -32,7 +32,7 @@ RACY_SECONDS = 1.0
 KEPT = 256
 """Answers remembered per process."""
 
-FileStamp = tuple[int, int, int, int, int] | None
+FileStamp = tuple[int, int, int, int] | None
 Stamp = tuple[str, tuple[FileStamp, ...]]
 T = TypeVar("T")
 
@@ -53,17 +53,12 @@ def database_stamp(path: str | Path | None, logs: tuple[str, ...]) -> Stamp | No
             continue
         except OSError:
             return None
-        if max(status.st_mtime_ns, status.st_ctime_ns) >= racy:
+        # A log's change time moves without a write (SQLite, running as root, chowns the log
+        # each connection opens); the file's own catches one copied over it with its old times.
+        changed = status.st_mtime_ns if suffix else max(status.st_mtime_ns, status.st_ctime_ns)
+        if changed >= racy:
             return None
-        stamps.append(
-            (
-                status.st_dev,
-                status.st_ino,
-                status.st_size,
-                status.st_mtime_ns,
-                status.st_ctime_ns,
-            )
-        )
+        stamps.append((status.st_dev, status.st_ino, status.st_size, changed))
     if stamps[0] is None:
         return None
     return (str(path), tuple(stamps))
@@ -77,7 +72,9 @@ def duckdb_file(url: str) -> str | None:
     segments = [part for part in (parts.netloc, parts.path[bool(parts.netloc) :]) if part]
     if not segments or segments == [":memory:"] or segments[0].startswith(("md:", "motherduck:")):
         return None
-    return str(Path(*segments).absolute())
+    text = str(Path(*segments).absolute())
+    # duckdb:////abs/file gives //abs/file: the same file on Linux, one spelling for a key.
+    return "/" + text.lstrip("/") if text.startswith("//") else text
 
 
 def warehouse_stamp(warehouse: Warehouse) -> Stamp | None:

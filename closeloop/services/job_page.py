@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ibis
 
@@ -48,7 +48,7 @@ from closeloop.schemas.job_page import (
 from closeloop.schemas.job_report import JobReport as JobReportModel
 from closeloop.schemas.jobs import Enrollment, JobSummary
 from closeloop.schemas.resources import Account
-from closeloop.services import operations
+from closeloop.services import file_marks, operations
 from closeloop.services.data import Freshness, freshness
 from closeloop.services.project import Workspace
 from closeloop.services.report_cache import (
@@ -61,6 +61,8 @@ from closeloop.services.report_cache import (
 )
 from closeloop.services.reports import ReportedJob
 from closeloop.services.results import job_report_model
+
+T = TypeVar("T")
 
 PAGE_SIZE = 25
 """Rows per page of the accounts and the delivery log."""
@@ -115,7 +117,7 @@ def job_page(
     An unknown job is a NotFoundError naming the known ones; a draft (no tick yet) too, saying
     how to run one.
     """
-    summary = _summary(workspace, job_name)
+    summary = _stored(workspace, ("summary", job_name), lambda: _summary(workspace, job_name))
     if summary.last_tick is None:
         raise NotFoundError(
             f"job {job_name!r} has no ticks yet, so nothing to report; run `closeloop tick`"
@@ -123,11 +125,19 @@ def job_page(
     cached = cached_job_report(workspace, job_name)
     counts = store_counts(workspace, job_name, cached.key)
     report = cached.reported.model
-    completed = operations.enrollments_page(
-        workspace, job_name=job_name, status="completed", offset=completed_offset, limit=limit
+    completed = _stored(
+        workspace,
+        ("enrollments", job_name, "completed", completed_offset, limit),
+        lambda: operations.enrollments_page(
+            workspace, job_name=job_name, status="completed", offset=completed_offset, limit=limit
+        ),
     )
-    not_completed = operations.enrollments_page(
-        workspace, job_name=job_name, status="exited", offset=not_completed_offset, limit=limit
+    not_completed = _stored(
+        workspace,
+        ("enrollments", job_name, "exited", not_completed_offset, limit),
+        lambda: operations.enrollments_page(
+            workspace, job_name=job_name, status="exited", offset=not_completed_offset, limit=limit
+        ),
     )
     accounts = accounts_by_id(
         workspace,
@@ -146,9 +156,23 @@ def job_page(
         funnel=_funnel(counts.messaged, report),
         completed=_with_accounts(completed, accounts),
         not_completed=_with_accounts(not_completed, accounts),
-        deliveries=operations.outbox_list(
-            workspace, job_name=job_name, offset=deliveries_offset, limit=limit
+        deliveries=_stored(
+            workspace,
+            ("outbox", job_name, deliveries_offset, limit),
+            lambda: operations.outbox_list(
+                workspace, job_name=job_name, offset=deliveries_offset, limit=limit
+            ),
         ),
+    )
+
+
+def _stored(workspace: Workspace, question: tuple[Any, ...], read: Callable[[], T]) -> T:
+    """``read()`` of the state store (and the project's job names), remembered while the
+    store's file is unwritten (``file_marks``; a store on a server is read every time)."""
+    return file_marks.remembered(
+        (file_marks.store_stamp(workspace.store),),
+        (workspace.settings.state_url, tuple(sorted(workspace.project.jobs)), *question),
+        read,
     )
 
 
@@ -169,7 +193,9 @@ def _definition(workspace: Workspace, job_name: str, summary: JobSummary) -> Job
             from_version=_int(entry.detail, "from_version"),
             to_version=_int(entry.detail, "to_version"),
         )
-        for entry in audit_entries(workspace.store, job_name)
+        for entry in _stored(
+            workspace, ("audit", job_name), lambda: audit_entries(workspace.store, job_name)
+        )
         if entry.action == "job.changed"
     ]
     changes.sort(key=lambda change: change.at)
@@ -286,7 +312,9 @@ def _hours(later: datetime, earlier: datetime | None) -> float | None:
 
 def _freshness_check(workspace: Workspace, job_name: str, cached: CachedReport) -> FreshnessCheck:
     fresh = cached.fresh
-    tick, tick_sql = job_marks.last_tick(workspace.store, job_name)
+    tick, tick_sql = _stored(
+        workspace, ("last_tick", job_name), lambda: job_marks.last_tick(workspace.store, job_name)
+    )
     return FreshnessCheck(
         state="warn" if fresh.warnings else "ok",
         checked_at=fresh.now,

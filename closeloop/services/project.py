@@ -1,13 +1,26 @@
-"""Project use cases: create a project folder, open one with its warehouse and state store."""
+"""Project use cases: create a project folder, open one with its warehouse and state store.
+
+Opening a project is paid per request by a server (``closeloop serve`` keeps no warehouse
+connection between requests), so what depends only on the project's files is kept per process:
+the validated definitions, keyed on the stamps (inode, size, modification time) of every file
+they are read from (:func:`definition_files`); and that the warehouse has its tables and the
+state store its migrations, once per database file. An edited file changes its stamp, so
+the next open loads it again; a file changed while it was being loaded is never kept.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from closeloop.data.compiler import account_attributes, person_attributes
 from closeloop.data.warehouse import Warehouse
@@ -69,6 +82,90 @@ def load_definitions(settings: Settings) -> Project:
     return load_project(settings.project_dir, *stored_attributes(settings))
 
 
+DEFINITION_KINDS = ("attributes", "cohorts", "stages", "jobs", "health")
+"""The lists of closeloop.yaml naming definition files (each defaults to ``<kind>.yaml``)."""
+TEMPLATES_DIR = "templates"
+"""Message templates: loading a project renders each action's templates for a sample unit."""
+DEFINITIONS_KEPT = 8
+"""Projects whose definitions a process keeps (a server serves one)."""
+RACY_SECONDS = 2.0
+"""A file modified this close to a load may have changed during it (file systems stamp times
+coarsely): such a load is used but not kept."""
+
+Stamp = tuple[int, int, int] | None
+Fingerprint = tuple[tuple[str, Stamp], ...]
+
+
+@dataclass(frozen=True)
+class _KeptDefinitions:
+    fingerprint: Fingerprint
+    project: Project
+
+
+_DEFINITIONS: OrderedDict[tuple[str, str], _KeptDefinitions] = OrderedDict()
+_LISTED: dict[str, ProjectConfig | None] = {}  # the folder's last loaded closeloop.yaml
+_DEFINITIONS_LOCK = threading.Lock()
+
+
+def definition_files(folder: Path, config: ProjectConfig | None) -> list[Path]:
+    """Every file a project's definitions are read from: closeloop.yaml, the files its lists
+    name (or each list's default file, whether or not it exists) and the templates."""
+    names: list[str] = [PROJECT_FILE]
+    for kind in DEFINITION_KINDS:
+        listed: tuple[str, ...] | None = getattr(config, kind, None)
+        names.extend(listed if listed is not None else (f"{kind}.yaml",))
+    files = [folder / name for name in names]
+    for root, folders, found in os.walk(folder / TEMPLATES_DIR):
+        folders.sort()
+        files.extend(Path(root) / name for name in sorted(found))
+    return files
+
+
+def _stamp(path: Path) -> Stamp:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return (status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+def definitions_fingerprint(folder: Path, config: ProjectConfig | None) -> Fingerprint:
+    """The stamp of each of :func:`definition_files` (None: missing): equal fingerprints, equal
+    files."""
+    return tuple((str(path), _stamp(path)) for path in definition_files(folder, config))
+
+
+def cached_definitions(settings: Settings) -> Project:
+    """:func:`load_definitions`, kept while the project's files keep their stamps (and, for a
+    project reading accounts or people in place, the warehouse's columns their types)."""
+    folder = settings.project_dir
+    stored = stored_attributes(settings)
+    key = (str(folder), repr([sorted(kind.items()) for kind in stored]))
+    with _DEFINITIONS_LOCK:
+        kept = _DEFINITIONS.get(key)
+        # The lists of the folder's latest load (a kept project's may predate an edit).
+        listed = _LISTED.get(str(folder), kept.project.config if kept is not None else None)
+    before = definitions_fingerprint(folder, listed)
+    if kept is not None and kept.fingerprint == before:
+        with _DEFINITIONS_LOCK:
+            if key in _DEFINITIONS:
+                _DEFINITIONS.move_to_end(key)
+        return kept.project
+    started = time.time_ns()
+    project = load_project(folder, *stored)
+    after = definitions_fingerprint(folder, project.config)
+    racy = started - int(RACY_SECONDS * 1e9)
+    settled = after == before and all(stamp is None or stamp[2] < racy for _, stamp in after)
+    with _DEFINITIONS_LOCK:
+        _LISTED[str(folder)] = project.config
+        if settled:
+            _DEFINITIONS[key] = _KeptDefinitions(after, project)
+            _DEFINITIONS.move_to_end(key)
+            while len(_DEFINITIONS) > DEFINITIONS_KEPT:
+                _DEFINITIONS.popitem(last=False)
+    return project
+
+
 def configured_sources(project_dir: Path) -> tuple[LocatedDocument, dict[str, SourceMapping]]:
     """closeloop.yaml as located YAML and its ``sources:``; none when the file does not load
     (the project loader reports why)."""
@@ -97,12 +194,46 @@ def stored_attributes(
         )
 
 
+_CHECKED: set[tuple[str, ...]] = set()  # stores found migrated, warehouses given their tables
+_CHECKED_LOCK = threading.Lock()
+
+
+def _database_identity(kind: str, file: str | None) -> tuple[str, ...] | None:
+    """What names a database file for :data:`_CHECKED`: its device, inode and status-change
+    time (a file replaced or rewritten is checked again). None (always check): a database
+    server, whose tables another process may drop, or an in-memory database."""
+    if not file or file == ":memory:":
+        return None
+    try:
+        status = Path(file).stat()
+    except OSError:
+        return None
+    return (kind, str(status.st_dev), str(status.st_ino), str(status.st_ctime_ns))
+
+
+def _duckdb_file(url: str) -> str | None:
+    parts = urlsplit(url)
+    return parts.path if parts.scheme == "duckdb" else None
+
+
+def _checked(identity: tuple[str, ...] | None) -> bool:
+    with _CHECKED_LOCK:
+        return identity is not None and identity in _CHECKED
+
+
+def _mark_checked(identity: tuple[str, ...] | None) -> None:
+    if identity is not None:
+        with _CHECKED_LOCK:
+            _CHECKED.add(identity)
+
+
 @contextmanager
 def open_workspace(
     project_dir: Path | str | None = None,
     *,
     write: bool = True,
     environ: Mapping[str, str] | None = None,
+    settings: Settings | None = None,
 ) -> Iterator[Workspace]:
     """Open the project, connect its warehouse and state store, and close both afterwards.
 
@@ -110,20 +241,34 @@ def open_workspace(
     migrated and every definition that changed since the last open gets a new version, so each
     definition's history is complete even when nothing ever runs it. A read-only open
     (``write=False``: reports, lists) migrates and records nothing; it refuses a store that is not
-    migrated. ``environ`` overrides the process environment for settings.
+    migrated. ``environ`` overrides the process environment for settings; ``settings``, already
+    loaded (a server's), replaces both.
+
+    The definitions come from :func:`cached_definitions`; a read-only open checks the store's
+    migrations, and any open the warehouse's tables, once per process and database file.
     """
-    settings = load_settings(project_dir, environ)
-    project = load_definitions(settings)
+    settings = settings or load_settings(project_dir, environ)
+    project = cached_definitions(settings)
     store = StateStore.connect(settings.state_url)
-    if not write:
+    store_identity = _database_identity(
+        "store", store.engine.url.database if store.engine.dialect.name == "sqlite" else None
+    )
+    if not write and not _checked(store_identity):
         try:
             store.check_migrated()
         except BaseException:
             store.close()
             raise
+        _mark_checked(store_identity)
     warehouse = Warehouse.connect(settings.warehouse_url, sources=project.config.sources)
+    sources = repr(sorted(project.config.sources.items()))
+    tables_identity = _database_identity("warehouse", _duckdb_file(settings.warehouse_url))
+    if tables_identity is not None:
+        tables_identity = (*tables_identity, sources)
     try:
-        warehouse.ensure_tables()
+        if not _checked(tables_identity):
+            warehouse.ensure_tables()
+            _mark_checked(tables_identity)
         if write:
             store.migrate()
             record_definitions(store, project, settings.author, utc_now())

@@ -7,6 +7,8 @@ A report takes seconds (it measures in the warehouse). :func:`cached_analysis` k
 marks (enrollments, outbox, opt-outs, the job's audit entries) and the warehouse's (row counts of
 the tables a report reads and the newest event). A tick, an import, a delivery or an edit changes a
 mark, so a cached report is never stale. The cache is per process (a server, or one command).
+While a DuckDB warehouse's or a SQLite store's file is unwritten, the marks themselves are
+remembered (``file_marks``): a warm page then reads no table to know its report is current.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import ibis
 
 from closeloop.data.warehouse import Warehouse
 from closeloop.engine import job_marks
+from closeloop.services import file_marks
 from closeloop.services.project import Workspace
 from closeloop.services.reports import JobReport, job_report
 
@@ -81,7 +84,16 @@ def _marks_expression(warehouse: Warehouse) -> ibis.Table:
 
 def warehouse_marks(warehouse: Warehouse, url: str = "") -> tuple[Any, ...]:
     """Row counts of the tables a report reads, and the newest event, in one query. An import or
-    a write-back adds rows (attribute updates go to the history), so it changes a count."""
+    a write-back adds rows (attribute updates go to the history), so it changes a count. The
+    answer is remembered while the warehouse's file is unwritten (``file_marks``)."""
+    return file_marks.remembered(
+        (file_marks.warehouse_stamp(warehouse),),
+        ("warehouse_marks", url),
+        lambda: _read_warehouse_marks(warehouse, url),
+    )
+
+
+def _read_warehouse_marks(warehouse: Warehouse, url: str) -> tuple[Any, ...]:
     key = (url, repr(sorted(warehouse.sources.items())))
     text = _MARKS_SQL.get(key) if url else None
     if text is None:
@@ -118,7 +130,11 @@ def report_key(
         job_name,
         tuple(segment_by),
         definition,
-        job_marks.state_marks(workspace.store, job_name),
+        file_marks.remembered(
+            (file_marks.store_stamp(workspace.store),),
+            ("state_marks", settings.state_url, job_name),
+            lambda: job_marks.state_marks(workspace.store, job_name),
+        ),
         marks
         if marks is not None
         else warehouse_marks(workspace.warehouse, settings.warehouse_url),

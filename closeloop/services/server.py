@@ -82,7 +82,7 @@ class Server:
     @contextmanager
     def workspace(self, *, write: bool = False) -> Iterator[Workspace]:
         """The workspace for one request, closed (and the warehouse file released) afterwards."""
-        with open_workspace(self.settings.project_dir, write=write, environ=self.environ) as ws:
+        with open_workspace(write=write, settings=self.settings) as ws:
             yield ws
 
     @cached_property
