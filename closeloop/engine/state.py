@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -29,7 +29,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from closeloop.data.tables import ENROLLMENTS
-from closeloop.definitions.project import LoadedJob
 from closeloop.engine import schema
 from closeloop.engine.versions import latest_version, parse_text, record_definition
 from closeloop.errors import (
@@ -39,6 +38,9 @@ from closeloop.errors import (
     StateError,
     redact,
 )
+
+if TYPE_CHECKING:
+    from closeloop.definitions.project import LoadedJob
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 60.0
 RUNNER_LOCK_KEY = 0x636C6F73  # "clos": the advisory lock `closeloop run` holds on PostgreSQL
