@@ -8,6 +8,7 @@ after the login, whichever comes first; logging out or removing the user revokes
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import unicodedata
@@ -31,8 +32,14 @@ MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; a bound keeps a request from costing much
 
 _HASHER = PasswordHasher()
-# Verified when the name is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash("closeloop: no such user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the name is unknown, so a wrong name costs as long as a wrong password.
+    Made on the first log-in, not at import: hashing is slow by design, and every command that
+    imports this module (``closeloop users list``) would pay for it."""
+    return _HASHER.hash("closeloop: no such user")
 
 
 @dataclass(frozen=True)
@@ -124,11 +131,12 @@ def log_in(
 ) -> NewSession | None:
     """A new session when ``password`` is the user's, else None (the failure is audited, with
     the name tried, never the password)."""
+    dummy = _dummy_hash()  # before the look-up: a first log-in costs the same either way
     record = user_store.find_user(store, name) if 0 < len(name) <= MAX_NAME_LENGTH else None
     valid = False
     if len(password) <= MAX_PASSWORD_LENGTH:
         try:
-            valid = _HASHER.verify(record.password_hash if record else _DUMMY_HASH, password)
+            valid = _HASHER.verify(record.password_hash if record else dummy, password)
         except (VerificationError, InvalidHashError):
             valid = False
     if record is None or not valid:
