@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-import httpx
 from pydantic import Field
 
 from closeloop.channels.base import (
@@ -32,6 +31,9 @@ from closeloop.channels.signing import IDEMPOTENCY_HEADER
 from closeloop.channels.templates import TemplateSet
 from closeloop.channels.webhook import USER_AGENT, is_http_url, post_json
 from closeloop.errors import ConfigurationError, RenderError, UndeliverableError
+
+if TYPE_CHECKING:
+    import httpx
 
 SLACK = "slack"
 DEFAULT_ROUTE = "default"
@@ -210,6 +212,8 @@ class SlackSender:
         raise UndeliverableError("no default Slack webhook: set slack.default in closeloop.yaml")
 
     def _http(self) -> httpx.Client:
+        import httpx  # here: loading it costs every command that only reads definitions
+
         if self._client is None:
             self._client = httpx.Client(
                 timeout=self._timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT}

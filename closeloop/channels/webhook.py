@@ -25,10 +25,9 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from datetime import time as time_of_day
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import Field
 
 from closeloop.channels.base import (
@@ -42,6 +41,9 @@ from closeloop.channels.base import (
 from closeloop.channels.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from closeloop.channels.templates import TemplateSet
 from closeloop.errors import ChannelError, ConfigurationError, UndeliverableError
+
+if TYPE_CHECKING:
+    import httpx
 
 WEBHOOK = "webhook"
 EVENT = "closeloop.action"
@@ -197,6 +199,8 @@ def post_json(
     """POST ``content`` and sort the outcome: a 2xx response is returned; a failure that may pass
     raises ChannelError and one that will not raises UndeliverableError. ``target`` names the
     receiver in messages (never with the full URL, which may hold a token)."""
+    import httpx
+
     try:
         response = client.post(
             url, content=content, headers=headers, timeout=timeout, follow_redirects=False
@@ -286,6 +290,8 @@ class WebhookSender:
             self._client = None
 
     def _http(self) -> httpx.Client:
+        import httpx  # here: loading it costs every command that only reads definitions
+
         if self._client is None:
             self._client = httpx.Client(
                 timeout=self._timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT}
