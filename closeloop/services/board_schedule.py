@@ -25,7 +25,6 @@ from closeloop.definitions.models import BoardReportEvery, BoardReportSettings
 from closeloop.engine import board_sends
 from closeloop.engine.state import utc_now
 from closeloop.errors import ChannelError, redact
-from closeloop.present.board import board_email_text, board_html, board_pdf, board_subject
 from closeloop.services.project import Workspace
 
 log = logging.getLogger("closeloop.board")
@@ -133,7 +132,9 @@ def send_scheduled(workspace: Workspace, now: datetime) -> ScheduledSend | None:
 
 def _send(workspace: Workspace, config: BoardReportSettings, now: datetime) -> ScheduledSend | None:
     # Imported here: services.board reaches services.engine_runs (through the signals and job
-    # editing), whose daemon cycle calls this module.
+    # editing), whose daemon cycle calls this module; and the board's presenter loads Altair,
+    # which every command reaching engine_runs would pay for.
+    from closeloop.present.board import board_email_text, board_html, board_pdf, board_subject
     from closeloop.services.board import board_report
 
     store = workspace.store
