@@ -87,7 +87,7 @@ def tick(
     links = unsubscribe_links(workspace)
     names = _job_names(workspace, job_name)
     if launch:
-        # Drafts store a plan when they launch: estimate all of them in one warehouse query.
+        # Drafts store a plan when they launch: one estimate each, shared with the launch checks.
         estimate_launches(workspace, names, at)
     # Per-unit event totals brought up to date once for every job of this tick: each job then
     # reads the events since them, not all history (closeloop.data.rollups).

@@ -168,7 +168,7 @@ def tick_summary(result: TickResult) -> TickSummary:
 def launch_checks(workspace: Workspace, names: list[str], at: datetime) -> list[str]:
     """For jobs that have never ticked (this tick launches them): what they can detect.
 
-    Every such job is estimated in one warehouse query, and the launch tick that follows stores
+    Each such job is estimated in one warehouse query, and the launch tick that follows stores
     its plan from the same estimate."""
     power.estimate_launches(workspace, names, at)
     return [

@@ -189,8 +189,10 @@ def test_a_launch_without_a_plan_stores_none_and_the_report_says_so(workspace: W
     assert job_report_model(report).plan is None
 
 
-def test_launch_checks_of_all_jobs_in_one_query_equal_each_jobs_own(workspace: Workspace) -> None:
-    # Each job estimated on its own (nothing batched yet), then all together in one query.
+@pytest.mark.parametrize("batch", [1, 3])
+def test_launch_estimates_equal_each_jobs_own(workspace: Workspace, batch: int) -> None:
+    # Each job estimated on its own (nothing cached yet), then by the launch: one query per job,
+    # or all three jobs in one query.
     names = ["Planned", "Unplanned", "Nobody"]
     alone = {name: _plan_or_error(workspace, name) for name in names}
     checks = [line for name in names for line in launch_check(workspace, name, DAY0)]
@@ -198,7 +200,7 @@ def test_launch_checks_of_all_jobs_in_one_query_equal_each_jobs_own(workspace: W
     assert isinstance(alone["Nobody"], str) and "nobody was in the audience" in alone["Nobody"]
     assert isinstance(alone["Unplanned"], str) and "nothing to detect" in alone["Unplanned"]
 
-    estimate_launches(workspace, names, DAY0)
+    estimate_launches(workspace, names, DAY0, batch=batch)
     assert {name: _plan_or_error(workspace, name) for name in names} == alone
     assert operations.launch_checks(workspace, names, DAY0) == checks
     assert {name: launch_plan(workspace, name, DAY0) for name in names} == plans
