@@ -31,6 +31,7 @@ from closeloop.analysis.measurement import (
     Measurement,
     MeasureOptions,
     SegmentLift,
+    measure_parts,
     measure_units,
 )
 from closeloop.analysis.revenue_value import HORIZONS as REVENUE_HORIZONS
@@ -194,27 +195,7 @@ def job_units(
         exit_reason=ibis.ifelse(e.exited_at <= as_of_literal, e.exit_reason, ibis.null()),
     )
     if attributes:
-        accounts = warehouse.table("accounts")
-        missing = [name for name in attributes if name not in accounts.columns]
-        if missing:
-            known = ", ".join(c for c in accounts.columns if c != "account_id")
-            raise NotFoundError(
-                f"accounts have no column {', '.join(missing)} to segment by; they have: {known}"
-            )
-        chosen = accounts.select("account_id", *attributes)
-        units = units.left_join(chosen, "account_id").select(
-            units, *(chosen[name] for name in attributes)
-        )
-        # Segments are pre-entry: each unit reads the values its account had when it entered.
-        units = history.as_of_each(
-            warehouse,
-            "account",
-            units,
-            row_key="unit_id",
-            entity_key="account_id",
-            at="entered_at",
-            names=attributes,
-        )
+        units = _with_attributes(warehouse, units, attributes)
     for name, members_as_of in (cohorts or {}).items():
         units = _with_cohort(units, name, members_as_of)
     if value_outcome is not None:
@@ -226,6 +207,84 @@ def job_units(
     if prior_days:
         units = _with_prior_events(warehouse, units, prior_days, as_of)
     return units
+
+
+def units_for_jobs(
+    warehouse: Warehouse,
+    as_of_by_job: Mapping[str, datetime],
+    *,
+    attributes: Sequence[str] = ("segment",),
+    prior_days: int = PRIOR_DAYS,
+) -> ir.Table:
+    """Every named job's units at once, each job as of its own time: what :func:`job_units`
+    gives per job (with ``churn`` and ``prior_days``), plus ``job_name``, in one expression.
+
+    The measurement refresh (``analysis.refresh``) materializes this once, so the joins with the
+    attribute history, churns and events run once for all jobs instead of once per query per job.
+    """
+    params = ibis.memtable(
+        {"_job": list(as_of_by_job), "_as_of": list(as_of_by_job.values())},
+        schema={"_job": "string", "_as_of": "timestamp"},
+    )
+    e = warehouse.table(ENROLLMENTS_TABLE)
+    e = e.inner_join(params, e.job_name == params._job)
+    e = e.filter(e.entered_at <= e._as_of)
+    units = e.select(
+        job_name=e.job_name,
+        _as_of=e._as_of,
+        unit_id=e.enrollment_id,
+        account_id=e.account_id,
+        arm=e.arm,
+        entered_at=e.entered_at,
+        goal_at=ibis.ifelse(e.completed_at <= e._as_of, e.completed_at, ibis.null()),
+        exited_at=ibis.ifelse(e.exited_at <= e._as_of, e.exited_at, ibis.null()),
+        exit_reason=ibis.ifelse(e.exited_at <= e._as_of, e.exit_reason, ibis.null()),
+    )
+    if attributes:
+        units = _with_attributes(warehouse, units, attributes)
+    if warehouse.has_table(CHURN_TABLE):
+        churns = warehouse.table(CHURN_TABLE).select("account_id", "churned_at")
+        joined = units.select("unit_id", "account_id", "entered_at", "_as_of").inner_join(
+            churns, "account_id"
+        )
+        first = (
+            joined.filter(
+                (joined.churned_at <= joined._as_of) & (joined.churned_at >= joined.entered_at)
+            )
+            .group_by("unit_id")
+            .aggregate(first_churn=lambda t: t.churned_at.min())
+        )
+        units = _left_join_on_unit(units, first, churned_at="first_churn")
+    else:
+        units = units.mutate(churned_at=ibis.null("timestamp"))
+    if prior_days:
+        # The window ends at entry, never after the job's as-of time: no as-of filter needed.
+        units = _with_prior_events(warehouse, units, prior_days, None)
+    return units.drop("_as_of")
+
+
+def _with_attributes(warehouse: Warehouse, units: ir.Table, attributes: Sequence[str]) -> ir.Table:
+    accounts = warehouse.table("accounts")
+    missing = [name for name in attributes if name not in accounts.columns]
+    if missing:
+        known = ", ".join(c for c in accounts.columns if c != "account_id")
+        raise NotFoundError(
+            f"accounts have no column {', '.join(missing)} to segment by; they have: {known}"
+        )
+    chosen = accounts.select("account_id", *attributes)
+    units = units.left_join(chosen, "account_id").select(
+        units, *(chosen[name] for name in attributes)
+    )
+    # Segments are pre-entry: each unit reads the values its account had when it entered.
+    return history.as_of_each(
+        warehouse,
+        "account",
+        units,
+        row_key="unit_id",
+        entity_key="account_id",
+        at="entered_at",
+        names=attributes,
+    )
 
 
 def _with_churn(warehouse: Warehouse, units: ir.Table, as_of: datetime) -> ir.Table:
@@ -244,11 +303,13 @@ def _with_churn(warehouse: Warehouse, units: ir.Table, as_of: datetime) -> ir.Ta
 
 
 def _with_prior_events(
-    warehouse: Warehouse, units: ir.Table, days: int, as_of: datetime
+    warehouse: Warehouse, units: ir.Table, days: int, as_of: datetime | None
 ) -> ir.Table:
     """Add ``prior_events``: the account's events in the ``days`` days before entry."""
     events = warehouse.table("events")
-    events = events.filter(events.timestamp <= as_of).select("account_id", "timestamp")
+    if as_of is not None:
+        events = events.filter(events.timestamp <= as_of)
+    events = events.select("account_id", "timestamp")
     joined = units.select("unit_id", "account_id", "entered_at").inner_join(events, "account_id")
     start = joined.entered_at - ibis.interval(days=days)
     counted = (
@@ -340,11 +401,13 @@ def _pooled(arm: str, summaries: Sequence[ArmSummary]) -> ArmSummary:
     )
 
 
-def _arm_summaries(units: ir.Table) -> dict[str, ArmSummary]:
-    """Entered, completed, exited by reason and active per assigned arm (or variant)."""
-    grouped = units.mutate(group=units.arm)
+def _arm_summaries(units: ir.Table) -> dict[str, dict[str, ArmSummary]]:
+    """Entered, completed, exited by reason and active per assigned arm (or variant), by job
+    (``job_name``; one job: the key is ``""``)."""
+    part = units.job_name if "job_name" in units.columns else ibis.literal("")
+    grouped = units.mutate(group=units.arm, _job=part)
     rows = (
-        grouped.group_by(["group", "exit_reason"])
+        grouped.group_by(["_job", "group", "exit_reason"])
         .aggregate(
             entered=grouped.count(),
             completed=grouped.goal_at.notnull().sum(),
@@ -353,17 +416,24 @@ def _arm_summaries(units: ir.Table) -> dict[str, ArmSummary]:
         .to_pyarrow()
         .to_pylist()
     )
+    by_job: dict[str, list[dict[str, object]]] = {}
+    for row in rows:
+        by_job.setdefault(str(row["_job"]), []).append(row)
+    return {job: _summaries(job_rows) for job, job_rows in by_job.items()}
+
+
+def _summaries(rows: Sequence[Mapping[str, object]]) -> dict[str, ArmSummary]:
     entered: dict[str, int] = {}
     completed: dict[str, int] = {}
     exits: dict[str, dict[str, int]] = {}
     for row in rows:
         group = str(row["group"])
-        entered[group] = entered.get(group, 0) + int(row["entered"])
-        completed[group] = completed.get(group, 0) + int(row["completed"] or 0)
+        entered[group] = entered.get(group, 0) + _count(row["entered"])
+        completed[group] = completed.get(group, 0) + _count(row["completed"])
         by_reason = exits.setdefault(group, {})
         if row["exited"]:
             reason = str(row["exit_reason"] or "unknown")
-            by_reason[reason] = by_reason.get(reason, 0) + int(row["exited"])
+            by_reason[reason] = by_reason.get(reason, 0) + _count(row["exited"])
     return {
         group: ArmSummary(
             group,
@@ -374,6 +444,112 @@ def _arm_summaries(units: ir.Table) -> dict[str, ArmSummary]:
         )
         for group in sorted(entered)
     }
+
+
+def _count(value: object) -> int:
+    return int(value) if isinstance(value, int | float) else 0
+
+
+@dataclass(frozen=True)
+class JobToMeasure:
+    """What a job's report needs besides its units (see :func:`build_job_report`)."""
+
+    name: str
+    as_of: datetime
+    horizon_days: float
+    holdout_fraction: float
+    variants: tuple[tuple[str, float], ...] = ()
+    adaptive: bool = False
+    plan: LaunchPlan | None = None
+
+
+VARIANTS_PART = "\x1fvariants"
+"""Suffix of the measurement part of a job's variants (each against the holdout)."""
+
+
+def _job_options(
+    job: JobToMeasure,
+    segment_by: Sequence[str],
+    adjust_for: Sequence[str],
+    value_outcome: ValueOutcome | None,
+) -> tuple[MeasureOptions, MeasureOptions | None]:
+    """The job's measurement options: pooled treatment, and its variants' (several variants)."""
+    plan = job.plan
+    options = MeasureOptions(
+        horizon_days=job.horizon_days,
+        control=HOLDOUT,
+        as_of=job.as_of,
+        weights={HOLDOUT: job.holdout_fraction, TREATMENT: 1.0 - job.holdout_fraction},
+        segment_by=tuple(segment_by),
+        value=value_outcome is not None,
+        covariate="covariate" if value_outcome and value_outcome.covariate_days else None,
+        looks_while_running=True,
+        adjust_for=(*adjust_for, "prior_events"),
+        competing=True,
+        cap_percentile=CAP_PERCENTILE,
+        sequential_tuning=plan.units if plan is not None else FALLBACK_TUNING,
+        planned_baseline=plan.baseline if plan is not None else None,
+        planned_effect=plan.relative_effect if plan is not None else None,
+    )
+    if len(job.variants) <= 1:
+        return options, None
+    total = sum(weight for _, weight in job.variants)
+    weights = {HOLDOUT: job.holdout_fraction}
+    weights.update(
+        {name: (1.0 - job.holdout_fraction) * weight / total for name, weight in job.variants}
+    )
+    variant_options = replace(
+        options,
+        weights=None if job.adaptive else weights,
+        pooled_headline=False,  # the job as a whole is the measurement above
+    )
+    return options, variant_options
+
+
+def measure_job_units(
+    warehouse: Warehouse,
+    units: ir.Table,
+    jobs: Sequence[JobToMeasure],
+    *,
+    segment_by: Sequence[str] = ("segment",),
+    revenue_horizons: Sequence[int] | None = REVENUE_HORIZONS,
+) -> dict[str, JobReport]:
+    """Every job's report from ``units`` of all of them (a ``job_name`` column; the columns of
+    :func:`job_units` with churn and prior events): one measurement of every job together
+    (:func:`~closeloop.analysis.measurement.measure_parts`), the pooled treatment and, for jobs
+    with variants, each variant, so the warehouse answers the same queries for 20 jobs as for 1.
+    """
+    account_columns = warehouse.table("accounts").columns
+    adjust_for = [name for name in ADJUST_FOR if name in account_columns]
+    by_arm = _arm_summaries(units)
+    options_by_part: dict[str, MeasureOptions] = {}
+    for job in jobs:
+        pooled, variants = _job_options(job, segment_by, adjust_for, None)
+        options_by_part[job.name] = pooled
+        if variants is not None:
+            options_by_part[job.name + VARIANTS_PART] = variants
+    pooled_units = units.mutate(
+        arm=ibis.ifelse(units.arm == HOLDOUT, HOLDOUT, TREATMENT), _part=units.job_name
+    )
+    with_variants = [job.name for job in jobs if len(job.variants) > 1]
+    parts = pooled_units
+    if with_variants:
+        chosen = units.filter(units.job_name.isin(with_variants))
+        parts = pooled_units.union(chosen.mutate(_part=chosen.job_name + VARIANTS_PART))
+    measurements = measure_parts(parts, options_by_part)
+    reports = {}
+    for job in jobs:
+        own = units.filter(units.job_name == job.name).drop("job_name")
+        reports[job.name] = _report(
+            warehouse,
+            job,
+            by_arm.get(job.name, {}),
+            measurements[job.name],
+            measurements.get(job.name + VARIANTS_PART),
+            own,
+            revenue_horizons=revenue_horizons,
+        )
+    return reports
 
 
 def build_job_report(
@@ -415,27 +591,44 @@ def build_job_report(
         prior_days=PRIOR_DAYS,
     )
     segment_by = (*segment_by, *(f"cohort:{name}" for name in cohorts or {}))
-    by_arm = _arm_summaries(units)
-    pooled_arm = ibis.ifelse(units.arm == HOLDOUT, HOLDOUT, TREATMENT)
-    pooled_units = units.mutate(arm=pooled_arm)
-    options = MeasureOptions(
-        horizon_days=horizon_days,
-        control=HOLDOUT,
-        as_of=as_of,
-        weights={HOLDOUT: holdout_fraction, TREATMENT: 1.0 - holdout_fraction},
-        segment_by=tuple(segment_by),
-        value=value_outcome is not None,
-        covariate="covariate" if value_outcome and value_outcome.covariate_days else None,
-        looks_while_running=True,
-        adjust_for=(*adjust_for, "prior_events"),
-        competing=True,
-        cap_percentile=CAP_PERCENTILE,
-        sequential_tuning=plan.units if plan is not None else FALLBACK_TUNING,
-        planned_baseline=plan.baseline if plan is not None else None,
-        planned_effect=plan.relative_effect if plan is not None else None,
+    job = JobToMeasure(
+        job_name, as_of, horizon_days, holdout_fraction, tuple(variants), adaptive, plan
     )
+    options, variant_options = _job_options(job, segment_by, adjust_for, value_outcome)
+    pooled_units = units.mutate(arm=ibis.ifelse(units.arm == HOLDOUT, HOLDOUT, TREATMENT))
     measurement = measure_units(pooled_units, options)
-    variant_measurement = None
+    variant_measurement = (
+        measure_units(units, variant_options) if variant_options is not None else None
+    )
+    return _report(
+        warehouse,
+        job,
+        _arm_summaries(units).get("", {}),
+        measurement,
+        variant_measurement,
+        units,
+        value_outcome=value_outcome,
+        revenue_horizons=revenue_horizons,
+        comparison_units=comparison_units,
+        match_on=match_on,
+    )
+
+
+def _report(
+    warehouse: Warehouse,
+    job: JobToMeasure,
+    by_arm: dict[str, ArmSummary],
+    measurement: Measurement,
+    variant_measurement: Measurement | None,
+    units: ir.Table,
+    *,
+    value_outcome: ValueOutcome | None = None,
+    revenue_horizons: Sequence[int] | None = REVENUE_HORIZONS,
+    comparison_units: ir.Table | None = None,
+    match_on: Sequence[str] = MATCH_ON,
+) -> JobReport:
+    """A job's report from its measurements (pooled, and per variant) and arm summaries."""
+    as_of, horizon_days, plan = job.as_of, job.horizon_days, job.plan
     variant_summaries: dict[str, ArmSummary] = {}
     warnings = list(measurement.warnings)
     if plan is None and comparison_units is None:
@@ -443,25 +636,14 @@ def build_job_report(
             "no power plan was stored when this job launched: its always-valid results are "
             f"tuned for {FALLBACK_TUNING:,} units (valid, but widest far from that size)"
         )
-    if len(variants) > 1:
-        total = sum(weight for _, weight in variants)
-        weights = {HOLDOUT: holdout_fraction}
-        weights.update(
-            {name: (1.0 - holdout_fraction) * weight / total for name, weight in variants}
-        )
-        variant_options = replace(
-            options,
-            weights=None if adaptive else weights,
-            pooled_headline=False,  # the job as a whole is the measurement above
-        )
-        variant_measurement = measure_units(units, variant_options)
+    if variant_measurement is not None:
         variant_summaries = {name: summary for name, summary in by_arm.items() if name != HOLDOUT}
         warnings.extend(
             f"variants: {warning}"
             for warning in variant_measurement.warnings
             if warning.startswith("sample ratio")
         )
-        if adaptive:
+        if job.adaptive:
             warnings.append(
                 "variants were allocated adaptively (Thompson sampling): their shares changed "
                 "over time, so each variant's units entered at different times than the "
@@ -476,6 +658,7 @@ def build_job_report(
     matched = None
     status = measurement.status
     if comparison_units is not None:
+        pooled_units = units.mutate(arm=ibis.ifelse(units.arm == HOLDOUT, HOLDOUT, TREATMENT))
         matched = observational_comparison(
             warehouse,
             pooled_units,
@@ -498,10 +681,10 @@ def build_job_report(
         TREATMENT: _pooled(TREATMENT, [s for name, s in by_arm.items() if name != HOLDOUT]),
     }
     return JobReport(
-        job_name=job_name,
+        job_name=job.name,
         as_of=as_of,
         horizon_days=horizon_days,
-        holdout_fraction=holdout_fraction,
+        holdout_fraction=job.holdout_fraction,
         arms=arms,
         variants=variant_summaries,
         measurement=measurement,

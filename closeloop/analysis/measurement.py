@@ -27,6 +27,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
@@ -340,13 +341,24 @@ class Measurement:
 
 
 def prepare_units(units: ir.Table, options: MeasureOptions) -> ir.Table:
-    """Per-unit facts, computed in the warehouse: matured, completed, hours to goal or censoring."""
-    horizon_s = options.horizon_days * SECONDS_PER_DAY
+    """Per-unit facts, computed in the warehouse: matured, completed, hours to goal or censoring.
+
+    Units of several parts (:func:`measure_parts`) carry their part's horizon (``_horizon_s``,
+    whole seconds) and analysis time (``_as_of``) as columns; the part stays in ``_part``.
+    """
     # Timestamps are compared as timestamps (epoch seconds drop fractions on some backends, so a
     # goal a split second after the horizon would count); only durations go through seconds.
-    horizon_end = units.entered_at + ibis.interval(seconds=round(horizon_s))
+    if HORIZON_SECONDS in units.columns:
+        horizon_end = units.entered_at + units[HORIZON_SECONDS].as_interval("s")
+    else:
+        horizon_s = options.horizon_days * SECONDS_PER_DAY
+        horizon_end = units.entered_at + ibis.interval(seconds=round(horizon_s))
     entered_s = units.entered_at.epoch_seconds()
-    if options.as_of is None:
+    if AS_OF in units.columns:
+        as_of = units[AS_OF]
+        observed_until = ibis.ifelse(horizon_end <= as_of, horizon_end, as_of)
+        matured = horizon_end <= as_of
+    elif options.as_of is None:
         observed_until = horizon_end
         matured = ibis.literal(True)
     else:
@@ -384,6 +396,7 @@ def prepare_units(units: ir.Table, options: MeasureOptions) -> ir.Table:
             .ceil()
             .cast("int64")
         )
+    part = units[PART] if PART in units.columns else ibis.literal(SINGLE)
     return units.select(
         "arm",
         matured_day=horizon_end.truncate("D"),
@@ -393,121 +406,272 @@ def prepare_units(units: ir.Table, options: MeasureOptions) -> ir.Table:
         hours=((end_s - entered_s) / 3600.0).ceil().cast("int64"),
         days_to_goal=ibis.ifelse(completed, (goal_s - entered_s) / SECONDS_PER_DAY, ibis.null()),
         **extra,
+        **{PART: part},
     )
+
+
+Row = dict[str, Any]
+"""One row of a grouped query's answer."""
+PART = "_part"
+"""The column naming which measurement a unit belongs to (:func:`measure_parts`)."""
+HORIZON_SECONDS = "_horizon_s"
+AS_OF = "_as_of"
+SINGLE = ""
+SHARED = ("control", "segment_by", "value", "covariate", "adjust_for", "competing")
+"""Options every part of one :func:`measure_parts` call shares: they shape the queries."""
 
 
 def measure_units(units: ir.Table, options: MeasureOptions) -> Measurement:
     """Measure ``units`` (see the module docstring for the columns) as ``options`` say."""
-    facts = prepare_units(units, options)
-    warnings: list[str] = []
-    facts, cap = _capped(facts, options)
-    arms = _arms(facts, options)
-    for expected in (options.control, *(options.weights or {})):
-        if expected not in arms:
-            warnings.append(f"no unit is in the {expected!r} arm yet")
-            arms[expected] = _empty_arm(expected, options)
-    arms = dict(sorted(arms.items(), key=lambda item: _arm_order(item[0], options.control)))
-    running = any(arm.matured < arm.n for arm in arms.values())
-    treated = [arm for arm in arms if arm != options.control]
-    pooled = None
-    if options.pooled_headline and len(treated) > 1:
-        relabelled = facts.mutate(
-            arm=ibis.ifelse(facts.arm == options.control, options.control, POOLED)
+    return measure_parts(units, {SINGLE: options})[SINGLE]
+
+
+def measure_parts(
+    units: ir.Table, options_by_part: Mapping[str, MeasureOptions]
+) -> dict[str, Measurement]:
+    """Measure several sets of units at once, each as its own options say; a unit's set is its
+    ``_part`` column (one set: no column needed). Every query groups by the part as well, so
+    the warehouse is asked the same dozen questions however many parts there are, and each
+    part's measurement is exactly the one :func:`measure_units` gives it alone.
+
+    The parts may differ in horizon, analysis time (never None with several parts), weights,
+    alpha, tuning and plan; the options in SHARED must be the same.
+    """
+    parts = list(options_by_part)
+    shape = options_by_part[parts[0]]
+    for options in options_by_part.values():
+        for name in SHARED:
+            if getattr(options, name) != getattr(shape, name):
+                raise ValueError(f"the parts measured together differ in {name}")
+    if len(parts) > 1:
+        if any(options.as_of is None for options in options_by_part.values()):
+            raise ValueError("parts measured together each need an analysis time")
+        params = ibis.memtable(
+            {
+                "_params_part": parts,
+                HORIZON_SECONDS: [
+                    round(options.horizon_days * SECONDS_PER_DAY)
+                    for options in options_by_part.values()
+                ],
+                AS_OF: [options.as_of for options in options_by_part.values()],
+            },
+            schema={"_params_part": "string", HORIZON_SECONDS: "int64", AS_OF: "timestamp"},
         )
-        pooled = _arms(relabelled, options).get(POOLED)
-    paths = (
-        _label_paths(facts, options, pooled is not None) if _sequential(options, running) else {}
+        joined = units.inner_join(params, units[PART] == params._params_part)
+        units = joined.drop("_params_part")
+    # The per-unit facts are kept in the warehouse for the dozen queries below: each then reads
+    # a plain table instead of recomputing (and recompiling) the joins the units come from.
+    kept = prepare_units(units, shape).cache()
+    try:
+        return _measure_facts(kept, options_by_part, shape)
+    finally:
+        kept.release()
+
+
+def _measure_facts(
+    facts: ir.Table, options_by_part: Mapping[str, MeasureOptions], shape: MeasureOptions
+) -> dict[str, Measurement]:
+    parts = list(options_by_part)
+    facts, caps = _capped(facts, options_by_part)
+    arms_by_part = _arms(facts, options_by_part)
+    present = {part: sorted(arms) for part, arms in arms_by_part.items()}
+    warnings_by_part: dict[str, list[str]] = {}
+    running_by_part: dict[str, bool] = {}
+    pooled_parts: list[str] = []
+    for part, options in options_by_part.items():
+        warnings: list[str] = []
+        arms = arms_by_part.setdefault(part, {})
+        for expected in (options.control, *(options.weights or {})):
+            if expected not in arms:
+                warnings.append(f"no unit is in the {expected!r} arm yet")
+                arms[expected] = _empty_arm(expected, options)
+        arms_by_part[part] = dict(
+            sorted(arms.items(), key=lambda item: _arm_order(item[0], options.control))
+        )
+        warnings_by_part[part] = warnings
+        running_by_part[part] = any(arm.matured < arm.n for arm in arms.values())
+        treated = [arm for arm in arms if arm != options.control]
+        if options.pooled_headline and len(treated) > 1:
+            pooled_parts.append(part)
+    pooled_by_part: dict[str, ArmResult | None] = {part: None for part in parts}
+    if pooled_parts:
+        chosen = facts.filter(facts[PART].isin(pooled_parts))
+        relabelled = chosen.mutate(
+            arm=ibis.ifelse(chosen.arm == shape.control, shape.control, POOLED)
+        )
+        for part, arms in _arms(relabelled, options_by_part).items():
+            pooled_by_part[part] = arms.get(POOLED)
+    looking = [
+        part for part, options in options_by_part.items()
+        if _sequential(options, running_by_part[part])
+    ]  # fmt: skip
+    label_rows = _label_rows(facts, shape) if looking else {}
+    comparisons_by_part = {}
+    for part, options in options_by_part.items():
+        pooled = pooled_by_part[part]
+        paths = (
+            _label_paths(label_rows.get(part, []), options, pooled is not None)
+            if part in looking
+            else {}
+        )
+        comparisons_by_part[part] = _comparisons(
+            arms_by_part[part], pooled, options, running_by_part[part], paths
+        )
+    comparisons_by_part = _with_cuped(facts, options_by_part, comparisons_by_part)
+    comparisons_by_part = {
+        part: _holm_across_arms(comparisons, options_by_part[part])
+        for part, comparisons in comparisons_by_part.items()
+    }
+    comparisons_by_part = _with_covariate_adjustment(
+        facts, options_by_part, comparisons_by_part, warnings_by_part
     )
-    comparisons = _comparisons(arms, pooled, options, running, paths)
-    comparisons = _holm_across_arms(_with_cuped(facts, options, comparisons), options)
-    comparisons = _with_covariate_adjustment(units, facts, options, comparisons, warnings)
-    srm = _srm(arms, options)
-    segments, heterogeneity = _segments(facts, arms, options, running)
-    if srm is not None and srm.mismatch:
-        warnings.append(
-            f"sample ratio mismatch (chi2={srm.chi2:.1f}, p={srm.p_value:.2g}): the arms are not "
-            "split as configured; check for units lost or added outside the randomization before "
-            "trusting any lift"
+    segment_rows = _segment_rows(facts, shape)
+    competing_rows = _competing_rows(facts, options_by_part, comparisons_by_part)
+    week_rows = _entry_week_rows(facts, shape, pooled_parts)
+    measurements = {}
+    for part, options in options_by_part.items():
+        arms, pooled, running = arms_by_part[part], pooled_by_part[part], running_by_part[part]
+        comparisons = comparisons_by_part[part]
+        warnings = warnings_by_part[part]
+        srm = _srm(arms, options)
+        paths = _label_paths(label_rows.get(part, []), options, False) if part in looking else {}
+        segments, heterogeneity = _segments(
+            segment_rows.get(part, {}), arms, options, running, paths
         )
-    immature = sum(arm.n - arm.matured for arm in arms.values())
-    if immature:
-        warnings.append(
-            f"{immature} unit(s) have not had their full {options.horizon_days:g} days yet: they "
-            "are in the time-to-goal curves but not in the completion and value lifts, and the "
-            "intervals are always-valid confidence sequences until every unit has matured"
+        if srm is not None and srm.mismatch:
+            warnings.append(
+                f"sample ratio mismatch (chi2={srm.chi2:.1f}, p={srm.p_value:.2g}): the arms are "
+                "not split as configured; check for units lost or added outside the "
+                "randomization before trusting any lift"
+            )
+        immature = sum(arm.n - arm.matured for arm in arms.values())
+        if immature:
+            warnings.append(
+                f"{immature} unit(s) have not had their full {options.horizon_days:g} days yet: "
+                "they are in the time-to-goal curves but not in the completion and value lifts, "
+                "and the intervals are always-valid confidence sequences until every unit has "
+                "matured"
+            )
+        outside = sorted({(s.column, s.segment) for s in segments if not s.in_family})
+        if outside:
+            listed = ", ".join(f"{column}={segment}" for column, segment in outside)
+            warnings.append(
+                f"segments under the minimum ({MINIMUM_UNITS} matured units per arm, "
+                f"{MINIMUM_EVENTS} completions and non-completions) are shown but left out of "
+                f"the multiplicity adjustment and the heterogeneity test: {listed}"
+            )
+        headline = (
+            POOLED
+            if pooled is not None
+            else next((name for name in present.get(part, []) if name != options.control), None)
         )
-    outside = sorted({(s.column, s.segment) for s in segments if not s.in_family})
-    if outside:
-        listed = ", ".join(f"{column}={segment}" for column, segment in outside)
-        warnings.append(
-            f"segments under the minimum ({MINIMUM_UNITS} matured units per arm, "
-            f"{MINIMUM_EVENTS} completions and non-completions) are shown but left out of the "
-            f"multiplicity adjustment and the heterogeneity test: {listed}"
+        measurements[part] = Measurement(
+            options=options,
+            arms=arms,
+            comparisons=comparisons,
+            srm=srm,
+            segments=segments,
+            heterogeneity=heterogeneity,
+            running=running,
+            status=_status(comparisons, srm, options, pooled is not None),
+            warnings=warnings,
+            pooled=pooled,
+            value_cap=caps.get(part),
+            competing=_competing(
+                competing_rows.get(part, []),
+                options,
+                [c for c in comparisons if c.metric == TIME_TO_GOAL],
+            ),
+            by_entry_week=_by_entry_week(week_rows.get(part, []), options, headline),
         )
-    return Measurement(
-        options=options,
-        arms=arms,
-        comparisons=comparisons,
-        srm=srm,
-        segments=segments,
-        heterogeneity=heterogeneity,
-        running=running,
-        status=_status(comparisons, srm, options, pooled is not None),
-        warnings=warnings,
-        pooled=pooled,
-        value_cap=cap,
-        competing=_competing(facts, options, [c for c in comparisons if c.metric == TIME_TO_GOAL]),
-        by_entry_week=_by_entry_week(facts, options, POOLED if pooled is not None else None),
-    )
+    return measurements
+
+
+def _grouped(table: ir.Table, keys: Sequence[str], **metrics: ir.Value) -> dict[str, list[Row]]:
+    """``metrics`` per ``keys`` and part, as rows by part (one query for every part)."""
+    rows = table.group_by([PART, *keys]).aggregate(**metrics).to_pyarrow().to_pylist()
+    by_part: dict[str, list[Row]] = {}
+    for row in rows:
+        by_part.setdefault(str(row[PART]), []).append(row)
+    return by_part
 
 
 # -- capping and entry weeks -----------------------------------------------------------------------
 
 
-def _capped(facts: ir.Table, options: MeasureOptions) -> tuple[ir.Table, ValueCap | None]:
+def _capped(
+    facts: ir.Table, options_by_part: Mapping[str, MeasureOptions]
+) -> tuple[ir.Table, dict[str, ValueCap]]:
     """Winsorize the value at ``options.cap_percentile`` of the matured units (all arms).
 
-    The cap is one number for every arm, computed in the warehouse. A percentile at or below 0
-    (most units have no value) would erase the outcome, so then nothing is capped.
+    The cap is one number for every arm of a part, computed in the warehouse. A percentile at or
+    below 0 (most units have no value) would erase the outcome, so then nothing is capped.
     """
-    if not options.value or options.cap_percentile is None:
-        return facts, None
+    shape = next(iter(options_by_part.values()))
+    if not shape.value or all(o.cap_percentile is None for o in options_by_part.values()):
+        return facts, {}
     matured = facts.filter(facts.is_matured)
-    row = (
-        matured.aggregate(cap=matured.value.quantile(options.cap_percentile))
-        .to_pyarrow()
-        .to_pylist()[0]
+    caps: dict[str, float] = {}
+    for options in {o.cap_percentile for o in options_by_part.values()} - {None}:
+        assert options is not None
+        wanted = [p for p, o in options_by_part.items() if o.cap_percentile == options]
+        chosen = matured.filter(matured[PART].isin(wanted))
+        rows = _grouped(chosen, [], cap=chosen.value.quantile(options))
+        for part, found in rows.items():
+            cap = found[0]["cap"]
+            if cap is not None and math.isfinite(cap) and cap > 0:
+                caps[part] = float(cap)
+    if not caps:
+        return facts, {}
+    limits = ibis.memtable(
+        {"_cap_part": list(caps), "_cap": list(caps.values())},
+        schema={"_cap_part": "string", "_cap": "float64"},
     )
-    cap = row["cap"]
-    if cap is None or not math.isfinite(cap) or cap <= 0:
-        return facts, None
-    over = int(matured.filter(matured.value > cap).count().to_pyarrow().as_py())
-    capped = facts.mutate(value=ibis.ifelse(facts.value > cap, cap, facts.value))
-    return capped, ValueCap(options.cap_percentile, float(cap), over)
+    joined = facts.left_join(limits, facts[PART] == limits._cap_part)
+    above = joined.filter(joined.is_matured & joined._cap.notnull() & (joined.value > joined._cap))
+    over = _grouped(above, [], count=above.count())
+    capped = joined.mutate(
+        value=ibis.ifelse(
+            joined._cap.notnull() & (joined.value > joined._cap), joined._cap, joined.value
+        )
+    ).drop("_cap_part", "_cap")
+    return capped, {
+        part: ValueCap(
+            options_by_part[part].cap_percentile or 0.0,
+            cap,
+            int(over[part][0]["count"]) if part in over else 0,
+        )
+        for part, cap in caps.items()
+    }
+
+
+def _entry_week_rows(
+    facts: ir.Table, shape: MeasureOptions, pooled_parts: Sequence[str]
+) -> dict[str, list[Row]]:
+    """Matured units and completions per entry week and arm (treated arms pooled in
+    ``pooled_parts``)."""
+    matured = facts.filter(facts.is_matured)
+    if pooled_parts:
+        relabel = matured[PART].isin(list(pooled_parts)) & (matured.arm != shape.control)
+        matured = matured.mutate(arm=ibis.ifelse(relabel, POOLED, matured.arm))
+    return _grouped(
+        matured, ["entry_week", "arm"], n=matured.count(), successes=matured.is_completed.sum()
+    )
 
 
 def _by_entry_week(
-    facts: ir.Table, options: MeasureOptions, pooled_arm: str | None
+    rows: Sequence[Row], options: MeasureOptions, arm: str | None
 ) -> EntryWeeks | None:
     """The headline arm's completion lift per entry week (matured units), and its trend."""
-    arm = pooled_arm or next((name for name in _arm_names(facts) if name != options.control), None)
     if arm is None:
         return None
-    matured = facts.filter(facts.is_matured)
-    if pooled_arm is not None:
-        matured = matured.mutate(
-            arm=ibis.ifelse(matured.arm == options.control, options.control, pooled_arm)
-        )
-    rows = (
-        matured.group_by(["entry_week", "arm"])
-        .aggregate(n=matured.count(), successes=matured.is_completed.sum())
-        .to_pyarrow()
-        .to_pylist()
-    )
     cells: dict[datetime, dict[str, ProportionStatistic]] = {}
     for row in rows:
-        cells.setdefault(row["entry_week"], {})[str(row["arm"])] = ProportionStatistic(
-            int(row["n"]), int(row["successes"] or 0)
+        week = row["entry_week"]
+        assert isinstance(week, datetime)
+        cells.setdefault(week, {})[str(row["arm"])] = ProportionStatistic(
+            int(row["n"]),
+            int(row["successes"] or 0),
         )
     empty = ProportionStatistic(0, 0)
     weeks = []
@@ -516,11 +680,6 @@ def _by_entry_week(
         lift = proportion_test(control, treated, alpha=options.final_alpha)
         weeks.append(WeekLift(week, control, treated, lift))
     return EntryWeeks(arm, weeks, _trend(weeks, options.final_alpha))
-
-
-def _arm_names(facts: ir.Table) -> list[str]:
-    names = facts.select("arm").distinct().to_pyarrow().column(0).to_pylist()
-    return sorted(str(name) for name in names)
 
 
 def _trend(weeks: Sequence[WeekLift], alpha: float) -> ComparisonResult | None:
@@ -554,7 +713,11 @@ def _trend(weeks: Sequence[WeekLift], alpha: float) -> ComparisonResult | None:
 # -- arms ------------------------------------------------------------------------------------------
 
 
-def _arms(facts: ir.Table, options: MeasureOptions) -> dict[str, ArmResult]:
+def _arms(
+    facts: ir.Table, options_by_part: Mapping[str, MeasureOptions]
+) -> dict[str, dict[str, ArmResult]]:
+    """Each part's arms: sizes, completions, value sums and Kaplan–Meier risk tables."""
+    options = next(iter(options_by_part.values()))
     matured = facts.is_matured
     metrics: dict[str, ir.Value] = {
         "n": facts.count(),
@@ -572,13 +735,18 @@ def _arms(facts: ir.Table, options: MeasureOptions) -> dict[str, ArmResult]:
         metrics["positives"] = positive.sum()
         metrics["positive_sum"] = ibis.ifelse(positive, facts.value, 0.0).sum()
         metrics["positive_sum_squares"] = ibis.ifelse(positive, facts.value**2, 0.0).sum()
-    rows = facts.group_by("arm").aggregate(**metrics).to_pyarrow().to_pylist()
-    risk_rows = (
-        facts.group_by(["arm", "hours", "is_completed"])
-        .aggregate(count=facts.count())
-        .to_pyarrow()
-        .to_pylist()
-    )
+    rows_by_part = _grouped(facts, ["arm"], **metrics)
+    risk_by_part = _grouped(facts, ["arm", "hours", "is_completed"], count=facts.count())
+    return {
+        part: _arm_results(rows, risk_by_part.get(part, []), options_by_part[part])
+        for part, rows in rows_by_part.items()
+        if part in options_by_part
+    }
+
+
+def _arm_results(
+    rows: Sequence[Row], risk_rows: Sequence[Row], options: MeasureOptions
+) -> dict[str, ArmResult]:
     counts: dict[str, list[tuple[float, bool, int]]] = {}
     for row in risk_rows:
         counts.setdefault(row["arm"], []).append(
@@ -669,27 +837,40 @@ LabelPaths = dict[tuple[str, ...], dict[str, list[tuple[datetime, bool, int]]]]
 """Per segment key (``()`` for all units), per arm: (maturity day, completed, units) rows."""
 
 
-def _label_paths(facts: ir.Table, options: MeasureOptions, pooled: bool) -> LabelPaths:
-    """Matured units per maturity day, arm and outcome: the looks of the anytime-valid test."""
+def _label_rows(
+    facts: ir.Table, shape: MeasureOptions
+) -> dict[str, list[tuple[tuple[str, ...], str, tuple[datetime, bool, int]]]]:
+    """Matured units per maturity day, arm and outcome, for all units and per segment, by part:
+    the looks of the anytime-valid tests (:func:`_label_paths`)."""
     matured = facts.filter(facts.is_matured)
-    keys = [f"segment__{column}" for column in options.segment_by]
-    paths: LabelPaths = {}
+    keys = [f"segment__{column}" for column in shape.segment_by]
     groupings: list[tuple[tuple[str, ...], list[str]]] = [((), [])]
-    groupings += [((column,), [key]) for column, key in zip(options.segment_by, keys, strict=True)]
+    groupings += [((column,), [key]) for column, key in zip(shape.segment_by, keys, strict=True)]
+    found: dict[str, list[tuple[tuple[str, ...], str, tuple[datetime, bool, int]]]] = {}
     for prefix, columns in groupings:
-        rows = (
-            matured.group_by([*columns, "arm", "matured_day", "is_completed"])
-            .aggregate(count=matured.count())
-            .to_pyarrow()
-            .to_pylist()
+        grouped = _grouped(
+            matured, [*columns, "arm", "matured_day", "is_completed"], count=matured.count()
         )
-        for row in rows:
-            key = (*prefix, *(str(row[column]) for column in columns))
-            by_arm = paths.setdefault(key, {})
-            entry = (row["matured_day"], bool(row["is_completed"]), int(row["count"]))
-            by_arm.setdefault(str(row["arm"]), []).append(entry)
-            if pooled and row["arm"] != options.control:
-                by_arm.setdefault(POOLED, []).append(entry)
+        for part, rows in grouped.items():
+            for row in rows:
+                key = (*prefix, *(str(row[column]) for column in columns))
+                entry = (row["matured_day"], bool(row["is_completed"]), int(row["count"]))
+                found.setdefault(part, []).append((key, str(row["arm"]), entry))
+    return found
+
+
+def _label_paths(
+    rows: Sequence[tuple[tuple[str, ...], str, tuple[datetime, bool, int]]],
+    options: MeasureOptions,
+    pooled: bool,
+) -> LabelPaths:
+    """Per segment key and arm, the (maturity day, completed, units) rows of one part."""
+    paths: LabelPaths = {}
+    for key, arm, entry in rows:
+        by_arm = paths.setdefault(key, {})
+        by_arm.setdefault(arm, []).append(entry)
+        if pooled and arm != options.control:
+            by_arm.setdefault(POOLED, []).append(entry)
     return paths
 
 
@@ -910,25 +1091,34 @@ def _holm_across_arms(comparisons: list[Comparison], options: MeasureOptions) ->
 
 
 def _with_cuped(
-    facts: ir.Table, options: MeasureOptions, comparisons: list[Comparison]
-) -> list[Comparison]:
+    facts: ir.Table,
+    options_by_part: Mapping[str, MeasureOptions],
+    comparisons_by_part: dict[str, list[Comparison]],
+) -> dict[str, list[Comparison]]:
     """Replace the value comparisons by CUPED ones using ``options.covariate`` (pre-entry)."""
-    if options.covariate is None or not options.value:
-        return comparisons
+    shape = next(iter(options_by_part.values()))
+    if shape.covariate is None or not shape.value:
+        return comparisons_by_part
     matured = facts.filter(facts.is_matured)
-    rows = (
-        matured.group_by("arm")
-        .aggregate(
-            n=matured.count(),
-            post_sum=matured.value.sum(),
-            post_sum_squares=(matured.value * matured.value).sum(),
-            pre_sum=matured.covariate.sum(),
-            pre_sum_squares=(matured.covariate * matured.covariate).sum(),
-            products=(matured.value * matured.covariate).sum(),
-        )
-        .to_pyarrow()
-        .to_pylist()
+    rows_by_part = _grouped(
+        matured,
+        ["arm"],
+        n=matured.count(),
+        post_sum=matured.value.sum(),
+        post_sum_squares=(matured.value * matured.value).sum(),
+        pre_sum=matured.covariate.sum(),
+        pre_sum_squares=(matured.covariate * matured.covariate).sum(),
+        products=(matured.value * matured.covariate).sum(),
     )
+    return {
+        part: _cuped_comparisons(rows_by_part.get(part, []), options_by_part[part], comparisons)
+        for part, comparisons in comparisons_by_part.items()
+    }
+
+
+def _cuped_comparisons(
+    rows: Sequence[Row], options: MeasureOptions, comparisons: list[Comparison]
+) -> list[Comparison]:
     stats = {
         row["arm"]: RegressionAdjustedStatistic(
             n=int(row["n"]),
@@ -964,43 +1154,81 @@ MAX_LEVELS = 12  # a categorical covariate keeps its most frequent levels as dum
 
 
 def _with_covariate_adjustment(
-    units: ir.Table,
     facts: ir.Table,
-    options: MeasureOptions,
-    comparisons: list[Comparison],
-    warnings: list[str],
-) -> list[Comparison]:
+    options_by_part: Mapping[str, MeasureOptions],
+    comparisons_by_part: dict[str, list[Comparison]],
+    warnings_by_part: dict[str, list[str]],
+) -> dict[str, list[Comparison]]:
     """Add Lin's regression-adjusted completion lift to every completion comparison.
 
     Numeric columns are used as they are; a categorical one becomes 0/1 dummies for its most
-    frequent levels (up to MAX_LEVELS, the first one the reference). The per-arm sums are one
-    GROUP BY in the warehouse; the pooled arm's are the sum of its arms'.
+    frequent levels in the part (up to MAX_LEVELS, the first one the reference). The per-arm
+    sums are one GROUP BY in the warehouse for every part (each part's levels come from a small
+    joined table); the pooled arm's are the sum of its arms'.
     """
-    if not options.adjust_for:
-        return comparisons
+    shape = next(iter(options_by_part.values()))
+    if not shape.adjust_for:
+        return comparisons_by_part
     matured = facts.filter(facts.is_matured)
-    covariates: list[ir.NumericValue] = []
-    names: list[str] = []
-    for index, column in enumerate(options.adjust_for):
+    parts = list(options_by_part)
+    # Per covariate position: (name per part, or None where the part has no such covariate).
+    positions: list[tuple[ir.NumericValue, dict[str, str]]] = []
+    level_columns: dict[str, list[str | None]] = {}
+    for index, column in enumerate(shape.adjust_for):
         value = matured[f"adjust__{index}"]
         if value.type().is_numeric():
-            covariates.append(value.cast("float64"))
-            names.append(column)
+            positions.append((value.cast("float64"), {part: column for part in parts}))
             continue
-        levels = sorted(
-            matured.group_by(value.name("level"))
-            .aggregate(count=matured.count())
-            .order_by([ibis.desc("count"), "level"])
-            .limit(MAX_LEVELS)
-            .to_pyarrow()
-            .column("level")
-            .to_pylist()
-        )  # the alphabetically first of the most frequent levels is the reference
-        for level in levels[1:]:
-            covariates.append(ibis.ifelse(value == level, 1, 0).cast("float64"))
-            names.append(f"{column}={level}")
-    if not covariates:
-        return comparisons
+        counted = _grouped(matured, [value.name("level")], count=matured.count())
+        levels = {
+            part: sorted(
+                str(row["level"])
+                for row in sorted(rows, key=lambda r: (-int(r["count"]), str(r["level"])))[
+                    :MAX_LEVELS
+                ]
+            )  # the alphabetically first of the most frequent levels is the reference
+            for part, rows in counted.items()
+        }
+        width = max((len(found) - 1 for found in levels.values()), default=0)
+        for k in range(width):
+            name = f"_level_{index}_{k}"
+            level_columns[name] = [
+                levels[part][k + 1] if len(levels.get(part, [])) > k + 1 else None for part in parts
+            ]
+            positions.append(
+                (
+                    ibis.literal(0.0),  # replaced below, once the levels are joined
+                    {
+                        part: f"{column}={levels[part][k + 1]}"
+                        for part in parts
+                        if len(levels.get(part, [])) > k + 1
+                    },
+                )
+            )
+    if level_columns:
+        table = ibis.memtable(
+            {"_levels_part": parts, **level_columns},
+            schema={"_levels_part": "string", **{name: "string" for name in level_columns}},
+        )
+        matured = matured.left_join(table, matured[PART] == table._levels_part)
+        resolved = []
+        for index in range(len(shape.adjust_for)):
+            if matured[f"adjust__{index}"].type().is_numeric():
+                resolved.append(matured[f"adjust__{index}"].cast("float64"))
+                continue
+            for name in list(level_columns):
+                if name.startswith(f"_level_{index}_"):
+                    resolved.append(
+                        ibis.ifelse(matured[f"adjust__{index}"] == matured[name], 1, 0).cast(
+                            "float64"
+                        )
+                    )
+        positions = [
+            (expression, names) for expression, (_, names) in zip(resolved, positions, strict=True)
+        ]
+    if not any(names for _, names in positions):
+        return comparisons_by_part
+    covariates = [expression for expression, _ in positions]
     y = ibis.ifelse(matured.is_completed, 1, 0).cast("float64")
     k = len(covariates)
     sums: dict[str, ir.Value] = {
@@ -1013,8 +1241,33 @@ def _with_covariate_adjustment(
         sums[f"xy{i}"] = (x * y).sum().cast("float64")
         for j in range(i, k):
             sums[f"xx{i}_{j}"] = (x * covariates[j]).sum().cast("float64")
-    rows = matured.group_by("arm").aggregate(**sums).to_pyarrow().to_pylist()
-    moments = {str(row["arm"]): _moments(row, k) for row in rows}
+    rows_by_part = _grouped(matured, ["arm"], **sums)
+    result = {}
+    for part, comparisons in comparisons_by_part.items():
+        used = [i for i, (_, names) in enumerate(positions) if part in names]
+        names = [positions[i][1][part] for i in used]
+        if not used:
+            result[part] = comparisons
+            continue
+        result[part] = _adjusted_comparisons(
+            rows_by_part.get(part, []), used, names, options_by_part[part], comparisons
+        )
+        warnings_by_part[part].append(
+            "the regression-adjusted completion lift is adjusted for "
+            + ", ".join(names)
+            + " (pre-entry; Lin's estimator): read it beside the unadjusted lift, which decides"
+        )
+    return result
+
+
+def _adjusted_comparisons(
+    rows: Sequence[Row],
+    used: Sequence[int],
+    names: Sequence[str],
+    options: MeasureOptions,
+    comparisons: list[Comparison],
+) -> list[Comparison]:
+    moments = {str(row["arm"]): _moments(row, used) for row in rows}
     treated = [arm for arm in moments if arm != options.control]
     if len(treated) > 1:
         pooled = moments[treated[0]]
@@ -1036,46 +1289,52 @@ def _with_covariate_adjustment(
         result.append(
             replace(comparison, covariate_adjusted=adjusted, covariate_names=tuple(names))
         )
-    if names:
-        warnings.append(
-            "the regression-adjusted completion lift is adjusted for "
-            + ", ".join(names)
-            + " (pre-entry; Lin's estimator): read it beside the unadjusted lift, which decides"
-        )
     return result
 
 
-def _moments(row: Mapping[str, object], k: int) -> MomentStatistic:
+def _moments(row: Mapping[str, object], used: Sequence[int]) -> MomentStatistic:
     def number(key: str) -> float:
         value = row[key]
         return float(value) if isinstance(value, int | float) else 0.0
 
+    k = len(used)
     matrix = [[0.0] * k for _ in range(k)]
-    for i in range(k):
-        for j in range(i, k):
-            matrix[i][j] = matrix[j][i] = number(f"xx{i}_{j}")
+    for a in range(k):
+        for b in range(a, k):
+            matrix[a][b] = matrix[b][a] = number(f"xx{used[a]}_{used[b]}")
     return MomentStatistic(
         n=int(number("n")),
         sum_y=number("sum_y"),
         sum_yy=number("sum_yy"),
-        sum_x=tuple(number(f"x{i}") for i in range(k)),
+        sum_x=tuple(number(f"x{i}") for i in used),
         sum_xx=tuple(tuple(row_) for row_ in matrix),
-        sum_xy=tuple(number(f"xy{i}") for i in range(k)),
+        sum_xy=tuple(number(f"xy{i}") for i in used),
     )
 
 
+def _competing_rows(
+    facts: ir.Table,
+    options_by_part: Mapping[str, MeasureOptions],
+    comparisons_by_part: Mapping[str, list[Comparison]],
+) -> dict[str, list[Row]]:
+    """Units per arm, hours and cause (goal, churn, none) of the parts that need them."""
+    shape = next(iter(options_by_part.values()))
+    needed = [
+        part
+        for part, comparisons in comparisons_by_part.items()
+        if any(c.metric == TIME_TO_GOAL for c in comparisons)
+    ]
+    if not shape.competing or not needed:
+        return {}
+    return _grouped(facts, ["arm", "competing_hours", "cause"], count=facts.count())
+
+
 def _competing(
-    facts: ir.Table, options: MeasureOptions, time_comparisons: Sequence[Comparison]
+    rows: Sequence[Row], options: MeasureOptions, time_comparisons: Sequence[Comparison]
 ) -> list[CompetingOutcome]:
     """Goal and churn incidences at the horizon for every pair measured on time to goal."""
     if not options.competing or not time_comparisons:
         return []
-    rows = (
-        facts.group_by(["arm", "competing_hours", "cause"])
-        .aggregate(count=facts.count())
-        .to_pyarrow()
-        .to_pylist()
-    )
     counts: dict[str, list[tuple[float, int, int]]] = {}
     for row in rows:
         entry = (max(row["competing_hours"], 0) / 24.0, int(row["cause"]), int(row["count"]))
@@ -1148,24 +1407,35 @@ class _SegmentCell:
         return big_enough and self.lift.status is not Status.INSUFFICIENT_DATA
 
 
+def _segment_rows(facts: ir.Table, shape: MeasureOptions) -> dict[str, dict[str, list[Row]]]:
+    """Matured units and completions per segment and arm, by part and then column."""
+    matured = facts.filter(facts.is_matured)
+    found: dict[str, dict[str, list[Row]]] = {}
+    for column in shape.segment_by:
+        key = f"segment__{column}"
+        grouped = _grouped(
+            matured, [key, "arm"], n=matured.count(), successes=matured.is_completed.sum()
+        )
+        for part, rows in grouped.items():
+            found.setdefault(part, {})[column] = rows
+    return found
+
+
 def _segments(
-    facts: ir.Table, arms: dict[str, ArmResult], options: MeasureOptions, running: bool
+    rows_by_column: Mapping[str, Sequence[Row]],
+    arms: dict[str, ArmResult],
+    options: MeasureOptions,
+    running: bool,
+    paths: LabelPaths,
 ) -> tuple[list[SegmentLift], list[Heterogeneity]]:
     """Lifts per segment of every ``segment_by`` column, adjusted as one family (SegmentLift)."""
-    matured = facts.filter(facts.is_matured)
     alpha = options.final_alpha
     cells: list[_SegmentCell] = []
     empty = ProportionStatistic(n=0, successes=0)
     for column in options.segment_by:
         key = f"segment__{column}"
-        rows = (
-            matured.group_by([key, "arm"])
-            .aggregate(n=matured.count(), successes=matured.is_completed.sum())
-            .to_pyarrow()
-            .to_pylist()
-        )
         counts: dict[str, dict[str, ProportionStatistic]] = {}
-        for row in rows:
+        for row in rows_by_column.get(column, []):
             counts.setdefault(str(row[key]), {})[str(row["arm"])] = ProportionStatistic(
                 n=int(row["n"]), successes=int(row["successes"] or 0)
             )
@@ -1182,7 +1452,6 @@ def _segments(
     holm = dict(zip(family, adjust_p_values(p_values, "holm"), strict=True))
     discoveries = sum(1 for p in bh.values() if p <= alpha)
     fcr_alpha = alpha * max(discoveries, 1) / max(len(family), 1)
-    paths = _label_paths(facts, options, False) if _sequential(options, running) else {}
     tuning = options.sequential_tuning or max(sum(a.n for a in arms.values()), 1)
     segments: list[SegmentLift] = []
     for index, cell in enumerate(cells):

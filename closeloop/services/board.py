@@ -42,7 +42,8 @@ from closeloop.services.journey import signals
 from closeloop.services.operations import list_jobs
 from closeloop.services.plans import goals_achieved
 from closeloop.services.project import Workspace
-from closeloop.services.reports import HOLDOUT, TREATMENT, job_report
+from closeloop.services.refresh import refresh_measurements
+from closeloop.services.reports import HOLDOUT, TREATMENT, JobReport, job_report
 from closeloop.services.results import job_report_model
 
 TREND_MONTHS = 6
@@ -332,7 +333,10 @@ def _risk(workspace: Workspace, at: datetime) -> RiskPart:
 
 def _initiatives(workspace: Workspace, jobs: list[JobSummary], end: datetime) -> Initiatives:
     chosen = [job for job in jobs if job.launched_at is not None and _naive(job.launched_at) < end]
-    measured = [_initiative(workspace, job, end) for job in chosen]
+    # Every job measured in one refresh (one pass over the events), as of its last tick or end.
+    names = [job.name for job in chosen if job.in_project and job.last_tick is not None]
+    reports = refresh_measurements(workspace, names=names, segment_by=(), publish=False, until=end)
+    measured = [_initiative(workspace, job, end, reports.get(job.name)) for job in chosen]
     return Initiatives(
         status="ok" if measured else "unavailable",
         reason=None if measured else "no job was launched before the period end",
@@ -370,7 +374,12 @@ def _unmeasured(job: JobSummary, reason: str, as_of: datetime | None = None) -> 
     )
 
 
-def _initiative(workspace: Workspace, job: JobSummary, end: datetime) -> Initiative:
+def _initiative(
+    workspace: Workspace,
+    job: JobSummary,
+    end: datetime,
+    measured: JobReport | CloseloopError | None = None,
+) -> Initiative:
     if not job.in_project:
         return _unmeasured(
             job, "no longer in the project's definitions (closeloop library keeps its record)"
@@ -379,7 +388,9 @@ def _initiative(workspace: Workspace, job: JobSummary, end: datetime) -> Initiat
         return _unmeasured(job, "no ticks yet")
     as_of = min(_naive(job.last_tick), end)
     try:
-        report = job_report(workspace, job.name, as_of, segment_by=(), publish=False)
+        if isinstance(measured, CloseloopError):
+            raise measured
+        report = measured or job_report(workspace, job.name, as_of, segment_by=(), publish=False)
     except CloseloopError as error:
         return _unmeasured(job, str(error), as_of)
     model = job_report_model(report)

@@ -41,8 +41,9 @@ from closeloop.schemas.library import (
     VariantSummary,
 )
 from closeloop.services.project import Workspace
-from closeloop.services.report_cache import cached_analysis
-from closeloop.services.reports import horizon_of
+from closeloop.services.refresh import refresh_measurements
+from closeloop.services.report_cache import REPORTS, report_key, warehouse_marks
+from closeloop.services.reports import horizon_of, job_report
 from closeloop.stats import ComparisonResult
 
 SEGMENT_COLUMN = "segment"
@@ -91,6 +92,7 @@ def library_entries(
     )
     if publish:
         publish_enrollments(store, workspace.warehouse)
+    measured = _measured_in_project(workspace, [job for job in jobs if job.last_tick], segment_by)
     for job in jobs:
         name = job.name
         stored_text, versions = job.latest_definition, job.versions
@@ -133,11 +135,12 @@ def library_entries(
             continue
         try:
             if in_project:
-                # As of its last tick, kept while nothing it depends on changes: the library,
-                # the board and the churn review measure the same jobs, often in one process.
-                report, _, _ = cached_analysis(
-                    workspace, name, segment_by=segment_by, publish=False
+                found = measured.get(name) or job_report(
+                    workspace, name, last_tick, segment_by=segment_by, publish=False
                 )
+                if isinstance(found, CloseloopError):
+                    raise found
+                report = found
             else:
                 report = build_job_report(
                     workspace.warehouse,
@@ -154,6 +157,40 @@ def library_entries(
             yield entry.model_copy(update={"status": "error", "error": str(error)})
             continue
         yield _measured(entry, report)
+
+
+def _measured_in_project(
+    workspace: Workspace, jobs: list[JobOverview], segment_by: tuple[str, ...]
+) -> dict[str, JobReport | CloseloopError]:
+    """The reports of the project's jobs as of their last ticks: from the process's cache
+    while nothing they depend on changed, the others in one measurement refresh, without the
+    revenue value the library does not show (cached under a key of their own)."""
+    in_project = [job.name for job in jobs if job.name in workspace.project.jobs]
+    if not in_project:
+        return {}
+    marks = warehouse_marks(workspace.warehouse, workspace.settings.warehouse_url)
+    found: dict[str, JobReport | CloseloopError] = {}
+    keys = {}
+    for name in in_project:
+        full = REPORTS.get(report_key(workspace, name, segment_by, marks))
+        keys[name] = report_key(workspace, name, (*segment_by, WITHOUT_REVENUE), marks)
+        cached = full or REPORTS.get(keys[name])
+        if cached is not None:
+            found[name] = cached
+    missing = [name for name in in_project if name not in found]
+    if missing:
+        fresh = refresh_measurements(
+            workspace, names=missing, segment_by=segment_by, publish=False, revenue=False
+        )
+        for name, report in fresh.items():
+            found[name] = report
+            if isinstance(report, JobReport):
+                REPORTS.put(keys[name], report)
+    return found
+
+
+WITHOUT_REVENUE = "(without revenue value)"
+"""Marks a cached report measured without its revenue value (the library's)."""
 
 
 def variant_summaries(definition: JobDefinition) -> list[VariantSummary]:

@@ -31,6 +31,7 @@ from closeloop.engine.lifecycle import audit_entries, versions_in_use
 from closeloop.engine.optouts import optouts_by_arm
 from closeloop.engine.outbox import deliveries_by_arm
 from closeloop.engine.publish import publish_enrollments
+from closeloop.engine.state import JobRecord
 from closeloop.errors import ConfigurationError, NotFoundError
 from closeloop.schemas import job_report as schemas
 from closeloop.services.data import freshness
@@ -138,6 +139,15 @@ def job_report(
         match_on=tuple(match_on) if match_on else MATCH_ON,
         plan=record.plan,
     )
+    return finish_report(workspace, job, record, report)
+
+
+def finish_report(
+    workspace: Workspace, job: LoadedJob, record: JobRecord, report: JobReport
+) -> JobReport:
+    """What a measured job's report gets from the state store: its deliveries per arm, the
+    versions its enrollments ran under, opt-outs, the verdict, and the warnings about them."""
+    job_name, moment, definition = job.name, report.as_of, job.definition
     deliveries = deliveries_by_arm(workspace.store, job_name)
     versions = versions_in_use(workspace.store, job_name)
     changes = [
