@@ -31,8 +31,10 @@ _PASSWORD_PARAMETERS = frozenset({"password", "pass", "pwd", "passwd"})
 class Settings:
     """Where a project lives and which engines hold its data.
 
-    ``warehouse_url`` is an Ibis connection URL (``duckdb:///path``, ``postgres://…``,
-    ``pyspark://…``); ``state_url`` is a SQLAlchemy URL (``sqlite:///…``, ``postgresql://…``).
+    ``warehouse_url`` is an Ibis connection URL (``duckdb:///path``, ``postgres://…``), or a
+    Spark one: ``pyspark://…`` (a session in this process) or ``sc://…`` (Spark Connect,
+    Databricks), see ``closeloop.data.spark`` and docs/deploy.md; ``state_url`` is a SQLAlchemy
+    URL (``sqlite:///…``, ``postgresql://…``).
     """
 
     project_dir: Path

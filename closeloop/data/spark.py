@@ -15,6 +15,12 @@ Spark reads and writes timestamps in its session time zone, and closeloop's time
 wall-clock values: every session is set to UTC and checked, or refused. Arrow tables are written
 through Spark's own Arrow reader, never through pandas, whose float columns turn NULL into NaN
 (and Spark orders NaN above every number, so ``arr >= 10000`` would hold for a missing ARR).
+
+Ibis writes a float literal such as ``86400.0`` bare, which Spark SQL reads as a DECIMAL: a BIGINT
+divided by it is a decimal of 7 places, so averages of days came out truncated (4.3076923 for
+56/13). The backend of :func:`ibis_backend` writes them as doubles. Its ``cache()`` also
+registers the in-memory tables (``ibis.memtable``) its query reads, which Ibis' PySpark backend
+skips (revenue caches a timeline joined to its periods, an in-memory table).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import pyarrow as pa
 from closeloop.errors import ConfigurationError, redact
 
 if TYPE_CHECKING:
+    from ibis.backends import BaseBackend
     from pyspark.sql import SparkSession
 
 SPARK_SCHEMES = ("pyspark", "sc")
@@ -126,6 +133,36 @@ def session_for(url: str) -> tuple[SparkSession, bool]:
     pin_utc(session)
     use_database(session, target.database)
     return session, True
+
+
+def ibis_backend(session: SparkSession) -> BaseBackend:
+    """Ibis' PySpark backend on ``session``, with two fixes (module docstring): float literals
+    are doubles, and ``cache()`` registers the in-memory tables its query reads."""
+    import ibis
+    import ibis.expr.datatypes as dt
+
+    _ = ibis.pyspark  # loading the backend through Ibis registers its options
+    from ibis.backends.pyspark import Backend
+    from ibis.backends.sql.compilers.pyspark import PySparkCompiler
+
+    class DoubleLiterals(PySparkCompiler):  # type: ignore[misc]
+        def visit_NonNullLiteral(  # noqa: N802 (Ibis' name)
+            self, op: Any, *, value: Any, dtype: dt.DataType
+        ) -> Any:
+            result = super().visit_NonNullLiteral(op, value=value, dtype=dtype)
+            if dtype.is_floating() and result is not None:
+                return self.cast(result, dt.float64)
+            return result
+
+    class SparkBackend(Backend):  # type: ignore[misc]
+        compiler = DoubleLiterals()
+
+        def _create_cached_table(self, name: str, expr: Any) -> Any:
+            self._run_pre_execute_hooks(expr)
+            return super()._create_cached_table(name, expr)
+
+    backend: BaseBackend = SparkBackend().connect(session)
+    return backend
 
 
 def pin_utc(session: SparkSession) -> None:

@@ -129,7 +129,7 @@ class Warehouse:
         Connect or Databricks); its time zone is pinned to UTC, and closing the warehouse
         stops the session only when ``owns_session``."""
         spark.pin_utc(session)
-        backend = ibis.pyspark.connect(session)
+        backend = spark.ibis_backend(session)
         return cls(backend, url, sources, owns_backend=owns_session)
 
     @property
