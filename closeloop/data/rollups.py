@@ -17,12 +17,16 @@ properties and questions before ``D`` (a backfill) are evaluated from the raw ev
 
 Tables: ``closeloop_event_rollup`` (one row: the sealed moment, the events before it, and the
 name of the current totals table) and ``closeloop_event_totals_<epoch seconds of D>`` (immutable:
-a refresh writes a new one, points the state at it, then drops the old one, so a reader never sees
-a half-written table).
+a refresh writes a new one, points the state at it, and drops the ones before the previous, so a
+reader never sees a half-written table and a tick that read the state just before a refresh still
+finds its table). Two processes refreshing at once (a PostgreSQL warehouse) write the same
+content; if one of them fails midway, that tick evaluates from the raw events, which gives the same
+answers (:func:`refresh` returns None and says why in the log).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -31,6 +35,8 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from closeloop.data.warehouse import Warehouse
+
+log = logging.getLogger("closeloop.rollups")
 
 STATE_TABLE = "closeloop_event_rollup"
 TOTALS_PREFIX = "closeloop_event_totals_"
@@ -111,11 +117,20 @@ def current(warehouse: Warehouse) -> Rollup | None:
 
 
 def refresh(warehouse: Warehouse) -> Rollup | None:
-    """Bring the totals up to date with the events table; None when there are no events or the
-    events are read in place from another system (``sources:``), which closeloop does not
-    watch for rewrites."""
+    """Bring the totals up to date with the events table; None when there are no events, the
+    events are read in place from another system (``sources:``), which closeloop does not watch
+    for rewrites, or the refresh failed (a concurrent one dropped a table it read): callers then
+    evaluate from the raw events."""
     if "events" in warehouse.sources:
         return None
+    try:
+        return _refresh(warehouse)
+    except Exception as error:  # an optimisation only: never fail a tick for it
+        log.warning("event totals not refreshed, evaluating from raw events: %s", error)
+        return None
+
+
+def _refresh(warehouse: Warehouse) -> Rollup | None:
     events = warehouse.table("events")
     total = int(events.count().to_pyarrow().as_py())
     if total == 0:
@@ -201,8 +216,9 @@ def _write(
         schema=STATE_SCHEMA,
     )
     backend.create_table(STATE_TABLE, state, overwrite=True)
-    if old is not None and old != name:
-        backend.drop_table(old, force=True)
+    for table in backend.list_tables():
+        if table.startswith(TOTALS_PREFIX) and table not in (name, old):
+            backend.drop_table(table, force=True)
     return Rollup(sealed_before, sealed, name)
 
 
