@@ -138,6 +138,10 @@ class Warehouse:
 
     def sql(self, query: ibis.Table) -> str:
         """The SQL the warehouse runs for ``query``, in its own dialect (for people to read)."""
+        if self.dialect == "pyspark":
+            # The backend's own compiler: closeloop's Spark backend changes how it compiles
+            # (closeloop.data.spark), which the dialect's stock compiler would not show.
+            return str(ibis.to_sql(query))
         return str(ibis.to_sql(query, dialect=self.dialect))
 
     def __enter__(self) -> Warehouse:

@@ -84,9 +84,9 @@ FROM (
 WHERE
   `t14`.`created_at` > CAST('2024-05-18T00:00:00' AS TIMESTAMP)
   AND `t14`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
-  AND COALESCE(`t14`.`_d0`, 0) = 0.0
+  AND COALESCE(`t14`.`_d0`, 0) = CAST(0.0 AS DOUBLE)
   AND `t14`.`segment` IN ('self_serve', 'mid_market')
   AND NOT (
-    COALESCE(COALESCE(`t14`.`_d1`, 0) >= 1.0, FALSE)
+    COALESCE(COALESCE(`t14`.`_d1`, 0) >= CAST(1.0 AS DOUBLE), FALSE)
   )
-  AND COALESCE(`t14`.`_d2`, 0) >= 1.0
+  AND COALESCE(`t14`.`_d2`, 0) >= CAST(1.0 AS DOUBLE)

@@ -118,10 +118,10 @@ FROM (
     ON `t6`.`account_id` = `t13`.`account_id`
 ) AS `t17`
 WHERE
-  COALESCE(`t17`.`_d0`, 0) >= 1.0
-  AND COALESCE(`t17`.`_d1`, 0) > 100.0
+  COALESCE(`t17`.`_d0`, 0) >= CAST(1.0 AS DOUBLE)
+  AND COALESCE(`t17`.`_d1`, 0) > CAST(100.0 AS DOUBLE)
   AND (
     (
       UNIX_TIMESTAMP(CAST(CAST('2024-06-01T00:00:00' AS TIMESTAMP) AS TIMESTAMP)) - UNIX_TIMESTAMP(CAST(`t17`.`created_at` AS TIMESTAMP))
-    ) / 86400.0
-  ) < 30.0
+    ) / CAST(86400.0 AS DOUBLE)
+  ) < CAST(30.0 AS DOUBLE)

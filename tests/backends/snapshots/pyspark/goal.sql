@@ -18,12 +18,12 @@ SELECT
   GREATEST(
     LEAST(
       IF(
-        COALESCE(COALESCE(`t21`.`_d0`, 0) >= 1.0, FALSE),
+        COALESCE(COALESCE(`t21`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
         COALESCE(`t21`.`_d2`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
         CAST('9999-01-01T00:00:00' AS TIMESTAMP)
       ),
       IF(
-        COALESCE(COALESCE(`t21`.`_d1`, 0) >= 3.0, FALSE),
+        COALESCE(COALESCE(`t21`.`_d1`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
         COALESCE(`t21`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
         CAST('9999-01-01T00:00:00' AS TIMESTAMP)
       )
@@ -133,7 +133,8 @@ FROM (
 ) AS `t21`
 WHERE
   (
-    COALESCE(`t21`.`_d0`, 0) >= 1.0
-  ) OR (
-    COALESCE(`t21`.`_d1`, 0) >= 3.0
+    COALESCE(`t21`.`_d0`, 0) >= CAST(1.0 AS DOUBLE)
+  )
+  OR (
+    COALESCE(`t21`.`_d1`, 0) >= CAST(3.0 AS DOUBLE)
   )

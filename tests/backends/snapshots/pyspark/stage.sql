@@ -73,7 +73,7 @@ FROM (
       IF(
         IF(
           IF(
-            COALESCE(COALESCE(`t21`.`_d2`, 0) >= 3.0, FALSE),
+            COALESCE(COALESCE(`t21`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
             GREATEST(
               COALESCE(`t21`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
               IF(
@@ -95,7 +95,7 @@ FROM (
           CAST(NULL AS TIMESTAMP),
           IF(
             IF(
-              COALESCE(COALESCE(`t21`.`_d0`, 0) >= 1.0, FALSE),
+              COALESCE(COALESCE(`t21`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
               GREATEST(
                 COALESCE(`t21`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                 IF(
@@ -117,7 +117,7 @@ FROM (
             CAST(NULL AS TIMESTAMP),
             GREATEST(
               IF(
-                COALESCE(COALESCE(`t21`.`_d0`, 0) >= 1.0, FALSE),
+                COALESCE(COALESCE(`t21`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
                 GREATEST(
                   COALESCE(`t21`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   IF(
@@ -137,7 +137,7 @@ FROM (
                 NULL
               ),
               IF(
-                COALESCE(COALESCE(`t21`.`_d2`, 0) >= 3.0, FALSE),
+                COALESCE(COALESCE(`t21`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
                 GREATEST(
                   COALESCE(`t21`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   IF(
@@ -175,7 +175,7 @@ FROM (
         ),
         IF(
           IF(
-            COALESCE(COALESCE(`t21`.`_d2`, 0) >= 3.0, FALSE),
+            COALESCE(COALESCE(`t21`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
             GREATEST(
               COALESCE(`t21`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
               IF(
@@ -197,7 +197,7 @@ FROM (
           CAST(NULL AS TIMESTAMP),
           IF(
             IF(
-              COALESCE(COALESCE(`t21`.`_d0`, 0) >= 1.0, FALSE),
+              COALESCE(COALESCE(`t21`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
               GREATEST(
                 COALESCE(`t21`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                 IF(
@@ -219,7 +219,7 @@ FROM (
             CAST(NULL AS TIMESTAMP),
             GREATEST(
               IF(
-                COALESCE(COALESCE(`t21`.`_d0`, 0) >= 1.0, FALSE),
+                COALESCE(COALESCE(`t21`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
                 GREATEST(
                   COALESCE(`t21`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   IF(
@@ -239,7 +239,7 @@ FROM (
                 NULL
               ),
               IF(
-                COALESCE(COALESCE(`t21`.`_d2`, 0) >= 3.0, FALSE),
+                COALESCE(COALESCE(`t21`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
                 GREATEST(
                   COALESCE(`t21`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   IF(
@@ -280,7 +280,7 @@ FROM (
         IF(
           IF(
             IF(
-              COALESCE(COALESCE(`t21`.`_d2`, 0) >= 3.0, FALSE),
+              COALESCE(COALESCE(`t21`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
               GREATEST(
                 COALESCE(`t21`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                 IF(
@@ -302,7 +302,7 @@ FROM (
             CAST(NULL AS TIMESTAMP),
             IF(
               IF(
-                COALESCE(COALESCE(`t21`.`_d0`, 0) >= 1.0, FALSE),
+                COALESCE(COALESCE(`t21`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
                 GREATEST(
                   COALESCE(`t21`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   IF(
@@ -324,7 +324,7 @@ FROM (
               CAST(NULL AS TIMESTAMP),
               GREATEST(
                 IF(
-                  COALESCE(COALESCE(`t21`.`_d0`, 0) >= 1.0, FALSE),
+                  COALESCE(COALESCE(`t21`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
                   GREATEST(
                     COALESCE(`t21`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                     IF(
@@ -344,7 +344,7 @@ FROM (
                   NULL
                 ),
                 IF(
-                  COALESCE(COALESCE(`t21`.`_d2`, 0) >= 3.0, FALSE),
+                  COALESCE(COALESCE(`t21`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
                   GREATEST(
                     COALESCE(`t21`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                     IF(
@@ -382,7 +382,7 @@ FROM (
           ),
           IF(
             IF(
-              COALESCE(COALESCE(`t21`.`_d2`, 0) >= 3.0, FALSE),
+              COALESCE(COALESCE(`t21`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
               GREATEST(
                 COALESCE(`t21`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                 IF(
@@ -404,7 +404,7 @@ FROM (
             CAST(NULL AS TIMESTAMP),
             IF(
               IF(
-                COALESCE(COALESCE(`t21`.`_d0`, 0) >= 1.0, FALSE),
+                COALESCE(COALESCE(`t21`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
                 GREATEST(
                   COALESCE(`t21`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   IF(
@@ -426,7 +426,7 @@ FROM (
               CAST(NULL AS TIMESTAMP),
               GREATEST(
                 IF(
-                  COALESCE(COALESCE(`t21`.`_d0`, 0) >= 1.0, FALSE),
+                  COALESCE(COALESCE(`t21`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
                   GREATEST(
                     COALESCE(`t21`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                     IF(
@@ -446,7 +446,7 @@ FROM (
                   NULL
                 ),
                 IF(
-                  COALESCE(COALESCE(`t21`.`_d2`, 0) >= 3.0, FALSE),
+                  COALESCE(COALESCE(`t21`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
                   GREATEST(
                     COALESCE(`t21`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                     IF(
@@ -472,7 +472,7 @@ FROM (
         )
       ) AS `exited_at`,
       IF(
-        COALESCE(COALESCE(`t21`.`_d0`, 0) >= 1.0, FALSE),
+        COALESCE(COALESCE(`t21`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
         GREATEST(
           COALESCE(`t21`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
           IF(
@@ -492,7 +492,7 @@ FROM (
         NULL
       ) AS `objective_0`,
       IF(
-        COALESCE(COALESCE(`t21`.`_d2`, 0) >= 3.0, FALSE),
+        COALESCE(COALESCE(`t21`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
         GREATEST(
           COALESCE(`t21`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
           IF(
@@ -511,7 +511,7 @@ FROM (
         ),
         NULL
       ) AS `objective_1`,
-      COALESCE(COALESCE(`t21`.`_d4`, 0) >= 1.0, FALSE) AS `marker_0`
+      COALESCE(COALESCE(`t21`.`_d4`, 0) >= CAST(1.0 AS DOUBLE), FALSE) AS `marker_0`
     FROM (
       SELECT
         `t6`.`account_id`,
