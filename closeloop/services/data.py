@@ -103,8 +103,14 @@ def freshness(
     >>> freshness(warehouse, datetime(2024, 6, 1), now=datetime(2024, 6, 1)).warnings[0][:33]
     'the warehouse has no events: each'
     """
+    return freshness_of(newest_event(warehouse), at, now=now, option=option)
+
+
+def freshness_of(
+    newest: datetime | None, at: datetime, *, now: datetime | None = None, option: str = "--at"
+) -> Freshness:
+    """:func:`freshness` when the newest event (``newest``) is known."""
     now = now or utc_now()
-    newest = newest_event(warehouse)
     when = f"{option} {_minute(at)}"
     warnings: list[str] = []
     future = at > now + CLOCK_SKEW
@@ -144,7 +150,7 @@ def default_as_of(workspace: Workspace, now: datetime | None = None) -> datetime
     event. A project whose data stops earlier (the demo, a sync that stalled) is then shown as of
     its newest data instead of as an empty present; the freshness check says how old that is."""
     current = now or utc_now()
-    newest = newest_event(workspace.warehouse)
+    newest = workspace_newest_event(workspace)
     return current if newest is None or newest >= current else newest
 
 
@@ -152,12 +158,23 @@ def newest_event(warehouse: Warehouse) -> datetime | None:
     """The time of the newest event in the warehouse (None when there is none): one scan of
     the events' times, remembered while the warehouse's file is unwritten (``file_marks``),
     so the pages that show the present as of the newest event pay it once per change."""
+    return file_marks.remembered(
+        (file_marks.warehouse_stamp(warehouse),), ("newest_event",), lambda: _newest(warehouse)
+    )
 
-    def read() -> datetime | None:
-        value = warehouse.table("events").timestamp.max().to_pyarrow().as_py()
-        return value if isinstance(value, datetime) else None
 
-    return file_marks.remembered((file_marks.warehouse_stamp(warehouse),), ("newest_event",), read)
+def workspace_newest_event(workspace: Workspace) -> datetime | None:
+    """:func:`newest_event` of the workspace's warehouse, connecting it only to read it."""
+    return file_marks.remembered(
+        (file_marks.workspace_stamp(workspace),),
+        ("newest_event",),
+        lambda: _newest(workspace.warehouse),
+    )
+
+
+def _newest(warehouse: Warehouse) -> datetime | None:
+    value = warehouse.table("events").timestamp.max().to_pyarrow().as_py()
+    return value if isinstance(value, datetime) else None
 
 
 def _minute(moment: datetime) -> str:

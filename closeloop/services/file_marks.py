@@ -19,13 +19,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from closeloop.data.warehouse import Warehouse
 from closeloop.engine.state import StateStore
+from closeloop.services.project import Workspace
 
 RACY_SECONDS = 1.0
 """A file written this recently may be written again within the same time stamp."""
@@ -80,9 +81,19 @@ def duckdb_file(url: str) -> str | None:
 def warehouse_stamp(warehouse: Warehouse) -> Stamp | None:
     """The DuckDB warehouse file's stamp; None for other warehouses and for one that reads
     tables in place (a view may read files the stamp does not cover)."""
-    if warehouse.sources:
+    return url_stamp(warehouse.url, warehouse.sources)
+
+
+def url_stamp(url: str, sources: Mapping[str, object]) -> Stamp | None:
+    """:func:`warehouse_stamp` of the warehouse at ``url`` reading ``sources``, unconnected."""
+    if sources:
         return None
-    return database_stamp(duckdb_file(warehouse.url), (".wal",))
+    return database_stamp(duckdb_file(url), (".wal",))
+
+
+def workspace_stamp(workspace: Workspace) -> Stamp | None:
+    """:func:`warehouse_stamp` of a workspace's warehouse, without connecting it."""
+    return url_stamp(workspace.settings.warehouse_url, workspace.project.config.sources)
 
 
 def store_stamp(store: StateStore) -> Stamp | None:

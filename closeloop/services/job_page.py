@@ -9,6 +9,12 @@ and the warehouse's (row counts of every canonical table and the attribute histo
 newest event). A tick, an import, a delivery or an edit changes a mark, so a cached report is never
 stale. The public model is then shaped per request, with the data-freshness warnings as of now,
 exactly as :func:`closeloop.services.reports.report_job` shapes it for the CLI and the API.
+
+The marks themselves, the newest event, the accounts' text columns and the page's state-store
+reads (the job's summary, pages of enrollments and deliveries, audit entries, last tick) are
+remembered while the DuckDB warehouse's and the SQLite store's files are unwritten
+(:mod:`closeloop.services.file_marks`): a warm page then runs no query and never connects the
+warehouse. A write moves a file's stamp, so the next request reads again.
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ import ibis
 
 from closeloop.data.history import as_of
 from closeloop.data.tables import ACCOUNTS
-from closeloop.data.warehouse import Warehouse
 from closeloop.engine import job_marks
 from closeloop.engine.lifecycle import audit_entries
 from closeloop.engine.state import utc_now
@@ -49,7 +54,7 @@ from closeloop.schemas.job_report import JobReport as JobReportModel
 from closeloop.schemas.jobs import Enrollment, JobSummary
 from closeloop.schemas.resources import Account
 from closeloop.services import file_marks, operations
-from closeloop.services.data import Freshness, freshness
+from closeloop.services.data import Freshness, freshness_of, workspace_newest_event
 from closeloop.services.project import Workspace
 from closeloop.services.report_cache import (
     CACHE_SIZE,
@@ -57,7 +62,7 @@ from closeloop.services.report_cache import (
     REPORTS,
     ReportCache,
     cached_analysis,
-    warehouse_marks,
+    workspace_marks,
 )
 from closeloop.services.reports import ReportedJob
 from closeloop.services.results import job_report_model
@@ -90,11 +95,11 @@ def cached_job_report(
 ) -> CachedReport:
     """The job's report as of its last tick, as ``closeloop report NAME --format json`` and the
     API give it (same model), from the cache when nothing it depends on has changed."""
-    marks = warehouse_marks(workspace.warehouse, workspace.settings.warehouse_url)
+    marks = workspace_marks(workspace)
     report, key, hit = cached_analysis(
         workspace, job_name, segment_by=segment_by, cache=cache, marks=marks
     )
-    fresh = freshness(workspace.warehouse, report.as_of, option=FRESHNESS_LABEL)
+    fresh = freshness_of(workspace_newest_event(workspace), report.as_of, option=FRESHNESS_LABEL)
     model = job_report_model(report, warnings=[*report.warnings, *fresh.warnings])
     reported = ReportedJob(report=report, model=model, data_warnings=fresh.warnings)
     return CachedReport(reported, fresh, hit, marks, key)
@@ -295,14 +300,14 @@ def _delivery_check(counted: job_marks.Counted) -> DeliveryCheck:
 _NEWEST_SQL: dict[tuple[str, str], str] = {}
 
 
-def newest_event_query(warehouse: Warehouse, url: str = "") -> str:
+def newest_event_query(workspace: Workspace) -> str:
     """The SQL of the newest-event query freshness runs (``max(timestamp)`` of the events)."""
-    key = (url, repr(sorted(warehouse.sources.items())))
+    url = workspace.settings.warehouse_url
+    key = (url, repr(sorted(workspace.project.config.sources.items())))
     text = _NEWEST_SQL.get(key)
     if text is None:
-        text = str(ibis.to_sql(warehouse.table("events").timestamp.max()))
-        if url:
-            _NEWEST_SQL[key] = text
+        text = str(ibis.to_sql(workspace.warehouse.table("events").timestamp.max()))
+        _NEWEST_SQL[key] = text
     return text
 
 
@@ -325,7 +330,7 @@ def _freshness_check(workspace: Workspace, job_name: str, cached: CachedReport) 
         warnings=list(fresh.warnings),
         query=StoreQuery(
             source="warehouse",
-            sql=newest_event_query(workspace.warehouse, workspace.settings.warehouse_url),
+            sql=newest_event_query(workspace),
         ),
         tick_query=StoreQuery(source="state_store", sql=tick_sql),
     )
@@ -427,10 +432,20 @@ NOT_SEGMENTS = frozenset({"account_id", "name", "domain", "properties"})
 
 def segment_columns(workspace: Workspace) -> list[str]:
     """The accounts' text columns a report can be broken down by (their values at entry)."""
-    schema = workspace.warehouse.table(ACCOUNTS.name).schema()
-    return sorted(
-        name for name, kind in schema.items() if kind.is_string() and name not in NOT_SEGMENTS
+
+    def read() -> list[str]:
+        schema = workspace.warehouse.table(ACCOUNTS.name).schema()
+        return sorted(
+            name for name, kind in schema.items() if kind.is_string() and name not in NOT_SEGMENTS
+        )
+
+    # A new column is a write to the warehouse's file, which changes its stamp.
+    columns = file_marks.remembered(
+        (file_marks.workspace_stamp(workspace),),
+        ("segment_columns", workspace.settings.warehouse_url),
+        read,
     )
+    return list(columns)
 
 
 def job_segments(

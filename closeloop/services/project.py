@@ -35,14 +35,56 @@ from closeloop.errors import ConfigurationError
 from closeloop.settings import PROJECT_FILE, Settings, load_settings
 
 
+class WarehouseConnection:
+    """A workspace's warehouse, connected when first used (a read-only open whose answers are
+    all remembered, like a warm dashboard page, never opens the DuckDB file), once."""
+
+    def __init__(self, settings: Settings, sources: Mapping[str, SourceMapping]) -> None:
+        self.url = settings.warehouse_url
+        self.sources = dict(sources)
+        self._warehouse: Warehouse | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def opened(self) -> bool:
+        return self._warehouse is not None
+
+    def get(self) -> Warehouse:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the workspace is closed: use its warehouse inside the block")
+            if self._warehouse is None:
+                warehouse = Warehouse.connect(self.url, sources=self.sources)
+                try:
+                    _ensure_tables(warehouse, self.url, self.sources)
+                except BaseException:
+                    warehouse.close()
+                    raise
+                self._warehouse = warehouse
+            return self._warehouse
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._warehouse is not None:
+                self._warehouse.close()
+                self._warehouse = None
+
+
 @dataclass
 class Workspace:
     """An open project: its settings, validated definitions, warehouse and state store."""
 
     settings: Settings
     project: Project
-    warehouse: Warehouse
+    connection: WarehouseConnection
     store: StateStore
+
+    @property
+    def warehouse(self) -> Warehouse:
+        """The warehouse, connected on first use (see :class:`WarehouseConnection`)."""
+        return self.connection.get()
 
 
 def init_project(folder: Path, name: str | None = None, *, force: bool = False) -> list[Path]:
@@ -227,6 +269,16 @@ def _mark_checked(identity: tuple[str, ...] | None) -> None:
             _CHECKED.add(identity)
 
 
+def _ensure_tables(warehouse: Warehouse, url: str, sources: Mapping[str, SourceMapping]) -> None:
+    """The warehouse's tables, created once per process and DuckDB file (each time elsewhere)."""
+    identity = _database_identity("warehouse", _duckdb_file(url))
+    if identity is not None:
+        identity = (*identity, repr(sorted(sources.items())))
+    if not _checked(identity):
+        warehouse.ensure_tables()
+        _mark_checked(identity)
+
+
 @contextmanager
 def open_workspace(
     project_dir: Path | str | None = None,
@@ -245,7 +297,8 @@ def open_workspace(
     loaded (a server's), replaces both.
 
     The definitions come from :func:`cached_definitions`; a read-only open checks the store's
-    migrations, and any open the warehouse's tables, once per process and database file.
+    migrations, and any open the warehouse's tables, once per process and database file. A
+    read-only open connects the warehouse when it is first used (``workspace.warehouse``).
     """
     settings = settings or load_settings(project_dir, environ)
     project = cached_definitions(settings)
@@ -260,19 +313,13 @@ def open_workspace(
             store.close()
             raise
         _mark_checked(store_identity)
-    warehouse = Warehouse.connect(settings.warehouse_url, sources=project.config.sources)
-    sources = repr(sorted(project.config.sources.items()))
-    tables_identity = _database_identity("warehouse", _duckdb_file(settings.warehouse_url))
-    if tables_identity is not None:
-        tables_identity = (*tables_identity, sources)
+    connection = WarehouseConnection(settings, project.config.sources)
     try:
-        if not _checked(tables_identity):
-            warehouse.ensure_tables()
-            _mark_checked(tables_identity)
         if write:
+            connection.get()  # commands that write fail here when the warehouse is unusable
             store.migrate()
             record_definitions(store, project, settings.author, utc_now())
-        yield Workspace(settings=settings, project=project, warehouse=warehouse, store=store)
+        yield Workspace(settings=settings, project=project, connection=connection, store=store)
     finally:
         store.close()
-        warehouse.close()
+        connection.close()

@@ -93,6 +93,16 @@ def warehouse_marks(warehouse: Warehouse, url: str = "") -> tuple[Any, ...]:
     )
 
 
+def workspace_marks(workspace: Workspace) -> tuple[Any, ...]:
+    """:func:`warehouse_marks` of the workspace's warehouse, connecting it only to read them."""
+    url = workspace.settings.warehouse_url
+    return file_marks.remembered(
+        (file_marks.workspace_stamp(workspace),),
+        ("warehouse_marks", url),
+        lambda: _read_warehouse_marks(workspace.warehouse, url),
+    )
+
+
 def _read_warehouse_marks(warehouse: Warehouse, url: str) -> tuple[Any, ...]:
     key = (url, repr(sorted(warehouse.sources.items())))
     text = _MARKS_SQL.get(key) if url else None
@@ -135,9 +145,7 @@ def report_key(
             ("state_marks", settings.state_url, job_name),
             lambda: job_marks.state_marks(workspace.store, job_name),
         ),
-        marks
-        if marks is not None
-        else warehouse_marks(workspace.warehouse, settings.warehouse_url),
+        marks if marks is not None else workspace_marks(workspace),
     )
 
 
