@@ -31,8 +31,6 @@ from closeloop.schemas.jobs import (
     StatusChange,
     TickSummary,
 )
-from closeloop.services import engine_runs, power
-from closeloop.services.engine_runs import mask_url, unsubscribe_links
 from closeloop.services.project import Workspace
 
 __all__ = ["JobStatus", "TokenError", "mask_secrets"]
@@ -170,6 +168,8 @@ def launch_checks(workspace: Workspace, names: list[str], at: datetime) -> list[
 
     Each such job is estimated in one warehouse query, and the launch tick that follows stores
     its plan from the same estimate."""
+    from closeloop.services import power
+
     power.estimate_launches(workspace, names, at)
     return [
         line
@@ -182,6 +182,8 @@ def launch_checks(workspace: Workspace, names: list[str], at: datetime) -> list[
 def launch(workspace: Workspace, job_name: str, at: datetime) -> LaunchResult:
     """Launch a draft at ``at`` (its first tick), with the launch checks of its power; a job
     already launched is left alone (``launched: false``)."""
+    from closeloop.services import engine_runs
+
     workspace.project.job(job_name)  # NotFoundError names the known jobs
     checks = launch_checks(workspace, [job_name], at)
     result = engine_runs.launch_job(workspace, job_name, at)
@@ -192,6 +194,8 @@ def launch(workspace: Workspace, job_name: str, at: datetime) -> LaunchResult:
 
 def change_status(workspace: Workspace, job_name: str, status: str, at: datetime) -> StatusChange:
     """Pause (``paused``), resume (``live``) or stop (``stopped``) a launched job."""
+    from closeloop.services import engine_runs
+
     previous = engine_runs.set_job_status(workspace, job_name, status, at)
     return StatusChange(job=job_name, previous=previous, status=status, changed=previous != status)
 
@@ -199,6 +203,8 @@ def change_status(workspace: Workspace, job_name: str, status: str, at: datetime
 def mask_secrets(value: Any, key: str | None = None) -> Any:
     """``value`` (JSON) with every URL's password masked, and the query values of ``url`` fields
     (a webhook URL may carry a token; ``url: env:NAME`` keeps it out of the YAML altogether)."""
+    from closeloop.services.engine_runs import mask_url
+
     if isinstance(value, dict):
         return {name: mask_secrets(item, str(name)) for name, item in value.items()}
     if isinstance(value, list | tuple):
@@ -353,6 +359,8 @@ def optout_accounts(
 
 def optout_from_link(workspace: Workspace, token_or_url: str, at: datetime | None = None) -> str:
     """Redeem an unsubscribe link or token (TokenError when forged or expired); the account."""
+    from closeloop.services.engine_runs import unsubscribe_links
+
     account = unsubscribe_links(workspace).account_of(token_or_url)
     optouts.record_optouts(
         workspace.store, [account], source="link", actor="unsubscribe link", at=at

@@ -4,50 +4,56 @@ Nothing here touches data stores; callers aggregate in the warehouse and pass co
 Values are checked against GrowthBook's gbstats, lifelines and R (tests/data/stats_cases.json).
 """
 
-from closeloop.stats.checks import SrmResult, adjust_p_values, srm_test
-from closeloop.stats.frequentist import ABSOLUTE, RELATIVE, cuped_test, welch_test
-from closeloop.stats.matching import (
-    ArmSums,
-    BalanceRow,
-    Covariate,
-    MatchCounts,
-    Stratum,
-    att_test,
-    balance_table,
-    cem_weights,
-    match_counts,
-    stratify,
-    sturges_cutpoints,
-)
-from closeloop.stats.power import (
-    DurationPlan,
-    EnrollmentPlan,
-    minimum_detectable_effect,
-    plan_duration,
-    plan_enrollment,
-    required_sample_size,
-)
-from closeloop.stats.proportions import proportion_test
-from closeloop.stats.results import ComparisonResult, Interval, Status, lower_is_better
-from closeloop.stats.sequential import confidence_sequence
-from closeloop.stats.statistics import (
-    ProportionStatistic,
-    RatioStatistic,
-    RegressionAdjustedStatistic,
-    SampleMeanStatistic,
-    Statistic,
-    pooled_theta,
-)
-from closeloop.stats.survey import NpsResult, nps, nps_from_scores
-from closeloop.stats.survival import (
-    KaplanMeierResult,
-    LogRankResult,
-    RiskTable,
-    kaplan_meier,
-    logrank_test,
-    restricted_mean,
-    rmst_difference,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from closeloop.stats.checks import SrmResult, adjust_p_values, srm_test
+    from closeloop.stats.frequentist import ABSOLUTE, RELATIVE, cuped_test, welch_test
+    from closeloop.stats.matching import (
+        ArmSums,
+        BalanceRow,
+        Covariate,
+        MatchCounts,
+        Stratum,
+        att_test,
+        balance_table,
+        cem_weights,
+        match_counts,
+        stratify,
+        sturges_cutpoints,
+    )
+    from closeloop.stats.power import (
+        DurationPlan,
+        EnrollmentPlan,
+        minimum_detectable_effect,
+        plan_duration,
+        plan_enrollment,
+        required_sample_size,
+    )
+    from closeloop.stats.proportions import proportion_test
+    from closeloop.stats.results import ComparisonResult, Interval, Status, lower_is_better
+    from closeloop.stats.sequential import confidence_sequence
+    from closeloop.stats.statistics import (
+        ProportionStatistic,
+        RatioStatistic,
+        RegressionAdjustedStatistic,
+        SampleMeanStatistic,
+        Statistic,
+        pooled_theta,
+    )
+    from closeloop.stats.survey import NpsResult, nps, nps_from_scores
+    from closeloop.stats.survival import (
+        KaplanMeierResult,
+        LogRankResult,
+        RiskTable,
+        kaplan_meier,
+        logrank_test,
+        restricted_mean,
+        rmst_difference,
+    )
 
 __all__ = [
     "ABSOLUTE",
@@ -97,3 +103,64 @@ __all__ = [
     "sturges_cutpoints",
     "welch_test",
 ]
+
+# Each name and the module that defines it, imported on first use: a module that needs one
+# statistic (the engine's allocation needs the bandit, which needs NumPy alone) then does not
+# load SciPy through the others.
+_EXPORTS = {
+    "SrmResult": "checks",
+    "adjust_p_values": "checks",
+    "srm_test": "checks",
+    "ABSOLUTE": "frequentist",
+    "RELATIVE": "frequentist",
+    "cuped_test": "frequentist",
+    "welch_test": "frequentist",
+    "ArmSums": "matching",
+    "BalanceRow": "matching",
+    "Covariate": "matching",
+    "MatchCounts": "matching",
+    "Stratum": "matching",
+    "att_test": "matching",
+    "balance_table": "matching",
+    "cem_weights": "matching",
+    "match_counts": "matching",
+    "stratify": "matching",
+    "sturges_cutpoints": "matching",
+    "DurationPlan": "power",
+    "EnrollmentPlan": "power",
+    "minimum_detectable_effect": "power",
+    "plan_duration": "power",
+    "plan_enrollment": "power",
+    "required_sample_size": "power",
+    "proportion_test": "proportions",
+    "ComparisonResult": "results",
+    "Interval": "results",
+    "Status": "results",
+    "lower_is_better": "results",
+    "confidence_sequence": "sequential",
+    "ProportionStatistic": "statistics",
+    "RatioStatistic": "statistics",
+    "RegressionAdjustedStatistic": "statistics",
+    "SampleMeanStatistic": "statistics",
+    "Statistic": "statistics",
+    "pooled_theta": "statistics",
+    "NpsResult": "survey",
+    "nps": "survey",
+    "nps_from_scores": "survey",
+    "KaplanMeierResult": "survival",
+    "LogRankResult": "survival",
+    "RiskTable": "survival",
+    "kaplan_meier": "survival",
+    "logrank_test": "survival",
+    "restricted_mean": "survival",
+    "rmst_difference": "survival",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
