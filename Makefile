@@ -48,5 +48,8 @@ vendor:  ## re-vendor the dashboard's browser libraries from npm (the copies are
 	  cp $(ASSETS)/node_modules/$$package/LICENSE $(VENDOR)/$$package.LICENSE; done
 	rm -rf $(ASSETS)/node_modules
 
+bench: install  ## every benchmark of bench/README.md, one after another (about 45 min; quiet machine)
+	$(BIN)/python bench/run_all.py
+
 clean:
 	rm -rf $(VENV) closeloop-demo .pytest_cache .mypy_cache .ruff_cache
