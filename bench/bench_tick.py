@@ -19,6 +19,14 @@ DuckDB query of its audience (exit 1 if they differ); ``duckdb_s`` is that query
 tick runs once (a tick cannot be re-run: the second run is a no-op), so figures carry the noise
 of one run. JSON: ``bench/results/bench_tick.json`` (``--json``): per job count and step the
 events, jobs, enrollments, outbox rows, seconds and peak RSS.
+
+Notes for reading the figures: every tick first refreshes the per-unit event totals
+(``closeloop.data.rollups``; the launch builds them, later ticks fold in only the new days), so
+counts, firsts and lasts of an event without a window read the totals plus the events since;
+windowed counts read the window's events, and goals of the form ``count(event X) >= k`` date the
+k-th event from all of X's events. At 1.4M events most of a tick is building and compiling Ibis
+expressions (about 60%), not the warehouse's work; the launch adds each job's power estimate (its
+audience at five weekly points and at T-horizon).
 """
 
 from __future__ import annotations
