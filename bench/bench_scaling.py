@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 from aiosmtpd.controller import Controller
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -306,6 +307,7 @@ def page_step(project: Path, job: str, requests: int, env: dict[str, str]) -> St
     path = f"/jobs/{job.replace(' ', '%20')}"
     with job_page.served(project) as (url, pid):
         client = job_page.login(url, name, password)
+        client.timeout = httpx.Timeout(3600.0)  # a cold report at 100M events takes minutes
         started = time.perf_counter()
         cold = job_page.timed_get(client, path)
         job_page.timed_get(client, path)  # the first warm one
