@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,27 @@ def test_help_lists_every_command_group() -> None:
     missing = [name for name in names if name not in listed]
     assert not missing, f"closeloop --help does not list {missing}"
     assert completed.stderr == ""
+
+
+def test_the_expression_parser_is_kept_in_the_users_cache_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from closeloop.definitions.expressions.parser import _cache_file
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cached = Path(str(_cache_file()))
+    assert cached.parent == tmp_path / "closeloop"
+    parse = "from closeloop.definitions.expressions import parse_expression as p\n"
+    parse += 'print(repr(p(\'plan = "pro" and count(event "login") >= 2\')))'
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    built, loaded = (
+        subprocess.run(
+            [sys.executable, "-c", parse], capture_output=True, text=True, env=env, check=True
+        ).stdout
+        for _ in range(2)
+    )
+    assert cached.is_file()  # written by the first run, read by the second
+    assert loaded == built and "login" in built
+    (tmp_path / "a file").touch()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a file"))
+    assert _cache_file() is False  # no cache rather than a failure

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import date, datetime
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
+import lark
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
@@ -111,8 +114,27 @@ def _parser() -> Lark:
         encoding="utf-8"
     )
     return Lark(
-        grammar, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False
+        grammar,
+        parser="lalr",
+        lexer="basic",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        cache=_cache_file(),
     )
+
+
+def _cache_file() -> str | bool:
+    """Where Lark keeps the analysed grammar between processes: building the LALR tables is most
+    of the time a short command (``closeloop validate``) spends parsing. The user's own cache
+    folder, never a shared temporary one (the file is a pickle); Lark checks that the file was
+    made from this grammar, these options and its own version, else rebuilds and rewrites it.
+    No cache when the folder cannot be made."""
+    try:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "closeloop"
+        folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError):  # no home folder, or one that cannot be written
+        return False
+    return str(folder / f"expression-grammar-lark-{lark.__version__}.pickle")
 
 
 @cache
