@@ -113,3 +113,15 @@ def test_table_and_migration_checks_follow_the_database_file(folder: Path) -> No
         leftover.unlink()
     with service.open_workspace(folder) as workspace:
         assert "events" in workspace.warehouse.backend.list_tables()
+
+
+def test_a_read_only_open_connects_the_warehouse_when_first_used(folder: Path) -> None:
+    with service.open_workspace(folder):  # a writing open connects at once
+        pass
+    with service.open_workspace(folder, write=False) as workspace:
+        assert not workspace.connection.opened
+        assert workspace.warehouse.table("events").count().execute() == 0
+        assert workspace.connection.opened
+    assert not workspace.connection.opened
+    with pytest.raises(RuntimeError, match="closed"):
+        _ = workspace.warehouse
