@@ -22,6 +22,7 @@ Warehouses other than DuckDB and PostgreSQL (Spark, ...) get a full copy each ti
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from dataclasses import dataclass
@@ -149,7 +150,18 @@ _TARGET = '"' + ENROLLMENTS_TABLE + '"'
 _COLUMN_LIST = ", ".join(f'"{name}"' for name in _COLUMNS)
 
 
-def _ensure_enrollments(warehouse: Warehouse) -> None:
+_EXISTS = (
+    "SELECT count(*) FROM information_schema.tables "
+    f"WHERE table_name = '{ENROLLMENTS_TABLE}' AND table_schema = current_schema()"
+)
+
+
+def _ensure_enrollments(warehouse: Warehouse, connection: Any) -> None:
+    """Create the warehouse's table of enrollments if it is not there (a workspace creates it
+    when it opens; the check goes through our own connection: Ibis' is shared by threads)."""
+    connection.execute(_EXISTS)
+    if connection.fetchone()[0]:
+        return
     if ENROLLMENTS_TABLE not in warehouse.backend.list_tables():
         try:
             warehouse.backend.create_table(ENROLLMENTS_TABLE, schema=ENROLLMENTS.ibis_schema())
@@ -161,12 +173,17 @@ def _ensure_enrollments(warehouse: Warehouse) -> None:
 def _publish_duckdb(store: StateStore, warehouse: Warehouse) -> Published:
     import duckdb
 
-    _ensure_enrollments(warehouse)
     # A connection of its own: its transaction is not the one Ibis' shared connection is in.
     connection = warehouse.backend.con.cursor()
     try:
-        connection.execute(_MARKS_DDL)
-        connection.execute(_MARKS_ROW)
+        _ensure_enrollments(warehouse, connection)
+        for attempt in range(CLAIM_ATTEMPTS):
+            try:  # two first publishes in one process collide creating the marks
+                connection.execute(_MARKS_DDL)
+                connection.execute(_MARKS_ROW)
+                break
+            except (duckdb.TransactionException, duckdb.ConstraintException):
+                time.sleep(0.01 * (1 + attempt % 10))
         for attempt in range(CLAIM_ATTEMPTS):
             connection.execute("BEGIN TRANSACTION")
             try:
@@ -188,12 +205,12 @@ def _publish_duckdb(store: StateStore, warehouse: Warehouse) -> Published:
                 connection.unregister("_closeloop_changed")
                 connection.execute(_SET_MARK, [changes.store_id, changes.mark])
                 connection.execute("COMMIT")
-            except duckdb.TransactionException:
-                connection.execute("ROLLBACK")
+            except (duckdb.TransactionException, duckdb.ConstraintException):
+                _rollback(connection)
                 time.sleep(0.01 * (1 + attempt % 10))  # another publisher holds the mark
                 continue
             except BaseException:
-                connection.execute("ROLLBACK")
+                _rollback(connection)
                 raise
             return Published(changes.table.num_rows, full, changes.mark)
     finally:
@@ -204,12 +221,21 @@ def _publish_duckdb(store: StateStore, warehouse: Warehouse) -> Published:
     )
 
 
+def _rollback(connection: Any) -> None:
+    """Roll back, if DuckDB has not already (a conflict at commit ends the transaction)."""
+    import duckdb
+
+    with contextlib.suppress(duckdb.TransactionException):
+        connection.execute("ROLLBACK")
+
+
 # -- PostgreSQL ----------------------------------------------------------------------------------
 
 
 def _publish_postgres(store: StateStore, warehouse: Warehouse) -> Published:
-    _ensure_enrollments(warehouse)
     backend: Any = warehouse.backend
+    with backend.begin() as cursor:
+        _ensure_enrollments(warehouse, cursor)
     with backend.begin() as cursor:
         # Two first publishes would both create the table (a unique violation in the catalog).
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [MARKS_LOCK_KEY])

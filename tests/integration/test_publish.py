@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,40 @@ def test_publishers_in_concurrent_processes_lose_and_duplicate_nothing(
     try:
         rows = _warehouse_rows(warehouse)
         assert len({row[0] for row in rows}) == len(rows)  # no enrollment twice
+        assert rows == _store_rows(store)
+    finally:
+        warehouse.close()
+        store.close()
+
+
+def test_publishers_in_threads_of_one_process_share_a_duckdb_warehouse(tmp_path: Path) -> None:
+    """A server publishes from several request threads through one DuckDB connection: each
+    publish has a connection of its own and one that finds the mark claimed tries again."""
+    backends = embedded_backends(tmp_path)
+    store, warehouse = _open(backends)
+    try:
+        _add_jobs(store)
+        writer = _Writer(store, 5)
+        errors: list[BaseException] = []
+
+        def publishing() -> None:
+            try:
+                for _ in range(8):
+                    publish(store, warehouse)
+            except BaseException as error:  # reported by the assertion below
+                errors.append(error)
+
+        threads = [threading.Thread(target=publishing) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for _ in range(30):
+            writer.step()
+        for thread in threads:
+            thread.join(120)
+        assert errors == []
+        publish(store, warehouse)
+        rows = _warehouse_rows(warehouse)
+        assert len({row[0] for row in rows}) == len(rows)
         assert rows == _store_rows(store)
     finally:
         warehouse.close()
