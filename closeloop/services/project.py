@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from closeloop.data.compiler import account_attributes, person_attributes
@@ -29,10 +30,11 @@ from closeloop.definitions.json_schema import write_schemas
 from closeloop.definitions.located_yaml import LocatedDocument, load_located_yaml
 from closeloop.definitions.models import ProjectConfig, SourceMapping
 from closeloop.definitions.project import Project, load_project
-from closeloop.engine.state import StateStore, utc_now
-from closeloop.engine.versions import record_definitions
 from closeloop.errors import ConfigurationError
 from closeloop.settings import PROJECT_FILE, Settings, load_settings
+
+if TYPE_CHECKING:
+    from closeloop.engine.state import StateStore
 
 
 class WarehouseConnection:
@@ -300,6 +302,9 @@ def open_workspace(
     migrations, and any open the warehouse's tables, once per process and database file. A
     read-only open connects the warehouse when it is first used (``workspace.warehouse``).
     """
+    from closeloop.engine.state import StateStore, utc_now
+    from closeloop.engine.versions import record_definitions
+
     settings = settings or load_settings(project_dir, environ)
     project = cached_definitions(settings)
     store = StateStore.connect(settings.state_url)
