@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -45,9 +45,7 @@ from closeloop.definitions.expressions import (
     unwrap,
 )
 from closeloop.definitions.located_yaml import LocatedDocument, PathKey, load_located_yaml
-from closeloop.engine.state import utc_now
 from closeloop.errors import ConfigurationError, DefinitionError, SourceLocation
-from closeloop.services.data import STALE_AFTER, absent_values, newest_event
 from closeloop.settings import Settings
 
 LOCK_WAIT_SECONDS = 5.0
@@ -82,6 +80,8 @@ def event_findings(
 ) -> list[tuple[int, Finding]]:
     """Each event function naming an event no row of the warehouse has, with the index of its
     expression in ``expressions``. One query for all of them (two when some are missing)."""
+    from closeloop.services.data import absent_values
+
     uses = [
         (index, operand)
         for index, expression in enumerate(expressions)
@@ -116,6 +116,8 @@ def value_findings(
     (or person) has in that attribute, with the closest value that does occur, and the index of
     its expression (with the entity it is about) in ``expressions``. One or two queries per
     attribute; ``people=False`` skips person attributes (there are no people yet)."""
+    from closeloop.services.data import absent_values
+
     uses = [
         (index, use)
         for index, (expression, scope) in enumerate(expressions)
@@ -279,7 +281,10 @@ def project_data_problems(
         if not all(warehouse.has_table(name) for name in ("accounts", "people", "events")):
             return ()
         try:
-            problems = _problems(warehouse, project, now or utc_now())
+            # Naive UTC, as the stores keep it (engine.state.utc_now, whose module validate
+            # would otherwise load with SQLAlchemy and Alembic for this one call).
+            moment = now or datetime.now(UTC).replace(tzinfo=None)
+            problems = _problems(warehouse, project, moment)
         except ConfigurationError:
             # A `sources:` mapping that cannot work: validate's source checks say where and why;
             # the data cannot be read through it, so there is nothing to check against.
@@ -290,6 +295,10 @@ def project_data_problems(
 def _problems(warehouse: Warehouse, project: Project, now: datetime) -> list[DefinitionError]:
     if not _count(warehouse.table("accounts")):
         return []  # nothing imported yet: every name and value would be "missing"
+    # Imported here: services.data loads the state store's modules, which a project without
+    # data (validate right after init) does not need.
+    from closeloop.services.data import newest_event
+
     documents: dict[str, LocatedDocument | None] = {}
     sites = list(_sites(project, documents))
     problems: list[DefinitionError] = []
@@ -314,6 +323,8 @@ def _attribute_event_problems(
     warehouse: Warehouse, project: Project, documents: dict[str, LocatedDocument | None]
 ) -> list[DefinitionError]:
     """Computed attributes derived from an event (``event:``) that no row has."""
+    from closeloop.services.data import absent_values
+
     uses = [
         (attribute, document, path)
         for attribute in project.attributes.values()
@@ -348,6 +359,8 @@ def _empty_cohorts(
     people: bool,
 ) -> list[DefinitionError]:
     """Cohorts nobody is in as of now (cohorts of people only once there are people)."""
+    from closeloop.services.data import STALE_AFTER
+
     problems = []
     for cohort in project.cohorts.values():
         if Entity(cohort.definition.target) == Entity.PERSON and not people:

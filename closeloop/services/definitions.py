@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ibis.expr.types as ir
 
@@ -19,7 +19,6 @@ from closeloop.data.history import as_of as attributes_as_of
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, check_expression, parse_expression
 from closeloop.definitions.json_schema import write_schemas
-from closeloop.engine.versions import Latest, history, latest_versions
 from closeloop.errors import ConfigurationError, DefinitionError, DefinitionErrors
 from closeloop.schemas.definitions import (
     CohortInfo,
@@ -37,7 +36,9 @@ from closeloop.schemas.definitions import (
     Validation,
     problem_of,
 )
-from closeloop.services.data import freshness
+
+if TYPE_CHECKING:
+    from closeloop.engine.versions import Latest
 from closeloop.services.data_checks import event_findings, project_data_problems, value_findings
 from closeloop.services.project import Workspace, configured_sources, load_definitions
 from closeloop.settings import Settings
@@ -132,6 +133,8 @@ def explain(
     event names and compared values the data does not have, with the closest that it does, and
     about data that looks stale for ``as_of``.
     """
+    from closeloop.services.data import freshness
+
     as_of = naive_utc(as_of)
     expression = parse_expression(text)
     catalog = workspace.project.catalog
@@ -150,6 +153,8 @@ def explain(
 def cohort(workspace: Workspace, name: str, as_of: datetime, sample: int = 10) -> Matches:
     """The members of cohort ``name`` as of ``as_of``: how many, a sample, and warnings about
     stale data. An unknown name raises :class:`~closeloop.errors.NotFoundError`."""
+    from closeloop.services.data import freshness
+
     as_of = naive_utc(as_of)
     loaded = workspace.project.cohort(name)
     members = cohort_members(loaded, workspace.warehouse, as_of, workspace.project.catalog)
@@ -195,6 +200,8 @@ def definition_history(
 
     An unknown name (or kind) raises :class:`~closeloop.errors.NotFoundError`.
     """
+    from closeloop.engine.versions import history
+
     chosen = _kind(kind)
     versions = history(workspace.store, name, chosen.value if chosen is not None else None)
     return DefinitionHistory(
@@ -228,6 +235,8 @@ def _kind(kind: DefinitionKind | str | None) -> DefinitionKind | None:
 
 def list_definitions(workspace: Workspace) -> DefinitionList:
     """Every definition of the project with its current hash and latest recorded version."""
+    from closeloop.engine.versions import latest_versions
+
     recorded = latest_versions(workspace.store)
     found = [
         DefinitionSummary(
