@@ -128,7 +128,7 @@ def import_file(
     if batch_size is None:
         columnar = source.format == "parquet" or source.plain_csv() is not None
         batch_size = COLUMNAR_BATCH_SIZE if columnar else DEFAULT_BATCH_SIZE
-    batches = source.batches(batch_size)
+    batches = source.batches(batch_size, columnar=True)
     first = next(batches, TextBatch())
     if header is None and first.rows:
         # JSON Lines declare no header: the keys of the first batch stand for one.

@@ -228,11 +228,18 @@ class SourceFile:
             return _parquet_names(self._parquet())
         return None
 
-    def batches(self, batch_size: int) -> Iterator[TextBatch]:
+    def batches(self, batch_size: int, *, columnar: bool = False) -> Iterator[TextBatch]:
+        """The file's rows in batches. ``columnar``: Parquet and plain CSV batches hold their
+        rows in ``columns`` (Arrow); otherwise every batch holds text rows."""
         if self.format == "csv":
-            yield from self._csv_batches(batch_size)
+            if columnar:
+                yield from self._csv_batches(batch_size)
+            else:
+                with self._text() as stream:
+                    yield from _batched(_CsvRows(self, stream), stream, batch_size)
         elif self.format == "parquet":
-            yield from self._parquet_batches(batch_size)
+            for batch in self._parquet_batches(batch_size):
+                yield batch if columnar else _as_rows(batch)
         else:
             yield from self._jsonl_batches(batch_size)
 
@@ -511,6 +518,20 @@ class _Pending:
         rejects = [reject for piece in self.pieces for reject in piece.rejects]
         self.pieces, self.size = [], 0
         return TextBatch(rejects=rejects, position=position, columns=columns)
+
+
+def _as_rows(batch: TextBatch) -> TextBatch:
+    """A columnar batch as text rows."""
+    if batch.columns is None:
+        return batch
+    numbers = batch.columns.column(ROW).to_pylist()
+    rows = batch.raw_rows(numbers)
+    return TextBatch(
+        row_numbers=numbers,
+        rows=[rows[number] for number in numbers],
+        rejects=batch.rejects,
+        position=batch.position,
+    )
 
 
 @dataclass(frozen=True)
