@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -92,6 +91,8 @@ def print_matches(console: Console, title: str, matches: Matches) -> None:
             table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
         console.print(table)
     if matches.sql:
+        from rich.syntax import Syntax  # here: it loads Pygments, which only the SQL needs
+
         console.print("[bold]SQL[/bold]")
         console.print(Syntax(matches.sql, "sql", word_wrap=True))
     print_warnings(console, matches.warnings)
