@@ -13,6 +13,10 @@ and their enrollments (arms, entries, completions, exits), publishes the enrollm
   KM tables, lifts, segments, adjustment, competing risks, entry weeks, always-valid results),
   as the library measures (without the revenue value); ``refresh + revenue value`` adds each
   job's revenue value (90/180 days; still one query set per job);
+- ``refresh service``: ``services.refresh.refresh_measurements`` on the project (publish, the
+  store's deliveries, versions and opt-outs per job, verdicts), as the library calls it;
+- ``report JOB --format json``: ``closeloop report "Job 00" --format json`` as a process, and
+  ``compute only``: ``report_job`` in this process (workspace opened each time);
 - ``duckdb`` / ``polars`` / ``pandas``: one query giving, per job, arm, segment, hours to goal or
   censoring, completed and matured, the units and the sum of their events in the 30 days before
   entry: the sufficient statistics the report's arms, KM tables and segment lifts come from.
@@ -28,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -46,6 +51,9 @@ from closeloop.data.warehouse import Warehouse
 from closeloop.engine import schema
 from closeloop.engine.publish import publish
 from closeloop.engine.state import StateStore
+from closeloop.services.project import init_project, open_workspace
+from closeloop.services.refresh import refresh_measurements
+from closeloop.services.reports import report_job
 
 START = datetime(2024, 1, 1)
 DAYS = 180
@@ -127,7 +135,71 @@ def build(folder: Path, accounts: int, events: int, jobs: int, enrollments: int)
         connection.execute(
             schema.enrollments.insert(), [dict(zip(columns, row, strict=True)) for row in rows]
         )
+        for j in range(jobs):
+            connection.execute(
+                schema.ticks.insert().values(
+                    job_name=f"Job {j:02d}",
+                    at=AS_OF,
+                    job_version=1,
+                    entered=0,
+                    completed=0,
+                    exited=0,
+                    processed_at=AS_OF,
+                )
+            )
     store.close()
+    # A project whose jobs are the store's, for `closeloop report JOB`.
+    init_project(folder / "project", name="bench")
+    (folder / "project" / "jobs.yaml").write_text(
+        "jobs:\n"
+        + "".join(JOB_YAML.format(name=f"Job {j:02d}", days=int(horizon(j))) for j in range(jobs)),
+        encoding="utf-8",
+    )
+
+
+JOB_YAML = """\
+  - name: {name}
+    audience: signup_date within last 14 days
+    goal: count(event "integration_connected") >= 1
+    duration_days: {days}
+    holdout: 0.2
+    steps:
+      - send: email
+        subject: "Connect"
+        template: integration_nudge
+"""
+
+
+def environ(folder: Path) -> dict[str, str]:
+    return {
+        "CLOSELOOP_WAREHOUSE_URL": f"duckdb:///{folder / 'warehouse.duckdb'}",
+        "CLOSELOOP_STATE_URL": f"sqlite:///{folder / 'state.sqlite'}",
+    }
+
+
+def report_process(folder: Path) -> str:
+    """``closeloop report "Job 00" --format json`` as its own process."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "closeloop"), "report", "Job 00", "--format", "json"],
+        cwd=folder / "project",
+        env={**os.environ, **environ(folder)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"closeloop report failed: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def report_in_process(folder: Path) -> Any:
+    with open_workspace(folder / "project", environ=environ(folder), write=False) as workspace:
+        return report_job(workspace, "Job 00").model
+
+
+def refresh_service(folder: Path) -> dict[str, Any]:
+    with open_workspace(folder / "project", environ=environ(folder), write=False) as workspace:
+        return refresh_measurements(workspace, revenue=False)
 
 
 HAND_WRITTEN = """
@@ -385,6 +457,19 @@ def main() -> int:
         "pandas_s": best_of(max(1, args.repeats - 2), lambda: with_pandas(path, horizons))[0],
     }
     with_revenue_s = best_of(1, lambda: refresh(path, jobs, revenue=True))[0]
+    service = refresh_service(folder)
+    if any(isinstance(report, Exception) for report in service.values()) or len(service) != len(
+        jobs
+    ):
+        print(f"the refresh service failed: {service}", file=sys.stderr)
+        return 1
+    service_s = best_of(args.repeats, lambda: refresh_service(folder))[0]
+    report_json = json.loads(report_process(folder))
+    if report_json["job_name"] != "Job 00":
+        print("closeloop report answered another job", file=sys.stderr)
+        return 1
+    process_s = best_of(args.repeats, lambda: report_process(folder))[0]
+    compute_s = best_of(args.repeats, lambda: report_in_process(folder))[0]
     best = min(times["duckdb_s"], times["polars_s"])
     results = [
         {
@@ -394,6 +479,9 @@ def main() -> int:
             "ratio_vs_pandas": times["closeloop_s"] / times["pandas_s"],
         },
         {"case": "refresh + revenue value", "closeloop_s": with_revenue_s},
+        {"case": "refresh service (store too)", "closeloop_s": service_s},
+        {"case": "report JOB --format json", "closeloop_s": process_s},
+        {"case": "report JOB compute only", "closeloop_s": compute_s},
         {"case": "publish, first (full copy)", "closeloop_s": publish_full_s, "rows": first.rows},
         {
             "case": "publish after 1% changed",

@@ -590,10 +590,39 @@ def build_job_report(
         churn=True,
         prior_days=PRIOR_DAYS,
     )
-    segment_by = (*segment_by, *(f"cohort:{name}" for name in cohorts or {}))
-    job = JobToMeasure(
-        job_name, as_of, horizon_days, holdout_fraction, tuple(variants), adaptive, plan
-    )
+    # Kept in the warehouse while the report is measured: the arm summaries, the measurements
+    # and the revenue value read it instead of repeating its joins with history and events.
+    kept = units.cache()
+    try:
+        return _build(
+            warehouse,
+            kept,
+            JobToMeasure(
+                job_name, as_of, horizon_days, holdout_fraction, tuple(variants), adaptive, plan
+            ),
+            segment_by=(*segment_by, *(f"cohort:{name}" for name in cohorts or {})),
+            adjust_for=adjust_for,
+            value_outcome=value_outcome,
+            revenue_horizons=revenue_horizons,
+            comparison_units=comparison_units,
+            match_on=match_on,
+        )
+    finally:
+        kept.release()
+
+
+def _build(
+    warehouse: Warehouse,
+    units: ir.Table,
+    job: JobToMeasure,
+    *,
+    segment_by: Sequence[str],
+    adjust_for: Sequence[str],
+    value_outcome: ValueOutcome | None,
+    revenue_horizons: Sequence[int] | None,
+    comparison_units: ir.Table | None,
+    match_on: Sequence[str],
+) -> JobReport:
     options, variant_options = _job_options(job, segment_by, adjust_for, value_outcome)
     pooled_units = units.mutate(arm=ibis.ifelse(units.arm == HOLDOUT, HOLDOUT, TREATMENT))
     measurement = measure_units(pooled_units, options)

@@ -32,7 +32,7 @@ from closeloop.engine.optouts import optouts_by_arm
 from closeloop.engine.outbox import deliveries_by_arm
 from closeloop.engine.publish import publish_enrollments
 from closeloop.engine.state import JobRecord
-from closeloop.errors import ConfigurationError, NotFoundError
+from closeloop.errors import CloseloopError, ConfigurationError, NotFoundError
 from closeloop.schemas import job_report as schemas
 from closeloop.services.data import freshness
 from closeloop.services.project import Workspace
@@ -78,7 +78,36 @@ def report_job(
     ``as_of_label`` names the analysis time in freshness warnings when it was given (the CLI's
     ``--as-of``); without one the report is as of the last tick.
     """
-    report = job_report(
+    report = _measured(workspace, job_name, as_of, segment_by, value_outcome, match_on)
+    label = as_of_label if as_of is not None else "the last tick"
+    fresh = freshness(workspace.warehouse, report.as_of, option=label)
+    model = job_report_model(report, warnings=[*report.warnings, *fresh.warnings])
+    return ReportedJob(report=report, model=model, data_warnings=fresh.warnings)
+
+
+def _measured(
+    workspace: Workspace,
+    job_name: str,
+    as_of: datetime | None,
+    segment_by: Sequence[str],
+    value_outcome: ValueOutcome | None,
+    match_on: Sequence[str] | None,
+) -> JobReport:
+    """The job's report through the measurement refresh (one pass for its units), or measured
+    on its own when it needs what the refresh does not compute (a value outcome, cohorts)."""
+    plain = value_outcome is None and not any(name.startswith(COHORT_PREFIX) for name in segment_by)
+    if plain and not match_on:
+        # Imported here: the refresh finishes its reports with this module's finish_report.
+        from closeloop.services.refresh import refresh_measurements
+
+        workspace.project.job(job_name)  # an unknown job is a NotFoundError, as below
+        found = refresh_measurements(workspace, as_of, names=[job_name], segment_by=segment_by)
+        report = found.get(job_name)
+        if isinstance(report, CloseloopError):
+            raise report
+        if report is not None:
+            return report
+    return job_report(
         workspace,
         job_name,
         as_of,
@@ -86,10 +115,6 @@ def report_job(
         value_outcome=value_outcome,
         match_on=match_on,
     )
-    label = as_of_label if as_of is not None else "the last tick"
-    fresh = freshness(workspace.warehouse, report.as_of, option=label)
-    model = job_report_model(report, warnings=[*report.warnings, *fresh.warnings])
-    return ReportedJob(report=report, model=model, data_warnings=fresh.warnings)
 
 
 def job_report(
