@@ -403,6 +403,8 @@ def main() -> int:
         "--json", type=Path, default=Path(__file__).parent / "results" / "bench_refresh.json"
     )
     args = parser.parse_args()
+    if args.enrollments // args.jobs > args.accounts:
+        parser.error("each job enrolls an account once: --enrollments / --jobs <= --accounts")
     folder = Path(tempfile.mkdtemp(prefix="bench_refresh_"))
     build(folder, args.accounts, args.events, args.jobs, args.enrollments)
     path = folder / "warehouse.duckdb"
