@@ -3,6 +3,8 @@
 It is the example dataset of docs/expressions.md (tests/support.py: accounts a1-a5, people p1-p6,
 23 events, four enrollments) plus what the other cases need:
 
+- one more event: a1's invoice of 2024-05-30 whose JSON ``amount`` property is the number 1;
+
 - a job "Conformance" with 120 enrollments spread over a1-a5, entered every 12 hours from
   2024-04-01, in arm ``holdout`` when ``i % 10 < 3``; a treated unit reaches the goal when
   ``i % 3 != 0`` (after ``i % 7 + 1`` days), a holdout unit when ``i % 2 == 0`` (after
