@@ -25,6 +25,7 @@ skips (revenue caches a timeline joined to its periods, an in-memory table).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -95,6 +96,15 @@ def parse_spark_url(url: str) -> SparkTarget:
     return SparkTarget(None, master, folder, database, tuple(sorted(query.items())))
 
 
+def mask_token(url: str) -> str:
+    """``url`` with a Spark Connect ``;token=`` value replaced by ``***``, fit to print.
+
+    >>> mask_token("sc://host:443/;token=dapi123;database=cs")
+    'sc://host:443/;token=***;database=cs'
+    """
+    return re.sub(r"(;token=)[^;]*", r"\1***", url)
+
+
 def session_for(url: str) -> tuple[SparkSession, bool]:
     """A Spark session for ``url`` and whether closeloop started it (and so stops it).
 
@@ -127,8 +137,11 @@ def session_for(url: str) -> tuple[SparkSession, bool]:
                 builder = builder.config(key, value)
             session = builder.getOrCreate()
     except Exception as error:  # py4j, gRPC and Spark raise their own kinds
+        hint = " (Spark Connect needs pip install 'pyspark[connect]')" if target.remote else ""
         raise ConfigurationError(
-            redact(f"cannot start a Spark session for {url!r}: {_first_line(error)}")
+            redact(
+                f"cannot start a Spark session for {mask_token(url)!r}: {_first_line(error)}{hint}"
+            )
         ) from error
     pin_utc(session)
     use_database(session, target.database)

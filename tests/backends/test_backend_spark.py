@@ -86,6 +86,14 @@ def test_spark_urls(
     )
 
 
+def test_a_spark_connect_failure_is_one_line_without_the_token() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        Warehouse.connect("sc://127.0.0.1:1/;token=dapi-secret;database=cs")
+    message = str(refused.value)
+    # Without pyspark[connect] (here) the session cannot start; with it, nothing listens.
+    assert "dapi-secret" not in message and "\n" not in message
+
+
 def test_a_spark_url_with_an_unknown_parameter_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="unknown parameter 'mastr'"):
         parse_spark_url("pyspark://?mastr=local[2]")
