@@ -240,6 +240,8 @@ def check_sql(
     table: str,
     typed: frozenset[str] = frozenset(),
     unknown: frozenset[str] | None = None,
+    *,
+    parents: bool = False,
 ) -> str:
     """SELECT over ``table`` (columns of ``spec`` plus ``_row``, text but for the ``typed``
     ones): each row's first problem (``_problem_column``, ``_problem_reason``) and its typed
@@ -247,7 +249,8 @@ def check_sql(
 
     A reference column's values that its parent table lacks are in table ``unknown_<column>``;
     ``unknown`` names the columns that have some (None: every reference column), the others
-    need no look-up.
+    need no look-up. ``parents``: look the values up in the parent tables themselves instead
+    (the query runs on the warehouse).
 
     Casts and the like are computed once per row in a first stage; the second finds the first
     problem by its number, and only that problem's reason is built.
@@ -276,11 +279,16 @@ def check_sql(
             _Problem(f"{value} IS NOT NULL AND {p.condition}", p.column, p.reason)
             for p in checks.problems
         ]
-        if column.references is not None and (unknown is None or column.name in unknown):
+        if column.references is not None and (parents or unknown is None or column.name in unknown):
             parent_key = quote(CANONICAL_TABLES[column.references].key)
+            lookup = (
+                f"NOT IN (SELECT {parent_key} FROM {quote(column.references)})"
+                if parents
+                else f"IN (SELECT {parent_key} FROM unknown_{column.name})"
+            )
             problems.append(
                 _Problem(
-                    f"{value} IN (SELECT {parent_key} FROM unknown_{column.name})",
+                    f"{value} {lookup}",
                     column.name,
                     f"'unknown {column.name} ' || {shown(value)} || "
                     f"' (import {column.references} first)'",

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 from closeloop.data import history
 from closeloop.data.import_checks import FutureRows, InFileIds, check_sql
 from closeloop.data.import_columns import ColumnPlan, normalized_value
+from closeloop.data.import_sql import FastPlan, fast_import, fast_plan
 from closeloop.data.readers import Reject, SourceFile, TextBatch
 from closeloop.data.tables import QUARANTINE, TableSpec
 from closeloop.data.warehouse import Warehouse
@@ -69,6 +70,9 @@ class ImportOptions:
     encoding: str | None = None  # CSV and JSON Lines; None is UTF-8 (a byte-order mark is honoured)
     now: datetime | None = None  # the import time (future rows, history); default the wall clock
     origin: str = "--map"  # where ``columns`` came from, for messages
+    # "auto": DuckDB reads the file itself when it can (closeloop.data.import_sql), else
+    # batches; "batches": always batches (the path every warehouse and format has).
+    path: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,16 @@ def import_file(
     header = source.header()
     warnings = plan.check_columns(path, header) if header is not None else []
     now = (options.now or datetime.now(UTC)).replace(tzinfo=None)
+    if options.path not in ("auto", "batches"):
+        raise ValueError(f"import path {options.path!r}: auto or batches")
+    fast = None
+    if options.path == "auto" and batch_size is None and source.format == "parquet":
+        warehouse.ensure_tables()
+        fast = fast_plan(warehouse, plan, source)
+    if fast is not None:
+        result = _import_fast(warehouse, plan, fast, path, now, progress, warnings)
+        if result is not None:
+            return result
     if batch_size is None:
         columnar = source.format == "parquet" or source.plain_csv() is not None
         batch_size = COLUMNAR_BATCH_SIZE if columnar else DEFAULT_BATCH_SIZE
@@ -163,6 +177,52 @@ def import_file(
         updated=totals["updated"],
         warnings=tuple(warnings),
         future_dated=run.future.count,
+    )
+
+
+def _import_fast(
+    warehouse: Warehouse,
+    plan: ColumnPlan,
+    fast: FastPlan,
+    path: Path,
+    now: datetime,
+    progress: ProgressCallback | None,
+    warnings: list[str],
+) -> ImportResult | None:
+    """Import with :func:`closeloop.data.import_sql.fast_import` (one transaction); None when
+    DuckDB cannot read the file as the batch path does (invalid UTF-8, a broken row group):
+    nothing was written, and the batch path imports it and says what it meets."""
+    future = FutureRows(now + FUTURE_MARGIN)
+
+    def report(rows: int, fraction: float) -> None:
+        if progress is not None:
+            progress(ImportProgress(rows, fraction))
+
+    try:
+        outcome = fast_import(
+            warehouse,
+            plan,
+            fast,
+            future,
+            lambda rejects: _quarantine(warehouse, plan.spec, path, rejects),
+            report,
+        )
+    except duckdb.Error:
+        return None
+    except KeyboardInterrupt as error:
+        raise DataImportError(
+            f"{path}: the import stopped (interrupted) before committing any row; "
+            "import the same file again"
+        ) from error
+    return ImportResult(
+        table=plan.spec.name,
+        file=str(path),
+        rows_read=outcome.read,
+        imported=outcome.imported,
+        duplicates=outcome.duplicates,
+        quarantined=len(outcome.rejects),
+        warnings=tuple(warnings + ([w] if (w := future.warning()) else [])),
+        future_dated=future.count,
     )
 
 

@@ -906,6 +906,10 @@ def _parquet_columns(record_batch: pa.RecordBatch, names: list[str], rows_before
     return batch
 
 
+parquet_columns = _parquet_columns
+"""One Parquet record batch as the batch path holds it (for the fast path's raw rows)."""
+
+
 def _repeated_problems(name: str, copies: list[pa.Array]) -> dict[int, tuple[str, str]]:
     """The rows whose copies of column ``name`` differ, with why (text compared, as read)."""
     texts = [pc.cast(copy, pa.string()) if not _is_text(copy.type) else copy for copy in copies]

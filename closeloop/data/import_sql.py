@@ -1,0 +1,348 @@
+"""The fast path of an import: DuckDB reads a Parquet file itself and checks it set-based.
+
+When the warehouse is DuckDB and the file is a Parquet file whose columns are all canonical (of
+text or of a type the canonical column takes as it is), the import runs inside the warehouse
+connection, in one transaction, without the file's rows ever reaching Python:
+
+1. one scan of ``read_parquet(path, file_row_number = true)`` through the same checks as the
+   current path (:func:`closeloop.data.import_checks.check_sql`; unknown references are looked
+   up in the parent table) returns the rows that fail, with their column and reason, and the
+   rows dated in the future (both usually few);
+2. one scan finds the hashes of ids the good rows hold more than once; when there are any, one
+   more compares those rows with the first of their id (a repeat with the same values is a
+   duplicate, with other values a conflict);
+3. one ``INSERT … SELECT`` stores the good rows that are the first of their id and not stored
+   yet; the quarantine gets the failed rows with the reasons, raw rows and ids of the current
+   path (the raw rows read from the row groups that hold them).
+
+DuckDB streams each statement; during the import the connection runs under
+:data:`MEMORY_LIMIT` with a temporary folder to spill to (both restored after), so memory stays
+bounded whatever the file's size. :func:`fast_plan` says whether a file qualifies; everything
+else (PostgreSQL warehouses, CSV and JSON Lines, accounts and people, extra columns, odd types)
+keeps the batch path of :mod:`closeloop.data.importer`, which gives the same outcome.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from closeloop.data import history
+from closeloop.data.import_checks import MAY_BE_FUTURE, FutureRows, check_sql, quote
+from closeloop.data.import_columns import ColumnPlan, normalized_value
+from closeloop.data.readers import ROW, Reject, SourceFile, TextBatch, parquet_columns
+from closeloop.data.tables import ColumnType, TableSpec
+from closeloop.data.warehouse import Warehouse
+
+MEMORY_LIMIT = "1GB"
+"""The warehouse connection's memory during a fast import; beyond it DuckDB spills to disk."""
+_WHITESPACE = "".join(
+    chr(code)
+    for code in (
+        *range(0x09, 0x0E),
+        *range(0x1C, 0x20),
+        0x20,
+        0x85,
+        0xA0,
+        0x1680,
+        *range(0x2000, 0x200B),
+        0x2028,
+        0x2029,
+        0x202F,
+        0x205F,
+        0x3000,
+    )
+)
+"""What Arrow's ``utf8_trim_whitespace`` trims (the batch path trims text with it)."""
+
+
+@dataclass(frozen=True)
+class FastPlan:
+    """A file the fast path imports: its path, which canonical columns arrive typed."""
+
+    path: Path
+    typed: frozenset[str]
+    empty_at_start: bool
+
+
+@dataclass
+class FastOutcome:
+    read: int
+    imported: int
+    duplicates: int
+    rejects: list[Reject]
+    future: FutureRows
+
+
+def fast_plan(warehouse: Warehouse, plan: ColumnPlan, source: SourceFile) -> FastPlan | None:
+    """The fast path's plan for ``source``, or None when the batch path must import it: not a
+    DuckDB warehouse, not Parquet, a table that keeps history, a parent table read in place, a
+    file column that is not canonical, repeated or renamed by the reader, or of a type the
+    batch path would convert to text itself."""
+    spec = plan.spec
+    if warehouse.dialect != "duckdb" or source.format != "parquet":
+        return None
+    if history.tracks_history(spec.name) or spec.name in warehouse.sources:
+        return None
+    if any(c.references in warehouse.sources for c in spec.columns if c.references):
+        return None
+    try:
+        schema = pq.read_schema(source.path)
+    except (pa.ArrowException, OSError):
+        return None  # the batch path says why it cannot be read
+    names = schema.names
+    if len(set(names)) != len(names) or any(name != name.strip() or not name for name in names):
+        return None
+    if set(names) - plan.used:
+        return None  # extra columns: the batch path merges them into properties
+    typed: set[str] = set()
+    for column in spec.columns:
+        source_name = plan.source(column.name)
+        if source_name not in names:
+            continue
+        kind = schema.field(source_name).type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            continue
+        if pa.types.is_float16(kind):
+            return None
+        _, is_typed = plan.canonical_values(column.name, pa.nulls(0, kind))
+        if not is_typed:
+            return None
+        typed.add(column.name)
+    connection = warehouse.backend.con
+    empty = connection.execute(f"SELECT 1 FROM {quote(spec.name)} LIMIT 1").fetchone() is None
+    return FastPlan(source.path, frozenset(typed), empty)
+
+
+def _file_sql(path: Path) -> str:
+    text = str(path).replace("'", "''")
+    return f"read_parquet('{text}', file_row_number = true)"
+
+
+def _source_sql(plan: ColumnPlan, fast: FastPlan) -> str:
+    """SELECT of the file's rows as the batch path stages them: ``_row`` and each canonical
+    column (typed as it is, or text trimmed with blank made null, then normalised)."""
+    schema = pq.read_schema(fast.path)
+    selected = [f"file_row_number + 1 AS {ROW}"]
+    for column in plan.spec.columns:
+        name = quote(column.name)
+        source = plan.source(column.name)
+        if source not in schema.names:
+            selected.append(f"CAST(NULL AS VARCHAR) AS {name}")
+            continue
+        value = quote(source)
+        if column.name in fast.typed:
+            selected.append(f"{value} AS {name}")
+            continue
+        text = f"nullif(trim({value}, '{_WHITESPACE}'), '')"
+        rule = plan.normalize.get(column.name)
+        if rule is not None:
+            text = normalized_value(text, rule)
+        selected.append(f"{text} AS {name}")
+    return f"(SELECT {', '.join(selected)} FROM {_file_sql(fast.path)})"
+
+
+def _checked_sql(spec: TableSpec, source: str, typed: frozenset[str]) -> str:
+    """The checks of the batch path over ``source``, unknown references looked up in the parent
+    table (the batch path gathers them per batch first: the same rows fail)."""
+    query = check_sql(spec, source, typed, parents=True)
+    return f"({query})"
+
+
+def _future_columns(spec: TableSpec) -> list[str]:
+    return [
+        c.name
+        for c in spec.columns
+        if c.type is ColumnType.TIMESTAMP and c.name not in MAY_BE_FUTURE
+    ]
+
+
+@contextmanager
+def _import_settings(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The connection under :data:`MEMORY_LIMIT`, spilling to a temporary folder, in UTC; the
+    previous settings restored after."""
+    names = ("memory_limit", "temp_directory", "TimeZone")
+    before = {
+        name: connection.execute(f"SELECT current_setting('{name}')").fetchone() for name in names
+    }
+    with tempfile.TemporaryDirectory(prefix="closeloop-import-") as folder:
+        connection.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        connection.execute(f"SET temp_directory = '{folder}'")
+        connection.execute("SET TimeZone = 'UTC'")
+        try:
+            yield
+        finally:
+            for name, row in before.items():
+                value = "" if row is None or row[0] is None else str(row[0])
+                connection.execute(f"SET {name} = '{value.replace(chr(39), chr(39) * 2)}'")
+
+
+def fast_import(
+    warehouse: Warehouse,
+    plan: ColumnPlan,
+    fast: FastPlan,
+    future: FutureRows,
+    quarantine: Callable[[list[Reject]], int],
+    progress: Callable[[int, float], None],
+) -> FastOutcome:
+    """Import the file of ``fast`` in one transaction of the warehouse connection (see the
+    module's docstring); ``quarantine`` writes the rejects (within the transaction)."""
+    connection = warehouse.backend.con
+    with _import_settings(connection):
+        connection.execute("BEGIN TRANSACTION")
+        try:
+            outcome = _run(connection, plan, fast, future, quarantine, progress)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+    return outcome
+
+
+def _run(
+    connection: duckdb.DuckDBPyConnection,
+    plan: ColumnPlan,
+    fast: FastPlan,
+    future: FutureRows,
+    quarantine: Callable[[list[Reject]], int],
+    progress: Callable[[int, float], None],
+) -> FastOutcome:
+    spec = plan.spec
+    key = quote(spec.key)
+    total = pq.ParquetFile(fast.path).metadata.num_rows
+    checked = _checked_sql(spec, _source_sql(plan, fast), fast.typed)
+    futures = _future_columns(spec)
+    cutoff = future.cutoff.isoformat(sep=" ")
+    ahead = " OR ".join(f"{quote(name)} > TIMESTAMP '{cutoff}'" for name in futures)
+    shown = ", ".join(f"CAST({quote(name)} AS TIMESTAMP) AS {quote(name)}" for name in futures)
+    # 1. The rows that fail a check, and the good rows dated in the future.
+    flagged = connection.execute(
+        f"SELECT {ROW}, _problem_column, _problem_reason{', ' + shown if futures else ''} "
+        f"FROM {checked} WHERE _problem_reason IS NOT NULL{' OR ' + ahead if futures else ''} "
+        f"ORDER BY {ROW}"
+    ).fetchall()
+    progress(0, 0.3)
+    failed = {row[0]: (row[1], row[2]) for row in flagged if row[2] is not None}
+    values = ", ".join(quote(name) for name in spec.column_names)
+    good = f"(SELECT * FROM {checked} WHERE _problem_reason IS NULL)"
+    # 2. Ids held more than once by the good rows (by hash first; compared on the id after).
+    repeated_hashes = connection.execute(
+        f"SELECT hash(CAST({key} AS VARCHAR)) AS h FROM {good} GROUP BY h HAVING count(*) > 1"
+    ).fetch_arrow_table()
+    exceptions: list[tuple[int, str, bool, int]] = []
+    if repeated_hashes.num_rows:
+        connection.register("_closeloop_repeated", repeated_hashes)
+        try:
+            connection.execute(
+                "CREATE TEMP TABLE _closeloop_exceptions AS "
+                f"WITH candidates AS MATERIALIZED (SELECT {ROW}, CAST({key} AS VARCHAR) AS id, "
+                f"hash({values}) AS _hash FROM {good} WHERE hash(CAST({key} AS VARCHAR)) IN "
+                "(SELECT h FROM _closeloop_repeated)), "
+                f"ranked AS (SELECT *, first_value({ROW}) OVER w AS _first_row, "
+                "first_value(_hash) OVER w AS _first_hash FROM candidates "
+                f"WINDOW w AS (PARTITION BY id ORDER BY {ROW})) "
+                f"SELECT {ROW}, id, _hash = _first_hash AS _same, _first_row FROM ranked "
+                f"WHERE {ROW} <> _first_row"
+            )
+        finally:
+            connection.unregister("_closeloop_repeated")
+        exceptions = [
+            (int(r[0]), str(r[1]), bool(r[2]), int(r[3]))
+            for r in connection.execute(
+                f"SELECT {ROW}, id, _same, _first_row FROM _closeloop_exceptions ORDER BY {ROW}"
+            ).fetchall()
+        ]
+    progress(0, 0.6)
+    # 3. The first row of each id, when not stored yet.
+    later = f" AND {ROW} NOT IN (SELECT {ROW} FROM _closeloop_exceptions)" if exceptions else ""
+    stored = (
+        "" if fast.empty_at_start else f" AND {key} NOT IN (SELECT {key} FROM {quote(spec.name)})"
+    )
+    inserted = connection.execute(
+        f"INSERT INTO {quote(spec.name)} SELECT {values} FROM {good} WHERE TRUE{later}{stored}"
+    ).fetchone()
+    imported = int(inserted[0]) if inserted is not None and inserted[0] is not None else 0
+    if exceptions:
+        connection.execute("DROP TABLE _closeloop_exceptions")
+    later_rows = {row for row, _, _, _ in exceptions}
+    future_rows = [row for row in flagged if row[2] is None and row[0] not in later_rows]
+    _count_future(future, futures, future_rows)
+    rejects = [Reject(row, reason, "", column) for row, (column, reason) in failed.items()]
+    in_file_duplicates = 0
+    for row, id_text, same, first_row in exceptions:
+        if same:
+            in_file_duplicates += 1
+            continue
+        rejects.append(
+            Reject(
+                row,
+                f"{spec.key} {id_text!r} is repeated with different values (first at row "
+                f"{first_row}, which is kept); give each row its own {spec.key} or drop "
+                "the stale copy",
+                "",
+                column=spec.key,
+                code="conflicting_id",
+            )
+        )
+    rejects.sort(key=lambda reject: reject.row_number)
+    raws = raw_texts(plan, fast.path, [reject.row_number for reject in rejects])
+    for reject in rejects:
+        reject.raw = raws[reject.row_number]
+    quarantine(rejects)
+    firsts_count = total - len(rejects) - in_file_duplicates
+    progress(total, 1.0)
+    return FastOutcome(
+        read=total,
+        imported=imported,
+        duplicates=in_file_duplicates + firsts_count - imported,
+        rejects=rejects,
+        future=future,
+    )
+
+
+def _count_future(future: FutureRows, columns: list[str], rows: list[tuple[object, ...]]) -> None:
+    """What :meth:`FutureRows.add` counts, from the flagged rows (``_row``, column, reason,
+    then the future columns' values)."""
+    for row in rows:
+        later = False
+        for index, name in enumerate(columns):
+            value = row[3 + index]
+            if isinstance(value, datetime) and value > future.cutoff:
+                later = True
+                if future.latest is None or value > future.latest:
+                    future.latest, future.latest_column = value, name
+                    future.latest_row = int(row[0])  # type: ignore[call-overload]
+        if later:
+            future.count += 1
+
+
+def raw_texts(plan: ColumnPlan, path: Path, row_numbers: list[int]) -> dict[int, str]:
+    """The rows numbered ``row_numbers`` as the batch path reads them, as JSON (the
+    quarantine's ``raw``), from the row groups that hold them only."""
+    if not row_numbers:
+        return {}
+    parquet = pq.ParquetFile(path)
+    wanted = sorted(set(row_numbers))
+    found: dict[int, str] = {}
+    start = 0
+    for group in range(parquet.num_row_groups):
+        size = parquet.metadata.row_group(group).num_rows
+        inside = [n for n in wanted if start < n <= start + size]
+        if inside:
+            table = parquet.read_row_group(group)
+            before = start
+            for record_batch in table.to_batches():
+                batch: TextBatch = parquet_columns(record_batch, table.column_names, before)
+                numbers = [n for n in inside if before < n <= before + record_batch.num_rows]
+                found.update(plan.raw_texts(batch, numbers))
+                before += record_batch.num_rows
+        start += size
+    return found
