@@ -13,7 +13,10 @@ DuckDB warehouse that holds the accounts, and reports its wall time (the load al
 interpreter's start) and its peak RSS (``VmHWM``):
 
 - ``closeloop``: ``closeloop.data.importer.import_file`` (every check, the quarantine,
-  de-duplication);
+  de-duplication); for Parquet this is the fast path, DuckDB reading the file itself and
+  checking it set-based in the warehouse (``closeloop.data.import_sql``);
+- ``closeloop_batches``: the same with ``ImportOptions(path="batches")``, the batch path every
+  other warehouse and format takes (Arrow batches checked in a staging DuckDB), for comparison;
 - ``duckdb``: DuckDB's own ``INSERT INTO events SELECT … FROM read_parquet/read_csv`` into a
   same-shaped table (no checks: it stores the planted bad rows and duplicates too);
 - ``duckdb_checked``: the same insert written by hand with closeloop's outcome (required values,
@@ -46,7 +49,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("closeloop", "duckdb", "duckdb_checked", "polars", "pandas")
+METHODS = ("closeloop", "closeloop_batches", "duckdb", "duckdb_checked", "polars", "pandas")
+CLOSELOOP = ("closeloop", "closeloop_batches")
 COLUMNS = "event_id, account_id, person_id, name, timestamp, value, properties"
 PLANT_EVERY = 100_000  # one row in this many of each planted kind
 PLANT_AT_LEAST = 5
@@ -168,13 +172,14 @@ def child(method: str, fmt: str, file: Path, warehouse: Path) -> dict[str, Any]:
     import duckdb
 
     details: dict[str, Any] = {}
-    if method == "closeloop":
-        from closeloop.data.importer import import_file
+    if method in CLOSELOOP:
+        from closeloop.data.importer import ImportOptions, import_file
         from closeloop.data.warehouse import Warehouse
 
+        options = ImportOptions(path="batches" if method == "closeloop_batches" else "auto")
         with Warehouse.connect(f"duckdb:///{warehouse}") as connected:
             started = time.perf_counter()
-            result = import_file(connected, "events", file)
+            result = import_file(connected, "events", file, options=options)
             seconds = time.perf_counter() - started
         details = {
             "rows_read": result.rows_read,
@@ -268,11 +273,11 @@ def check(case: str, plan: Planted, runs: dict[str, dict[str, Any]]) -> list[str
     """Every way stored what it should (see the module docstring); the problems found."""
     problems = []
     for method, figures in runs.items():
-        expected = plan.good if method in ("closeloop", "duckdb_checked") else plan.rows
+        expected = plan.good if method in (*CLOSELOOP, "duckdb_checked") else plan.rows
         if figures["stored"] != expected:
             problems.append(f"{case} {method}: stored {figures['stored']:,}, expected {expected:,}")
-    if "closeloop" in runs:
-        figures = runs["closeloop"]
+    for method in (m for m in CLOSELOOP if m in runs):
+        figures = runs[method]
         wanted = (plan.rows, plan.good, plan.duplicates, 3 * plan.bad, 3 * plan.bad)
         found = (
             figures["rows_read"],
@@ -283,12 +288,12 @@ def check(case: str, plan: Planted, runs: dict[str, dict[str, Any]]) -> list[str
         )
         if found != wanted:
             problems.append(
-                f"{case} closeloop: read, imported, duplicates, quarantined, quarantine rows "
+                f"{case} {method}: read, imported, duplicates, quarantined, quarantine rows "
                 f"{found}, expected {wanted}"
             )
-        hashes = {runs[m]["ids_hash"] for m in runs}
-        if len(hashes) != 1:
-            problems.append(f"{case}: the ways stored different event ids")
+    hashes = {runs[m]["ids_hash"] for m in runs}
+    if len(hashes) != 1:
+        problems.append(f"{case}: the ways stored different event ids")
     return problems
 
 
@@ -376,7 +381,7 @@ def _result(
         result[f"{method}_rows_per_s"] = round(plan.rows / figures["seconds"])
         result[f"{method}_peak_rss_mb"] = round(figures["peak_rss_mb"])
     closeloop = runs["closeloop"]["seconds"]
-    others = [figures["seconds"] for method, figures in runs.items() if method != "closeloop"]
+    others = [figures["seconds"] for method, figures in runs.items() if method not in CLOSELOOP]
     if "duckdb" in runs:
         result["ratio_vs_duckdb"] = round(closeloop / runs["duckdb"]["seconds"], 2)
     if others:
@@ -385,6 +390,12 @@ def _result(
     result["closeloop"] = {
         key: runs["closeloop"][key] for key in ("imported", "duplicates", "quarantined")
     }
+    if "closeloop_batches" in runs:
+        result["ratio_batches_vs_duckdb"] = (
+            round(runs["closeloop_batches"]["seconds"] / runs["duckdb"]["seconds"], 2)
+            if "duckdb" in runs
+            else None
+        )
     return result
 
 

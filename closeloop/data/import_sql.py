@@ -142,12 +142,23 @@ def _source_sql(plan: ColumnPlan, fast: FastPlan) -> str:
         if column.name in fast.typed:
             selected.append(f"{value} AS {name}")
             continue
-        text = f"nullif(trim({value}, '{_WHITESPACE}'), '')"
+        text = f"nullif({_trimmed(value)}, '')"
         rule = plan.normalize.get(column.name)
         if rule is not None:
             text = normalized_value(text, rule)
         selected.append(f"{text} AS {name}")
     return f"(SELECT {', '.join(selected)} FROM {_file_sql(fast.path)})"
+
+
+def _trimmed(value: str) -> str:
+    """SQL: ``value`` trimmed as Arrow trims it; the trim of a character set is costly, so it
+    runs only for values that start or end with one of its characters (a few)."""
+    spaces = _WHITESPACE.replace("'", "''")
+    return (
+        f"CASE WHEN contains('{spaces}', substring({value}, 1, 1)) "
+        f"OR contains('{spaces}', substring({value}, -1, 1)) "
+        f"THEN trim({value}, '{spaces}') ELSE {value} END"
+    )
 
 
 def _checked_sql(spec: TableSpec, source: str, typed: frozenset[str]) -> str:
@@ -218,7 +229,8 @@ def _run(
     spec = plan.spec
     key = quote(spec.key)
     total = pq.ParquetFile(fast.path).metadata.num_rows
-    checked = _checked_sql(spec, _source_sql(plan, fast), fast.typed)
+    source = _source_sql(plan, fast)
+    checked = _checked_sql(spec, source, fast.typed)
     futures = _future_columns(spec)
     cutoff = future.cutoff.isoformat(sep=" ")
     ahead = " OR ".join(f"{quote(name)} > TIMESTAMP '{cutoff}'" for name in futures)
@@ -233,19 +245,25 @@ def _run(
     failed = {row[0]: (row[1], row[2]) for row in flagged if row[2] is not None}
     values = ", ".join(quote(name) for name in spec.column_names)
     good = f"(SELECT * FROM {checked} WHERE _problem_reason IS NULL)"
-    # 2. Ids held more than once by the good rows (by hash first; compared on the id after).
+    # 2. Ids the file holds more than once (by hash first, over the id column alone; the good
+    # rows among them are compared on the id after).
+    id_hash = f"hash(CAST({key} AS VARCHAR))"
     repeated_hashes = connection.execute(
-        f"SELECT hash(CAST({key} AS VARCHAR)) AS h FROM {good} GROUP BY h HAVING count(*) > 1"
+        f"SELECT {id_hash} AS h FROM {source} GROUP BY h HAVING count(*) > 1"
     ).fetch_arrow_table()
     exceptions: list[tuple[int, str, bool, int]] = []
     if repeated_hashes.num_rows:
         connection.register("_closeloop_repeated", repeated_hashes)
+        candidates = _checked_sql(
+            spec,
+            f"(SELECT * FROM {source} WHERE {id_hash} IN (SELECT h FROM _closeloop_repeated))",
+            fast.typed,
+        )
         try:
             connection.execute(
                 "CREATE TEMP TABLE _closeloop_exceptions AS "
                 f"WITH candidates AS MATERIALIZED (SELECT {ROW}, CAST({key} AS VARCHAR) AS id, "
-                f"hash({values}) AS _hash FROM {good} WHERE hash(CAST({key} AS VARCHAR)) IN "
-                "(SELECT h FROM _closeloop_repeated)), "
+                f"hash({values}) AS _hash FROM {candidates} WHERE _problem_reason IS NULL), "
                 f"ranked AS (SELECT *, first_value({ROW}) OVER w AS _first_row, "
                 "first_value(_hash) OVER w AS _first_hash FROM candidates "
                 f"WINDOW w AS (PARTITION BY id ORDER BY {ROW})) "
@@ -293,7 +311,7 @@ def _run(
             )
         )
     rejects.sort(key=lambda reject: reject.row_number)
-    raws = raw_texts(plan, fast.path, [reject.row_number for reject in rejects])
+    raws = raw_texts(connection, plan, fast.path, [reject.row_number for reject in rejects])
     for reject in rejects:
         reject.raw = raws[reject.row_number]
     quarantine(rejects)
@@ -324,25 +342,30 @@ def _count_future(future: FutureRows, columns: list[str], rows: list[tuple[objec
             future.count += 1
 
 
-def raw_texts(plan: ColumnPlan, path: Path, row_numbers: list[int]) -> dict[int, str]:
+def raw_texts(
+    connection: duckdb.DuckDBPyConnection, plan: ColumnPlan, path: Path, row_numbers: list[int]
+) -> dict[int, str]:
     """The rows numbered ``row_numbers`` as the batch path reads them, as JSON (the
-    quarantine's ``raw``), from the row groups that hold them only."""
+    quarantine's ``raw``): DuckDB picks them out of the file (by ``file_row_number``), cast back
+    to the file's Arrow schema (a zoned time keeps its zone, so it is written as the batch path
+    writes it)."""
     if not row_numbers:
         return {}
-    parquet = pq.ParquetFile(path)
-    wanted = sorted(set(row_numbers))
+    schema = pq.read_schema(path)
+    wanted = pa.table({"n": pa.array(sorted({n - 1 for n in row_numbers}), pa.int64())})
+    connection.register("_closeloop_wanted", wanted)
+    try:
+        picked = connection.execute(
+            f"SELECT * FROM {_file_sql(path)} "
+            "WHERE file_row_number IN (SELECT n FROM _closeloop_wanted) ORDER BY file_row_number"
+        ).fetch_arrow_table()
+    finally:
+        connection.unregister("_closeloop_wanted")
+    numbers = picked.column("file_row_number").to_pylist()
+    rows = picked.drop_columns(["file_row_number"]).cast(schema)
     found: dict[int, str] = {}
-    start = 0
-    for group in range(parquet.num_row_groups):
-        size = parquet.metadata.row_group(group).num_rows
-        inside = [n for n in wanted if start < n <= start + size]
-        if inside:
-            table = parquet.read_row_group(group)
-            before = start
-            for record_batch in table.to_batches():
-                batch: TextBatch = parquet_columns(record_batch, table.column_names, before)
-                numbers = [n for n in inside if before < n <= before + record_batch.num_rows]
-                found.update(plan.raw_texts(batch, numbers))
-                before += record_batch.num_rows
-        start += size
+    for index, number in enumerate(numbers):
+        for record_batch in rows.slice(index, 1).to_batches():
+            batch: TextBatch = parquet_columns(record_batch, schema.names, int(number))
+            found.update(plan.raw_texts(batch, [int(number) + 1]))
     return found
