@@ -4,16 +4,16 @@ When the warehouse is DuckDB and the file is a Parquet file whose columns are al
 text or of a type the canonical column takes as it is), the import runs inside the warehouse
 connection, in one transaction, without the file's rows ever reaching Python:
 
-1. one scan of ``read_parquet(path, file_row_number = true)`` through the same checks as the
-   current path (:func:`closeloop.data.import_checks.check_sql`; unknown references are looked
-   up in the parent table) returns the rows that fail, with their column and reason, and the
-   rows dated in the future (both usually few);
-2. one scan finds the hashes of ids the good rows hold more than once; when there are any, one
-   more compares those rows with the first of their id (a repeat with the same values is a
-   duplicate, with other values a conflict);
+1. one scan of the id column of ``read_parquet(path, file_row_number = true)`` finds the
+   hashes of ids the file holds more than once;
+2. one scan through the same checks as the batch path
+   (:func:`closeloop.data.import_checks.check_sql`; unknown references looked up in the parent
+   table) returns the rows that fail, with their column and reason, the good rows dated in the
+   future, and the good rows whose id may be repeated (all usually few): of those, the first row
+   of each id is kept and a later one is a duplicate (same values) or a conflict (other values);
 3. one ``INSERT … SELECT`` stores the good rows that are the first of their id and not stored
-   yet; the quarantine gets the failed rows with the reasons, raw rows and ids of the current
-   path (the raw rows read from the row groups that hold them).
+   yet; the quarantine gets the failed rows with the reasons, raw rows and ids of the batch path
+   (the raw rows picked out of the file by DuckDB).
 
 DuckDB streams each statement; during the import the connection runs under
 :data:`MEMORY_LIMIT` with a temporary folder to spill to (both restored after), so memory stays
@@ -235,63 +235,67 @@ def _run(
     cutoff = future.cutoff.isoformat(sep=" ")
     ahead = " OR ".join(f"{quote(name)} > TIMESTAMP '{cutoff}'" for name in futures)
     shown = ", ".join(f"CAST({quote(name)} AS TIMESTAMP) AS {quote(name)}" for name in futures)
-    # 1. The rows that fail a check, and the good rows dated in the future.
-    flagged = connection.execute(
-        f"SELECT {ROW}, _problem_column, _problem_reason{', ' + shown if futures else ''} "
-        f"FROM {checked} WHERE _problem_reason IS NOT NULL{' OR ' + ahead if futures else ''} "
-        f"ORDER BY {ROW}"
-    ).fetchall()
-    progress(0, 0.3)
-    failed = {row[0]: (row[1], row[2]) for row in flagged if row[2] is not None}
     values = ", ".join(quote(name) for name in spec.column_names)
-    good = f"(SELECT * FROM {checked} WHERE _problem_reason IS NULL)"
-    # 2. Ids the file holds more than once (by hash first, over the id column alone; the good
-    # rows among them are compared on the id after).
+    # 1. Ids the file holds more than once, by hash (over the id column alone: cheap).
     id_hash = f"hash(CAST({key} AS VARCHAR))"
-    repeated_hashes = connection.execute(
+    repeated = connection.execute(
         f"SELECT {id_hash} AS h FROM {source} GROUP BY h HAVING count(*) > 1"
     ).fetch_arrow_table()
+    progress(0, 0.2)
+    # 2. One scan through the checks: the rows that fail one, the good rows dated in the
+    # future, and the good rows whose id may be repeated (with their id and values' hash).
+    candidate = (
+        f"(_problem_reason IS NULL AND {id_hash} IN (SELECT h FROM _closeloop_repeated))"
+        if repeated.num_rows
+        else "FALSE"
+    )
+    flagged_sql = (
+        f"SELECT {ROW}, _problem_column, _problem_reason, "
+        f"CASE WHEN {candidate} THEN CAST({key} AS VARCHAR) END AS _id, "
+        f"CASE WHEN {candidate} THEN hash({values}) END AS _hash"
+        f"{', ' + shown if futures else ''} FROM {checked} "
+        f"WHERE _problem_reason IS NOT NULL OR {candidate}{' OR ' + ahead if futures else ''} "
+        f"ORDER BY {ROW}"
+    )
+    connection.register("_closeloop_repeated", repeated)
+    try:
+        flagged = connection.execute(flagged_sql).fetchall()
+    finally:
+        connection.unregister("_closeloop_repeated")
+    progress(0, 0.5)
+    failed = {found[0]: (found[1], found[2]) for found in flagged if found[2] is not None}
+    # The first good row of each id is kept; a later one is an exception (same values or not).
     exceptions: list[tuple[int, str, bool, int]] = []
-    if repeated_hashes.num_rows:
-        connection.register("_closeloop_repeated", repeated_hashes)
-        candidates = _checked_sql(
-            spec,
-            f"(SELECT * FROM {source} WHERE {id_hash} IN (SELECT h FROM _closeloop_repeated))",
-            fast.typed,
-        )
-        try:
-            connection.execute(
-                "CREATE TEMP TABLE _closeloop_exceptions AS "
-                f"WITH candidates AS MATERIALIZED (SELECT {ROW}, CAST({key} AS VARCHAR) AS id, "
-                f"hash({values}) AS _hash FROM {candidates} WHERE _problem_reason IS NULL), "
-                f"ranked AS (SELECT *, first_value({ROW}) OVER w AS _first_row, "
-                "first_value(_hash) OVER w AS _first_hash FROM candidates "
-                f"WINDOW w AS (PARTITION BY id ORDER BY {ROW})) "
-                f"SELECT {ROW}, id, _hash = _first_hash AS _same, _first_row FROM ranked "
-                f"WHERE {ROW} <> _first_row"
-            )
-        finally:
-            connection.unregister("_closeloop_repeated")
-        exceptions = [
-            (int(r[0]), str(r[1]), bool(r[2]), int(r[3]))
-            for r in connection.execute(
-                f"SELECT {ROW}, id, _same, _first_row FROM _closeloop_exceptions ORDER BY {ROW}"
-            ).fetchall()
-        ]
-    progress(0, 0.6)
+    firsts: dict[str, tuple[int, object]] = {}
+    for found in flagged:
+        if found[2] is not None or found[3] is None:
+            continue
+        number, id_text, hashed = int(found[0]), str(found[3]), found[4]
+        first = firsts.setdefault(id_text, (number, hashed))
+        if first[0] != number:
+            exceptions.append((number, id_text, first[1] == hashed, first[0]))
+    later_rows = {number for number, _, _, _ in exceptions}
     # 3. The first row of each id, when not stored yet.
-    later = f" AND {ROW} NOT IN (SELECT {ROW} FROM _closeloop_exceptions)" if exceptions else ""
+    good = f"(SELECT * FROM {checked} WHERE _problem_reason IS NULL)"
+    later = f" AND {ROW} NOT IN (SELECT n FROM _closeloop_later)" if exceptions else ""
     stored = (
         "" if fast.empty_at_start else f" AND {key} NOT IN (SELECT {key} FROM {quote(spec.name)})"
     )
-    inserted = connection.execute(
-        f"INSERT INTO {quote(spec.name)} SELECT {values} FROM {good} WHERE TRUE{later}{stored}"
-    ).fetchone()
+    connection.register(
+        "_closeloop_later", pa.table({"n": pa.array(sorted(later_rows), pa.int64())})
+    )
+    try:
+        inserted = connection.execute(
+            f"INSERT INTO {quote(spec.name)} SELECT {values} FROM {good} WHERE TRUE{later}{stored}"
+        ).fetchone()
+    finally:
+        connection.unregister("_closeloop_later")
     imported = int(inserted[0]) if inserted is not None and inserted[0] is not None else 0
-    if exceptions:
-        connection.execute("DROP TABLE _closeloop_exceptions")
-    later_rows = {row for row, _, _, _ in exceptions}
-    future_rows = [row for row in flagged if row[2] is None and row[0] not in later_rows]
+    future_rows = [
+        (found[0], found[1], found[2], *found[5:])
+        for found in flagged
+        if found[2] is None and found[0] not in later_rows
+    ]
     _count_future(future, futures, future_rows)
     rejects = [Reject(row, reason, "", column) for row, (column, reason) in failed.items()]
     in_file_duplicates = 0
