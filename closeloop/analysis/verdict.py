@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from closeloop.analysis.measurement import COMPLETION_RATE
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
 from closeloop.engine.state import LaunchPlan
-from closeloop.engine.steps import OutboxStatus
+from closeloop.engine.statuses import OutboxStatus
 from closeloop.stats import ComparisonResult, ProportionStatistic, Status, proportion_test
 
 if TYPE_CHECKING:

@@ -23,16 +23,16 @@ import ibis
 import ibis.expr.types as ir
 
 from closeloop.data import history
+from closeloop.data.attributes import ALIASES, account_attributes, person_attributes
 from closeloop.data.frame import ACCOUNT_PREFIX, Frame, unit_key
 from closeloop.data.outcome_attributes import ZERO_WHEN_ABSENT, outcome_attribute
 from closeloop.data.rollups import Rollup
-from closeloop.data.tables import ACCOUNTS, ENROLLMENTS, PEOPLE, ColumnType
+from closeloop.data.tables import ENROLLMENTS
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.builtins import BUILTIN_ACCOUNT_ATTRIBUTES
 from closeloop.definitions.expressions import (
     And,
     Attribute,
-    AttributeType,
     Comparator,
     Comparison,
     Contains,
@@ -64,42 +64,12 @@ from closeloop.definitions.models import EventFunction, RollupFunction
 from closeloop.definitions.project import Catalog, LoadedCohort, LoadedStage
 from closeloop.definitions.rules import threshold
 
-ALIASES = {"signup_date": "created_at"}
-_TYPES = {
-    ColumnType.STRING: AttributeType.STRING,
-    ColumnType.FLOAT: AttributeType.NUMBER,
-    ColumnType.INTEGER: AttributeType.NUMBER,
-    ColumnType.TIMESTAMP: AttributeType.TIMESTAMP,
-    ColumnType.DATE: AttributeType.DATE,
-    ColumnType.BOOLEAN: AttributeType.BOOLEAN,
-}
 # Stands in for "never" when taking the earliest of several times.
 _NEVER = datetime(9999, 1, 1)
 SECONDS_PER_DAY = 86_400.0
 
 BoolFn = Callable[[ir.Table], ir.BooleanValue]
 ValueFn = Callable[[ir.Table], ir.Value]
-
-
-def account_attributes() -> dict[str, AttributeType]:
-    """The stored account attributes: the accounts table's columns and their aliases."""
-    attributes = {
-        column.name: _TYPES[column.type]
-        for column in ACCOUNTS.columns
-        if column.type in _TYPES and column.name != "properties"
-    }
-    for alias, column in ALIASES.items():
-        attributes[alias] = attributes[column]
-    return attributes
-
-
-def person_attributes() -> dict[str, AttributeType]:
-    """The stored person attributes: the people table's columns."""
-    return {
-        column.name: _TYPES[column.type]
-        for column in PEOPLE.columns
-        if column.type in _TYPES and column.name != "properties"
-    }
 
 
 def default_catalog() -> Catalog:

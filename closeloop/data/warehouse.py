@@ -74,6 +74,10 @@ class Warehouse:
         if unknown:
             raise ConfigurationError(f"sources: {unknown_table_message(unknown[0])}")
         self._views: dict[str, ibis.Table] = {}  # mapped tables, each looked up once
+        # closeloop's own tables have fixed schemas (TableSpec): each is looked up once per
+        # connection (a lookup is a catalog query, about a tenth of a tick's time). A table
+        # dropped and re-created with its spec's schema compiles to the same SQL.
+        self._own: dict[str, ibis.Table] = {}
 
     @classmethod
     def connect(
@@ -195,7 +199,11 @@ class Warehouse:
         schema (the canonical columns, then the source's other columns as attributes)."""
         mapping = self.sources.get(name)
         if mapping is None:
-            return self.backend.table(name)
+            if name not in _FIXED_SCHEMAS:
+                return self.backend.table(name)
+            if name not in self._own:
+                self._own[name] = self.backend.table(name)
+            return self._own[name]
         if name not in self._views:
             self._views[name] = read_in_place(self.backend, CANONICAL_TABLES[name], mapping)
         return self._views[name]
@@ -306,6 +314,11 @@ class Warehouse:
 
 
 _APPEND_VIEWS = itertools.count()
+
+_FIXED_SCHEMAS = frozenset(
+    (*CANONICAL_TABLES, QUARANTINE.name, ENROLLMENTS.name, ATTRIBUTE_HISTORY.name)
+)
+"""closeloop's own tables, created with their spec's schema (``ensure_tables``)."""
 
 
 def _is_lock_conflict(error: Exception) -> bool:

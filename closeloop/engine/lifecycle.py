@@ -20,8 +20,7 @@ import sqlalchemy as sa
 
 from closeloop.engine import schema
 from closeloop.engine.state import StateStore
-from closeloop.engine.steps import OutboxStatus
-from closeloop.engine.tick import ExitReason, JobStatus, bump_revision
+from closeloop.engine.statuses import ExitReason, JobStatus, OutboxStatus, bump_revision
 from closeloop.errors import NotFoundError, StateError
 
 # Which status each command may move a job from.

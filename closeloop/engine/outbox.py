@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from closeloop.engine import schema
 from closeloop.engine.state import StateStore
-from closeloop.engine.steps import OutboxStatus
+from closeloop.engine.statuses import OutboxStatus
 from closeloop.errors import ConfigurationError
 
 RETRYABLE = (OutboxStatus.DEAD,)

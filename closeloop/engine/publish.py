@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from closeloop.data.tables import ENROLLMENTS
 from closeloop.data.warehouse import ENROLLMENTS_TABLE, Warehouse
 from closeloop.engine import schema
-from closeloop.engine.state import ENROLLMENT_ARROW_SCHEMA, StateStore
+from closeloop.engine.state import StateStore, enrollment_arrow_schema
 from closeloop.errors import StateError
 
 MARKS_TABLE = "closeloop_enrollments_marks"
@@ -123,9 +123,9 @@ def read_changes(store: StateStore, published_store: Any = None, mark: Any = Non
     table = pa.Table.from_arrays(
         [
             pa.array(values, type=field.type)
-            for values, field in zip(columns, ENROLLMENT_ARROW_SCHEMA, strict=False)
+            for values, field in zip(columns, enrollment_arrow_schema(), strict=False)
         ],
-        schema=ENROLLMENT_ARROW_SCHEMA,
+        schema=enrollment_arrow_schema(),
     )
     if postgres:
         new_mark = int(oldest_running or 0)

@@ -7,6 +7,7 @@ log); the warehouse holds what customers did. Migrations run through Alembic.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -20,12 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from closeloop.data.tables import ENROLLMENTS
@@ -40,6 +36,9 @@ from closeloop.errors import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+    from alembic.config import Config
+
     from closeloop.definitions.project import LoadedJob
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 60.0
@@ -171,14 +170,34 @@ class StateStore:
     # -- migrations --------------------------------------------------------------------------
 
     def _alembic_config(self) -> Config:
+        from alembic.config import Config  # Alembic only when a migration may run
+
         config = Config()
         config.set_main_option(
             "script_location", str(resources.files("closeloop.engine") / "migrations")
         )
         return config
 
+    def _current_revision(self) -> str | None:
+        """The store's migration (alembic_version), or None when it has none (new, or empty)."""
+        if not self.exists():
+            return None
+        with self.engine.connect() as connection:
+            try:
+                return connection.execute(
+                    sa.text("SELECT version_num FROM alembic_version")
+                ).scalar()
+            except sa.exc.DBAPIError:
+                return None  # no alembic_version table yet
+
     def migrate(self) -> None:
-        """Bring the store's schema up to date (idempotent)."""
+        """Bring the store's schema up to date (idempotent). A store already at
+        :data:`HEAD_REVISION` is left alone without loading Alembic (every command opens the
+        store this way)."""
+        if self._current_revision() == HEAD_REVISION:
+            return
+        from alembic import command
+
         config = self._alembic_config()
         sqlite = self.engine.dialect.name == "sqlite"
         with self.engine.connect() as connection:
@@ -210,14 +229,13 @@ class StateStore:
             self.engine.dispose()
 
     def check_migrated(self) -> None:
-        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        head = HEAD_REVISION
         if not self.exists():
             raise StateError(
                 f"there is no state store at {self.url} yet; run `closeloop migrate` "
                 "(or a command that runs jobs, such as `closeloop tick`)"
             )
-        with self.engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
+        current = self._current_revision()
         if current != head:
             raise StateError(
                 f"the state store is at migration {current or 'none'}, closeloop needs {head}; "
@@ -432,14 +450,17 @@ class StateStore:
             query = query.where(e.c.job_name == job_name)
         with self.engine.connect() as connection:
             rows = connection.execute(query).fetchall()
+        import pyarrow as pa
+
+        arrow_schema = enrollment_arrow_schema()
         # Column by column (a dict per row cost more than the query).
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(ENROLLMENT_ARROW_SCHEMA)
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(arrow_schema)
         return pa.Table.from_arrays(
             [
                 pa.array(values, type=field.type)
-                for values, field in zip(columns, ENROLLMENT_ARROW_SCHEMA, strict=True)
+                for values, field in zip(columns, arrow_schema, strict=True)
             ],
-            schema=ENROLLMENT_ARROW_SCHEMA,
+            schema=arrow_schema,
         )
 
 
@@ -448,8 +469,17 @@ def launch_salt(job_name: str, at: datetime) -> str:
     return hashlib.sha256(f"{job_name}|{at.isoformat()}".encode()).hexdigest()[:16]
 
 
-# The published copy has exactly the warehouse's columns and types (data.tables.ENROLLMENTS).
-ENROLLMENT_ARROW_SCHEMA = ENROLLMENTS.ibis_schema().to_pyarrow()
+@functools.cache
+def enrollment_arrow_schema() -> pa.Schema:
+    """The published copy's Arrow schema: exactly the warehouse's columns and types
+    (data.tables.ENROLLMENTS). Built on first use: it loads Ibis and Arrow, which commands that
+    only read the store (``users list``) never need."""
+    return ENROLLMENTS.ibis_schema().to_pyarrow()
+
+
+HEAD_REVISION = "0011"
+"""The newest migration in ``engine/migrations/versions`` (a test keeps it equal to Alembic's
+head): a store already there is opened without loading Alembic. A new migration updates it."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

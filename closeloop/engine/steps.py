@@ -32,24 +32,12 @@ from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.models import ActionStep, Step, WaitStep
 from closeloop.definitions.project import LoadedJob, Project
 from closeloop.engine.assignment import HOLDOUT, idempotency_key
+from closeloop.engine.statuses import OutboxStatus as OutboxStatus  # re-exported
 from closeloop.errors import CloseloopError
 
 MAX_RECIPIENTS = 5
 COMPLETION_STEP = 1000
 EXIT_STEP = 2000
-
-
-class OutboxStatus:
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    DEAD = "dead"  # failed for good: render error, permanent refusal, or out of retries
-    GHOST = "ghost"  # holdout: logged as would-have-sent, never sent
-    SKIPPED = "skipped"  # treatment, but nobody to send to (or the account opted out)
-    CANCELLED = "cancelled"  # a reminder whose enrollment ended before it fell due
-    NOT_SENT = "not_sent"  # written by a replay (backfill without --send): never dispatched
-
-    ALL = (PENDING, SENDING, SENT, DEAD, GHOST, SKIPPED, CANCELLED, NOT_SENT)
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,10 @@ from closeloop.engine.assignment import assign_variant, enrollment_id
 from closeloop.engine.optouts import opted_out_since
 from closeloop.engine.publish import publish_enrollments
 from closeloop.engine.state import JobRecord, LaunchPlan, StateStore, utc_now
+from closeloop.engine.statuses import ExitReason, JobStatus, OutboxStatus
 from closeloop.engine.steps import (
     COMPLETION_STEP,
     EXIT_STEP,
-    OutboxStatus,
     Planned,
     Renderer,
     Unit,
@@ -57,21 +57,6 @@ from closeloop.errors import ConcurrencyError, NotFoundError
 __all__ = ["ExitReason", "JobStatus", "OutboxStatus", "TickResult", "run_tick"]
 
 MAX_ATTEMPTS = 5  # decide-and-record rounds before a tick gives up to a busier writer
-
-
-class ExitReason:
-    TIMEOUT = "timeout"
-    NO_LONGER_ELIGIBLE = "no_longer_eligible"
-    OPTED_OUT = "opted_out"
-    REMOVED = "removed"
-    JOB_STOPPED = "job_stopped"
-
-
-class JobStatus:
-    DRAFT = "draft"  # defined, never launched: no record in the store
-    LIVE = "live"
-    PAUSED = "paused"  # enrolls nobody and sends nothing; completions are still detected
-    STOPPED = "stopped"  # ended for good: every active enrollment exited
 
 
 class StaleTickError(ConcurrencyError):
@@ -330,13 +315,6 @@ def _compare_and_set(connection: Connection, job_name: str, revision: int) -> bo
         .values(revision=j.c.revision + 1)
     ).rowcount
     return bool(updated)
-
-
-def bump_revision(connection: Connection, job_name: str) -> None:
-    """Every transaction that changes a job's enrollments outside a tick calls this, so a tick
-    that decided before it records nothing and decides again."""
-    j = schema.jobs
-    connection.execute(j.update().where(j.c.name == job_name).values(revision=j.c.revision + 1))
 
 
 def _record(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 
 from closeloop.data.tables import SURVEY_RESPONSES
-from closeloop.engine.steps import OutboxStatus
+from closeloop.engine.statuses import OutboxStatus
 from closeloop.errors import CloseloopError, redact
 from closeloop.schemas.account_page import (
     AccountDeliveries,

@@ -18,7 +18,7 @@ from closeloop.analysis.board import enrollments_entered
 from closeloop.analysis.measurement import COMPLETION_RATE
 from closeloop.engine.outbox import status_counts_due
 from closeloop.engine.publish import publish_enrollments
-from closeloop.engine.steps import OutboxStatus
+from closeloop.engine.statuses import OutboxStatus
 from closeloop.errors import CloseloopError, ConfigurationError
 from closeloop.schemas.board import (
     Activity,

@@ -6,13 +6,13 @@ import csv
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from closeloop.engine import browse, lifecycle, optouts
 from closeloop.engine import outbox as outbox_repository
 from closeloop.engine.optouts import TokenError
 from closeloop.engine.outbox import OutboxMessage as StoredMessage
-from closeloop.engine.tick import JobStatus, TickResult
+from closeloop.engine.statuses import JobStatus
 from closeloop.errors import ConfigurationError, DataImportError, NotFoundError, redact
 from closeloop.schemas.base import Page
 from closeloop.schemas.jobs import (
@@ -32,6 +32,9 @@ from closeloop.schemas.jobs import (
     TickSummary,
 )
 from closeloop.services.project import Workspace
+
+if TYPE_CHECKING:
+    from closeloop.engine.tick import TickResult
 
 __all__ = ["JobStatus", "TokenError", "mask_secrets"]
 

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from closeloop.data.compiler import account_attributes, person_attributes
-from closeloop.data.warehouse import Warehouse
+from closeloop.data.attributes import account_attributes, person_attributes
 from closeloop.definitions.expressions import AttributeType
 from closeloop.definitions.json_schema import write_schemas
 from closeloop.definitions.located_yaml import LocatedDocument, load_located_yaml
@@ -34,6 +33,7 @@ from closeloop.errors import ConfigurationError
 from closeloop.settings import PROJECT_FILE, Settings, load_settings
 
 if TYPE_CHECKING:
+    from closeloop.data.warehouse import Warehouse
     from closeloop.engine.state import StateStore
 
 
@@ -57,6 +57,8 @@ class WarehouseConnection:
             if self._closed:
                 raise RuntimeError("the workspace is closed: use its warehouse inside the block")
             if self._warehouse is None:
+                from closeloop.data.warehouse import Warehouse  # Ibis once a query is asked
+
                 warehouse = Warehouse.connect(self.url, sources=self.sources)
                 try:
                     _ensure_tables(warehouse, self.url, self.sources)
@@ -230,6 +232,8 @@ def stored_attributes(
     _, sources = configured_sources(settings.project_dir)
     if "accounts" not in sources and "people" not in sources:
         return accounts, people
+    from closeloop.data.warehouse import Warehouse
+
     with Warehouse.connect(settings.warehouse_url, sources=sources) as warehouse:
         # Canonical names (and aliases such as signup_date) win over a source column's.
         return (

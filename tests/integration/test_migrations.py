@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 
 from closeloop.engine import schema
-from closeloop.engine.state import StateStore
+from closeloop.engine.state import HEAD_REVISION, StateStore
+from closeloop.errors import StateError
 from support import Backends
 
 AT = datetime(2024, 3, 1)
@@ -72,5 +74,35 @@ def test_upgrading_from_0001_keeps_enrollments_and_outbox_rows(backends: Backend
             with store.engine.connect() as connection:
                 # The table rebuild turned foreign keys off; new connections have them again.
                 assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        store.close()
+
+
+def test_head_revision_is_alembics_head() -> None:
+    """``HEAD_REVISION`` lets a store at head open without Alembic; it must name the newest
+    migration, or a store would be taken as up to date while a migration is missing."""
+    from alembic.script import ScriptDirectory
+
+    store = StateStore.connect("sqlite://")
+    head = ScriptDirectory.from_config(store._alembic_config()).get_current_head()
+    assert head == HEAD_REVISION
+
+
+def test_a_store_at_an_older_migration_is_upgraded_and_one_at_head_left_alone(
+    backends: Backends,
+) -> None:
+    store = StateStore.connect(backends.state_url)
+    try:
+        config = store._alembic_config()
+        with store.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0009")
+        with pytest.raises(StateError, match="at migration 0009"):
+            store.check_migrated()
+        store.migrate()
+        store.check_migrated()
+        assert store._current_revision() == HEAD_REVISION
+        store.migrate()  # at head: nothing to do
+        assert store._current_revision() == HEAD_REVISION
     finally:
         store.close()
