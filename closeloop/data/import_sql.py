@@ -24,7 +24,6 @@ keeps the batch path of :mod:`closeloop.data.importer`, which gives the same out
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -176,24 +175,30 @@ def _future_columns(spec: TableSpec) -> list[str]:
     ]
 
 
+class FastPathError(Exception):
+    """DuckDB could not import the file as the batch path would (invalid UTF-8, a broken row
+    group, not enough memory): nothing was written, the batch path imports it instead."""
+
+
 @contextmanager
 def _import_settings(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """The connection under :data:`MEMORY_LIMIT`, spilling to a temporary folder, in UTC; the
-    previous settings restored after."""
-    names = ("memory_limit", "temp_directory", "TimeZone")
+    """The connection under :data:`MEMORY_LIMIT`, in UTC, without insertion-order preservation
+    (so a large insert spills instead of holding its rows), the previous settings restored
+    after. A file warehouse spills to its own temporary folder (``<file>.tmp``); an in-memory
+    one holds its tables in memory anyway."""
+    names = ("memory_limit", "TimeZone", "preserve_insertion_order")
     before = {
         name: connection.execute(f"SELECT current_setting('{name}')").fetchone() for name in names
     }
-    with tempfile.TemporaryDirectory(prefix="closeloop-import-") as folder:
-        connection.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-        connection.execute(f"SET temp_directory = '{folder}'")
-        connection.execute("SET TimeZone = 'UTC'")
-        try:
-            yield
-        finally:
-            for name, row in before.items():
-                value = "" if row is None or row[0] is None else str(row[0])
-                connection.execute(f"SET {name} = '{value.replace(chr(39), chr(39) * 2)}'")
+    connection.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    connection.execute("SET TimeZone = 'UTC'")
+    connection.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        for name, row in before.items():
+            value = "" if row is None or row[0] is None else str(row[0])
+            connection.execute(f"SET {name} = '{value.replace(chr(39), chr(39) * 2)}'")
 
 
 def fast_import(
@@ -205,14 +210,17 @@ def fast_import(
     progress: Callable[[int, float], None],
 ) -> FastOutcome:
     """Import the file of ``fast`` in one transaction of the warehouse connection (see the
-    module's docstring); ``quarantine`` writes the rejects (within the transaction)."""
+    module's docstring); ``quarantine`` writes the rejects (within the transaction). Raises
+    :class:`FastPathError` when DuckDB fails before the commit (all rolled back)."""
     connection = warehouse.backend.con
     with _import_settings(connection):
         connection.execute("BEGIN TRANSACTION")
         try:
             outcome = _run(connection, plan, fast, future, quarantine, progress)
-        except BaseException:
+        except BaseException as error:
             connection.execute("ROLLBACK")
+            if isinstance(error, duckdb.Error):
+                raise FastPathError(str(error)) from error
             raise
         connection.execute("COMMIT")
     return outcome

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from closeloop.data import history
 from closeloop.data.import_checks import FutureRows, InFileIds, check_sql
 from closeloop.data.import_columns import ColumnPlan, normalized_value
-from closeloop.data.import_sql import FastPlan, fast_import, fast_plan
+from closeloop.data.import_sql import FastPathError, FastPlan, fast_import, fast_plan
 from closeloop.data.readers import Reject, SourceFile, TextBatch
 from closeloop.data.tables import QUARANTINE, TableSpec
 from closeloop.data.warehouse import Warehouse
@@ -190,8 +190,8 @@ def _import_fast(
     warnings: list[str],
 ) -> ImportResult | None:
     """Import with :func:`closeloop.data.import_sql.fast_import` (one transaction); None when
-    DuckDB cannot read the file as the batch path does (invalid UTF-8, a broken row group):
-    nothing was written, and the batch path imports it and says what it meets."""
+    DuckDB cannot import the file as the batch path does (invalid UTF-8, a broken row group, not
+    enough memory): nothing was written, and the batch path imports it and says what it meets."""
     future = FutureRows(now + FUTURE_MARGIN)
 
     def report(rows: int, fraction: float) -> None:
@@ -207,7 +207,7 @@ def _import_fast(
             lambda rejects: _quarantine(warehouse, plan.spec, path, rejects),
             report,
         )
-    except duckdb.Error:
+    except FastPathError:
         return None
     except KeyboardInterrupt as error:
         raise DataImportError(
