@@ -183,16 +183,17 @@ class FastPathError(Exception):
 @contextmanager
 def _import_settings(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """The connection under :data:`MEMORY_LIMIT`, in UTC, without insertion-order preservation
-    (so a large insert spills instead of holding its rows), the previous settings restored
-    after. A file warehouse spills to its own temporary folder (``<file>.tmp``); an in-memory
-    one holds its tables in memory anyway."""
-    names = ("memory_limit", "TimeZone", "preserve_insertion_order")
+    (so a large insert spills instead of holding its rows) nor DuckDB's own progress bar, the
+    previous settings restored after. A file warehouse spills to its own temporary folder
+    (``<file>.tmp``); an in-memory one holds its tables in memory anyway."""
+    names = ("memory_limit", "TimeZone", "preserve_insertion_order", "enable_progress_bar")
     before = {
         name: connection.execute(f"SELECT current_setting('{name}')").fetchone() for name in names
     }
     connection.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     connection.execute("SET TimeZone = 'UTC'")
     connection.execute("SET preserve_insertion_order = false")
+    connection.execute("SET enable_progress_bar = false")  # the caller shows progress
     try:
         yield
     finally:
