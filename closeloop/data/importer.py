@@ -14,6 +14,10 @@ limit, so the ids a large file has used spill to disk) and, on a DuckDB warehous
 ``INSERT … SELECT`` that skips stored ids. Python sees only the rows that fail. Parquet is read a
 record batch at a time and a plain CSV file by DuckDB's streaming CSV reader
 (:mod:`closeloop.data.readers`), so memory is bounded by the batch size, not the file's.
+
+A Parquet file on a DuckDB warehouse takes the fast path of :mod:`closeloop.data.import_sql`
+when it qualifies (DuckDB reads the file itself; one transaction; the same outcome);
+``ImportOptions(path="batches")`` keeps the batch path.
 """
 
 from __future__ import annotations
