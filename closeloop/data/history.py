@@ -24,6 +24,7 @@ import json
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import uuid4
@@ -66,6 +67,10 @@ BEGINNING = datetime(1970, 1, 1)
 # Columns never compared as attributes: the key, and creation (which bounds when a unit exists).
 _NOT_ATTRIBUTES = ("created_at",)
 _HAS_HISTORY: weakref.WeakSet[Warehouse] = weakref.WeakSet()
+# Inside `recorded_names_fixed`: (warehouse, entity) -> the attribute names with history.
+_RECORDED: ContextVar[dict[tuple[int, str], frozenset[str]] | None] = ContextVar(
+    "closeloop_history_recorded", default=None
+)
 _DATE_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
 _TIMESTAMP_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?$"
 
@@ -457,14 +462,38 @@ def _overlaid(warehouse: Warehouse, entity: str, table: ir.Table, key: str) -> l
     Asking first keeps the query as small as the history: most projects record changes of a
     few attributes, and none until their first re-import or write-back.
     """
-    if warehouse not in _HAS_HISTORY:
-        if not warehouse.has_table(ATTRIBUTE_HISTORY.name):
-            return []  # a warehouse read in place that closeloop has not written to yet
-        _HAS_HISTORY.add(warehouse)  # once there it stays: later frames skip the lookup
-    history = warehouse.table(ATTRIBUTE_HISTORY.name)
-    recorded = history.filter(history.entity == ibis.literal(entity, type="string"))
-    names = set(recorded.select("name").distinct().to_pyarrow().column(0).to_pylist())
+    names = _recorded_names(warehouse, entity)
     return [c for c in table.columns if c in names and c != key and c not in _NOT_ATTRIBUTES]
+
+
+@contextmanager
+def recorded_names_fixed() -> Iterator[None]:
+    """Within the block, which attributes have history is asked once per warehouse and entity
+    (a tick's jobs build many frames; none of them writes history). Nested blocks share one."""
+    if _RECORDED.get() is not None:
+        yield
+        return
+    token = _RECORDED.set({})
+    try:
+        yield
+    finally:
+        _RECORDED.reset(token)
+
+
+def _recorded_names(warehouse: Warehouse, entity: str) -> frozenset[str]:
+    known = _RECORDED.get()
+    if known is not None and (id(warehouse), entity) in known:
+        return known[(id(warehouse), entity)]
+    if warehouse not in _HAS_HISTORY and not warehouse.has_table(ATTRIBUTE_HISTORY.name):
+        names: frozenset[str] = frozenset()  # a warehouse closeloop has not written to yet
+    else:
+        _HAS_HISTORY.add(warehouse)  # once there it stays: later frames skip the lookup
+        history = warehouse.table(ATTRIBUTE_HISTORY.name)
+        recorded = history.filter(history.entity == ibis.literal(entity, type="string"))
+        names = frozenset(recorded.select("name").distinct().to_pyarrow().column(0).to_pylist())
+    if known is not None:
+        known[(id(warehouse), entity)] = names
+    return names
 
 
 def _history(warehouse: Warehouse, entity: str, names: Sequence[str]) -> ir.Table:

@@ -21,7 +21,7 @@ from closeloop.channels.registry import ACTION_KINDS
 from closeloop.channels.set_attribute import SET_ATTRIBUTE, AttributeSender, AttributeWrite
 from closeloop.channels.slack import DEFAULT_ROUTE, SLACK, SlackSender, route_key
 from closeloop.channels.webhook import WEBHOOK, WebhookSender
-from closeloop.data import rollups
+from closeloop.data import history, rollups
 from closeloop.data.tables import ATTRIBUTE_HISTORY
 from closeloop.engine import lifecycle
 from closeloop.engine.dispatcher import Dispatcher, DispatchResult
@@ -86,12 +86,26 @@ def tick(
     """
     links = unsubscribe_links(workspace)
     names = _job_names(workspace, job_name)
-    if launch:
-        # Drafts store a plan when they launch: one estimate each, shared with the launch checks.
-        estimate_launches(workspace, names, at)
-    # Per-unit event totals brought up to date once for every job of this tick: each job then
-    # reads the events since them, not all history (closeloop.data.rollups).
-    rollup = rollups.refresh(workspace.warehouse)
+    # A tick writes no attribute history: which attributes have some is asked once, not per frame.
+    with history.recorded_names_fixed():
+        if launch:
+            # Drafts store a plan when they launch: one estimate each, shared with the checks.
+            estimate_launches(workspace, names, at)
+        # Per-unit event totals brought up to date once for every job of this tick: each job
+        # then reads the events since them, not all history (closeloop.data.rollups).
+        rollup = rollups.refresh(workspace.warehouse)
+        return _tick_jobs(workspace, names, at, launch, replay, links, rollup)
+
+
+def _tick_jobs(
+    workspace: Workspace,
+    names: list[str],
+    at: datetime,
+    launch: bool,
+    replay: bool,
+    links: UnsubscribeLinks,
+    rollup: rollups.Rollup | None,
+) -> list[TickResult]:
     return [
         run_tick(
             workspace.project,

@@ -540,8 +540,11 @@ def _launch_counts(
     for index, job in enumerate(jobs):
         target = Entity(job.definition.target)
         key = unit_key(target)
+        start = moment - timedelta(days=horizon_of(job.definition))
+        # The audience built once per distinct time (T−horizon is often one of the points).
+        audiences = {at: _eligible(workspace, job, at) for at in dict.fromkeys([*points, start])}
         for position, point in enumerate(points):
-            units = _eligible(workspace, job, point)
+            units = audiences[point]
             memberships.append(
                 units.select(
                     job=ibis.literal(index, type="int64"),
@@ -549,8 +552,7 @@ def _launch_counts(
                     point=ibis.literal(position, type="int64"),
                 )
             )
-        start = moment - timedelta(days=horizon_of(job.definition))
-        candidates = _eligible(workspace, job, start).mutate(entered_at=ibis.timestamp(start))
+        candidates = audiences[start].mutate(entered_at=ibis.timestamp(start))
         reached = goal_reached_at(
             job.goal, workspace.warehouse, moment, candidates, workspace.project.catalog, target
         )
