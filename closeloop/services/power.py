@@ -29,6 +29,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow.compute as pc
 
+from closeloop.data import history
 from closeloop.data.compiler import eligible_units, goal_reached_at
 from closeloop.data.frame import unit_key
 from closeloop.data.warehouse import Warehouse
@@ -510,11 +511,13 @@ def estimate_launches(
             jobs.append(job)
     points = _lookback_points(moment)
     counts: dict[tuple[int, str], int] = {}
-    for first in range(0, len(jobs), batch):
-        chunk = jobs[first : first + batch]
-        rows = _launch_counts(workspace, chunk, points, moment).to_pyarrow().to_pylist()
-        for row in rows:
-            counts[(first + int(row["job"]), str(row["measure"]))] = int(row["value"])
+    # Estimates write no attribute history: which attributes have some is asked once.
+    with history.recorded_names_fixed():
+        for first in range(0, len(jobs), batch):
+            chunk = jobs[first : first + batch]
+            rows = _launch_counts(workspace, chunk, points, moment).to_pyarrow().to_pylist()
+            for row in rows:
+                counts[(first + int(row["job"]), str(row["measure"]))] = int(row["value"])
     for index, job in enumerate(jobs):
         entrants = [counts.get((index, f"entrants_{k}"), 0) for k in range(1, len(points))]
         start = moment - timedelta(days=horizon_of(job.definition))
