@@ -1,7 +1,7 @@
 """Run every benchmark of issue 17 one after another at the sizes bench/README.md reports, each
 writing its JSON to ``bench/results/``, then print the summary table (``bench/summary.py``).
 
-    .venv/bin/python bench/run_all.py                  # everything (about 45 min on 2 cores)
+    .venv/bin/python bench/run_all.py                  # everything (about an hour on 2 cores)
     .venv/bin/python bench/run_all.py --only startup import
     .venv/bin/python bench/run_all.py --quick          # small sizes, to check that all run
 
@@ -23,12 +23,19 @@ PYTHON = sys.executable
 
 FULL: dict[str, list[str]] = {
     "startup": ["bench_startup.py", "--repeats", "10"],
-    "import": ["bench_import.py", "--rows", "1000000", "10000000"],
+    "import": [
+        "bench_import.py",
+        *("--rows", "1000000", "10000000", "--formats", "parquet", "csv"),
+        *("--methods", "closeloop", "duckdb", "duckdb_checked", "polars", "pandas"),
+    ],
     "tick": ["bench_tick.py", "--accounts", "30000", "--days", "400", "--jobs", "1", "20"],
-    "refresh": ["bench_refresh.py"],
-    "job_page": ["job_page.py", "--accounts", "30000", "--days", "400", "--requests", "100"],
+    "refresh": ["bench_refresh.py", "--repeats", "2"],
+    "job_page": [
+        *("job_page.py", "--accounts", "30000", "--days", "400"),
+        *("--requests", "100", "--cold", "2"),
+    ],
     "ingest": ["ingest_load.py", "--seconds", "60", "--clients", "4", "--batch", "100"],
-    "scaling": ["bench_scaling.py", "--sizes", "1M,10M,100M"],
+    "scaling": ["bench_scaling.py", "--sizes", "1M,10M"],  # 100M: run it alone (hours)
 }
 
 QUICK: dict[str, list[str]] = {
