@@ -94,5 +94,6 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION IF EXISTS closeloop_enrollment_revision()")
     op.execute("DELETE FROM counters WHERE name = 'enrollments_store'")
     op.drop_index("ix_enrollments_revision", "enrollments")
-    with op.batch_alter_table("enrollments") as batch:
-        batch.drop_column("revision")
+    # A plain DROP COLUMN (SQLite >= 3.35), not a batch rebuild: a rebuild reflects the table,
+    # which cannot carry the expression-based unique index uq_enrollments_active_unit.
+    op.drop_column("enrollments", "revision")
