@@ -9,50 +9,21 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from two_jobs_support import Simulated, simulate_two_jobs
 
 from closeloop.schemas.library import SortKey
 from closeloop.services.library import library
 from closeloop.services.project import open_workspace
 from closeloop.services.reports import job_report
-from closeloop.services.simulation import simulate_into, simulation_config
-from support import VARIANT_JOB, embedded_backends, project_with_jobs
-
-INVITE = """\
-  - name: Invite a teammate
-    audience: |
-      signup_date within last 10 days
-        and count(event "teammate_invited") = 0
-    goal: count(event "teammate_invited") >= 1
-    duration_days: 10
-    holdout: 0.3
-    steps:
-      - wait_days: 2
-      - send: email
-        subject: "Work together"
-        template: integration_nudge
-"""
-
-
-@dataclass(frozen=True)
-class Simulated:
-    folder: Path
-    environ: dict[str, str]
+from support import VARIANT_JOB
 
 
 @pytest.fixture(scope="module")
-def simulated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulated]:
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Simulated:
     folder = tmp_path_factory.mktemp("library")
-    project = project_with_jobs(folder / "project", VARIANT_JOB, INVITE)
-    environ = embedded_backends(folder).environ()
-    config = simulation_config("heterogeneous", accounts=500, days=60, arrival_days=35, seed=4)
-    with open_workspace(project, environ=environ) as workspace:
-        simulate_into(workspace, config, run_jobs=True)
-    yield Simulated(project, environ)
+    return simulate_two_jobs(folder, accounts=500, days=60, arrival_days=35, seed=4)
 
 
 def test_every_job_is_listed_with_its_timing_counts_and_the_reports_effect(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from two_jobs_support import simulate_two_jobs
 
 from closeloop.analysis.job_report import JobReport
 from closeloop.analysis.measurement import (
@@ -24,31 +25,12 @@ from closeloop.services.project import open_workspace
 from closeloop.services.refresh import refresh_measurements
 from closeloop.services.reports import job_report
 from closeloop.services.results import job_report_model
-from closeloop.services.simulation import simulate_into, simulation_config
-from support import VARIANT_JOB, Backends, embedded_backends, project_with_jobs
-
-INVITE = """\
-  - name: Invite a teammate
-    audience: |
-      signup_date within last 10 days
-        and count(event "teammate_invited") = 0
-    goal: count(event "teammate_invited") >= 1
-    duration_days: 10
-    holdout: 0.3
-    steps:
-      - wait_days: 2
-      - send: email
-        subject: "Work together"
-        template: integration_nudge
-"""
+from support import Backends
 
 
 def test_every_jobs_report_from_the_refresh_equals_its_own_report(tmp_path: Path) -> None:
-    project = project_with_jobs(tmp_path / "project", VARIANT_JOB, INVITE)
-    environ = embedded_backends(tmp_path).environ()
-    config = simulation_config("heterogeneous", accounts=300, days=50, arrival_days=30, seed=5)
-    with open_workspace(project, environ=environ) as workspace:
-        simulate_into(workspace, config, run_jobs=True)
+    simulated = simulate_two_jobs(tmp_path, accounts=300, days=50, arrival_days=30, seed=5)
+    with open_workspace(simulated.folder, environ=simulated.environ) as workspace:
         refreshed = refresh_measurements(workspace)
         assert sorted(refreshed) == ["Integration nudge", "Invite a teammate"]
         for name, report in refreshed.items():
