@@ -2,11 +2,17 @@
 
 PostgreSQL tests run when ``CLOSELOOP_TEST_POSTGRES_URL`` names a server (``.ci/run`` sets it);
 elsewhere they are skipped with that reason shown in the summary (pytest runs with ``-ra``).
+
+Caches (Lark's analysed expression grammar) go to a temporary folder for the whole run, set in
+``XDG_CACHE_HOME`` before collection so that subprocesses the tests start inherit it: the suite
+never writes into the user's own cache folder.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +24,26 @@ from psycopg import sql
 from support import Backends, embedded_backends
 
 POSTGRES_ENV = "CLOSELOOP_TEST_POSTGRES_URL"
+CACHE_ENV = "XDG_CACHE_HOME"
+_CACHE_KEY = pytest.StashKey[tuple[str | None, Path]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A private cache folder for the run (module doc), before any test module is imported."""
+    folder = Path(tempfile.mkdtemp(prefix="closeloop-test-cache-"))
+    config.stash[_CACHE_KEY] = (os.environ.get(CACHE_ENV), folder)
+    os.environ[CACHE_ENV] = str(folder)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CACHE_KEY not in config.stash:
+        return
+    previous, folder = config.stash[_CACHE_KEY]
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def postgres_server_url() -> str:
