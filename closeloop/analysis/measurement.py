@@ -71,6 +71,7 @@ from closeloop.stats.competing import (
     cumulative_incidence,
     incidence_difference,
 )
+from closeloop.stats.normal import two_sided_p, two_sided_z
 from closeloop.stats.proportions import MINIMUM_EVENTS
 from closeloop.stats.results import status_of
 from closeloop.stats.value_parts import TwoPartComparison, TwoPartStatistic, two_part_comparison
@@ -701,9 +702,9 @@ def _trend(weeks: Sequence[WeekLift], alpha: float) -> ComparisonResult | None:
     sxx = sum(w * (x - x_bar) ** 2 for x, _, w in points)
     slope = sum(w * (x - x_bar) * (y - y_bar) for x, y, w in points) / sxx
     se = math.sqrt(1 / sxx)
-    z = float(sps.norm.isf(alpha / 2))
+    z = two_sided_z(alpha)
     ci = Interval(slope - z * se, slope + z * se)
-    p_value = float(2 * sps.norm.sf(abs(slope) / se))
+    p_value = two_sided_p(abs(slope) / se)
     return ComparisonResult(
         "absolute", slope, ci, se, p_value, math.inf, alpha, status_of(ci),
         "change of the lift per entry week (exploratory)",

@@ -55,6 +55,7 @@ import numpy.typing as npt
 from scipy import optimize, special
 from scipy import stats as sps
 
+from closeloop.stats.normal import two_sided_z
 from closeloop.stats.results import Interval
 from closeloop.stats.statistics import ProportionStatistic
 
@@ -379,7 +380,7 @@ def normal_readout(
     z = d / se
     density, above = float(sps.norm.pdf(z)), float(sps.norm.cdf(z))
     below = float(sps.norm.cdf(-z))
-    half_width = float(sps.norm.isf(alpha / 2)) * se
+    half_width = two_sided_z(alpha) * se
     return BayesianReadout(
         probability_better=above,
         expected_loss_treatment=max(se * density - d * below, 0.0),

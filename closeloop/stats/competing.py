@@ -37,8 +37,8 @@ from enum import IntEnum
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as sps
 
+from closeloop.stats.normal import two_sided_p, two_sided_z
 from closeloop.stats.results import ComparisonResult, Interval, status_of
 from closeloop.stats.survival import RiskTable
 
@@ -205,7 +205,7 @@ def cumulative_incidence(
     )
     variance = np.maximum(variance, 0.0)  # rounding can leave -1e-18 where the variance is 0
 
-    z = float(sps.norm.isf(alpha / 2))
+    z = two_sided_z(alpha)
     bands = [_log_log_band(float(f), float(v), z) for f, v in zip(estimate, variance, strict=True)]
     return CumulativeIncidence(
         cause=int(cause),
@@ -272,7 +272,7 @@ def incidence_difference(
             f"the cumulative incidences at {t:g} have no variance: in both arms nobody {outcome}"
             " by then, or every unit's outcome was the same",
         )
-    z = float(sps.norm.isf(alpha / 2))
+    z = two_sided_z(alpha)
     ci = Interval(estimate - z * se, estimate + z * se)
-    p_value = float(2 * sps.norm.sf(abs(estimate) / se))
+    p_value = two_sided_p(abs(estimate) / se)
     return ComparisonResult("absolute", estimate, ci, se, p_value, math.inf, alpha, status_of(ci))

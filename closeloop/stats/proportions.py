@@ -25,6 +25,7 @@ from typing import TypeVar
 import numpy as np
 from scipy import stats as sps
 
+from closeloop.stats.normal import two_sided_p, two_sided_z
 from closeloop.stats.results import ComparisonResult, Interval, Status, status_of
 from closeloop.stats.statistics import ProportionStatistic
 
@@ -65,7 +66,7 @@ def newcombe_bounds(
 
 
 def _z(alpha: float) -> float:
-    return float(sps.norm.isf(alpha / 2))
+    return two_sided_z(alpha)
 
 
 def proportion_p_value(control: ProportionStatistic, treatment: ProportionStatistic) -> float:
@@ -86,7 +87,7 @@ def proportion_p_value(control: ProportionStatistic, treatment: ProportionStatis
     pooled = successes / (n_c + n_t)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n_c + 1 / n_t))
     statistic = abs(treatment.mean - control.mean) / se
-    return float(2 * sps.norm.sf(statistic))
+    return two_sided_p(statistic)
 
 
 def minimum_events_problem(control: ProportionStatistic, treatment: ProportionStatistic) -> str:

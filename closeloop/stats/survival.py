@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from closeloop.stats.normal import two_sided_p, two_sided_z
 from closeloop.stats.results import ComparisonResult, Interval, status_of
 
 
@@ -114,7 +115,7 @@ def kaplan_meier(table: RiskTable, *, alpha: float = 0.05) -> KaplanMeierResult:
         return KaplanMeierResult((), (), (), (), None, Interval.undefined())
     survival = _survival(table)
     cumulative = np.cumsum(_greenwood_terms(table))
-    z = float(sps.norm.isf(alpha / 2))
+    z = two_sided_z(alpha)
     lower, upper = [], []
     for s, v in zip(survival, cumulative, strict=True):
         if s >= 1.0:
@@ -243,9 +244,9 @@ def rmst_difference(
             " goal before it, or everyone at risk reached it at once",
         )
     estimate = mean_t - mean_c
-    z = float(sps.norm.isf(alpha / 2))
+    z = two_sided_z(alpha)
     ci = Interval(estimate - z * se, estimate + z * se)
-    p_value = float(2 * sps.norm.sf(abs(estimate) / se))
+    p_value = two_sided_p(abs(estimate) / se)
     return ComparisonResult("absolute", estimate, ci, se, p_value, math.inf, alpha, status_of(ci))
 
 
