@@ -10,19 +10,54 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^@\s]*@")
+# The password of a URL's user: up to the last "@" before the path (a password may hold an "@").
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^\s/]*@")
+# A parameter in a query string (``?a=1&b=2``) or a ``;``-separated list (Spark Connect, JDBC).
+_URL_PARAMETER = re.compile(r"(?P<head>[?&;](?P<key>[A-Za-z0-9_.\-]+)=)(?P<value>[^&;#\s'\"]*)")
+# Parameter names that hold credentials: passwords, tokens, keys, secrets, signatures.
+_SECRET_NAME = re.compile(r"pass|pwd|token|secret|credential|signature|key$|^sig$", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
-    """``text`` with the password of every URL in it masked (``postgresql://u:***@host/db``).
+    """``text`` with the credentials of every URL in it masked: the password of its user, and
+    parameters named for a secret (``password=``, ``token=``, ``access_token=``, ``api_key=``...)
+    in its query string or in a ``;`` list (``sc://host:443/;token=...``).
 
-    Every surface renders errors and URLs through this, so a database password never reaches a
-    terminal, a log or an API response.
+    Every surface renders errors and URLs through this, so a database password or an access token
+    never reaches a terminal, a log or an API response.
 
     >>> redact("cannot reach postgresql://ada:s3cret@db:5432/cs")
     'cannot reach postgresql://ada:***@db:5432/cs'
+    >>> redact("no Spark at 'sc://dbc-1.cloud.databricks.com:443/;token=dapi0f3;x-databricks-cluster-id=0412'")
+    "no Spark at 'sc://dbc-1.cloud.databricks.com:443/;token=***;x-databricks-cluster-id=0412'"
     """
-    return _URL_PASSWORD.sub(r"\g<head>***@", text)
+    text = _URL_PASSWORD.sub(r"\g<head>***@", text)
+    return _URL_PARAMETER.sub(_mask_parameter, text)
+
+
+def mask_url(url: str) -> str:
+    """One URL with its credentials masked (:func:`redact`), fit to print or log.
+
+    >>> mask_url("snowflake://ada:s3cret@xy12345.eu-west-1/analytics/public?warehouse=wh")
+    'snowflake://ada:***@xy12345.eu-west-1/analytics/public?warehouse=wh'
+    >>> mask_url("postgresql://db.internal/cs?user=ada&password=s3cret")
+    'postgresql://db.internal/cs?user=ada&password=***'
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return redact(url)
+    authority_end = min((rest.find(end) for end in "/?#" if end in rest), default=len(rest))
+    user_end = rest.rfind("@", 0, authority_end)  # the last "@": a password may hold one
+    user_info, rest = (rest[:user_end], rest[user_end:]) if user_end >= 0 else ("", rest)
+    user, colon, _ = user_info.partition(":")
+    masked_user = f"{user}:***" if colon else user_info
+    return f"{scheme}://{masked_user}" + _URL_PARAMETER.sub(_mask_parameter, rest)
+
+
+def _mask_parameter(match: re.Match[str]) -> str:
+    if match["value"] and _SECRET_NAME.search(match["key"]):
+        return f"{match['head']}***"
+    return match[0]
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from closeloop.errors import ConfigurationError
+from closeloop.errors import mask_url as mask_url  # printing a warehouse or state URL
 
 PROJECT_FILE = "closeloop.yaml"
 DEFAULT_WAREHOUSE_FILE = "warehouse.duckdb"
@@ -24,7 +24,6 @@ SMTP_SECURITY = ("none", "starttls", "ssl")
 SmtpSecurity = Literal["none", "starttls", "ssl"]
 # Values people paste from examples: a secret that anyone can read in a README signs nothing.
 _PLACEHOLDERS = ("changeme", "changethis", "replaceme", "yoursecret", "placeholder", "example")
-_PASSWORD_PARAMETERS = frozenset({"password", "pass", "pwd", "passwd"})
 
 
 @dataclass(frozen=True)
@@ -241,33 +240,6 @@ def _non_negative(
     if not 0 <= value <= most:
         raise ConfigurationError(f"{name}={text!r} is not a number of {unit} from 0 to {most:g}")
     return value
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit to print or log.
-
-    >>> mask_url("postgresql://ada:s3cret@db.internal:5432/cs")
-    'postgresql://ada:***@db.internal:5432/cs'
-    >>> mask_url("postgresql://db.internal/cs?user=ada&password=s3cret")
-    'postgresql://db.internal/cs?user=ada&password=%2A%2A%2A'
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. a broken IPv6 host: hide everything that could be credentials
-        scheme, separator, rest = url.partition("://")
-        return f"{scheme}{separator}***@{rest.rpartition('@')[2]}" if "@" in rest else url
-    masked = url
-    if parts.password is not None:
-        userinfo, _, host = parts.netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        masked = masked.replace(f"//{parts.netloc}", f"//{user}:***@{host}", 1)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key.lower() in _PASSWORD_PARAMETERS for key, _ in pairs):
-        query = urlencode(
-            [(key, "***" if key.lower() in _PASSWORD_PARAMETERS else value) for key, value in pairs]
-        )
-        masked = masked.replace(f"?{parts.query}", f"?{query}", 1)
-    return masked
 
 
 def git_user_name(folder: Path) -> str | None:

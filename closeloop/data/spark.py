@@ -25,14 +25,13 @@ skips (revenue caches a timeline joined to its periods, an in-memory table).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow as pa
 
-from closeloop.errors import ConfigurationError, redact
+from closeloop.errors import ConfigurationError, mask_url, redact
 
 if TYPE_CHECKING:
     from ibis.backends import BaseBackend
@@ -96,15 +95,6 @@ def parse_spark_url(url: str) -> SparkTarget:
     return SparkTarget(None, master, folder, database, tuple(sorted(query.items())))
 
 
-def mask_token(url: str) -> str:
-    """``url`` with a Spark Connect ``;token=`` value replaced by ``***``, fit to print.
-
-    >>> mask_token("sc://host:443/;token=dapi123;database=cs")
-    'sc://host:443/;token=***;database=cs'
-    """
-    return re.sub(r"(;token=)[^;]*", r"\1***", url)
-
-
 def session_for(url: str) -> tuple[SparkSession, bool]:
     """A Spark session for ``url`` and whether closeloop started it (and so stops it).
 
@@ -140,7 +130,7 @@ def session_for(url: str) -> tuple[SparkSession, bool]:
         hint = " (Spark Connect needs pip install 'pyspark[connect]')" if target.remote else ""
         raise ConfigurationError(
             redact(
-                f"cannot start a Spark session for {mask_token(url)!r}: {_first_line(error)}{hint}"
+                f"cannot start a Spark session for {mask_url(url)!r}: {_first_line(error)}{hint}"
             )
         ) from error
     pin_utc(session)

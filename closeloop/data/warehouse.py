@@ -39,7 +39,13 @@ from closeloop.data.tables import (
 )
 from closeloop.definitions.expressions import AttributeType
 from closeloop.definitions.sources import SourceMapping, unknown_table_message
-from closeloop.errors import ConfigurationError, DataImportError, NotFoundError, redact
+from closeloop.errors import (
+    ConfigurationError,
+    DataImportError,
+    NotFoundError,
+    mask_url,
+    redact,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -107,13 +113,13 @@ class Warehouse:
                 if _is_lock_conflict(error):
                     raise ConfigurationError(
                         redact(
-                            f"the warehouse {url} is in use by another process (a DuckDB file "
-                            f"admits one process at a time; waited {lock_timeout:.0f} s): "
+                            f"the warehouse {mask_url(url)} is in use by another process (a DuckDB "
+                            f"file admits one process at a time; waited {lock_timeout:.0f} s): "
                             f"{_first_line(error)}"
                         )
                     ) from None
                 raise ConfigurationError(
-                    redact(f"cannot connect to the warehouse at {url!r}: {error}")
+                    redact(f"cannot connect to the warehouse at {mask_url(url)!r}: {error}")
                 ) from error
         if backend.name == "duckdb":
             # Timestamps are UTC by contract; make casts of zoned text agree with it.

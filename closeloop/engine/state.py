@@ -32,6 +32,7 @@ from closeloop.errors import (
     ConfigurationError,
     NotFoundError,
     StateError,
+    mask_url,
     redact,
 )
 
@@ -98,7 +99,7 @@ class StateStore:
                 engine = sa.create_engine(url, pool_pre_ping=True)
         except (sa.exc.ArgumentError, ImportError) as error:
             raise ConfigurationError(
-                redact(f"cannot use state store URL {url!r}: {error}")
+                redact(f"cannot use state store URL {mask_url(url)!r}: {error}")
             ) from error
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
@@ -107,8 +108,8 @@ class StateStore:
 
     @property
     def url(self) -> str:
-        """The store's URL with the password masked, for messages."""
-        return self.engine.url.render_as_string(hide_password=True)
+        """The store's URL with its credentials masked, for messages."""
+        return mask_url(self.engine.url.render_as_string(hide_password=False))
 
     def exists(self) -> bool:
         """Whether the store has been created (a SQLite file that is there; a server always)."""

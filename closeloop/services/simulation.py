@@ -26,7 +26,7 @@ from closeloop.definitions.catalog import LoadedJob
 from closeloop.definitions.models import JobDefinition, WaitStep
 from closeloop.engine.dispatcher import Dispatcher
 from closeloop.engine.tick import run_tick
-from closeloop.errors import WarehouseNotEmptyError
+from closeloop.errors import WarehouseNotEmptyError, mask_url
 from closeloop.services.choices import scenario_descriptions as scenario_descriptions
 from closeloop.services.engine_runs import unsubscribe_links
 from closeloop.services.power import launch_plan
@@ -190,9 +190,9 @@ def _refuse_existing_accounts(warehouse: Warehouse) -> None:
     existing = int(warehouse.table("accounts").count().execute())
     if existing:
         raise WarehouseNotEmptyError(
-            f"the warehouse at {warehouse.url} already has {existing:,} accounts; simulated "
-            "customers would mix into them. Simulate into a fresh project, or pass --force to "
-            "append the simulated rows anyway"
+            f"the warehouse at {mask_url(warehouse.url)} already has {existing:,} accounts; "
+            "simulated customers would mix into them. Simulate into a fresh project, or pass "
+            "--force to append the simulated rows anyway"
         )
 
 

@@ -120,9 +120,9 @@ def test_a_webhook_timeout_must_be_a_sensible_number_of_seconds(project: Path, t
         ("postgresql://u:p%40ss:w@rd@h:5432/db", "postgresql://u:***@h:5432/db"),
         ("postgresql://u@h/db", "postgresql://u@h/db"),
         ("duckdb:///tmp/warehouse.duckdb", "duckdb:///tmp/warehouse.duckdb"),
-        ("postgresql://h/db?user=u&password=pw", "postgresql://h/db?user=u&password=%2A%2A%2A"),
-        ("sqlite:///state.sqlite?password=pw", "sqlite:///state.sqlite?password=%2A%2A%2A"),
-        ("postgresql://u:pw@[::1/db", "postgresql://***@[::1/db"),  # unparseable: still masked
+        ("postgresql://h/db?user=u&password=pw", "postgresql://h/db?user=u&password=***"),
+        ("sqlite:///state.sqlite?password=pw", "sqlite:///state.sqlite?password=***"),
+        ("postgresql://u:pw@[::1/db", "postgresql://u:***@[::1/db"),  # unparseable: still masked
     ],
 )
 def test_mask_url(url: str, masked: str) -> None:
