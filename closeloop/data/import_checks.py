@@ -235,34 +235,18 @@ def _column_checks(spec: TableSpec, index: int) -> _Checks:
     return _Checks(helpers=[], typed=value, problems=[])
 
 
-def check_sql(
-    spec: TableSpec,
-    table: str,
-    typed: frozenset[str] = frozenset(),
-    unknown: frozenset[str] | None = None,
-    *,
-    parents: bool = False,
-) -> str:
-    """SELECT over ``table`` (columns of ``spec`` plus ``_row``, text but for the ``typed``
-    ones): each row's first problem (``_problem_column``, ``_problem_reason``) and its typed
-    columns, in the order of ``table``.
-
-    A reference column's values that its parent table lacks are in table ``unknown_<column>``;
-    ``unknown`` names the columns that have some (None: every reference column), the others
-    need no look-up. ``parents``: look the values up in the parent tables themselves instead
-    (the query runs on the warehouse).
-
-    Casts and the like are computed once per row in a first stage; the second finds the first
-    problem by its number, and only that problem's reason is built.
-    """
-    helpers: list[str] = []
+def _gathered(
+    spec: TableSpec, typed: frozenset[str], unknown: frozenset[str] | None, parents: bool
+) -> tuple[list[tuple[str, str]], list[str], list[_Problem]]:
+    """Each column's helpers (name, SQL), typed value (``… AS "column"``) and problems."""
+    helpers: list[tuple[str, str]] = []
     typed_columns: list[str] = []
     problems: list[_Problem] = []
     for index, column in enumerate(spec.columns):
         value = quote(column.name)
         is_typed = column.name in typed
         checks = _typed_checks(spec, index) if is_typed else _column_checks(spec, index)
-        helpers += [f"{sql} AS {helper}" for helper, sql in checks.helpers]
+        helpers += checks.helpers
         typed_columns.append(f"{checks.typed} AS {value}")
         if not is_typed:
             problems.append(
@@ -294,11 +278,36 @@ def check_sql(
                     f"' (import {column.references} first)'",
                 )
             )
+    return helpers, typed_columns, problems
+
+
+def check_sql(
+    spec: TableSpec,
+    table: str,
+    typed: frozenset[str] = frozenset(),
+    unknown: frozenset[str] | None = None,
+    *,
+    parents: bool = False,
+) -> str:
+    """SELECT over ``table`` (columns of ``spec`` plus ``_row``, text but for the ``typed``
+    ones): each row's first problem (``_problem_column``, ``_problem_reason``) and its typed
+    columns, in the order of ``table``.
+
+    A reference column's values that its parent table lacks are in table ``unknown_<column>``;
+    ``unknown`` names the columns that have some (None: every reference column), the others
+    need no look-up. ``parents``: look the values up in the parent tables themselves instead
+    (the query runs on the warehouse).
+
+    Casts and the like are computed once per row in a first stage; the second finds the first
+    problem by its number, and only that problem's reason is built.
+    """
+    helpers, typed_columns, problems = _gathered(spec, typed, unknown, parents)
     which = " ".join(f"WHEN {p.condition} THEN {i}" for i, p in enumerate(problems))
     columns = " ".join(f"WHEN {i} THEN {_text(p.column)}" for i, p in enumerate(problems))
     reasons = " ".join(f"WHEN {i} THEN {p.reason}" for i, p in enumerate(problems))
     # Helpers are computed once per row in a first stage (none: typed values need none).
-    staged = f"staged AS MATERIALIZED (SELECT *, {', '.join(helpers)} FROM {table}), "
+    computed = ", ".join(f"{sql} AS {name}" for name, sql in helpers)
+    staged = f"staged AS MATERIALIZED (SELECT *, {computed} FROM {table}), "
     return (
         f"WITH {staged if helpers else ''}"
         f"numbered AS (SELECT *, CASE {which} END AS _problem "
@@ -307,6 +316,18 @@ def check_sql(
         f"CASE _problem {reasons} END AS _problem_reason, {', '.join(typed_columns)} "
         "FROM numbered"
     )
+
+
+def typed_sql(spec: TableSpec, table: str, typed: frozenset[str] = frozenset()) -> str:
+    """SELECT over ``table`` (as for :func:`check_sql`) of ``_row`` and the typed columns
+    alone, without the checks: for rows known to pass them, the values :func:`check_sql`
+    gives them."""
+    helpers, typed_columns, _ = _gathered(spec, typed, None, False)
+    # Only the casts a typed value is (a helper that serves a check alone is left out).
+    values = {column.rpartition(" AS ")[0] for column in typed_columns}
+    needed = [f"{sql} AS {name}" for name, sql in helpers if name in values]
+    source = f"(SELECT *, {', '.join(needed)} FROM {table})" if needed else table
+    return f"SELECT _row, {', '.join(typed_columns)} FROM {source}"
 
 
 class InFileIds:

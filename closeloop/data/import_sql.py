@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from closeloop.data import history
-from closeloop.data.import_checks import MAY_BE_FUTURE, FutureRows, check_sql, quote
+from closeloop.data.import_checks import MAY_BE_FUTURE, FutureRows, check_sql, quote, typed_sql
 from closeloop.data.import_columns import ColumnPlan, normalized_value
 from closeloop.data.readers import ROW, Reject, SourceFile, TextBatch, parquet_columns
 from closeloop.data.tables import ColumnType, TableSpec
@@ -284,21 +284,21 @@ def _run(
         if first[0] != number:
             exceptions.append((number, id_text, first[1] == hashed, first[0]))
     later_rows = {number for number, _, _, _ in exceptions}
-    # 3. The first row of each id, when not stored yet.
-    good = f"(SELECT * FROM {checked} WHERE _problem_reason IS NULL)"
-    later = f" AND {ROW} NOT IN (SELECT n FROM _closeloop_later)" if exceptions else ""
+    # 3. The first row of each id, when not stored yet: the rows that failed a check are
+    # known by number, so the insert reads the file without running the checks again.
+    kept = f"(SELECT * FROM ({typed_sql(spec, source, fast.typed)}) WHERE {ROW} NOT IN "
+    kept += "(SELECT n FROM _closeloop_excluded))"
     stored = (
-        "" if fast.empty_at_start else f" AND {key} NOT IN (SELECT {key} FROM {quote(spec.name)})"
+        "" if fast.empty_at_start else f" WHERE {key} NOT IN (SELECT {key} FROM {quote(spec.name)})"
     )
-    connection.register(
-        "_closeloop_later", pa.table({"n": pa.array(sorted(later_rows), pa.int64())})
-    )
+    excluded = sorted(later_rows | set(failed))
+    connection.register("_closeloop_excluded", pa.table({"n": pa.array(excluded, pa.int64())}))
     try:
         inserted = connection.execute(
-            f"INSERT INTO {quote(spec.name)} SELECT {values} FROM {good} WHERE TRUE{later}{stored}"
+            f"INSERT INTO {quote(spec.name)} SELECT {values} FROM {kept}{stored}"
         ).fetchone()
     finally:
-        connection.unregister("_closeloop_later")
+        connection.unregister("_closeloop_excluded")
     imported = int(inserted[0]) if inserted is not None and inserted[0] is not None else 0
     future_rows = [
         (found[0], found[1], found[2], *found[5:])
