@@ -10,16 +10,14 @@ not have arrived yet. Each warning is located in the YAML, at the event name or 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-import ibis.expr.types as ir
-
-from closeloop.data.compiler import cohort_members
-from closeloop.data.warehouse import Warehouse
+from closeloop.data.duckdb_file import tables_with_rows
 from closeloop.definitions.catalog import Catalog, Project
 from closeloop.definitions.expressions import (
     And,
@@ -47,6 +45,11 @@ from closeloop.definitions.expressions import (
 from closeloop.definitions.located_yaml import LocatedDocument, PathKey, load_located_yaml
 from closeloop.errors import ConfigurationError, DefinitionError, SourceLocation
 from closeloop.settings import Settings
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+    from closeloop.data.warehouse import Warehouse
 
 LOCK_WAIT_SECONDS = 5.0
 """How long validate waits for a DuckDB file another process holds before skipping the checks."""
@@ -268,8 +271,10 @@ def project_data_problems(
     """Warnings about the project's expressions against the warehouse's data, located in the
     YAML: event names no event has, compared values no account or person has, cohorts that
     match nobody now. Nothing when the warehouse has no data yet (or does not exist)."""
-    if not _may_have_data(settings.warehouse_url):
+    if not _may_have_data(settings.warehouse_url, project.config.sources):
         return ()
+    from closeloop.data.warehouse import Warehouse  # Ibis, only once there may be data to check
+
     try:
         warehouse = Warehouse.connect(
             settings.warehouse_url, lock_timeout=LOCK_WAIT_SECONDS, sources=project.config.sources
@@ -359,6 +364,7 @@ def _empty_cohorts(
     people: bool,
 ) -> list[DefinitionError]:
     """Cohorts nobody is in as of now (cohorts of people only once there are people)."""
+    from closeloop.data.compiler import cohort_members
     from closeloop.services.data import STALE_AFTER
 
     problems = []
@@ -388,14 +394,25 @@ def _count(table: ir.Table) -> int:
     return int(table.count().to_pyarrow().as_py())
 
 
-def _may_have_data(url: str) -> bool:
-    """False for a DuckDB file that does not exist yet (connecting would create it) or an
-    in-memory DuckDB; other warehouses are asked."""
+_CHECKED_TABLES = ("accounts", "people", "events")
+
+
+def _may_have_data(url: str, sources: Mapping[str, object]) -> bool:
+    """False for a DuckDB file that does not exist yet (connecting would create it), an
+    in-memory DuckDB, or a DuckDB file whose own tables show there is nothing to check: one of
+    accounts, people and events missing, or no account (the checks below would find the same
+    through Ibis, at the cost of loading it). Other warehouses, tables read in place and a file
+    DuckDB cannot open read-only are asked through the warehouse."""
     parsed = urlparse(url)
     if parsed.scheme != "duckdb":
         return True
     database = parsed.netloc + parsed.path
-    return bool(database) and database != ":memory:" and Path(database).is_file()
+    if not database or database == ":memory:" or not Path(database).is_file():
+        return False
+    if any(name in sources for name in _CHECKED_TABLES):
+        return True
+    found = tables_with_rows(url, _CHECKED_TABLES)
+    return found is None or (len(found) == len(_CHECKED_TABLES) and found["accounts"])
 
 
 # -- where each expression is -----------------------------------------------------------------

@@ -12,11 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import ibis.expr.types as ir
-
-from closeloop.data.compiler import cohort_members, matching_units
-from closeloop.data.history import as_of as attributes_as_of
-from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, check_expression, parse_expression
 from closeloop.definitions.json_schema import write_schemas
 from closeloop.errors import ConfigurationError, DefinitionError, DefinitionErrors
@@ -38,6 +33,9 @@ from closeloop.schemas.definitions import (
 )
 
 if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+    from closeloop.data.warehouse import Warehouse
     from closeloop.engine.versions import Latest
 from closeloop.services.data_checks import event_findings, project_data_problems, value_findings
 from closeloop.services.project import Workspace, configured_sources, load_definitions
@@ -91,6 +89,8 @@ def source_problems(settings: Settings) -> tuple[DefinitionError, ...]:
     document, sources = configured_sources(settings.project_dir)
     if not sources:
         return ()
+    from closeloop.data.warehouse import Warehouse  # Ibis, only for a project with sources
+
     try:
         warehouse = Warehouse.connect(settings.warehouse_url, sources=sources)
     except ConfigurationError as error:
@@ -133,6 +133,7 @@ def explain(
     event names and compared values the data does not have, with the closest that it does, and
     about data that looks stale for ``as_of``.
     """
+    from closeloop.data.compiler import matching_units
     from closeloop.services.data import freshness
 
     as_of = naive_utc(as_of)
@@ -153,6 +154,7 @@ def explain(
 def cohort(workspace: Workspace, name: str, as_of: datetime, sample: int = 10) -> Matches:
     """The members of cohort ``name`` as of ``as_of``: how many, a sample, and warnings about
     stale data. An unknown name raises :class:`~closeloop.errors.NotFoundError`."""
+    from closeloop.data.compiler import cohort_members
     from closeloop.services.data import freshness
 
     as_of = naive_utc(as_of)
@@ -284,6 +286,8 @@ def _matches(
 def _sample(
     warehouse: Warehouse, units: ir.Table, target: Entity, size: int, as_of: datetime
 ) -> list[dict[str, SampleValue]]:
+    from closeloop.data.history import as_of as attributes_as_of
+
     if size <= 0:
         return []
     key, *details = sample_columns(target)

@@ -22,8 +22,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
 
+from closeloop.data.duckdb_file import duckdb_file as duckdb_file
 from closeloop.data.warehouse import Warehouse
 from closeloop.engine.state import StateStore
 from closeloop.services.project import Workspace
@@ -63,19 +63,6 @@ def database_stamp(path: str | Path | None, logs: tuple[str, ...]) -> Stamp | No
     if stamps[0] is None:
         return None
     return (str(path), tuple(stamps))
-
-
-def duckdb_file(url: str) -> str | None:
-    """The file of a ``duckdb://`` URL as Ibis opens it (None: in memory, or not DuckDB)."""
-    parts = urlsplit(url)
-    if parts.scheme != "duckdb":
-        return None
-    segments = [part for part in (parts.netloc, parts.path[bool(parts.netloc) :]) if part]
-    if not segments or segments == [":memory:"] or segments[0].startswith(("md:", "motherduck:")):
-        return None
-    text = str(Path(*segments).absolute())
-    # duckdb:////abs/file gives //abs/file: the same file on Linux, one spelling for a key.
-    return "/" + text.lstrip("/") if text.startswith("//") else text
 
 
 def warehouse_stamp(warehouse: Warehouse) -> Stamp | None:

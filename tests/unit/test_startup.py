@@ -54,7 +54,9 @@ def _modules_after(code: str) -> set[str]:
         check=True,
         timeout=60,
     )
-    return {name.partition(".")[0] for name in json.loads(completed.stdout)}
+    # The listing is the last line (a command run before it prints its own output).
+    listed = json.loads(completed.stdout.splitlines()[-1])
+    return {name.partition(".")[0] for name in listed}
 
 
 @pytest.mark.parametrize(
@@ -121,3 +123,37 @@ def test_the_expression_parser_is_kept_in_the_users_cache_folder(
     (tmp_path / "a file").touch()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a file"))
     assert _cache_file() is False  # no cache rather than a failure
+
+
+# What a simple command on a new project (``closeloop init``: empty warehouse, no job launched)
+# may not load: it reads YAML and the state store, and learns from DuckDB itself that there is
+# no data to check, so neither the warehouse's query stack nor statistics are needed.
+NOT_FOR_SIMPLE_COMMANDS = {
+    "validate": ("alembic", "ibis", "numpy", "pandas", "pyarrow", "scipy", "sqlalchemy", "sqlglot"),
+    "jobs list": ("alembic", "duckdb", "ibis", "numpy", "pandas", "pyarrow", "scipy", "sqlglot"),
+}
+
+
+@pytest.fixture(scope="module")
+def new_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("startup") / "project"
+    subprocess.run(
+        [sys.executable, "-m", "closeloop.cli.main", "init", str(folder)],
+        capture_output=True,
+        check=True,
+        timeout=120,
+        env={key: value for key, value in os.environ.items() if not key.startswith("CLOSELOOP_")},
+    )
+    return folder
+
+
+@pytest.mark.parametrize("command", sorted(NOT_FOR_SIMPLE_COMMANDS))
+def test_simple_commands_load_no_query_or_statistics_stack(new_project: Path, command: str) -> None:
+    run = (
+        "from closeloop.cli.main import app\n"
+        f"app([*{command.split()!r}, '--project', {str(new_project)!r}], standalone_mode=False)"
+    )
+    loaded = _modules_after(run)
+    assert "closeloop" in loaded
+    heavy = sorted(loaded & set(NOT_FOR_SIMPLE_COMMANDS[command]))
+    assert not heavy, f"closeloop {command} on a new project loads {heavy}"
