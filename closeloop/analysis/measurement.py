@@ -68,7 +68,7 @@ from closeloop.stats.bayes import BayesianReadout, beta_binomial_readout, normal
 from closeloop.stats.competing import (
     Cause,
     CompetingRiskTable,
-    cumulative_incidence,
+    incidence_at,
     incidence_difference,
 )
 from closeloop.stats.normal import two_sided_p, two_sided_z
@@ -597,6 +597,20 @@ def _grouped(table: ir.Table, keys: Sequence[str], **metrics: ir.Value) -> dict[
     return by_part
 
 
+def _grouped_tuples(
+    table: ir.Table, keys: Sequence[str], **metrics: ir.Value
+) -> dict[str, list[tuple[Any, ...]]]:
+    """:func:`_grouped` for answers of many rows (risk tables, looks): each row a tuple of the
+    ``keys`` and then the ``metrics``, in order, converted column by column (several times
+    faster than a dict per row)."""
+    answer = table.group_by([PART, *keys]).aggregate(**metrics).to_pyarrow()
+    columns = [answer[name].to_pylist() for name in (PART, *keys, *metrics)]
+    by_part: dict[str, list[tuple[Any, ...]]] = {}
+    for row in zip(*columns, strict=True):
+        by_part.setdefault(str(row[0]), []).append(row[1:])
+    return by_part
+
+
 # -- capping and entry weeks -----------------------------------------------------------------------
 
 
@@ -737,7 +751,7 @@ def _arms(
         metrics["positive_sum"] = ibis.ifelse(positive, facts.value, 0.0).sum()
         metrics["positive_sum_squares"] = ibis.ifelse(positive, facts.value**2, 0.0).sum()
     rows_by_part = _grouped(facts, ["arm"], **metrics)
-    risk_by_part = _grouped(facts, ["arm", "hours", "is_completed"], count=facts.count())
+    risk_by_part = _grouped_tuples(facts, ["arm", "hours", "is_completed"], count=facts.count())
     return {
         part: _arm_results(rows, risk_by_part.get(part, []), options_by_part[part])
         for part, rows in rows_by_part.items()
@@ -746,13 +760,12 @@ def _arms(
 
 
 def _arm_results(
-    rows: Sequence[Row], risk_rows: Sequence[Row], options: MeasureOptions
+    rows: Sequence[Row], risk_rows: Sequence[tuple[Any, ...]], options: MeasureOptions
 ) -> dict[str, ArmResult]:
+    """Each arm's result from its sums and its (arm, hours, completed, units) risk rows."""
     counts: dict[str, list[tuple[float, bool, int]]] = {}
-    for row in risk_rows:
-        counts.setdefault(row["arm"], []).append(
-            (max(row["hours"], 0) / 24.0, bool(row["is_completed"]), int(row["count"]))
-        )
+    for arm_name, hours, completed, count in risk_rows:
+        counts.setdefault(arm_name, []).append((max(hours, 0) / 24.0, bool(completed), int(count)))
     arms: dict[str, ArmResult] = {}
     for row in sorted(rows, key=lambda r: _arm_order(r["arm"], options.control)):
         arm = str(row["arm"])
@@ -834,38 +847,41 @@ def _sequential(options: MeasureOptions, running: bool) -> bool:
     return running or options.looks_while_running
 
 
-LabelPaths = dict[tuple[str, ...], dict[str, list[tuple[datetime, bool, int]]]]
-"""Per segment key (``()`` for all units), per arm: (maturity day, completed, units) rows."""
+LabelPaths = dict[tuple[str, ...], dict[str, list[tuple[int, int, int]]]]
+"""Per segment key (``()`` for all units), per arm: (maturity day, completed, not completed)
+rows, the day as epoch seconds (only its order matters)."""
+LabelRow = tuple[tuple[str, ...], str, tuple[int, int, int]]
 
 
-def _label_rows(
-    facts: ir.Table, shape: MeasureOptions
-) -> dict[str, list[tuple[tuple[str, ...], str, tuple[datetime, bool, int]]]]:
+def _label_rows(facts: ir.Table, shape: MeasureOptions) -> dict[str, list[LabelRow]]:
     """Matured units per maturity day, arm and outcome, for all units and per segment, by part:
     the looks of the anytime-valid tests (:func:`_label_paths`)."""
     matured = facts.filter(facts.is_matured)
+    matured = matured.mutate(_day=matured.matured_day.epoch_seconds())
     keys = [f"segment__{column}" for column in shape.segment_by]
     groupings: list[tuple[tuple[str, ...], list[str]]] = [((), [])]
     groupings += [((column,), [key]) for column, key in zip(shape.segment_by, keys, strict=True)]
-    found: dict[str, list[tuple[tuple[str, ...], str, tuple[datetime, bool, int]]]] = {}
+    completed = ibis.ifelse(matured.is_completed, 1, 0)
+    found: dict[str, list[LabelRow]] = {}
     for prefix, columns in groupings:
-        grouped = _grouped(
-            matured, [*columns, "arm", "matured_day", "is_completed"], count=matured.count()
+        grouped = _grouped_tuples(
+            matured,
+            [*columns, "arm", "_day"],
+            completed=completed.sum(),
+            not_completed=(1 - completed).sum(),
         )
+        width = len(columns)
         for part, rows in grouped.items():
+            add = found.setdefault(part, []).append
             for row in rows:
-                key = (*prefix, *(str(row[column]) for column in columns))
-                entry = (row["matured_day"], bool(row["is_completed"]), int(row["count"]))
-                found.setdefault(part, []).append((key, str(row["arm"]), entry))
+                key = (*prefix, *(str(value) for value in row[:width]))
+                arm, day, done, not_done = row[width:]
+                add((key, str(arm), (day, int(done), int(not_done))))
     return found
 
 
-def _label_paths(
-    rows: Sequence[tuple[tuple[str, ...], str, tuple[datetime, bool, int]]],
-    options: MeasureOptions,
-    pooled: bool,
-) -> LabelPaths:
-    """Per segment key and arm, the (maturity day, completed, units) rows of one part."""
+def _label_paths(rows: Sequence[LabelRow], options: MeasureOptions, pooled: bool) -> LabelPaths:
+    """Per segment key and arm, the (maturity day, completed, not completed) rows of one part."""
     paths: LabelPaths = {}
     for key, arm, entry in rows:
         by_arm = paths.setdefault(key, {})
@@ -876,13 +892,15 @@ def _label_paths(
 
 
 def _path(
-    rows: Mapping[str, list[tuple[datetime, bool, int]]], arm: str, control: str
+    rows: Mapping[str, list[tuple[int, int, int]]], arm: str, control: str
 ) -> list[LabelCounts]:
     """Cumulative counts of ``arm`` and ``control`` at the end of every maturity day."""
-    days: dict[datetime, list[int]] = {}
+    days: dict[int, list[int]] = {}
     for index, name in ((0, control), (2, arm)):
-        for day, completed, count in rows.get(name, []):
-            days.setdefault(day, [0, 0, 0, 0])[index + (0 if completed else 1)] += count
+        for day, completed, not_completed in rows.get(name, []):
+            counts = days.setdefault(day, [0, 0, 0, 0])
+            counts[index] += completed
+            counts[index + 1] += not_completed
     path, totals = [], [0, 0, 0, 0]
     for day in sorted(days):
         totals = [total + add for total, add in zip(totals, days[day], strict=True)]
@@ -1317,7 +1335,7 @@ def _competing_rows(
     facts: ir.Table,
     options_by_part: Mapping[str, MeasureOptions],
     comparisons_by_part: Mapping[str, list[Comparison]],
-) -> dict[str, list[Row]]:
+) -> dict[str, list[tuple[Any, ...]]]:
     """Units per arm, hours and cause (goal, churn, none) of the parts that need them."""
     shape = next(iter(options_by_part.values()))
     needed = [
@@ -1327,21 +1345,24 @@ def _competing_rows(
     ]
     if not shape.competing or not needed:
         return {}
-    return _grouped(facts, ["arm", "competing_hours", "cause"], count=facts.count())
+    return _grouped_tuples(facts, ["arm", "competing_hours", "cause"], count=facts.count())
 
 
 def _competing(
-    rows: Sequence[Row], options: MeasureOptions, time_comparisons: Sequence[Comparison]
+    rows: Sequence[tuple[Any, ...]],
+    options: MeasureOptions,
+    time_comparisons: Sequence[Comparison],
 ) -> list[CompetingOutcome]:
     """Goal and churn incidences at the horizon for every pair measured on time to goal."""
     if not options.competing or not time_comparisons:
         return []
     counts: dict[str, list[tuple[float, int, int]]] = {}
-    for row in rows:
-        entry = (max(row["competing_hours"], 0) / 24.0, int(row["cause"]), int(row["count"]))
-        counts.setdefault(str(row["arm"]), []).append(entry)
-        if row["arm"] != options.control:
-            counts.setdefault(POOLED, []).append(entry)
+    for arm_name, hours, cause, count in rows:
+        counts.setdefault(str(arm_name), []).append((max(hours, 0) / 24.0, int(cause), int(count)))
+    if any(comparison.arm == POOLED for comparison in time_comparisons):
+        counts[POOLED] = [
+            entry for arm, entries in counts.items() if arm != options.control for entry in entries
+        ]
     tables = {arm: CompetingRiskTable.from_counts(rows_) for arm, rows_ in counts.items()}
     horizon, alpha = options.horizon_days, options.final_alpha
     outcomes = []
@@ -1360,12 +1381,9 @@ def _competing(
                         pair[arm], pair[control], horizon, Cause.COMPETING, alpha=alpha
                     )
                 ),
+                {name: incidence_at(table, Cause.GOAL, horizon)[0] for name, table in pair.items()},
                 {
-                    name: cumulative_incidence(table, Cause.GOAL).at(horizon)[0]
-                    for name, table in pair.items()
-                },
-                {
-                    name: cumulative_incidence(table, Cause.COMPETING).at(horizon)[0]
+                    name: incidence_at(table, Cause.COMPETING, horizon)[0]
                     for name, table in pair.items()
                 },
             )

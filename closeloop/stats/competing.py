@@ -168,17 +168,8 @@ def _log_log_band(estimate: float, variance: float, z: float) -> tuple[float, fl
     return math.exp(-math.exp(centre + spread)), math.exp(-math.exp(centre - spread))
 
 
-def cumulative_incidence(
-    table: CompetingRiskTable, cause: int = Cause.GOAL, *, alpha: float = 0.05
-) -> CumulativeIncidence:
-    """Aalen–Johansen cumulative incidence of ``cause`` with its delta-method variance.
-
-    >>> table = CompetingRiskTable.from_counts([(1, 1, 1), (2, 2, 1), (3, 1, 1), (3, 0, 1)])
-    >>> cumulative_incidence(table, 1).at(3)[0]
-    0.5
-    """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+def _incidence(table: CompetingRiskTable, cause: int) -> tuple[FloatArray, FloatArray]:
+    """F_k at each time of ``table`` and its delta-method variance (module docstring)."""
     n = np.asarray(table.at_risk, dtype=float)
     d_cause = np.asarray(table.events(cause), dtype=float)
     d_all = np.asarray(table.goal, dtype=float) + np.asarray(table.competing, dtype=float)
@@ -204,7 +195,36 @@ def cumulative_incidence(
         estimate**2 * a0 - 2 * estimate * a1 + a2 + np.cumsum(binomial) - 2 * (estimate * c0 - c1)
     )
     variance = np.maximum(variance, 0.0)  # rounding can leave -1e-18 where the variance is 0
+    return estimate, variance
 
+
+def incidence_at(table: CompetingRiskTable, cause: int, time: float) -> tuple[float, float]:
+    """``(F_k(time), its variance)``: what :func:`cumulative_incidence` gives at ``time``
+    (``.at(time)[0]`` and ``.variance_at(time)``), without computing its bands at every time.
+
+    >>> table = CompetingRiskTable.from_counts([(1, 1, 1), (2, 2, 1), (3, 1, 1), (3, 0, 1)])
+    >>> incidence_at(table, Cause.GOAL, 3)[0]
+    0.5
+    """
+    estimate, variance = _incidence(table, cause)
+    index = int(np.searchsorted(table.times, time, side="right")) - 1
+    if index < 0:
+        return 0.0, 0.0
+    return float(estimate[index]), float(variance[index])
+
+
+def cumulative_incidence(
+    table: CompetingRiskTable, cause: int = Cause.GOAL, *, alpha: float = 0.05
+) -> CumulativeIncidence:
+    """Aalen–Johansen cumulative incidence of ``cause`` with its delta-method variance.
+
+    >>> table = CompetingRiskTable.from_counts([(1, 1, 1), (2, 2, 1), (3, 1, 1), (3, 0, 1)])
+    >>> cumulative_incidence(table, 1).at(3)[0]
+    0.5
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    estimate, variance = _incidence(table, cause)
     z = two_sided_z(alpha)
     bands = [_log_log_band(float(f), float(v), z) for f, v in zip(estimate, variance, strict=True)]
     return CumulativeIncidence(
@@ -260,10 +280,12 @@ def incidence_difference(
                 f"no {name} unit was followed up to {t:g} (the last was censored at"
                 f" {table.times[-1]:g}): compare at an earlier time",
             )
-    treatment = cumulative_incidence(treatment_table, cause, alpha=alpha)
-    control = cumulative_incidence(control_table, cause, alpha=alpha)
-    estimate = treatment.at(t)[0] - control.at(t)[0]
-    se = math.sqrt(treatment.variance_at(t) + control.variance_at(t))
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    treatment, treatment_variance = incidence_at(treatment_table, cause, t)
+    control, control_variance = incidence_at(control_table, cause, t)
+    estimate = treatment - control
+    se = math.sqrt(treatment_variance + control_variance)
     if not (se > 0 and math.isfinite(se)):
         outcome = "reached the goal" if cause == Cause.GOAL else "churned"
         return ComparisonResult.insufficient(
