@@ -17,15 +17,22 @@ transaction's id; the mark is the oldest transaction still running when the stor
 (``txid_snapshot_xmin``, read in the same snapshot), so a transaction that commits after the read
 is copied next time, and rows read twice are replaced, not added.
 
-Warehouses other than DuckDB and PostgreSQL (Spark, ...) get a full copy each time.
+Spark (and other warehouses without such a transaction) gets a full copy, written while the
+publisher holds a claim in the state store (:func:`publish_claim`): a second publisher waits, then
+finds the mark, kept in the same marks table, up to date and writes nothing. The mark is dropped
+before the copy is written and recorded after it, so a copy cut short is redone next time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -42,6 +49,9 @@ MARKS_TABLE = "closeloop_enrollments_marks"
 STORE_COUNTER = "enrollments_store"
 CLAIM_ATTEMPTS = 200
 MARKS_LOCK_KEY = 0x636C6570  # "clep": held while a PostgreSQL warehouse creates the marks table
+PUBLISH_LOCK_KEY = 0x636C7370  # "clsp": a PostgreSQL state store's claim on a full-copy publish
+PUBLISH_WAIT_SECONDS = 600.0
+_IN_MEMORY_CLAIM = threading.Lock()  # a store in memory has publishers in this process only
 _COLUMNS = ENROLLMENTS.column_names
 
 
@@ -75,9 +85,7 @@ def publish(store: StateStore, warehouse: Warehouse) -> Published:
         return _publish_duckdb(store, warehouse)
     if warehouse.dialect == "postgres":
         return _publish_postgres(store, warehouse)
-    changes = read_changes(store)
-    warehouse.replace(ENROLLMENTS_TABLE, changes.table)
-    return Published(changes.table.num_rows, True, changes.mark)
+    return _publish_full_copy(store, warehouse)
 
 
 # -- the store's side ----------------------------------------------------------------------------
@@ -272,3 +280,94 @@ def _publish_postgres(store: StateStore, warehouse: Warehouse) -> Published:
             _SET_MARK.replace("$1", "%s").replace("$2", "%s"), [changes.store_id, changes.mark]
         )
     return Published(changes.table.num_rows, full, changes.mark)
+
+
+# -- Spark and other warehouses: a full copy under a claim in the state store ------------------
+
+
+def _publish_full_copy(store: StateStore, warehouse: Warehouse) -> Published:
+    with publish_claim(store):
+        tables = set(warehouse.backend.list_tables())
+        store_id = mark = None
+        if MARKS_TABLE in tables and ENROLLMENTS_TABLE in tables:
+            marks = warehouse.backend.table(MARKS_TABLE).to_pyarrow().to_pylist()
+            if len(marks) == 1:
+                store_id, mark = marks[0]["store_id"], marks[0]["mark"]
+        changes = read_changes(store, store_id, mark)
+        if not changes.full and changes.table.num_rows == 0:
+            return Published(0, False, changes.mark)
+        if not changes.full:
+            changes = read_changes(store)
+        # No mark while the copy is written: one cut short is not taken for up to date.
+        if MARKS_TABLE in tables:
+            warehouse.backend.drop_table(MARKS_TABLE, force=True)
+        warehouse.replace(ENROLLMENTS_TABLE, changes.table)
+        warehouse.replace(
+            MARKS_TABLE,
+            pa.table(
+                {"store_id": [changes.store_id], "mark": [changes.mark]},
+                schema=pa.schema([("store_id", pa.int64()), ("mark", pa.int64())]),
+            ),
+        )
+    return Published(changes.table.num_rows, True, changes.mark)
+
+
+@contextlib.contextmanager
+def publish_claim(store: StateStore, wait: float = PUBLISH_WAIT_SECONDS) -> Iterator[None]:
+    """Held while one publisher copies the enrollments into a warehouse that cannot claim the
+    copy in its own transaction (Spark): others wait here, up to ``wait`` seconds.
+
+    PostgreSQL: a session advisory lock on a connection of its own; SQLite: an exclusive
+    ``flock`` on a file next to the database (a lock per open file, so threads of one process
+    exclude each other too). The server or the operating system releases either when the
+    process ends, however it ends.
+    """
+    deadline = time.monotonic() + wait
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.connect() as connection:
+            lock = sa.text("SELECT pg_try_advisory_lock(:key)")
+            while not connection.execute(lock, {"key": PUBLISH_LOCK_KEY}).scalar():
+                connection.commit()
+                _wait_for_claim(store, deadline, wait)
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(
+                    sa.text("SELECT pg_advisory_unlock(:key)"), {"key": PUBLISH_LOCK_KEY}
+                )
+                connection.commit()
+        return
+    database = store.engine.url.database
+    if not database or database == ":memory:":
+        if not _IN_MEMORY_CLAIM.acquire(timeout=wait):
+            raise _claim_timeout(store, wait)
+        try:
+            yield
+        finally:
+            _IN_MEMORY_CLAIM.release()
+        return
+    with Path(f"{database}.publish.lock").open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                _wait_for_claim(store, deadline, wait)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _wait_for_claim(store: StateStore, deadline: float, wait: float) -> None:
+    if time.monotonic() >= deadline:
+        raise _claim_timeout(store, wait)
+    time.sleep(0.05)
+
+
+def _claim_timeout(store: StateStore, wait: float) -> StateError:
+    return StateError(
+        f"could not publish enrollments: another publisher held the claim in the state store "
+        f"at {store.url} for {wait:.0f} s"
+    )
