@@ -841,6 +841,90 @@ def stage_status(
     return Compiler(warehouse, as_of, catalog).stage_status(stage)
 
 
+def audience_flags(
+    audiences: Sequence[tuple[Expression, Sequence[Expression]]],
+    warehouse: Warehouse,
+    as_of: datetime,
+    catalog: Catalog | None = None,
+    target: Entity = Entity.ACCOUNT,
+    *,
+    rollup: Rollup | None = None,
+) -> ir.Table:
+    """Several jobs' eligible units as of ``as_of`` in one query: the units at least one of
+    ``audiences`` (audience, exclusions) is eligible for, with a flag per audience (``_a0``,
+    ``_a1``, ...) that holds where :func:`eligible_units` of that pair would list the unit.
+
+    The audiences share one frame, so a per-unit table two of them mention (the same event
+    count, stage or attribute) is computed once, and the query is compiled once.
+    """
+    compiler = Compiler(warehouse, as_of, catalog, rollup)
+    frame = compiler.frame(target)
+    parts = [
+        (
+            compiler.predicate(audience, frame),
+            [compiler.predicate(exclusion, frame) for exclusion in exclusions],
+        )
+        for audience, exclusions in audiences
+    ]
+    table = frame.table()
+    flags: dict[str, ir.BooleanValue] = {}
+    for index, (holds, excluded) in enumerate(parts):
+        # A filter drops NULL: an audience that is NULL does not hold, nor does an exclusion.
+        flag = holds(table).fill_null(False)
+        for exclusion in excluded:
+            flag = flag & ~exclusion(table).fill_null(False)
+        flags[f"_a{index}"] = flag
+    keys = ["account_id"] if target == Entity.ACCOUNT else ["person_id", "account_id"]
+    flagged = table.select(*keys, **flags)
+    anyone = flagged[next(iter(flags))]
+    for name in list(flags)[1:]:
+        anyone = anyone | flagged[name]
+    return flagged.filter(anyone).distinct()
+
+
+def goals_reached_at(
+    goals: Sequence[Expression],
+    warehouse: Warehouse,
+    as_of: datetime,
+    candidates: ir.Table,
+    catalog: Catalog | None = None,
+    target: Entity = Entity.ACCOUNT,
+    *,
+    rollup: Rollup | None = None,
+) -> ir.Table:
+    """:func:`goal_reached_at` of several goals in one query.
+
+    ``candidates`` has ``_goal`` (an index into ``goals``), the unit key and ``entered_at``;
+    the result has ``_goal``, the unit key and ``reached_at`` for the candidates whose goal
+    holds as of ``as_of``, with the times :func:`goal_reached_at` gives for each goal alone.
+    """
+    compiler = Compiler(warehouse, as_of, catalog, rollup)
+    key = unit_key(target)
+    units = compiler.frame(target).base
+    base = candidates.select("_goal", key, "entered_at")
+    joined = base.inner_join(units, base[key] == units[key])
+    frame = Frame(target, joined.select(*base.columns, *[c for c in units.columns if c != key]))
+    pairs = [(compiler.predicate(goal, frame), compiler.reached(goal, frame)) for goal in goals]
+    table = frame.table()
+    never = ibis.null("timestamp")
+    reached = ibis.cases(
+        *[
+            (
+                table._goal == index,
+                ibis.ifelse(
+                    holds(table).fill_null(False),
+                    ibis.greatest(when(table), table.entered_at),
+                    never,
+                ),
+            )
+            for index, (holds, when) in enumerate(pairs)
+        ],
+        else_=never,
+    )
+    result = table.select("_goal", key, reached_at=reached)
+    return result.filter(result.reached_at.notnull())
+
+
 def goal_reached_at(
     expression: Expression,
     warehouse: Warehouse,

@@ -33,7 +33,7 @@ from closeloop.data.compiler import (
 )
 from closeloop.data.rollups import Rollup
 from closeloop.data.warehouse import Warehouse
-from closeloop.definitions.expressions import Entity, MembershipKind, memberships
+from closeloop.definitions.expressions import Entity
 from closeloop.definitions.models import Allocation, ContactPolicy
 from closeloop.definitions.project import LoadedJob, Project
 from closeloop.engine import schema
@@ -52,6 +52,7 @@ from closeloop.engine.steps import (
     end_plan,
     entry_plan,
 )
+from closeloop.engine.tick_reads import Candidates, TickReads, references_jobs
 from closeloop.errors import ConcurrencyError, NotFoundError
 
 __all__ = ["ExitReason", "JobStatus", "OutboxStatus", "TickResult", "run_tick"]
@@ -106,6 +107,7 @@ def run_tick(
     unsubscribe_url: Callable[[str], str] | None = None,
     launch_plan: Callable[[], LaunchPlan | None] | None = None,
     rollup: Rollup | None = None,
+    reads: TickReads | None = None,
 ) -> TickResult:
     """Run job ``job`` at time ``at``; running the same tick again is a no-op.
 
@@ -115,6 +117,8 @@ def run_tick(
     ``launch_plan()``, called only when the tick launches, gives the plan stored with the launch.
     ``rollup`` (:func:`closeloop.data.rollups.refresh`, up to date with the events) answers
     per-unit event totals without rescanning history; the decisions are the same without it.
+    ``reads`` (one for every job of a tick) answers the job's warehouse questions from one query
+    for all jobs; the decisions are the same without it.
     """
     renderer = Renderer(project, job, warehouse, replay=replay)
     planned = cache(launch_plan) if launch_plan is not None else None  # once, however many tries
@@ -146,7 +150,7 @@ def run_tick(
         if references_jobs(job):
             publish_enrollments(store, warehouse)
         # Reads happen before the transaction: they decide, the transaction records.
-        decisions = _decide(project, job, warehouse, store, record, at, state.status, rollup)
+        decisions = _decide(project, job, warehouse, store, record, at, state.status, rollup, reads)
         plan = _plan(job, decisions, at) if state.status == JobStatus.LIVE else []
         outbox_rows = renderer.rows(record.version, plan, at, unsubscribe_url)
         try:
@@ -400,15 +404,6 @@ def _first_line(error: Exception) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def references_jobs(job: LoadedJob) -> bool:
-    """Whether any of the job's expressions asks about job membership (``entered job "X"``)."""
-    return any(
-        kind == MembershipKind.JOB
-        for expression in (job.audience, job.goal, *job.exclusions)
-        for kind, _ in memberships(expression)
-    )
-
-
 def _decide(
     project: Project,
     job: LoadedJob,
@@ -418,12 +413,13 @@ def _decide(
     at: datetime,
     status: str = JobStatus.LIVE,
     rollup: Rollup | None = None,
+    reads: TickReads | None = None,
 ) -> _Decisions:
     definition = job.definition
     target = Entity(definition.target)
     active, entered = _active_units(store, job.name, at)
     by_id = {unit.enrollment_id: unit for unit in active}
-    completions = _completions(project, job, warehouse, active, entered, at, rollup)
+    completions = _completions(project, job, warehouse, active, entered, at, rollup, reads)
     duration = timedelta(days=definition.duration_days)
     exits: dict[str, tuple[datetime, str]] = {}
     for unit in active:
@@ -439,7 +435,7 @@ def _decide(
     enrolling = definition.is_enrolling(at) and status == JobStatus.LIVE
     if not enrolling and not definition.exit_when_ineligible:
         return _Decisions(completions, exits, [], by_id)
-    eligible = _eligible(project, job, warehouse, at, rollup)
+    eligible = _eligible(project, job, warehouse, at, rollup, reads)
     if definition.exit_when_ineligible:
         for unit in active:
             ended = unit.enrollment_id in completions or unit.enrollment_id in exits
@@ -523,6 +519,27 @@ def _active_units(
     return [Unit(*row[:4]) for row in rows], {row[0]: row[4] for row in rows}
 
 
+def tick_reads(
+    project: Project,
+    jobs: Sequence[LoadedJob],
+    warehouse: Warehouse,
+    store: StateStore,
+    at: datetime,
+    rollup: Rollup | None = None,
+) -> TickReads:
+    """The warehouse questions of a tick of ``jobs`` at ``at``, asked once for all of them."""
+
+    def running(job: LoadedJob) -> Candidates:
+        active, entered = _active_units(store, job.name, at)
+        return _candidates(active, entered, Entity(job.definition.target))
+
+    return TickReads(project, jobs, warehouse, at, running, rollup)
+
+
+def _candidates(active: Sequence[Unit], entered: dict[str, datetime], target: Entity) -> Candidates:
+    return tuple((_unit_key(unit, target), entered[unit.enrollment_id]) for unit in active)
+
+
 def _completions(
     project: Project,
     job: LoadedJob,
@@ -531,28 +548,36 @@ def _completions(
     entered: dict[str, datetime],
     at: datetime,
     rollup: Rollup | None = None,
+    reads: TickReads | None = None,
 ) -> dict[str, datetime]:
     """Enrollments whose goal first held (at event time) within their duration."""
     if not active:
         return {}
     target = Entity(job.definition.target)
     key = "person_id" if target == Entity.PERSON else "account_id"
-    candidates = ibis.memtable(
-        pa.table(
-            {
-                key: pa.array([_unit_key(unit, target) for unit in active], pa.string()),
-                "entered_at": pa.array(
-                    [entered[unit.enrollment_id] for unit in active], pa.timestamp("us")
-                ),
-            }
+    pairs = _candidates(active, entered, target)
+    read = reads.reached(job, pairs) if reads is not None else None
+    if read is not None:
+        reached_at = read
+    else:
+        candidates = ibis.memtable(
+            pa.table(
+                {
+                    key: pa.array([unit for unit, _ in pairs], pa.string()),
+                    "entered_at": pa.array([moment for _, moment in pairs], pa.timestamp("us")),
+                }
+            )
         )
-    )
-    reached = (
-        goal_reached_at(job.goal, warehouse, at, candidates, project.catalog, target, rollup=rollup)
-        .to_pyarrow()
-        .to_pylist()
-    )
-    reached_at = {row[key]: row["reached_at"] for row in reached}
+        reached = goal_reached_at(
+            job.goal, warehouse, at, candidates, project.catalog, target, rollup=rollup
+        ).to_pyarrow()
+        reached_at = dict(
+            zip(
+                reached.column(key).to_pylist(),
+                reached.column("reached_at").to_pylist(),
+                strict=True,
+            )
+        )
     duration = timedelta(days=job.definition.duration_days)
     completions: dict[str, datetime] = {}
     for unit in active:
@@ -568,8 +593,12 @@ def _eligible(
     warehouse: Warehouse,
     at: datetime,
     rollup: Rollup | None = None,
+    reads: TickReads | None = None,
 ) -> dict[str, str]:
     """Units in the audience and in no exclusion as of ``at``: unit key -> account id."""
+    read = reads.eligible(job) if reads is not None else None
+    if read is not None:
+        return dict(read)
     target = Entity(job.definition.target)
     key = "person_id" if target == Entity.PERSON else "account_id"
     audience = eligible_units(

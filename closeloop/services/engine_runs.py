@@ -28,7 +28,14 @@ from closeloop.engine.dispatcher import Dispatcher, DispatchResult
 from closeloop.engine.optouts import UnsubscribeLinks
 from closeloop.engine.referrals import record_referral
 from closeloop.engine.state import StateStore, utc_now
-from closeloop.engine.tick import JobStatus, Preview, TickResult, preview_tick, run_tick
+from closeloop.engine.tick import (
+    JobStatus,
+    Preview,
+    TickResult,
+    preview_tick,
+    run_tick,
+    tick_reads,
+)
 from closeloop.errors import CloseloopError, UndeliverableError, redact
 from closeloop.schemas.jobs import DryRun, EnteringUnit, PreviewMessage
 from closeloop.services import board_schedule
@@ -106,10 +113,20 @@ def _tick_jobs(
     links: UnsubscribeLinks,
     rollup: rollups.Rollup | None,
 ) -> list[TickResult]:
+    project = workspace.project
+    # Every job's eligible units and goal times are asked in one query per target, on first use.
+    reads = tick_reads(
+        project,
+        [project.job(name) for name in names],
+        workspace.warehouse,
+        workspace.store,
+        at,
+        rollup,
+    )
     return [
         run_tick(
-            workspace.project,
-            workspace.project.job(name),
+            project,
+            project.job(name),
             workspace.warehouse,
             workspace.store,
             at,
@@ -119,6 +136,7 @@ def _tick_jobs(
             unsubscribe_url=links.url,
             launch_plan=partial(launch_plan, workspace, name, at),
             rollup=rollup,
+            reads=reads,
         )
         for name in names
     ]
