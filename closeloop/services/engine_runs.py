@@ -27,7 +27,7 @@ from closeloop.engine import lifecycle
 from closeloop.engine.dispatcher import Dispatcher, DispatchResult
 from closeloop.engine.optouts import UnsubscribeLinks
 from closeloop.engine.referrals import record_referral
-from closeloop.engine.state import StateStore, utc_now
+from closeloop.engine.state import LaunchPlan, StateStore, utc_now
 from closeloop.engine.tick import (
     JobStatus,
     Preview,
@@ -38,10 +38,6 @@ from closeloop.engine.tick import (
 )
 from closeloop.errors import CloseloopError, UndeliverableError, redact
 from closeloop.schemas.jobs import DryRun, EnteringUnit, PreviewMessage
-from closeloop.services import board_schedule
-from closeloop.services import health as health_scores
-from closeloop.services import plans as success_plans
-from closeloop.services.power import estimate_launches, launch_plan
 from closeloop.services.project import Workspace, open_workspace
 from closeloop.settings import load_settings
 
@@ -96,6 +92,8 @@ def tick(
     # A tick writes no attribute history: which attributes have some is asked once, not per frame.
     with history.recorded_names_fixed():
         if launch:
+            from closeloop.services.power import estimate_launches  # the statistics: launch only
+
             # Drafts store a plan when they launch: one estimate each, shared with the checks.
             estimate_launches(workspace, names, at)
         # Per-unit event totals brought up to date once for every job of this tick: each job
@@ -134,12 +132,19 @@ def _tick_jobs(
             launch=launch,
             replay=replay,
             unsubscribe_url=links.url,
-            launch_plan=partial(launch_plan, workspace, name, at),
+            launch_plan=partial(_launch_plan, workspace, name, at),
             rollup=rollup,
             reads=reads,
         )
         for name in names
     ]
+
+
+def _launch_plan(workspace: Workspace, name: str, at: datetime) -> LaunchPlan | None:
+    """The plan a launching job stores (:func:`closeloop.services.power.launch_plan`)."""
+    from closeloop.services.power import launch_plan  # the statistics: only when a job launches
+
+    return launch_plan(workspace, name, at)
 
 
 def tick_times(start: datetime, end: datetime, every: timedelta) -> Iterator[datetime]:
@@ -421,6 +426,11 @@ def run_cycle(
     The warehouse is open only during the cycle, so other commands can use a DuckDB file
     between cycles. A closeloop error becomes the cycle's ``error``; the daemon goes on.
     """
+    # The daily chores import the statistics (SciPy) a tick alone does not need.
+    from closeloop.services import board_schedule
+    from closeloop.services import health as health_scores
+    from closeloop.services import plans as success_plans
+
     try:
         with open_workspace(project_dir, environ=environ) as workspace:
             ticks = tick(workspace, at)
