@@ -325,18 +325,10 @@ class SourceFile:
     def _duckdb_csv_batches(self, plain: PlainCsv, batch_size: int) -> Iterator[TextBatch]:
         """Columnar batches of a plain CSV file read by DuckDB (every value text, as read: an
         empty field is an empty string); raises :class:`duckdb.Error` at a row it refuses."""
-        columns = ", ".join(f"{_sql_text(name)}: 'VARCHAR'" for name in plain.header)
         size = max(self.path.stat().st_size, 1)
         connection = duckdb.connect()
         try:
-            connection.execute(
-                f"SELECT * FROM read_csv({_sql_text(str(self.path))}, header = false, "
-                f"skip = {plain.skip}, columns = {{{columns}}}, delim = "
-                f"{_sql_text(plain.delimiter)}, quote = '\"', escape = '\"', auto_detect = "
-                "false, strict_mode = true, null_padding = false, all_varchar = true, "
-                f"allow_quoted_nulls = false, nullstr = {_sql_text(_NEVER_NULL)}, "
-                "encoding = 'utf-8')"
-            )
+            connection.execute(f"SELECT * FROM {duckdb_csv_sql(self.path, plain)}")
             reader = connection.fetch_record_batch(batch_size)
             rows = 0
             held: TextBatch | None = None
@@ -546,6 +538,20 @@ class PlainCsv:
 
 _NEVER_NULL = "\x01closeloop: no value is null\x01"
 """DuckDB's ``nullstr``: no field is read as null, an empty one stays an empty string."""
+
+
+def duckdb_csv_sql(path: Path, plain: PlainCsv) -> str:
+    """DuckDB's ``read_csv`` of a plain CSV file (:meth:`SourceFile.plain_csv`): every value
+    text as read (an empty field an empty string), in the order of the file; it raises
+    :class:`duckdb.Error` at a row the row-by-row reader would reject."""
+    columns = ", ".join(f"{_sql_text(name)}: 'VARCHAR'" for name in plain.header)
+    return (
+        f"read_csv({_sql_text(str(path))}, header = false, skip = {plain.skip}, "
+        f"columns = {{{columns}}}, delim = {_sql_text(plain.delimiter)}, quote = '\"', "
+        "escape = '\"', auto_detect = false, strict_mode = true, null_padding = false, "
+        f"all_varchar = true, allow_quoted_nulls = false, nullstr = {_sql_text(_NEVER_NULL)}, "
+        "encoding = 'utf-8')"
+    )
 
 
 def _plain_bytes(path: Path) -> bool:
