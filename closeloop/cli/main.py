@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+from typer.main import get_command_name, get_group
 
 from closeloop.cli import board as board_cli
 from closeloop.cli import churn as churn_cli
@@ -58,7 +61,43 @@ if TYPE_CHECKING:
 
 _SCENARIOS = scenario_descriptions()
 
-app = typer.Typer(
+
+class _Closeloop(typer.Typer):
+    """The root app. Run as a program (``closeloop jobs list``), it builds the click command of
+    the one command or group that its first argument names: building every command (each one's
+    signature and type hints) costs about as much as importing the CLI, and a command needs only
+    its own. No argument, an option first (``--help``) or a name it does not know builds them all.
+    Tests building the app with ``typer.main.get_command`` get every command, as before."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        given = kwargs.get("args", args[0] if args else None)
+        words = sys.argv[1:] if given is None else list(given)
+        only = self._only(words[0]) if words else None
+        if only is None:
+            return super().__call__(*args, **kwargs)
+        # get_group, not get_command: a Typer with one command would become that command.
+        # Typer's own call adds an exception hook that, with pretty exceptions off (as here),
+        # hands every exception to Python's; calling the group directly does the same.
+        return get_group(only)(*args, **kwargs)
+
+    def _only(self, name: str) -> _Closeloop | None:
+        """This app holding only the command or group called ``name`` (None: no such name)."""
+        commands = [
+            command
+            for command in self.registered_commands
+            if command.callback is not None
+            and (command.name or get_command_name(command.callback.__name__)) == name
+        ]
+        groups = [group for group in self.registered_groups if group.name == name]
+        if len(commands) + len(groups) != 1:
+            return None
+        only = copy.copy(self)
+        only.registered_commands = commands
+        only.registered_groups = groups
+        return only
+
+
+app = _Closeloop(
     name="closeloop",
     help=(
         "Prove whether customer-success interventions work: "

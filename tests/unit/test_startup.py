@@ -157,3 +157,52 @@ def test_simple_commands_load_no_query_or_statistics_stack(new_project: Path, co
     assert "closeloop" in loaded
     heavy = sorted(loaded & set(NOT_FOR_SIMPLE_COMMANDS[command]))
     assert not heavy, f"closeloop {command} on a new project loads {heavy}"
+
+
+def test_a_command_builds_only_what_it_names() -> None:
+    from closeloop.cli.main import app
+
+    jobs = app._only("jobs")
+    assert jobs is not None and not jobs.registered_commands
+    assert [group.name for group in jobs.registered_groups] == ["jobs"]
+    validate = app._only("validate")
+    assert validate is not None and not validate.registered_groups
+    assert len(validate.registered_commands) == 1
+    assert app._only("nope") is None and app._only("--help") is None
+    assert len(app.registered_groups) > 1  # the app itself is left whole
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["jobs", "--help"],
+        ["jobs", "list", "--help"],
+        ["jobs", "list", "--format", "xml"],
+        ["jobs"],
+        ["validate", "--help"],
+        ["validate", "extra"],
+        ["nope"],
+        ["outcomes", "team", "--help"],
+    ],
+)
+def test_the_one_command_built_says_what_all_of_them_say(argv: list[str]) -> None:
+    every = "from typer.main import get_command\nget_command(app)"
+    outputs = [
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import sys\nfrom closeloop.cli.main import app\n{call}"
+                "(sys.argv[1:], prog_name='closeloop')",
+                *argv,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "120", "NO_COLOR": "1"},
+        )
+        for call in (every, "app")
+    ]
+    built_all, built_one = ((run.returncode, run.stdout, run.stderr) for run in outputs)
+    assert built_one == built_all
+    assert "Usage: closeloop" in built_one[1] + built_one[2]
