@@ -35,7 +35,8 @@ from closeloop.analysis.measurement import (
     measure_units,
 )
 from closeloop.analysis.revenue_value import HORIZONS as REVENUE_HORIZONS
-from closeloop.analysis.revenue_value import RevenueValue, revenue_value
+from closeloop.analysis.revenue_value import PART as REVENUE_PART
+from closeloop.analysis.revenue_value import RevenueValue, revenue_value, revenue_values
 from closeloop.data import history
 from closeloop.data.warehouse import ENROLLMENTS_TABLE, Warehouse
 from closeloop.engine.assignment import HOLDOUT, TREATMENT
@@ -537,19 +538,25 @@ def measure_job_units(
         chosen = units.filter(units.job_name.isin(with_variants))
         parts = pooled_units.union(chosen.mutate(_part=chosen.job_name + VARIANTS_PART))
     measurements = measure_parts(parts, options_by_part)
-    reports = {}
-    for job in jobs:
-        own = units.filter(units.job_name == job.name).drop("job_name")
-        reports[job.name] = _report(
+    revenues: dict[str, RevenueValue] = {}
+    if revenue_horizons and warehouse.has_table("subscriptions"):
+        revenues = revenue_values(
             warehouse,
+            units.mutate(**{REVENUE_PART: units.job_name}),
+            {job.name: job.as_of for job in jobs},
+            control=HOLDOUT,
+            horizons=revenue_horizons,
+        )
+    return {
+        job.name: _report(
             job,
             by_arm.get(job.name, {}),
             measurements[job.name],
             measurements.get(job.name + VARIANTS_PART),
-            own,
-            revenue_horizons=revenue_horizons,
+            revenue=revenues.get(job.name),
         )
-    return reports
+        for job in jobs
+    }
 
 
 def build_job_report(
@@ -629,38 +636,49 @@ def _build(
     variant_measurement = (
         measure_units(units, variant_options) if variant_options is not None else None
     )
+    revenue = None
+    if revenue_horizons and warehouse.has_table("subscriptions"):
+        revenue = revenue_value(
+            warehouse, units, as_of=job.as_of, control=HOLDOUT, horizons=revenue_horizons
+        )
+    matched = None
+    if comparison_units is not None:
+        pooled_units = units.mutate(arm=ibis.ifelse(units.arm == HOLDOUT, HOLDOUT, TREATMENT))
+        matched = observational_comparison(
+            warehouse,
+            pooled_units,
+            comparison_units,
+            as_of=job.as_of,
+            horizon_days=job.horizon_days,
+            match_on=match_on,
+        )
     return _report(
-        warehouse,
         job,
         _arm_summaries(units).get("", {}),
         measurement,
         variant_measurement,
-        units,
         value_outcome=value_outcome,
-        revenue_horizons=revenue_horizons,
-        comparison_units=comparison_units,
-        match_on=match_on,
+        revenue=revenue,
+        matched=matched,
     )
 
 
 def _report(
-    warehouse: Warehouse,
     job: JobToMeasure,
     by_arm: dict[str, ArmSummary],
     measurement: Measurement,
     variant_measurement: Measurement | None,
-    units: ir.Table,
     *,
     value_outcome: ValueOutcome | None = None,
-    revenue_horizons: Sequence[int] | None = REVENUE_HORIZONS,
-    comparison_units: ir.Table | None = None,
-    match_on: Sequence[str] = MATCH_ON,
+    revenue: RevenueValue | None = None,
+    matched: MatchedComparison | None = None,
 ) -> JobReport:
-    """A job's report from its measurements (pooled, and per variant) and arm summaries."""
+    """A job's report from its measurements (pooled, and per variant), arm summaries, revenue
+    value and, for a job without a holdout, its matched comparison."""
     as_of, horizon_days, plan = job.as_of, job.horizon_days, job.plan
     variant_summaries: dict[str, ArmSummary] = {}
     warnings = list(measurement.warnings)
-    if plan is None and comparison_units is None:
+    if plan is None and matched is None:
         warnings.append(
             "no power plan was stored when this job launched: its always-valid results are "
             f"tuned for {FALLBACK_TUNING:,} units (valid, but widest far from that size)"
@@ -679,23 +697,8 @@ def _report(
                 "holdout's and the other variants'; variant comparisons can be confounded by "
                 "trends over time (the job-as-a-whole lift against the holdout is not)"
             )
-    revenue = None
-    if revenue_horizons and warehouse.has_table("subscriptions"):
-        revenue = revenue_value(
-            warehouse, units, as_of=as_of, control=HOLDOUT, horizons=revenue_horizons
-        )
-    matched = None
     status = measurement.status
-    if comparison_units is not None:
-        pooled_units = units.mutate(arm=ibis.ifelse(units.arm == HOLDOUT, HOLDOUT, TREATMENT))
-        matched = observational_comparison(
-            warehouse,
-            pooled_units,
-            comparison_units,
-            as_of=as_of,
-            horizon_days=horizon_days,
-            match_on=match_on,
-        )
+    if matched is not None:
         status = matched.status
         warnings = [
             "no randomized holdout (observational job): the effect below comes from a matched "

@@ -23,7 +23,7 @@ Estimands, intention to treat, treatment minus holdout at each horizon:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -272,14 +272,67 @@ def revenue_value(
     more such arms each is also compared with the control on its own. A comparison with fewer than
     ``minimum_units`` units in an arm is ``insufficient_data``, not called.
     """
+    part = units.mutate(**{PART: ibis.literal(SINGLE)})
+    return revenue_values(
+        warehouse,
+        part,
+        {SINGLE: as_of},
+        control=control,
+        horizons=horizons,
+        alpha=alpha,
+        minimum_units=minimum_units,
+    )[SINGLE]
+
+
+PART = "_part"
+"""The column naming the set a unit belongs to (:func:`revenue_values`)."""
+SINGLE = ""
+_AS_OF = "_revenue_as_of"
+
+
+def revenue_values(
+    warehouse: Warehouse,
+    units: ir.Table,
+    as_of_by_part: Mapping[str, datetime],
+    *,
+    control: str = HOLDOUT,
+    horizons: Sequence[int] = HORIZONS,
+    alpha: float = 0.05,
+    minimum_units: int = MINIMUM_UNITS,
+) -> dict[str, RevenueValue]:
+    """:func:`revenue_value` of several sets of units (a unit's set is its ``_part`` column),
+    each as of its own time, in one query: the measurement refresh values every job at once.
+    Each set's value is the one :func:`revenue_value` gives it alone."""
     if not horizons or any(days <= 0 for days in horizons):
         raise ValueError(f"horizons must be positive numbers of days, got {list(horizons)}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     days_list = sorted({int(days) for days in horizons})
-    per_unit = _unit_mrr(warehouse, units, as_of, days_list)
-    rows = _arm_sums(per_unit, days_list).to_pyarrow().to_pylist()
-    by_arm = {str(row["arm"]): row for row in rows}
+    params = ibis.memtable(
+        {"_revenue_part": list(as_of_by_part), _AS_OF: list(as_of_by_part.values())},
+        schema={"_revenue_part": "string", _AS_OF: "timestamp"},
+    )
+    chosen = units.select(PART, "unit_id", "account_id", "arm", "entered_at")
+    joined = chosen.inner_join(params, chosen[PART] == params._revenue_part)
+    per_unit = _unit_mrr(warehouse, joined.drop("_revenue_part"), days_list)
+    rows_by_part: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in _arm_sums(per_unit, days_list).to_pyarrow().to_pylist():
+        rows_by_part.setdefault(str(row[PART]), {})[str(row["arm"])] = row
+    return {
+        part: _value(rows_by_part.get(part, {}), as_of, control, days_list, alpha, minimum_units)
+        for part, as_of in as_of_by_part.items()
+    }
+
+
+def _value(
+    by_arm: dict[str, dict[str, Any]],
+    as_of: datetime,
+    control: str,
+    days_list: Sequence[int],
+    alpha: float,
+    minimum_units: int,
+) -> RevenueValue:
+    """One set's value from its rows of sums per arm."""
     treated_names = sorted(name for name in by_arm if name != control)
     warnings: list[str] = []
     if control not in by_arm:
@@ -304,11 +357,10 @@ def _mrr_on(subscriptions: ir.Table, day: ir.DateValue) -> ir.FloatingValue:
     return ibis.ifelse(running, subscriptions.mrr.fill_null(0.0), 0.0)
 
 
-def _unit_mrr(
-    warehouse: Warehouse, units: ir.Table, as_of: datetime, days_list: Sequence[int]
-) -> ir.Table:
-    """Per unit: arm, MRR at entry (``mrr_start``), per horizon ``mrr_<H>`` and ``matured_<H>``."""
-    u = units.select("unit_id", "account_id", "arm", "entered_at")
+def _unit_mrr(warehouse: Warehouse, units: ir.Table, days_list: Sequence[int]) -> ir.Table:
+    """Per unit (with its set and analysis time): arm, MRR at entry (``mrr_start``), per
+    horizon ``mrr_<H>`` and ``matured_<H>``."""
+    u = units.select(PART, _AS_OF, "unit_id", "account_id", "arm", "entered_at")
     subscriptions = warehouse.table("subscriptions")
     s = subscriptions.select(
         sub_account=subscriptions.account_id,
@@ -322,20 +374,20 @@ def _unit_mrr(
     for days in days_list:
         end_day = (joined.entered_at + ibis.interval(days=days)).date()
         metrics[f"mrr_{days}"] = _mrr_on(joined, end_day).sum()
-    per_unit = joined.group_by(["unit_id", "arm", "entered_at"]).aggregate(**metrics)
-    as_of_literal = ibis.timestamp(as_of)
+    per_unit = joined.group_by([PART, _AS_OF, "unit_id", "arm", "entered_at"]).aggregate(**metrics)
     return per_unit.mutate(
         mrr_start=per_unit.mrr_start.fill_null(0.0),
         **{f"mrr_{days}": per_unit[f"mrr_{days}"].fill_null(0.0) for days in days_list},
         **{
-            f"matured_{days}": per_unit.entered_at + ibis.interval(days=days) <= as_of_literal
+            f"matured_{days}": per_unit.entered_at + ibis.interval(days=days) <= per_unit[_AS_OF]
             for days in days_list
         },
     )
 
 
 def _arm_sums(per_unit: ir.Table, days_list: Sequence[int]) -> ir.Table:
-    """One row per arm: ``enrolled`` and, per horizon, the fields of :class:`RevenueSums`."""
+    """One row per set and arm: ``enrolled`` and, per horizon, the fields of
+    :class:`RevenueSums`."""
     start = per_unit.mrr_start
     metrics: dict[str, ir.Value] = {"enrolled": per_unit.count()}
     for days in days_list:
@@ -372,7 +424,7 @@ def _arm_sums(per_unit: ir.Table, days_list: Sequence[int]) -> ir.Table:
                 f"{days}:paying_products": total(start * end, paying),
             }
         )
-    return per_unit.group_by("arm").aggregate(**metrics)
+    return per_unit.group_by([PART, "arm"]).aggregate(**metrics)
 
 
 # -- in Python, from the sums ----------------------------------------------------------------------

@@ -13,12 +13,13 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import ibis
 import numpy as np
 import pytest
 from scipy import stats as sps
 
 from closeloop.analysis.job_report import job_units
-from closeloop.analysis.revenue_value import RevenueValue, revenue_value
+from closeloop.analysis.revenue_value import PART, RevenueValue, revenue_value, revenue_values
 from closeloop.data.warehouse import ENROLLMENTS_TABLE, Warehouse
 from closeloop.engine.publish import publish_enrollments
 from closeloop.services.project import init_project, open_workspace
@@ -186,6 +187,33 @@ def test_hand_counted_mrr_retention_nrr_and_added_mrr(backends: Backends) -> Non
         is None
     )
     assert encoded["horizons"][0]["comparison"]["added_mrr"] == pytest.approx(at_90.added_mrr)
+
+
+def test_sets_valued_together_equal_each_valued_alone(backends: Backends) -> None:
+    """revenue_values (the refresh values every job in one query) gives each set, with its own
+    analysis time, exactly what revenue_value gives it alone; an unknown set gets the empty
+    value."""
+    times = {"late": AS_OF, "early": datetime(2024, 9, 1), "none": datetime(2023, 6, 1)}
+    with Warehouse.connect(backends.warehouse_url) as warehouse:
+        _load(warehouse)
+        alone = {
+            name: revenue_value(
+                warehouse,
+                job_units(warehouse, JOB, as_of=moment, attributes=()),
+                as_of=moment,
+                minimum_units=2,
+            )
+            for name, moment in times.items()
+        }
+        sets = [
+            job_units(warehouse, JOB, as_of=moment, attributes=()).mutate(
+                **{PART: ibis.literal(name)}
+            )
+            for name, moment in times.items()
+        ]
+        together = revenue_values(warehouse, ibis.union(*sets), times, minimum_units=2)
+    assert together == alone
+    assert alone["early"].horizon(90).matured < alone["late"].horizon(90).matured
 
 
 def test_no_unit_matured_at_a_horizon_is_a_warning_not_an_error(tmp_path: Path) -> None:
