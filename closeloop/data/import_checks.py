@@ -288,6 +288,7 @@ def check_sql(
     unknown: frozenset[str] | None = None,
     *,
     parents: bool = False,
+    materialized: bool = True,
 ) -> str:
     """SELECT over ``table`` (columns of ``spec`` plus ``_row``, text but for the ``typed``
     ones): each row's first problem (``_problem_column``, ``_problem_reason``) and its typed
@@ -299,7 +300,9 @@ def check_sql(
     (the query runs on the warehouse).
 
     Casts and the like are computed once per row in a first stage; the second finds the first
-    problem by its number, and only that problem's reason is built.
+    problem by its number, and only that problem's reason is built. ``materialized``: the first
+    stage is held whole (right for a batch); otherwise it streams (a whole file read by DuckDB,
+    where holding it costs more than computing a cast twice).
     """
     helpers, typed_columns, problems = _gathered(spec, typed, unknown, parents)
     which = " ".join(f"WHEN {p.condition} THEN {i}" for i, p in enumerate(problems))
@@ -307,7 +310,8 @@ def check_sql(
     reasons = " ".join(f"WHEN {i} THEN {p.reason}" for i, p in enumerate(problems))
     # Helpers are computed once per row in a first stage (none: typed values need none).
     computed = ", ".join(f"{sql} AS {name}" for name, sql in helpers)
-    staged = f"staged AS MATERIALIZED (SELECT *, {computed} FROM {table}), "
+    held = "MATERIALIZED" if materialized else "NOT MATERIALIZED"
+    staged = f"staged AS {held} (SELECT *, {computed} FROM {table}), "
     return (
         f"WITH {staged if helpers else ''}"
         f"numbered AS (SELECT *, CASE {which} END AS _problem "

@@ -1,33 +1,29 @@
-"""The fast path of an import: DuckDB reads a Parquet or plain CSV file itself and checks it
-set-based.
+"""The fast path of an import: DuckDB reads a Parquet file itself and checks it set-based.
 
 When the warehouse is DuckDB and the file is a Parquet file whose columns are all canonical (of
-text or of a type the canonical column takes as it is), or a plain CSV file
-(:meth:`closeloop.data.readers.SourceFile.plain_csv`) of canonical columns, the import runs inside
-the warehouse connection, in one transaction, without the file's rows ever reaching Python. The
-file's rows are numbered as the batch path numbers them: ``read_parquet(path, file_row_number =
-true)``, or a CSV file's records in file order (``row_number() OVER ()`` over ``read_csv``, every
-value text):
+text or of a type the canonical column takes as it is), the import runs inside the warehouse
+connection, in one transaction, without the file's rows ever reaching Python:
 
-1. one scan of the id column finds the hashes of ids the file holds more than once (and counts a
-   CSV file's rows);
+1. one scan of the id column of ``read_parquet(path, file_row_number = true)`` finds the
+   hashes of ids the file holds more than once;
 2. one scan through the same checks as the batch path
    (:func:`closeloop.data.import_checks.check_sql`; unknown references looked up in the parent
    table) returns the rows that fail, with their column and reason, the good rows dated in the
    future, and the good rows whose id may be repeated (all usually few): of those, the first row
    of each id is kept and a later one is a duplicate (same values) or a conflict (other values);
-3. one ``INSERT … SELECT`` stores the typed values of the other rows whose id is not stored yet
-   (the failed and later rows left out by number, so the checks do not run again); the
-   quarantine gets the failed rows with the reasons, raw rows and ids of the batch path (the raw
-   rows picked out of the file by DuckDB).
+3. one ``INSERT … SELECT`` stores the typed values of the other rows whose id is not stored
+   yet: the failed and later rows are left out by number, so the checks do not run again (a
+   temporary table of the checked rows, read by both, measured slower: DuckDB inserts from it
+   more slowly than from the file); the quarantine gets the failed rows with the reasons, raw
+   rows and ids of the batch path (the raw rows picked out of the file by DuckDB).
 
 DuckDB streams each statement; during the import the connection runs under
 :data:`MEMORY_LIMIT` with a temporary folder to spill to (both restored after), so memory stays
 bounded whatever the file's size. :func:`fast_plan` says whether a file qualifies; everything
-else (PostgreSQL warehouses, JSON Lines and other CSV files, accounts and people, extra columns,
-odd types) keeps the batch path of :mod:`closeloop.data.importer`, which gives the same outcome,
-and so does a file DuckDB refuses part-way (a stray quote, bytes that are not UTF-8): nothing of
-it is written, and the batch path imports it.
+else (PostgreSQL warehouses, CSV and JSON Lines, accounts and people, extra columns, odd types)
+keeps the batch path of :mod:`closeloop.data.importer`, which gives the same outcome. A CSV file
+stays there because it is parsed once there: each pass here would parse it again (or write it
+to Parquet first), which measured slower than the batch path.
 """
 
 from __future__ import annotations
@@ -40,21 +36,12 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from closeloop.data import history
 from closeloop.data.import_checks import MAY_BE_FUTURE, FutureRows, check_sql, quote, typed_sql
 from closeloop.data.import_columns import ColumnPlan, normalized_value
-from closeloop.data.readers import (
-    ROW,
-    PlainCsv,
-    Reject,
-    SourceFile,
-    TextBatch,
-    duckdb_csv_sql,
-    parquet_columns,
-)
+from closeloop.data.readers import ROW, Reject, SourceFile, TextBatch, parquet_columns
 from closeloop.data.tables import ColumnType, TableSpec
 from closeloop.data.warehouse import Warehouse
 
@@ -82,14 +69,11 @@ _WHITESPACE = "".join(
 
 @dataclass(frozen=True)
 class FastPlan:
-    """A file the fast path imports: its path, which canonical columns arrive typed, its
-    column names, and for a CSV file how DuckDB reads it (None for Parquet)."""
+    """A file the fast path imports: its path, which canonical columns arrive typed."""
 
     path: Path
     typed: frozenset[str]
     empty_at_start: bool
-    names: tuple[str, ...] = ()
-    csv: PlainCsv | None = None
 
 
 @dataclass
@@ -103,40 +87,21 @@ class FastOutcome:
 
 def fast_plan(warehouse: Warehouse, plan: ColumnPlan, source: SourceFile) -> FastPlan | None:
     """The fast path's plan for ``source``, or None when the batch path must import it: not a
-    DuckDB warehouse, neither Parquet nor a plain CSV file (:meth:`SourceFile.plain_csv`), a
-    table that keeps history, a parent table read in place, a file column that is not
-    canonical, repeated or renamed by the reader, or of a type the batch path would convert to
-    text itself."""
+    DuckDB warehouse, not Parquet, a table that keeps history, a parent table read in place, a
+    file column that is not canonical, repeated or renamed by the reader, or of a type the
+    batch path would convert to text itself."""
     spec = plan.spec
-    if warehouse.dialect != "duckdb" or source.format not in ("parquet", "csv"):
+    if warehouse.dialect != "duckdb" or source.format != "parquet":
         return None
     if history.tracks_history(spec.name) or spec.name in warehouse.sources:
         return None
     if any(c.references in warehouse.sources for c in spec.columns if c.references):
         return None
-    if source.format == "csv":
-        csv = source.plain_csv()
-        if csv is None:
-            return None
-        return _plan(warehouse, plan, source.path, csv.header, None, csv)
     try:
         schema = pq.read_schema(source.path)
     except (pa.ArrowException, OSError):
         return None  # the batch path says why it cannot be read
-    return _plan(warehouse, plan, source.path, schema.names, schema, None)
-
-
-def _plan(
-    warehouse: Warehouse,
-    plan: ColumnPlan,
-    path: Path,
-    names: list[str],
-    schema: pa.Schema | None,
-    csv: PlainCsv | None,
-) -> FastPlan | None:
-    """:func:`fast_plan` for a file of columns ``names`` (of Arrow types ``schema`` for
-    Parquet; every CSV value is text)."""
-    spec = plan.spec
+    names = schema.names
     if len(set(names)) != len(names) or any(name != name.strip() or not name for name in names):
         return None
     if set(names) - plan.used:
@@ -144,7 +109,7 @@ def _plan(
     typed: set[str] = set()
     for column in spec.columns:
         source_name = plan.source(column.name)
-        if source_name not in names or schema is None:
+        if source_name not in names:
             continue
         kind = schema.field(source_name).type
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
@@ -157,7 +122,7 @@ def _plan(
         typed.add(column.name)
     connection = warehouse.backend.con
     empty = connection.execute(f"SELECT 1 FROM {quote(spec.name)} LIMIT 1").fetchone() is None
-    return FastPlan(path, frozenset(typed), empty, tuple(names), csv)
+    return FastPlan(source.path, frozenset(typed), empty)
 
 
 def _file_sql(path: Path) -> str:
@@ -165,24 +130,18 @@ def _file_sql(path: Path) -> str:
     return f"read_parquet('{text}', file_row_number = true)"
 
 
-def _numbered_sql(fast: FastPlan) -> tuple[str, str]:
-    """FROM and the row number of the file's rows as the batch path numbers them: Parquet's
-    own row numbers; a CSV file's records in file order (a window with an empty ``OVER``
-    keeps DuckDB's reading order), as its DuckDB batches are numbered."""
-    if fast.csv is None:
-        return _file_sql(fast.path), "file_row_number + 1"
-    return duckdb_csv_sql(fast.path, fast.csv), "row_number() OVER ()"
-
-
-def _source_sql(plan: ColumnPlan, fast: FastPlan) -> str:
+def _source_sql(plan: ColumnPlan, fast: FastPlan, only: str | None = None) -> str:
     """SELECT of the file's rows as the batch path stages them: ``_row`` and each canonical
-    column (typed as it is, or text trimmed with blank made null, then normalised)."""
-    file, number = _numbered_sql(fast)
-    selected = [f"{number} AS {ROW}"]
+    column (typed as it is, or text trimmed with blank made null, then normalised); ``only``:
+    that canonical column alone, without row numbers."""
+    schema = pq.read_schema(fast.path)
+    selected = [] if only is not None else [f"file_row_number + 1 AS {ROW}"]
     for column in plan.spec.columns:
+        if only is not None and column.name != only:
+            continue
         name = quote(column.name)
         source = plan.source(column.name)
-        if source not in fast.names:
+        if source not in schema.names:
             selected.append(f"CAST(NULL AS VARCHAR) AS {name}")
             continue
         value = quote(source)
@@ -194,16 +153,17 @@ def _source_sql(plan: ColumnPlan, fast: FastPlan) -> str:
         if rule is not None:
             text = normalized_value(text, rule)
         selected.append(f"{text} AS {name}")
-    return f"(SELECT {', '.join(selected)} FROM {file})"
+    return f"(SELECT {', '.join(selected)} FROM {_file_sql(fast.path)})"
 
 
 def _trimmed(value: str) -> str:
     """SQL: ``value`` trimmed as Arrow trims it; the trim of a character set is costly, so it
-    runs only for values that start or end with one of its characters (a few)."""
+    runs only for values that start or end with one of its characters (a few; an empty value,
+    which every text "contains", is left as it is)."""
     spaces = _WHITESPACE.replace("'", "''")
     return (
-        f"CASE WHEN contains('{spaces}', substring({value}, 1, 1)) "
-        f"OR contains('{spaces}', substring({value}, -1, 1)) "
+        f"CASE WHEN {value} <> '' AND (contains('{spaces}', substring({value}, 1, 1)) "
+        f"OR contains('{spaces}', substring({value}, -1, 1))) "
         f"THEN trim({value}, '{spaces}') ELSE {value} END"
     )
 
@@ -211,7 +171,7 @@ def _trimmed(value: str) -> str:
 def _checked_sql(spec: TableSpec, source: str, typed: frozenset[str]) -> str:
     """The checks of the batch path over ``source``, unknown references looked up in the parent
     table (the batch path gathers them per batch first: the same rows fail)."""
-    query = check_sql(spec, source, typed, parents=True)
+    query = check_sql(spec, source, typed, parents=True, materialized=False)
     return f"({query})"
 
 
@@ -285,6 +245,7 @@ def _run(
 ) -> FastOutcome:
     spec = plan.spec
     key = quote(spec.key)
+    total = pq.ParquetFile(fast.path).metadata.num_rows
     source = _source_sql(plan, fast)
     checked = _checked_sql(spec, source, fast.typed)
     futures = _future_columns(spec)
@@ -292,22 +253,12 @@ def _run(
     ahead = " OR ".join(f"{quote(name)} > TIMESTAMP '{cutoff}'" for name in futures)
     shown = ", ".join(f"CAST({quote(name)} AS TIMESTAMP) AS {quote(name)}" for name in futures)
     values = ", ".join(quote(name) for name in spec.column_names)
-    # 1. Ids the file holds more than once, by hash (over the id column alone: cheap); a CSV
-    # file's rows are counted on the way (a Parquet file's metadata has their number).
+    # 1. Ids the file holds more than once, by hash (over the id column alone: cheap).
     id_hash = f"hash(CAST({key} AS VARCHAR))"
-    if fast.csv is None:
-        total = pq.ParquetFile(fast.path).metadata.num_rows
-        repeated = connection.execute(
-            f"SELECT {id_hash} AS h FROM {source} GROUP BY h HAVING count(*) > 1"
-        ).fetch_arrow_table()
-    else:
-        counted = connection.execute(
-            f"SELECT {id_hash} AS h, count(*) AS n, grouping(h) AS everything FROM {source} "
-            "GROUP BY GROUPING SETS ((h), ()) HAVING count(*) > 1 OR grouping(h) = 1"
-        ).fetch_arrow_table()
-        everything = pc.equal(counted.column("everything"), 1)
-        total = int(counted.filter(everything).column("n")[0].as_py())
-        repeated = counted.filter(pc.invert(everything)).select(["h"])
+    ids = _source_sql(plan, fast, only=spec.key)
+    repeated = connection.execute(
+        f"SELECT {id_hash} AS h FROM {ids} GROUP BY h HAVING count(*) > 1"
+    ).fetch_arrow_table()
     progress(0, 0.2)
     # 2. One scan through the checks: the rows that fail one, the good rows dated in the
     # future, and the good rows whose id may be repeated (with their id and values' hash).
@@ -382,12 +333,7 @@ def _run(
             )
         )
     rejects.sort(key=lambda reject: reject.row_number)
-    numbers = [reject.row_number for reject in rejects]
-    raws = (
-        raw_texts(connection, plan, fast.path, numbers)
-        if fast.csv is None
-        else csv_raw_texts(connection, plan, fast.path, fast.csv, numbers)
-    )
+    raws = raw_texts(connection, plan, fast.path, [reject.row_number for reject in rejects])
     for reject in rejects:
         reject.raw = raws[reject.row_number]
     quarantine(rejects)
@@ -445,27 +391,3 @@ def raw_texts(
             batch: TextBatch = parquet_columns(record_batch, schema.names, int(number))
             found.update(plan.raw_texts(batch, [int(number) + 1]))
     return found
-
-
-def csv_raw_texts(
-    connection: duckdb.DuckDBPyConnection,
-    plan: ColumnPlan,
-    path: Path,
-    csv: PlainCsv,
-    row_numbers: list[int],
-) -> dict[int, str]:
-    """The records numbered ``row_numbers`` of a plain CSV file as the batch path reads them,
-    as JSON (the quarantine's ``raw``): every column's text as read, picked by DuckDB."""
-    if not row_numbers:
-        return {}
-    wanted = pa.table({"n": pa.array(sorted(set(row_numbers)), pa.int64())})
-    connection.register("_closeloop_wanted", wanted)
-    try:
-        picked = connection.execute(
-            f"SELECT * FROM (SELECT *, row_number() OVER () AS {ROW} FROM "
-            f"{duckdb_csv_sql(path, csv)}) WHERE {ROW} IN (SELECT n FROM _closeloop_wanted) "
-            f"ORDER BY {ROW}"
-        ).fetch_arrow_table()
-    finally:
-        connection.unregister("_closeloop_wanted")
-    return plan.raw_texts(TextBatch(columns=picked), row_numbers)

@@ -15,9 +15,8 @@ limit, so the ids a large file has used spill to disk) and, on a DuckDB warehous
 record batch at a time and a plain CSV file by DuckDB's streaming CSV reader
 (:mod:`closeloop.data.readers`), so memory is bounded by the batch size, not the file's.
 
-A Parquet or plain CSV file on a DuckDB warehouse takes the fast path of
-:mod:`closeloop.data.import_sql` when it qualifies (DuckDB reads the file itself; one
-transaction; the same outcome);
+A Parquet file on a DuckDB warehouse takes the fast path of :mod:`closeloop.data.import_sql`
+when it qualifies (DuckDB reads the file itself; one transaction; the same outcome);
 ``ImportOptions(path="batches")`` keeps the batch path.
 """
 
@@ -137,7 +136,7 @@ def import_file(
     if options.path not in ("auto", "batches"):
         raise ValueError(f"import path {options.path!r}: auto or batches")
     fast = None
-    if options.path == "auto" and batch_size is None and source.format in ("parquet", "csv"):
+    if options.path == "auto" and batch_size is None and source.format == "parquet":
         warehouse.ensure_tables()
         fast = fast_plan(warehouse, plan, source)
     if fast is not None:
