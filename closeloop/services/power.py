@@ -27,10 +27,16 @@ from weakref import WeakKeyDictionary
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from closeloop.data import history
-from closeloop.data.compiler import eligible_units, goal_reached_at
+from closeloop.data.compiler import (
+    audience_flags,
+    eligible_units,
+    goal_reached_at,
+    goals_reached_at,
+)
 from closeloop.data.frame import unit_key
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity
@@ -67,11 +73,10 @@ MAX_WEEKS = 520.0
 MAX_PLANS = 52
 MAX_HORIZON_DAYS = 3650.0
 MIN_EFFECT = 1e-4
-# Launching jobs estimated per warehouse query. Each job's estimate is one query (its audience
-# at six times and its goal). Putting several jobs in one query does not pay on DuckDB: 20 jobs at
-# 210k events took 57 s and 1.2 GB in one query, 60 s and 0.6 GB five at a time, 34 s and 0.5 GB
-# one at a time (2 shared cores; building and compiling the expressions dominates either way).
-LAUNCH_BATCH = 1
+# Launching jobs estimated per warehouse query (per target). The jobs of one query share a frame
+# per distinct time (their audiences are flags of one table; per-unit tables they have in common
+# are computed once), so building and compiling no longer grow with the number of jobs × times.
+LAUNCH_BATCH = 50
 
 
 def plan_power(inputs: PowerInputs) -> PowerPlan:
@@ -515,9 +520,8 @@ def estimate_launches(
     with history.recorded_names_fixed():
         for first in range(0, len(jobs), batch):
             chunk = jobs[first : first + batch]
-            rows = _launch_counts(workspace, chunk, points, moment).to_pyarrow().to_pylist()
-            for row in rows:
-                counts[(first + int(row["job"]), str(row["measure"]))] = int(row["value"])
+            for (index, measure), value in _launch_counts(workspace, chunk, points, moment).items():
+                counts[(first + index, measure)] = value
     for index, job in enumerate(jobs):
         entrants = [counts.get((index, f"entrants_{k}"), 0) for k in range(1, len(points))]
         start = moment - timedelta(days=horizon_of(job.definition))
@@ -534,53 +538,78 @@ def estimate_launches(
 
 def _launch_counts(
     workspace: Workspace, jobs: Sequence[LoadedJob], points: Sequence[datetime], moment: datetime
-) -> ir.Table:
-    """One table of (job index, measure, value): ``entrants_k`` (units in the audience at point
-    k and not at point k−1), ``members`` (in the audience at T−horizon) and ``completed`` (of
-    those, how many reached the goal by T)."""
-    memberships = []
-    baselines = []
-    for index, job in enumerate(jobs):
-        target = Entity(job.definition.target)
-        key = unit_key(target)
-        start = moment - timedelta(days=horizon_of(job.definition))
-        # The audience built once per distinct time (T−horizon is often one of the points).
-        audiences = {at: _eligible(workspace, job, at) for at in dict.fromkeys([*points, start])}
-        for position, point in enumerate(points):
-            units = audiences[point]
-            memberships.append(
-                units.select(
-                    job=ibis.literal(index, type="int64"),
-                    unit=units[key].cast("string"),
-                    point=ibis.literal(position, type="int64"),
-                )
+) -> dict[tuple[int, str], int]:
+    """Per (job index, measure): ``entrants_k`` (units in the audience at point k and not at
+    point k−1), ``members`` (in the audience at T−horizon) and ``completed`` (of those, how many
+    reached the goal by T).
+
+    Per target, every job's audience at one time is a flag of one
+    :func:`~closeloop.data.compiler.audience_flags` query on a frame the jobs share (one query
+    per distinct time), and every job's goal one branch of one
+    :func:`~closeloop.data.compiler.goals_reached_at` query.
+    """
+    counts: dict[tuple[int, str], int] = {}
+    for target in Entity:
+        group = [index for index, job in enumerate(jobs) if Entity(job.definition.target) == target]
+        if group:
+            found = _target_counts(workspace, [jobs[i] for i in group], points, moment, target)
+            counts.update(
+                {(group[position], measure): n for (position, measure), n in found.items()}
             )
-        candidates = audiences[start].mutate(entered_at=ibis.timestamp(start))
-        reached = goal_reached_at(
-            job.goal, workspace.warehouse, moment, candidates, workspace.project.catalog, target
+    return counts
+
+
+def _target_counts(
+    workspace: Workspace,
+    group: Sequence[LoadedJob],
+    points: Sequence[datetime],
+    moment: datetime,
+    target: Entity,
+) -> dict[tuple[int, str], int]:
+    """:func:`_launch_counts` of jobs of one target, by position in ``group``."""
+    warehouse, catalog = workspace.warehouse, workspace.project.catalog
+    key = unit_key(target)
+    starts = [moment - timedelta(days=horizon_of(job.definition)) for job in group]
+    audiences = [(job.audience, job.exclusions) for job in group]
+    members: dict[datetime, list[set[str]]] = {}
+    for at in dict.fromkeys([*points, *starts]):
+        # Fetched, not a CTE: an engine may evaluate a CTE once per reference (a frame per job).
+        flags = audience_flags(audiences, warehouse, at, catalog, target).to_pyarrow()
+        members[at] = [
+            set(flags.filter(flags.column(f"_a{position}")).column(key).to_pylist())
+            for position in range(len(group))
+        ]
+    counts: dict[tuple[int, str], int] = {}
+    for position, start in enumerate(starts):
+        for k in range(1, len(points)):
+            entered = members[points[k]][position] - members[points[k - 1]][position]
+            counts[(position, f"entrants_{k}")] = len(entered)
+        counts[(position, "members")] = len(members[start][position])
+    goals, units, times = [], [], []
+    for position, start in enumerate(starts):
+        for unit in sorted(members[start][position]):
+            goals.append(position)
+            units.append(unit)
+            times.append(start)
+    if not units:
+        return counts
+    candidates = ibis.memtable(
+        pa.table(
+            {
+                "_goal": pa.array(goals, pa.int32()),
+                key: pa.array(units, pa.string()),
+                "entered_at": pa.array(times, pa.timestamp("us")),
+            }
         )
-        completed = reached.filter(reached.reached_at <= moment)
-        for measure, table in (("members", candidates), ("completed", completed)):
-            value = table.count() if measure == "members" else table[key].nunique()
-            baselines.append(
-                table.aggregate(value=value.cast("int64")).mutate(
-                    job=ibis.literal(index, type="int64"),
-                    measure=ibis.literal(measure, type="string"),
-                )
-            )
-    flags = ibis.union(*memberships, distinct=False)
-    per_unit = flags.group_by(["job", "unit"]).aggregate(
-        **{f"at_{p}": (flags.point == p).any() for p in range(len(points))}
     )
-    entrants = [
-        per_unit.group_by("job").aggregate(
-            measure=ibis.literal(f"entrants_{p}", type="string"),
-            value=(per_unit[f"at_{p}"] & ~per_unit[f"at_{p - 1}"]).ifelse(1, 0).sum().cast("int64"),
-        )
-        for p in range(1, len(points))
-    ]
-    parts = [part.select("job", "measure", "value") for part in (*entrants, *baselines)]
-    return ibis.union(*parts, distinct=False)
+    reached = goals_reached_at(
+        [job.goal for job in group], warehouse, moment, candidates, catalog, target
+    )
+    reached = reached.filter(reached.reached_at <= moment)
+    completed = reached.group_by("_goal").aggregate(value=reached[key].nunique())
+    for row in completed.to_pyarrow().to_pylist():
+        counts[(int(row["_goal"]), "completed")] = int(row["value"])
+    return counts
 
 
 def launch_check(workspace: Workspace, job_name: str, at: datetime) -> list[str]:
