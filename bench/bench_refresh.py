@@ -12,7 +12,7 @@ and their enrollments (arms, entries, completions, exits), publishes the enrollm
   all jobs materialized once, then every job measured together, each query grouped by job: arms,
   KM tables, lifts, segments, adjustment, competing risks, entry weeks, always-valid results),
   as the library measures (without the revenue value); ``refresh + revenue value`` adds each
-  job's revenue value (90/180 days; still one query set per job);
+  job's revenue value (90/180 days; one more query, grouped by job);
 - ``refresh service``: ``services.refresh.refresh_measurements`` on the project (publish, the
   store's deliveries, versions and opt-outs per job, verdicts), as the library calls it;
 - ``report JOB --format json``: ``closeloop report "Job 00" --format json`` as a process, and

@@ -31,6 +31,7 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow.compute as pc
 from scipy import stats as sps
 
 from closeloop.errors import ConfigurationError
@@ -511,7 +512,7 @@ def _measure_facts(
     for part, options in options_by_part.items():
         pooled = pooled_by_part[part]
         paths = (
-            _label_paths(label_rows.get(part, []), options, pooled is not None)
+            _label_paths(label_rows.get(part, {}), options, pooled is not None)
             if part in looking
             else {}
         )
@@ -535,7 +536,7 @@ def _measure_facts(
         comparisons = comparisons_by_part[part]
         warnings = warnings_by_part[part]
         srm = _srm(arms, options)
-        paths = _label_paths(label_rows.get(part, []), options, False) if part in looking else {}
+        paths = label_rows.get(part, {}) if part in looking else {}
         segments, heterogeneity = _segments(
             segment_rows.get(part, {}), arms, options, running, paths
         )
@@ -604,10 +605,20 @@ def _grouped_tuples(
     ``keys`` and then the ``metrics``, in order, converted column by column (several times
     faster than a dict per row)."""
     answer = table.group_by([PART, *keys]).aggregate(**metrics).to_pyarrow()
-    columns = [answer[name].to_pylist() for name in (PART, *keys, *metrics)]
+    if not answer.num_rows:
+        return {}
+    # Sorted by part, each part's rows are one slice: no Python work per row but the tuples.
+    answer = answer.sort_by(PART)
+    sizes = pc.value_counts(answer[PART])  # in order of first appearance: the sorted order
     by_part: dict[str, list[tuple[Any, ...]]] = {}
-    for row in zip(*columns, strict=True):
-        by_part.setdefault(str(row[0]), []).append(row[1:])
+    start = 0
+    for part, size in zip(
+        sizes.field("values").to_pylist(), sizes.field("counts").to_pylist(), strict=True
+    ):
+        rows = answer.slice(start, size)
+        columns = [rows[name].to_pylist() for name in (*keys, *metrics)]
+        by_part[str(part)] = list(zip(*columns, strict=True))
+        start += size
     return by_part
 
 
@@ -850,19 +861,18 @@ def _sequential(options: MeasureOptions, running: bool) -> bool:
 LabelPaths = dict[tuple[str, ...], dict[str, list[tuple[int, int, int]]]]
 """Per segment key (``()`` for all units), per arm: (maturity day, completed, not completed)
 rows, the day as epoch seconds (only its order matters)."""
-LabelRow = tuple[tuple[str, ...], str, tuple[int, int, int]]
 
 
-def _label_rows(facts: ir.Table, shape: MeasureOptions) -> dict[str, list[LabelRow]]:
+def _label_rows(facts: ir.Table, shape: MeasureOptions) -> dict[str, LabelPaths]:
     """Matured units per maturity day, arm and outcome, for all units and per segment, by part:
-    the looks of the anytime-valid tests (:func:`_label_paths`)."""
+    the looks of the anytime-valid tests (:func:`_path`)."""
     matured = facts.filter(facts.is_matured)
     matured = matured.mutate(_day=matured.matured_day.epoch_seconds())
     keys = [f"segment__{column}" for column in shape.segment_by]
     groupings: list[tuple[tuple[str, ...], list[str]]] = [((), [])]
     groupings += [((column,), [key]) for column, key in zip(shape.segment_by, keys, strict=True)]
     completed = ibis.ifelse(matured.is_completed, 1, 0)
-    found: dict[str, list[LabelRow]] = {}
+    found: dict[str, LabelPaths] = {}
     for prefix, columns in groupings:
         grouped = _grouped_tuples(
             matured,
@@ -872,23 +882,31 @@ def _label_rows(facts: ir.Table, shape: MeasureOptions) -> dict[str, list[LabelR
         )
         width = len(columns)
         for part, rows in grouped.items():
-            add = found.setdefault(part, []).append
+            paths = found.setdefault(part, {})
             for row in rows:
                 key = (*prefix, *(str(value) for value in row[:width]))
                 arm, day, done, not_done = row[width:]
-                add((key, str(arm), (day, int(done), int(not_done))))
+                entry = (day, int(done), int(not_done))
+                paths.setdefault(key, {}).setdefault(str(arm), []).append(entry)
     return found
 
 
-def _label_paths(rows: Sequence[LabelRow], options: MeasureOptions, pooled: bool) -> LabelPaths:
-    """Per segment key and arm, the (maturity day, completed, not completed) rows of one part."""
-    paths: LabelPaths = {}
-    for key, arm, entry in rows:
-        by_arm = paths.setdefault(key, {})
-        by_arm.setdefault(arm, []).append(entry)
-        if pooled and arm != options.control:
-            by_arm.setdefault(POOLED, []).append(entry)
-    return paths
+def _label_paths(paths: LabelPaths, options: MeasureOptions, pooled: bool) -> LabelPaths:
+    """One part's looks; ``pooled``: with the treated arms' rows together as POOLED too."""
+    if not pooled:
+        return paths
+    return {
+        key: {
+            **by_arm,
+            POOLED: [
+                entry
+                for arm, entries in by_arm.items()
+                if arm != options.control
+                for entry in entries
+            ],
+        }
+        for key, by_arm in paths.items()
+    }
 
 
 def _path(

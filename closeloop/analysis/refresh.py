@@ -44,7 +44,7 @@ def measure_jobs(
 ) -> dict[str, JobReport | CloseloopError]:
     """Every job's report; if the jobs cannot be measured together, each on its own, so one bad
     job (or its error) never sinks the rest. ``revenue_horizons`` None: without the revenue
-    value (its queries are still one set per job)."""
+    value (one more query, grouped by job like the rest)."""
     if not jobs:
         return {}
     units = units_for_jobs(
