@@ -92,7 +92,10 @@ class CompetingRiskTable:
         Repeated ``(time, cause)`` pairs are summed, so partial aggregates can be passed as they
         come. ``SELECT time, cause, COUNT(*) … GROUP BY time, cause`` gives exactly these rows.
         """
-        counts: dict[int, dict[float, int]] = {cause: defaultdict(int) for cause in Cause}
+        # Plain int keys: hashing and iterating the enum itself per row and time costs more than
+        # the rest of the loop.
+        causes = tuple(int(cause) for cause in Cause)
+        counts: dict[int, dict[float, int]] = {cause: defaultdict(int) for cause in causes}
         for time, cause, count in rows:
             if count < 0 or time < 0 or math.isnan(time):
                 raise ValueError(f"invalid competing-risk row: time={time}, count={count}")
@@ -104,11 +107,12 @@ class CompetingRiskTable:
             if count:  # an empty GROUP BY cell is not a time at which anyone was observed
                 counts[int(cause)][float(time)] += int(count)
         times = sorted(set().union(*counts.values()))
-        columns = {cause: tuple(counts[cause][t] for t in times) for cause in Cause}
-        at_risk, remaining = [], sum(sum(column) for column in columns.values())
-        for i in range(len(times)):
+        columns = {cause: tuple(counts[cause][t] for t in times) for cause in causes}
+        ended = [sum(at_time) for at_time in zip(*columns.values(), strict=True)]
+        at_risk, remaining = [], sum(ended)
+        for count in ended:
             at_risk.append(remaining)
-            remaining -= sum(columns[cause][i] for cause in Cause)
+            remaining -= count
         return cls(
             tuple(times),
             tuple(at_risk),
