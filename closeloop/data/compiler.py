@@ -164,7 +164,8 @@ class Compiler:
         return joined.select(*people.columns, *[c for c in renamed.columns if c != "_account_key"])
 
     def frame(self, entity: Entity) -> Frame:
-        return Frame(entity, self.accounts() if entity == Entity.ACCOUNT else self.people())
+        base = self.accounts() if entity == Entity.ACCOUNT else self.people()
+        return Frame(entity, base, fuse=self.fused_events)
 
     def events(
         self,
@@ -323,6 +324,9 @@ class Compiler:
         window = rest[0] if kind == "count" else None
         key = unit_key(entity)
         rollup = self.rollup if window is None and not filters else None
+        if rollup is None and not filters and frame.fuse is not None:
+            # One grouped pass over the events with the frame's other aggregates.
+            return frame.measure((entity, *memo), key, (event, window, measure))
 
         def make(name: str) -> ir.Table:
             if rollup is not None:
@@ -334,6 +338,40 @@ class Compiler:
             return events.group_by(key).aggregate(**{name: aggregate(events)})
 
         return frame.derived((entity, *memo), key, make)
+
+    def fused_events(self, key: str, measures: Sequence[tuple[str, Any]]) -> ir.Table:
+        """Per unit (``key``), every measure ``(name, (event, window_days, measure))`` of a
+        frame in one grouped pass over the events: each aggregate counts only its event (and
+        window); the pass reads only the events named, and only the widest window if every
+        measure has one. A unit with none of the events has no row, as with one table each.
+        (Measures with property filters are not fused: a filter may only be evaluated on the
+        rows of its event.)"""
+        events = self.warehouse.table("events")
+        names = sorted({event for _, (event, _, _) in measures})
+        events = events.filter(
+            events.timestamp <= self.now,
+            events.name.isin([ibis.literal(name, type="string") for name in names]),
+        )
+        windows = [window for _, (_, window, _) in measures]
+        if all(window is not None for window in windows):
+            widest = max(window for window in windows if window is not None)
+            since = ibis.literal(self.as_of - timedelta(days=widest), type="timestamp")
+            events = events.filter(events.timestamp > since)
+        if key == "person_id":
+            events = events.filter(events.person_id.notnull())
+        aggregates: dict[str, ir.Value] = {}
+        for name, (event, window, measure) in measures:
+            where = events.name == ibis.literal(event, type="string")
+            if window is not None:
+                start = ibis.literal(self.as_of - timedelta(days=window), type="timestamp")
+                where = where & (events.timestamp > start)
+            aggregates[name] = {
+                "count": lambda w: events.count(where=w),
+                "first": lambda w: events.timestamp.min(where=w),
+                "last": lambda w: events.timestamp.max(where=w),
+                "sum": lambda w: events.value.sum(where=w),
+            }[measure](where)
+        return events.group_by(key).aggregate(**aggregates)
 
     def attribute(self, entity: Entity, name: str, frame: Frame) -> ValueFn:
         """The value of an attribute of ``entity`` for each unit of ``frame``."""
@@ -903,7 +941,11 @@ def goals_reached_at(
     units = compiler.frame(target).base
     base = candidates.select("_goal", key, "entered_at")
     joined = base.inner_join(units, base[key] == units[key])
-    frame = Frame(target, joined.select(*base.columns, *[c for c in units.columns if c != key]))
+    frame = Frame(
+        target,
+        joined.select(*base.columns, *[c for c in units.columns if c != key]),
+        fuse=compiler.fused_events,
+    )
     pairs = [(compiler.predicate(goal, frame), compiler.reached(goal, frame)) for goal in goals]
     table = frame.table()
     never = ibis.null("timestamp")
@@ -946,7 +988,11 @@ def goal_reached_at(
     units = compiler.frame(target).base
     base = candidates.select(key, "entered_at")
     joined = base.inner_join(units, base[key] == units[key])
-    frame = Frame(target, joined.select(*base.columns, *[c for c in units.columns if c != key]))
+    frame = Frame(
+        target,
+        joined.select(*base.columns, *[c for c in units.columns if c != key]),
+        fuse=compiler.fused_events,
+    )
     holds = compiler.predicate(expression, frame)
     when = compiler.reached(expression, frame)
     table = frame.table()

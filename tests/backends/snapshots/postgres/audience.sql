@@ -1,66 +1,33 @@
 SELECT DISTINCT
-  "t13"."account_id"
+  "t10"."account_id"
 FROM (
   SELECT
-    "t5"."account_id",
-    "t5"."name",
-    "t5"."domain",
-    "t5"."created_at",
-    "t5"."segment",
-    "t5"."plan",
-    "t5"."industry",
-    "t5"."employees",
-    "t5"."region",
-    "t5"."owner",
-    "t5"."arr",
-    "t5"."renewal_date",
-    "t5"."properties",
+    "t4"."account_id",
+    "t4"."name",
+    "t4"."domain",
+    "t4"."created_at",
+    "t4"."segment",
+    "t4"."plan",
+    "t4"."industry",
+    "t4"."employees",
+    "t4"."region",
+    "t4"."owner",
+    "t4"."arr",
+    "t4"."renewal_date",
+    "t4"."properties",
+    "t9"."_d2",
     "t8"."_d0",
-    "t9"."_d1",
-    "t12"."_d2"
+    "t8"."_d1"
   FROM (
     SELECT
       *
     FROM "accounts" AS "t0"
     WHERE
       "t0"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
-  ) AS "t5"
+  ) AS "t4"
   LEFT OUTER JOIN (
     SELECT
-      "t3"."account_id",
-      COUNT(*) AS "_d0"
-    FROM (
-      SELECT
-        *
-      FROM "events" AS "t1"
-      WHERE
-        "t1"."timestamp" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
-        AND "t1"."name" = 'integration_connected'
-    ) AS "t3"
-    GROUP BY
-      1
-  ) AS "t8"
-    ON "t5"."account_id" = "t8"."account_id"
-  LEFT OUTER JOIN (
-    SELECT
-      "t4"."account_id",
-      COUNT(*) AS "_d1"
-    FROM (
-      SELECT
-        *
-      FROM "events" AS "t1"
-      WHERE
-        "t1"."timestamp" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
-        AND "t1"."name" = 'login'
-        AND "t1"."timestamp" > CAST('2024-05-25T00:00:00' AS TIMESTAMP)
-    ) AS "t4"
-    GROUP BY
-      1
-  ) AS "t9"
-    ON "t5"."account_id" = "t9"."account_id"
-  LEFT OUTER JOIN (
-    SELECT
-      "t10"."account_id",
+      "t5"."account_id",
       COUNT(*) AS "_d2"
     FROM (
       SELECT
@@ -77,18 +44,42 @@ FROM (
           )
           ELSE NULL
         END = 'card'
-    ) AS "t10"
+    ) AS "t5"
     GROUP BY
       1
-  ) AS "t12"
-    ON "t5"."account_id" = "t12"."account_id"
-) AS "t13"
+  ) AS "t9"
+    ON "t4"."account_id" = "t9"."account_id"
+  LEFT OUTER JOIN (
+    SELECT
+      "t3"."account_id",
+      COUNT(*) FILTER(WHERE
+        "t3"."name" = 'integration_connected') AS "_d0",
+      COUNT(*) FILTER(WHERE
+        (
+          "t3"."name" = 'login'
+        )
+        AND (
+          "t3"."timestamp" > CAST('2024-05-25T00:00:00' AS TIMESTAMP)
+        )) AS "_d1"
+    FROM (
+      SELECT
+        *
+      FROM "events" AS "t1"
+      WHERE
+        "t1"."timestamp" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+        AND "t1"."name" IN ('integration_connected', 'login')
+    ) AS "t3"
+    GROUP BY
+      1
+  ) AS "t8"
+    ON "t4"."account_id" = "t8"."account_id"
+) AS "t10"
 WHERE
-  "t13"."created_at" > CAST('2024-05-18T00:00:00' AS TIMESTAMP)
-  AND "t13"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
-  AND COALESCE("t13"."_d0", 0) = 0.0
-  AND "t13"."segment" IN ('self_serve', 'mid_market')
+  "t10"."created_at" > CAST('2024-05-18T00:00:00' AS TIMESTAMP)
+  AND "t10"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+  AND COALESCE("t10"."_d0", 0) = 0.0
+  AND "t10"."segment" IN ('self_serve', 'mid_market')
   AND NOT (
-    COALESCE(COALESCE("t13"."_d1", 0) >= 1.0, FALSE)
+    COALESCE(COALESCE("t10"."_d1", 0) >= 1.0, FALSE)
   )
-  AND COALESCE("t13"."_d2", 0) >= 1.0
+  AND COALESCE("t10"."_d2", 0) >= 1.0

@@ -1,92 +1,77 @@
-WITH "t3" AS (
-  SELECT
-    *
-  FROM "events" AS "t1"
-  WHERE
-    "t1"."timestamp" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
-    AND "t1"."name" = 'integration_connected'
-), "t4" AS (
-  SELECT
-    *
-  FROM "events" AS "t1"
-  WHERE
-    "t1"."timestamp" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
-    AND "t1"."name" = 'login'
-)
 SELECT
-  "t23"."account_id",
-  "t23"."entered_at",
-  "t23"."completed_at",
-  "t23"."exited_at",
-  "t23"."objective_0",
-  "t23"."objective_1",
-  "t23"."marker_0",
+  "t17"."account_id",
+  "t17"."entered_at",
+  "t17"."completed_at",
+  "t17"."exited_at",
+  "t17"."objective_0",
+  "t17"."objective_1",
+  "t17"."marker_0",
   (
-    "t23"."entered_at" IS NOT NULL
+    "t17"."entered_at" IS NOT NULL
   ) AND (
-    "t23"."exited_at" IS NULL
+    "t17"."exited_at" IS NULL
   ) AS "in_stage",
   (
-    "t23"."exited_at" IS NOT NULL
+    "t17"."exited_at" IS NOT NULL
   )
   AND (
     (
-      "t23"."completed_at" IS NULL
+      "t17"."completed_at" IS NULL
     )
     OR (
-      "t23"."completed_at" > "t23"."exited_at"
+      "t17"."completed_at" > "t17"."exited_at"
     )
   ) AS "exited_incomplete"
 FROM (
   SELECT
-    "t22"."account_id",
+    "t16"."account_id",
     CASE
-      WHEN "t22"."entered_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
-      THEN "t22"."entered_at"
+      WHEN "t16"."entered_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+      THEN "t16"."entered_at"
       ELSE CAST(NULL AS TIMESTAMP)
     END AS "entered_at",
-    "t22"."completed_at",
+    "t16"."completed_at",
     CASE
-      WHEN "t22"."exited_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
-      THEN "t22"."exited_at"
+      WHEN "t16"."exited_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+      THEN "t16"."exited_at"
       ELSE CAST(NULL AS TIMESTAMP)
     END AS "exited_at",
-    "t22"."objective_0",
-    "t22"."objective_1",
-    "t22"."marker_0"
+    "t16"."objective_0",
+    "t16"."objective_1",
+    "t16"."marker_0"
   FROM (
     SELECT
-      "t21"."account_id",
+      "t15"."account_id",
       CASE
         WHEN COALESCE(
           (
-            "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+            "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
           )
           AND (
-            "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+            "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
           ),
           FALSE
         )
-        THEN "t21"."created_at"
+        THEN "t15"."created_at"
         ELSE CAST(NULL AS TIMESTAMP)
       END AS "entered_at",
       CASE
         WHEN CASE
           WHEN CASE
-            WHEN COALESCE(COALESCE("t21"."_d2", 0) >= 3.0, FALSE)
+            WHEN COALESCE(COALESCE("t15"."_d2", 0) >= 3.0, FALSE)
             THEN GREATEST(
-              COALESCE("t21"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+              COALESCE("t15"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
               CASE
                 WHEN COALESCE(
                   (
-                    "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                    "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                   )
                   AND (
-                    "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                    "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                   ),
                   FALSE
                 )
-                THEN "t21"."created_at"
+                THEN "t15"."created_at"
                 ELSE CAST(NULL AS TIMESTAMP)
               END
             )
@@ -95,20 +80,20 @@ FROM (
           THEN CAST(NULL AS TIMESTAMP)
           ELSE CASE
             WHEN CASE
-              WHEN COALESCE(COALESCE("t21"."_d0", 0) >= 1.0, FALSE)
+              WHEN COALESCE(COALESCE("t15"."_d0", 0) >= 1.0, FALSE)
               THEN GREATEST(
-                COALESCE("t21"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                COALESCE("t15"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                 CASE
                   WHEN COALESCE(
                     (
-                      "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                      "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                     )
                     AND (
-                      "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                      "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                     ),
                     FALSE
                   )
-                  THEN "t21"."created_at"
+                  THEN "t15"."created_at"
                   ELSE CAST(NULL AS TIMESTAMP)
                 END
               )
@@ -117,40 +102,40 @@ FROM (
             THEN CAST(NULL AS TIMESTAMP)
             ELSE GREATEST(
               CASE
-                WHEN COALESCE(COALESCE("t21"."_d0", 0) >= 1.0, FALSE)
+                WHEN COALESCE(COALESCE("t15"."_d0", 0) >= 1.0, FALSE)
                 THEN GREATEST(
-                  COALESCE("t21"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                  COALESCE("t15"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   CASE
                     WHEN COALESCE(
                       (
-                        "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                        "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                       )
                       AND (
-                        "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                        "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                       ),
                       FALSE
                     )
-                    THEN "t21"."created_at"
+                    THEN "t15"."created_at"
                     ELSE CAST(NULL AS TIMESTAMP)
                   END
                 )
                 ELSE NULL
               END,
               CASE
-                WHEN COALESCE(COALESCE("t21"."_d2", 0) >= 3.0, FALSE)
+                WHEN COALESCE(COALESCE("t15"."_d2", 0) >= 3.0, FALSE)
                 THEN GREATEST(
-                  COALESCE("t21"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                  COALESCE("t15"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   CASE
                     WHEN COALESCE(
                       (
-                        "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                        "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                       )
                       AND (
-                        "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                        "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                       ),
                       FALSE
                     )
-                    THEN "t21"."created_at"
+                    THEN "t15"."created_at"
                     ELSE CAST(NULL AS TIMESTAMP)
                   END
                 )
@@ -162,33 +147,33 @@ FROM (
           CASE
             WHEN COALESCE(
               (
-                "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
               )
               AND (
-                "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
               ),
               FALSE
             )
-            THEN "t21"."created_at"
+            THEN "t15"."created_at"
             ELSE CAST(NULL AS TIMESTAMP)
           END + INTERVAL '864000 SECOND'
         )
         THEN CASE
           WHEN CASE
-            WHEN COALESCE(COALESCE("t21"."_d2", 0) >= 3.0, FALSE)
+            WHEN COALESCE(COALESCE("t15"."_d2", 0) >= 3.0, FALSE)
             THEN GREATEST(
-              COALESCE("t21"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+              COALESCE("t15"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
               CASE
                 WHEN COALESCE(
                   (
-                    "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                    "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                   )
                   AND (
-                    "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                    "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                   ),
                   FALSE
                 )
-                THEN "t21"."created_at"
+                THEN "t15"."created_at"
                 ELSE CAST(NULL AS TIMESTAMP)
               END
             )
@@ -197,20 +182,20 @@ FROM (
           THEN CAST(NULL AS TIMESTAMP)
           ELSE CASE
             WHEN CASE
-              WHEN COALESCE(COALESCE("t21"."_d0", 0) >= 1.0, FALSE)
+              WHEN COALESCE(COALESCE("t15"."_d0", 0) >= 1.0, FALSE)
               THEN GREATEST(
-                COALESCE("t21"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                COALESCE("t15"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                 CASE
                   WHEN COALESCE(
                     (
-                      "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                      "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                     )
                     AND (
-                      "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                      "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                     ),
                     FALSE
                   )
-                  THEN "t21"."created_at"
+                  THEN "t15"."created_at"
                   ELSE CAST(NULL AS TIMESTAMP)
                 END
               )
@@ -219,40 +204,40 @@ FROM (
             THEN CAST(NULL AS TIMESTAMP)
             ELSE GREATEST(
               CASE
-                WHEN COALESCE(COALESCE("t21"."_d0", 0) >= 1.0, FALSE)
+                WHEN COALESCE(COALESCE("t15"."_d0", 0) >= 1.0, FALSE)
                 THEN GREATEST(
-                  COALESCE("t21"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                  COALESCE("t15"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   CASE
                     WHEN COALESCE(
                       (
-                        "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                        "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                       )
                       AND (
-                        "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                        "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                       ),
                       FALSE
                     )
-                    THEN "t21"."created_at"
+                    THEN "t15"."created_at"
                     ELSE CAST(NULL AS TIMESTAMP)
                   END
                 )
                 ELSE NULL
               END,
               CASE
-                WHEN COALESCE(COALESCE("t21"."_d2", 0) >= 3.0, FALSE)
+                WHEN COALESCE(COALESCE("t15"."_d2", 0) >= 3.0, FALSE)
                 THEN GREATEST(
-                  COALESCE("t21"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                  COALESCE("t15"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   CASE
                     WHEN COALESCE(
                       (
-                        "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                        "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                       )
                       AND (
-                        "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                        "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                       ),
                       FALSE
                     )
-                    THEN "t21"."created_at"
+                    THEN "t15"."created_at"
                     ELSE CAST(NULL AS TIMESTAMP)
                   END
                 )
@@ -267,33 +252,33 @@ FROM (
         CASE
           WHEN COALESCE(
             (
-              "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+              "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
             )
             AND (
-              "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+              "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
             ),
             FALSE
           )
-          THEN "t21"."created_at"
+          THEN "t15"."created_at"
           ELSE CAST(NULL AS TIMESTAMP)
         END + INTERVAL '864000 SECOND',
         CASE
           WHEN CASE
             WHEN CASE
-              WHEN COALESCE(COALESCE("t21"."_d2", 0) >= 3.0, FALSE)
+              WHEN COALESCE(COALESCE("t15"."_d2", 0) >= 3.0, FALSE)
               THEN GREATEST(
-                COALESCE("t21"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                COALESCE("t15"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                 CASE
                   WHEN COALESCE(
                     (
-                      "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                      "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                     )
                     AND (
-                      "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                      "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                     ),
                     FALSE
                   )
-                  THEN "t21"."created_at"
+                  THEN "t15"."created_at"
                   ELSE CAST(NULL AS TIMESTAMP)
                 END
               )
@@ -302,20 +287,20 @@ FROM (
             THEN CAST(NULL AS TIMESTAMP)
             ELSE CASE
               WHEN CASE
-                WHEN COALESCE(COALESCE("t21"."_d0", 0) >= 1.0, FALSE)
+                WHEN COALESCE(COALESCE("t15"."_d0", 0) >= 1.0, FALSE)
                 THEN GREATEST(
-                  COALESCE("t21"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                  COALESCE("t15"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   CASE
                     WHEN COALESCE(
                       (
-                        "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                        "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                       )
                       AND (
-                        "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                        "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                       ),
                       FALSE
                     )
-                    THEN "t21"."created_at"
+                    THEN "t15"."created_at"
                     ELSE CAST(NULL AS TIMESTAMP)
                   END
                 )
@@ -324,40 +309,40 @@ FROM (
               THEN CAST(NULL AS TIMESTAMP)
               ELSE GREATEST(
                 CASE
-                  WHEN COALESCE(COALESCE("t21"."_d0", 0) >= 1.0, FALSE)
+                  WHEN COALESCE(COALESCE("t15"."_d0", 0) >= 1.0, FALSE)
                   THEN GREATEST(
-                    COALESCE("t21"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                    COALESCE("t15"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                     CASE
                       WHEN COALESCE(
                         (
-                          "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                          "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                         )
                         AND (
-                          "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                          "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                         ),
                         FALSE
                       )
-                      THEN "t21"."created_at"
+                      THEN "t15"."created_at"
                       ELSE CAST(NULL AS TIMESTAMP)
                     END
                   )
                   ELSE NULL
                 END,
                 CASE
-                  WHEN COALESCE(COALESCE("t21"."_d2", 0) >= 3.0, FALSE)
+                  WHEN COALESCE(COALESCE("t15"."_d2", 0) >= 3.0, FALSE)
                   THEN GREATEST(
-                    COALESCE("t21"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                    COALESCE("t15"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                     CASE
                       WHEN COALESCE(
                         (
-                          "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                          "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                         )
                         AND (
-                          "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                          "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                         ),
                         FALSE
                       )
-                      THEN "t21"."created_at"
+                      THEN "t15"."created_at"
                       ELSE CAST(NULL AS TIMESTAMP)
                     END
                   )
@@ -369,33 +354,33 @@ FROM (
             CASE
               WHEN COALESCE(
                 (
-                  "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                  "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                 )
                 AND (
-                  "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                  "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                 ),
                 FALSE
               )
-              THEN "t21"."created_at"
+              THEN "t15"."created_at"
               ELSE CAST(NULL AS TIMESTAMP)
             END + INTERVAL '864000 SECOND'
           )
           THEN CASE
             WHEN CASE
-              WHEN COALESCE(COALESCE("t21"."_d2", 0) >= 3.0, FALSE)
+              WHEN COALESCE(COALESCE("t15"."_d2", 0) >= 3.0, FALSE)
               THEN GREATEST(
-                COALESCE("t21"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                COALESCE("t15"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                 CASE
                   WHEN COALESCE(
                     (
-                      "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                      "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                     )
                     AND (
-                      "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                      "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                     ),
                     FALSE
                   )
-                  THEN "t21"."created_at"
+                  THEN "t15"."created_at"
                   ELSE CAST(NULL AS TIMESTAMP)
                 END
               )
@@ -404,20 +389,20 @@ FROM (
             THEN CAST(NULL AS TIMESTAMP)
             ELSE CASE
               WHEN CASE
-                WHEN COALESCE(COALESCE("t21"."_d0", 0) >= 1.0, FALSE)
+                WHEN COALESCE(COALESCE("t15"."_d0", 0) >= 1.0, FALSE)
                 THEN GREATEST(
-                  COALESCE("t21"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                  COALESCE("t15"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   CASE
                     WHEN COALESCE(
                       (
-                        "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                        "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                       )
                       AND (
-                        "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                        "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                       ),
                       FALSE
                     )
-                    THEN "t21"."created_at"
+                    THEN "t15"."created_at"
                     ELSE CAST(NULL AS TIMESTAMP)
                   END
                 )
@@ -426,40 +411,40 @@ FROM (
               THEN CAST(NULL AS TIMESTAMP)
               ELSE GREATEST(
                 CASE
-                  WHEN COALESCE(COALESCE("t21"."_d0", 0) >= 1.0, FALSE)
+                  WHEN COALESCE(COALESCE("t15"."_d0", 0) >= 1.0, FALSE)
                   THEN GREATEST(
-                    COALESCE("t21"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                    COALESCE("t15"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                     CASE
                       WHEN COALESCE(
                         (
-                          "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                          "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                         )
                         AND (
-                          "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                          "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                         ),
                         FALSE
                       )
-                      THEN "t21"."created_at"
+                      THEN "t15"."created_at"
                       ELSE CAST(NULL AS TIMESTAMP)
                     END
                   )
                   ELSE NULL
                 END,
                 CASE
-                  WHEN COALESCE(COALESCE("t21"."_d2", 0) >= 3.0, FALSE)
+                  WHEN COALESCE(COALESCE("t15"."_d2", 0) >= 3.0, FALSE)
                   THEN GREATEST(
-                    COALESCE("t21"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                    COALESCE("t15"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                     CASE
                       WHEN COALESCE(
                         (
-                          "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                          "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                         )
                         AND (
-                          "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                          "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                         ),
                         FALSE
                       )
-                      THEN "t21"."created_at"
+                      THEN "t15"."created_at"
                       ELSE CAST(NULL AS TIMESTAMP)
                     END
                   )
@@ -472,46 +457,46 @@ FROM (
         END
       ) AS "exited_at",
       CASE
-        WHEN COALESCE(COALESCE("t21"."_d0", 0) >= 1.0, FALSE)
+        WHEN COALESCE(COALESCE("t15"."_d0", 0) >= 1.0, FALSE)
         THEN GREATEST(
-          COALESCE("t21"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+          COALESCE("t15"."_d1", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
           CASE
             WHEN COALESCE(
               (
-                "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
               )
               AND (
-                "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
               ),
               FALSE
             )
-            THEN "t21"."created_at"
+            THEN "t15"."created_at"
             ELSE CAST(NULL AS TIMESTAMP)
           END
         )
         ELSE NULL
       END AS "objective_0",
       CASE
-        WHEN COALESCE(COALESCE("t21"."_d2", 0) >= 3.0, FALSE)
+        WHEN COALESCE(COALESCE("t15"."_d2", 0) >= 3.0, FALSE)
         THEN GREATEST(
-          COALESCE("t21"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+          COALESCE("t15"."_d3", CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
           CASE
             WHEN COALESCE(
               (
-                "t21"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                "t15"."created_at" > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
               )
               AND (
-                "t21"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                "t15"."created_at" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
               ),
               FALSE
             )
-            THEN "t21"."created_at"
+            THEN "t15"."created_at"
             ELSE CAST(NULL AS TIMESTAMP)
           END
         )
         ELSE NULL
       END AS "objective_1",
-      COALESCE(COALESCE("t21"."_d4", 0) >= 1.0, FALSE) AS "marker_0"
+      COALESCE(COALESCE("t15"."_d4", 0) >= 1.0, FALSE) AS "marker_0"
     FROM (
       SELECT
         "t6"."account_id",
@@ -527,11 +512,11 @@ FROM (
         "t6"."arr",
         "t6"."renewal_date",
         "t6"."properties",
-        "t13"."_d0",
-        "t19"."_d1",
-        "t14"."_d2",
-        "t20"."_d3",
-        "t12"."_d4"
+        "t13"."_d1",
+        "t14"."_d3",
+        "t10"."_d0",
+        "t10"."_d2",
+        "t10"."_d4"
       FROM (
         SELECT
           *
@@ -541,87 +526,92 @@ FROM (
       ) AS "t6"
       LEFT OUTER JOIN (
         SELECT
-          "t7"."account_id",
-          COUNT(*) AS "_d0"
-        FROM "t3" AS "t7"
-        GROUP BY
-          1
+          "t8"."account_id",
+          "t8"."timestamp" AS "_d1"
+        FROM (
+          SELECT
+            "t4"."event_id",
+            "t4"."account_id",
+            "t4"."person_id",
+            "t4"."name",
+            "t4"."timestamp",
+            "t4"."value",
+            "t4"."properties",
+            ROW_NUMBER() OVER (
+              PARTITION BY "t4"."account_id"
+              ORDER BY "t4"."timestamp" ASC, "t4"."event_id" ASC
+              ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+            ) - 1 AS "_rank"
+          FROM (
+            SELECT
+              *
+            FROM "events" AS "t1"
+            WHERE
+              "t1"."timestamp" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+              AND "t1"."name" = 'integration_connected'
+          ) AS "t4"
+        ) AS "t8"
+        WHERE
+          "t8"."_rank" = 0
       ) AS "t13"
         ON "t6"."account_id" = "t13"."account_id"
       LEFT OUTER JOIN (
         SELECT
-          "t15"."account_id",
-          "t15"."timestamp" AS "_d1"
+          "t9"."account_id",
+          "t9"."timestamp" AS "_d3"
         FROM (
           SELECT
-            "t7"."event_id",
-            "t7"."account_id",
-            "t7"."person_id",
-            "t7"."name",
-            "t7"."timestamp",
-            "t7"."value",
-            "t7"."properties",
+            "t5"."event_id",
+            "t5"."account_id",
+            "t5"."person_id",
+            "t5"."name",
+            "t5"."timestamp",
+            "t5"."value",
+            "t5"."properties",
             ROW_NUMBER() OVER (
-              PARTITION BY "t7"."account_id"
-              ORDER BY "t7"."timestamp" ASC, "t7"."event_id" ASC
+              PARTITION BY "t5"."account_id"
+              ORDER BY "t5"."timestamp" ASC, "t5"."event_id" ASC
               ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
             ) - 1 AS "_rank"
-          FROM "t3" AS "t7"
-        ) AS "t15"
+          FROM (
+            SELECT
+              *
+            FROM "events" AS "t1"
+            WHERE
+              "t1"."timestamp" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+              AND "t1"."name" = 'login'
+          ) AS "t5"
+        ) AS "t9"
         WHERE
-          "t15"."_rank" = 0
-      ) AS "t19"
-        ON "t6"."account_id" = "t19"."account_id"
-      LEFT OUTER JOIN (
-        SELECT
-          "t8"."account_id",
-          COUNT(*) AS "_d2"
-        FROM "t4" AS "t8"
-        GROUP BY
-          1
+          "t9"."_rank" = 2
       ) AS "t14"
         ON "t6"."account_id" = "t14"."account_id"
       LEFT OUTER JOIN (
         SELECT
-          "t16"."account_id",
-          "t16"."timestamp" AS "_d3"
-        FROM (
-          SELECT
-            "t8"."event_id",
-            "t8"."account_id",
-            "t8"."person_id",
-            "t8"."name",
-            "t8"."timestamp",
-            "t8"."value",
-            "t8"."properties",
-            ROW_NUMBER() OVER (
-              PARTITION BY "t8"."account_id"
-              ORDER BY "t8"."timestamp" ASC, "t8"."event_id" ASC
-              ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
-            ) - 1 AS "_rank"
-          FROM "t4" AS "t8"
-        ) AS "t16"
-        WHERE
-          "t16"."_rank" = 2
-      ) AS "t20"
-        ON "t6"."account_id" = "t20"."account_id"
-      LEFT OUTER JOIN (
-        SELECT
-          "t5"."account_id",
-          COUNT(*) AS "_d4"
+          "t3"."account_id",
+          COUNT(*) FILTER(WHERE
+            "t3"."name" = 'integration_connected') AS "_d0",
+          COUNT(*) FILTER(WHERE
+            "t3"."name" = 'login') AS "_d2",
+          COUNT(*) FILTER(WHERE
+            (
+              "t3"."name" = 'login'
+            )
+            AND (
+              "t3"."timestamp" > CAST('2024-05-25T00:00:00' AS TIMESTAMP)
+            )) AS "_d4"
         FROM (
           SELECT
             *
           FROM "events" AS "t1"
           WHERE
             "t1"."timestamp" <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
-            AND "t1"."name" = 'login'
-            AND "t1"."timestamp" > CAST('2024-05-25T00:00:00' AS TIMESTAMP)
-        ) AS "t5"
+            AND "t1"."name" IN ('integration_connected', 'login')
+        ) AS "t3"
         GROUP BY
           1
-      ) AS "t12"
-        ON "t6"."account_id" = "t12"."account_id"
-    ) AS "t21"
-  ) AS "t22"
-) AS "t23"
+      ) AS "t10"
+        ON "t6"."account_id" = "t10"."account_id"
+    ) AS "t15"
+  ) AS "t16"
+) AS "t17"
