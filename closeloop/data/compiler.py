@@ -649,6 +649,17 @@ class Compiler:
             and found[1] >= 1
         ):
             count, k = found
+            if int(k) == 1:
+                # The first event's time: a per-unit minimum, which the event totals (rollup)
+                # or the frame's one pass over the events answer without ranking all of them.
+                column = self._per_unit_events(
+                    frame,
+                    frame.entity,
+                    ("time", count.event, (), False),
+                    lambda events: events.timestamp.min(),
+                    "first",
+                )
+                return lambda t: t[column].fill_null(self.now)
             column = frame.derived(
                 ("kth", frame.entity, count.event, int(k)),
                 frame.key,

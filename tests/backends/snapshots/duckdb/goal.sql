@@ -1,40 +1,40 @@
 SELECT
-  "t18"."account_id",
+  "t14"."account_id",
   GREATEST(
     LEAST(
       CASE
-        WHEN COALESCE(COALESCE("t18"."_d0", 0) >= 1.0, FALSE)
-        THEN COALESCE("t18"."_d2", MAKE_TIMESTAMP(2024, 6, 1, 0, 0, 0.0))
+        WHEN COALESCE(COALESCE("t14"."_d0", 0) >= 1.0, FALSE)
+        THEN COALESCE("t14"."_d2", MAKE_TIMESTAMP(2024, 6, 1, 0, 0, 0.0))
         ELSE MAKE_TIMESTAMP(9999, 1, 1, 0, 0, 0.0)
       END,
       CASE
-        WHEN COALESCE(COALESCE("t18"."_d1", 0) >= 3.0, FALSE)
-        THEN COALESCE("t18"."_d3", MAKE_TIMESTAMP(2024, 6, 1, 0, 0, 0.0))
+        WHEN COALESCE(COALESCE("t14"."_d1", 0) >= 3.0, FALSE)
+        THEN COALESCE("t14"."_d3", MAKE_TIMESTAMP(2024, 6, 1, 0, 0, 0.0))
         ELSE MAKE_TIMESTAMP(9999, 1, 1, 0, 0, 0.0)
       END
     ),
-    "t18"."entered_at"
+    "t14"."entered_at"
   ) AS "reached_at"
 FROM (
   SELECT
-    "t8"."account_id",
-    "t8"."entered_at",
-    "t9"."name",
-    "t9"."domain",
-    "t9"."created_at",
-    "t9"."segment",
-    "t9"."plan",
-    "t9"."industry",
-    "t9"."employees",
-    "t9"."region",
-    "t9"."owner",
-    "t9"."arr",
-    "t9"."renewal_date",
-    "t9"."properties",
-    "t16"."_d2",
-    "t17"."_d3",
-    "t11"."_d0",
-    "t11"."_d1"
+    "t7"."account_id",
+    "t7"."entered_at",
+    "t8"."name",
+    "t8"."domain",
+    "t8"."created_at",
+    "t8"."segment",
+    "t8"."plan",
+    "t8"."industry",
+    "t8"."employees",
+    "t8"."region",
+    "t8"."owner",
+    "t8"."arr",
+    "t8"."renewal_date",
+    "t8"."properties",
+    "t13"."_d3",
+    "t10"."_d0",
+    "t10"."_d1",
+    "t10"."_d2"
   FROM (
     SELECT
       "t0"."account_id",
@@ -42,19 +42,19 @@ FROM (
     FROM "closeloop_enrollments" AS "t0"
     WHERE
       "t0"."job_name" = 'Conformance'
-  ) AS "t8"
+  ) AS "t7"
   INNER JOIN (
     SELECT
       *
     FROM "accounts" AS "t1"
     WHERE
       "t1"."created_at" <= MAKE_TIMESTAMP(2024, 6, 1, 0, 0, 0.0)
-  ) AS "t9"
-    ON "t8"."account_id" = "t9"."account_id"
+  ) AS "t8"
+    ON "t7"."account_id" = "t8"."account_id"
   LEFT OUTER JOIN (
     SELECT
-      "t12"."account_id",
-      "t12"."timestamp" AS "_d2"
+      "t11"."account_id",
+      "t11"."timestamp" AS "_d3"
     FROM (
       SELECT
         "t6"."event_id",
@@ -75,51 +75,22 @@ FROM (
         FROM "events" AS "t2"
         WHERE
           "t2"."timestamp" <= MAKE_TIMESTAMP(2024, 6, 1, 0, 0, 0.0)
-          AND "t2"."name" = 'integration_connected'
-      ) AS "t6"
-    ) AS "t12"
-    WHERE
-      "t12"."_rank" = 0
-  ) AS "t16"
-    ON "t8"."account_id" = "t16"."account_id"
-  LEFT OUTER JOIN (
-    SELECT
-      "t13"."account_id",
-      "t13"."timestamp" AS "_d3"
-    FROM (
-      SELECT
-        "t7"."event_id",
-        "t7"."account_id",
-        "t7"."person_id",
-        "t7"."name",
-        "t7"."timestamp",
-        "t7"."value",
-        "t7"."properties",
-        ROW_NUMBER() OVER (
-          PARTITION BY "t7"."account_id"
-          ORDER BY "t7"."timestamp" ASC, "t7"."event_id" ASC
-          ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
-        ) - 1 AS "_rank"
-      FROM (
-        SELECT
-          *
-        FROM "events" AS "t2"
-        WHERE
-          "t2"."timestamp" <= MAKE_TIMESTAMP(2024, 6, 1, 0, 0, 0.0)
           AND "t2"."name" = 'login'
-      ) AS "t7"
-    ) AS "t13"
+      ) AS "t6"
+    ) AS "t11"
     WHERE
-      "t13"."_rank" = 2
-  ) AS "t17"
-    ON "t8"."account_id" = "t17"."account_id"
+      "t11"."_rank" = 2
+  ) AS "t13"
+    ON "t7"."account_id" = "t13"."account_id"
   LEFT OUTER JOIN (
     SELECT
       "t5"."account_id",
       COUNT(*) FILTER(WHERE
         "t5"."name" = 'integration_connected') AS "_d0",
       COUNT(*) FILTER(WHERE
-        "t5"."name" = 'login') AS "_d1"
+        "t5"."name" = 'login') AS "_d1",
+      MIN("t5"."timestamp") FILTER(WHERE
+        "t5"."name" = 'integration_connected') AS "_d2"
     FROM (
       SELECT
         *
@@ -130,12 +101,12 @@ FROM (
     ) AS "t5"
     GROUP BY
       1
-  ) AS "t11"
-    ON "t8"."account_id" = "t11"."account_id"
-) AS "t18"
+  ) AS "t10"
+    ON "t7"."account_id" = "t10"."account_id"
+) AS "t14"
 WHERE
   (
-    COALESCE("t18"."_d0", 0) >= 1.0
+    COALESCE("t14"."_d0", 0) >= 1.0
   ) OR (
-    COALESCE("t18"."_d1", 0) >= 3.0
+    COALESCE("t14"."_d1", 0) >= 3.0
   )

@@ -1,40 +1,40 @@
 SELECT
-  `t18`.`account_id`,
+  `t14`.`account_id`,
   GREATEST(
     LEAST(
       IF(
-        COALESCE(COALESCE(`t18`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
-        COALESCE(`t18`.`_d2`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+        COALESCE(COALESCE(`t14`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
+        COALESCE(`t14`.`_d2`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
         CAST('9999-01-01T00:00:00' AS TIMESTAMP)
       ),
       IF(
-        COALESCE(COALESCE(`t18`.`_d1`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
-        COALESCE(`t18`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+        COALESCE(COALESCE(`t14`.`_d1`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
+        COALESCE(`t14`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
         CAST('9999-01-01T00:00:00' AS TIMESTAMP)
       )
     ),
-    `t18`.`entered_at`
+    `t14`.`entered_at`
   ) AS `reached_at`
 FROM (
   SELECT
-    `t8`.`account_id`,
-    `t8`.`entered_at`,
-    `t9`.`name`,
-    `t9`.`domain`,
-    `t9`.`created_at`,
-    `t9`.`segment`,
-    `t9`.`plan`,
-    `t9`.`industry`,
-    `t9`.`employees`,
-    `t9`.`region`,
-    `t9`.`owner`,
-    `t9`.`arr`,
-    `t9`.`renewal_date`,
-    `t9`.`properties`,
-    `t16`.`_d2`,
-    `t17`.`_d3`,
-    `t11`.`_d0`,
-    `t11`.`_d1`
+    `t7`.`account_id`,
+    `t7`.`entered_at`,
+    `t8`.`name`,
+    `t8`.`domain`,
+    `t8`.`created_at`,
+    `t8`.`segment`,
+    `t8`.`plan`,
+    `t8`.`industry`,
+    `t8`.`employees`,
+    `t8`.`region`,
+    `t8`.`owner`,
+    `t8`.`arr`,
+    `t8`.`renewal_date`,
+    `t8`.`properties`,
+    `t13`.`_d3`,
+    `t10`.`_d0`,
+    `t10`.`_d1`,
+    `t10`.`_d2`
   FROM (
     SELECT
       `t0`.`account_id`,
@@ -42,19 +42,19 @@ FROM (
     FROM `closeloop_enrollments` AS `t0`
     WHERE
       `t0`.`job_name` = 'Conformance'
-  ) AS `t8`
+  ) AS `t7`
   INNER JOIN (
     SELECT
       *
     FROM `accounts` AS `t1`
     WHERE
       `t1`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
-  ) AS `t9`
-    ON `t8`.`account_id` = `t9`.`account_id`
+  ) AS `t8`
+    ON `t7`.`account_id` = `t8`.`account_id`
   LEFT OUTER JOIN (
     SELECT
-      `t12`.`account_id`,
-      `t12`.`timestamp` AS `_d2`
+      `t11`.`account_id`,
+      `t11`.`timestamp` AS `_d3`
     FROM (
       SELECT
         `t6`.`event_id`,
@@ -74,48 +74,19 @@ FROM (
         FROM `events` AS `t2`
         WHERE
           `t2`.`timestamp` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
-          AND `t2`.`name` = 'integration_connected'
-      ) AS `t6`
-    ) AS `t12`
-    WHERE
-      `t12`.`_rank` = 0
-  ) AS `t16`
-    ON `t8`.`account_id` = `t16`.`account_id`
-  LEFT OUTER JOIN (
-    SELECT
-      `t13`.`account_id`,
-      `t13`.`timestamp` AS `_d3`
-    FROM (
-      SELECT
-        `t7`.`event_id`,
-        `t7`.`account_id`,
-        `t7`.`person_id`,
-        `t7`.`name`,
-        `t7`.`timestamp`,
-        `t7`.`value`,
-        `t7`.`properties`,
-        ROW_NUMBER() OVER (
-          PARTITION BY `t7`.`account_id`
-          ORDER BY `t7`.`timestamp` ASC NULLS LAST, `t7`.`event_id` ASC NULLS LAST
-        ) - 1 AS `_rank`
-      FROM (
-        SELECT
-          *
-        FROM `events` AS `t2`
-        WHERE
-          `t2`.`timestamp` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
           AND `t2`.`name` = 'login'
-      ) AS `t7`
-    ) AS `t13`
+      ) AS `t6`
+    ) AS `t11`
     WHERE
-      `t13`.`_rank` = 2
-  ) AS `t17`
-    ON `t8`.`account_id` = `t17`.`account_id`
+      `t11`.`_rank` = 2
+  ) AS `t13`
+    ON `t7`.`account_id` = `t13`.`account_id`
   LEFT OUTER JOIN (
     SELECT
       `t5`.`account_id`,
       SUM(CAST(`t5`.`name` = 'integration_connected' AS BIGINT)) AS `_d0`,
-      SUM(CAST(`t5`.`name` = 'login' AS BIGINT)) AS `_d1`
+      SUM(CAST(`t5`.`name` = 'login' AS BIGINT)) AS `_d1`,
+      MIN(IF(`t5`.`name` = 'integration_connected', `t5`.`timestamp`, NULL)) AS `_d2`
     FROM (
       SELECT
         *
@@ -126,13 +97,13 @@ FROM (
     ) AS `t5`
     GROUP BY
       1
-  ) AS `t11`
-    ON `t8`.`account_id` = `t11`.`account_id`
-) AS `t18`
+  ) AS `t10`
+    ON `t7`.`account_id` = `t10`.`account_id`
+) AS `t14`
 WHERE
   (
-    COALESCE(`t18`.`_d0`, 0) >= CAST(1.0 AS DOUBLE)
+    COALESCE(`t14`.`_d0`, 0) >= CAST(1.0 AS DOUBLE)
   )
   OR (
-    COALESCE(`t18`.`_d1`, 0) >= CAST(3.0 AS DOUBLE)
+    COALESCE(`t14`.`_d1`, 0) >= CAST(3.0 AS DOUBLE)
   )

@@ -1,77 +1,77 @@
 SELECT
-  `t17`.`account_id`,
-  `t17`.`entered_at`,
-  `t17`.`completed_at`,
-  `t17`.`exited_at`,
-  `t17`.`objective_0`,
-  `t17`.`objective_1`,
-  `t17`.`marker_0`,
+  `t13`.`account_id`,
+  `t13`.`entered_at`,
+  `t13`.`completed_at`,
+  `t13`.`exited_at`,
+  `t13`.`objective_0`,
+  `t13`.`objective_1`,
+  `t13`.`marker_0`,
   (
-    `t17`.`entered_at` IS NOT NULL
+    `t13`.`entered_at` IS NOT NULL
   ) AND (
-    `t17`.`exited_at` IS NULL
+    `t13`.`exited_at` IS NULL
   ) AS `in_stage`,
   (
-    `t17`.`exited_at` IS NOT NULL
+    `t13`.`exited_at` IS NOT NULL
   )
   AND (
     (
-      `t17`.`completed_at` IS NULL
+      `t13`.`completed_at` IS NULL
     )
     OR (
-      `t17`.`completed_at` > `t17`.`exited_at`
+      `t13`.`completed_at` > `t13`.`exited_at`
     )
   ) AS `exited_incomplete`
 FROM (
   SELECT
-    `t16`.`account_id`,
+    `t12`.`account_id`,
     IF(
-      `t16`.`entered_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP),
-      `t16`.`entered_at`,
+      `t12`.`entered_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP),
+      `t12`.`entered_at`,
       CAST(NULL AS TIMESTAMP)
     ) AS `entered_at`,
-    `t16`.`completed_at`,
+    `t12`.`completed_at`,
     IF(
-      `t16`.`exited_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP),
-      `t16`.`exited_at`,
+      `t12`.`exited_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP),
+      `t12`.`exited_at`,
       CAST(NULL AS TIMESTAMP)
     ) AS `exited_at`,
-    `t16`.`objective_0`,
-    `t16`.`objective_1`,
-    `t16`.`marker_0`
+    `t12`.`objective_0`,
+    `t12`.`objective_1`,
+    `t12`.`marker_0`
   FROM (
     SELECT
-      `t15`.`account_id`,
+      `t11`.`account_id`,
       IF(
         COALESCE(
           (
-            `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+            `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
           )
           AND (
-            `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+            `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
           ),
           FALSE
         ),
-        `t15`.`created_at`,
+        `t11`.`created_at`,
         CAST(NULL AS TIMESTAMP)
       ) AS `entered_at`,
       IF(
         IF(
           IF(
-            COALESCE(COALESCE(`t15`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
+            COALESCE(COALESCE(`t11`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
             GREATEST(
-              COALESCE(`t15`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+              COALESCE(`t11`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
               IF(
                 COALESCE(
                   (
-                    `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                    `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                   )
                   AND (
-                    `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                    `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                   ),
                   FALSE
                 ),
-                `t15`.`created_at`,
+                `t11`.`created_at`,
                 CAST(NULL AS TIMESTAMP)
               )
             ),
@@ -80,20 +80,20 @@ FROM (
           CAST(NULL AS TIMESTAMP),
           IF(
             IF(
-              COALESCE(COALESCE(`t15`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
+              COALESCE(COALESCE(`t11`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
               GREATEST(
-                COALESCE(`t15`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                COALESCE(`t11`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                 IF(
                   COALESCE(
                     (
-                      `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                      `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                     )
                     AND (
-                      `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                      `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                     ),
                     FALSE
                   ),
-                  `t15`.`created_at`,
+                  `t11`.`created_at`,
                   CAST(NULL AS TIMESTAMP)
                 )
               ),
@@ -102,40 +102,40 @@ FROM (
             CAST(NULL AS TIMESTAMP),
             GREATEST(
               IF(
-                COALESCE(COALESCE(`t15`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
+                COALESCE(COALESCE(`t11`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
                 GREATEST(
-                  COALESCE(`t15`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                  COALESCE(`t11`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   IF(
                     COALESCE(
                       (
-                        `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                        `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                       )
                       AND (
-                        `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                        `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                       ),
                       FALSE
                     ),
-                    `t15`.`created_at`,
+                    `t11`.`created_at`,
                     CAST(NULL AS TIMESTAMP)
                   )
                 ),
                 NULL
               ),
               IF(
-                COALESCE(COALESCE(`t15`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
+                COALESCE(COALESCE(`t11`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
                 GREATEST(
-                  COALESCE(`t15`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                  COALESCE(`t11`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   IF(
                     COALESCE(
                       (
-                        `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                        `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                       )
                       AND (
-                        `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                        `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                       ),
                       FALSE
                     ),
-                    `t15`.`created_at`,
+                    `t11`.`created_at`,
                     CAST(NULL AS TIMESTAMP)
                   )
                 ),
@@ -147,33 +147,33 @@ FROM (
           IF(
             COALESCE(
               (
-                `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
               )
               AND (
-                `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
               ),
               FALSE
             ),
-            `t15`.`created_at`,
+            `t11`.`created_at`,
             CAST(NULL AS TIMESTAMP)
           ) + INTERVAL '864000' SECOND
         ),
         IF(
           IF(
-            COALESCE(COALESCE(`t15`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
+            COALESCE(COALESCE(`t11`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
             GREATEST(
-              COALESCE(`t15`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+              COALESCE(`t11`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
               IF(
                 COALESCE(
                   (
-                    `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                    `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                   )
                   AND (
-                    `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                    `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                   ),
                   FALSE
                 ),
-                `t15`.`created_at`,
+                `t11`.`created_at`,
                 CAST(NULL AS TIMESTAMP)
               )
             ),
@@ -182,20 +182,20 @@ FROM (
           CAST(NULL AS TIMESTAMP),
           IF(
             IF(
-              COALESCE(COALESCE(`t15`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
+              COALESCE(COALESCE(`t11`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
               GREATEST(
-                COALESCE(`t15`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                COALESCE(`t11`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                 IF(
                   COALESCE(
                     (
-                      `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                      `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                     )
                     AND (
-                      `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                      `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                     ),
                     FALSE
                   ),
-                  `t15`.`created_at`,
+                  `t11`.`created_at`,
                   CAST(NULL AS TIMESTAMP)
                 )
               ),
@@ -204,40 +204,40 @@ FROM (
             CAST(NULL AS TIMESTAMP),
             GREATEST(
               IF(
-                COALESCE(COALESCE(`t15`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
+                COALESCE(COALESCE(`t11`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
                 GREATEST(
-                  COALESCE(`t15`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                  COALESCE(`t11`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   IF(
                     COALESCE(
                       (
-                        `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                        `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                       )
                       AND (
-                        `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                        `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                       ),
                       FALSE
                     ),
-                    `t15`.`created_at`,
+                    `t11`.`created_at`,
                     CAST(NULL AS TIMESTAMP)
                   )
                 ),
                 NULL
               ),
               IF(
-                COALESCE(COALESCE(`t15`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
+                COALESCE(COALESCE(`t11`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
                 GREATEST(
-                  COALESCE(`t15`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                  COALESCE(`t11`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   IF(
                     COALESCE(
                       (
-                        `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                        `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                       )
                       AND (
-                        `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                        `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                       ),
                       FALSE
                     ),
-                    `t15`.`created_at`,
+                    `t11`.`created_at`,
                     CAST(NULL AS TIMESTAMP)
                   )
                 ),
@@ -252,33 +252,33 @@ FROM (
         IF(
           COALESCE(
             (
-              `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+              `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
             )
             AND (
-              `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+              `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
             ),
             FALSE
           ),
-          `t15`.`created_at`,
+          `t11`.`created_at`,
           CAST(NULL AS TIMESTAMP)
         ) + INTERVAL '864000' SECOND,
         IF(
           IF(
             IF(
-              COALESCE(COALESCE(`t15`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
+              COALESCE(COALESCE(`t11`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
               GREATEST(
-                COALESCE(`t15`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                COALESCE(`t11`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                 IF(
                   COALESCE(
                     (
-                      `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                      `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                     )
                     AND (
-                      `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                      `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                     ),
                     FALSE
                   ),
-                  `t15`.`created_at`,
+                  `t11`.`created_at`,
                   CAST(NULL AS TIMESTAMP)
                 )
               ),
@@ -287,20 +287,20 @@ FROM (
             CAST(NULL AS TIMESTAMP),
             IF(
               IF(
-                COALESCE(COALESCE(`t15`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
+                COALESCE(COALESCE(`t11`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
                 GREATEST(
-                  COALESCE(`t15`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                  COALESCE(`t11`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   IF(
                     COALESCE(
                       (
-                        `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                        `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                       )
                       AND (
-                        `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                        `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                       ),
                       FALSE
                     ),
-                    `t15`.`created_at`,
+                    `t11`.`created_at`,
                     CAST(NULL AS TIMESTAMP)
                   )
                 ),
@@ -309,40 +309,40 @@ FROM (
               CAST(NULL AS TIMESTAMP),
               GREATEST(
                 IF(
-                  COALESCE(COALESCE(`t15`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
+                  COALESCE(COALESCE(`t11`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
                   GREATEST(
-                    COALESCE(`t15`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                    COALESCE(`t11`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                     IF(
                       COALESCE(
                         (
-                          `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                          `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                         )
                         AND (
-                          `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                          `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                         ),
                         FALSE
                       ),
-                      `t15`.`created_at`,
+                      `t11`.`created_at`,
                       CAST(NULL AS TIMESTAMP)
                     )
                   ),
                   NULL
                 ),
                 IF(
-                  COALESCE(COALESCE(`t15`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
+                  COALESCE(COALESCE(`t11`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
                   GREATEST(
-                    COALESCE(`t15`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                    COALESCE(`t11`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                     IF(
                       COALESCE(
                         (
-                          `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                          `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                         )
                         AND (
-                          `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                          `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                         ),
                         FALSE
                       ),
-                      `t15`.`created_at`,
+                      `t11`.`created_at`,
                       CAST(NULL AS TIMESTAMP)
                     )
                   ),
@@ -354,33 +354,33 @@ FROM (
             IF(
               COALESCE(
                 (
-                  `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                  `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                 )
                 AND (
-                  `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                  `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                 ),
                 FALSE
               ),
-              `t15`.`created_at`,
+              `t11`.`created_at`,
               CAST(NULL AS TIMESTAMP)
             ) + INTERVAL '864000' SECOND
           ),
           IF(
             IF(
-              COALESCE(COALESCE(`t15`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
+              COALESCE(COALESCE(`t11`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
               GREATEST(
-                COALESCE(`t15`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                COALESCE(`t11`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                 IF(
                   COALESCE(
                     (
-                      `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                      `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                     )
                     AND (
-                      `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                      `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                     ),
                     FALSE
                   ),
-                  `t15`.`created_at`,
+                  `t11`.`created_at`,
                   CAST(NULL AS TIMESTAMP)
                 )
               ),
@@ -389,20 +389,20 @@ FROM (
             CAST(NULL AS TIMESTAMP),
             IF(
               IF(
-                COALESCE(COALESCE(`t15`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
+                COALESCE(COALESCE(`t11`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
                 GREATEST(
-                  COALESCE(`t15`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                  COALESCE(`t11`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                   IF(
                     COALESCE(
                       (
-                        `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                        `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                       )
                       AND (
-                        `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                        `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                       ),
                       FALSE
                     ),
-                    `t15`.`created_at`,
+                    `t11`.`created_at`,
                     CAST(NULL AS TIMESTAMP)
                   )
                 ),
@@ -411,40 +411,40 @@ FROM (
               CAST(NULL AS TIMESTAMP),
               GREATEST(
                 IF(
-                  COALESCE(COALESCE(`t15`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
+                  COALESCE(COALESCE(`t11`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
                   GREATEST(
-                    COALESCE(`t15`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                    COALESCE(`t11`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                     IF(
                       COALESCE(
                         (
-                          `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                          `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                         )
                         AND (
-                          `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                          `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                         ),
                         FALSE
                       ),
-                      `t15`.`created_at`,
+                      `t11`.`created_at`,
                       CAST(NULL AS TIMESTAMP)
                     )
                   ),
                   NULL
                 ),
                 IF(
-                  COALESCE(COALESCE(`t15`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
+                  COALESCE(COALESCE(`t11`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
                   GREATEST(
-                    COALESCE(`t15`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+                    COALESCE(`t11`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
                     IF(
                       COALESCE(
                         (
-                          `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                          `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
                         )
                         AND (
-                          `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                          `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
                         ),
                         FALSE
                       ),
-                      `t15`.`created_at`,
+                      `t11`.`created_at`,
                       CAST(NULL AS TIMESTAMP)
                     )
                   ),
@@ -457,77 +457,77 @@ FROM (
         )
       ) AS `exited_at`,
       IF(
-        COALESCE(COALESCE(`t15`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
+        COALESCE(COALESCE(`t11`.`_d0`, 0) >= CAST(1.0 AS DOUBLE), FALSE),
         GREATEST(
-          COALESCE(`t15`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+          COALESCE(`t11`.`_d1`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
           IF(
             COALESCE(
               (
-                `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
               )
               AND (
-                `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
               ),
               FALSE
             ),
-            `t15`.`created_at`,
+            `t11`.`created_at`,
             CAST(NULL AS TIMESTAMP)
           )
         ),
         NULL
       ) AS `objective_0`,
       IF(
-        COALESCE(COALESCE(`t15`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
+        COALESCE(COALESCE(`t11`.`_d2`, 0) >= CAST(3.0 AS DOUBLE), FALSE),
         GREATEST(
-          COALESCE(`t15`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
+          COALESCE(`t11`.`_d3`, CAST('2024-06-01T00:00:00' AS TIMESTAMP)),
           IF(
             COALESCE(
               (
-                `t15`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
+                `t11`.`created_at` > CAST('2024-02-02T00:00:00' AS TIMESTAMP)
               )
               AND (
-                `t15`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
+                `t11`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
               ),
               FALSE
             ),
-            `t15`.`created_at`,
+            `t11`.`created_at`,
             CAST(NULL AS TIMESTAMP)
           )
         ),
         NULL
       ) AS `objective_1`,
-      COALESCE(COALESCE(`t15`.`_d4`, 0) >= CAST(1.0 AS DOUBLE), FALSE) AS `marker_0`
+      COALESCE(COALESCE(`t11`.`_d4`, 0) >= CAST(1.0 AS DOUBLE), FALSE) AS `marker_0`
     FROM (
       SELECT
-        `t6`.`account_id`,
-        `t6`.`name`,
-        `t6`.`domain`,
-        `t6`.`created_at`,
-        `t6`.`segment`,
-        `t6`.`plan`,
-        `t6`.`industry`,
-        `t6`.`employees`,
-        `t6`.`region`,
-        `t6`.`owner`,
-        `t6`.`arr`,
-        `t6`.`renewal_date`,
-        `t6`.`properties`,
-        `t13`.`_d1`,
-        `t14`.`_d3`,
-        `t10`.`_d0`,
-        `t10`.`_d2`,
-        `t10`.`_d4`
+        `t5`.`account_id`,
+        `t5`.`name`,
+        `t5`.`domain`,
+        `t5`.`created_at`,
+        `t5`.`segment`,
+        `t5`.`plan`,
+        `t5`.`industry`,
+        `t5`.`employees`,
+        `t5`.`region`,
+        `t5`.`owner`,
+        `t5`.`arr`,
+        `t5`.`renewal_date`,
+        `t5`.`properties`,
+        `t10`.`_d3`,
+        `t8`.`_d0`,
+        `t8`.`_d1`,
+        `t8`.`_d2`,
+        `t8`.`_d4`
       FROM (
         SELECT
           *
         FROM `accounts` AS `t0`
         WHERE
           `t0`.`created_at` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
-      ) AS `t6`
+      ) AS `t5`
       LEFT OUTER JOIN (
         SELECT
-          `t8`.`account_id`,
-          `t8`.`timestamp` AS `_d1`
+          `t7`.`account_id`,
+          `t7`.`timestamp` AS `_d3`
         FROM (
           SELECT
             `t4`.`event_id`,
@@ -547,47 +547,18 @@ FROM (
             FROM `events` AS `t1`
             WHERE
               `t1`.`timestamp` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
-              AND `t1`.`name` = 'integration_connected'
-          ) AS `t4`
-        ) AS `t8`
-        WHERE
-          `t8`.`_rank` = 0
-      ) AS `t13`
-        ON `t6`.`account_id` = `t13`.`account_id`
-      LEFT OUTER JOIN (
-        SELECT
-          `t9`.`account_id`,
-          `t9`.`timestamp` AS `_d3`
-        FROM (
-          SELECT
-            `t5`.`event_id`,
-            `t5`.`account_id`,
-            `t5`.`person_id`,
-            `t5`.`name`,
-            `t5`.`timestamp`,
-            `t5`.`value`,
-            `t5`.`properties`,
-            ROW_NUMBER() OVER (
-              PARTITION BY `t5`.`account_id`
-              ORDER BY `t5`.`timestamp` ASC NULLS LAST, `t5`.`event_id` ASC NULLS LAST
-            ) - 1 AS `_rank`
-          FROM (
-            SELECT
-              *
-            FROM `events` AS `t1`
-            WHERE
-              `t1`.`timestamp` <= CAST('2024-06-01T00:00:00' AS TIMESTAMP)
               AND `t1`.`name` = 'login'
-          ) AS `t5`
-        ) AS `t9`
+          ) AS `t4`
+        ) AS `t7`
         WHERE
-          `t9`.`_rank` = 2
-      ) AS `t14`
-        ON `t6`.`account_id` = `t14`.`account_id`
+          `t7`.`_rank` = 2
+      ) AS `t10`
+        ON `t5`.`account_id` = `t10`.`account_id`
       LEFT OUTER JOIN (
         SELECT
           `t3`.`account_id`,
           SUM(CAST(`t3`.`name` = 'integration_connected' AS BIGINT)) AS `_d0`,
+          MIN(IF(`t3`.`name` = 'integration_connected', `t3`.`timestamp`, NULL)) AS `_d1`,
           SUM(CAST(`t3`.`name` = 'login' AS BIGINT)) AS `_d2`,
           SUM(
             CAST((
@@ -607,8 +578,8 @@ FROM (
         ) AS `t3`
         GROUP BY
           1
-      ) AS `t10`
-        ON `t6`.`account_id` = `t10`.`account_id`
-    ) AS `t15`
-  ) AS `t16`
-) AS `t17`
+      ) AS `t8`
+        ON `t5`.`account_id` = `t8`.`account_id`
+    ) AS `t11`
+  ) AS `t12`
+) AS `t13`
