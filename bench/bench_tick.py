@@ -23,10 +23,11 @@ events, jobs, enrollments, outbox rows, seconds and peak RSS.
 Notes for reading the figures: every tick first refreshes the per-unit event totals
 (``closeloop.data.rollups``; the launch builds them, later ticks fold in only the new days), so
 counts, firsts and lasts of an event without a window read the totals plus the events since;
-windowed counts read the window's events, and goals of the form ``count(event X) >= k`` date the
-k-th event from all of X's events. At 1.4M events most of a tick is building and compiling Ibis
-expressions (about 60%), not the warehouse's work; the launch adds each job's power estimate (its
-audience at five weekly points and at T-horizon).
+windowed counts read the widest window's events once for all of a frame's aggregates; goals of
+the form ``count(event X) >= 1`` are dated by the first X (a per-unit minimum) and ``>= k`` for
+k > 1 rank all of X's events. Every job's eligible units and goal times are asked in one query
+per target (``closeloop.engine.tick_reads``). The launch adds the launch checks' power estimates
+(every job's audience at five weekly points and at T-horizon: one query per distinct time).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 
 from closeloop.data import history
 from closeloop.data.attributes import ALIASES, account_attributes, person_attributes
@@ -931,6 +932,31 @@ def audience_flags(
     return flagged.filter(anyone).distinct()
 
 
+def goal_candidates(target: Entity, rows: Sequence[tuple[int, str, datetime]]) -> ir.Table:
+    """The ``candidates`` of :func:`goals_reached_at` from (goal index, unit key, entered_at)."""
+    return ibis.memtable(
+        pa.table(
+            {
+                "_goal": pa.array([row[0] for row in rows], pa.int32()),
+                unit_key(target): pa.array([row[1] for row in rows], pa.string()),
+                "entered_at": pa.array([row[2] for row in rows], pa.timestamp("us")),
+            }
+        )
+    )
+
+
+def _candidate_frame(compiler: Compiler, candidates: ir.Table, target: Entity) -> Frame:
+    """A frame of ``candidates`` (the unit key, ``entered_at``, ...) joined to their units."""
+    key = unit_key(target)
+    units = compiler.frame(target).base
+    joined = candidates.inner_join(units, candidates[key] == units[key])
+    return Frame(
+        target,
+        joined.select(*candidates.columns, *[c for c in units.columns if c != key]),
+        fuse=compiler.fused_events,
+    )
+
+
 def goals_reached_at(
     goals: Sequence[Expression],
     warehouse: Warehouse,
@@ -949,14 +975,7 @@ def goals_reached_at(
     """
     compiler = Compiler(warehouse, as_of, catalog, rollup)
     key = unit_key(target)
-    units = compiler.frame(target).base
-    base = candidates.select("_goal", key, "entered_at")
-    joined = base.inner_join(units, base[key] == units[key])
-    frame = Frame(
-        target,
-        joined.select(*base.columns, *[c for c in units.columns if c != key]),
-        fuse=compiler.fused_events,
-    )
+    frame = _candidate_frame(compiler, candidates.select("_goal", key, "entered_at"), target)
     pairs = [(compiler.predicate(goal, frame), compiler.reached(goal, frame)) for goal in goals]
     table = frame.table()
     never = ibis.null("timestamp")
@@ -996,14 +1015,7 @@ def goal_reached_at(
     """
     compiler = Compiler(warehouse, as_of, catalog, rollup)
     key = unit_key(target)
-    units = compiler.frame(target).base
-    base = candidates.select(key, "entered_at")
-    joined = base.inner_join(units, base[key] == units[key])
-    frame = Frame(
-        target,
-        joined.select(*base.columns, *[c for c in units.columns if c != key]),
-        fuse=compiler.fused_events,
-    )
+    frame = _candidate_frame(compiler, candidates.select(key, "entered_at"), target)
     holds = compiler.predicate(expression, frame)
     when = compiler.reached(expression, frame)
     table = frame.table()

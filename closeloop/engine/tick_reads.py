@@ -23,10 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import ibis
-import pyarrow as pa
-
-from closeloop.data.compiler import audience_flags, goals_reached_at
+from closeloop.data.compiler import audience_flags, goal_candidates, goals_reached_at
 from closeloop.data.rollups import Rollup
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, MembershipKind, memberships
@@ -114,27 +111,16 @@ class TickReads:
         found: dict[str, dict[str, datetime]] = {}
         for target in Entity:
             jobs = [job for job in self._shared() if Entity(job.definition.target) == target]
-            indexes, units, times = [], [], []
+            rows = []
             for index, job in enumerate(jobs):
                 candidates = self.running(job)
                 self._candidates[job.name] = candidates
                 found[job.name] = {}
-                for unit, entered_at in candidates:
-                    indexes.append(index)
-                    units.append(unit)
-                    times.append(entered_at)
-            if not units:
+                rows += [(index, unit, entered_at) for unit, entered_at in candidates]
+            if not rows:
                 continue
             key = "person_id" if target == Entity.PERSON else "account_id"
-            table = ibis.memtable(
-                pa.table(
-                    {
-                        "_goal": pa.array(indexes, pa.int32()),
-                        key: pa.array(units, pa.string()),
-                        "entered_at": pa.array(times, pa.timestamp("us")),
-                    }
-                )
-            )
+            table = goal_candidates(target, rows)
             reached = goals_reached_at(
                 [job.goal for job in jobs],
                 self.warehouse,

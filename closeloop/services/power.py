@@ -27,13 +27,13 @@ from weakref import WeakKeyDictionary
 
 import ibis
 import ibis.expr.types as ir
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from closeloop.data import history
 from closeloop.data.compiler import (
     audience_flags,
     eligible_units,
+    goal_candidates,
     goal_reached_at,
     goals_reached_at,
 )
@@ -585,23 +585,14 @@ def _target_counts(
             entered = members[points[k]][position] - members[points[k - 1]][position]
             counts[(position, f"entrants_{k}")] = len(entered)
         counts[(position, "members")] = len(members[start][position])
-    goals, units, times = [], [], []
-    for position, start in enumerate(starts):
-        for unit in sorted(members[start][position]):
-            goals.append(position)
-            units.append(unit)
-            times.append(start)
-    if not units:
+    rows = [
+        (position, unit, start)
+        for position, start in enumerate(starts)
+        for unit in sorted(members[start][position])
+    ]
+    if not rows:
         return counts
-    candidates = ibis.memtable(
-        pa.table(
-            {
-                "_goal": pa.array(goals, pa.int32()),
-                key: pa.array(units, pa.string()),
-                "entered_at": pa.array(times, pa.timestamp("us")),
-            }
-        )
-    )
+    candidates = goal_candidates(target, rows)
     reached = goals_reached_at(
         [job.goal for job in group], warehouse, moment, candidates, catalog, target
     )
