@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from closeloop.data.compiler import (
     eligible_units,
     excluded_units,
+    goal_candidates,
     goal_reached_at,
 )
 from closeloop.data.rollups import Rollup
@@ -560,14 +561,7 @@ def _completions(
     if read is not None:
         reached_at = read
     else:
-        candidates = ibis.memtable(
-            pa.table(
-                {
-                    key: pa.array([unit for unit, _ in pairs], pa.string()),
-                    "entered_at": pa.array([moment for _, moment in pairs], pa.timestamp("us")),
-                }
-            )
-        )
+        candidates = goal_candidates(target, [(0, unit, moment) for unit, moment in pairs])
         reached = goal_reached_at(
             job.goal, warehouse, at, candidates, project.catalog, target, rollup=rollup
         ).to_pyarrow()
