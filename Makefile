@@ -19,7 +19,7 @@ demo: install  ## simulate a company, run a job with a holdout, measure it
 	$(BIN)/closeloop demo
 
 test: install lint typecheck  ## every check: ruff, mypy, the whole pytest suite
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check closeloop tests bench

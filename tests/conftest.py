@@ -29,7 +29,12 @@ _CACHE_KEY = pytest.StashKey[tuple[str | None, Path]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """A private cache folder for the run (module doc), before any test module is imported."""
+    """A private cache folder for the run (module doc), before any test module is imported.
+
+    ``COLUMNS`` is dropped: the CLI's consoles take their width when first imported, and test
+    workers (pytest-xdist) inherit ``COLUMNS=80``; tests that need a width set it themselves.
+    """
+    os.environ.pop("COLUMNS", None)
     folder = Path(tempfile.mkdtemp(prefix="closeloop-test-cache-"))
     config.stash[_CACHE_KEY] = (os.environ.get(CACHE_ENV), folder)
     os.environ[CACHE_ENV] = str(folder)

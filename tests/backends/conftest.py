@@ -21,6 +21,7 @@ import shutil
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,9 +111,9 @@ def _python() -> str:
     return sys.executable
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A brand-new PostgreSQL database for the session, dropped at the end."""
+@contextmanager
+def _new_postgres_database() -> Iterator[str]:
+    """A brand-new PostgreSQL database, dropped at the end."""
     server = os.environ.get(POSTGRES_ENV)
     if not server:
         pytest.skip(f"{POSTGRES_ENV} is not set: no PostgreSQL server to test against")
@@ -151,20 +152,27 @@ def backend(request: pytest.FixtureRequest) -> str:
 def warehouse(
     backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Warehouse]:
-    """The backend under test, loaded with the conformance dataset through Warehouse writes."""
+    """The backend under test, loaded with the conformance dataset through Warehouse writes.
+
+    Each instance gets its own empty database: pytest may set a session fixture up again when
+    its parameter comes back (test workers order tests their own way), and loading the dataset
+    twice into one database would double it.
+    """
     connected: Warehouse
-    if backend == "duckdb":
-        connected = _duckdb(tmp_path_factory.mktemp("duckdb"))
-    elif backend == "postgres":
-        connected = Warehouse.connect(request.getfixturevalue("postgres_database"))
-    else:
-        session = request.getfixturevalue("spark_session")
-        session.sql(f"CREATE DATABASE IF NOT EXISTS {SPARK_DATABASE}")
-        session.catalog.setCurrentDatabase(SPARK_DATABASE)
-        connected = Warehouse.for_spark(session)
-    with connected:
-        load_conformance_dataset(connected)
-        yield connected
+    with ExitStack() as stack:
+        if backend == "duckdb":
+            connected = _duckdb(tmp_path_factory.mktemp("duckdb"))
+        elif backend == "postgres":
+            connected = Warehouse.connect(stack.enter_context(_new_postgres_database()))
+        else:
+            session = request.getfixturevalue("spark_session")
+            database = f"{SPARK_DATABASE}_{uuid.uuid4().hex[:8]}"
+            session.sql(f"CREATE DATABASE {database}")
+            session.catalog.setCurrentDatabase(database)
+            connected = Warehouse.for_spark(session)
+        with connected:
+            load_conformance_dataset(connected)
+            yield connected
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ real ``closeloop serve`` process on loopback.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +34,7 @@ from browser_support import Dashboard, log_in
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
+INSTALL_LOCK = Path(tempfile.gettempdir()) / "closeloop-tests-chromium-install.lock"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -55,7 +58,9 @@ def _apt_install_chromium() -> str:
         return "apt-get is not available"
     if os.geteuid() != 0:
         return "installing chromium with apt needs root"
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    # apt waits for another apt (an upgrade, a package install) instead of failing at once.
+    install = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y"]
+    install += ["--no-install-recommends", "chromium"]
     environ = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     result = subprocess.run(install, capture_output=True, text=True, env=environ, check=False)
     if result.returncode != 0:
@@ -69,7 +74,11 @@ def _apt_install_chromium() -> str:
 def ensure_chromium() -> None:
     if CHROMIUM.exists():
         return
-    reason = _apt_install_chromium()
+    # Test workers running in parallel install it once: the first takes the lock, the others
+    # wait for it and find chromium there.
+    with INSTALL_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        reason = "" if CHROMIUM.exists() else _apt_install_chromium()
     if reason:
         message = f"{CHROMIUM} is missing and could not be installed ({reason})"
         if os.environ.get("CI"):
