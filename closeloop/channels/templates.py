@@ -9,8 +9,9 @@ the template file and line, the variable, and (from the caller) the job, step an
 
 from __future__ import annotations
 
+import copy
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,7 +31,9 @@ class TemplateSet:
     Each template is compiled once and kept: files by Jinja's own cache (recompiled only when the
     file changes on disk), inline templates (subjects, texts) by their source. :meth:`shared`
     gives one set per folder for the life of the process, so a tick, the next tick and every job
-    of the project render from the same compiled templates.
+    of the project render from the same compiled templates. :meth:`pinned` gives a view that
+    looks at the disk once per file (whether it exists, whether it changed) instead of once per
+    message: a tick's thousands of messages render from the files as they were at its start.
     """
 
     _shared: ClassVar[dict[Path, TemplateSet]] = {}
@@ -56,20 +59,35 @@ class TemplateSet:
             loader=loader, undefined=jinja2.StrictUndefined, autoescape=True
         )
         self._strings: dict[str, jinja2.Template] = {}
+        self._looked: dict[tuple[str, bool | None], Any] | None = None  # pinned views only
+
+    def pinned(self) -> TemplateSet:
+        """This set's compiled templates, with each file looked up on disk once for the life of
+        the view (use one per batch of messages, never for long)."""
+        view = copy.copy(self)
+        view._looked = {}
+        return view
 
     def exists(self, name: str) -> bool:
-        return (self.folder / name).is_file()
+        return bool(self._look((name, None), lambda: (self.folder / name).is_file()))
 
     def render_file(self, name: str, variables: Mapping[str, Any], *, html: bool = False) -> str:
         """Render ``templates/<name>``; HTML files are autoescaped."""
         environment = self._html if html else self._text
         try:
-            template = environment.get_template(name)
-            return template.render(variables)
+            template = self._look((name, html), lambda: environment.get_template(name))
+            return str(template.render(variables))
         except (jinja2.TemplateError, SecurityError) as error:
             raise RenderError(_describe(error, name)) from error
         except Exception as error:  # a filter or test that raised: still one located failure
             raise RenderError(f"template {name}: {type(error).__name__}: {error}") from error
+
+    def _look(self, key: tuple[str, bool | None], look: Callable[[], Any]) -> Any:
+        if self._looked is None:
+            return look()
+        if key not in self._looked:
+            self._looked[key] = look()
+        return self._looked[key]
 
     def render_string(self, source: str, variables: Mapping[str, Any], *, label: str) -> str:
         """Render an inline template (a subject, a Slack text); ``label`` names it in errors."""

@@ -142,6 +142,8 @@ class Compiler:
         self.catalog = catalog or default_catalog()
         self.vocabulary = self.catalog.vocabulary
         self.now = ibis.literal(as_of, type="timestamp")
+        # For goal dating: no candidate entered before this (see _kth_event_since).
+        self.entered_since: datetime | None = None
 
     # -- units and events as of T -----------------------------------------------------------
 
@@ -661,6 +663,8 @@ class Compiler:
                     "first",
                 )
                 return lambda t: t[column].fill_null(self.now)
+            if self.entered_since is not None:
+                return self._kth_event_since(frame, count.event, int(k), self.entered_since)
             column = frame.derived(
                 ("kth", frame.entity, count.event, int(k)),
                 frame.key,
@@ -694,6 +698,56 @@ class Compiler:
         )
         kth = ranked.filter(ranked._rank == k - 1)
         return kth.select(key, **{name: kth.timestamp})
+
+    def _kth_event_since(self, frame: Frame, event: str, k: int, since: datetime) -> ValueFn:
+        """When a goal ``count(event) >= k`` became true, for candidates none of whom entered
+        before ``since``, ranking only the events after ``since`` (not all history).
+
+        The goal's time only matters after entry: a k-th event at or before ``since`` gives
+        ``since`` (the caller's ``greatest(when, entered_at)`` makes it the entry). Otherwise the
+        k-th event is the ``(k - c)``-th after ``since``, where ``c`` (the events up to
+        ``since``) is the count as of T (the rollup's or the frame's) less those after.
+        """
+        total = self._per_unit_events(
+            frame,
+            frame.entity,
+            ("count", event, (), None),
+            lambda events: events.count(),
+            "count",
+        )
+        key = frame.key
+
+        def after(name: str) -> ir.Table:
+            events = self.events(event)
+            events = events.filter(events.timestamp > ibis.literal(since, type="timestamp"))
+            if key == "person_id":
+                events = events.filter(events.person_id.notnull())
+            ranked = events.mutate(
+                _rank=ibis.row_number().over(
+                    group_by=events[key], order_by=[events.timestamp, events.event_id]
+                )
+            )
+            return ranked.group_by(key).aggregate(
+                **{f"{name}_n": ranked.count()},
+                **{
+                    f"{name}_{index}": ranked.timestamp.min(where=ranked._rank == index)
+                    for index in range(k)
+                },
+            )
+
+        column = frame.derived(("kth_since", frame.entity, event, k, since), key, after)
+        start = ibis.literal(since, type="timestamp")
+
+        def when(t: ir.Table) -> ir.Value:
+            before = t[total].fill_null(0) - t[f"{column}_n"].fill_null(0)
+            kth = ibis.cases(
+                (before >= k, start),
+                *[(before == k - 1 - index, t[f"{column}_{index}"]) for index in range(k)],
+                else_=ibis.null("timestamp"),
+            )
+            return kth.fill_null(self.now)
+
+        return when
 
     # -- definitions ------------------------------------------------------------------------
 
@@ -966,14 +1020,17 @@ def goals_reached_at(
     target: Entity = Entity.ACCOUNT,
     *,
     rollup: Rollup | None = None,
+    entered_since: datetime | None = None,
 ) -> ir.Table:
     """:func:`goal_reached_at` of several goals in one query.
 
     ``candidates`` has ``_goal`` (an index into ``goals``), the unit key and ``entered_at``;
     the result has ``_goal``, the unit key and ``reached_at`` for the candidates whose goal
     holds as of ``as_of``, with the times :func:`goal_reached_at` gives for each goal alone.
+    ``entered_since``: as for :func:`goal_reached_at`.
     """
     compiler = Compiler(warehouse, as_of, catalog, rollup)
+    compiler.entered_since = entered_since
     key = unit_key(target)
     frame = _candidate_frame(compiler, candidates.select("_goal", key, "entered_at"), target)
     pairs = [(compiler.predicate(goal, frame), compiler.reached(goal, frame)) for goal in goals]
@@ -1006,14 +1063,18 @@ def goal_reached_at(
     target: Entity = Entity.ACCOUNT,
     *,
     rollup: Rollup | None = None,
+    entered_since: datetime | None = None,
 ) -> ir.Table:
     """For candidates (unit key, ``entered_at``) whose goal holds as of ``as_of``: when.
 
     The unit key is ``account_id`` (or ``person_id`` for a person target). ``reached_at`` is
     the earliest time the goal held, at event precision where the goal is a threshold on an
     event count (the time of the k-th event) or a job/stage time, never before ``entered_at``.
+    ``entered_since``, a time no candidate entered before (the earliest ``entered_at``), lets
+    a k-th event goal rank only the events after it instead of all history.
     """
     compiler = Compiler(warehouse, as_of, catalog, rollup)
+    compiler.entered_since = entered_since
     key = unit_key(target)
     frame = _candidate_frame(compiler, candidates.select(key, "entered_at"), target)
     holds = compiler.predicate(expression, frame)

@@ -20,9 +20,10 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import ibis
+import ibis.expr.types as ir
 import pyarrow as pa
 
 from closeloop.channels.base import RenderContext, Rendered
@@ -67,9 +68,8 @@ def schedule(steps: Sequence[Step]) -> list[Scheduled]:
     return scheduled
 
 
-@dataclass(frozen=True)
-class Unit:
-    """An enrollment as far as sending is concerned."""
+class Unit(NamedTuple):
+    """An enrollment as far as sending is concerned (a tuple: a tick reads 100k of them)."""
 
     enrollment_id: str
     account_id: str
@@ -111,19 +111,92 @@ def end_plan(
     ]
 
 
+class Directory:
+    """Accounts and their contacts as the warehouse has them, fetched once per account.
+
+    Rendering needs each treated unit's account row and its recipients: the account's first
+    :data:`MAX_RECIPIENTS` people with an email (oldest first), or for a person job that person
+    alone. One directory serves every job of a tick: an account or person several jobs act on
+    is fetched once, and each job asks only for what is not fetched yet (one query each for
+    accounts, their first contacts and people).
+    """
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
+        self.accounts: dict[str, dict[str, Any] | None] = {}  # None: no such account
+        self.contacts: dict[str, list[dict[str, Any]]] = {}  # account -> first contacts
+        self.people: dict[str, list[dict[str, Any]]] = {}  # person -> its rows with an email
+
+    def fetch(self, account_ids: set[str], person_ids: set[str] | None = None) -> None:
+        """Make sure ``account_ids`` (with their first contacts) and ``person_ids`` are known;
+        absent ones are remembered as absent."""
+        missing = sorted(account_ids.difference(self.accounts))
+        if missing:
+            keys = _keys("account_id", missing)
+            accounts = self.warehouse.table("accounts").semi_join(keys, "account_id")
+            people = self._people().semi_join(keys, "account_id")
+            order = [people.created_at, people.person_id]
+            numbered = people.mutate(
+                _n=ibis.row_number().over(group_by=people.account_id, order_by=order)
+            )
+            first = numbered.filter(numbered._n < MAX_RECIPIENTS).order_by(
+                ["account_id", "created_at", "person_id"]
+            )
+            self.accounts.update(dict.fromkeys(missing))
+            self.accounts.update((row["account_id"], row) for row in _rows(accounts))
+            for person in _rows(first.select(*CONTACT_COLUMNS)):
+                self.contacts.setdefault(person["account_id"], []).append(person)
+        wanted = sorted((person_ids or set()).difference(self.people))
+        if wanted:
+            people = self._people().semi_join(_keys("person_id", wanted), "person_id")
+            self.people.update((person, []) for person in wanted)
+            for person in _rows(people.select(*CONTACT_COLUMNS)):
+                self.people[person["person_id"]].append(person)
+
+    def recipients(self, unit: Unit) -> list[dict[str, Any]]:
+        """The people an action for ``unit`` goes to (fetched before)."""
+        if unit.person_id is None:
+            return self.contacts.get(unit.account_id, [])
+        # A person job acts on that person only, as a contact of the unit's account.
+        rows = self.people.get(unit.person_id, [])
+        return [row for row in rows if row["account_id"] == unit.account_id][:MAX_RECIPIENTS]
+
+    def _people(self) -> ir.Table:
+        people = self.warehouse.table("people")
+        return people.filter(people.email.notnull())
+
+
+CONTACT_COLUMNS = ("account_id", "person_id", "email", "name", "role")
+
+
+def _keys(column: str, values: list[str]) -> ir.Table:
+    return ibis.memtable(pa.table({column: pa.array(values, pa.string())}))
+
+
+def _rows(table: ir.Table) -> list[dict[str, Any]]:
+    return list(table.to_pyarrow().to_pylist())
+
+
 class Renderer:
     """Builds outbox rows: each action rendered by its kind with the unit's data.
 
     ``replay`` marks rows that would be sent as ``not_sent`` (a backfill that does not send):
-    they record what the job did in the past and are never dispatched.
+    they record what the job did in the past and are never dispatched. ``directory`` (one for
+    every job of a tick) holds the accounts and contacts already fetched.
     """
 
     def __init__(
-        self, project: Project, job: LoadedJob, warehouse: Warehouse, *, replay: bool = False
+        self,
+        project: Project,
+        job: LoadedJob,
+        warehouse: Warehouse,
+        *,
+        replay: bool = False,
+        directory: Directory | None = None,
     ) -> None:
         self.project = project
         self.job = job
-        self.warehouse = warehouse
+        self.directory = directory if directory is not None else Directory(warehouse)
         self.replay = replay
         self.templates = TemplateSet.shared(project.folder / TEMPLATES_DIR)
 
@@ -138,7 +211,12 @@ class Renderer:
         if not plan:
             return []
         treated = [item for item in plan if item.unit.arm != HOLDOUT]
-        accounts, contacts = self._lookups({item.unit.account_id for item in treated})
+        directory = self.directory
+        directory.fetch(
+            {item.unit.account_id for item in treated},
+            {item.unit.person_id for item in treated if item.unit.person_id is not None},
+        )
+        templates = self.templates.pinned()  # the files as they are now, for all of these rows
         rows: list[dict[str, Any]] = []
         for item in plan:
             unit = item.unit
@@ -149,22 +227,20 @@ class Renderer:
                 payload: dict[str, Any] = {"ghost": True}
                 status = OutboxStatus.GHOST
             else:
-                people = contacts.get(unit.account_id, [])
-                if unit.person_id is not None:  # a person target acts on that person only
-                    people = [p for p in people if p["person_id"] == unit.person_id]
                 context = RenderContext(
                     job_name=self.job.name,
                     step_index=item.step_index,
                     enrollment_id=unit.enrollment_id,
                     idempotency_key=key,
                     arm=unit.arm,
-                    account=accounts.get(unit.account_id, {"account_id": unit.account_id}),
-                    contacts=people[:MAX_RECIPIENTS],
+                    account=directory.accounts.get(unit.account_id)
+                    or {"account_id": unit.account_id},
+                    contacts=directory.recipients(unit),
                     person_id=unit.person_id,
                     unsubscribe_url=unsubscribe_url(unit.account_id) if unsubscribe_url else "",
                     at=item.due_at,
                 )
-                rendered, failure = _render(kind.render, item.step, context, self.templates)
+                rendered, failure = _render(kind.render, item.step, context, templates)
                 payload = rendered.payload
                 if failure is not None:
                     status, error = OutboxStatus.DEAD, failure
@@ -190,29 +266,6 @@ class Renderer:
                 }
             )
         return rows
-
-    def _lookups(
-        self, account_ids: set[str]
-    ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-        if not account_ids:  # only holdout units: nothing is rendered
-            return {}, {}
-        keys = ibis.memtable(pa.table({"account_id": pa.array(sorted(account_ids), pa.string())}))
-        accounts = (
-            self.warehouse.table("accounts").semi_join(keys, "account_id").to_pyarrow().to_pylist()
-        )
-        people = (
-            self.warehouse.table("people")
-            .semi_join(keys, "account_id")
-            .filter(lambda p: p.email.notnull())
-            .order_by(["account_id", "created_at", "person_id"])
-            .select("account_id", "person_id", "email", "name", "role")
-            .to_pyarrow()
-            .to_pylist()
-        )
-        contacts: dict[str, list[dict[str, Any]]] = {}
-        for person in people:
-            contacts.setdefault(person["account_id"], []).append(person)
-        return {row["account_id"]: row for row in accounts}, contacts
 
 
 def _render(

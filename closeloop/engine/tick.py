@@ -53,7 +53,14 @@ from closeloop.engine.steps import (
     end_plan,
     entry_plan,
 )
-from closeloop.engine.tick_reads import Candidates, TickReads, references_jobs
+from closeloop.engine.tick_reads import (
+    Candidates,
+    Running,
+    TickReads,
+    candidates,
+    references_jobs,
+    unit_key,
+)
 from closeloop.errors import ConcurrencyError, NotFoundError
 
 __all__ = ["ExitReason", "JobStatus", "OutboxStatus", "TickResult", "run_tick"]
@@ -121,7 +128,8 @@ def run_tick(
     ``reads`` (one for every job of a tick) answers the job's warehouse questions from one query
     for all jobs; the decisions are the same without it.
     """
-    renderer = Renderer(project, job, warehouse, replay=replay)
+    directory = reads.directory if reads is not None else None
+    renderer = Renderer(project, job, warehouse, replay=replay, directory=directory)
     planned = cache(launch_plan) if launch_plan is not None else None  # once, however many tries
     for _ in range(MAX_ATTEMPTS):
         record = store.sync_job(job, author)
@@ -151,7 +159,10 @@ def run_tick(
         if references_jobs(job):
             publish_enrollments(store, warehouse)
         # Reads happen before the transaction: they decide, the transaction records.
-        decisions = _decide(project, job, warehouse, store, record, at, state.status, rollup, reads)
+        revision = None if launching else state.revision
+        decisions = _decide(
+            project, job, warehouse, store, record, at, state.status, rollup, reads, revision
+        )
         plan = _plan(job, decisions, at) if state.status == JobStatus.LIVE else []
         outbox_rows = renderer.rows(record.version, plan, at, unsubscribe_url)
         try:
@@ -415,12 +426,22 @@ def _decide(
     status: str = JobStatus.LIVE,
     rollup: Rollup | None = None,
     reads: TickReads | None = None,
+    revision: int | None = None,
 ) -> _Decisions:
+    """What the job does at ``at``; ``revision``: the job's, read before anything else (the
+    running enrollments read ahead at it are reused, see closeloop.engine.tick_reads)."""
     definition = job.definition
     target = Entity(definition.target)
-    active, entered = _active_units(store, job.name, at)
+    running = (
+        reads.running_at(job, revision) if reads is not None and revision is not None else None
+    )
+    if running is not None:
+        active, entered = running.units, running.entered
+    else:
+        active, entered = _active_units(store, job.name, at)
     by_id = {unit.enrollment_id: unit for unit in active}
-    completions = _completions(project, job, warehouse, active, entered, at, rollup, reads)
+    pairs = running.candidates if running is not None else None
+    completions = _completions(project, job, warehouse, active, entered, at, rollup, reads, pairs)
     duration = timedelta(days=definition.duration_days)
     exits: dict[str, tuple[datetime, str]] = {}
     for unit in active:
@@ -440,7 +461,7 @@ def _decide(
     if definition.exit_when_ineligible:
         for unit in active:
             ended = unit.enrollment_id in completions or unit.enrollment_id in exits
-            if not ended and _unit_key(unit, target) not in eligible:
+            if not ended and unit_key(unit, target) not in eligible:
                 exits[unit.enrollment_id] = (at, ExitReason.NO_LONGER_ELIGIBLE)
     if not enrolling:
         return _Decisions(completions, exits, [], by_id)
@@ -497,10 +518,6 @@ def _open_referrals(
     return found
 
 
-def _unit_key(unit: Unit, target: Entity) -> str:
-    return unit.person_id if target == Entity.PERSON and unit.person_id else unit.account_id
-
-
 def _active_units(
     store: StateStore, job_name: str, at: datetime
 ) -> tuple[list[Unit], dict[str, datetime]]:
@@ -530,15 +547,16 @@ def tick_reads(
 ) -> TickReads:
     """The warehouse questions of a tick of ``jobs`` at ``at``, asked once for all of them."""
 
-    def running(job: LoadedJob) -> Candidates:
+    def running(job: LoadedJob) -> Running:
+        j = schema.jobs
+        with store.engine.connect() as connection:  # the revision before the enrollments
+            revision = connection.execute(
+                sa.select(j.c.revision).where(j.c.name == job.name)
+            ).scalar()
         active, entered = _active_units(store, job.name, at)
-        return _candidates(active, entered, Entity(job.definition.target))
+        return Running(revision, active, entered, Entity(job.definition.target))
 
     return TickReads(project, jobs, warehouse, at, running, rollup)
-
-
-def _candidates(active: Sequence[Unit], entered: dict[str, datetime], target: Entity) -> Candidates:
-    return tuple((_unit_key(unit, target), entered[unit.enrollment_id]) for unit in active)
 
 
 def _completions(
@@ -550,20 +568,30 @@ def _completions(
     at: datetime,
     rollup: Rollup | None = None,
     reads: TickReads | None = None,
+    pairs: Candidates | None = None,
 ) -> dict[str, datetime]:
-    """Enrollments whose goal first held (at event time) within their duration."""
+    """Enrollments whose goal first held (at event time) within their duration; ``pairs``:
+    their candidates (unit key, entered_at) if already made."""
     if not active:
         return {}
     target = Entity(job.definition.target)
     key = "person_id" if target == Entity.PERSON else "account_id"
-    pairs = _candidates(active, entered, target)
+    if pairs is None:
+        pairs = candidates(active, entered, target)
     read = reads.reached(job, pairs) if reads is not None else None
     if read is not None:
         reached_at = read
     else:
-        candidates = goal_candidates(target, [(0, unit, moment) for unit, moment in pairs])
+        table = goal_candidates(target, [(0, unit, moment) for unit, moment in pairs])
         reached = goal_reached_at(
-            job.goal, warehouse, at, candidates, project.catalog, target, rollup=rollup
+            job.goal,
+            warehouse,
+            at,
+            table,
+            project.catalog,
+            target,
+            rollup=rollup,
+            entered_since=min(moment for _, moment in pairs),
         ).to_pyarrow()
         reached_at = dict(
             zip(
@@ -575,7 +603,7 @@ def _completions(
     duration = timedelta(days=job.definition.duration_days)
     completions: dict[str, datetime] = {}
     for unit in active:
-        moment = reached_at.get(_unit_key(unit, target))
+        moment = reached_at.get(unit_key(unit, target))
         if moment is not None and moment <= entered[unit.enrollment_id] + duration:
             completions[unit.enrollment_id] = _naive(moment)
     return completions

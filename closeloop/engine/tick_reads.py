@@ -9,12 +9,21 @@ of the tick, on one frame whose per-unit tables the jobs share
 :func:`~closeloop.data.compiler.goals_reached_at`). The answers are the ones each job would get
 alone; ``tests/integration/test_tick_reads.py`` compares them.
 
+Reading the goal times needs every job's running enrollments, read from the state store with
+the job's revision (read first). A job's decision reuses them when the revision it decides at is
+still the one read ahead: every change to a job's enrollments bumps its revision in the same
+transaction, so an equal revision means the same enrollments, and a change after the read makes
+the decision's compare and set fail (the tick then decides again, reading afresh).
+
 Some answers cannot be read ahead, and a job then asks alone, as before:
 
 - a job whose audience, goal or exclusions mention job membership (``entered job "X"``): it
   changes as the jobs ticked before it enroll;
 - the goal of a job whose running enrollments are not the ones read ahead (another process
   recorded a tick of the job in between, and this tick decides again).
+
+The tick's :class:`~closeloop.engine.steps.Directory` (accounts and contacts for rendering) is
+shared here too, so an account several jobs act on is fetched once.
 """
 
 from __future__ import annotations
@@ -22,14 +31,40 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from closeloop.data.compiler import audience_flags, goal_candidates, goals_reached_at
 from closeloop.data.rollups import Rollup
 from closeloop.data.warehouse import Warehouse
 from closeloop.definitions.expressions import Entity, MembershipKind, memberships
 from closeloop.definitions.project import LoadedJob, Project
+from closeloop.engine.steps import Directory, Unit
 
 Candidates = tuple[tuple[str, datetime], ...]  # (unit key, entered_at) of running enrollments
+
+
+@dataclass(frozen=True)
+class Running:
+    """A job's running enrollments and when each entered, read at the job's ``revision``
+    (None: the job was never launched)."""
+
+    revision: int | None
+    units: list[Unit]
+    entered: dict[str, datetime]
+    target: Entity
+
+    @cached_property
+    def candidates(self) -> Candidates:
+        return candidates(self.units, self.entered, self.target)
+
+
+def unit_key(unit: Unit, target: Entity) -> str:
+    """The key a job's expressions know the unit by: the person for a person job."""
+    return unit.person_id if target == Entity.PERSON and unit.person_id else unit.account_id
+
+
+def candidates(units: Sequence[Unit], entered: dict[str, datetime], target: Entity) -> Candidates:
+    return tuple((unit_key(unit, target), entered[unit.enrollment_id]) for unit in units)
 
 
 def references_jobs(job: LoadedJob) -> bool:
@@ -45,18 +80,23 @@ def references_jobs(job: LoadedJob) -> bool:
 class TickReads:
     """Eligible units and goal times of every job of one tick at ``at``, read on first use.
 
-    ``running(job)`` gives the (unit key, entered_at) of the job's running enrollments.
+    ``running(job)`` reads the job's running enrollments (revision first).
     """
 
     project: Project
     jobs: Sequence[LoadedJob]
     warehouse: Warehouse
     at: datetime
-    running: Callable[[LoadedJob], Candidates]
+    running: Callable[[LoadedJob], Running]
     rollup: Rollup | None = None
+    directory: Directory = field(init=False)
     _eligible: dict[str, dict[str, str]] | None = field(default=None, init=False)
+    _running: dict[str, Running] = field(default_factory=dict, init=False)
     _candidates: dict[str, Candidates] = field(default_factory=dict, init=False)
     _reached: dict[str, dict[str, datetime]] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.directory = Directory(self.warehouse)
 
     def _shared(self) -> list[LoadedJob]:
         return [job for job in self.jobs if not references_jobs(job)]
@@ -66,6 +106,14 @@ class TickReads:
         if self._eligible is None:
             self._eligible = self._read_eligible()
         return self._eligible.get(job.name)
+
+    def running_at(self, job: LoadedJob, revision: int) -> Running | None:
+        """The job's running enrollments read ahead, if it is still at ``revision`` (module
+        doc), else None (read them afresh)."""
+        if self._reached is None:
+            self._reached = self._read_reached()
+        found = self._running.get(job.name)
+        return found if found is not None and found.revision == revision else None
 
     def reached(self, job: LoadedJob, candidates: Candidates) -> dict[str, datetime] | None:
         """When each of ``candidates`` reached the job's goal (absent: not yet), or None if the
@@ -113,10 +161,10 @@ class TickReads:
             jobs = [job for job in self._shared() if Entity(job.definition.target) == target]
             rows = []
             for index, job in enumerate(jobs):
-                candidates = self.running(job)
-                self._candidates[job.name] = candidates
+                running = self._running[job.name] = self.running(job)
+                read = self._candidates[job.name] = running.candidates
                 found[job.name] = {}
-                rows += [(index, unit, entered_at) for unit, entered_at in candidates]
+                rows += [(index, unit, entered_at) for unit, entered_at in read]
             if not rows:
                 continue
             key = "person_id" if target == Entity.PERSON else "account_id"
@@ -129,6 +177,7 @@ class TickReads:
                 self.project.catalog,
                 target,
                 rollup=self.rollup,
+                entered_since=min(row[2] for row in rows),
             ).to_pyarrow()
             for index, unit, moment in zip(
                 reached.column("_goal").to_pylist(),

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -112,6 +112,8 @@ def _tick_jobs(
     rollup: rollups.Rollup | None,
 ) -> list[TickResult]:
     project = workspace.project
+    # One signed link per account for the whole tick, whichever jobs message it.
+    unsubscribe_url = cache(links.url)
     # Every job's eligible units and goal times are asked in one query per target, on first use.
     reads = tick_reads(
         project,
@@ -131,7 +133,7 @@ def _tick_jobs(
             workspace.settings.author,
             launch=launch,
             replay=replay,
-            unsubscribe_url=links.url,
+            unsubscribe_url=unsubscribe_url,
             launch_plan=partial(_launch_plan, workspace, name, at),
             rollup=rollup,
             reads=reads,

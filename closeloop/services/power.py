@@ -594,7 +594,13 @@ def _target_counts(
         return counts
     candidates = goal_candidates(target, rows)
     reached = goals_reached_at(
-        [job.goal for job in group], warehouse, moment, candidates, catalog, target
+        [job.goal for job in group],
+        warehouse,
+        moment,
+        candidates,
+        catalog,
+        target,
+        entered_since=min(starts),
     )
     reached = reached.filter(reached.reached_at <= moment)
     completed = reached.group_by("_goal").aggregate(value=reached[key].nunique())

@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import ibis
+import pyarrow as pa
 import pytest
 from backend_dataset import CONFORMANCE_JOB, conformance_enrollments
 from backend_support import rows, same
@@ -104,6 +106,48 @@ def test_goal_reached_times(
     assert {row["account_id"]: row["reached_at"] for row in rows(reached, "account_id")} == (
         expected
     )
+
+
+# Entries after some of the unit's logins (a1: 5/26, 5/27, 5/31; a2: 4/1..4/10, 5/28, 5/30).
+ENTRIES = [
+    {"a1": datetime(2024, 5, 26), "a2": datetime(2024, 4, 2), "a3": datetime(2024, 5, 21)},
+    {"a1": datetime(2024, 5, 26, 12), "a2": datetime(2024, 4, 5)},
+    {"a2": datetime(2024, 4, 9, 6), "a1": datetime(2024, 5, 27, 10), "a4": datetime(2024, 5, 1)},
+]
+KTH_GOALS = [
+    *[f'count(event "login") >= {k}' for k in (1, 2, 3, 5, 12)],
+    'count(event "integration_connected") >= 1 or count(event "login") >= 2',
+    'count(event "login") >= 4 and count(event "login" in last 30 days) >= 1',
+]
+
+
+@pytest.mark.parametrize("goal", KTH_GOALS)
+@pytest.mark.parametrize("entries", ENTRIES, ids=["a2-1-before", "a1-1-a2-4-before", "a2-8"])
+def test_goal_times_ranking_only_the_events_after_the_earliest_entry(
+    warehouse: Warehouse, catalog: Catalog, goal: str, entries: dict[str, datetime]
+) -> None:
+    """Ticks and launch estimates pass the earliest entry of their candidates: a k-th event
+    goal then ranks only the events after it, counting the unit's events before it from its
+    totals. The times are the ones ranking all history gives, whether the k-th event came
+    before the entry, between the earliest entry and the unit's own, or after."""
+    candidates = ibis.memtable(
+        pa.table(
+            {
+                "account_id": pa.array(list(entries), pa.string()),
+                "entered_at": pa.array(list(entries.values()), pa.timestamp("us")),
+            }
+        )
+    )
+
+    def reached(since: datetime | None) -> dict[str, datetime]:
+        table = goal_reached_at(
+            parse_expression(goal), warehouse, T, candidates, catalog, entered_since=since
+        )
+        return {row["account_id"]: row["reached_at"] for row in rows(table, "account_id")}
+
+    everything = reached(None)
+    assert reached(min(entries.values())) == everything
+    assert everything or goal.endswith(">= 12")  # not vacuous: most goals are reached
 
 
 def test_a_jobs_units(warehouse: Warehouse, reference: Warehouse) -> None:

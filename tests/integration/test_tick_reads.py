@@ -23,9 +23,10 @@ import sqlalchemy as sa
 from closeloop.data import history, rollups
 from closeloop.definitions.expressions import Entity
 from closeloop.engine import schema
+from closeloop.engine.lifecycle import remove_account
 from closeloop.engine.steps import Unit
-from closeloop.engine.tick import _completions, _eligible, run_tick
-from closeloop.engine.tick_reads import Candidates, TickReads, references_jobs
+from closeloop.engine.tick import _completions, _eligible, preview_tick, run_tick, tick_reads
+from closeloop.engine.tick_reads import Candidates, Running, TickReads, references_jobs
 from closeloop.services import engine_runs
 from closeloop.services.power import estimate_launches, launch_plan
 from closeloop.services.project import Workspace, init_project, open_workspace
@@ -130,8 +131,15 @@ def test_reads_equal_each_job_asked_alone(company: Path) -> None:
         for at in (end - timedelta(days=45), end - timedelta(days=9, hours=5), end):
             candidates = _synthetic_candidates(workspace, at)
 
-            def running(job: Any, candidates: dict[Entity, Candidates] = candidates) -> Candidates:
-                return candidates[Entity(job.definition.target)]
+            def running(job: Any, candidates: dict[Entity, Candidates] = candidates) -> Running:
+                target = Entity(job.definition.target)
+                pairs = candidates[target]
+                active = [
+                    Unit(f"e{index}", unit, unit if target == Entity.PERSON else None, "treatment")
+                    for index, (unit, _) in enumerate(pairs)
+                ]
+                entered = {f"e{index}": moment for index, (_, moment) in enumerate(pairs)}
+                return Running(None, active, entered, target)
 
             reads = TickReads(project, jobs, warehouse, at, running, rollup)
             for job in jobs:
@@ -142,17 +150,11 @@ def test_reads_equal_each_job_asked_alone(company: Path) -> None:
                     continue
                 assert batched == alone, job.name
                 checked["eligible"] += len(alone)
-                pairs = running(job)
+                read = running(job)
+                pairs, active, entered = read.candidates, read.units, read.entered
                 reached = reads.reached(job, pairs)
                 assert reached is not None
                 # The same question alone, through the per-job path of the tick.
-                active = [
-                    Unit(f"e{index}", unit, unit, "treatment")
-                    if Entity(job.definition.target) == Entity.PERSON
-                    else Unit(f"e{index}", unit, None, "treatment")
-                    for index, (unit, _) in enumerate(pairs)
-                ]
-                entered = {f"e{index}": moment for index, (_, moment) in enumerate(pairs)}
                 alone_done = _completions(project, job, warehouse, active, entered, at, rollup)
                 batched_done = _completions(
                     project, job, warehouse, active, entered, at, rollup, reads
@@ -240,3 +242,50 @@ def test_ticks_record_what_job_by_job_ticks_record(company: Path, tmp_path: Path
     assert len(enrollments) > 200 and any(row[6] is not None for row in enrollments)
     assert {"timeout", "no_longer_eligible"} <= reasons, reasons
     assert any(row[3] is not None for row in enrollments)  # person targets enrolled
+
+
+def test_enrollments_changed_after_the_read_ahead_are_read_again(
+    company: Path, tmp_path: Path
+) -> None:
+    """A job whose enrollments change between the read-ahead and its decision (here an account
+    removed by hand; another process's tick bumps the revision the same way) decides from its
+    enrollments read afresh: it records what a tick that read after the change records."""
+    with open_workspace(company) as workspace:
+        end = _end_of_data(workspace)
+    launch_at, at = end - timedelta(days=20), end - timedelta(days=10)
+    recorded = {}
+    for stale in (False, True):
+        folder = tmp_path / ("stale" if stale else "fresh")
+        shutil.copytree(company, folder)
+        with open_workspace(folder) as workspace:
+            engine_runs.tick(workspace, launch_at, launch=True)
+            store, project = workspace.store, workspace.project
+            job = project.job("Lapsing")
+            # An account that reaches the goal by ``at``: read stale, it would complete.
+            completing = preview_tick(project, job, workspace.warehouse, store, at).completing
+            assert completing
+            e = schema.enrollments
+            with store.engine.connect() as connection:
+                account = connection.execute(
+                    sa.select(e.c.account_id).where(e.c.enrollment_id == min(completing))
+                ).scalar_one()
+            with history.recorded_names_fixed():
+                rollup = rollups.refresh(workspace.warehouse)
+                reads = tick_reads(project, [job], workspace.warehouse, store, at, rollup)
+                revision = store.job_record(job.name).revision
+                if stale:  # read ahead before the change
+                    read = reads.running_at(job, revision)
+                    assert read is not None and account in {u.account_id for u in read.units}
+                remove_account(store, job.name, account, "test", launch_at + timedelta(days=1))
+                now = store.job_record(job.name).revision
+                assert now > revision
+                if stale:
+                    assert reads.running_at(job, now) is None
+                result = run_tick(
+                    project, job, workspace.warehouse, store, at, rollup=rollup, reads=reads
+                )
+            assert result.completed + result.exited > 0  # the tick decided something
+            recorded[stale] = _store_rows(workspace)
+    assert recorded[True] == recorded[False]
+    removed = [row for row in recorded[True][0] if row[8] == "removed"]
+    assert len(removed) == 1

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from email.headerregistry import Address
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from closeloop.channels.base import OutboundMessage, RenderContext
 from closeloop.channels.email import (
@@ -21,6 +24,7 @@ from closeloop.channels.email import (
     MAX_SUBJECT_LENGTH,
     EmailStep,
     SmtpSender,
+    _parsed_plain_address,
     check,
     plain_address,
     render,
@@ -158,6 +162,27 @@ def test_an_account_without_people_is_skipped_with_the_reason(tmp_path: Path) ->
 )
 def test_plain_addresses(raw: object, expected: str | None) -> None:
     assert plain_address(raw) == expected
+
+
+_ATOMS = st.lists(
+    st.text(alphabet="ab09!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=4), min_size=1, max_size=3
+).map(".".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.tuples(_ATOMS, _ATOMS).map("@".join))
+def test_the_fast_path_takes_only_what_the_header_parser_takes(address: str) -> None:
+    """Addresses taken without parsing (dot-atom ``local@domain``) are exactly the ones the
+    standard library's header parser takes unchanged."""
+    parsed = Address(addr_spec=address)
+    assert parsed.addr_spec == address and parsed.username and parsed.domain
+    assert plain_address(address) == address
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list('ab.@-+"\\ <>()[],;:\r\n\x00é')), max_size=12))
+def test_any_text_is_judged_as_the_header_parser_judges_it(text: str) -> None:
+    assert plain_address(text) == _parsed_plain_address(text.strip())
 
 
 # -- errors that say where ----------------------------------------------------------------------
