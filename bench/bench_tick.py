@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -197,13 +198,21 @@ def first_job_audience_baseline(folder: Path, at: datetime) -> tuple[float, set[
 # -- one measured step, in a child process --------------------------------------------------
 
 
-def child_step(folder: Path, step: str, at: datetime) -> dict[str, Any]:
-    """Run one step in this process; its seconds (the step alone) and this process's peak RSS."""
+def child_step(folder: Path, step: str, at: datetime, warm: bool = False) -> dict[str, Any]:
+    """Run one step in this process; its seconds (the step alone) and this process's peak RSS.
+
+    ``warm``: first a dry run of the first job at ``at`` (``closeloop dry-run``: it reads and
+    renders, records nothing), so the tick runs as in the daemon (``closeloop run``), whose
+    modules are imported and whose warehouse has been read before.
+    """
     from closeloop.services import engine_runs, operations
     from closeloop.services.data import import_table
     from closeloop.services.project import open_workspace
 
     with open_workspace(folder) as workspace:
+        if warm:
+            first = sorted(workspace.project.jobs)[0]
+            engine_runs.dry_run(workspace, first, at)
         started = time.perf_counter()
         if step == "import":
             result = import_table(workspace, "events", folder / "held_back_events.parquet")
@@ -231,14 +240,34 @@ def _peak_rss_mb() -> float:
     return float("nan")
 
 
-def run_child(folder: Path, step: str, at: datetime) -> dict[str, Any]:
+def run_child(folder: Path, step: str, at: datetime, warm: bool = False) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", step, str(folder), at.isoformat()]
+    command += ["--warm"] if warm else []
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
     if done.returncode != 0:
         sys.stderr.write(done.stdout + done.stderr)
         raise SystemExit(f"step {step} failed (exit {done.returncode})")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+STATE_FILES = ("state.sqlite", "warehouse.duckdb")
+
+
+def _save_state(folder: Path) -> Path:
+    saved = folder.parent / f"{folder.name}_saved"
+    saved.mkdir(exist_ok=True)
+    for name in STATE_FILES:
+        shutil.copy2(folder / name, saved / name)
+    return saved
+
+
+def _restore_state(folder: Path, saved: Path) -> None:
+    for name in STATE_FILES:
+        for extra in (f"{name}-wal", f"{name}-shm", f"{name}.wal"):
+            (folder / extra).unlink(missing_ok=True)
+        shutil.copy2(saved / name, folder / name)
+    shutil.rmtree(saved)
 
 
 def store_counts(folder: Path) -> dict[str, int]:
@@ -279,7 +308,18 @@ def bench_jobs(args: argparse.Namespace, jobs: int, root: Path) -> list[dict[str
     ]
     results = []
     for step, at in steps:
+        warm = None
+        if step not in ("launch", "import"):
+            # The same tick twice from the same state: warm (as in the daemon), then cold (a
+            # `closeloop tick` process), whose records stay.
+            saved = _save_state(folder)
+            warm = run_child(folder, step, at, warm=True)
+            _restore_state(folder, saved)
         measured = run_child(folder, step, at)
+        if warm is not None:
+            same = ("entered", "completed", "exited", "outbox_written")
+            assert all(warm[key] == measured[key] for key in same), (warm, measured)
+            measured["warm_s"] = round(warm["seconds"], 3)
         if step == "launch":
             duckdb_s, expected = first_job_audience_baseline(folder, at)
             got = launched_accounts(folder, "Bench job 01")
@@ -326,19 +366,25 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     parser.add_argument("--keep", type=Path, help="build the projects here and keep them")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         step, folder, at = args.child
-        print(json.dumps(child_step(Path(folder), step, datetime.fromisoformat(at))))
+        moment = datetime.fromisoformat(at)
+        print(json.dumps(child_step(Path(folder), step, moment, warm=args.warm)))
         return
     with tempfile.TemporaryDirectory(prefix="bench_tick_") as temporary:
         root = args.keep or Path(temporary)
         results = [row for jobs in args.jobs for row in bench_jobs(args, jobs, root)]
-    print(f"{'case':<28} {'events':>11} {'enrolled':>9} {'outbox':>8} {'seconds':>8} {'RSS MB':>7}")
+    print(
+        f"{'case':<28} {'events':>11} {'enrolled':>9} {'outbox':>8} {'seconds':>8} "
+        f"{'warm s':>7} {'RSS MB':>7}"
+    )
     for row in results:
+        warm = f"{row['warm_s']:>7.2f}" if "warm_s" in row else f"{'':>7}"
         print(
             f"{row['case']:<28} {row['events']:>11,} {row['enrollments']:>9,} "
-            f"{row['outbox_rows']:>8,} {row['closeloop_s']:>8.2f} {row['peak_rss_mb']:>7.0f}"
+            f"{row['outbox_rows']:>8,} {row['closeloop_s']:>8.2f} {warm} {row['peak_rss_mb']:>7.0f}"
         )
     report = {
         "benchmark": "bench_tick",

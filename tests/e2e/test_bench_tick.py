@@ -37,3 +37,5 @@ def test_the_tick_benchmark_runs_and_checks_its_launch(tmp_path: Path) -> None:
     assert new_data["events"] > launch["events"]  # the held-back day was imported
     assert [row["enrollments"] for row in rows] == sorted(row["enrollments"] for row in rows)
     assert all(row["closeloop_s"] > 0 and row["peak_rss_mb"] > 0 for row in rows)
+    # Every tick after the launch was also timed warm, from the same state, with the same result.
+    assert all(row["warm_s"] > 0 for row in rows[1:]) and "warm_s" not in launch
