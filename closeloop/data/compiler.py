@@ -73,6 +73,11 @@ BoolFn = Callable[[ir.Table], ir.BooleanValue]
 ValueFn = Callable[[ir.Table], ir.Value]
 
 
+# Goals count(event X) >= k up to this k are dated from the events after the earliest entry
+# (one column per possible position of the k-th event); larger k rank all of X's events.
+MAX_BOUNDED_K = 20
+
+
 def default_catalog() -> Catalog:
     """Stored attributes only: no computed attributes, cohorts, stages or jobs."""
     return Catalog(account_attributes(), person_attributes())
@@ -663,7 +668,7 @@ class Compiler:
                     "first",
                 )
                 return lambda t: t[column].fill_null(self.now)
-            if self.entered_since is not None:
+            if self.entered_since is not None and int(k) <= MAX_BOUNDED_K:
                 return self._kth_event_since(frame, count.event, int(k), self.entered_since)
             column = frame.derived(
                 ("kth", frame.entity, count.event, int(k)),
