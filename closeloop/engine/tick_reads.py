@@ -92,7 +92,6 @@ class TickReads:
     directory: Directory = field(init=False)
     _eligible: dict[str, dict[str, str]] | None = field(default=None, init=False)
     _running: dict[str, Running] = field(default_factory=dict, init=False)
-    _candidates: dict[str, Candidates] = field(default_factory=dict, init=False)
     _reached: dict[str, dict[str, datetime]] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -120,7 +119,7 @@ class TickReads:
         job must ask alone (its candidates are not the ones read ahead)."""
         if self._reached is None:
             self._reached = self._read_reached()
-        if job.name not in self._reached or self._candidates.get(job.name) != candidates:
+        if job.name not in self._reached or self._running[job.name].candidates != candidates:
             return None
         return self._reached[job.name]
 
@@ -162,7 +161,7 @@ class TickReads:
             rows = []
             for index, job in enumerate(jobs):
                 running = self._running[job.name] = self.running(job)
-                read = self._candidates[job.name] = running.candidates
+                read = running.candidates
                 found[job.name] = {}
                 rows += [(index, unit, entered_at) for unit, entered_at in read]
             if not rows:
